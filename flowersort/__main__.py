@@ -1,0 +1,3 @@
+from flowersort.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""Walking a photo archive: streaming, sorted, and careful about what it enters."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+PHOTO_SUFFIXES = frozenset(
+    ".jpg .jpeg .jpe .png .bmp .dib .tif .tiff .webp .gif .heic .heif .jp2 .pbm .pgm .ppm".split()
+)
+# thumbnail caches that NAS boxes and desktops leave inside archives
+CACHE_NAMES = frozenset({"@eaDir", ".@__thumb", ".thumbnails", "Thumbs.db", "@Recycle"})
+
+OnSkip = Callable[[Path, str], None]
+
+
+def _ignore(path: Path, reason: str) -> None:
+    pass
+
+
+def is_photo_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in PHOTO_SUFFIXES
+
+
+def display(path: os.PathLike | str) -> str:
+    """A path as one printable line, whatever bytes its name holds."""
+    text = os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+
+
+def walk(
+    root: Path,
+    *,
+    prune: Iterable[Path] = (),
+    include_hidden: bool = False,
+    follow_symlinks: bool = False,
+    exclude: Iterable[str] = (),
+    on_skip: OnSkip = _ignore,
+) -> Iterator[Path]:
+    """Yield photo files under root, depth first in name order, one folder in memory at a time.
+
+    Never enters a folder in `prune` (such as the target folder inside the archive).
+    Symbolic links are skipped unless `follow_symlinks`; then each real folder is entered
+    once, so a link loop ends. Hidden names and thumbnail caches are skipped unless
+    `include_hidden`; `exclude` holds glob patterns matched against names and paths.
+    """
+    pruned = {os.path.realpath(p) for p in prune}
+    patterns = list(exclude)
+    seen: set[tuple[int, int]] = set()
+
+    def excluded(entry: os.DirEntry) -> bool:
+        if not include_hidden and (entry.name.startswith(".") or entry.name in CACHE_NAMES):
+            return True
+        return any(
+            fnmatch.fnmatch(entry.name, p) or fnmatch.fnmatch(entry.path, p) for p in patterns
+        )
+
+    def visit(folder: Path) -> Iterator[Path]:
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                on_skip(folder, "folder already visited (symbolic link loop)")
+                return
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            on_skip(folder, f"cannot read folder: {e.strerror}")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if excluded(entry):
+                continue
+            try:
+                if entry.is_symlink():
+                    if not follow_symlinks:
+                        if is_photo_name(entry.name) or entry.is_dir():
+                            on_skip(path, "symbolic link (use --follow-symlinks to follow)")
+                        continue
+                    if not os.path.exists(path):
+                        on_skip(path, "broken symbolic link")
+                        continue
+                is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
+            except OSError as e:
+                on_skip(path, e.strerror or str(e))
+                continue
+            if is_dir:
+                if os.path.realpath(path) not in pruned:
+                    yield from visit(path)
+            elif is_photo_name(entry.name):
+                yield path
+
+    root = Path(root)
+    st = os.stat(root)
+    if stat.S_ISDIR(st.st_mode):
+        yield from visit(root)
+    else:
+        yield root

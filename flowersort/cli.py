@@ -1,0 +1,453 @@
+"""The flowersort command line: parse, call the library, print, map errors to exit codes.
+
+Exit codes (a contract: scripts rely on them):
+  0  all done (skipped unreadable files are reported, not failures)
+  1  some moves failed
+  2  usage, model or configuration error
+  3  another run holds the lock
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from flowersort.archive import display
+from flowersort.errors import FlowersortError
+from flowersort.images import FeatureConfig
+from flowersort.model import default_model_path, load_model
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+EPILOG = "Exit codes: 0 all done, 1 some moves failed, 2 usage/model error, 3 locked."
+
+log = logging.getLogger("flowersort")
+
+
+class CliError(click.ClickException):
+    """A FlowersortError shown as one line, with its own exit code."""
+
+    def __init__(self, error: FlowersortError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+def run_library(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except FlowersortError as e:
+        raise CliError(e) from None
+
+
+def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setLevel(level)
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        file_handler.setLevel(logging.DEBUG)
+        handlers.append(file_handler)
+    log.handlers[:] = handlers
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+
+
+def report_skip(path: Path, reason: str) -> None:
+    log.warning("skipped: %s: %s", display(path), reason)
+
+
+def progress(quiet: bool, **kwargs) -> tqdm:
+    """A bar on a terminal; nothing under cron (stderr not a TTY) or with --quiet."""
+    return tqdm(disable=True if quiet else None, leave=False, dynamic_ncols=True, **kwargs)
+
+
+def open_model(path: Path | None):
+    return run_library(load_model, path or default_model_path())
+
+
+def logging_options(fn):
+    fn = click.option(
+        "--log-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write every message, with times, to this file.",
+    )(fn)
+    fn = click.option("-v", "--verbose", is_flag=True, help="Say more, e.g. every photo kept.")(fn)
+    fn = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no bar.")(fn)
+    return fn
+
+
+model_option = click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    help="Model file (.npz). Default: the model shipped with flowersort.",
+)
+workers_option = click.option(
+    "--workers", type=click.IntRange(1), help="Processes decoding photos. Default: one per core."
+)
+
+
+def int_list(ctx, param, value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter("expected numbers separated by commas, e.g. 16,4,1") from None
+
+
+@click.group(epilog=EPILOG)
+@click.version_option(package_name="flowersort")
+def cli() -> None:
+    """Find the flower photos in a photo archive and move them into a folder.
+
+    Teach it with two folders of examples (train), check it (evaluate), then let it sort
+    an archive (classify). Start with classify --dry-run: it shows the plan and touches
+    nothing.
+    """
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="model.npz",
+    show_default=True,
+    help="Where to write the model.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["hue-hist", "hue"]),
+    default="hue-hist",
+    show_default=True,
+    help="Network input: hue histograms per tile, or raw hue.",
+)
+@click.option(
+    "--image-size",
+    default=FeatureConfig.image_size,
+    show_default=True,
+    help="Photos are shrunk to this many pixels a side.",
+)
+@click.option(
+    "--grid", default=FeatureConfig.grid, show_default=True, help="Tiles per side of the tile map."
+)
+@click.option(
+    "--bins",
+    default=FeatureConfig.bins,
+    show_default=True,
+    help="Hue bins per tile (hue-hist mode).",
+)
+@click.option(
+    "--tile-layers",
+    default="16,4,1",
+    show_default=True,
+    callback=int_list,
+    help="Output rows of each tile-net layer.",
+)
+@click.option(
+    "--head-layers",
+    default="8,1,1",
+    show_default=True,
+    callback=int_list,
+    help="Output rows of each head-net layer (must end with 1,1).",
+)
+@click.option("--epochs", default=300, show_default=True, help="Most passes over the data.")
+@click.option(
+    "--patience",
+    default=30,
+    show_default=True,
+    help="Stop after this many epochs without a better validation loss.",
+)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--learning-rate", default=0.01, show_default=True)
+@click.option(
+    "--val-fraction",
+    default=0.2,
+    show_default=True,
+    help="Share of the examples kept aside to stop training and pick the threshold.",
+)
+@click.option("--seed", default=0, show_default=True, help="Same data and seed: same model.")
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Random left-right flips while training.",
+)
+@click.option(
+    "--freeze-tile-net",
+    is_flag=True,
+    help="Leave the tile net random and train only the head (the original design).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+@workers_option
+@logging_options
+def train(
+    flowers,
+    noflowers,
+    model_path,
+    mode,
+    image_size,
+    grid,
+    bins,
+    tile_layers,
+    head_layers,
+    epochs,
+    patience,
+    batch_size,
+    learning_rate,
+    val_fraction,
+    seed,
+    augment,
+    freeze_tile_net,
+    as_json,
+    workers,
+    quiet,
+    verbose,
+    log_file,
+):
+    """Learn flowers from two folders of example photos, FLOWERS and NOFLOWERS.
+
+    Both nets are trained end to end. A validation split is kept aside: training stops
+    when it stops improving, and the decision threshold is chosen on it. Both are saved
+    in the model file.
+    """
+    from flowersort.train import TrainConfig, fit, load_examples
+
+    setup_logging(quiet, verbose, log_file)
+    try:
+        feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        patience=patience,
+        val_fraction=val_fraction,
+        augment=augment,
+        seed=seed,
+        tile_layers=tile_layers,
+        head_layers=head_layers,
+        train_tile_net=not freeze_tile_net,
+    )
+    with progress(quiet, desc="reading photos", unit="photo") as bar:
+
+        def skip(path, reason):
+            report_skip(path, reason)
+
+        examples = run_library(load_examples, flowers, noflowers, feature_cfg, skip, workers)
+        bar.update(len(examples.y))
+    log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
+    with progress(quiet, total=epochs, desc="training", unit="epoch") as bar:
+
+        def on_epoch(epoch, stats):
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", val_acc=f"{stats['val_acc']:.3f}")
+
+        try:
+            model, _ = run_library(fit, examples.x, examples.y, feature_cfg, cfg, on_epoch)
+        except AssertionError as e:
+            raise click.UsageError(f"bad network shape: {e}") from None
+    model.summary["skipped"] = len(examples.skipped)
+    model.save(model_path)
+    val = model.summary["validation"]
+    if as_json:
+        click.echo(
+            json.dumps({"model": str(model_path), "threshold": model.threshold, **model.summary})
+        )
+    else:
+        click.echo(
+            f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
+            f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
+            f"{model.summary['epochs_run']} epochs, {model.summary['seconds']} s"
+        )
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_option
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Override the model's threshold.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--sweep", is_flag=True, help="Also show precision and recall at several thresholds.")
+@click.option("--by-folder", is_flag=True, help="Also show the errors per sub-folder.")
+@workers_option
+@logging_options
+def evaluate(
+    flowers,
+    noflowers,
+    model_path,
+    threshold,
+    as_json,
+    sweep,
+    by_folder,
+    workers,
+    quiet,
+    verbose,
+    log_file,
+):
+    """Measure the model on labelled folders FLOWERS and NOFLOWERS.
+
+    Prints accuracy, precision, recall, F1, the confusion counts and the misclassified
+    files.
+    """
+    from flowersort.evaluate import evaluate as run_evaluation
+
+    setup_logging(quiet, verbose, log_file)
+    model = open_model(model_path)
+    result = run_library(run_evaluation, model, flowers, noflowers, threshold, workers, report_skip)
+    m = result.metrics()
+    wrong = result.misclassified()
+    if as_json:
+        out = {
+            **m,
+            "misclassified": wrong,
+            "threshold": result.threshold,
+            "skipped": len(result.skipped),
+        }
+        if sweep:
+            out["sweep"] = result.sweep()
+        if by_folder:
+            out["by_folder"] = result.by_folder()
+        click.echo(json.dumps(out))
+        return
+    click.echo(
+        f"accuracy {m['accuracy']:.3f}  precision {m['precision']:.3f}  "
+        f"recall {m['recall']:.3f}  F1 {m['f1']:.3f}  (threshold {result.threshold:.3f})"
+    )
+    click.echo(
+        f"tp {m['tp']}  fp {m['fp']}  tn {m['tn']}  fn {m['fn']}  skipped {len(result.skipped)}"
+    )
+    if sweep:
+        click.echo("threshold  precision  recall  accuracy")
+        for row in result.sweep():
+            click.echo(
+                f"{row['threshold']:9.2f}  {row['precision']:9.3f}  {row['recall']:6.3f}"
+                f"  {row['accuracy']:8.3f}"
+            )
+    if by_folder:
+        for folder, row in result.by_folder().items():
+            click.echo(f"{folder}: {row['errors']} wrong of {row['n']}")
+    for row in wrong:
+        kind = "missed flower" if row["flower"] else "false flower"
+        click.echo(f"{kind}: {display(row['path'])} (score {row['score']:.3f})")
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--move-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Move the flower photos into this folder.",
+)
+@click.option(
+    "--copy-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Copy the flower photos into this folder instead; the archive is untouched.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan and touch nothing.")
+@model_option
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Override the model's threshold.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object a line per photo: {"path", "score", "flower", "action"}.',
+)
+@click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are cut).")
+@click.option(
+    "--include-hidden",
+    is_flag=True,
+    help="Also enter hidden files and folders and thumbnail caches (@eaDir ...).",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip files and folders matching GLOB; may be repeated.",
+)
+@workers_option
+@logging_options
+def classify(
+    src,
+    move_to,
+    copy_to,
+    dry_run,
+    model_path,
+    threshold,
+    as_json,
+    follow_symlinks,
+    include_hidden,
+    exclude,
+    workers,
+    quiet,
+    verbose,
+    log_file,
+):
+    """Find the flower photos under SRC; with --move-to, move them there.
+
+    SRC is searched recursively (never inside the target folder). A file at the target
+    is never overwritten: a clash gets a new name such as 'IMG_0001 (1).jpg'. Files that
+    are not usable photos are reported as skipped and the run goes on.
+    """
+    from flowersort.sorter import classify as run_classify
+
+    setup_logging(quiet, verbose, log_file)
+    if move_to and copy_to:
+        raise click.UsageError("use either --move-to or --copy-to, not both")
+    dest = move_to or copy_to
+    model = open_model(model_path)
+    counts: Counter = Counter()
+    outcomes = run_classify(
+        model,
+        src,
+        dest,
+        threshold=threshold,
+        dry_run=dry_run,
+        copy=copy_to is not None,
+        follow_symlinks=follow_symlinks,
+        include_hidden=include_hidden,
+        exclude=exclude,
+        workers=workers,
+    )
+    with progress(quiet, desc="classifying", unit="photo") as bar:
+        run_library(show_outcomes, outcomes, bar, counts, as_json)
+    parts = [
+        f"{counts[k]} {k.replace('-', ' ')}"
+        for k in ("moved", "copied", "would-move", "would-copy", "kept", "skipped", "failed")
+        if counts[k] or k in ("kept", "skipped", "failed")
+    ]
+    log.info("%d photos: %s", sum(counts.values()) - counts["skipped"], ", ".join(parts))
+    if counts["failed"]:
+        sys.exit(EXIT_FAILED)
+
+
+def show_outcomes(outcomes, bar: tqdm, counts: Counter, as_json: bool) -> None:
+    """Print each photo's outcome as it streams in: JSON on stdout, or a log line."""
+    for o in outcomes:
+        bar.update(1)
+        counts[o.action] += 1
+        if as_json:
+            click.echo(json.dumps(o.to_json()))
+        elif o.action == "skipped":
+            report_skip(o.path, o.detail)
+        elif o.action == "failed":
+            log.error("failed: %s: %s", display(o.path), o.detail)
+        elif o.action == "kept":
+            log.debug("kept: %s (score %.3f)", display(o.path), o.score)
+        else:
+            verb = o.action.replace("-", " ")
+            click.echo(f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f})")
+        if as_json and o.action in ("skipped", "failed"):
+            log.warning("%s: %s: %s", o.action, display(o.path), o.detail)
+
+
+def main() -> None:
+    cli()

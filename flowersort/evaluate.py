@@ -1,0 +1,82 @@
+"""Scoring a model on two labelled folders."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flowersort.archive import OnSkip, walk
+from flowersort.errors import FlowersortError
+from flowersort.metrics import confusion, sweep
+from flowersort.model import Model
+from flowersort.pipeline import score_photos
+
+
+@dataclass
+class Evaluation:
+    threshold: float
+    paths: list[Path] = field(default_factory=list)
+    truth: list[bool] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)  # sub-folder relative to its class root
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def metrics(self) -> dict:
+        predicted = np.array(self.scores) >= self.threshold
+        return confusion(np.array(self.truth, bool), predicted)
+
+    def misclassified(self) -> list[dict]:
+        return [
+            {"path": os.fsdecode(p), "flower": t, "score": round(s, 6)}
+            for p, t, s in zip(self.paths, self.truth, self.scores)
+            if (s >= self.threshold) != t
+        ]
+
+    def sweep(self) -> list[dict]:
+        return sweep(np.array(self.scores), np.array(self.truth, bool))
+
+    def by_folder(self) -> dict[str, dict]:
+        """Figures per (class, sub-folder), to see which kinds of photos fail."""
+        groups: dict[str, list[int]] = {}
+        for i, (t, folder) in enumerate(zip(self.truth, self.folders)):
+            groups.setdefault(f"{'flowers' if t else 'noflowers'}/{folder}", []).append(i)
+        out = {}
+        for key, idx in sorted(groups.items()):
+            truth = np.array(self.truth, bool)[idx]
+            predicted = np.array(self.scores)[idx] >= self.threshold
+            out[key] = {"n": len(idx), "errors": int(np.sum(truth != predicted))}
+        return out
+
+
+def evaluate(
+    model: Model,
+    flowers: Path,
+    noflowers: Path,
+    threshold: float | None = None,
+    workers: int | None = None,
+    on_skip: OnSkip | None = None,
+) -> Evaluation:
+    result = Evaluation(model.threshold if threshold is None else threshold)
+
+    def skip(path: Path, reason: str) -> None:
+        result.skipped.append((path, reason))
+        if on_skip:
+            on_skip(path, reason)
+
+    for root, is_flower in ((Path(flowers), True), (Path(noflowers), False)):
+        if not root.is_dir():
+            raise FlowersortError(f"not a folder: {root}")
+        for path, score, reason in score_photos(model, walk(root, on_skip=skip), workers):
+            if score is None:
+                skip(path, reason)
+                continue
+            result.paths.append(path)
+            result.truth.append(is_flower)
+            result.scores.append(score)
+            result.folders.append(os.fsdecode(path.parent.relative_to(root)))
+    if not result.paths:
+        raise FlowersortError("no readable photos in the two folders")
+    return result

@@ -1,0 +1,214 @@
+"""Reading photos and turning them into the network's input. cv2 is used here only.
+
+A photo is read as bytes (``np.fromfile`` + ``cv2.imdecode``, so names in any script work),
+its size is read from the header first (huge images are refused before any pixel is
+decoded, and JPEGs are decoded at a reduced size when the network needs fewer pixels),
+then it is shrunk to a square of ``image_size`` pixels, converted to HSV and cut into a
+``grid`` x ``grid`` map of tiles.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from flowersort.errors import BadImage
+
+Mode = Literal["hue", "hue-hist"]
+
+MAX_PIXELS = 120_000_000  # larger than any camera's photo; refuse before decoding
+MAX_FILE_BYTES = 512 * 1024 * 1024
+HEADER_BYTES = 256 * 1024  # JPEG markers before the frame header (EXIF, ICC) fit in this
+
+cv2.setNumThreads(1)  # parallelism comes from our process pool, not from OpenCV
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How a photo becomes the network's input; saved in the model file."""
+
+    mode: Mode = "hue-hist"
+    image_size: int = 96  # the photo is resized to image_size x image_size
+    grid: int = 6  # tiles per side: the tile map is grid x grid
+    bins: int = 12  # hue bins per tile (hue-hist mode)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("hue", "hue-hist"):
+            raise ValueError(f"unknown input mode {self.mode!r}")
+        if self.image_size % self.grid:
+            raise ValueError("image_size must be a multiple of grid")
+
+    @property
+    def tile(self) -> int:
+        return self.image_size // self.grid
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """Shape of one tile's input matrix."""
+        return (self.tile, self.tile) if self.mode == "hue" else (self.bins, 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def header_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header, or None for other formats."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    if head[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(head):
+        if head[pos] != 0xFF:
+            return None  # not a marker where one must be: let the decoder judge it
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
+        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > len(head):
+                return None
+            h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
+            return w, h
+        pos += 2 + length
+    return None
+
+
+def _reduced_flag(size: tuple[int, int] | None, is_jpeg: bool, need: int) -> int:
+    """The smallest OpenCV decoding mode that still gives at least `need` pixels a side."""
+    if not is_jpeg or size is None:
+        return cv2.IMREAD_COLOR
+    short = min(size)
+    for factor, flag in (
+        (8, cv2.IMREAD_REDUCED_COLOR_8),
+        (4, cv2.IMREAD_REDUCED_COLOR_4),
+        (2, cv2.IMREAD_REDUCED_COLOR_2),
+    ):
+        if short // factor >= need:
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+def read_image(path: str | os.PathLike, need: int = 0) -> np.ndarray:
+    """Decode a photo to 8-bit BGR, at least `need` pixels a side where the file allows.
+
+    Raises BadImage with a reason a person understands. Never opens anything but a
+    regular file (a FIFO or a device would hang the run).
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise BadImage("file vanished") from None
+    except OSError as e:
+        raise BadImage(e.strerror or str(e)) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise BadImage(kind)
+    if st.st_size == 0:
+        raise BadImage("empty file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise BadImage(f"file too large ({st.st_size // 2**20} MiB)")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise BadImage(e.strerror or str(e)) from None
+    size = header_size(data[:HEADER_BYTES].tobytes())
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)")
+    if size is not None and min(size) == 0:
+        raise BadImage("image has no pixels")
+    flag = _reduced_flag(size, data[:2].tobytes() == b"\xff\xd8", need)
+    try:
+        img = cv2.imdecode(data, flag)
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
+        raise BadImage("not an image OpenCV can decode")
+    return img
+
+
+# ---------------------------------------------------------------- features
+
+
+def to_hsv(bgr: np.ndarray, side: int) -> np.ndarray:
+    """Resize to side x side and convert to float HSV: hue in [0, 1), S and V in [0, 1]."""
+    small = cv2.resize(bgr, (side, side), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_BGR2HSV)
+    hsv[..., 0] /= 360.0  # float input gives hue in degrees
+    return hsv  # (side, side, 3)
+
+
+def cut_tiles(plane: np.ndarray, tile: int) -> np.ndarray:
+    """Cut (H, W, ...) into (R*C, tile, tile, ...) tiles, row-major, with one reshape."""
+    rows, cols = plane.shape[0] // tile, plane.shape[1] // tile
+    rest = plane.shape[2:]
+    t = plane[: rows * tile, : cols * tile].reshape(rows, tile, cols, tile, *rest)
+    return t.swapaxes(1, 2).reshape(rows * cols, tile, tile, *rest)
+
+
+def hue_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+    """One circular, chroma-weighted hue histogram per tile: (tiles, bins).
+
+    Hue is circular (red is both 0 and 1), so each pixel's vote is split linearly between
+    its two nearest bin centres, and the last bin's neighbour is the first: red near 0.99
+    and red near 0.01 land in the same pair of bins. Each pixel votes with its chroma
+    (saturation x value), so grey, white and black pixels, whose hue means nothing, barely
+    vote; a tile's histogram sums to its mean chroma, not to 1.
+    """
+    tiles = cut_tiles(hsv, tile)  # (T, t, t, 3)
+    n_tiles = tiles.shape[0]
+    hue = tiles[..., 0].reshape(n_tiles, -1)  # (T, t*t)
+    weight = (tiles[..., 1] * tiles[..., 2]).reshape(n_tiles, -1)
+    pos = hue * bins - 0.5
+    low = np.floor(pos)
+    frac = pos - low
+    low = low.astype(np.int64) % bins
+    high = (low + 1) % bins
+    offset = np.arange(n_tiles)[:, None] * bins
+    hist = np.bincount((offset + low).ravel(), (weight * (1 - frac)).ravel(), n_tiles * bins)
+    hist += np.bincount((offset + high).ravel(), (weight * frac).ravel(), n_tiles * bins)
+    return (hist.reshape(n_tiles, bins) / (tile * tile)).astype(np.float32)
+
+
+def features(bgr: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The network's input for one photo: (tiles, *cfg.tile_shape), float32.
+
+    In ``hue`` mode each tile is the raw hue matrix in [0, 1], as in the original article:
+    linear, so red sits at both ends, and grey pixels carry OpenCV's hue 0 (the same as
+    red). The tile net must learn around both; ``hue-hist`` handles them explicitly (see
+    ``hue_histograms``) and is the default.
+    """
+    hsv = to_hsv(bgr, cfg.image_size)
+    if cfg.mode == "hue":
+        return cut_tiles(np.ascontiguousarray(hsv[..., 0]), cfg.tile)  # (T, t, t)
+    return hue_histograms(hsv, cfg.tile, cfg.bins)[..., None]  # (T, bins, 1)
+
+
+def load_features(path: str | os.PathLike, cfg: FeatureConfig) -> np.ndarray:
+    """read_image + features: raises BadImage for anything that is not a usable photo."""
+    return features(read_image(path, cfg.image_size), cfg)
+
+
+def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Mirror a batch of feature maps (N, T, a, b) left to right, for augmentation."""
+    n = x.shape[0]
+    grid = x.reshape(n, cfg.grid, cfg.grid, *x.shape[2:])[:, :, ::-1]
+    if cfg.mode == "hue":
+        grid = grid[..., ::-1]  # mirror the pixels inside each tile too
+    return np.ascontiguousarray(grid.reshape(x.shape))

@@ -1,0 +1,48 @@
+"""Classification figures and the choice of a decision threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    """accuracy, precision, recall, f1 and the four counts; flower is the positive class."""
+    truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
+    tp = int(np.sum(truth & predicted))
+    fp = int(np.sum(~truth & predicted))
+    tn = int(np.sum(~truth & ~predicted))
+    fn = int(np.sum(truth & ~predicted))
+    total = tp + fp + tn + fn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "accuracy": (tp + tn) / total if total else 0.0,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+    }
+
+
+def best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The threshold with the best accuracy on (scores, truth); ties go to the one nearest 0.5.
+
+    Candidates are the midpoints between consecutive distinct scores, so the chosen value
+    does not sit on any one photo's score.
+    """
+    s = np.unique(np.asarray(scores, float))
+    candidates = np.concatenate([[0.5], (s[:-1] + s[1:]) / 2]) if len(s) > 1 else np.array([0.5])
+    truth = np.asarray(truth) > 0.5
+    acc = np.array([np.mean((scores >= t) == truth) for t in candidates])
+    best = np.flatnonzero(acc >= acc.max() - 1e-12)
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+
+
+def sweep(scores: np.ndarray, truth: np.ndarray, thresholds=None) -> list[dict]:
+    """Precision and recall at several thresholds."""
+    thresholds = np.round(np.arange(0.1, 0.95, 0.1), 2) if thresholds is None else thresholds
+    return [{"threshold": float(t), **confusion(truth, scores >= t)} for t in thresholds]

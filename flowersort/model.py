@@ -1,0 +1,126 @@
+"""The model file: weights plus everything needed to use them, in one .npz.
+
+Keys: ``format`` (version), ``features`` and ``net`` (JSON configs), ``threshold``,
+``summary`` (JSON: how it was trained and its validation figures) and one array per
+weight (``tile.0.w``, ``head.1.b``, ...). Loaded with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from flowersort.errors import ModelError
+from flowersort.images import FeatureConfig
+from flowersort.network import NetConfig, TwoStageNet, sigmoid
+
+FORMAT_VERSION = 1
+DEFAULT_MODEL_NAME = "default.npz"
+
+
+@dataclass
+class Model:
+    features: FeatureConfig
+    net: TwoStageNet
+    input_mean: np.ndarray  # (a, b): per-entry mean of a tile's input on the training split
+    input_std: np.ndarray  # (a, b): and its standard deviation
+    threshold: float = 0.5
+    summary: dict = field(default_factory=dict)
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        """Feature maps (N, tiles, a, b) scaled to zero mean and unit variance per entry."""
+        return (x - self.input_mean) / self.input_std
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Flower probability in [0, 1] for a batch of feature maps (N, tiles, a, b)."""
+        return sigmoid(self.net.forward(self.normalize(x)))
+
+    def tile_maps(self, x: np.ndarray) -> np.ndarray:
+        """The tile net's output per tile, (N, grid, grid, channels), for heat maps."""
+        g = self.features.grid
+        return self.net.tile_map(self.normalize(x)).reshape(x.shape[0], g, g, -1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: a temporary file in the same folder, then os.replace."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "format": np.array(FORMAT_VERSION),
+            "features": np.array(json.dumps(self.features.to_dict())),
+            "net": np.array(self.net.cfg.to_json()),
+            "threshold": np.array(self.threshold),
+            "input_mean": self.input_mean,
+            "input_std": self.input_std,
+            "summary": np.array(json.dumps(self.summary)),
+            **self.net.state(),
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes it private
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    """Load a model file, or raise ModelError saying in one line what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ModelError(f"model file {path} is corrupt or not a model ({e})") from None
+    try:
+        version = int(arrays["format"])
+        if version != FORMAT_VERSION:
+            raise ModelError(
+                f"model file {path} has format {version}; this flowersort reads format "
+                f"{FORMAT_VERSION}: retrain it with 'flowersort train'"
+            )
+        features = FeatureConfig(**json.loads(str(arrays["features"])))
+        net = TwoStageNet(NetConfig.from_json(str(arrays["net"])))
+        net.load_state(arrays)
+        threshold = float(arrays["threshold"])
+        mean, std = arrays["input_mean"], arrays["input_std"]
+        if mean.shape != features.tile_shape or std.shape != features.tile_shape:
+            raise ValueError("input normalisation does not match the tile shape")
+        summary = json.loads(str(arrays["summary"]))
+    except ModelError:
+        raise
+    except (KeyError, ValueError, TypeError, AssertionError) as e:
+        raise ModelError(f"model file {path} is incomplete or incompatible ({e})") from None
+    return Model(features, net, mean, std, threshold, summary)
+
+
+def model_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of the model file: ties cached scores to the model that made them."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def default_model_path() -> Path:
+    """The model shipped with flowersort: in the installed package, else in the checkout."""
+    packaged = resources.files("flowersort").joinpath("models", DEFAULT_MODEL_NAME)
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME

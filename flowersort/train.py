@@ -1,0 +1,180 @@
+"""Training the two-stage network end to end on two folders of examples."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flowersort.archive import walk
+from flowersort.errors import TrainingError
+from flowersort.images import FeatureConfig, flip_tiles
+from flowersort.metrics import best_threshold, confusion
+from flowersort.model import Model
+from flowersort.network import NetConfig, TwoStageNet, bce_with_logits, sigmoid
+from flowersort.pipeline import scan
+
+MIN_PER_CLASS = 4
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; saved in the model's summary."""
+
+    epochs: int = 300
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    weight_decay: float = 1e-4  # L2 on the weights, not the biases
+    patience: int = 30  # epochs without a better validation loss before stopping
+    val_fraction: float = 0.2
+    augment: bool = True  # random left-right flips
+    seed: int = 0
+    tile_layers: list[int] = field(default_factory=lambda: [16, 4, 1])
+    head_layers: list[int] = field(default_factory=lambda: [8, 1, 1])
+    train_tile_net: bool = True  # False leaves the tile net random, as the original did
+
+
+@dataclass
+class Examples:
+    x: np.ndarray  # (N, tiles, a, b) float32
+    y: np.ndarray  # (N,) 1.0 = flower
+    paths: list[Path]
+    skipped: list[tuple[Path, str]]
+
+
+Progress = Callable[[int, dict], None]
+
+
+def load_examples(
+    flowers: Path, noflowers: Path, cfg: FeatureConfig, on_skip=None, workers: int | None = None
+) -> Examples:
+    """Feature maps of every readable photo in the two folders (searched recursively)."""
+    xs, ys, paths, skipped = [], [], [], []
+
+    def skip(path: Path, reason: str) -> None:
+        skipped.append((path, reason))
+        if on_skip:
+            on_skip(path, reason)
+
+    for folder, label in ((flowers, 1.0), (noflowers, 0.0)):
+        if not Path(folder).is_dir():
+            raise TrainingError(f"not a folder: {folder}")
+        for path, result in scan(walk(Path(folder), on_skip=skip), cfg, workers):
+            if isinstance(result, str):
+                skip(path, result)
+                continue
+            xs.append(result)
+            ys.append(label)
+            paths.append(path)
+    if not xs:
+        raise TrainingError("no readable photos in the example folders")
+    return Examples(np.stack(xs), np.array(ys), paths, skipped)
+
+
+def split(n: int, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified train/validation split of indices, fixed by the seed."""
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for label in (0.0, 1.0):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_val = max(1, round(len(idx) * fraction))
+        val_idx.append(idx[:n_val])
+        train_idx.append(idx[n_val:])
+    return np.concatenate(train_idx), np.concatenate(val_idx)
+
+
+class Adam:
+    def __init__(self, net: TwoStageNet, lr: float, weight_decay: float, layers=None):
+        self.layers = layers if layers is not None else [layer for _, layer in net.layers()]
+        self.lr, self.wd, self.t = lr, weight_decay, 0
+        self.m = [(np.zeros_like(la.w), np.zeros_like(la.b)) for la in self.layers]
+        self.v = [(np.zeros_like(la.w), np.zeros_like(la.b)) for la in self.layers]
+
+    def step(self) -> None:
+        self.t += 1
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        for layer, m, v in zip(self.layers, self.m, self.v):
+            grads = (layer.dw + self.wd * layer.w, layer.db)
+            for param, g, mi, vi in zip((layer.w, layer.b), grads, m, v):
+                mi *= b1
+                mi += (1 - b1) * g
+                vi *= b2
+                vi += (1 - b2) * g * g
+                mhat = mi / (1 - b1**self.t)
+                vhat = vi / (1 - b2**self.t)
+                param -= self.lr * mhat / (np.sqrt(vhat) + eps)
+
+
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    feature_cfg: FeatureConfig,
+    cfg: TrainConfig,
+    progress: Progress | None = None,
+) -> tuple[Model, dict]:
+    """Train on (x, y) with a validation split carved from them; return the model and a report."""
+    n_flowers, n_other = int(y.sum()), int(len(y) - y.sum())
+    if min(n_flowers, n_other) == 0:
+        raise TrainingError("training needs photos of both classes (flowers and noflowers)")
+    if min(n_flowers, n_other) < MIN_PER_CLASS:
+        raise TrainingError(f"too few photos: each class needs at least {MIN_PER_CLASS}")
+    train_idx, val_idx = split(len(y), y, cfg.val_fraction, cfg.seed)
+    net_cfg = NetConfig(
+        tile_shape=feature_cfg.tile_shape,
+        tiles=feature_cfg.grid**2,
+        tile_layers=list(cfg.tile_layers),
+        head_layers=list(cfg.head_layers),
+        seed=cfg.seed,
+    )
+    net = TwoStageNet(net_cfg)
+    trainable = [la for name, la in net.layers() if cfg.train_tile_net or name.startswith("head")]
+    opt = Adam(net, cfg.learning_rate, cfg.weight_decay, trainable)
+    rng = np.random.default_rng(cfg.seed)
+    model = Model(
+        feature_cfg, net, x[train_idx].mean(axis=(0, 1)), x[train_idx].std(axis=(0, 1)) + 1e-6
+    )
+    x = model.normalize(x)  # once, here; the model applies the same scaling when it scores
+    x_val, y_val = x[val_idx], y[val_idx]
+    best = (np.inf, net.state(), 0)
+    history = []
+    t0 = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(train_idx)
+        losses = []
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start : start + cfg.batch_size]
+            xb = x[batch]
+            if cfg.augment:
+                flip = rng.random(len(batch)) < 0.5
+                xb[flip] = flip_tiles(xb[flip], feature_cfg)
+            loss, dlogits = bce_with_logits(net.forward(xb), y[batch])
+            net.backward(dlogits)
+            opt.step()
+            losses.append(loss)
+        val_loss, _ = bce_with_logits(net.forward(x_val), y_val)
+        val_acc = float(np.mean((net.forward(x_val) > 0) == (y_val > 0.5)))
+        history.append((float(np.mean(losses)), val_loss, val_acc))
+        if progress:
+            progress(epoch, {"loss": np.mean(losses), "val_loss": val_loss, "val_acc": val_acc})
+        if val_loss < best[0] - 1e-5:
+            best = (val_loss, {k: v.copy() for k, v in net.state().items()}, epoch)
+        elif epoch - best[2] >= cfg.patience:
+            break
+    net.load_state(best[1])
+    val_scores = sigmoid(net.forward(x_val))
+    model.threshold = best_threshold(val_scores, y_val)
+    val_metrics = confusion(y_val > 0.5, val_scores >= model.threshold)
+    model.summary = {
+        "train_config": asdict(cfg),
+        "examples": {"flowers": n_flowers, "noflowers": n_other},
+        "train_size": len(train_idx),
+        "val_size": len(val_idx),
+        "epochs_run": len(history),
+        "best_epoch": best[2],
+        "seconds": round(time.perf_counter() - t0, 1),
+        "validation": val_metrics,
+    }
+    return model, {"val_idx": val_idx, "val_scores": val_scores, "history": history}

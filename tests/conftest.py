@@ -1,0 +1,87 @@
+"""Small generated photos whose hue separates the classes, and helpers to census files."""
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATASETS = SHARED / "datasets"
+
+
+def make_photo(rng: np.random.Generator, flower: bool, size: int = 96) -> np.ndarray:
+    """A BGR photo: flowers are saturated magenta/yellow blobs on green; others are
+    blue, grey or brown scenes. Noise and blob placement vary with rng."""
+    hsv = np.zeros((size, size, 3), np.uint8)
+    if flower:
+        hsv[..., 0] = 60 + rng.integers(-5, 5)  # green background (OpenCV hue 0-180)
+        hsv[..., 1] = 150
+        hsv[..., 2] = 120
+        for _ in range(rng.integers(2, 5)):
+            cx, cy = rng.integers(10, size - 10, 2)
+            r = int(rng.integers(6, 16))
+            hue = int(rng.choice([165, 25, 0]))  # magenta, yellow, red
+            cv2.circle(hsv, (int(cx), int(cy)), r, (hue, 230, 230), -1)
+    else:
+        hsv[..., 0] = rng.choice([110, 15, 100])  # blue, brown, sky
+        hsv[..., 1] = rng.integers(20, 120)
+        hsv[..., 2] = rng.integers(80, 220)
+        y0 = int(rng.integers(20, size - 20))
+        hsv[y0:, :, 2] //= 2  # a darker ground
+    bgr = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR).astype(np.int16)
+    bgr += rng.integers(-8, 9, bgr.shape, dtype=np.int16)
+    return np.clip(bgr, 0, 255).astype(np.uint8)
+
+
+def write_photo(path: Path, img: np.ndarray) -> Path:
+    ok, buf = cv2.imencode(path.suffix or ".jpg", img)
+    assert ok
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def make_folders(root: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
+    rng = np.random.default_rng(seed)
+    flowers, noflowers = root / "flowers", root / "noflowers"
+    for i in range(n):
+        write_photo(flowers / f"fl_{i:03d}.jpg", make_photo(rng, True))
+        write_photo(noflowers / f"no_{i:03d}.jpg", make_photo(rng, False))
+    return flowers, noflowers
+
+
+@pytest.fixture(scope="session")
+def examples(tmp_path_factory) -> tuple[Path, Path]:
+    """30 generated flowers and 30 non-flowers, for training."""
+    return make_folders(tmp_path_factory.mktemp("examples"), 30, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_model(examples, tmp_path_factory) -> Path:
+    from flowersort.images import FeatureConfig
+    from flowersort.train import TrainConfig, fit, load_examples
+
+    cfg = FeatureConfig(image_size=48, grid=4, bins=12)
+    ex = load_examples(*examples, cfg, workers=1)
+    model, _ = fit(ex.x, ex.y, cfg, TrainConfig(epochs=150, patience=40))
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    model.save(path)
+    return path
+
+
+def census(*roots: Path) -> Counter:
+    """sha256 of every file under the roots: equal before and after means nothing lost
+    and nothing duplicated."""
+    return Counter(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for root in roots
+        for p in root.rglob("*")
+        if p.is_file()
+    )
+
+
+def requires_datasets():
+    return pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/datasets is absent")

@@ -1,0 +1,173 @@
+"""End to end through the command line, on generated photos whose hue separates the classes."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from flowersort.cli import cli
+from tests.conftest import census, make_folders
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def archive(tmp_path):
+    """An archive with 6 flowers and 6 others in nested folders."""
+    flowers, noflowers = make_folders(tmp_path / "gen", 6, seed=7)
+    root = tmp_path / "Pictures"
+    shutil.copytree(flowers, root / "2024" / "garden")
+    shutil.copytree(noflowers, root / "2023")
+    shutil.rmtree(tmp_path / "gen")
+    return root
+
+
+def test_train_writes_a_model_that_evaluates_well(examples, tmp_path):
+    model = tmp_path / "models" / "mine.npz"
+    result = run(
+        "train",
+        *examples,
+        "--model",
+        model,
+        "--epochs",
+        150,
+        "--patience",
+        40,
+        "--image-size",
+        48,
+        "--grid",
+        4,
+    )
+    assert result.exit_code == 0, result.output
+    assert "model written to" in result.output and model.is_file()
+    result = run("evaluate", *examples, "--model", model, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) >= {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "tp",
+        "fp",
+        "tn",
+        "fn",
+        "misclassified",
+    }
+    assert report["accuracy"] >= 0.95
+    assert report["tp"] + report["fn"] == 30 and report["tn"] + report["fp"] == 30
+
+
+def test_evaluate_text_sweep_and_folders(examples, trained_model):
+    result = run("evaluate", *examples, "--model", trained_model, "--sweep", "--by-folder")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("accuracy ")
+    assert "threshold  precision  recall" in result.output
+    assert "flowers/.: " in result.output
+
+
+def test_dry_run_touches_nothing(archive, trained_model, tmp_path):
+    before = census(archive)
+    listing = sorted(archive.rglob("*"))
+    dest = tmp_path / "Flowers"
+    result = run("classify", archive, "--move-to", dest, "--dry-run", "--model", trained_model)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("would move: ") >= 5
+    assert sorted(archive.rglob("*")) == listing and census(archive) == before
+    assert not dest.exists()
+
+
+def test_classify_moves_the_flowers(archive, trained_model, tmp_path):
+    dest = tmp_path / "Flowers"
+    before = census(archive)
+    result = run("classify", archive, "--move-to", dest, "--json", "--model", trained_model)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 12
+    assert all({"path", "score", "flower", "action"} <= set(line) for line in lines)
+    moved = [line for line in lines if line["action"] == "moved"]
+    assert all(line["flower"] and "garden" in line["path"] for line in moved)
+    assert len(moved) >= 5
+    assert census(archive, dest) == before  # nothing lost, nothing duplicated
+    assert len(list(dest.iterdir())) == len(moved)
+
+
+def test_threshold_override(archive, trained_model, tmp_path):
+    result = run("classify", archive, "--json", "--threshold", 0, "--model", trained_model)
+    assert all(json.loads(line)["flower"] for line in result.stdout.splitlines())
+    result = run("classify", archive, "--json", "--threshold", 1, "--model", trained_model)
+    assert not any(json.loads(line)["flower"] for line in result.stdout.splitlines())
+
+
+def test_target_inside_archive_is_not_entered_and_never_overwritten(archive, trained_model):
+    dest = archive / "Flowers"
+    dest.mkdir()
+    (dest / "fl_000.jpg").write_bytes(b"an older file with the same name")
+    before = census(archive)
+    result = run("classify", archive, "--move-to", dest, "--json", "--model", trained_model)
+    assert result.exit_code == 0, result.output
+    paths = [json.loads(line)["path"] for line in result.stdout.splitlines()]
+    assert not any("/Flowers/" in p for p in paths)
+    assert (dest / "fl_000.jpg").read_bytes() == b"an older file with the same name"
+    assert census(archive) == before
+    # a second run finds nothing new to move: the target is not re-classified
+    again = run("classify", archive, "--move-to", dest, "--json", "--model", trained_model)
+    assert all(json.loads(line)["action"] != "moved" for line in again.stdout.splitlines())
+
+
+def test_bad_files_are_skipped_and_the_run_goes_on(archive, trained_model):
+    (archive / "empty.jpg").write_bytes(b"")
+    (archive / "notes.jpg").write_text("not a photo")
+    result = run("classify", archive, "--model", trained_model)
+    assert result.exit_code == 0, result.output
+    assert f"skipped: {archive / 'empty.jpg'}: empty file" in result.stderr
+    assert "notes.jpg: not an image OpenCV can decode" in result.stderr
+    assert "2 skipped" in result.stderr
+
+
+@pytest.mark.parametrize("content", [None, b"not a zip", b"PK\x03\x04broken"])
+def test_bad_model_is_one_line_and_exit_2(archive, tmp_path, content):
+    model = tmp_path / "model.npz"
+    if content is not None:
+        model.write_bytes(content)
+    result = run("classify", archive, "--model", model)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: model file") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_train_on_one_class_is_exit_2(examples, tmp_path):
+    flowers, _ = examples
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run("train", flowers, empty, "--model", tmp_path / "m.npz")
+    assert result.exit_code == 2
+    assert "both classes" in result.stderr
+
+
+def test_every_command_has_help():
+    for name, command in cli.commands.items():
+        assert command.help, name
+        result = run(name, "--help")
+        assert result.exit_code == 0 and "Exit codes" in result.output
+
+
+def test_installed_entry_point(archive, trained_model):
+    exe = Path(sys.executable).parent / "flowersort"
+    if not exe.exists():
+        pytest.skip("flowersort is not installed in this environment")
+    proc = subprocess.run(
+        [exe, "classify", archive, "--json", "--model", trained_model],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 12
+    assert proc.stderr.strip().endswith("0 failed")  # the summary line, no bar off a terminal

@@ -1,0 +1,144 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from flowersort.errors import BadImage
+from flowersort.images import (
+    FeatureConfig,
+    cut_tiles,
+    features,
+    flip_tiles,
+    header_size,
+    hue_histograms,
+    load_features,
+    read_image,
+    to_hsv,
+)
+
+
+def tiles_loop(img, t):
+    """The slow reference: one tile at a time, row by row."""
+    rows, cols = img.shape[0] // t, img.shape[1] // t
+    return np.stack(
+        [img[r * t : (r + 1) * t, c * t : (c + 1) * t] for r in range(rows) for c in range(cols)]
+    )
+
+
+@pytest.mark.parametrize("shape,t", [((12, 12), 4), ((13, 17), 4), ((12, 12, 3), 3)])
+def test_cut_tiles_matches_loop(shape, t):
+    img = np.arange(np.prod(shape)).reshape(shape)
+    assert np.array_equal(cut_tiles(img, t), tiles_loop(img, t))
+
+
+def solid(hue_deg, sat=1.0, val=1.0, size=8):
+    hsv = np.zeros((size, size, 3), np.float32)
+    hsv[..., 0], hsv[..., 1], hsv[..., 2] = hue_deg / 360, sat, val
+    return hsv
+
+
+def test_red_at_both_ends_of_hue_lands_in_the_same_bins():
+    low = hue_histograms(solid(2), 8, 12)[0]
+    high = hue_histograms(solid(358), 8, 12)[0]
+    assert set(np.flatnonzero(low)) == set(np.flatnonzero(high)) == {0, 11}
+    assert low.sum() == pytest.approx(1.0)
+
+
+def test_grey_pixels_do_not_vote():
+    assert hue_histograms(solid(200, sat=0.0), 8, 12).sum() == 0
+    assert hue_histograms(solid(200, sat=1.0, val=0.0), 8, 12).sum() == 0
+    half = hue_histograms(solid(200, sat=0.5), 8, 12).sum()
+    assert half == pytest.approx(0.5)
+
+
+def test_hue_histogram_peaks_at_the_colour():
+    green = hue_histograms(solid(120), 8, 12)[0]
+    assert green.argmax() in (3, 4) and green.sum() == pytest.approx(1.0)
+
+
+def test_to_hsv_hue_in_unit_range():
+    bgr = np.zeros((10, 10, 3), np.uint8)
+    bgr[..., 2] = 255  # pure red
+    hsv = to_hsv(bgr, 10)
+    assert hsv.shape == (10, 10, 3)
+    assert np.allclose(hsv[..., 0], 0) and np.allclose(hsv[..., 1], 1)
+
+
+@pytest.mark.parametrize("mode,shape", [("hue", (16, 8, 8)), ("hue-hist", (16, 12, 1))])
+def test_feature_shapes(mode, shape):
+    cfg = FeatureConfig(mode=mode, image_size=32, grid=4, bins=12)
+    x = features(np.zeros((50, 70, 3), np.uint8), cfg)
+    assert x.shape == shape and x.dtype == np.float32
+    assert cfg.tile_shape == shape[1:]
+
+
+def test_flip_tiles_is_a_mirror():
+    cfg = FeatureConfig(mode="hue", image_size=32, grid=4)
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    flipped = flip_tiles(features(img, cfg)[None], cfg)[0]
+    assert np.allclose(flipped, features(img[:, ::-1].copy(), cfg), atol=1e-5)
+
+
+def test_header_size_png_and_jpeg():
+    img = np.zeros((37, 53, 3), np.uint8)
+    for ext in (".png", ".jpg"):
+        ok, buf = cv2.imencode(ext, img)
+        assert header_size(buf.tobytes()) == (53, 37)
+    assert header_size(b"GIF89a....") is None
+
+
+def test_huge_declared_size_is_refused_before_decoding(tmp_path):
+    ok, buf = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    data[16:24] = (50_000).to_bytes(4, "big") * 2  # IHDR width and height
+    path = tmp_path / "huge.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadImage, match="too large"):
+        read_image(path)
+
+
+def test_reduced_decoding_keeps_enough_pixels(tmp_path):
+    path = tmp_path / "big.jpg"
+    ok, buf = cv2.imencode(".jpg", np.full((800, 1200, 3), 128, np.uint8))
+    path.write_bytes(buf.tobytes())
+    assert read_image(path, 96).shape[:2] == (100, 150)  # 1/8 still >= 96
+    assert read_image(path, 300).shape[:2] == (400, 600)  # 1/2
+    assert read_image(path, 0).shape[:2] == (100, 150)
+    assert read_image(path, 1000).shape[:2] == (800, 1200)
+
+
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "empty"),
+        (b"hello, not a photo", "OpenCV can decode"),
+        (b"\xff\xd8\xff\xe0garbage", "OpenCV can decode"),
+    ],
+)
+def test_bad_files_raise_bad_image(tmp_path, content, reason):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(BadImage, match=reason):
+        read_image(path)
+
+
+def test_directory_and_fifo_are_never_opened(tmp_path):
+    (tmp_path / "holiday.jpg").mkdir()
+    with pytest.raises(BadImage, match="directory"):
+        read_image(tmp_path / "holiday.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(BadImage, match="not a regular file"):
+        read_image(tmp_path / "pipe.jpg")
+    with pytest.raises(BadImage, match="vanished"):
+        read_image(tmp_path / "gone.jpg")
+
+
+@pytest.mark.parametrize("name", ["花 の 写真.jpg", "Цветы.png", "🌸 'quote\".jpg", "a\nb.jpg"])
+def test_names_in_any_script(tmp_path, name):
+    img = np.zeros((40, 40, 3), np.uint8)
+    img[..., 1] = 200
+    path = tmp_path / name
+    ok, buf = cv2.imencode(path.suffix, img)
+    path.write_bytes(buf.tobytes())
+    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 1)

@@ -1,0 +1,76 @@
+import zipfile
+
+import numpy as np
+import pytest
+
+from flowersort.errors import ModelError
+from flowersort.images import FeatureConfig
+from flowersort.model import load_model
+from flowersort.train import TrainConfig, fit
+
+
+@pytest.fixture(scope="module")
+def model():
+    rng = np.random.default_rng(0)
+    cfg = FeatureConfig(image_size=24, grid=2, bins=6)
+    x = rng.random((24, 4, 6, 1)).astype(np.float32)
+    y = np.tile([0.0, 1.0], 12)
+    x[y == 1, :, 0] += 0.5
+    m, _ = fit(x, y, cfg, TrainConfig(epochs=3))
+    return m, x
+
+
+def test_save_load_gives_the_same_scores_to_the_bit(model, tmp_path):
+    m, x = model
+    m.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert np.array_equal(loaded.scores(x), m.scores(x))
+    assert loaded.threshold == m.threshold
+    assert loaded.features == m.features
+    assert loaded.summary["validation"] == m.summary["validation"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "nope.npz")
+
+
+def test_truncated_model(model, tmp_path):
+    m, _ = model
+    m.save(tmp_path / "m.npz")
+    data = (tmp_path / "m.npz").read_bytes()
+    (tmp_path / "m.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="corrupt"):
+        load_model(tmp_path / "m.npz")
+
+
+def rewrite(path, drop=None, replace=None):
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files if k != drop}
+    arrays.update(replace or {})
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    "drop,replace,match",
+    [
+        ("head.0.w", None, "incomplete"),
+        (None, {"tile.0.w": np.zeros((3, 3))}, "incompatible"),
+        (None, {"format": np.array(99)}, "format 99"),
+        (None, {"features": np.array("{not json")}, "incompatible"),
+    ],
+)
+def test_broken_model_files(model, tmp_path, drop, replace, match):
+    m, _ = model
+    m.save(tmp_path / "m.npz")
+    rewrite(tmp_path / "m.npz", drop, replace)
+    with pytest.raises(ModelError, match=match):
+        load_model(tmp_path / "m.npz")
+
+
+def test_pickled_content_is_refused(tmp_path):
+    np.savez(tmp_path / "m.npz", format=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ModelError):
+        load_model(tmp_path / "m.npz")
+    assert zipfile.is_zipfile(tmp_path / "m.npz")

@@ -1,0 +1,111 @@
+import errno
+import os
+
+import pytest
+
+from flowersort import safefs
+from tests.conftest import census
+
+
+def files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def tree(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    dest.mkdir()
+    (src / "a" / "IMG_0001.jpg").write_bytes(b"first photo")
+    (src / "b" / "IMG_0001.jpg").write_bytes(b"second photo")
+    return src, dest
+
+
+def test_move_same_filesystem(tree):
+    src, dest = tree
+    before = census(src, dest)
+    final = safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    assert final == dest / "IMG_0001.jpg" and final.read_bytes() == b"first photo"
+    assert census(src, dest) == before
+
+
+def test_name_clash_gets_a_new_name_never_overwrites(tree):
+    src, dest = tree
+    before = census(src, dest)
+    safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    second = safefs.move_file(src / "b" / "IMG_0001.jpg", dest)
+    assert second.name == "IMG_0001 (1).jpg"
+    assert files(dest) == ["IMG_0001 (1).jpg", "IMG_0001.jpg"]
+    assert census(src, dest) == before
+
+
+def test_candidate_names():
+    names = safefs.candidate_names("IMG.0001.jpg")
+    assert [next(names) for _ in range(3)] == [
+        "IMG.0001.jpg",
+        "IMG.0001 (1).jpg",
+        "IMG.0001 (2).jpg",
+    ]
+    names = safefs.candidate_names(".hidden")
+    assert [next(names) for _ in range(2)] == [".hidden", ".hidden (1)"]
+
+
+def test_across_filesystems_copies_verifies_then_removes(tree, monkeypatch):
+    src, dest = tree
+    before = census(src, dest)
+    monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
+    final = safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    assert final.read_bytes() == b"first photo"
+    assert not (src / "a" / "IMG_0001.jpg").exists()
+    assert files(dest) == ["IMG_0001.jpg"]  # no temporary left behind
+    assert census(src, dest) == before
+
+
+@pytest.mark.parametrize("where", ["_copy_bytes", "_fsync"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
+def test_failed_copy_leaves_source_and_no_temporary(tree, monkeypatch, where, code):
+    src, dest = tree
+    before = census(src, dest)
+
+    def fails(*args):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
+    monkeypatch.setattr(safefs, where, fails)
+    with pytest.raises(OSError) as info:
+        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    assert info.value.errno == code
+    assert files(dest) == []
+    assert census(src, dest) == before
+
+
+def link_exdev_for_sources(a, b):
+    """Hard links from the archive fail as they would across filesystems."""
+    if "src" in str(a):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+    os.link(a, b)
+
+
+def test_failed_unlink_of_source_undoes_the_copy(tree, monkeypatch):
+    src, dest = tree
+    before = census(src, dest)
+    real_unlink = safefs._unlink
+
+    def unlink(path):
+        if "src" in str(path):
+            raise OSError(errno.EACCES, "Permission denied")
+        real_unlink(path)
+
+    monkeypatch.setattr(safefs, "_unlink", unlink)
+    with pytest.raises(OSError):
+        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    assert files(dest) == []
+    assert census(src, dest) == before
+
+
+def test_copy_file_keeps_the_source(tree):
+    src, dest = tree
+    final = safefs.copy_file(src / "a" / "IMG_0001.jpg", dest)
+    assert final.read_bytes() == (src / "a" / "IMG_0001.jpg").read_bytes()
+    assert files(dest) == ["IMG_0001.jpg"]
