@@ -20,8 +20,11 @@ from tqdm import tqdm
 
 from flowersort.archive import display
 from flowersort.errors import FlowersortError
-from flowersort.images import FeatureConfig
+from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model
+from flowersort.train import TrainConfig
+
+DEFAULTS = TrainConfig()
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 EPILOG = "Exit codes: 0 all done, 1 some moves failed, 2 usage/model error, 3 locked."
@@ -124,10 +127,11 @@ def cli() -> None:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["hue-hist", "hue"]),
-    default="hue-hist",
+    type=click.Choice(MODES),
+    default=MODES[0],
     show_default=True,
-    help="Network input: hue histograms per tile, or raw hue.",
+    help="Network input per tile: hue histograms split by saturation, with the brightness "
+    "of grey pixels; plain hue histograms; or the raw hue matrix.",
 )
 @click.option(
     "--image-size",
@@ -146,34 +150,38 @@ def cli() -> None:
 )
 @click.option(
     "--tile-layers",
-    default="16,4,1",
+    default=",".join(map(str, DEFAULTS.tile_layers)),
     show_default=True,
     callback=int_list,
     help="Output rows of each tile-net layer.",
 )
 @click.option(
     "--head-layers",
-    default="8,1,1",
+    default=",".join(map(str, DEFAULTS.head_layers)),
     show_default=True,
     callback=int_list,
     help="Output rows of each head-net layer (must end with 1,1).",
 )
-@click.option("--epochs", default=300, show_default=True, help="Most passes over the data.")
+@click.option(
+    "--epochs", default=DEFAULTS.epochs, show_default=True, help="Most passes over the data."
+)
 @click.option(
     "--patience",
-    default=30,
+    default=DEFAULTS.patience,
     show_default=True,
     help="Stop after this many epochs without a better validation loss.",
 )
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--learning-rate", default=0.01, show_default=True)
+@click.option("--batch-size", default=DEFAULTS.batch_size, show_default=True)
+@click.option("--learning-rate", default=DEFAULTS.learning_rate, show_default=True)
 @click.option(
     "--val-fraction",
-    default=0.2,
+    default=DEFAULTS.val_fraction,
     show_default=True,
     help="Share of the examples kept aside to stop training and pick the threshold.",
 )
-@click.option("--seed", default=0, show_default=True, help="Same data and seed: same model.")
+@click.option(
+    "--seed", default=DEFAULTS.seed, show_default=True, help="Same data and seed: same model."
+)
 @click.option(
     "--augment/--no-augment",
     default=True,
@@ -218,7 +226,7 @@ def train(
     when it stops improving, and the decision threshold is chosen on it. Both are saved
     in the model file.
     """
-    from flowersort.train import TrainConfig, fit, load_examples
+    from flowersort.train import fit, load_examples
 
     setup_logging(quiet, verbose, log_file)
     try:
@@ -361,6 +369,15 @@ def evaluate(
     is_flag=True,
     help='One JSON object a line per photo: {"path", "score", "flower", "action"}.',
 )
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["rename", "skip", "dedupe"]),
+    default="rename",
+    show_default=True,
+    help="When a byte-identical copy is already in the target: add it under a new name, "
+    "leave it where it is, or remove the source (after a byte compare).",
+)
+@click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are cut).")
 @click.option(
     "--include-hidden",
@@ -383,6 +400,8 @@ def classify(
     model_path,
     threshold,
     as_json,
+    on_conflict,
+    wait,
     follow_symlinks,
     include_hidden,
     exclude,
@@ -395,7 +414,10 @@ def classify(
 
     SRC is searched recursively (never inside the target folder). A file at the target
     is never overwritten: a clash gets a new name such as 'IMG_0001 (1).jpg'. Files that
-    are not usable photos are reported as skipped and the run goes on.
+    are not usable photos are reported as skipped and the run goes on. Sidecars (.xmp,
+    .aae, .json, RAW twins) move with their photo. Every move is journalled: a run killed
+    half-way is finished or rolled back by the next one, and 'flowersort undo' puts the
+    last run's moves back. Only one moving run at a time (exit 3 otherwise).
     """
     from flowersort.sorter import classify as run_classify
 
@@ -416,21 +438,61 @@ def classify(
         include_hidden=include_hidden,
         exclude=exclude,
         workers=workers,
+        on_conflict=on_conflict,
+        wait=wait,
     )
     with progress(quiet, desc="classifying", unit="photo") as bar:
-        run_library(show_outcomes, outcomes, bar, counts, as_json)
-    parts = [
-        f"{counts[k]} {k.replace('-', ' ')}"
-        for k in ("moved", "copied", "would-move", "would-copy", "kept", "skipped", "failed")
-        if counts[k] or k in ("kept", "skipped", "failed")
-    ]
-    log.info("%d photos: %s", sum(counts.values()) - counts["skipped"], ", ".join(parts))
+        run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
+    log.info(summary_line(counts))
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
 
 
-def show_outcomes(outcomes, bar: tqdm, counts: Counter, as_json: bool) -> None:
-    """Print each photo's outcome as it streams in: JSON on stdout, or a log line."""
+def summary_line(counts: Counter) -> str:
+    """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts always shown,
+    the others when they happened."""
+    always = ("moved", "copied", "skipped", "failed")
+    order = (
+        "moved",
+        "copied",
+        "deduplicated",
+        "would-move",
+        "would-copy",
+        "restored",
+        "removed-copy",
+        "kept",
+        "skipped",
+        "failed",
+    )
+    parts = [f"{counts[k]} {k.replace('-', ' ')}" for k in order if counts[k] or k in always]
+    return f"{sum(counts.values())} photos: " + ", ".join(parts)
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line per photo.")
+@logging_options
+def undo(wait, as_json, quiet, verbose, log_file):
+    """Put the photos moved by the last classify run back where they were.
+
+    Source folders are recreated; a photo whose old place has been taken by a new file
+    since is left where it is and reported as failed. Copies made with --copy-to are
+    removed, but only while their originals are still there, unchanged.
+    """
+    from flowersort.sorter import undo as run_undo
+
+    setup_logging(quiet, verbose, log_file)
+    counts: Counter = Counter()
+    with progress(quiet, desc="undoing", unit="photo") as bar:
+        run_library(show_outcomes, run_undo(wait), bar, counts, as_json, quiet)
+    log.info(summary_line(counts))
+    if counts["failed"]:
+        sys.exit(EXIT_FAILED)
+
+
+def show_outcomes(outcomes, bar: tqdm, counts: Counter, as_json: bool, quiet: bool) -> None:
+    """Print each photo's outcome as it streams in: JSON or a line on stdout (none with
+    --quiet), skips and failures on stderr."""
     for o in outcomes:
         bar.update(1)
         counts[o.action] += 1
@@ -442,6 +504,11 @@ def show_outcomes(outcomes, bar: tqdm, counts: Counter, as_json: bool) -> None:
             log.error("failed: %s: %s", display(o.path), o.detail)
         elif o.action == "kept":
             log.debug("kept: %s (score %.3f)", display(o.path), o.score)
+        elif quiet:
+            pass
+        elif o.score is None:  # undo: the photo goes back from detail to path
+            verb = o.action.replace("-", " ")
+            click.echo(f"{verb}: {display(o.detail)} -> {display(o.path)}")
         else:
             verb = o.action.replace("-", " ")
             click.echo(f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f})")

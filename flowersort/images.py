@@ -21,7 +21,10 @@ import numpy as np
 
 from flowersort.errors import BadImage
 
-Mode = Literal["hue", "hue-hist"]
+Mode = Literal["hue", "hue-hist", "hue-sat-hist"]
+MODES = ("hue-sat-hist", "hue-hist", "hue")
+GREY = 0.2  # pixels less saturated than this have no meaningful hue
+VIVID = 0.55  # saturation from which a colour counts as vivid
 
 MAX_PIXELS = 120_000_000  # larger than any camera's photo; refuse before decoding
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -34,13 +37,13 @@ cv2.setNumThreads(1)  # parallelism comes from our process pool, not from OpenCV
 class FeatureConfig:
     """How a photo becomes the network's input; saved in the model file."""
 
-    mode: Mode = "hue-hist"
+    mode: Mode = "hue-sat-hist"
     image_size: int = 96  # the photo is resized to image_size x image_size
     grid: int = 6  # tiles per side: the tile map is grid x grid
     bins: int = 12  # hue bins per tile (hue-hist mode)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("hue", "hue-hist"):
+        if self.mode not in MODES:
             raise ValueError(f"unknown input mode {self.mode!r}")
         if self.image_size % self.grid:
             raise ValueError("image_size must be a multiple of grid")
@@ -52,7 +55,9 @@ class FeatureConfig:
     @property
     def tile_shape(self) -> tuple[int, int]:
         """Shape of one tile's input matrix."""
-        return (self.tile, self.tile) if self.mode == "hue" else (self.bins, 1)
+        if self.mode == "hue":
+            return (self.tile, self.tile)
+        return (self.bins, 1) if self.mode == "hue-hist" else (self.bins, 3)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -162,6 +167,25 @@ def cut_tiles(plane: np.ndarray, tile: int) -> np.ndarray:
     return t.swapaxes(1, 2).reshape(rows * cols, tile, tile, *rest)
 
 
+def _soft_histograms(values: np.ndarray, weight: np.ndarray, bins: int, circular: bool):
+    """Per-row histograms of values in [0, 1] (rows = tiles), each vote split linearly
+    between the two nearest bin centres: (rows, bins), normalised by the row length."""
+    rows, n = values.shape
+    pos = values * bins - 0.5
+    low = np.floor(pos)
+    frac = pos - low
+    low = low.astype(np.int64)
+    high = low + 1
+    if circular:  # the neighbour of the last bin is the first
+        low, high = low % bins, high % bins
+    else:  # the outer half-bins count fully to the end bins
+        low, high = np.clip(low, 0, bins - 1), np.clip(high, 0, bins - 1)
+    offset = np.arange(rows)[:, None] * bins
+    hist = np.bincount((offset + low).ravel(), (weight * (1 - frac)).ravel(), rows * bins)
+    hist += np.bincount((offset + high).ravel(), (weight * frac).ravel(), rows * bins)
+    return (hist.reshape(rows, bins) / n).astype(np.float32)
+
+
 def hue_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     """One circular, chroma-weighted hue histogram per tile: (tiles, bins).
 
@@ -171,19 +195,29 @@ def hue_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     (saturation x value), so grey, white and black pixels, whose hue means nothing, barely
     vote; a tile's histogram sums to its mean chroma, not to 1.
     """
-    tiles = cut_tiles(hsv, tile)  # (T, t, t, 3)
-    n_tiles = tiles.shape[0]
-    hue = tiles[..., 0].reshape(n_tiles, -1)  # (T, t*t)
-    weight = (tiles[..., 1] * tiles[..., 2]).reshape(n_tiles, -1)
-    pos = hue * bins - 0.5
-    low = np.floor(pos)
-    frac = pos - low
-    low = low.astype(np.int64) % bins
-    high = (low + 1) % bins
-    offset = np.arange(n_tiles)[:, None] * bins
-    hist = np.bincount((offset + low).ravel(), (weight * (1 - frac)).ravel(), n_tiles * bins)
-    hist += np.bincount((offset + high).ravel(), (weight * frac).ravel(), n_tiles * bins)
-    return (hist.reshape(n_tiles, bins) / (tile * tile)).astype(np.float32)
+    tiles = cut_tiles(hsv, tile).reshape(-1, tile * tile, 3)  # (T, t*t, 3)
+    hue, sat, val = tiles[..., 0], tiles[..., 1], tiles[..., 2]
+    return _soft_histograms(hue, sat * val, bins, circular=True)
+
+
+def hue_sat_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+    """Per tile a (bins, 3) matrix: the circular hue histogram of softly saturated pixels,
+    that of vivid pixels (both weighted by value, so dark pixels barely vote), and the
+    brightness histogram of grey pixels, whose hue means nothing but whose brightness
+    tells white petals from grey walls. Saturation and value help here: see the README."""
+    tiles = cut_tiles(hsv, tile).reshape(-1, tile * tile, 3)  # (T, t*t, 3)
+    hue, sat, val = tiles[..., 0], tiles[..., 1], tiles[..., 2]
+    soft = val * ((sat >= GREY) & (sat < VIVID))
+    vivid = val * (sat >= VIVID)
+    grey = (sat < GREY).astype(np.float32)
+    return np.stack(
+        [
+            _soft_histograms(hue, soft, bins, circular=True),
+            _soft_histograms(hue, vivid, bins, circular=True),
+            _soft_histograms(val, grey, bins, circular=False),
+        ],
+        axis=-1,
+    )  # (T, bins, 3)
 
 
 def features(bgr: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -197,7 +231,9 @@ def features(bgr: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     hsv = to_hsv(bgr, cfg.image_size)
     if cfg.mode == "hue":
         return cut_tiles(np.ascontiguousarray(hsv[..., 0]), cfg.tile)  # (T, t, t)
-    return hue_histograms(hsv, cfg.tile, cfg.bins)[..., None]  # (T, bins, 1)
+    if cfg.mode == "hue-hist":
+        return hue_histograms(hsv, cfg.tile, cfg.bins)[..., None]  # (T, bins, 1)
+    return hue_sat_histograms(hsv, cfg.tile, cfg.bins)  # (T, bins, 3)
 
 
 def load_features(path: str | os.PathLike, cfg: FeatureConfig) -> np.ndarray:

@@ -1,9 +1,11 @@
-"""Moving a file so that it is never lost, damaged or silently overwritten.
+"""Moving files so that they are never lost, damaged or silently overwritten.
 
-Knows nothing of photos. The one rule: the source is removed only once an identical,
-fsynced copy holds its final name, and a final name is only ever claimed with an
-operation that fails if the name exists (``os.link``), never by check-then-rename.
-All I/O goes through the small functions below so tests can inject faults.
+Knows nothing of photos. The rules: a final name is only ever claimed with an operation
+that fails if the name exists (``os.link``), never by check-then-rename; a source is
+removed only once an identical, fsynced file holds its final name; a group of files
+(a photo and its sidecars) arrives all or none. Every step is announced to `note` first,
+so a journal can finish or undo it after a crash. All I/O goes through the small
+functions below so tests can inject faults.
 """
 
 from __future__ import annotations
@@ -12,10 +14,21 @@ import errno
 import hashlib
 import os
 import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".flowersort-tmp-"
 BUF = 1024 * 1024
+MAX_NAME_TRIES = 10_000
+CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK)
+
+# note(step, path=...) before each step: "tmp" (a temporary copy is made), "claim" (a final
+# name is tried), "claimed" (it was linked), "unlink" (a source is removed)
+Note = Callable[..., None]
+
+
+def _no_note(step: str, **details) -> None:
+    pass
 
 
 def _fsync(fd: int) -> None:
@@ -55,7 +68,7 @@ def sha256_file(path: Path) -> str:
 
 def same_bytes(a: Path, b: Path) -> bool:
     """Byte compare, cheapest test first."""
-    if a.stat().st_size != b.stat().st_size:
+    if os.stat(a).st_size != os.stat(b).st_size:
         return False
     with open(a, "rb") as fa, open(b, "rb") as fb:
         while True:
@@ -66,35 +79,31 @@ def same_bytes(a: Path, b: Path) -> bool:
                 return True
 
 
-def candidate_names(name: str):
-    """IMG_0001.jpg, IMG_0001 (1).jpg, IMG_0001 (2).jpg, ..."""
-    yield name
+def same_file(a: Path, b: Path) -> bool:
+    """The same inode (a hard link made by a move) or the same bytes."""
+    try:
+        return os.path.samefile(a, b) or same_bytes(a, b)
+    except OSError:
+        return False
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """("IMG_0001", ".jpg"); a dot-file or a name without a dot has no suffix."""
     stem, dot, suffix = name.rpartition(".")
-    if not stem:  # no suffix, or a dot-file
-        stem, dot, suffix = name, "", ""
-    n = 1
-    while True:
-        yield f"{stem} ({n}){dot}{suffix}"
-        n += 1
+    return (stem, dot + suffix) if stem else (name, "")
 
 
-def claim(tmp: Path, folder: Path, name: str, max_tries: int = 10_000) -> Path:
-    """Give `tmp` a final name in `folder`: `name`, or `name (n)` on a clash. Atomic per try."""
-    for i, candidate in enumerate(candidate_names(name)):
-        if i >= max_tries:
-            break
-        target = folder / candidate
-        try:
-            _link(tmp, target)
-            return target
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free name", str(folder / name))
+def numbered_stems(stem: str) -> Iterator[str]:
+    """IMG_0001, IMG_0001 (1), IMG_0001 (2), ..."""
+    yield stem
+    for n in range(1, MAX_NAME_TRIES):
+        yield f"{stem} ({n})"
 
 
-def copy_verified(src: Path, folder: Path) -> Path:
+def copy_verified(src: Path, folder: Path, note: Note = _no_note) -> Path:
     """Copy src to a fresh temporary name in `folder`, fsync it and verify it byte for byte."""
     tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+    note("tmp", path=tmp)
     src_fd = os.open(src, os.O_RDONLY)
     try:
         dst_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -106,53 +115,129 @@ def copy_verified(src: Path, folder: Path) -> Path:
         st = os.fstat(src_fd)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         if not same_bytes(src, tmp):
-            raise OSError(errno.EIO, "copy differs from the source", str(tmp))
+            raise OSError(errno.EIO, "the copy differs from the source", str(tmp))
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise
     finally:
         os.close(src_fd)
     return tmp
 
 
-def move_file(src: Path, folder: Path, name: str | None = None) -> Path:
-    """Move src into folder without ever overwriting; returns the final path.
-
-    Same filesystem: hard link to the final name, then unlink the source. Across
-    filesystems (or where hard links are refused): a verified copy under a temporary
-    name, linked to the final name, then the source removed. On any error before the
-    source is removed, the source is intact and nothing is left in the target.
-    """
-    src, folder = Path(src), Path(folder)
-    name = name or src.name
+def _remove_quietly(path: Path) -> None:
     try:
-        final = claim(src, folder, name)
-        fsync_dir(folder)
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-            raise
-        tmp = copy_verified(src, folder)
+        _unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _claim_all(
+    stand_ins: list[Path], folder: Path, names: Callable[[str], list[str]], stem: str, note: Note
+) -> list[Path]:
+    """Link every stand-in to its name for the first numbered stem where all names are free."""
+    for candidate in numbered_stems(stem):
+        claimed: list[Path] = []
         try:
-            final = claim(tmp, folder, name)
-        finally:
-            _unlink(tmp)
-        fsync_dir(folder)
-    try:
-        _unlink(src)
-    except OSError:
-        _unlink(final)  # the source stays: undo the copy rather than duplicate the photo
-        raise
-    fsync_dir(src.parent)
-    return final
+            for stand_in, name in zip(stand_ins, names(candidate)):
+                target = folder / name
+                note("claim", path=target)
+                _link(stand_in, target)
+                note("claimed", path=target)
+                claimed.append(target)
+            return claimed
+        except FileExistsError:
+            for target in claimed:  # our own links: give the names back, try the next stem
+                _unlink(target)
+        except BaseException:
+            for target in claimed:
+                _remove_quietly(target)
+            raise
+    raise FileExistsError(errno.EEXIST, "no free name", str(folder / stem))
 
 
-def copy_file(src: Path, folder: Path, name: str | None = None) -> Path:
-    """Copy src into folder without ever overwriting; the copy is verified before it is named."""
-    src, folder = Path(src), Path(folder)
-    tmp = copy_verified(src, folder)
+def transfer(
+    sources: list[Path],
+    folder: Path,
+    *,
+    keep_source: bool = False,
+    exact_names: list[str] | None = None,
+    note: Note = _no_note,
+) -> list[Path]:
+    """Move (or copy, with keep_source) a group of files into folder: all or none.
+
+    sources[0] names the group: on a clash every member gets the same numbered stem
+    ("IMG_0001 (1).jpg" with "IMG_0001 (1).xmp"); with exact_names a clash is an error.
+    Same filesystem: hard links to the final names, then the sources are unlinked.
+    Otherwise (or for a copy): verified, fsynced temporary copies, linked to the final
+    names. On any error before the sources are removed, the sources are intact and
+    nothing is left in folder. Returns the final paths, in the order of sources.
+    """
+    sources = [Path(s) for s in sources]
+    folder = Path(folder)
+    stem, _ = split_name(sources[0].name)
+    tails = [s.name[len(stem) :] if s.name.startswith(stem) else s.name for s in sources]
+
+    def names(new_stem: str) -> list[str]:
+        return [
+            new_stem + tail if s.name.startswith(stem) else tail for s, tail in zip(sources, tails)
+        ]
+
+    temps: list[Path] = []
     try:
-        final = claim(tmp, folder, name or src.name)
+        stand_ins = sources
+        if keep_source:
+            temps = [copy_verified(s, folder, note) for s in sources]
+            stand_ins = temps
+        try:
+            finals = _claim(stand_ins, folder, names, stem, exact_names, note)
+        except OSError as e:
+            if keep_source or e.errno not in CROSS_DEVICE:
+                raise
+            temps = [copy_verified(s, folder, note) for s in sources]
+            finals = _claim(temps, folder, names, stem, exact_names, note)
     finally:
-        _unlink(tmp)
+        for tmp in temps:
+            _remove_quietly(tmp)
     fsync_dir(folder)
-    return final
+    if keep_source:
+        return finals
+    for i, source in enumerate(sources):  # the photo first: if it stays, all stay
+        note("unlink", path=source)
+        try:
+            _unlink(source)
+        except OSError as e:
+            if i == 0:
+                for final in finals:
+                    _remove_quietly(final)
+                raise
+            raise OSError(e.errno, f"moved, but {source.name} stays at the source too") from None
+    for parent in {s.parent for s in sources}:
+        fsync_dir(parent)
+    return finals
+
+
+def _claim(stand_ins, folder, names, stem, exact_names, note) -> list[Path]:
+    if exact_names is None:
+        return _claim_all(stand_ins, folder, names, stem, note)
+    claimed: list[Path] = []
+    try:
+        for stand_in, name in zip(stand_ins, exact_names):
+            note("claim", path=folder / name)
+            _link(stand_in, folder / name)
+            note("claimed", path=folder / name)
+            claimed.append(folder / name)
+    except BaseException:
+        for target in claimed:
+            _remove_quietly(target)
+        raise
+    return claimed
+
+
+def move_file(src: Path, folder: Path) -> Path:
+    """Move one file into folder without ever overwriting; returns the final path."""
+    return transfer([src], folder)[0]
+
+
+def copy_file(src: Path, folder: Path) -> Path:
+    """Copy one file into folder without ever overwriting; the copy is verified first."""
+    return transfer([src], folder, keep_source=True)[0]

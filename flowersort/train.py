@@ -26,7 +26,7 @@ class TrainConfig:
 
     epochs: int = 300
     batch_size: int = 64
-    learning_rate: float = 0.01
+    learning_rate: float = 0.003
     weight_decay: float = 1e-4  # L2 on the weights, not the biases
     patience: int = 30  # epochs without a better validation loss before stopping
     val_fraction: float = 0.2

@@ -14,22 +14,22 @@ DATASETS = SHARED / "datasets"
 
 def make_photo(rng: np.random.Generator, flower: bool, size: int = 96) -> np.ndarray:
     """A BGR photo: flowers are saturated magenta/yellow blobs on green; others are
-    blue, grey or brown scenes. Noise and blob placement vary with rng."""
+    blue or cyan scenes, often greyish. Noise and blob placement vary with rng."""
     hsv = np.zeros((size, size, 3), np.uint8)
     if flower:
         hsv[..., 0] = 60 + rng.integers(-5, 5)  # green background (OpenCV hue 0-180)
         hsv[..., 1] = 150
         hsv[..., 2] = 120
         for _ in range(rng.integers(2, 5)):
-            cx, cy = rng.integers(10, size - 10, 2)
-            r = int(rng.integers(6, 16))
+            cx, cy = rng.integers(size // 8, size - size // 8, 2)
+            r = int(rng.integers(size // 16 + 1, size // 6 + 2))
             hue = int(rng.choice([165, 25, 0]))  # magenta, yellow, red
             cv2.circle(hsv, (int(cx), int(cy)), r, (hue, 230, 230), -1)
     else:
-        hsv[..., 0] = rng.choice([110, 15, 100])  # blue, brown, sky
+        hsv[..., 0] = rng.choice([110, 120, 95])  # blues and cyan: sea, sky, dusk
         hsv[..., 1] = rng.integers(20, 120)
         hsv[..., 2] = rng.integers(80, 220)
-        y0 = int(rng.integers(20, size - 20))
+        y0 = int(rng.integers(size // 4, size - size // 4))
         hsv[y0:, :, 2] //= 2  # a darker ground
     bgr = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR).astype(np.int16)
     bgr += rng.integers(-8, 9, bgr.shape, dtype=np.int16)
@@ -85,3 +85,11 @@ def census(*roots: Path) -> Counter:
 
 def requires_datasets():
     return pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/datasets is absent")
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own journal and lock (never the user's)."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state

@@ -65,7 +65,9 @@ def test_to_hsv_hue_in_unit_range():
     assert np.allclose(hsv[..., 0], 0) and np.allclose(hsv[..., 1], 1)
 
 
-@pytest.mark.parametrize("mode,shape", [("hue", (16, 8, 8)), ("hue-hist", (16, 12, 1))])
+@pytest.mark.parametrize(
+    "mode,shape", [("hue", (16, 8, 8)), ("hue-hist", (16, 12, 1)), ("hue-sat-hist", (16, 12, 3))]
+)
 def test_feature_shapes(mode, shape):
     cfg = FeatureConfig(mode=mode, image_size=32, grid=4, bins=12)
     x = features(np.zeros((50, 70, 3), np.uint8), cfg)
@@ -141,4 +143,16 @@ def test_names_in_any_script(tmp_path, name):
     path = tmp_path / name
     ok, buf = cv2.imencode(path.suffix, img)
     path.write_bytes(buf.tobytes())
-    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 1)
+    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 3)
+
+
+def test_hue_sat_histograms_split_soft_vivid_and_grey():
+    from flowersort.images import hue_sat_histograms
+
+    hsv = np.concatenate([solid(120, sat=0.4), solid(120, sat=0.9), solid(0, sat=0.0, val=1.0)])
+    hist = hue_sat_histograms(hsv, 8, 12)  # three tiles stacked vertically
+    soft, vivid, grey = hist[..., 0], hist[..., 1], hist[..., 2]
+    assert soft[0].sum() == pytest.approx(1.0) and vivid[0].sum() == 0 and grey[0].sum() == 0
+    assert vivid[1].sum() == pytest.approx(1.0) and soft[1].sum() == 0
+    assert grey[2].sum() == pytest.approx(1.0) and grey[2].argmax() == 11  # white: brightest bin
+    assert soft[2].sum() == 0 and vivid[2].sum() == 0

@@ -12,7 +12,7 @@ from flowersort.train import TrainConfig, fit
 @pytest.fixture(scope="module")
 def model():
     rng = np.random.default_rng(0)
-    cfg = FeatureConfig(image_size=24, grid=2, bins=6)
+    cfg = FeatureConfig(mode="hue-hist", image_size=24, grid=2, bins=6)
     x = rng.random((24, 4, 6, 1)).astype(np.float32)
     y = np.tile([0.0, 1.0], 12)
     x[y == 1, :, 0] += 0.5

@@ -41,13 +41,13 @@ def test_name_clash_gets_a_new_name_never_overwrites(tree):
 
 
 def test_candidate_names():
-    names = safefs.candidate_names("IMG.0001.jpg")
+    names = (s + ".jpg" for s in safefs.numbered_stems(safefs.split_name("IMG.0001.jpg")[0]))
     assert [next(names) for _ in range(3)] == [
         "IMG.0001.jpg",
         "IMG.0001 (1).jpg",
         "IMG.0001 (2).jpg",
     ]
-    names = safefs.candidate_names(".hidden")
+    names = safefs.numbered_stems(safefs.split_name(".hidden")[0])
     assert [next(names) for _ in range(2)] == [".hidden", ".hidden (1)"]
 
 

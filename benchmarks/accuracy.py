@@ -1,0 +1,171 @@
+"""Accuracy on real photos: flowersort and the original article's pipeline, side by side.
+
+Trains flowersort on ../shared/datasets/train, evaluates on ../shared/datasets/dev, and in
+the same run trains and evaluates ../shared/bench/seed_ref.py (run as it is) on the same
+split. Prints one table (accuracy, precision, recall, F1, training time, classify time per
+photo), an ablation table, and the errors per category of the manifest for the default
+setting. Settings are chosen on the validation split carved from train; dev is reported
+once per setting.
+
+usage: python benchmarks/accuracy.py [--no-seed-ref] [--quick]
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from flowersort.archive import walk
+from flowersort.evaluate import evaluate
+from flowersort.images import FeatureConfig
+from flowersort.metrics import confusion
+from flowersort.train import TrainConfig, fit, load_examples
+
+# ----------------------------------------------------------------------------- settings
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATA = SHARED / "datasets"
+SEED_REF = SHARED / "bench" / "seed_ref.py"
+DEFAULT_FEATURES = FeatureConfig()
+DEFAULT_TRAIN = TrainConfig()
+# (name, feature config, train config, decision rule): each row changes one thing
+ABLATION = [
+    ("default: hue-sat-hist, 6x6 tiles, 4 channels", DEFAULT_FEATURES, DEFAULT_TRAIN, "val"),
+    ("input: hue matrix (original)", replace(DEFAULT_FEATURES, mode="hue"), DEFAULT_TRAIN, "val"),
+    ("input: hue histogram only", replace(DEFAULT_FEATURES, mode="hue-hist"), DEFAULT_TRAIN, "val"),
+    (
+        "tile net left random (original)",
+        DEFAULT_FEATURES,
+        replace(DEFAULT_TRAIN, train_tile_net=False),
+        "val",
+    ),
+    ("tile grid 4x4", replace(DEFAULT_FEATURES, grid=4), DEFAULT_TRAIN, "val"),
+    ("tile grid 8x8", replace(DEFAULT_FEATURES, grid=8), DEFAULT_TRAIN, "val"),
+    (
+        "one number per tile (original)",
+        DEFAULT_FEATURES,
+        replace(DEFAULT_TRAIN, tile_layers=[16, 1, 1]),
+        "val",
+    ),
+    ("augmentation off", DEFAULT_FEATURES, replace(DEFAULT_TRAIN, augment=False), "val"),
+    ("threshold fixed at 0.5", DEFAULT_FEATURES, DEFAULT_TRAIN, "0.5"),
+]
+# ------------------------------------------------------------------------------------
+
+
+def folders(split: str) -> tuple[Path, Path]:
+    return DATA / split / "flowers", DATA / split / "noflowers"
+
+
+def run_seed_ref() -> dict:
+    """The original pipeline, as it is, on the same split; parse its closing line."""
+    cmd = [sys.executable, str(SEED_REF), *map(str, folders("train") + folders("dev"))]
+    proc = subprocess.run(cmd, cwd=SHARED, capture_output=True, text=True, check=True)
+    line = proc.stdout.strip().splitlines()[-1]
+    nums = dict(re.findall(r"(\w+) ([\d.]+)", line))
+    tp, fp, fn = (int(nums[k]) for k in ("tp", "fp", "fn"))
+    precision, recall = float(nums["precision"]), float(nums["recall"])
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    train_s = float(re.search(r"train (\d+) s", line).group(1))
+    ms = float(re.search(r"classify ([\d.]+) ms/photo", line).group(1))
+    return {
+        "accuracy": float(nums["accuracy"]),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "train_s": train_s,
+        "ms_per_photo": ms,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
+
+
+def run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict) -> tuple:
+    """Train on train/ (features read once per input setting), score dev/ end to end."""
+    key = repr(cfg)
+    if key not in cache:
+        t0 = time.perf_counter()
+        cache[key] = (load_examples(*folders("train"), cfg), time.perf_counter() - t0)
+    ex, read_s = cache[key]
+    t1 = time.perf_counter()
+    model, _ = fit(ex.x, ex.y, cfg, tcfg)
+    fit_s = time.perf_counter() - t1
+    if rule == "0.5":
+        model.threshold = 0.5
+    t2 = time.perf_counter()
+    result = evaluate(model, *folders("dev"))
+    ms = 1000 * (time.perf_counter() - t2) / len(result.paths)
+    m = result.metrics()
+    # training time = reading and decoding the photos + fitting, as `flowersort train` spends it
+    return {**m, "train_s": read_s + fit_s, "ms_per_photo": ms}, result
+
+
+def per_category(result) -> dict[str, tuple[int, int]]:
+    rows = csv.DictReader(open(DATA / "MANIFEST.csv", newline=""))
+    category = {(DATA / r["path"]).resolve(): r["category"] for r in rows}
+    out: dict[str, list[int]] = {}
+    for path, truth, score in zip(result.paths, result.truth, result.scores):
+        cat = category.get(Path(path).resolve(), "?")
+        wrong = (score >= result.threshold) != truth
+        out.setdefault(cat, [0, 0])
+        out[cat][0] += wrong
+        out[cat][1] += 1
+    return {k: tuple(v) for k, v in sorted(out.items(), key=lambda kv: -kv[1][0])}
+
+
+def fmt(name: str, m: dict) -> str:
+    return (
+        f"| {name} | {m['accuracy']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+        f"{m['f1']:.3f} | {m['train_s']:.0f} s | {m['ms_per_photo']:.1f} ms |"
+    )
+
+
+def main() -> None:
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} is absent: nothing to measure")
+    quick = "--quick" in sys.argv
+    n_train = sum(1 for _ in walk(DATA / "train"))
+    print(f"train: {n_train} photos, dev: {sum(1 for _ in walk(DATA / 'dev'))} photos\n")
+    header = (
+        "| setting | accuracy | precision | recall | F1 | training | classify/photo |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    cache: dict = {}
+    rows = ABLATION[:1] if quick else ABLATION
+    results = []
+    print("Ablation (each row changes one thing from the default; dev figures):\n")
+    print(header, flush=True)
+    for name, cfg, tcfg, rule in rows:
+        m, result = run_flowersort(cfg, tcfg, rule, cache)
+        results.append((name, m, result))
+        print(fmt(name, m), flush=True)
+    default_m, default_result = results[0][1], results[0][2]
+
+    print("\nSide by side on the same split:\n")
+    print(header)
+    print(fmt("flowersort (default)", default_m), flush=True)
+    if "--no-seed-ref" not in sys.argv:
+        print(fmt("original pipeline (seed_ref.py)", run_seed_ref()), flush=True)
+
+    print("\nErrors per category (default setting, dev):\n")
+    print("| category | wrong | of |\n|---|---|---|")
+    for cat, (wrong, n) in per_category(default_result).items():
+        print(f"| {cat} | {wrong} | {n} |")
+
+    print("\nThreshold sweep (default setting, dev):\n")
+    print("| threshold | precision | recall | accuracy |\n|---|---|---|---|")
+    scores, truth = np.array(default_result.scores), np.array(default_result.truth)
+    for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        c = confusion(truth, scores >= t)
+        print(f"| {t:.1f} | {c['precision']:.3f} | {c['recall']:.3f} | {c['accuracy']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
