@@ -16,17 +16,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from flowersort.errors import BadImage
+from flowersort.exif import read_exif
+
+MAX_PIXELS = 120_000_000  # larger than any camera's photo; refuse before decoding
+# OpenCV's own guard for the formats whose header we do not read (TIFF, WebP, ...)
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+import cv2  # noqa: E402  (after the guard above)
 
 Mode = Literal["hue", "hue-hist", "hue-sat-hist"]
 MODES = ("hue-sat-hist", "hue-hist", "hue")
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 
-MAX_PIXELS = 120_000_000  # larger than any camera's photo; refuse before decoding
 MAX_FILE_BYTES = 512 * 1024 * 1024
 HEADER_BYTES = 256 * 1024  # JPEG markers before the frame header (EXIF, ICC) fit in this
 
@@ -138,14 +142,34 @@ def read_image(path: str | os.PathLike, need: int = 0) -> np.ndarray:
         raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)")
     if size is not None and min(size) == 0:
         raise BadImage("image has no pixels")
-    flag = _reduced_flag(size, data[:2].tobytes() == b"\xff\xd8", need)
+    head = data[:HEADER_BYTES].tobytes()
+    is_jpeg = head[:2] == b"\xff\xd8"
+    flag = _reduced_flag(size, is_jpeg, need)
     try:
-        img = cv2.imdecode(data, flag)
+        # OpenCV turns photos upright only at full size, so we do it ourselves, always
+        img = cv2.imdecode(data, flag | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:
         img = None
     if img is None or img.size == 0:
-        raise BadImage("not an image OpenCV can decode")
-    return img
+        raise BadImage(_undecodable_reason(head))
+    return orient(img, read_exif(head).orientation) if is_jpeg else img
+
+
+def _undecodable_reason(head: bytes) -> str:
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+        return "HEIC/HEIF photo: this OpenCV build cannot decode it"
+    if head[:2] == b"\xff\xd8" or head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "damaged image: OpenCV cannot decode it"
+    return "not an image OpenCV can decode"
+
+
+def orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) so the photo is as it is displayed."""
+    if orientation in (2, 4, 5, 7):  # the mirrored ones: flip, then rotate like 1/3/8/6
+        img = cv2.flip(img, 1)
+        orientation = {2: 1, 4: 3, 5: 8, 7: 6}[orientation]
+    rotation = {3: cv2.ROTATE_180, 6: cv2.ROTATE_90_CLOCKWISE, 8: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    return cv2.rotate(img, rotation[orientation]) if orientation in rotation else img
 
 
 # ---------------------------------------------------------------- features
@@ -238,7 +262,11 @@ def features(bgr: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 def load_features(path: str | os.PathLike, cfg: FeatureConfig) -> np.ndarray:
     """read_image + features: raises BadImage for anything that is not a usable photo."""
-    return features(read_image(path, cfg.image_size), cfg)
+    img = read_image(path, cfg.image_size)
+    try:
+        return features(img, cfg)
+    except (cv2.error, ValueError) as e:
+        raise BadImage(f"cannot process the decoded image ({e})") from None
 
 
 def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:

@@ -1,0 +1,119 @@
+"""Kill flowersort classify --move-to with SIGKILL at random moments, many times, then let a
+last run finish; count lost, damaged and duplicated photos by SHA-256 census.
+
+usage: python benchmarks/torture.py [TRIALS] [PHOTOS]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# ----------------------------------------------------------------------------- settings
+TRIALS = int(sys.argv[1]) if len(sys.argv) > 1 else 40  # kills per filesystem setting
+PHOTOS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+SIDECAR_EVERY = 7  # every 7th photo gets an .xmp sidecar
+ROOT = Path(__file__).resolve().parents[1]
+# ------------------------------------------------------------------------------------
+
+
+def make_archive(root: Path, n: int, rng: np.random.Generator) -> None:
+    for i in range(n):
+        folder = root / f"{i % 13:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        img = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        ok, buf = cv2.imencode(".jpg", img)
+        name = f"IMG_{i % 97:04d}"
+        (folder / f"{name}.jpg").write_bytes(buf.tobytes())
+        if i % SIDECAR_EVERY == 0:
+            (folder / f"{name}.xmp").write_text(f"<xmp n='{i}'/>")
+
+
+def census(*roots: Path) -> Counter:
+    return Counter(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for r in roots
+        if r.exists()
+        for p in r.rglob("*")
+        if p.is_file()
+    )
+
+
+def trial_run(src: Path, dest: Path, state: Path, trials: int, rng) -> tuple[int, int, int, int]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "flowersort",
+        "classify",
+        str(src),
+        "--move-to",
+        str(dest),
+        "--threshold",
+        "0",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+    env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONPATH": str(ROOT)}
+    before = census(src)
+    start = time.perf_counter()
+    subprocess.run([*cmd, "--dry-run"], env=env, capture_output=True)
+    startup = time.perf_counter() - start
+    for _ in range(trials):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(startup * float(rng.uniform(0.5, 2.0)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    after = census(src, dest)
+    lost = sum((before - after).values())
+    damaged = sum(n for h, n in after.items() if h not in before)
+    duplicated = sum(n - before[h] for h, n in after.items() if h in before and n > before[h])
+    leftovers = sum(1 for p in dest.rglob(".flowersort-tmp-*"))
+    return lost, damaged, duplicated, leftovers
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    settings = [("same filesystem", None)]
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shm.stat().st_dev != Path(tempfile.gettempdir()).stat().st_dev:
+        settings.append(("across filesystems (tmpfs target)", shm))
+    total = Counter()
+    for label, target_root in settings:
+        work = Path(tempfile.mkdtemp())
+        target = Path(tempfile.mkdtemp(dir=target_root))
+        try:
+            make_archive(work / "Pictures", PHOTOS, rng)
+            files = sum(1 for p in (work / "Pictures").rglob("*") if p.is_file())
+            lost, damaged, dup, left = trial_run(
+                work / "Pictures", target / "Flowers", work / "state", TRIALS, rng
+            )
+            print(
+                f"{label}: {TRIALS} trials, {files} files ({PHOTOS} photos), {lost} lost, "
+                f"{damaged} damaged, {dup} duplicated, {left} temporary files left",
+                flush=True,
+            )
+            total.update(trials=TRIALS, photos=PHOTOS, lost=lost, damaged=damaged, dup=dup)
+        finally:
+            shutil.rmtree(work)
+            shutil.rmtree(target)
+    print(
+        f"{total['trials']} trials, {total['photos']} photos, {total['lost']} lost, "
+        f"{total['damaged']} damaged, {total['dup']} duplicated"
+    )
+
+
+if __name__ == "__main__":
+    main()
