@@ -18,10 +18,11 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from flowersort.archive import display
+from flowersort.archive import display, walk
+from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.errors import FlowersortError
 from flowersort.images import MODES, FeatureConfig
-from flowersort.model import default_model_path, load_model
+from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -378,6 +379,20 @@ def evaluate(
     "leave it where it is, or remove the source (after a byte compare).",
 )
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
+@click.option(
+    "--thumbnails/--no-thumbnails",
+    default=False,
+    show_default=True,
+    help="Classify JPEGs from their embedded EXIF preview when it is large enough: reads "
+    "only the first kilobytes of each file (see the README for the accuracy cost).",
+)
+@click.option(
+    "--cache",
+    "cache_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Score cache file. Default: $XDG_CACHE_HOME/flowersort/scores.sqlite.",
+)
+@click.option("--no-cache", is_flag=True, help="Decode every photo, remember nothing.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are cut).")
 @click.option(
     "--include-hidden",
@@ -402,6 +417,9 @@ def classify(
     as_json,
     on_conflict,
     wait,
+    thumbnails,
+    cache_path,
+    no_cache,
     follow_symlinks,
     include_hidden,
     exclude,
@@ -425,7 +443,13 @@ def classify(
     if move_to and copy_to:
         raise click.UsageError("use either --move-to or --copy-to, not both")
     dest = move_to or copy_to
-    model = open_model(model_path)
+    model_file = model_path or default_model_path()
+    model = open_model(model_file)
+    cache = (
+        None
+        if no_cache
+        else ScoreCache(cache_path or default_cache_path(), model_digest(model_file))
+    )
     counts: Counter = Counter()
     outcomes = run_classify(
         model,
@@ -440,9 +464,23 @@ def classify(
         workers=workers,
         on_conflict=on_conflict,
         wait=wait,
+        cache=cache,
+        thumbnail=thumbnails,
     )
-    with progress(quiet, desc="classifying", unit="photo") as bar:
-        run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
+    total = None
+    if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
+        total = sum(
+            1
+            for _ in walk(
+                src, prune=[dest] if dest else [], include_hidden=include_hidden, exclude=exclude
+            )
+        )
+    try:
+        with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
+            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
+    finally:
+        if cache is not None:
+            cache.close()
     log.info(summary_line(counts))
     if counts["failed"]:
         sys.exit(EXIT_FAILED)

@@ -135,11 +135,14 @@ def _reduced_flag(size: tuple[int, int] | None, is_jpeg: bool, need: int) -> int
     return cv2.IMREAD_COLOR
 
 
-def read_image(path: str | os.PathLike, need: int = 0) -> np.ndarray:
-    """Decode a photo to 8-bit BGR, at least `need` pixels a side where the file allows.
+def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) -> np.ndarray:
+    """Decode a photo to 8-bit BGR, upright, at least `need` pixels a side where the file
+    allows.
 
-    Raises BadImage with a reason a person understands. Never opens anything but a
-    regular file (a FIFO or a device would hang the run).
+    With `thumbnail`, a JPEG whose EXIF preview has at least `need` pixels a side is
+    decoded from that preview alone, reading only the start of the file. Raises BadImage
+    with a reason a person understands. Never opens anything but a regular file (a FIFO
+    or a device would hang the run).
     """
     path = Path(path)
     try:
@@ -156,18 +159,26 @@ def read_image(path: str | os.PathLike, need: int = 0) -> np.ndarray:
     if st.st_size > MAX_FILE_BYTES:
         raise BadImage(f"file too large ({st.st_size // 2**20} MiB)")
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+            size = header_size(head)
+            is_jpeg = head[:2] == b"\xff\xd8"
+            exif = read_exif(head) if is_jpeg else None
+            if thumbnail and exif and exif.thumbnail:
+                preview = _decode_preview(head, exif.thumbnail, size, need * 3 // 4)
+                if preview is not None:
+                    return orient(preview, exif.orientation)
+            data = np.frombuffer(head + f.read(), dtype=np.uint8)
+    except FileNotFoundError:
+        raise BadImage("file vanished") from None
     except OSError as e:
         raise BadImage(e.strerror or str(e)) from None
-    size = header_size(data[:HEADER_BYTES].tobytes())
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)")
     if size is not None and min(size) == 0:
         raise BadImage("image has no pixels")
-    head = data[:HEADER_BYTES].tobytes()
     if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(data.tobytes())):
         raise BadImage(f"damaged image: {damage}")
-    is_jpeg = head[:2] == b"\xff\xd8"
     flag = _reduced_flag(size, is_jpeg, need)
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always
@@ -176,7 +187,32 @@ def read_image(path: str | os.PathLike, need: int = 0) -> np.ndarray:
         img = None
     if img is None or img.size == 0:
         raise BadImage(_undecodable_reason(head))
-    return orient(img, read_exif(head).orientation) if is_jpeg else img
+    return orient(img, exif.orientation) if exif else img
+
+
+def _decode_preview(
+    head: bytes, where: tuple[int, int], size: tuple[int, int] | None, need: int
+) -> np.ndarray | None:
+    """The EXIF preview, without the black bars cameras add to fit it to 160 x 120; None
+    if it is missing, damaged or smaller than `need`."""
+    offset, length = where
+    if offset + length > len(head) or size is None:
+        return None
+    try:
+        img = cv2.imdecode(np.frombuffer(head, np.uint8, length, offset), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
+    if img is None:
+        return None
+    h, w = img.shape[:2]
+    aspect = size[0] / size[1]  # of the photo itself
+    if w / h > aspect * 1.02:  # bars left and right
+        keep = round(h * aspect)
+        img = img[:, (w - keep) // 2 : (w - keep) // 2 + keep]
+    elif w / h < aspect / 1.02:  # bars top and bottom
+        keep = round(w / aspect)
+        img = img[(h - keep) // 2 : (h - keep) // 2 + keep]
+    return img if min(img.shape[:2]) >= need else None
 
 
 def _undecodable_reason(head: bytes) -> str:
@@ -284,9 +320,11 @@ def features(bgr: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return hue_sat_histograms(hsv, cfg.tile, cfg.bins)  # (T, bins, 3)
 
 
-def load_features(path: str | os.PathLike, cfg: FeatureConfig) -> np.ndarray:
+def load_features(
+    path: str | os.PathLike, cfg: FeatureConfig, thumbnail: bool = False
+) -> np.ndarray:
     """read_image + features: raises BadImage for anything that is not a usable photo."""
-    img = read_image(path, cfg.image_size)
+    img = read_image(path, cfg.image_size, thumbnail)
     try:
         return features(img, cfg)
     except (cv2.error, ValueError) as e:

@@ -1,29 +1,36 @@
-"""Photos to feature maps, on every core, streaming: memory stays bounded by a window of
-chunks in flight, whatever the number of photos."""
+"""Photos to scores, on every core, streaming: memory stays bounded by a window of chunks
+in flight, whatever the number of photos; remembered scores skip the decoding."""
 
 from __future__ import annotations
 
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
+from flowersort.cache import ScoreCache
 from flowersort.errors import BadImage
 from flowersort.images import FeatureConfig, load_features
 from flowersort.model import Model
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
+BATCH = 64  # photos per network call
+
+Result = np.ndarray | str | tuple  # features, a skip reason, or a remembered (score, reason)
 
 
-def _load_chunk(paths: list[Path], cfg: FeatureConfig) -> list[np.ndarray | str]:
-    out: list[np.ndarray | str] = []
-    for path in paths:
+def _load_chunk(jobs: list[tuple[Path, tuple | None]], cfg: FeatureConfig, thumbnail: bool):
+    out: list[Result] = []
+    for path, known in jobs:
+        if known is not None:
+            out.append(known)
+            continue
         try:
-            out.append(load_features(path, cfg))
+            out.append(load_features(path, cfg, thumbnail))
         except BadImage as e:
             out.append(str(e))
         except Exception as e:  # a decoder surprise must not stop the run
@@ -32,55 +39,91 @@ def _load_chunk(paths: list[Path], cfg: FeatureConfig) -> list[np.ndarray | str]
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def scan(
-    paths: Iterable[Path], cfg: FeatureConfig, workers: int | None = None
-) -> Iterator[tuple[Path, np.ndarray | str]]:
-    """Yield (path, features) or (path, reason it was skipped), in input order."""
+    paths: Iterable[Path | tuple[Path, tuple | None]],
+    cfg: FeatureConfig,
+    workers: int | None = None,
+    thumbnail: bool = False,
+) -> Iterator[tuple[Path, Result]]:
+    """Yield (path, features) or (path, reason it was skipped), in input order.
+
+    An input may be (path, known): then `known` is passed through without decoding.
+    """
     workers = workers or default_workers()
-    source = iter(paths)
-    chunks = iter(lambda: list(islice(source, CHUNK)), [])  # stops at the first empty chunk
-    if workers <= 1:
-        for chunk in chunks:
-            yield from zip(chunk, _load_chunk(chunk, cfg))
-        return
-    with ProcessPoolExecutor(workers) as pool:
+    jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
+    chunks = iter(lambda: list(islice(jobs, CHUNK)), [])  # stops at the first empty chunk
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
         pending: deque = deque()
         for chunk in chunks:
-            pending.append((chunk, pool.submit(_load_chunk, chunk, cfg)))
-            if len(pending) >= 4 * workers:
+            if pool is None or all(known is not None for _, known in chunk):
+                future = _done(_load_chunk(chunk, cfg, thumbnail))
+            else:
+                future = pool.submit(_load_chunk, chunk, cfg, thumbnail)
+            pending.append((chunk, future))
+            while len(pending) >= 4 * workers or (pending and pending[0][1].done()):
                 done, future = pending.popleft()
-                yield from zip(done, future.result())
+                yield from zip((p for p, _ in done), future.result())
         while pending:
             done, future = pending.popleft()
-            yield from zip(done, future.result())
-
-
-BATCH = 64  # photos per network call
+            yield from zip((p for p, _ in done), future.result())
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def score_photos(
-    model: Model, paths: Iterable[Path], workers: int | None = None
+    model: Model,
+    paths: Iterable[Path],
+    workers: int | None = None,
+    *,
+    cache: ScoreCache | None = None,
+    thumbnail: bool = False,
 ) -> Iterator[tuple[Path, float | None, str]]:
     """Yield (path, flower score, "") or (path, None, reason skipped), in input order."""
     batch: list[tuple[Path, np.ndarray]] = []
+    keys: dict[Path, tuple] = {}
+
+    def remembered(path: Path):
+        if cache is not None and (key := cache.key(path)) is not None:
+            keys[path] = key
+            return path, cache.get(path, key)
+        return path
 
     def flush() -> Iterator[tuple[Path, float | None, str]]:
         scores = model.scores(np.stack([x for _, x in batch]))
         for (path, _), score in zip(batch, scores):
-            yield path, float(score), ""
+            yield finish(path, float(score), "")
         batch.clear()
 
-    for path, result in scan(paths, model.features, workers):
-        if isinstance(result, str):
-            if batch:  # keep input order: score what came before the bad file first
+    def finish(path: Path, score: float | None, reason: str):
+        if cache is not None and (key := keys.pop(path, None)) is not None:
+            cache.put(path, key, score, reason)
+        return path, score, reason
+
+    for path, result in scan(map(remembered, paths), model.features, workers, thumbnail):
+        if isinstance(result, np.ndarray):
+            batch.append((path, result))
+            if len(batch) >= BATCH:
                 yield from flush()
-            yield path, None, result
             continue
-        batch.append((path, result))
-        if len(batch) >= BATCH:
+        if batch:  # keep input order: score what came before first
             yield from flush()
+        if isinstance(result, tuple):  # remembered from an earlier run
+            keys.pop(path, None)
+            yield path, result[0], result[1]
+        else:
+            yield finish(path, None, result)
     if batch:
         yield from flush()

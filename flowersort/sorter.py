@@ -12,6 +12,7 @@ from typing import Literal
 
 from flowersort import safefs
 from flowersort.archive import OnSkip, walk
+from flowersort.cache import ScoreCache
 from flowersort.errors import FlowersortError
 from flowersort.journal import Journal, RunLock, state_dir
 from flowersort.model import Model
@@ -83,6 +84,8 @@ def classify(
     workers: int | None = None,
     on_conflict: ConflictMode = "rename",
     wait: bool = False,
+    cache: ScoreCache | None = None,
+    thumbnail: bool = False,
     on_walk_skip: OnSkip | None = None,
 ) -> Iterator[Outcome]:
     """Score every photo under src; move (or copy) the flowers into dest unless dry_run.
@@ -117,7 +120,9 @@ def classify(
         on_skip=note_skip,
     )
     try:
-        for path, score, reason in score_photos(model, photos, workers):
+        for path, score, reason in score_photos(
+            model, photos, workers, cache=cache, thumbnail=thumbnail
+        ):
             while walk_skips:
                 skipped, why = walk_skips.pop(0)
                 yield Outcome(skipped, None, None, "skipped", why)

@@ -89,7 +89,8 @@ def requires_datasets():
 
 @pytest.fixture(autouse=True)
 def state_home(tmp_path, monkeypatch) -> Path:
-    """Each test gets its own journal and lock (never the user's)."""
+    """Each test gets its own journal, lock and score cache (never the user's)."""
     state = tmp_path / "state"
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return state

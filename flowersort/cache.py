@@ -1,0 +1,105 @@
+"""Scores remembered between runs: (path, size, mtime_ns, inode) -> score, per model.
+
+A nightly rerun over an unchanged archive then decodes nothing. The cache lives in
+$XDG_CACHE_HOME/flowersort (else ~/.cache/flowersort) unless a path is given. A corrupt
+cache file is rebuilt with a warning; SQLite's WAL mode and a busy timeout let two runs
+share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+log = logging.getLogger("flowersort")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,
+    model TEXT, score REAL, reason TEXT
+)
+"""
+COMMIT_EVERY = 500
+# reasons that belong to the file's bytes, so are worth remembering (not "Permission denied")
+LASTING_REASONS = (
+    "empty file",
+    "not an image",
+    "damaged",
+    "image too large",
+    "HEIC",
+    "image has no pixels",
+)
+
+Key = tuple[int, int, int]  # size, mtime_ns, inode
+
+
+def default_cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "flowersort" / "scores.sqlite"
+
+
+class ScoreCache:
+    def __init__(self, path: Path, model_digest: str):
+        self.path, self.model = Path(path), model_digest
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError as e:
+            log.warning("warning: score cache %s is unusable (%s); rebuilding it", path, e)
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            self.db = self._open()
+        self.pending = 0
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a decode
+        db.execute(SCHEMA)
+        db.execute("SELECT count(*) FROM scores WHERE rowid = 1").fetchone()
+        return db
+
+    @staticmethod
+    def key(path: Path) -> Key | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    def get(self, path: Path, key: Key) -> tuple[float | None, str] | None:
+        """(score, "") or (None, skip reason) remembered for this exact file and model."""
+        try:
+            row = self.db.execute(
+                "SELECT size, mtime_ns, inode, model, score, reason FROM scores WHERE path = ?",
+                (os.fsencode(path),),
+            ).fetchone()
+        except sqlite3.DatabaseError:
+            return None
+        if row is None or tuple(row[:3]) != key or row[3] != self.model:
+            return None
+        return row[4], row[5] or ""
+
+    def put(self, path: Path, key: Key, score: float | None, reason: str) -> None:
+        if score is None and not reason.startswith(LASTING_REASONS):
+            return
+        try:
+            self.db.execute(
+                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (os.fsencode(path), *key, self.model, score, reason),
+            )
+            self.pending += 1
+            if self.pending >= COMMIT_EVERY:
+                self.db.commit()
+                self.pending = 0
+        except sqlite3.DatabaseError as e:  # e.g. another run holds the write lock too long
+            log.debug("score cache: %s", e)
+
+    def close(self) -> None:
+        try:
+            self.db.commit()
+        except sqlite3.DatabaseError:
+            pass
+        self.db.close()

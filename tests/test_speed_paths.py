@@ -1,0 +1,157 @@
+"""The fast paths must give the same answers: EXIF previews, reduced decoding, the cache."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from flowersort import images
+from flowersort.cli import cli
+from flowersort.exif import read_exif
+from flowersort.images import read_image
+from tests.camera import camera_jpeg, exif_block
+from tests.conftest import make_photo, write_photo
+
+
+def test_preview_is_found_and_used_without_reading_the_rest(tmp_path):
+    img = make_photo(np.random.default_rng(0), True, size=96)
+    big = cv2.resize(img, (1200, 800))  # 3:2, so the preview is letterboxed
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(camera_jpeg(big))
+    info = read_exif(path.read_bytes()[:65536])
+    assert info.thumbnail is not None
+    preview = read_image(path, 96, thumbnail=True)
+    assert preview.shape[:2] == (107, 160)  # the black bars are cut away
+    # the preview and the frame header are enough: the file may end right after them
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"\xff\xc0", sum(info.thumbnail)) + 20])
+    assert read_image(path, 96, thumbnail=True).shape[:2] == (107, 160)
+
+
+def test_preview_too_small_falls_back_to_the_photo(tmp_path):
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(camera_jpeg(np.full((800, 1200, 3), 99, np.uint8)))
+    assert read_image(path, 400, thumbnail=True).shape[:2] == (400, 600)
+
+
+def test_preview_respects_orientation(tmp_path):
+    img = np.zeros((800, 1200, 3), np.uint8)
+    img[:, :600] = (0, 0, 255)
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(camera_jpeg(img, orientation=6))
+    preview = read_image(path, 96, thumbnail=True)
+    assert preview.shape[0] > preview.shape[1]
+
+
+def test_no_exif_no_preview():
+    assert read_exif(b"\xff\xd8" + exif_block(3) + b"\xff\xd9").orientation == 3
+    assert read_exif(b"\xff\xd8" + exif_block(3)).thumbnail is None
+    assert read_exif(b"not a jpeg").orientation == 1
+
+
+@pytest.fixture
+def archive(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "Pictures"
+    for i in range(12):
+        write_photo(root / f"p{i:02d}.jpg", make_photo(rng, i % 2 == 0))
+    (root / "bad.jpg").write_bytes(b"not a photo")
+    return root
+
+
+def classify(archive, model, *extra):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "classify",
+            str(archive),
+            "--json",
+            "--workers",
+            "1",
+            "--model",
+            str(model),
+            *map(str, extra),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return {json.loads(line)["path"]: json.loads(line) for line in result.stdout.splitlines()}
+
+
+def count_decodes(monkeypatch):
+    calls = []
+    real = images.read_image
+
+    def counting(path, *args, **kwargs):
+        calls.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "read_image", counting)
+    return calls
+
+
+def test_rerun_over_unchanged_archive_decodes_nothing(archive, trained_model, monkeypatch):
+    calls = count_decodes(monkeypatch)
+    first = classify(archive, trained_model)
+    assert len(calls) == 13
+    second = classify(archive, trained_model)
+    assert len(calls) == 13  # nothing decoded again, the bad file included
+    assert second == first
+    (archive / "p03.jpg").write_bytes((archive / "p04.jpg").read_bytes())  # a changed file
+    third = classify(archive, trained_model)
+    assert calls[13:] == [archive / "p03.jpg"]
+    assert third[str(archive / "p03.jpg")]["score"] == first[str(archive / "p04.jpg")]["score"]
+    classify(archive, trained_model, "--no-cache")
+    assert len(calls) == 27
+
+
+def test_another_model_classifies_again(archive, trained_model, tmp_path, monkeypatch):
+    calls = count_decodes(monkeypatch)
+    classify(archive, trained_model)
+    other = tmp_path / "other.npz"
+    other.write_bytes(trained_model.read_bytes() + b"")  # same bytes: same digest
+    classify(archive, other)
+    assert len(calls) == 13
+    from flowersort.model import load_model
+
+    model = load_model(trained_model)
+    model.threshold = 0.42  # a different model file
+    model.save(other)
+    classify(archive, other)
+    assert len(calls) == 26
+
+
+def test_corrupt_cache_is_rebuilt_with_a_warning(archive, trained_model, tmp_path):
+    cache = tmp_path / "scores.sqlite"
+    cache.write_bytes(b"this is not a database" * 100)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "classify",
+            str(archive),
+            "--cache",
+            str(cache),
+            "--model",
+            str(trained_model),
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "rebuilding it" in result.stderr
+    assert cache.read_bytes()[:16] == b"SQLite format 3\x00"
+
+
+def test_thumbnail_path_agrees_with_full_decoding(tmp_path, trained_model):
+    rng = np.random.default_rng(9)
+    root = tmp_path / "camera"
+    root.mkdir()
+    for i in range(10):
+        img = cv2.resize(make_photo(rng, i % 2 == 0, size=96), (1600, 1200))
+        (root / f"IMG_{i:04d}.jpg").write_bytes(camera_jpeg(img))
+    full = classify(root, trained_model, "--no-cache")
+    thumbs = classify(root, trained_model, "--no-cache", "--thumbnails")
+    assert [r["flower"] for r in full.values()] == [r["flower"] for r in thumbs.values()]
+    diffs = [abs(full[p]["score"] - thumbs[p]["score"]) for p in full]
+    assert max(diffs) < 0.2
