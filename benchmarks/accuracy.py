@@ -109,7 +109,12 @@ def run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict
 
 def per_category(result) -> dict[str, tuple[int, int]]:
     rows = csv.DictReader(open(DATA / "MANIFEST.csv", newline=""))
-    category = {(DATA / r["path"]).resolve(): r["category"] for r in rows}
+    category = {
+        (DATA / r["path"]).resolve(): "oxford102 (70 species)"
+        if "Image-classifier" in r["source"]
+        else r["category"]
+        for r in rows
+    }
     out: dict[str, list[int]] = {}
     for path, truth, score in zip(result.paths, result.truth, result.scores):
         cat = category.get(Path(path).resolve(), "?")

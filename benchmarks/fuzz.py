@@ -51,9 +51,11 @@ def main() -> None:
                 outcomes["escaped"] += 1
                 print(f"case {case}: {type(e).__name__}: {e}", flush=True)
             slowest = max(slowest, (time.perf_counter() - start, case))
-    print(f"{CASES} cases from {len(seeds)} seed files: {outcomes['classified']} classified, "
-          f"{outcomes['skipped']} skipped, {outcomes['escaped']} exceptions escaped; "
-          f"slowest case {slowest[1]} took {slowest[0] * 1000:.0f} ms")
+    print(
+        f"{CASES} cases from {len(seeds)} seed files: {outcomes['classified']} classified, "
+        f"{outcomes['skipped']} skipped, {outcomes['escaped']} exceptions escaped; "
+        f"slowest case {slowest[1]} took {slowest[0] * 1000:.0f} ms"
+    )
     for reason, n in reasons.most_common():
         print(f"  skipped: {reason}: {n}")
 

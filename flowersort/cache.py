@@ -1,6 +1,8 @@
 """Scores remembered between runs: (path, size, mtime_ns, inode) -> score, per model.
 
-A nightly rerun over an unchanged archive then decodes nothing. The cache lives in
+A nightly rerun over an unchanged archive then decodes nothing. Lookups load one folder's
+rows at a time (the walk goes folder by folder), so memory stays small and a rerun costs
+little more than the walk itself. The cache lives in
 $XDG_CACHE_HOME/flowersort (else ~/.cache/flowersort) unless a path is given. A corrupt
 cache file is rebuilt with a warning; SQLite's WAL mode and a busy timeout let two runs
 share it.
@@ -15,10 +17,11 @@ from pathlib import Path
 
 log = logging.getLogger("flowersort")
 
+VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
-    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,
-    model TEXT, score REAL, reason TEXT
+    dir BLOB, name BLOB, size INTEGER, mtime_ns INTEGER, inode INTEGER,
+    model TEXT, score REAL, reason TEXT, PRIMARY KEY (dir, name)
 )
 """
 COMMIT_EVERY = 500
@@ -52,43 +55,55 @@ class ScoreCache:
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             self.db = self._open()
         self.pending = 0
+        self.folder: str | Path | None = None
+        self.rows: dict[bytes, tuple] = {}
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a decode
+        if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            db.execute("DROP TABLE IF EXISTS scores")  # an older layout: start afresh
+            db.execute(f"PRAGMA user_version = {VERSION}")
         db.execute(SCHEMA)
         db.execute("SELECT count(*) FROM scores WHERE rowid = 1").fetchone()
         return db
 
     @staticmethod
-    def key(path: Path) -> Key | None:
+    def key(path: str | Path) -> Key | None:
         try:
             st = os.stat(path)
         except OSError:
             return None
         return st.st_size, st.st_mtime_ns, st.st_ino
 
-    def get(self, path: Path, key: Key) -> tuple[float | None, str] | None:
+    def get(self, path: str | Path, key: Key) -> tuple[float | None, str] | None:
         """(score, "") or (None, skip reason) remembered for this exact file and model."""
-        try:
-            row = self.db.execute(
-                "SELECT size, mtime_ns, inode, model, score, reason FROM scores WHERE path = ?",
-                (os.fsencode(path),),
-            ).fetchone()
-        except sqlite3.DatabaseError:
+        folder_text, name_text = os.path.split(path)
+        if folder_text != self.folder:
+            self.folder = folder_text
+            folder = os.fsencode(folder_text)
+            try:
+                rows = self.db.execute(
+                    "SELECT name, size, mtime_ns, inode, score, reason FROM scores "
+                    "WHERE dir = ? AND model = ?",
+                    (folder, self.model),
+                ).fetchall()
+            except sqlite3.DatabaseError:
+                rows = []
+            self.rows = {row[0]: row[1:] for row in rows}
+        row = self.rows.get(os.fsencode(name_text))
+        if row is None or row[:3] != key:
             return None
-        if row is None or tuple(row[:3]) != key or row[3] != self.model:
-            return None
-        return row[4], row[5] or ""
+        return row[3], row[4] or ""
 
-    def put(self, path: Path, key: Key, score: float | None, reason: str) -> None:
+    def put(self, path: str | Path, key: Key, score: float | None, reason: str) -> None:
         if score is None and not reason.startswith(LASTING_REASONS):
             return
         try:
             self.db.execute(
-                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (os.fsencode(path), *key, self.model, score, reason),
+                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*os.path.split(os.fsencode(path)), *key, self.model, score, reason),
             )
             self.pending += 1
             if self.pending >= COMMIT_EVERY:

@@ -18,11 +18,11 @@ from flowersort.pipeline import score_photos
 @dataclass
 class Evaluation:
     threshold: float
-    paths: list[Path] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
     truth: list[bool] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)  # sub-folder relative to its class root
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def metrics(self) -> dict:
         predicted = np.array(self.scores) >= self.threshold
@@ -61,7 +61,7 @@ def evaluate(
 ) -> Evaluation:
     result = Evaluation(model.threshold if threshold is None else threshold)
 
-    def skip(path: Path, reason: str) -> None:
+    def skip(path: str, reason: str) -> None:
         result.skipped.append((path, reason))
         if on_skip:
             on_skip(path, reason)
@@ -76,7 +76,7 @@ def evaluate(
             result.paths.append(path)
             result.truth.append(is_flower)
             result.scores.append(score)
-            result.folders.append(os.fsdecode(path.parent.relative_to(root)))
+            result.folders.append(os.path.relpath(os.path.dirname(path), root))
     if not result.paths:
         raise FlowersortError("no readable photos in the two folders")
     return result

@@ -58,7 +58,7 @@ class Outcome:
     would-copy, kept, skipped (not a usable photo, or already at the target), failed (a
     move that could not be done); for undo: restored, removed-copy, failed."""
 
-    path: Path
+    path: str | Path
     score: float | None
     flower: bool | None
     action: str
@@ -104,9 +104,9 @@ def classify(
         except OSError as e:
             raise FlowersortError(f"cannot create {dest}: {e.strerror}") from None
         mover = Mover(dest, copy, on_conflict, wait, src)
-    walk_skips: list[tuple[Path, str]] = []
+    walk_skips: list[tuple[str, str]] = []
 
-    def note_skip(path: Path, reason: str) -> None:
+    def note_skip(path: str, reason: str) -> None:
         walk_skips.append((path, reason))
         if on_walk_skip:
             on_walk_skip(path, reason)
@@ -159,7 +159,8 @@ class Mover:
             raise
         self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
 
-    def move(self, photo: Path, score: float) -> Outcome:
+    def move(self, path: str, score: float) -> Outcome:
+        photo = Path(path)
         done = "copied" if self.copy else "moved"
         try:
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, self.dest)):

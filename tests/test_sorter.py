@@ -185,7 +185,7 @@ def test_a_source_that_vanishes_is_a_clean_failure(archive, tmp_path, monkeypatc
     real = sorter.Mover.move
 
     def vanish_first(self, photo, score):
-        photo.unlink()
+        os.unlink(photo)
         return real(self, photo, score)
 
     monkeypatch.setattr(sorter.Mover, "move", vanish_first)

@@ -100,7 +100,7 @@ def test_rerun_over_unchanged_archive_decodes_nothing(archive, trained_model, mo
     assert second == first
     (archive / "p03.jpg").write_bytes((archive / "p04.jpg").read_bytes())  # a changed file
     third = classify(archive, trained_model)
-    assert calls[13:] == [archive / "p03.jpg"]
+    assert calls[13:] == [str(archive / "p03.jpg")]
     assert third[str(archive / "p03.jpg")]["score"] == first[str(archive / "p04.jpg")]["score"]
     classify(archive, trained_model, "--no-cache")
     assert len(calls) == 27

@@ -1,0 +1,260 @@
+"""Speed and memory, measured in one run on the same photos.
+
+Camera-like 12 MP JPEGs (baseline, quality 92, EXIF preview), made from
+../shared/datasets/large (or generated when it is absent):
+  - flowersort classify throughput end to end (the CLI), with and without --thumbnails;
+  - the original pipeline (../shared/bench/seed_ref.py's own read() and nets, imported
+    as they are: full decode, resize to 400x400, the per-tile loop);
+  - the decoding limit: reduced-size decoding alone, one process per core.
+Small photos:
+  - a rerun over an unchanged archive of 20,000 against a bare os.walk + lstat;
+  - peak RSS (the whole process tree) of a classify run over 100,000.
+
+usage: python benchmarks/speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flowersort.cache import ScoreCache  # noqa: E402
+from flowersort.images import HEADER_BYTES, _reduced_flag, header_size  # noqa: E402
+from flowersort.model import default_model_path, load_model, model_digest  # noqa: E402
+from flowersort.sorter import classify  # noqa: E402
+from tests.camera import camera_jpeg  # noqa: E402
+
+# ----------------------------------------------------------------------------- settings
+QUICK = "--quick" in sys.argv
+SHARED = ROOT.parent / "shared"
+LARGE = SHARED / "datasets" / "large"
+SEED_REF = SHARED / "bench" / "seed_ref.py"
+N_CAMERA = 30 if QUICK else 120  # 12 MP photos
+N_ORIGINAL = 5 if QUICK else 20  # the original pipeline is slow: time it on a subset
+N_RERUN = 2_000 if QUICK else 20_000
+N_RSS = 5_000 if QUICK else 100_000
+CAMERA_SIZE = (4000, 3000)
+WORKERS = len(os.sched_getaffinity(0))
+FLOWERSORT = [sys.executable, "-m", "flowersort"]
+# ------------------------------------------------------------------------------------
+
+
+def make_camera_photos(folder: Path, n: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    sources = [cv2.imread(str(p)) for p in sorted(LARGE.glob("*.jpg"))] if LARGE.is_dir() else []
+    paths = []
+    for i in range(n):
+        if sources:
+            src = sources[i % len(sources)]
+            h, w = src.shape[:2]
+            ch, cw = int(h * rng.uniform(0.7, 1)), int(w * rng.uniform(0.7, 1))
+            y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+            img = cv2.resize(src[y : y + ch, x : x + cw], CAMERA_SIZE, cv2.INTER_LINEAR)
+            if i % 2:
+                img = img[:, ::-1]
+        else:
+            small = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+            img = cv2.resize(small, CAMERA_SIZE, interpolation=cv2.INTER_CUBIC)
+        path = folder / f"IMG_{i:04d}.jpg"
+        path.write_bytes(camera_jpeg(np.ascontiguousarray(img)))
+        paths.append(path)
+    return paths
+
+
+def make_small_photos(folder: Path, n: int) -> None:
+    rng = np.random.default_rng(1)
+    tiles = [
+        cv2.imencode(".jpg", rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))[1]
+        for _ in range(64)
+    ]
+    for i in range(n):
+        sub = folder / f"{i // 1000:03d}"
+        if i % 1000 == 0:
+            sub.mkdir(parents=True)
+        (sub / f"p{i:06d}.jpg").write_bytes(tiles[i % 64].tobytes())
+
+
+def run_cli(args: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        FLOWERSORT + args,
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def decode_reduced(path: Path) -> tuple[int, int]:
+    data = np.fromfile(path, np.uint8)
+    size = header_size(data[:HEADER_BYTES].tobytes())
+    img = cv2.imdecode(data, _reduced_flag(size, True, 96) | cv2.IMREAD_IGNORE_ORIENTATION)
+    return img.shape[:2]
+
+
+def decoding_limit(paths: list[Path]) -> float:
+    with ProcessPoolExecutor(WORKERS) as pool:
+        list(pool.map(decode_reduced, paths[:WORKERS]))  # warm the workers up
+        start = time.perf_counter()
+        list(pool.map(decode_reduced, paths, chunksize=4))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def original_pipeline(paths: list[Path]) -> float:
+    """seed_ref.py's classify path, its own functions as they are, one process."""
+    spec = importlib.util.spec_from_file_location("seed_ref", SEED_REF)
+    seed_ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_ref)
+    np.random.seed(0)
+    first, middle = (40, 40), (10, 10)
+    size = (first[0] * middle[0], first[1] * middle[1])
+    nn = seed_ref.ImgNN(first, middle, size)
+    nn2 = seed_ref.NN([middle, (4, middle[0]), (1, 4)])
+    start = time.perf_counter()
+    for path in paths:
+        nn2.calc(nn.calc(seed_ref.read(str(path), size)))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def bare_walk(root: Path) -> int:
+    n = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            os.lstat(os.path.join(folder, name))
+            n += 1
+    return n
+
+
+def peak_tree_rss(cmd: list[str]) -> tuple[float, float]:
+    """Run cmd; return (seconds, peak of the summed RSS of it and its children, in MB)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    done = threading.Event()
+
+    def tree_rss() -> int:
+        total = 0
+        for pid in [proc.pid, *children(proc.pid)]:
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def poll() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss())
+            time.sleep(0.05)
+
+    start = time.perf_counter()
+    watcher = threading.Thread(target=poll)
+    watcher.start()
+    proc.wait()
+    done.set()
+    watcher.join()
+    return time.perf_counter() - start, peak / 1024
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    try:
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        return out
+    for kid in map(int, kids):
+        out += [kid, *children(kid)]
+    return out
+
+
+def main() -> None:
+    print(f"{WORKERS} cores; {'quick run' if QUICK else 'full run'}\n", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        camera = tmp / "camera"
+        camera.mkdir()
+        paths = make_camera_photos(camera, N_CAMERA)
+        mb = sum(p.stat().st_size for p in paths) / len(paths) / 2**20
+        print(
+            f"{N_CAMERA} camera-like photos, {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]}, "
+            f"{mb:.1f} MB each, q92 with a 160x120 EXIF preview",
+            flush=True,
+        )
+
+        limit = decoding_limit(paths)
+        common = ["classify", str(camera), "--json", "--quiet", "--no-cache"]
+        full = N_CAMERA / run_cli(common)
+        thumbs = N_CAMERA / run_cli([*common, "--thumbnails"])
+        original = original_pipeline(paths[:N_ORIGINAL])
+        print("\n| pipeline | photos/s | vs original | vs decoding limit |\n|---|---|---|---|")
+        for name, rate in [
+            ("original (seed_ref.py: full decode, 400x400, tile loop, 1 process)", original),
+            ("decoding limit (reduced-size decode only, 1 process per core)", limit),
+            ("flowersort classify (CLI, end to end)", full),
+            ("flowersort classify --thumbnails (CLI, end to end)", thumbs),
+        ]:
+            print(
+                f"| {name} | {rate:.1f} | {rate / original:.1f}x | {rate / limit:.0%} |", flush=True
+            )
+
+        small = tmp / "small"
+        make_small_photos(small, N_RERUN)
+        model_file = default_model_path()
+        model = load_model(model_file)
+        cache_file = tmp / "scores.sqlite"
+
+        def library_run() -> float:
+            cache = ScoreCache(cache_file, model_digest(model_file))
+            start = time.perf_counter()
+            n = sum(1 for _ in classify(model, small, cache=cache))
+            cache.close()
+            assert n == N_RERUN
+            return time.perf_counter() - start
+
+        first = library_run()
+        rerun = library_run()
+        start = time.perf_counter()
+        assert bare_walk(small) == N_RERUN
+        walk_s = time.perf_counter() - start
+        cli_rerun = run_cli(
+            ["classify", str(small), "--json", "--quiet", "--cache", str(cache_file)]
+        )
+        print(f"\nRerun over an unchanged archive of {N_RERUN} small photos:")
+        print(
+            f"  first run (decodes all): {first:.2f} s; rerun (library, in process): "
+            f"{rerun:.2f} s; bare os.walk + lstat: {walk_s:.2f} s; "
+            f"ratio {rerun / walk_s:.1f}x"
+        )
+        print(
+            f"  rerun through the CLI, with interpreter start and imports: {cli_rerun:.2f} s",
+            flush=True,
+        )
+
+        rss_dir = tmp / "rss"
+        make_small_photos(rss_dir, N_RSS)
+        seconds, peak = peak_tree_rss(
+            FLOWERSORT + ["classify", str(rss_dir), "--json", "--quiet", "--no-cache"]
+        )
+        print(
+            f"\nClassify over {N_RSS} small photos: {seconds:.0f} s, "
+            f"peak RSS of the process tree {peak:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
