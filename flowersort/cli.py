@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -261,15 +262,38 @@ def train(
             bar.set_postfix(loss=f"{stats['loss']:.3f}", val_acc=f"{stats['val_acc']:.3f}")
 
         try:
-            model, _ = run_library(fit, examples.x, examples.y, feature_cfg, cfg, on_epoch)
+            model, fitted = run_library(fit, examples.x, examples.y, feature_cfg, cfg, on_epoch)
         except AssertionError as e:
             raise click.UsageError(f"bad network shape: {e}") from None
     model.summary["skipped"] = len(examples.skipped)
     model.save(model_path)
+    from flowersort.report import Entry
+
+    report_path = model_path.with_name(model_path.stem + ".validation.html")
+    entries = [
+        Entry(
+            examples.paths[i],
+            float(s),
+            bool(s >= model.threshold),
+            "validation",
+            truth=bool(examples.y[i] > 0.5),
+        )
+        for i, s in zip(fitted["val_idx"], fitted["val_scores"])
+    ]
+    write_html(
+        report_path, entries, model, f"flowersort train: validation split ({model_path})", workers
+    )
     val = model.summary["validation"]
     if as_json:
         click.echo(
-            json.dumps({"model": str(model_path), "threshold": model.threshold, **model.summary})
+            json.dumps(
+                {
+                    "model": str(model_path),
+                    "report": str(report_path),
+                    "threshold": model.threshold,
+                    **model.summary,
+                }
+            )
         )
     else:
         click.echo(
@@ -277,6 +301,7 @@ def train(
             f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
             f"{model.summary['epochs_run']} epochs, {model.summary['seconds']} s"
         )
+        click.echo(f"validation report written to {report_path}")
 
 
 @cli.command(epilog=EPILOG)
@@ -287,6 +312,12 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--sweep", is_flag=True, help="Also show precision and recall at several thresholds.")
 @click.option("--by-folder", is_flag=True, help="Also show the errors per sub-folder.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML contact sheet with the network's heat map.",
+)
 @workers_option
 @logging_options
 def evaluate(
@@ -297,6 +328,7 @@ def evaluate(
     as_json,
     sweep,
     by_folder,
+    report_path,
     workers,
     quiet,
     verbose,
@@ -312,6 +344,15 @@ def evaluate(
     setup_logging(quiet, verbose, log_file)
     model = open_model(model_path)
     result = run_library(run_evaluation, model, flowers, noflowers, threshold, workers, report_skip)
+    if report_path:
+        write_html(
+            report_path,
+            result.report_entries(),
+            model,
+            f"flowersort evaluate {flowers} {noflowers}",
+            workers,
+        )
+        log.info("report written to %s", report_path)
     m = result.metrics()
     wrong = result.misclassified()
     if as_json:
@@ -393,6 +434,12 @@ def evaluate(
     help="Score cache file. Default: $XDG_CACHE_HOME/flowersort/scores.sqlite.",
 )
 @click.option("--no-cache", is_flag=True, help="Decode every photo, remember nothing.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML contact sheet with the network's heat map.",
+)
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are cut).")
 @click.option(
     "--include-hidden",
@@ -420,6 +467,7 @@ def classify(
     thumbnails,
     cache_path,
     no_cache,
+    report_path,
     follow_symlinks,
     include_hidden,
     exclude,
@@ -477,13 +525,38 @@ def classify(
         )
     try:
         with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
-            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
+            seen = [] if report_path else None
+            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet, seen)
     finally:
         if cache is not None:
             cache.close()
+    if report_path:
+        from flowersort.report import Entry
+
+        moved = ("moved", "deduplicated")
+        entries = [
+            Entry(
+                os.fspath(o.path),
+                o.score,
+                o.flower,
+                o.action,
+                o.detail,
+                shown_from=o.detail if o.action in moved else None,
+            )
+            for o in seen
+        ]
+        write_html(report_path, entries, model, f"flowersort classify {src}", workers)
+        log.info("report written to %s", report_path)
     log.info(summary_line(counts))
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
+
+
+def write_html(path: Path, entries, model, title: str, workers: int | None) -> None:
+    from flowersort.pipeline import default_workers
+    from flowersort.report import write_report
+
+    write_report(path, entries, model, title, workers or default_workers())
 
 
 def summary_line(counts: Counter) -> str:
@@ -528,10 +601,12 @@ def undo(wait, as_json, quiet, verbose, log_file):
         sys.exit(EXIT_FAILED)
 
 
-def show_outcomes(outcomes, bar: tqdm, counts: Counter, as_json: bool, quiet: bool) -> None:
+def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, seen=None) -> None:
     """Print each photo's outcome as it streams in: JSON or a line on stdout (none with
-    --quiet), skips and failures on stderr."""
+    --quiet), skips and failures on stderr; keep them in `seen` for a report."""
     for o in outcomes:
+        if seen is not None:
+            seen.append(o)
         bar.update(1)
         counts[o.action] += 1
         if as_json:

@@ -35,6 +35,15 @@ class Evaluation:
             if (s >= self.threshold) != t
         ]
 
+    def report_entries(self) -> list:
+        from flowersort.report import Entry
+
+        entries = [
+            Entry(p, s, s >= self.threshold, "evaluated", truth=t)
+            for p, t, s in zip(self.paths, self.truth, self.scores)
+        ]
+        return entries + [Entry(p, None, None, "skipped", reason) for p, reason in self.skipped]
+
     def sweep(self) -> list[dict]:
         return sweep(np.array(self.scores), np.array(self.truth, bool))
 

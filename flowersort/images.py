@@ -33,6 +33,7 @@ GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
+FIRST_READ = 80 * 1024  # EXIF (with its preview) is at most 64 KiB and comes first
 HEADER_BYTES = 256 * 1024  # JPEG markers before the frame header (EXIF, ICC) fit in this
 
 cv2.setNumThreads(1)  # parallelism comes from our process pool, not from OpenCV
@@ -160,8 +161,11 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         raise BadImage(f"file too large ({st.st_size // 2**20} MiB)")
     try:
         with open(path, "rb") as f:
-            head = f.read(HEADER_BYTES)
+            head = f.read(FIRST_READ)
             size = header_size(head)
+            if size is None and len(head) == FIRST_READ:  # big metadata blocks first
+                head += f.read(HEADER_BYTES - FIRST_READ)
+                size = header_size(head)
             is_jpeg = head[:2] == b"\xff\xd8"
             exif = read_exif(head) if is_jpeg else None
             if thumbnail and exif and exif.thumbnail:

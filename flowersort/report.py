@@ -1,0 +1,224 @@
+"""A self-contained HTML contact sheet: every photo as a small thumbnail with its score,
+decision and action, and the tile net's map as a heat-map overlay.
+
+Thumbnails are embedded as data URIs inside a JSON array, and the page builds the cards a
+few hundred at a time as the user scrolls, so 10,000 photos still open at once. No
+network, no external file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flowersort.errors import BadImage
+from flowersort.images import FeatureConfig, features, read_image
+
+THUMB = 128  # longest side of a thumbnail, in pixels
+
+
+@dataclass
+class Entry:
+    path: str
+    score: float | None
+    flower: bool | None
+    action: str
+    detail: str = ""
+    truth: bool | None = None  # known label (evaluate, train), else None
+    shown_from: str | None = None  # where the photo is now, if it moved
+
+
+def _thumb_and_features(path: str, cfg: FeatureConfig) -> tuple[str, np.ndarray] | None:
+    import cv2
+
+    try:
+        img = read_image(path, THUMB, thumbnail=True)
+    except BadImage:
+        return None
+    h, w = img.shape[:2]
+    scale = THUMB / max(h, w)
+    small = cv2.resize(
+        img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+    return base64.b64encode(jpeg).decode("ascii"), features(img, cfg)
+
+
+def _load(job: tuple[str, FeatureConfig]):
+    return _thumb_and_features(*job)
+
+
+def write_report(
+    out: Path,
+    entries: Iterable[Entry],
+    model,
+    title: str,
+    workers: int = 1,
+) -> Path:
+    """Write the page; thumbnails and tile maps are made from the photos as they are now."""
+    entries = list(entries)
+    jobs = [(e.shown_from or e.path, model.features) for e in entries if e.score is not None]
+    if workers > 1 and len(jobs) > 32:
+        with ProcessPoolExecutor(workers) as pool:
+            loaded = list(pool.map(_load, jobs, chunksize=16))
+    else:
+        loaded = [_load(job) for job in jobs]
+    by_path = {}
+    for (path, _), item in zip(jobs, loaded):
+        if item is not None:
+            thumb, x = item
+            heat = model.tile_maps(x[None])[0].mean(axis=-1)  # (grid, grid) in [0, 1]
+            by_path[path] = (thumb, np.round(heat, 2).tolist())
+    rows = []
+    for e in entries:
+        thumb, heat = by_path.get(e.shown_from or e.path, (None, None))
+        rows.append(
+            {
+                "path": os.fsdecode(e.path)
+                .encode("utf-8", "surrogateescape")
+                .decode("utf-8", "replace"),
+                "score": None if e.score is None else round(e.score, 4),
+                "flower": e.flower,
+                "truth": e.truth,
+                "action": e.action,
+                "detail": e.detail,
+                "thumb": thumb,
+                "heat": heat,
+            }
+        )
+    threshold = model.threshold
+    rows.sort(key=lambda r: (r["score"] is None, abs((r["score"] or 0) - threshold)))
+    page = TEMPLATE.replace("__TITLE__", html.escape(title))
+    page = page.replace("__DATA__", json.dumps(rows).replace("</", "<\\/"))
+    page = page.replace("__THRESHOLD__", f"{threshold:.3f}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>__TITLE__</title>
+<style>
+body { font: 14px system-ui, sans-serif; margin: 0; background: #f4f4f2; color: #222; }
+header { position: sticky; top: 0; background: #fff; padding: 10px 16px;
+         border-bottom: 1px solid #ddd; z-index: 2; }
+h1 { font-size: 18px; margin: 0 0 6px; }
+header label { margin-right: 14px; }
+#grid { display: flex; flex-wrap: wrap; gap: 10px; padding: 16px; }
+.card { width: 150px; background: #fff; border: 1px solid #ddd; border-radius: 6px;
+        padding: 6px; }
+.card.wrong { border: 2px solid #d33; }
+.frame { position: relative; width: 138px; height: 138px; display: flex;
+         align-items: center; justify-content: center; background: #eee; }
+.frame img { max-width: 138px; max-height: 138px; display: block; }
+.heat { position: absolute; display: grid; pointer-events: none; }
+.heat div { background: rgb(255, 0, 160); }
+body.noheat .heat { display: none; }
+.meta { font-size: 12px; margin-top: 4px; word-break: break-all; }
+.score { font-weight: 600; }
+.flower { color: #a0127a; } .other { color: #555; } .skip { color: #b60; }
+</style>
+</head>
+<body>
+<header>
+<h1>__TITLE__</h1>
+<div>
+<label><input type="radio" name="f" value="all" checked> all</label>
+<label><input type="radio" name="f" value="flower"> flowers</label>
+<label><input type="radio" name="f" value="other"> not flowers</label>
+<label><input type="radio" name="f" value="wrong"> misclassified</label>
+<label><input type="radio" name="f" value="skipped"> skipped</label>
+<label><input type="checkbox" id="heat" checked> heat map</label>
+<span id="count"></span> &middot; threshold __THRESHOLD__ &middot; borderline scores first
+</div>
+</header>
+<main id="grid"></main>
+<div id="more" style="height: 40px"></div>
+<script>
+const DATA = __DATA__;
+const grid = document.getElementById("grid");
+let shown = [], next = 0;
+function keep(r, f) {
+  if (f === "flower") return r.flower === true;
+  if (f === "other") return r.flower === false;
+  if (f === "wrong") return r.truth !== null && r.flower !== null && r.truth !== r.flower;
+  if (f === "skipped") return r.score === null;
+  return true;
+}
+function card(r) {
+  const c = document.createElement("div");
+  c.className = "card" + (r.truth !== null && r.flower !== null && r.truth !== r.flower
+                          ? " wrong" : "");
+  const frame = document.createElement("div");
+  frame.className = "frame";
+  if (r.thumb) {
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.src = "data:image/jpeg;base64," + r.thumb;
+    img.alt = r.path;
+    frame.appendChild(img);
+    if (r.heat) {
+      img.onload = () => {
+        const h = document.createElement("div");
+        const n = r.heat.length;
+        h.className = "heat";
+        h.style.width = img.width + "px"; h.style.height = img.height + "px";
+        h.style.gridTemplateColumns = "repeat(" + n + ", 1fr)";
+        for (const row of r.heat) for (const v of row) {
+          const d = document.createElement("div");
+          d.style.opacity = (0.55 * v).toFixed(2);
+          h.appendChild(d);
+        }
+        frame.appendChild(h);
+      };
+    }
+  }
+  const m = document.createElement("div");
+  m.className = "meta";
+  const kind = r.score === null ? "skip" : r.flower ? "flower" : "other";
+  const label = r.score === null ? "skipped" : r.flower ? "flower" : "not a flower";
+  m.innerHTML = '<span class="score ' + kind + '"></span><br><span class="a"></span>' +
+                '<br><span class="p"></span>';
+  m.querySelector(".score").textContent = label +
+      (r.score === null ? "" : " " + r.score.toFixed(3)) +
+      (r.truth === null ? "" : r.truth ? " (is a flower)" : " (is not a flower)");
+  m.querySelector(".a").textContent = r.action + (r.detail ? ": " + r.detail : "");
+  m.querySelector(".p").textContent = r.path;
+  c.appendChild(frame); c.appendChild(m);
+  return c;
+}
+function more() {
+  const end = Math.min(next + 200, shown.length);
+  for (; next < end; next++) grid.appendChild(card(shown[next]));
+}
+function filter() {
+  const f = document.querySelector("input[name=f]:checked").value;
+  shown = DATA.filter(r => keep(r, f)); next = 0; grid.textContent = "";
+  document.getElementById("count").textContent = shown.length + " of " + DATA.length +
+                                                 " photos";
+  more();
+}
+document.querySelectorAll("input[name=f]").forEach(i => i.onchange = filter);
+document.getElementById("heat").onchange = e =>
+  document.body.classList.toggle("noheat", !e.target.checked);
+new IntersectionObserver(es => { if (es[0].isIntersecting) more(); })
+  .observe(document.getElementById("more"));
+filter();
+</script>
+</body>
+</html>
+"""
