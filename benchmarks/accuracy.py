@@ -16,6 +16,7 @@ import csv
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from flowersort.images import FeatureConfig
 from flowersort.metrics import confusion
 from flowersort.train import TrainConfig, fit, load_examples
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # ----------------------------------------------------------------------------- settings
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "datasets"
@@ -103,6 +105,7 @@ def run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict
     result = evaluate(model, *folders("dev"))
     ms = 1000 * (time.perf_counter() - t2) / len(result.paths)
     m = result.metrics()
+    result.model = model
     # training time = reading and decoding the photos + fitting, as `flowersort train` spends it
     return {**m, "train_s": read_s + fit_s, "ms_per_photo": ms}, result
 
@@ -123,6 +126,44 @@ def per_category(result) -> dict[str, tuple[int, int]]:
         out[cat][0] += wrong
         out[cat][1] += 1
     return {k: tuple(v) for k, v in sorted(out.items(), key=lambda kv: -kv[1][0])}
+
+
+def decoding_paths(reduced) -> str:
+    """Accuracy with reduced JPEG decoding (the default) against full-size decoding, and
+    from EXIF previews made the way cameras make them (160 x 120, letterboxed) against
+    the same files decoded in full."""
+    from unittest import mock
+
+    import cv2
+
+    from flowersort import images
+    from tests.camera import camera_jpeg
+
+    model = reduced.model
+    with mock.patch.object(images, "_reduced_flag", lambda *a: cv2.IMREAD_COLOR):
+        full = evaluate(model, *folders("dev"))
+    rows = [
+        ("reduced-size decoding (default)", reduced.metrics()),
+        ("full-size decoding", full.metrics()),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for src, label in zip(folders("dev"), ("flowers", "noflowers")):
+            (Path(tmp) / label).mkdir()
+            for path in walk(src):
+                img = cv2.imread(path)
+                if img is not None:
+                    (Path(tmp) / label / (Path(path).stem + ".jpg")).write_bytes(camera_jpeg(img))
+        camera = (Path(tmp) / "flowers", Path(tmp) / "noflowers")
+        rows.append(("camera-like copies, full decoding", evaluate(model, *camera).metrics()))
+        rows.append(
+            (
+                "camera-like copies, from the EXIF preview (--thumbnails)",
+                evaluate(model, *camera, thumbnail=True).metrics(),
+            )
+        )
+    lines = ["| decoding | accuracy | F1 |", "|---|---|---|"]
+    lines += [f"| {name} | {m['accuracy']:.3f} | {m['f1']:.3f} |" for name, m in rows]
+    return "\n".join(lines)
 
 
 def fmt(name: str, m: dict) -> str:
@@ -163,6 +204,9 @@ def main() -> None:
     print("| category | wrong | of |\n|---|---|---|")
     for cat, (wrong, n) in per_category(default_result).items():
         print(f"| {cat} | {wrong} | {n} |")
+
+    print("\nDecoding paths (the default model as trained above, dev):\n", flush=True)
+    print(decoding_paths(default_result))
 
     print("\nThreshold sweep (default setting, dev):\n")
     print("| threshold | precision | recall | accuracy |\n|---|---|---|---|")

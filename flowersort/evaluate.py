@@ -67,6 +67,7 @@ def evaluate(
     threshold: float | None = None,
     workers: int | None = None,
     on_skip: OnSkip | None = None,
+    thumbnail: bool = False,
 ) -> Evaluation:
     result = Evaluation(model.threshold if threshold is None else threshold)
 
@@ -78,7 +79,8 @@ def evaluate(
     for root, is_flower in ((Path(flowers), True), (Path(noflowers), False)):
         if not root.is_dir():
             raise FlowersortError(f"not a folder: {root}")
-        for path, score, reason in score_photos(model, walk(root, on_skip=skip), workers):
+        photos = walk(root, on_skip=skip)
+        for path, score, reason in score_photos(model, photos, workers, thumbnail=thumbnail):
             if score is None:
                 skip(path, reason)
                 continue

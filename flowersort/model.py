@@ -44,9 +44,21 @@ class Model:
         return sigmoid(self.net.forward(self.normalize(x)))
 
     def tile_maps(self, x: np.ndarray) -> np.ndarray:
-        """The tile net's output per tile, (N, grid, grid, channels), for heat maps."""
+        """The tile net's output per tile, (N, grid, grid, channels)."""
         g = self.features.grid
         return self.net.tile_map(self.normalize(x)).reshape(x.shape[0], g, g, -1)
+
+    def flower_evidence(self, x: np.ndarray) -> np.ndarray:
+        """Where the network saw flowers: per tile, gradient x input of the logit with
+        respect to the tile map, positive part, scaled so the strongest tile is 1.
+        (N, grid, grid) in [0, 1], for the report's heat map."""
+        g = self.features.grid
+        tmap = self.net.tile_map(self.normalize(x))  # (N, T, c)
+        self.net.head.forward(tmap)
+        dmap = self.net.head.backward(np.ones((x.shape[0], 1, 1)))  # d logit / d tile map
+        evidence = np.maximum((dmap * tmap).sum(axis=-1), 0)  # (N, T)
+        peak = evidence.max(axis=1, keepdims=True)
+        return (evidence / np.where(peak > 0, peak, 1)).reshape(-1, g, g)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a temporary file in the same folder, then os.replace."""

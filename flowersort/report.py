@@ -1,5 +1,6 @@
 """A self-contained HTML contact sheet: every photo as a small thumbnail with its score,
-decision and action, and the tile net's map as a heat-map overlay.
+decision and action, and a heat map of where the network saw flowers: per tile of the
+tile map, how much it pushed the score up (gradient x input through the head net).
 
 Thumbnails are embedded as data URIs inside a JSON array, and the page builds the cards a
 few hundred at a time as the user scrolls, so 10,000 photos still open at once. No
@@ -75,7 +76,7 @@ def write_report(
     for (path, _), item in zip(jobs, loaded):
         if item is not None:
             thumb, x = item
-            heat = model.tile_maps(x[None])[0].mean(axis=-1)  # (grid, grid) in [0, 1]
+            heat = model.flower_evidence(x[None])[0]  # (grid, grid) in [0, 1]
             by_path[path] = (thumb, np.round(heat, 2).tolist())
     rows = []
     for e in entries:
@@ -127,6 +128,7 @@ header label { margin-right: 14px; }
 .frame img { max-width: 138px; max-height: 138px; display: block; }
 .heat { position: absolute; display: grid; pointer-events: none; }
 .heat div { background: rgb(255, 0, 160); }
+.heat div { outline: 1px solid rgba(255, 255, 255, 0.15); }
 body.noheat .heat { display: none; }
 .meta { font-size: 12px; margin-top: 4px; word-break: break-all; }
 .score { font-weight: 600; }

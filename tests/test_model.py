@@ -74,3 +74,14 @@ def test_pickled_content_is_refused(tmp_path):
     with pytest.raises(ModelError):
         load_model(tmp_path / "m.npz")
     assert zipfile.is_zipfile(tmp_path / "m.npz")
+
+
+def test_flower_evidence_points_at_the_flower_tiles(examples, trained_model):
+    from flowersort.images import load_features
+
+    model = load_model(trained_model)
+    x = np.stack([load_features(p, model.features) for p in sorted(examples[0].iterdir())[:5]])
+    evidence = model.flower_evidence(x)
+    g = model.features.grid
+    assert evidence.shape == (5, g, g)
+    assert evidence.min() >= 0 and np.allclose(evidence.reshape(5, -1).max(axis=1), 1)
