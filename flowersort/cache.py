@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 log = logging.getLogger("flowersort")
@@ -47,13 +48,19 @@ class ScoreCache:
     def __init__(self, path: Path, model_digest: str):
         self.path, self.model = Path(path), model_digest
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = self._open()
-        except sqlite3.DatabaseError as e:
-            log.warning("warning: score cache %s is unusable (%s); rebuilding it", path, e)
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-            self.db = self._open()
+        self.db: sqlite3.Connection | None = None
+        for attempt in range(5):
+            try:
+                self.db = self._open()
+                break
+            except sqlite3.OperationalError as e:  # busy: another run is setting it up
+                if attempt == 4:
+                    log.warning("warning: score cache %s is busy (%s); not using it", path, e)
+                time.sleep(0.1 * (attempt + 1))
+            except sqlite3.DatabaseError as e:  # not a database, or damaged
+                log.warning("warning: score cache %s is unusable (%s); rebuilding it", path, e)
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
         self.pending = 0
         self.folder: str | Path | None = None
         self.rows: dict[bytes, tuple] = {}
@@ -79,6 +86,8 @@ class ScoreCache:
 
     def get(self, path: str | Path, key: Key) -> tuple[float | None, str] | None:
         """(score, "") or (None, skip reason) remembered for this exact file and model."""
+        if self.db is None:
+            return None
         folder_text, name_text = os.path.split(path)
         if folder_text != self.folder:
             self.folder = folder_text
@@ -98,7 +107,7 @@ class ScoreCache:
         return row[3], row[4] or ""
 
     def put(self, path: str | Path, key: Key, score: float | None, reason: str) -> None:
-        if score is None and not reason.startswith(LASTING_REASONS):
+        if self.db is None or (score is None and not reason.startswith(LASTING_REASONS)):
             return
         try:
             self.db.execute(
@@ -113,6 +122,8 @@ class ScoreCache:
             log.debug("score cache: %s", e)
 
     def close(self) -> None:
+        if self.db is None:
+            return
         try:
             self.db.commit()
         except sqlite3.DatabaseError:

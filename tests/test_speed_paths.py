@@ -155,3 +155,30 @@ def test_thumbnail_path_agrees_with_full_decoding(tmp_path, trained_model):
     assert [r["flower"] for r in full.values()] == [r["flower"] for r in thumbs.values()]
     diffs = [abs(full[p]["score"] - thumbs[p]["score"]) for p in full]
     assert max(diffs) < 0.2
+
+
+def test_two_runs_share_the_cache_without_harm(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+
+    cache = tmp_path / "scores.sqlite"
+    script = (
+        "import sys; from flowersort.cache import ScoreCache\n"
+        "c = ScoreCache(sys.argv[1], 'model')\n"
+        "for i in range(3000):\n"
+        "    c.put(f'/archive/{sys.argv[2]}/p{i}.jpg', (i, i, i), i / 3000, '')\n"
+        "c.close()\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(cache), name], stderr=subprocess.PIPE, text=True
+        )
+        for name in ("a", "b", "c")
+    ]
+    errors = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert not any("rebuilding" in e for e in errors)
+    db = sqlite3.connect(cache)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert db.execute("SELECT count(*) FROM scores").fetchone()[0] == 9000
