@@ -93,6 +93,12 @@ model_option = click.option(
     type=click.Path(path_type=Path),
     help="Model file (.npz). Default: the model shipped with flowersort.",
 )
+report_option = click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML contact sheet with the network's heat map.",
+)
 workers_option = click.option(
     "--workers", type=click.IntRange(1), help="Processes decoding photos. Default: one per core."
 )
@@ -312,12 +318,7 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--sweep", is_flag=True, help="Also show precision and recall at several thresholds.")
 @click.option("--by-folder", is_flag=True, help="Also show the errors per sub-folder.")
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a self-contained HTML contact sheet with the network's heat map.",
-)
+@report_option
 @workers_option
 @logging_options
 def evaluate(
@@ -434,12 +435,7 @@ def evaluate(
     help="Score cache file. Default: $XDG_CACHE_HOME/flowersort/scores.sqlite.",
 )
 @click.option("--no-cache", is_flag=True, help="Decode every photo, remember nothing.")
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a self-contained HTML contact sheet with the network's heat map.",
-)
+@report_option
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are cut).")
 @click.option(
     "--include-hidden",
