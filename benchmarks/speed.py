@@ -215,7 +215,7 @@ def main() -> None:
 
         limit = decoding_limit(linked)
         common = ["classify", str(many), "--json", "--quiet", "--no-cache"]
-        full = N_LINKED / run_cli(common)
+        full = N_LINKED / run_cli([*common, "--no-thumbnails"])
         thumbs = N_LINKED / run_cli([*common, "--thumbnails"])
         full_lib, thumbs_lib = library_rate(False), library_rate(True)
         original = original_pipeline(paths[:N_ORIGINAL])

@@ -423,10 +423,11 @@ def evaluate(
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
 @click.option(
     "--thumbnails/--no-thumbnails",
-    default=False,
+    default=True,
     show_default=True,
     help="Classify JPEGs from their embedded EXIF preview when it is large enough: reads "
-    "only the first kilobytes of each file (see the README for the accuracy cost).",
+    "only the first 80 KiB of each file; measured to cost no accuracy (see the README). "
+    "Use --no-thumbnails if your editor leaves stale previews in edited photos.",
 )
 @click.option(
     "--cache",

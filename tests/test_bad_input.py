@@ -119,12 +119,38 @@ def test_huge_jpeg_header_is_refused_without_decoding(tmp_path):
         read_image(write(tmp_path, "huge.jpg", bytes(data)))
 
 
-def test_unreadable_file(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root reads everything")
+def test_unreadable_file(tmp_path, monkeypatch):
     path = write(tmp_path, "locked.jpg", encode(photo()))
     path.chmod(0)
+    if os.geteuid() == 0:  # root reads everything: refuse the open as the kernel would
+        from flowersort import images
+
+        def refused(*args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(images, "open", refused, raising=False)
     with pytest.raises(BadImage, match="Permission denied"):
+        read_image(path)
+
+
+def test_cmyk_jpeg_is_classified(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    path = tmp_path / "print.jpg"
+    image.fromarray(photo()[..., ::-1].copy()).convert("CMYK").save(path, "JPEG")
+    img = read_image(path, 1000)  # full size
+    assert img.shape == (60, 80, 3)
+    assert img[:, :30, 2].mean() > 150 and img[:, :30, 0].mean() < 100  # still red on the left
+
+
+def test_device_file_is_never_opened(tmp_path):
+    import stat as st
+
+    path = tmp_path / "zero.jpg"
+    try:
+        os.mknod(path, st.S_IFCHR | 0o600, os.makedev(1, 5))  # like /dev/zero: endless
+    except PermissionError:
+        pytest.skip("creating a device file needs root")
+    with pytest.raises(BadImage, match="not a regular file"):
         read_image(path)
 
 

@@ -87,6 +87,21 @@ def link_exdev_for_sources(a, b):
     os.link(a, b)
 
 
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EIO, errno.ENOSPC, errno.EACCES])
+def test_failed_link_into_the_target_leaves_everything(tree, monkeypatch, code):
+    """The final name cannot be taken: a read-only or full target, an I/O error."""
+    src, dest = tree
+    before = census(src, dest)
+
+    def fails(a, b):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(safefs, "_link", fails)
+    with pytest.raises(OSError):
+        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    assert files(dest) == [] and census(src, dest) == before
+
+
 def test_failed_unlink_of_source_undoes_the_copy(tree, monkeypatch):
     src, dest = tree
     before = census(src, dest)

@@ -150,7 +150,7 @@ def test_thumbnail_path_agrees_with_full_decoding(tmp_path, trained_model):
     for i in range(10):
         img = cv2.resize(make_photo(rng, i % 2 == 0, size=96), (1600, 1200))
         (root / f"IMG_{i:04d}.jpg").write_bytes(camera_jpeg(img))
-    full = classify(root, trained_model, "--no-cache")
+    full = classify(root, trained_model, "--no-cache", "--no-thumbnails")
     thumbs = classify(root, trained_model, "--no-cache", "--thumbnails")
     assert [r["flower"] for r in full.values()] == [r["flower"] for r in thumbs.values()]
     diffs = [abs(full[p]["score"] - thumbs[p]["score"]) for p in full]
