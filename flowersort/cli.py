@@ -254,12 +254,15 @@ def train(
         train_tile_net=not freeze_tile_net,
     )
     with progress(quiet, desc="reading photos", unit="photo") as bar:
-
-        def skip(path, reason):
-            report_skip(path, reason)
-
-        examples = run_library(load_examples, flowers, noflowers, feature_cfg, skip, workers)
-        bar.update(len(examples.y))
+        examples = run_library(
+            load_examples,
+            flowers,
+            noflowers,
+            feature_cfg,
+            report_skip,
+            workers,
+            on_photo=lambda: bar.update(1),
+        )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
     with progress(quiet, total=epochs, desc="training", unit="epoch") as bar:
 

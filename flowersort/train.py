@@ -41,20 +41,26 @@ class TrainConfig:
 class Examples:
     x: np.ndarray  # (N, tiles, a, b) float32
     y: np.ndarray  # (N,) 1.0 = flower
-    paths: list[Path]
-    skipped: list[tuple[Path, str]]
+    paths: list[str]
+    skipped: list[tuple[str, str]]
 
 
 Progress = Callable[[int, dict], None]
 
 
 def load_examples(
-    flowers: Path, noflowers: Path, cfg: FeatureConfig, on_skip=None, workers: int | None = None
+    flowers: Path,
+    noflowers: Path,
+    cfg: FeatureConfig,
+    on_skip=None,
+    workers: int | None = None,
+    on_photo=None,
 ) -> Examples:
-    """Feature maps of every readable photo in the two folders (searched recursively)."""
+    """Feature maps of every readable photo in the two folders (searched recursively);
+    on_photo() is called once per file read, for a progress bar."""
     xs, ys, paths, skipped = [], [], [], []
 
-    def skip(path: Path, reason: str) -> None:
+    def skip(path: str, reason: str) -> None:
         skipped.append((path, reason))
         if on_skip:
             on_skip(path, reason)
@@ -63,6 +69,8 @@ def load_examples(
         if not Path(folder).is_dir():
             raise TrainingError(f"not a folder: {folder}")
         for path, result in scan(walk(Path(folder), on_skip=skip), cfg, workers):
+            if on_photo:
+                on_photo()
             if isinstance(result, str):
                 skip(path, result)
                 continue
