@@ -57,6 +57,13 @@ ABLATION = [
     ),
     ("augmentation off", DEFAULT_FEATURES, replace(DEFAULT_TRAIN, augment=False), "val"),
     ("threshold fixed at 0.5", DEFAULT_FEATURES, DEFAULT_TRAIN, "0.5"),
+    ("hard hue bins (no vote split, no wrap)", DEFAULT_FEATURES, DEFAULT_TRAIN, "hard-bins"),
+    (
+        "hue histogram only, every pixel votes (no chroma weight)",
+        replace(DEFAULT_FEATURES, mode="hue-hist"),
+        DEFAULT_TRAIN,
+        "unweighted",
+    ),
 ]
 # ------------------------------------------------------------------------------------
 
@@ -89,9 +96,42 @@ def run_seed_ref() -> dict:
     }
 
 
+def hard_histograms(values, weight, bins, circular):
+    """Ablation: each pixel's whole vote to the bin it falls in, no wrap-around sharing."""
+    rows, n = values.shape
+    index = np.minimum((values * bins).astype(np.int64), bins - 1) + np.arange(rows)[:, None] * bins
+    return (np.bincount(index.ravel(), weight.ravel(), rows * bins).reshape(rows, bins) / n).astype(
+        np.float32
+    )
+
+
+def variant(rule: str):
+    """A patch of the histogram code for the binning ablations (inherited by forked workers)."""
+    from contextlib import nullcontext
+    from unittest import mock
+
+    from flowersort import images
+
+    if rule == "hard-bins":
+        return mock.patch.object(images, "_soft_histograms", hard_histograms)
+    if rule == "unweighted":
+        real = images._soft_histograms
+        return mock.patch.object(
+            images,
+            "_soft_histograms",
+            lambda v, w, b, circular: real(v, np.ones_like(w), b, circular),
+        )
+    return nullcontext()
+
+
 def run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict) -> tuple:
     """Train on train/ (features read once per input setting), score dev/ end to end."""
-    key = repr(cfg)
+    with variant(rule):
+        return _run_flowersort(cfg, tcfg, rule, cache)
+
+
+def _run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict) -> tuple:
+    key = repr(cfg) + (rule if rule in ("hard-bins", "unweighted") else "")
     if key not in cache:
         t0 = time.perf_counter()
         cache[key] = (load_examples(*folders("train"), cfg), time.perf_counter() - t0)

@@ -615,6 +615,8 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             report_skip(o.path, o.detail)
         elif o.action == "failed":
             log.error("failed: %s: %s", display(o.path), o.detail)
+        elif o.action == "kept" and o.flower and not quiet:  # no target folder: list them
+            click.echo(f"flower: {display(o.path)} ({o.score:.3f})")
         elif o.action == "kept":
             log.debug("kept: %s (score %.3f)", display(o.path), o.score)
         elif quiet:

@@ -170,8 +170,10 @@ def _recover_one(
     sources: list[Path], keep_source: bool, steps: list[list[str]]
 ) -> tuple[str, list[Path]]:
     temps = [Path(p) for step, p in steps if step == "tmp"]
-    tried = [Path(p) for step, p in steps if step == "claim"]
     claimed = [Path(p) for step, p in steps if step == "claimed"]
+    # names we may have linked: those noted as taken, and a last try cut short by the
+    # crash (an earlier try followed by another one failed: that name was never ours)
+    linked = claimed + [Path(steps[-1][1])] if steps and steps[-1][0] == "claim" else claimed
     removing = any(step == "unlink" for step, _ in steps)
     stand_ins = [p for p in sources + temps if p.exists()]
 
@@ -180,7 +182,7 @@ def _recover_one(
 
     if not removing or keep_source:
         # no source was touched: take back every name we linked, and the temporaries
-        for path in set(tried):
+        for path in set(linked):
             if ours(path) and path not in sources:
                 safefs._unlink(path)
         state, finals = "rolled-back", []

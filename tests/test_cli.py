@@ -171,3 +171,12 @@ def test_installed_entry_point(archive, trained_model):
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 12
     assert proc.stderr.strip().endswith("0 failed")  # the summary line, no bar off a terminal
+
+
+def test_classify_without_target_lists_the_flowers(archive, trained_model):
+    result = run("classify", archive, "--model", trained_model, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) >= 5 and all(line.startswith("flower: ") for line in lines)
+    assert all("garden" in line for line in lines)
+    assert "12 photos: 0 moved, 0 copied, 12 kept, 0 skipped, 0 failed" in result.stderr

@@ -252,3 +252,20 @@ def test_recovery_after_a_crash_at_every_step(archive, tmp_path, monkeypatch, st
         ["IMG_0001.jpg.json"],
         ["IMG_0001.CR2", "IMG_0001.jpg", "IMG_0001.jpg.json", "IMG_0001.xmp"],
     )
+
+
+def test_recovery_never_removes_a_users_own_link_to_the_photo(archive, tmp_path):
+    """A name tried and found taken (here by the user's own hard link) is never ours."""
+    dest = tmp_path / "Flowers"
+    dest.mkdir()
+    photo = archive / "b" / "IMG_0001.jpg"
+    os.link(photo, dest / "IMG_0001.jpg")  # the user linked it there earlier
+    journal = Journal(state_dir())
+    run_id = journal.start_run("classify", archive, dest)
+    steps = [["claim", str(dest / "IMG_0001.jpg")], ["claim", str(dest / "IMG_0001 (1).jpg")]]
+    journal.db.execute(
+        "INSERT INTO moves(run, sources, keep_source, state, steps) VALUES (?, ?, 0, 'started', ?)",
+        (run_id, json.dumps([str(photo)]), json.dumps(steps)),
+    )
+    assert journal.recover() == 1
+    assert (dest / "IMG_0001.jpg").exists() and photo.exists()
