@@ -520,7 +520,11 @@ def classify(
         total = sum(
             1
             for _ in walk(
-                src, prune=[dest] if dest else [], include_hidden=include_hidden, exclude=exclude
+                src,
+                prune=[dest] if dest else [],
+                include_hidden=include_hidden,
+                follow_symlinks=follow_symlinks,
+                exclude=exclude,
             )
         )
     try:

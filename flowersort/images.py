@@ -113,7 +113,7 @@ def png_damage(data: bytes) -> str | None:
         if end > len(data):
             return "PNG is truncated" if kind == b"IDAT" else "PNG chunk runs past the end"
         (crc,) = struct.unpack(">I", data[end - 4 : end])
-        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+        if zlib.crc32(memoryview(data)[pos + 4 : end - 4]) != crc:  # no copy of the chunk
             return f"PNG chunk {kind.decode('latin-1')!r} fails its checksum"
         if kind == b"IEND":
             break
@@ -172,7 +172,7 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
                 preview = _decode_preview(head, exif.thumbnail, size, need * 3 // 4)
                 if preview is not None:
                     return orient(preview, exif.orientation)
-            data = np.frombuffer(head + f.read(), dtype=np.uint8)
+            raw = head + f.read()
     except FileNotFoundError:
         raise BadImage("file vanished") from None
     except OSError as e:
@@ -181,8 +181,9 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)")
     if size is not None and min(size) == 0:
         raise BadImage("image has no pixels")
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(data.tobytes())):
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(raw)):
         raise BadImage(f"damaged image: {damage}")
+    data = np.frombuffer(raw, dtype=np.uint8)
     flag = _reduced_flag(size, is_jpeg, need)
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +54,6 @@ def _thumb_and_features(path: str, cfg: FeatureConfig) -> tuple[str, np.ndarray]
     return base64.b64encode(jpeg).decode("ascii"), features(img, cfg)
 
 
-def _load(job: tuple[str, FeatureConfig]):
-    return _thumb_and_features(*job)
-
-
 def write_report(
     out: Path,
     entries: Iterable[Entry],
@@ -66,18 +63,20 @@ def write_report(
 ) -> Path:
     """Write the page; thumbnails and tile maps are made from the photos as they are now."""
     entries = list(entries)
-    jobs = [(e.shown_from or e.path, model.features) for e in entries if e.score is not None]
-    if workers > 1 and len(jobs) > 32:
+    paths = [e.shown_from or e.path for e in entries if e.score is not None]
+    cfgs = repeat(model.features)
+    if workers > 1 and len(paths) > 32:
         with ProcessPoolExecutor(workers) as pool:
-            loaded = list(pool.map(_load, jobs, chunksize=16))
+            loaded = list(pool.map(_thumb_and_features, paths, cfgs, chunksize=16))
     else:
-        loaded = [_load(job) for job in jobs]
+        loaded = list(map(_thumb_and_features, paths, cfgs))
+    found = [(path, item) for path, item in zip(paths, loaded) if item is not None]
     by_path = {}
-    for (path, _), item in zip(jobs, loaded):
-        if item is not None:
-            thumb, x = item
-            heat = model.flower_evidence(x[None])[0]  # (grid, grid) in [0, 1]
-            by_path[path] = (thumb, np.round(heat, 2).tolist())
+    for start in range(0, len(found), 256):  # the heat maps, a batch at a time
+        batch = found[start : start + 256]
+        heat = model.flower_evidence(np.stack([x for _, (_, x) in batch]))  # (n, grid, grid)
+        for (path, (thumb, _)), h in zip(batch, heat):
+            by_path[path] = (thumb, np.round(h, 2).tolist())
     rows = []
     for e in entries:
         thumb, heat = by_path.get(e.shown_from or e.path, (None, None))

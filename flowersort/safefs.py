@@ -14,7 +14,7 @@ import errno
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".flowersort-tmp-"
@@ -131,14 +131,15 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def _claim_all(
-    stand_ins: list[Path], folder: Path, names: Callable[[str], list[str]], stem: str, note: Note
+def _claim_first_free(
+    stand_ins: list[Path], folder: Path, candidates: Iterable[list[str]], note: Note
 ) -> list[Path]:
-    """Link every stand-in to its name for the first numbered stem where all names are free."""
-    for candidate in numbered_stems(stem):
+    """Link every stand-in to its name, for the first candidate list whose names are all
+    free; a clash gives back the names this try took and moves on to the next list."""
+    for names in candidates:
         claimed: list[Path] = []
         try:
-            for stand_in, name in zip(stand_ins, names(candidate)):
+            for stand_in, name in zip(stand_ins, names):
                 target = folder / name
                 note("claim", path=target)
                 _link(stand_in, target)
@@ -146,13 +147,13 @@ def _claim_all(
                 claimed.append(target)
             return claimed
         except FileExistsError:
-            for target in claimed:  # our own links: give the names back, try the next stem
+            for target in claimed:  # our own links
                 _unlink(target)
         except BaseException:
             for target in claimed:
                 _remove_quietly(target)
             raise
-    raise FileExistsError(errno.EEXIST, "no free name", str(folder / stem))
+    raise FileExistsError(errno.EEXIST, "no free name", str(folder))
 
 
 def transfer(
@@ -177,10 +178,12 @@ def transfer(
     stem, _ = split_name(sources[0].name)
     tails = [s.name[len(stem) :] if s.name.startswith(stem) else s.name for s in sources]
 
-    def names(new_stem: str) -> list[str]:
-        return [
-            new_stem + tail if s.name.startswith(stem) else tail for s, tail in zip(sources, tails)
-        ]
+    def candidates() -> Iterator[list[str]]:
+        if exact_names is not None:
+            yield exact_names
+            return
+        for new_stem in numbered_stems(stem):
+            yield [new_stem + t if s.name.startswith(stem) else t for s, t in zip(sources, tails)]
 
     temps: list[Path] = []
     try:
@@ -189,12 +192,12 @@ def transfer(
             temps = [copy_verified(s, folder, note) for s in sources]
             stand_ins = temps
         try:
-            finals = _claim(stand_ins, folder, names, stem, exact_names, note)
+            finals = _claim_first_free(stand_ins, folder, candidates(), note)
         except OSError as e:
             if keep_source or e.errno not in CROSS_DEVICE:
                 raise
             temps = [copy_verified(s, folder, note) for s in sources]
-            finals = _claim(temps, folder, names, stem, exact_names, note)
+            finals = _claim_first_free(temps, folder, candidates(), note)
     finally:
         for tmp in temps:
             _remove_quietly(tmp)
@@ -214,23 +217,6 @@ def transfer(
     for parent in {s.parent for s in sources}:
         fsync_dir(parent)
     return finals
-
-
-def _claim(stand_ins, folder, names, stem, exact_names, note) -> list[Path]:
-    if exact_names is None:
-        return _claim_all(stand_ins, folder, names, stem, note)
-    claimed: list[Path] = []
-    try:
-        for stand_in, name in zip(stand_ins, exact_names):
-            note("claim", path=folder / name)
-            _link(stand_in, folder / name)
-            note("claimed", path=folder / name)
-            claimed.append(folder / name)
-    except BaseException:
-        for target in claimed:
-            _remove_quietly(target)
-        raise
-    return claimed
 
 
 def move_file(src: Path, folder: Path) -> Path:

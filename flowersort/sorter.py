@@ -4,7 +4,7 @@ journal and the lock. Every file operation goes through safefs."""
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +104,7 @@ def classify(
         except OSError as e:
             raise FlowersortError(f"cannot create {dest}: {e.strerror}") from None
         mover = Mover(dest, copy, on_conflict, wait, src)
-    walk_skips: list[tuple[str, str]] = []
+    walk_skips: deque[tuple[str, str]] = deque()
 
     def note_skip(path: str, reason: str) -> None:
         walk_skips.append((path, reason))
@@ -124,7 +124,7 @@ def classify(
             model, photos, workers, cache=cache, thumbnail=thumbnail
         ):
             while walk_skips:
-                skipped, why = walk_skips.pop(0)
+                skipped, why = walk_skips.popleft()
                 yield Outcome(skipped, None, None, "skipped", why)
             if score is None:
                 yield Outcome(path, None, None, "skipped", reason)
