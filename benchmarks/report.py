@@ -19,17 +19,10 @@ import numpy as np
 # ----------------------------------------------------------------------------- settings
 PHOTOS = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1200,900",
-]
+sys.path.insert(0, str(ROOT))
+from tests.test_report import CHROMIUM_FLAGS as HEADLESS  # noqa: E402
+
+CHROMIUM_FLAGS = [*HEADLESS, "--window-size=1200,900"]
 # ------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,9 @@ TRIALS = int(sys.argv[1]) if len(sys.argv) > 1 else 40  # kills per filesystem s
 PHOTOS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 SIDECAR_EVERY = 7  # every 7th photo gets an .xmp sidecar
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.test_kill import classify_cmd  # noqa: E402
+
 # ------------------------------------------------------------------------------------
 
 
@@ -51,20 +54,7 @@ def census(*roots: Path) -> Counter:
 
 
 def trial_run(src: Path, dest: Path, state: Path, trials: int, rng) -> tuple[int, int, int, int]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "flowersort",
-        "classify",
-        str(src),
-        "--move-to",
-        str(dest),
-        "--threshold",
-        "0",
-        "--workers",
-        "1",
-        "--quiet",
-    ]
+    cmd = classify_cmd(src, dest)  # the kill test's command: same run, more trials
     env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONPATH": str(ROOT)}
     before = census(src)
     start = time.perf_counter()

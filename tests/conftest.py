@@ -72,6 +72,15 @@ def trained_model(examples, tmp_path_factory) -> Path:
     return path
 
 
+def make_archive(root: Path, n: int, seed: int, bad_name: str = "bad.jpg") -> Path:
+    """n generated photos (flowers at even numbers) and one file that is not a photo."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        write_photo(root / f"p{i:02d}.jpg", make_photo(rng, i % 2 == 0))
+    (root / bad_name).write_bytes(b"not a photo")
+    return root
+
+
 def census(*roots: Path) -> Counter:
     """sha256 of every file under the roots: equal before and after means nothing lost
     and nothing duplicated."""

@@ -5,12 +5,11 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from flowersort.cli import cli
-from tests.conftest import make_photo, write_photo
+from tests.conftest import make_archive
 
 VOID = {"meta", "input", "br", "img"}
 
@@ -47,35 +46,33 @@ def data_of(page: str) -> list[dict]:
     return json.loads(checker.script[start : checker.script.index(";\nconst grid")])
 
 
+CHROMIUM_FLAGS = [  # headless, and no calls to Google's servers on a closed network
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 @pytest.fixture
 def archive(tmp_path):
-    rng = np.random.default_rng(4)
-    root = tmp_path / "Pictures"
-    for i in range(8):
-        write_photo(root / f"p{i}.jpg", make_photo(rng, i % 2 == 0))
-    (root / "broken.jpg").write_bytes(b"nope")
-    return root
+    return make_archive(tmp_path / "Pictures", 8, seed=4, bad_name="broken.jpg")
+
+
+def classify_with_report(archive, model, report, *extra):
+    args = ["classify", archive, "--report", report, "--model", model, "--workers", 1, *extra]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return data_of(report.read_text())
 
 
 def test_classify_report(archive, trained_model, tmp_path):
     report = tmp_path / "report.html"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "classify",
-            str(archive),
-            "--move-to",
-            str(tmp_path / "Flowers"),
-            "--report",
-            str(report),
-            "--model",
-            str(trained_model),
-            "--workers",
-            "1",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    rows = data_of(report.read_text())
+    rows = classify_with_report(archive, trained_model, report, "--move-to", tmp_path / "Flowers")
     assert len(rows) == 9
     skipped = [r for r in rows if r["action"] == "skipped"]
     assert len(skipped) == 1 and skipped[0]["detail"] and skipped[0]["thumb"] is None
@@ -118,31 +115,12 @@ def test_report_renders_in_headless_chromium(archive, trained_model, tmp_path):
     import cv2
 
     report = tmp_path / "report.html"
-    CliRunner().invoke(
-        cli,
-        [
-            "classify",
-            str(archive),
-            "--report",
-            str(report),
-            "--model",
-            str(trained_model),
-            "--workers",
-            "1",
-        ],
-    )
+    classify_with_report(archive, trained_model, report)
     shot = tmp_path / "shot.png"
     subprocess.run(
         [
             chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_FLAGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             f"--screenshot={shot}",
             "--window-size=1000,700",

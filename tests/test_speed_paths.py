@@ -12,7 +12,7 @@ from flowersort.cli import cli
 from flowersort.exif import read_exif
 from flowersort.images import read_image
 from tests.camera import camera_jpeg, exif_block
-from tests.conftest import make_photo, write_photo
+from tests.conftest import make_archive, make_photo
 
 
 def test_preview_is_found_and_used_without_reading_the_rest(tmp_path):
@@ -53,12 +53,7 @@ def test_no_exif_no_preview():
 
 @pytest.fixture
 def archive(tmp_path):
-    rng = np.random.default_rng(3)
-    root = tmp_path / "Pictures"
-    for i in range(12):
-        write_photo(root / f"p{i:02d}.jpg", make_photo(rng, i % 2 == 0))
-    (root / "bad.jpg").write_bytes(b"not a photo")
-    return root
+    return make_archive(tmp_path / "Pictures", 12, seed=3)
 
 
 def classify(archive, model, *extra):
