@@ -95,8 +95,10 @@ def split(n: int, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
 
 
 class Adam:
-    def __init__(self, net: TwoStageNet, lr: float, weight_decay: float, layers=None):
-        self.layers = layers if layers is not None else [layer for _, layer in net.layers()]
+    """Adam over the given layers' w and b; weight decay on w only."""
+
+    def __init__(self, layers: list, lr: float, weight_decay: float):
+        self.layers = layers
         self.lr, self.wd, self.t = lr, weight_decay, 0
         self.m = [(np.zeros_like(la.w), np.zeros_like(la.b)) for la in self.layers]
         self.v = [(np.zeros_like(la.w), np.zeros_like(la.b)) for la in self.layers]
@@ -139,7 +141,7 @@ def fit(
     )
     net = TwoStageNet(net_cfg)
     trainable = [la for name, la in net.layers() if cfg.train_tile_net or name.startswith("head")]
-    opt = Adam(net, cfg.learning_rate, cfg.weight_decay, trainable)
+    opt = Adam(trainable, cfg.learning_rate, cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     model = Model(
         feature_cfg, net, x[train_idx].mean(axis=(0, 1)), x[train_idx].std(axis=(0, 1)) + 1e-6
