@@ -28,7 +28,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 import cv2  # noqa: E402  (after the guard above)
 
 Mode = Literal["hue", "hue-hist", "hue-sat-hist"]
-MODES = ("hue-sat-hist", "hue-hist", "hue")
+MODES = ("hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 
@@ -43,10 +43,10 @@ cv2.setNumThreads(1)  # parallelism comes from our process pool, not from OpenCV
 class FeatureConfig:
     """How a photo becomes the network's input; saved in the model file."""
 
-    mode: Mode = "hue-sat-hist"
+    mode: Mode = "hue-sat-edges"
     image_size: int = 96  # the photo is resized to image_size x image_size
     grid: int = 6  # tiles per side: the tile map is grid x grid
-    bins: int = 12  # hue bins per tile (hue-hist mode)
+    bins: int = 12  # bins of each histogram of a tile
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -63,7 +63,8 @@ class FeatureConfig:
         """Shape of one tile's input matrix."""
         if self.mode == "hue":
             return (self.tile, self.tile)
-        return (self.bins, 1) if self.mode == "hue-hist" else (self.bins, 3)
+        columns = {"hue-hist": 1, "hue-sat-hist": 3, "hue-sat-edges": 4}[self.mode]
+        return (self.bins, columns)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -309,6 +310,19 @@ def hue_sat_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     )  # (T, bins, 3)
 
 
+def edge_orientations(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+    """Per tile the histogram of brightness-edge directions, each pixel voting with its
+    gradient magnitude: (tiles, bins). Directions are taken modulo 180 degrees (bin 0
+    starts at a horizontal gradient) and binned circularly. Petals, leaves and stems
+    give many edges in all directions; plates, fur, skies and walls few or one way."""
+    value = np.ascontiguousarray(hsv[..., 2])
+    gx = cv2.Sobel(value, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(value, cv2.CV_32F, 0, 1, ksize=3)
+    magnitude = cut_tiles(np.hypot(gx, gy), tile).reshape(-1, tile * tile)
+    direction = cut_tiles((np.arctan2(gy, gx) / np.pi) % 1.0, tile).reshape(-1, tile * tile)
+    return _soft_histograms(direction, magnitude, bins, circular=True)
+
+
 def features(bgr: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """The network's input for one photo: (tiles, *cfg.tile_shape), float32.
 
@@ -322,7 +336,11 @@ def features(bgr: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         return cut_tiles(np.ascontiguousarray(hsv[..., 0]), cfg.tile)  # (T, t, t)
     if cfg.mode == "hue-hist":
         return hue_histograms(hsv, cfg.tile, cfg.bins)[..., None]  # (T, bins, 1)
-    return hue_sat_histograms(hsv, cfg.tile, cfg.bins)  # (T, bins, 3)
+    colour = hue_sat_histograms(hsv, cfg.tile, cfg.bins)  # (T, bins, 3)
+    if cfg.mode == "hue-sat-hist":
+        return colour
+    edges = edge_orientations(hsv, cfg.tile, cfg.bins)[..., None]
+    return np.concatenate([colour, edges], axis=-1)  # (T, bins, 4)
 
 
 def load_features(
@@ -342,4 +360,7 @@ def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     grid = x.reshape(n, cfg.grid, cfg.grid, *x.shape[2:])[:, :, ::-1]
     if cfg.mode == "hue":
         grid = grid[..., ::-1]  # mirror the pixels inside each tile too
+    if cfg.mode == "hue-sat-edges":  # a mirrored edge at angle a points at 180 - a
+        grid = grid.copy()
+        grid[..., 3] = grid[..., ::-1, 3]
     return np.ascontiguousarray(grid.reshape(x.shape))

@@ -83,13 +83,13 @@ def test_decodable_variants_are_classified(tmp_path):
     }
     for name, data in cases.items():
         x = load_features(write(tmp_path, name, data), CFG)
-        assert x.shape == (4, 6, 3) and np.isfinite(x).all(), name
+        assert x.shape == (4, *CFG.tile_shape) and np.isfinite(x).all(), name
 
 
 def test_gif_and_heic_are_classified_or_clearly_skipped(tmp_path):
     gif = tmp_path / "anim.gif"
     if cv2.imwrite(str(gif), photo()):
-        assert load_features(gif, CFG).shape == (4, 6, 3)
+        assert load_features(gif, CFG).shape == (4, *CFG.tile_shape)
     heic = write(
         tmp_path, "phone.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64
     )
@@ -103,7 +103,7 @@ def test_damaged_jpegs(tmp_path):
     garbage = write(tmp_path, "garbage.jpg", data[:600] + os.urandom(2000) + data[2600:])
     for path in (truncated, garbage):  # decodable in part, or skipped with a reason
         try:
-            assert load_features(path, CFG).shape == (4, 6, 3)
+            assert load_features(path, CFG).shape == (4, *CFG.tile_shape)
         except BadImage as e:
             assert "damaged" in str(e)
     headless = write(tmp_path, "headless.jpg", data[:20])

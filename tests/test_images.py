@@ -66,7 +66,13 @@ def test_to_hsv_hue_in_unit_range():
 
 
 @pytest.mark.parametrize(
-    "mode,shape", [("hue", (16, 8, 8)), ("hue-hist", (16, 12, 1)), ("hue-sat-hist", (16, 12, 3))]
+    "mode,shape",
+    [
+        ("hue", (16, 8, 8)),
+        ("hue-hist", (16, 12, 1)),
+        ("hue-sat-hist", (16, 12, 3)),
+        ("hue-sat-edges", (16, 12, 4)),
+    ],
 )
 def test_feature_shapes(mode, shape):
     cfg = FeatureConfig(mode=mode, image_size=32, grid=4, bins=12)
@@ -75,11 +81,34 @@ def test_feature_shapes(mode, shape):
     assert cfg.tile_shape == shape[1:]
 
 
-def test_flip_tiles_is_a_mirror():
-    cfg = FeatureConfig(mode="hue", image_size=32, grid=4)
+@pytest.mark.parametrize("mode", ["hue", "hue-sat-edges"])
+def test_flip_tiles_is_a_mirror(mode):
+    """Flipping the features equals the features of the mirrored photo: tiles swap
+    sides, pixels inside hue tiles mirror, and edge directions a become 180 - a."""
+    cfg = FeatureConfig(mode=mode, image_size=32, grid=4)
     img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     flipped = flip_tiles(features(img, cfg)[None], cfg)[0]
     assert np.allclose(flipped, features(img[:, ::-1].copy(), cfg), atol=1e-5)
+
+
+def stripes(horizontal: bool, size=32):
+    """Black and white stripes 4 px wide: edges all one way."""
+    band = (np.arange(size) // 4 % 2 * 255).astype(np.uint8)
+    grey = np.tile(
+        band[:, None] if horizontal else band[None, :], (1, size) if horizontal else (size, 1)
+    )
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+
+
+def test_edge_orientations_point_across_the_stripes():
+    cfg = FeatureConfig(mode="hue-sat-edges", image_size=32, grid=2, bins=12)
+    vertical_edges = features(stripes(horizontal=False), cfg)[..., 3]  # gradient along x
+    horizontal_edges = features(stripes(horizontal=True), cfg)[..., 3]  # gradient along y
+    # bin 0 and 11 straddle a horizontal gradient (0 degrees), bins 5 and 6 a vertical one
+    assert set(vertical_edges.argmax(axis=1)) <= {0, 11}
+    assert set(horizontal_edges.argmax(axis=1)) <= {5, 6}
+    flat = features(np.full((32, 32, 3), 128, np.uint8), cfg)[..., 3]
+    assert flat.sum() == 0  # no edges, no votes
 
 
 def test_header_size_png_and_jpeg():
@@ -143,7 +172,7 @@ def test_names_in_any_script(tmp_path, name):
     path = tmp_path / name
     ok, buf = cv2.imencode(path.suffix, img)
     path.write_bytes(buf.tobytes())
-    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 3)
+    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 4)
 
 
 def test_hue_sat_histograms_split_soft_vivid_and_grey():
