@@ -138,8 +138,9 @@ def cli() -> None:
     type=click.Choice(MODES),
     default=MODES[0],
     show_default=True,
-    help="Network input per tile: hue histograms split by saturation, with the brightness "
-    "of grey pixels; plain hue histograms; or the raw hue matrix.",
+    help="Network input per tile: hue histograms split by saturation, the brightness of "
+    "grey pixels and the directions of brightness edges; the same without the edges; plain "
+    "hue histograms; or the raw hue matrix.",
 )
 @click.option(
     "--image-size",
@@ -154,7 +155,7 @@ def cli() -> None:
     "--bins",
     default=FeatureConfig.bins,
     show_default=True,
-    help="Hue bins per tile (hue-hist mode).",
+    help="Bins of each per-tile histogram (histogram modes).",
 )
 @click.option(
     "--tile-layers",
@@ -185,7 +186,15 @@ def cli() -> None:
     "--val-fraction",
     default=DEFAULTS.val_fraction,
     show_default=True,
-    help="Share of the examples kept aside to stop training and pick the threshold.",
+    help="Share of the examples in each validation fold, which stops a net's training; "
+    "the threshold is chosen on the validation folds.",
+)
+@click.option(
+    "--members",
+    default=DEFAULTS.members,
+    show_default=True,
+    help="Nets trained, each with its own validation fold; the score is their mean. "
+    "At most 1 / val-fraction.",
 )
 @click.option(
     "--seed", default=DEFAULTS.seed, show_default=True, help="Same data and seed: same model."
@@ -219,6 +228,7 @@ def train(
     batch_size,
     learning_rate,
     val_fraction,
+    members,
     seed,
     augment,
     freeze_tile_net,
@@ -230,9 +240,11 @@ def train(
 ):
     """Learn flowers from two folders of example photos, FLOWERS and NOFLOWERS.
 
-    Both nets are trained end to end. A validation split is kept aside: training stops
-    when it stops improving, and the decision threshold is chosen on it. Both are saved
-    in the model file.
+    Both nets are trained end to end. The examples are cut into folds; each member net
+    keeps one fold aside and stops training when its loss there stops improving. The
+    decision threshold is chosen on those held-out folds, each photo scored by the net
+    that never learnt from it. The model file holds every member; a photo's score is
+    their mean probability.
     """
     from flowersort.train import fit, load_examples
 
@@ -247,6 +259,7 @@ def train(
         learning_rate=learning_rate,
         patience=patience,
         val_fraction=val_fraction,
+        members=members,
         augment=augment,
         seed=seed,
         tile_layers=tile_layers,
@@ -264,11 +277,15 @@ def train(
             on_photo=lambda: bar.update(1),
         )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
-    with progress(quiet, total=epochs, desc="training", unit="epoch") as bar:
+    with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:
 
         def on_epoch(epoch, stats):
             bar.update(1)
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", val_acc=f"{stats['val_acc']:.3f}")
+            bar.set_postfix(
+                net=f"{stats['member'] + 1}/{members}",
+                loss=f"{stats['loss']:.3f}",
+                val_acc=f"{stats['val_acc']:.3f}",
+            )
 
         try:
             model, fitted = run_library(fit, examples.x, examples.y, feature_cfg, cfg, on_epoch)
@@ -308,7 +325,8 @@ def train(
         click.echo(
             f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
             f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
-            f"{model.summary['epochs_run']} epochs, {model.summary['seconds']} s"
+            f"{members} nets, {model.summary['epochs_run']} epochs, "
+            f"{model.summary['seconds']} s"
         )
         click.echo(f"validation report written to {report_path}")
 

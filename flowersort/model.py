@@ -1,8 +1,9 @@
 """The model file: weights plus everything needed to use them, in one .npz.
 
-Keys: ``format`` (version), ``features`` and ``net`` (JSON configs), ``threshold``,
-``summary`` (JSON: how it was trained and its validation figures) and one array per
-weight (``tile.0.w``, ``head.1.b``, ...). Loaded with ``allow_pickle=False``.
+Keys: ``format`` (version), ``features`` and ``nets`` (JSON configs, one per member net),
+``threshold``, ``summary`` (JSON: how it was trained and its validation figures) and one
+array per weight of each member (``net0.tile.0.w``, ``net2.head.1.b``, ...). Format 1 (one
+net: ``net`` and ``tile.0.w``, ...) is still read. Loaded with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from flowersort.errors import ModelError
 from flowersort.images import FeatureConfig
 from flowersort.network import NetConfig, TwoStageNet, sigmoid
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 DEFAULT_MODEL_NAME = "default.npz"
 
 
 @dataclass
 class Model:
+    """Member two-stage nets over the same input; the score is their mean probability."""
+
     features: FeatureConfig
-    net: TwoStageNet
-    input_mean: np.ndarray  # (a, b): per-entry mean of a tile's input on the training split
+    nets: list[TwoStageNet]
+    input_mean: np.ndarray  # (a, b): per-entry mean of a tile's input over the examples
     input_std: np.ndarray  # (a, b): and its standard deviation
     threshold: float = 0.5
     summary: dict = field(default_factory=dict)
@@ -40,23 +44,23 @@ class Model:
         return (x - self.input_mean) / self.input_std
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """Flower probability in [0, 1] for a batch of feature maps (N, tiles, a, b)."""
-        return sigmoid(self.net.forward(self.normalize(x)))
-
-    def tile_maps(self, x: np.ndarray) -> np.ndarray:
-        """The tile net's output per tile, (N, grid, grid, channels)."""
-        g = self.features.grid
-        return self.net.tile_map(self.normalize(x)).reshape(x.shape[0], g, g, -1)
+        """Flower probability in [0, 1] for a batch of feature maps (N, tiles, a, b): the
+        mean of the member nets' probabilities."""
+        x = self.normalize(x)
+        return np.mean([sigmoid(net.forward(x)) for net in self.nets], axis=0)
 
     def flower_evidence(self, x: np.ndarray) -> np.ndarray:
-        """Where the network saw flowers: per tile, gradient x input of the logit with
-        respect to the tile map, positive part, scaled so the strongest tile is 1.
-        (N, grid, grid) in [0, 1], for the report's heat map."""
+        """Where the network saw flowers: per tile, gradient x input of each member's logit
+        with respect to its tile map, positive part, averaged over the members and scaled
+        so the strongest tile is 1. (N, grid, grid) in [0, 1], for the report's heat map."""
         g = self.features.grid
-        tmap = self.net.tile_map(self.normalize(x))  # (N, T, c)
-        self.net.head.forward(tmap)
-        dmap = self.net.head.backward(np.ones((x.shape[0], 1, 1)))  # d logit / d tile map
-        evidence = np.maximum((dmap * tmap).sum(axis=-1), 0)  # (N, T)
+        x = self.normalize(x)
+        evidence = np.zeros(x.shape[:2])
+        for net in self.nets:
+            tmap = net.tile_map(x)  # (N, T, c)
+            net.head.forward(tmap)
+            dmap = net.head.backward(np.ones((x.shape[0], 1, 1)))  # d logit / d tile map
+            evidence += np.maximum((dmap * tmap).sum(axis=-1), 0)  # (N, T)
         peak = evidence.max(axis=1, keepdims=True)
         return (evidence / np.where(peak > 0, peak, 1)).reshape(-1, g, g)
 
@@ -67,12 +71,16 @@ class Model:
         arrays = {
             "format": np.array(FORMAT_VERSION),
             "features": np.array(json.dumps(self.features.to_dict())),
-            "net": np.array(self.net.cfg.to_json()),
+            "nets": np.array([net.cfg.to_json() for net in self.nets]),
             "threshold": np.array(self.threshold),
             "input_mean": self.input_mean,
             "input_std": self.input_std,
             "summary": np.array(json.dumps(self.summary)),
-            **self.net.state(),
+            **{
+                f"net{i}.{key}": value
+                for i, net in enumerate(self.nets)
+                for key, value in net.state().items()
+            },
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-", suffix=".npz")
         try:
@@ -105,14 +113,15 @@ def load_model(path: str | os.PathLike) -> Model:
         raise ModelError(f"model file {path} is corrupt or not a model ({e})") from None
     try:
         version = int(arrays["format"])
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMATS:
             raise ModelError(
-                f"model file {path} has format {version}; this flowersort reads format "
-                f"{FORMAT_VERSION}: retrain it with 'flowersort train'"
+                f"model file {path} has format {version}; this flowersort reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}: retrain it with 'flowersort train'"
             )
         features = FeatureConfig(**json.loads(str(arrays["features"])))
-        net = TwoStageNet(NetConfig.from_json(str(arrays["net"])))
-        net.load_state(arrays)
+        nets = _load_nets(arrays) if version == 2 else _load_nets_v1(arrays)
+        if not nets:
+            raise ValueError("no member nets")
         threshold = float(arrays["threshold"])
         mean, std = arrays["input_mean"], arrays["input_std"]
         if mean.shape != features.tile_shape or std.shape != features.tile_shape:
@@ -122,7 +131,23 @@ def load_model(path: str | os.PathLike) -> Model:
         raise
     except (KeyError, ValueError, TypeError, AssertionError) as e:
         raise ModelError(f"model file {path} is incomplete or incompatible ({e})") from None
-    return Model(features, net, mean, std, threshold, summary)
+    return Model(features, nets, mean, std, threshold, summary)
+
+
+def _load_nets(arrays: dict) -> list[TwoStageNet]:
+    nets = []
+    for i, config in enumerate(arrays["nets"].reshape(-1)):
+        net = TwoStageNet(NetConfig.from_json(str(config)))
+        prefix = f"net{i}."
+        net.load_state({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+        nets.append(net)
+    return nets
+
+
+def _load_nets_v1(arrays: dict) -> list[TwoStageNet]:
+    net = TwoStageNet(NetConfig.from_json(str(arrays["net"])))
+    net.load_state(arrays)
+    return [net]
 
 
 def model_digest(path: str | os.PathLike) -> str:

@@ -29,7 +29,8 @@ class TrainConfig:
     learning_rate: float = 0.003
     weight_decay: float = 1e-4  # L2 on the weights, not the biases
     patience: int = 30  # epochs without a better validation loss before stopping
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # each member's validation fold: 1 / round(1 / val_fraction)
+    members: int = 5  # nets trained on different folds, their probabilities averaged
     augment: bool = True  # random left-right flips
     seed: int = 0
     tile_layers: list[int] = field(default_factory=lambda: [16, 4, 1])
@@ -82,16 +83,16 @@ def load_examples(
     return Examples(np.stack(xs), np.array(ys), paths, skipped)
 
 
-def split(n: int, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified train/validation split of indices, fixed by the seed."""
+def folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """k disjoint stratified folds of indices (each class dealt round the folds), fixed by
+    the seed; together they hold every example once."""
     rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
+    parts = [[] for _ in range(k)]
     for label in (0.0, 1.0):
         idx = rng.permutation(np.flatnonzero(y == label))
-        n_val = max(1, round(len(idx) * fraction))
-        val_idx.append(idx[:n_val])
-        train_idx.append(idx[n_val:])
-    return np.concatenate(train_idx), np.concatenate(val_idx)
+        for i in range(k):
+            parts[i].append(idx[i::k])
+    return [np.concatenate(p) for p in parts]
 
 
 class Adam:
@@ -125,32 +126,85 @@ def fit(
     cfg: TrainConfig,
     progress: Progress | None = None,
 ) -> tuple[Model, dict]:
-    """Train on (x, y) with a validation split carved from them; return the model and a report."""
+    """Train cfg.members nets, each with its own validation fold carved from (x, y), and
+    return the model (their average) and a report.
+
+    The examples are cut into k = round(1 / val_fraction) folds; member i learns from all
+    folds but fold i, which stops its training. Every validation photo is scored by the
+    one member that never learnt from it, and the threshold is chosen on those scores.
+    """
     n_flowers, n_other = int(y.sum()), int(len(y) - y.sum())
     if min(n_flowers, n_other) == 0:
         raise TrainingError("training needs photos of both classes (flowers and noflowers)")
     if min(n_flowers, n_other) < MIN_PER_CLASS:
         raise TrainingError(f"too few photos: each class needs at least {MIN_PER_CLASS}")
-    train_idx, val_idx = split(len(y), y, cfg.val_fraction, cfg.seed)
-    net_cfg = NetConfig(
-        tile_shape=feature_cfg.tile_shape,
-        tiles=feature_cfg.grid**2,
-        tile_layers=list(cfg.tile_layers),
-        head_layers=list(cfg.head_layers),
-        seed=cfg.seed,
+    k = max(2, round(1 / cfg.val_fraction))
+    if not 1 <= cfg.members <= k:
+        raise TrainingError(f"members must be between 1 and {k} (1 / val_fraction)")
+    parts = folds(y, k, cfg.seed)
+    model = Model(feature_cfg, [], x.mean(axis=(0, 1)), x.std(axis=(0, 1)) + 1e-6)
+    x = model.normalize(x)  # once, here; the model applies the same scaling when it scores
+    t0 = time.perf_counter()
+    val_idx, val_scores, members, history = [], [], [], []
+    for member in range(cfg.members):
+        fold = parts[member]
+        train_idx = np.concatenate([p for i, p in enumerate(parts) if i != member])
+
+        def on_epoch(epoch: int, stats: dict, member: int = member) -> None:
+            if progress:
+                progress(epoch, {**stats, "member": member})
+
+        net, log, best_epoch = _fit_member(
+            x, y, train_idx, fold, feature_cfg, cfg, cfg.seed + member, on_epoch
+        )
+        model.nets.append(net)
+        val_idx.append(fold)
+        val_scores.append(sigmoid(net.forward(x[fold])))
+        members.append({"epochs_run": len(log), "best_epoch": best_epoch})
+        history += log
+    val_idx, val_scores = np.concatenate(val_idx), np.concatenate(val_scores)
+    y_val = y[val_idx]
+    model.threshold = best_threshold(val_scores, y_val)
+    model.summary = {
+        "train_config": asdict(cfg),
+        "examples": {"flowers": n_flowers, "noflowers": n_other},
+        "train_size": len(y) - len(parts[0]),
+        "val_size": len(val_idx),
+        "epochs_run": sum(m["epochs_run"] for m in members),
+        "members": members,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "validation": confusion(y_val > 0.5, val_scores >= model.threshold),
+    }
+    return model, {"val_idx": val_idx, "val_scores": val_scores, "history": history}
+
+
+def _fit_member(
+    x: np.ndarray,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    feature_cfg: FeatureConfig,
+    cfg: TrainConfig,
+    seed: int,
+    progress: Progress,
+) -> tuple[TwoStageNet, list, int]:
+    """One net: mini-batch Adam on train_idx, early stopping on the loss over val_idx;
+    returns the net at its best epoch, the (loss, val_loss, val_acc) history and that epoch."""
+    net = TwoStageNet(
+        NetConfig(
+            tile_shape=feature_cfg.tile_shape,
+            tiles=feature_cfg.grid**2,
+            tile_layers=list(cfg.tile_layers),
+            head_layers=list(cfg.head_layers),
+            seed=seed,
+        )
     )
-    net = TwoStageNet(net_cfg)
     trainable = [la for name, la in net.layers() if cfg.train_tile_net or name.startswith("head")]
     opt = Adam(trainable, cfg.learning_rate, cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
-    model = Model(
-        feature_cfg, net, x[train_idx].mean(axis=(0, 1)), x[train_idx].std(axis=(0, 1)) + 1e-6
-    )
-    x = model.normalize(x)  # once, here; the model applies the same scaling when it scores
+    rng = np.random.default_rng(seed)
     x_val, y_val = x[val_idx], y[val_idx]
     best = (np.inf, net.state(), 0)
     history = []
-    t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
         order = rng.permutation(train_idx)
         losses = []
@@ -164,27 +218,14 @@ def fit(
             net.backward(dlogits)
             opt.step()
             losses.append(loss)
-        val_loss, _ = bce_with_logits(net.forward(x_val), y_val)
-        val_acc = float(np.mean((net.forward(x_val) > 0) == (y_val > 0.5)))
+        logits = net.forward(x_val)
+        val_loss, _ = bce_with_logits(logits, y_val)
+        val_acc = float(np.mean((logits > 0) == (y_val > 0.5)))
         history.append((float(np.mean(losses)), val_loss, val_acc))
-        if progress:
-            progress(epoch, {"loss": np.mean(losses), "val_loss": val_loss, "val_acc": val_acc})
+        progress(epoch, {"loss": np.mean(losses), "val_loss": val_loss, "val_acc": val_acc})
         if val_loss < best[0] - 1e-5:
             best = (val_loss, {k: v.copy() for k, v in net.state().items()}, epoch)
         elif epoch - best[2] >= cfg.patience:
             break
     net.load_state(best[1])
-    val_scores = sigmoid(net.forward(x_val))
-    model.threshold = best_threshold(val_scores, y_val)
-    val_metrics = confusion(y_val > 0.5, val_scores >= model.threshold)
-    model.summary = {
-        "train_config": asdict(cfg),
-        "examples": {"flowers": n_flowers, "noflowers": n_other},
-        "train_size": len(train_idx),
-        "val_size": len(val_idx),
-        "epochs_run": len(history),
-        "best_epoch": best[2],
-        "seconds": round(time.perf_counter() - t0, 1),
-        "validation": val_metrics,
-    }
-    return model, {"val_idx": val_idx, "val_scores": val_scores, "history": history}
+    return net, history, best[2]

@@ -1,3 +1,4 @@
+import json
 import zipfile
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 from flowersort.errors import ModelError
 from flowersort.images import FeatureConfig
 from flowersort.model import load_model
+from flowersort.network import sigmoid
 from flowersort.train import TrainConfig, fit
 
 
@@ -29,6 +31,25 @@ def test_save_load_gives_the_same_scores_to_the_bit(model, tmp_path):
     assert loaded.features == m.features
     assert loaded.summary["validation"] == m.summary["validation"]
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left
+
+
+def test_format_1_single_net_files_still_load(model, tmp_path):
+    m, x = model
+    net = m.nets[0]
+    np.savez(
+        tmp_path / "v1.npz",
+        format=np.array(1),
+        features=np.array(json.dumps(m.features.to_dict())),
+        net=np.array(net.cfg.to_json()),
+        threshold=np.array(0.4),
+        input_mean=m.input_mean,
+        input_std=m.input_std,
+        summary=np.array("{}"),
+        **net.state(),
+    )
+    loaded = load_model(tmp_path / "v1.npz")
+    assert len(loaded.nets) == 1 and loaded.threshold == 0.4
+    assert np.allclose(loaded.scores(x), sigmoid(net.forward(m.normalize(x))))
 
 
 def test_missing_model(tmp_path):
@@ -55,8 +76,8 @@ def rewrite(path, drop=None, replace=None):
 @pytest.mark.parametrize(
     "drop,replace,match",
     [
-        ("head.0.w", None, "incomplete"),
-        (None, {"tile.0.w": np.zeros((3, 3))}, "incompatible"),
+        ("net0.head.0.w", None, "incomplete"),
+        (None, {"net0.tile.0.w": np.zeros((3, 3))}, "incompatible"),
         (None, {"format": np.array(99)}, "format 99"),
         (None, {"features": np.array("{not json")}, "incompatible"),
     ],

@@ -3,8 +3,8 @@ import pytest
 
 from flowersort.errors import TrainingError
 from flowersort.images import FeatureConfig
-from flowersort.network import bce_with_logits
-from flowersort.train import TrainConfig, fit, load_examples
+from flowersort.network import bce_with_logits, sigmoid
+from flowersort.train import TrainConfig, fit, folds, load_examples
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
 
@@ -26,14 +26,14 @@ def test_learns_generated_photos(data):
 
 def test_tile_net_is_trained_end_to_end(data):
     x, y = data
-    model, _ = fit(x, y, CFG, TrainConfig(epochs=5))
-    frozen, _ = fit(x, y, CFG, TrainConfig(epochs=5, train_tile_net=False))
+    model, _ = fit(x, y, CFG, TrainConfig(epochs=5, members=1))
+    frozen, _ = fit(x, y, CFG, TrainConfig(epochs=5, members=1, train_tile_net=False))
     from flowersort.network import NetConfig, TwoStageNet
 
     init = TwoStageNet(NetConfig(tile_shape=CFG.tile_shape, tiles=16)).state()
-    assert not np.allclose(model.net.state()["tile.0.w"], init["tile.0.w"])
-    assert np.array_equal(frozen.net.state()["tile.0.w"], init["tile.0.w"])
-    assert not np.allclose(frozen.net.state()["head.0.w"], init["head.0.w"])
+    assert not np.allclose(model.nets[0].state()["tile.0.w"], init["tile.0.w"])
+    assert np.array_equal(frozen.nets[0].state()["tile.0.w"], init["tile.0.w"])
+    assert not np.allclose(frozen.nets[0].state()["head.0.w"], init["head.0.w"])
 
 
 def test_same_seed_same_weights(data):
@@ -41,17 +41,19 @@ def test_same_seed_same_weights(data):
     a, _ = fit(x, y, CFG, TrainConfig(epochs=4, seed=3))
     b, _ = fit(x, y, CFG, TrainConfig(epochs=4, seed=3))
     c, _ = fit(x, y, CFG, TrainConfig(epochs=4, seed=4))
-    for key, value in a.net.state().items():
-        assert np.array_equal(value, b.net.state()[key])
-    assert not np.array_equal(a.net.state()["tile.0.w"], c.net.state()["tile.0.w"])
+    for key, value in a.nets[0].state().items():
+        assert np.array_equal(value, b.nets[0].state()[key])
+    assert not np.array_equal(a.nets[0].state()["tile.0.w"], c.nets[0].state()["tile.0.w"])
 
 
 def test_overfits_twenty_examples(data):
     x, y = data
     idx = np.r_[0:10, 30:40]
-    cfg = TrainConfig(epochs=300, patience=300, val_fraction=0.1, augment=False, weight_decay=0)
+    cfg = TrainConfig(
+        epochs=300, patience=300, val_fraction=0.1, members=1, augment=False, weight_decay=0
+    )
     model, _ = fit(x[idx], y[idx], CFG, cfg)
-    loss, _ = bce_with_logits(model.net.forward(model.normalize(x[idx])), y[idx])
+    loss, _ = bce_with_logits(model.nets[0].forward(model.normalize(x[idx])), y[idx])
     assert loss < 0.05
 
 
@@ -61,3 +63,35 @@ def test_one_class_or_too_few_is_an_error(data):
         fit(x[y == 1], y[y == 1], CFG, TrainConfig(epochs=1))
     with pytest.raises(TrainingError, match="too few"):
         fit(x[[0, 1, 30, 31]], y[[0, 1, 30, 31]], CFG, TrainConfig(epochs=1))
+
+
+def test_folds_are_stratified_and_cover_every_example_once():
+    y = np.r_[np.ones(23), np.zeros(17)]
+    parts = folds(y, 5, seed=1)
+    joined = np.concatenate(parts)
+    assert sorted(joined) == list(range(40))
+    for part in parts:
+        assert 4 <= y[part].sum() <= 5 and 3 <= len(part) - y[part].sum() <= 4
+
+
+def test_members_each_hold_out_their_own_fold(data):
+    x, y = data
+    model, report = fit(x, y, CFG, TrainConfig(epochs=6, members=3))
+    assert len(model.nets) == 3
+    weights = [net.state()["tile.0.w"] for net in model.nets]
+    assert not np.allclose(weights[0], weights[1]) and not np.allclose(weights[1], weights[2])
+    # three disjoint validation folds of five: each photo in them scored once, by one member
+    val_idx = report["val_idx"]
+    assert len(set(val_idx)) == len(val_idx) == model.summary["val_size"]
+    assert 0.55 * len(y) < len(val_idx) < 0.65 * len(y)
+    assert len(model.summary["members"]) == 3
+    # the model's score is the members' mean probability
+    xn = model.normalize(x[:5])
+    expected = np.mean([sigmoid(net.forward(xn)) for net in model.nets], axis=0)
+    assert np.allclose(model.scores(x[:5]), expected)
+
+
+def test_more_members_than_folds_is_an_error(data):
+    x, y = data
+    with pytest.raises(TrainingError, match="members"):
+        fit(x, y, CFG, TrainConfig(epochs=1, members=6))
