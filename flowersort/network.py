@@ -36,31 +36,34 @@ class MatrixLayer:
         return {"w": self.w, "b": self.b}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.x = x  # (..., n_in, k)
-        z = self.w @ x + self.b  # (..., n_out, k)
+        # act(W @ x + b) transposed is act(x^T @ W^T + b^T): with every matrix of the batch
+        # stacked as rows, the whole batch is one BLAS product, not one small product each
+        n_out, n_in = self.w.shape
+        self.shape = x.shape  # (..., n_in, k)
+        self.xt = x.swapaxes(-1, -2).reshape(-1, n_in)  # (... * k, n_in)
+        z = self.xt @ self.w.T + self.b.T  # (... * k, n_out)
         if self.act == "leaky_relu":
             self.y = np.where(z > 0, z, LEAK * z)
         elif self.act == "sigmoid":
             self.y = sigmoid(z)
         else:
             self.y = z
-        return self.y.swapaxes(-1, -2)  # (..., k, n_out)
+        return self.y.reshape(*x.shape[:-2], x.shape[-1], n_out)  # (..., k, n_out)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        dy = dout.swapaxes(-1, -2)  # undo the transpose: (..., n_out, k)
+        dy = dout.reshape(self.y.shape)  # (... * k, n_out), rows as in forward
         if self.act == "leaky_relu":
             dz = dy * np.where(self.y > 0, 1.0, LEAK)
         elif self.act == "sigmoid":
             dz = dy * self.y * (1 - self.y)
         else:
             dz = dy
-        n_out, n_in = self.w.shape
-        # shared weights: sum the gradient over every image and tile (one BLAS product)
-        dz2 = np.moveaxis(dz.reshape(-1, n_out, dz.shape[-1]), 1, 0).reshape(n_out, -1)
-        x2 = np.moveaxis(self.x.reshape(-1, n_in, dz.shape[-1]), 1, 0).reshape(n_in, -1)
-        self.dw = dz2 @ x2.T  # (n_out, n_in)
-        self.db = dz2.sum(axis=1, keepdims=True)  # (n_out, 1)
-        return self.w.T @ dz  # (..., n_in, k)
+        # shared weights: the gradient summed over every image and tile in one product
+        self.dw = dz.T @ self.xt  # (n_out, n_in)
+        self.db = dz.sum(axis=0)[:, None]  # (n_out, 1)
+        dx = dz @ self.w  # (... * k, n_in)
+        *lead, n_in, k = self.shape
+        return dx.reshape(*lead, k, n_in).swapaxes(-1, -2)  # (..., n_in, k)
 
 
 class MatrixNet:
