@@ -203,7 +203,14 @@ def cli() -> None:
     "--augment/--no-augment",
     default=True,
     show_default=True,
-    help="Random left-right flips while training.",
+    help="Random left-right flips, crops and small hue shifts while training.",
+)
+@click.option(
+    "--crops",
+    default=DEFAULTS.crops,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Augmented copies read per photo (random crops with small hue shifts).",
 )
 @click.option(
     "--freeze-tile-net",
@@ -231,6 +238,7 @@ def train(
     members,
     seed,
     augment,
+    crops,
     freeze_tile_net,
     as_json,
     workers,
@@ -261,6 +269,7 @@ def train(
         val_fraction=val_fraction,
         members=members,
         augment=augment,
+        crops=crops,
         seed=seed,
         tile_layers=tile_layers,
         head_layers=head_layers,
@@ -275,6 +284,7 @@ def train(
             report_skip,
             workers,
             on_photo=lambda: bar.update(1),
+            copies=crops if augment else 0,
         )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
     with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:
@@ -288,7 +298,9 @@ def train(
             )
 
         try:
-            model, fitted = run_library(fit, examples.x, examples.y, feature_cfg, cfg, on_epoch)
+            model, fitted = run_library(
+                fit, examples.x, examples.y, feature_cfg, cfg, on_epoch, examples.augmented
+            )
         except AssertionError as e:
             raise click.UsageError(f"bad network shape: {e}") from None
     model.summary["skipped"] = len(examples.skipped)

@@ -33,6 +33,8 @@ GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
+CROP_SIDE = (0.75, 1.0)  # augmentation: a crop keeps this share of each side
+HUE_SHIFT = 0.02  # augmentation: hues turn by up to this share of the circle (7 degrees)
 FIRST_READ = 80 * 1024  # EXIF (with its preview) is at most 64 KiB and comes first
 HEADER_BYTES = 256 * 1024  # JPEG markers before the frame header (EXIF, ICC) fit in this
 
@@ -323,15 +325,18 @@ def edge_orientations(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     return _soft_histograms(direction, magnitude, bins, circular=True)
 
 
-def features(bgr: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """The network's input for one photo: (tiles, *cfg.tile_shape), float32.
+def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.ndarray:
+    """The network's input for one photo: (tiles, *cfg.tile_shape), float32. `hue_shift`
+    (a fraction of the hue circle) turns every hue, for augmentation.
 
     In ``hue`` mode each tile is the raw hue matrix in [0, 1], as in the original article:
     linear, so red sits at both ends, and grey pixels carry OpenCV's hue 0 (the same as
-    red). The tile net must learn around both; ``hue-hist`` handles them explicitly (see
-    ``hue_histograms``) and is the default.
+    red). The tile net must learn around both; the histogram modes handle them explicitly
+    (see ``hue_histograms``).
     """
     hsv = to_hsv(bgr, cfg.image_size)
+    if hue_shift:
+        hsv[..., 0] = (hsv[..., 0] + hue_shift) % 1.0
     if cfg.mode == "hue":
         return cut_tiles(np.ascontiguousarray(hsv[..., 0]), cfg.tile)  # (T, t, t)
     if cfg.mode == "hue-hist":
@@ -350,6 +355,36 @@ def load_features(
     img = read_image(path, cfg.image_size, thumbnail)
     try:
         return features(img, cfg)
+    except (cv2.error, ValueError) as e:
+        raise BadImage(f"cannot process the decoded image ({e})") from None
+
+
+def augmented_features(
+    bgr: np.ndarray, cfg: FeatureConfig, copies: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`copies` feature maps of random crops of the photo (each side 75-100 % of the
+    photo's, anywhere in it), each with a small hue shift (up to 7 degrees either way):
+    (copies, tiles, *cfg.tile_shape). Flips are left to training, which does them for free
+    on the features."""
+    height, width = bgr.shape[:2]
+    out = []
+    for _ in range(copies):
+        side = rng.uniform(*CROP_SIDE)
+        h, w = max(1, round(height * side)), max(1, round(width * side))
+        top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+        crop = bgr[top : top + h, left : left + w]
+        out.append(features(crop, cfg, rng.uniform(-HUE_SHIFT, HUE_SHIFT)))
+    return np.stack(out)
+
+
+def load_training_features(path: str | os.PathLike, cfg: FeatureConfig, copies: int) -> np.ndarray:
+    """(1 + copies, tiles, *tile_shape): the photo's features, then `copies` augmented
+    ones (augmented_features), decoded once. The crops depend only on the file's path, so
+    a training run is the same whichever process reads which photo."""
+    img = read_image(path, cfg.image_size)
+    rng = np.random.default_rng(zlib.crc32(os.fsencode(path)))
+    try:
+        return np.concatenate([features(img, cfg)[None], augmented_features(img, cfg, copies, rng)])
     except (cv2.error, ValueError) as e:
         raise BadImage(f"cannot process the decoded image ({e})") from None
 

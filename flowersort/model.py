@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from flowersort.errors import ModelError
-from flowersort.images import FeatureConfig
+from flowersort.images import FeatureConfig, flip_tiles
 from flowersort.network import NetConfig, TwoStageNet, sigmoid
 
 FORMAT_VERSION = 2
@@ -45,9 +45,9 @@ class Model:
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Flower probability in [0, 1] for a batch of feature maps (N, tiles, a, b): the
-        mean of the member nets' probabilities."""
+        mean of the member nets' probabilities (see `probability`)."""
         x = self.normalize(x)
-        return np.mean([sigmoid(net.forward(x)) for net in self.nets], axis=0)
+        return np.mean([probability(net, x, self.features) for net in self.nets], axis=0)
 
     def flower_evidence(self, x: np.ndarray) -> np.ndarray:
         """Where the network saw flowers: per tile, gradient x input of each member's logit
@@ -93,6 +93,12 @@ class Model:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def probability(net: TwoStageNet, x: np.ndarray, features: FeatureConfig) -> np.ndarray:
+    """One net's flower probability for normalised feature maps: the mean over the photo
+    and its mirror image, both of which it learnt from."""
+    return (sigmoid(net.forward(x)) + sigmoid(net.forward(flip_tiles(x, features)))) / 2
 
 
 def _umask() -> int:

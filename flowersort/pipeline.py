@@ -14,7 +14,7 @@ import numpy as np
 
 from flowersort.cache import ScoreCache
 from flowersort.errors import BadImage
-from flowersort.images import FeatureConfig, load_features
+from flowersort.images import FeatureConfig, load_features, load_training_features
 from flowersort.model import Model
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
@@ -23,14 +23,19 @@ BATCH = 64  # photos per network call
 Result = np.ndarray | str | tuple  # features, a skip reason, or a remembered (score, reason)
 
 
-def _load_chunk(jobs: list[tuple[Path, tuple | None]], cfg: FeatureConfig, thumbnail: bool):
+def _load_chunk(
+    jobs: list[tuple[Path, tuple | None]], cfg: FeatureConfig, thumbnail: bool, copies: int
+):
     out: list[Result] = []
     for path, known in jobs:
         if known is not None:
             out.append(known)
             continue
         try:
-            out.append(load_features(path, cfg, thumbnail))
+            if copies:
+                out.append(load_training_features(path, cfg, copies))
+            else:
+                out.append(load_features(path, cfg, thumbnail))
         except BadImage as e:
             out.append(str(e))
         except Exception as e:  # a decoder surprise must not stop the run
@@ -55,10 +60,12 @@ def scan(
     cfg: FeatureConfig,
     workers: int | None = None,
     thumbnail: bool = False,
+    copies: int = 0,
 ) -> Iterator[tuple[Path, Result]]:
     """Yield (path, features) or (path, reason it was skipped), in input order.
 
-    An input may be (path, known): then `known` is passed through without decoding.
+    An input may be (path, known): then `known` is passed through without decoding. With
+    `copies`, the features come with that many augmented copies (load_training_features).
     """
     workers = workers or default_workers()
     jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
@@ -68,9 +75,9 @@ def scan(
         pending: deque = deque()
         for chunk in chunks:
             if pool is None or all(known is not None for _, known in chunk):
-                future = _done(_load_chunk(chunk, cfg, thumbnail))
+                future = _done(_load_chunk(chunk, cfg, thumbnail, copies))
             else:
-                future = pool.submit(_load_chunk, chunk, cfg, thumbnail)
+                future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies)
             pending.append((chunk, future))
             while len(pending) >= 4 * workers or (pending and pending[0][1].done()):
                 done, future = pending.popleft()

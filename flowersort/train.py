@@ -13,8 +13,8 @@ from flowersort.archive import walk
 from flowersort.errors import TrainingError
 from flowersort.images import FeatureConfig, flip_tiles
 from flowersort.metrics import best_threshold, confusion
-from flowersort.model import Model
-from flowersort.network import NetConfig, TwoStageNet, bce_with_logits, sigmoid
+from flowersort.model import Model, probability
+from flowersort.network import NetConfig, TwoStageNet, bce_with_logits
 from flowersort.pipeline import scan
 
 MIN_PER_CLASS = 4
@@ -31,7 +31,8 @@ class TrainConfig:
     patience: int = 30  # epochs without a better validation loss before stopping
     val_fraction: float = 0.2  # each member's validation fold: 1 / round(1 / val_fraction)
     members: int = 5  # nets trained on different folds, their probabilities averaged
-    augment: bool = True  # random left-right flips
+    augment: bool = True  # random left-right flips, and the crops below
+    crops: int = 3  # augmented copies read per photo: random crops with small hue shifts
     seed: int = 0
     tile_layers: list[int] = field(default_factory=lambda: [16, 4, 1])
     head_layers: list[int] = field(default_factory=lambda: [8, 1, 1])
@@ -44,6 +45,7 @@ class Examples:
     y: np.ndarray  # (N,) 1.0 = flower
     paths: list[str]
     skipped: list[tuple[str, str]]
+    augmented: np.ndarray | None = None  # (N, copies, tiles, a, b): crops of each photo
 
 
 Progress = Callable[[int, dict], None]
@@ -56,8 +58,10 @@ def load_examples(
     on_skip=None,
     workers: int | None = None,
     on_photo=None,
+    copies: int = 0,
 ) -> Examples:
-    """Feature maps of every readable photo in the two folders (searched recursively);
+    """Feature maps of every readable photo in the two folders (searched recursively),
+    with `copies` augmented copies of each (random crops, small hue shifts) when asked;
     on_photo() is called once per file read, for a progress bar."""
     xs, ys, paths, skipped = [], [], [], []
 
@@ -69,7 +73,8 @@ def load_examples(
     for folder, label in ((flowers, 1.0), (noflowers, 0.0)):
         if not Path(folder).is_dir():
             raise TrainingError(f"not a folder: {folder}")
-        for path, result in scan(walk(Path(folder), on_skip=skip), cfg, workers):
+        photos = walk(Path(folder), on_skip=skip)
+        for path, result in scan(photos, cfg, workers, copies=copies):
             if on_photo:
                 on_photo()
             if isinstance(result, str):
@@ -80,7 +85,10 @@ def load_examples(
             paths.append(path)
     if not xs:
         raise TrainingError("no readable photos in the example folders")
-    return Examples(np.stack(xs), np.array(ys), paths, skipped)
+    x = np.stack(xs)
+    if copies:
+        return Examples(x[:, 0], np.array(ys), paths, skipped, x[:, 1:])
+    return Examples(x, np.array(ys), paths, skipped)
 
 
 def folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
@@ -125,9 +133,12 @@ def fit(
     feature_cfg: FeatureConfig,
     cfg: TrainConfig,
     progress: Progress | None = None,
+    augmented: np.ndarray | None = None,
 ) -> tuple[Model, dict]:
     """Train cfg.members nets, each with its own validation fold carved from (x, y), and
-    return the model (their average) and a report.
+    return the model (their average) and a report. `augmented` (N, copies, tiles, a, b)
+    holds crops of each photo; with cfg.augment each training step draws one version of
+    each photo (itself or a crop) and flips half of them.
 
     The examples are cut into k = round(1 / val_fraction) folds; member i learns from all
     folds but fold i, which stops its training. Every validation photo is scored by the
@@ -144,6 +155,10 @@ def fit(
     parts = folds(y, k, cfg.seed)
     model = Model(feature_cfg, [], x.mean(axis=(0, 1)), x.std(axis=(0, 1)) + 1e-6)
     x = model.normalize(x)  # once, here; the model applies the same scaling when it scores
+    if augmented is not None and cfg.augment:
+        augmented = model.normalize(augmented)
+    else:
+        augmented = None
     t0 = time.perf_counter()
     val_idx, val_scores, members, history = [], [], [], []
     for member in range(cfg.members):
@@ -155,11 +170,11 @@ def fit(
                 progress(epoch, {**stats, "member": member})
 
         net, log, best_epoch = _fit_member(
-            x, y, train_idx, fold, feature_cfg, cfg, cfg.seed + member, on_epoch
+            x, augmented, y, train_idx, fold, feature_cfg, cfg, cfg.seed + member, on_epoch
         )
         model.nets.append(net)
         val_idx.append(fold)
-        val_scores.append(sigmoid(net.forward(x[fold])))
+        val_scores.append(probability(net, x[fold], feature_cfg))
         members.append({"epochs_run": len(log), "best_epoch": best_epoch})
         history += log
     val_idx, val_scores = np.concatenate(val_idx), np.concatenate(val_scores)
@@ -180,6 +195,7 @@ def fit(
 
 def _fit_member(
     x: np.ndarray,
+    augmented: np.ndarray | None,
     y: np.ndarray,
     train_idx: np.ndarray,
     val_idx: np.ndarray,
@@ -211,6 +227,10 @@ def _fit_member(
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start : start + cfg.batch_size]
             xb = x[batch]
+            if augmented is not None:  # each photo as itself or as one of its crops
+                version = rng.integers(0, augmented.shape[1] + 1, len(batch))
+                crop = version > 0
+                xb[crop] = augmented[batch[crop], version[crop] - 1]
             if cfg.augment:
                 flip = rng.random(len(batch)) < 0.5
                 xb[flip] = flip_tiles(xb[flip], feature_cfg)

@@ -185,3 +185,34 @@ def test_hue_sat_histograms_split_soft_vivid_and_grey():
     assert vivid[1].sum() == pytest.approx(1.0) and soft[1].sum() == 0
     assert grey[2].sum() == pytest.approx(1.0) and grey[2].argmax() == 11  # white: brightest bin
     assert soft[2].sum() == 0 and vivid[2].sum() == 0
+
+
+def test_augmented_copies_are_crops_with_small_hue_shifts():
+    from flowersort.images import augmented_features
+
+    cfg = FeatureConfig(mode="hue-hist", image_size=32, grid=2, bins=36)
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :32] = cv2.cvtColor(np.uint8([[[60, 255, 255]]]), cv2.COLOR_HSV2BGR)  # green left
+    img[:, 32:] = cv2.cvtColor(np.uint8([[[0, 255, 255]]]), cv2.COLOR_HSV2BGR)  # red right
+    original = features(img, cfg)
+    copies = augmented_features(img, cfg, 8, np.random.default_rng(0))
+    assert copies.shape == (8, *original.shape)
+    assert not any(np.allclose(c, original) for c in copies)  # every copy is changed
+    whole = copies.sum(axis=(1, 3))  # hue histogram of the whole crop: (8, 36)
+    for hist in whole:
+        peaks = set(np.flatnonzero(hist > 0.05 * hist.sum()))
+        # green (120 degrees, between bins 11 and 12) and red (0, between 35 and 0) move
+        # by at most 7 degrees: into the next bin at most
+        assert peaks <= {10, 11, 12, 13, 34, 35, 0, 1}
+
+
+def test_training_features_are_the_same_for_the_same_file(tmp_path):
+    from flowersort.images import load_training_features
+
+    path = tmp_path / "p.png"
+    img = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    path.write_bytes(cv2.imencode(".png", img)[1].tobytes())
+    cfg = FeatureConfig(image_size=24, grid=2)
+    a, b = load_training_features(path, cfg, 3), load_training_features(path, cfg, 3)
+    assert a.shape == (4, 4, *cfg.tile_shape) and np.array_equal(a, b)
+    assert np.array_equal(a[0], load_features(path, cfg))  # the first is the photo itself

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from flowersort.errors import TrainingError
-from flowersort.images import FeatureConfig
+from flowersort.images import FeatureConfig, flip_tiles
 from flowersort.network import bce_with_logits, sigmoid
 from flowersort.train import TrainConfig, fit, folds, load_examples
 
@@ -85,9 +85,13 @@ def test_members_each_hold_out_their_own_fold(data):
     assert len(set(val_idx)) == len(val_idx) == model.summary["val_size"]
     assert 0.55 * len(y) < len(val_idx) < 0.65 * len(y)
     assert len(model.summary["members"]) == 3
-    # the model's score is the members' mean probability
+    # the model's score is the members' mean probability, each over the photo and its mirror
     xn = model.normalize(x[:5])
-    expected = np.mean([sigmoid(net.forward(xn)) for net in model.nets], axis=0)
+    mirrored = flip_tiles(xn, CFG)
+    expected = np.mean(
+        [(sigmoid(net.forward(xn)) + sigmoid(net.forward(mirrored))) / 2 for net in model.nets],
+        axis=0,
+    )
     assert np.allclose(model.scores(x[:5]), expected)
 
 
@@ -95,3 +99,10 @@ def test_more_members_than_folds_is_an_error(data):
     x, y = data
     with pytest.raises(TrainingError, match="members"):
         fit(x, y, CFG, TrainConfig(epochs=1, members=6))
+
+
+def test_learns_with_augmented_crops(examples):
+    ex = load_examples(*examples, CFG, workers=1, copies=2)
+    assert ex.augmented.shape == (len(ex.y), 2, *ex.x.shape[1:])
+    model, _ = fit(ex.x, ex.y, CFG, TrainConfig(epochs=100, patience=40), augmented=ex.augmented)
+    assert np.mean((model.scores(ex.x) >= model.threshold) == (ex.y > 0.5)) >= 0.95
