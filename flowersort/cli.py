@@ -139,8 +139,8 @@ def cli() -> None:
     default=MODES[0],
     show_default=True,
     help="Network input per tile: hue histograms split by saturation, the brightness of "
-    "grey pixels and the directions of brightness edges; the same without the edges; plain "
-    "hue histograms; or the raw hue matrix.",
+    "grey pixels, the directions of brightness edges and brightness textures; the same "
+    "without textures; without edges either; plain hue histograms; or the raw hue matrix.",
 )
 @click.option(
     "--image-size",
@@ -155,7 +155,7 @@ def cli() -> None:
     "--bins",
     default=FeatureConfig.bins,
     show_default=True,
-    help="Bins of each per-tile histogram (histogram modes).",
+    help="Bins of each per-tile histogram (histogram modes; at least 10 with textures).",
 )
 @click.option(
     "--tile-layers",
@@ -299,7 +299,14 @@ def train(
 
         try:
             model, fitted = run_library(
-                fit, examples.x, examples.y, feature_cfg, cfg, on_epoch, examples.augmented
+                fit,
+                examples.x,
+                examples.y,
+                feature_cfg,
+                cfg,
+                on_epoch,
+                examples.augmented,
+                workers,
             )
         except AssertionError as e:
             raise click.UsageError(f"bad network shape: {e}") from None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 
@@ -15,7 +18,7 @@ from flowersort.images import FeatureConfig, flip_tiles
 from flowersort.metrics import best_threshold, confusion
 from flowersort.model import Model, probability
 from flowersort.network import NetConfig, TwoStageNet, bce_with_logits
-from flowersort.pipeline import scan
+from flowersort.pipeline import default_workers, scan
 
 MIN_PER_CLASS = 4
 
@@ -134,11 +137,13 @@ def fit(
     cfg: TrainConfig,
     progress: Progress | None = None,
     augmented: np.ndarray | None = None,
+    workers: int | None = None,
 ) -> tuple[Model, dict]:
     """Train cfg.members nets, each with its own validation fold carved from (x, y), and
     return the model (their average) and a report. `augmented` (N, copies, tiles, a, b)
     holds crops of each photo; with cfg.augment each training step draws one version of
-    each photo (itself or a crop) and flips half of them.
+    each photo (itself or a crop) and flips half of them. Members train on up to
+    `workers` processes (default: one per core); each depends only on its own seed.
 
     The examples are cut into k = round(1 / val_fraction) folds; member i learns from all
     folds but fold i, which stops its training. Every validation photo is scored by the
@@ -160,18 +165,22 @@ def fit(
     else:
         augmented = None
     t0 = time.perf_counter()
+    jobs = [
+        {
+            "x": x,
+            "augmented": augmented,
+            "y": y,
+            "train_idx": np.concatenate([p for i, p in enumerate(parts) if i != member]),
+            "val_idx": parts[member],
+            "feature_cfg": feature_cfg,
+            "cfg": cfg,
+            "seed": cfg.seed + member,
+        }
+        for member in range(cfg.members)
+    ]
+    trained = _train_members(jobs, workers or default_workers(), progress)
     val_idx, val_scores, members, history = [], [], [], []
-    for member in range(cfg.members):
-        fold = parts[member]
-        train_idx = np.concatenate([p for i, p in enumerate(parts) if i != member])
-
-        def on_epoch(epoch: int, stats: dict, member: int = member) -> None:
-            if progress:
-                progress(epoch, {**stats, "member": member})
-
-        net, log, best_epoch = _fit_member(
-            x, augmented, y, train_idx, fold, feature_cfg, cfg, cfg.seed + member, on_epoch
-        )
+    for fold, (net, log, best_epoch) in zip(parts, trained):
         model.nets.append(net)
         val_idx.append(fold)
         val_scores.append(probability(net, x[fold], feature_cfg))
@@ -191,6 +200,40 @@ def fit(
         "validation": confusion(y_val > 0.5, val_scores >= model.threshold),
     }
     return model, {"val_idx": val_idx, "val_scores": val_scores, "history": history}
+
+
+def _train_members(jobs: list[dict], workers: int, progress: Progress | None) -> list[tuple]:
+    """_fit_member for every job, on up to `workers` processes, results in job order;
+    progress(epoch, stats) is called here, in this process, for each epoch of each member
+    (stats["member"] says which)."""
+
+    def report(member: int) -> Progress:
+        def on_epoch(epoch: int, stats: dict) -> None:
+            if progress:
+                progress(epoch, {**stats, "member": member})
+
+        return on_epoch
+
+    if workers <= 1 or len(jobs) <= 1:
+        return [_fit_member(**job, progress=report(m)) for m, job in enumerate(jobs)]
+    with multiprocessing.Manager() as manager:
+        queue = manager.Queue()  # epochs reported by the workers
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            futures = [pool.submit(_fit_member_queued, job, m, queue) for m, job in enumerate(jobs)]
+            while not all(f.done() for f in futures) or not queue.empty():
+                try:
+                    member, epoch, stats = queue.get(timeout=0.2)
+                except Empty:
+                    continue
+                report(member)(epoch, stats)
+            return [f.result() for f in futures]
+
+
+def _fit_member_queued(job: dict, member: int, queue) -> tuple:
+    def progress(epoch: int, stats: dict) -> None:
+        queue.put((member, epoch, {k: float(v) for k, v in stats.items()}))
+
+    return _fit_member(**job, progress=progress)
 
 
 def _fit_member(

@@ -15,7 +15,7 @@ from flowersort.errors import BadImage
 from flowersort.exif import read_exif
 from flowersort.images import FeatureConfig, load_features, read_image
 
-CFG = FeatureConfig(image_size=24, grid=2, bins=6)
+CFG = FeatureConfig(image_size=24, grid=2, bins=10)
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_photos"
 
 

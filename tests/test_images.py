@@ -72,6 +72,7 @@ def test_to_hsv_hue_in_unit_range():
         ("hue-hist", (16, 12, 1)),
         ("hue-sat-hist", (16, 12, 3)),
         ("hue-sat-edges", (16, 12, 4)),
+        ("hue-sat-texture", (16, 12, 5)),
     ],
 )
 def test_feature_shapes(mode, shape):
@@ -81,7 +82,7 @@ def test_feature_shapes(mode, shape):
     assert cfg.tile_shape == shape[1:]
 
 
-@pytest.mark.parametrize("mode", ["hue", "hue-sat-edges"])
+@pytest.mark.parametrize("mode", ["hue", "hue-sat-edges", "hue-sat-texture"])
 def test_flip_tiles_is_a_mirror(mode):
     """Flipping the features equals the features of the mirrored photo: tiles swap
     sides, pixels inside hue tiles mirror, and edge directions a become 180 - a."""
@@ -172,7 +173,7 @@ def test_names_in_any_script(tmp_path, name):
     path = tmp_path / name
     ok, buf = cv2.imencode(path.suffix, img)
     path.write_bytes(buf.tobytes())
-    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 4)
+    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 5)
 
 
 def test_hue_sat_histograms_split_soft_vivid_and_grey():
@@ -216,3 +217,39 @@ def test_training_features_are_the_same_for_the_same_file(tmp_path):
     a, b = load_training_features(path, cfg, 3), load_training_features(path, cfg, 3)
     assert a.shape == (4, 4, *cfg.tile_shape) and np.array_equal(a, b)
     assert np.array_equal(a[0], load_features(path, cfg))  # the first is the photo itself
+
+
+def texture(grey: np.ndarray) -> np.ndarray:
+    """The whole image's texture histogram (10 labels) for a grey uint8 image."""
+    from flowersort.images import texture_histograms
+
+    hsv = to_hsv(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), grey.shape[0])
+    return texture_histograms(hsv, grey.shape[0], 12)[0]
+
+
+def test_texture_labels_flat_spots_and_edges():
+    flat = texture(np.full((16, 16), 120, np.uint8))
+    assert flat[0] == 1  # no neighbour is brighter anywhere
+    dark_spot = np.full((16, 16), 200, np.uint8)
+    dark_spot[8, 8] = 20
+    hist = texture(dark_spot) * 256
+    assert hist[8] == 1 and hist[0] == 255  # the spot sees 8 brighter neighbours
+    bright_spot = np.full((16, 16), 20, np.uint8)
+    bright_spot[8, 8] = 200
+    assert texture(bright_spot)[1] * 256 == 8  # its 8 neighbours see one brighter pixel
+    step = np.zeros((16, 16), np.uint8)
+    step[:, 8:] = 200
+    assert texture(step)[3] * 256 == 16  # a straight edge: 3 brighter neighbours, one column
+    assert texture(step)[10:].sum() == 0  # bins past the 10 labels stay empty
+
+
+def test_texture_does_not_change_when_the_photo_turns():
+    grey = np.random.default_rng(3).integers(0, 255, (32, 32), dtype=np.uint8)
+    grey = cv2.GaussianBlur(grey, (5, 5), 0)
+    assert np.allclose(texture(grey), texture(np.rot90(grey).copy()))
+    assert np.allclose(texture(grey), texture(grey[:, ::-1].copy()))
+
+
+def test_texture_mode_needs_ten_bins():
+    with pytest.raises(ValueError, match="10 bins"):
+        FeatureConfig(mode="hue-sat-texture", bins=8)

@@ -106,3 +106,15 @@ def test_learns_with_augmented_crops(examples):
     assert ex.augmented.shape == (len(ex.y), 2, *ex.x.shape[1:])
     model, _ = fit(ex.x, ex.y, CFG, TrainConfig(epochs=100, patience=40), augmented=ex.augmented)
     assert np.mean((model.scores(ex.x) >= model.threshold) == (ex.y > 0.5)) >= 0.95
+
+
+def test_members_on_two_processes_are_the_same_as_on_one(data):
+    x, y = data
+    seen = []
+    cfg = TrainConfig(epochs=3, members=2, patience=10)
+    one, _ = fit(x, y, CFG, cfg, workers=1)
+    two, _ = fit(x, y, CFG, cfg, lambda epoch, stats: seen.append(stats["member"]), workers=2)
+    for a, b in zip(one.nets, two.nets):
+        for key, value in a.state().items():
+            assert np.array_equal(value, b.state()[key])
+    assert sorted(seen) == [0, 0, 0, 1, 1, 1]  # every epoch of every member reported
