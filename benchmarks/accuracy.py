@@ -21,6 +21,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import flowersort  # noqa: F401  first: it limits BLAS threads before numpy loads
+
+# isort: split
+
 import numpy as np
 
 from flowersort.archive import walk
@@ -38,9 +42,21 @@ DEFAULT_FEATURES = FeatureConfig()
 DEFAULT_TRAIN = TrainConfig()
 # (name, feature config, train config, decision rule): each row changes one thing
 ABLATION = [
-    ("default: hue-sat-hist, 6x6 tiles, 4 channels", DEFAULT_FEATURES, DEFAULT_TRAIN, "val"),
+    ("default: hue-sat-texture, 6x6 tiles, 5 nets", DEFAULT_FEATURES, DEFAULT_TRAIN, "val"),
     ("input: hue matrix (original)", replace(DEFAULT_FEATURES, mode="hue"), DEFAULT_TRAIN, "val"),
     ("input: hue histogram only", replace(DEFAULT_FEATURES, mode="hue-hist"), DEFAULT_TRAIN, "val"),
+    (
+        "input: hue by saturation + grey brightness (no edges, no texture)",
+        replace(DEFAULT_FEATURES, mode="hue-sat-hist"),
+        DEFAULT_TRAIN,
+        "val",
+    ),
+    (
+        "input: ... + edge directions (no texture)",
+        replace(DEFAULT_FEATURES, mode="hue-sat-edges"),
+        DEFAULT_TRAIN,
+        "val",
+    ),
     (
         "tile net left random (original)",
         DEFAULT_FEATURES,
@@ -55,9 +71,16 @@ ABLATION = [
         replace(DEFAULT_TRAIN, tile_layers=[16, 1, 1]),
         "val",
     ),
+    ("one net instead of five", DEFAULT_FEATURES, replace(DEFAULT_TRAIN, members=1), "val"),
+    (
+        "augmentation: flips only (no crops, no hue shifts)",
+        DEFAULT_FEATURES,
+        replace(DEFAULT_TRAIN, crops=0),
+        "val",
+    ),
     ("augmentation off", DEFAULT_FEATURES, replace(DEFAULT_TRAIN, augment=False), "val"),
     ("threshold fixed at 0.5", DEFAULT_FEATURES, DEFAULT_TRAIN, "0.5"),
-    ("hard hue bins (no vote split, no wrap)", DEFAULT_FEATURES, DEFAULT_TRAIN, "hard-bins"),
+    ("hard bins (no vote split, no wrap-around)", DEFAULT_FEATURES, DEFAULT_TRAIN, "hard-bins"),
     (
         "hue histogram only, every pixel votes (no chroma weight)",
         replace(DEFAULT_FEATURES, mode="hue-hist"),
@@ -131,13 +154,15 @@ def run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict
 
 
 def _run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict) -> tuple:
-    key = repr(cfg) + (rule if rule in ("hard-bins", "unweighted") else "")
+    copies = tcfg.crops if tcfg.augment else 0
+    key = repr(cfg) + (rule if rule in ("hard-bins", "unweighted") else "") + f"+{copies}"
     if key not in cache:
         t0 = time.perf_counter()
-        cache[key] = (load_examples(*folders("train"), cfg), time.perf_counter() - t0)
+        examples = load_examples(*folders("train"), cfg, copies=copies)
+        cache[key] = (examples, time.perf_counter() - t0)
     ex, read_s = cache[key]
     t1 = time.perf_counter()
-    model, _ = fit(ex.x, ex.y, cfg, tcfg)
+    model, _ = fit(ex.x, ex.y, cfg, tcfg, augmented=ex.augmented)
     fit_s = time.perf_counter() - t1
     if rule == "0.5":
         model.threshold = 0.5

@@ -323,8 +323,10 @@ def edge_orientations(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     value = np.ascontiguousarray(hsv[..., 2])
     gx = cv2.Sobel(value, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(value, cv2.CV_32F, 0, 1, ksize=3)
-    magnitude = cut_tiles(np.hypot(gx, gy), tile).reshape(-1, tile * tile)
-    direction = cut_tiles((np.arctan2(gy, gx) / np.pi) % 1.0, tile).reshape(-1, tile * tile)
+    magnitude, degrees = cv2.cartToPolar(gx, gy, angleInDegrees=True)  # degrees in [0, 360)
+    direction = (degrees % 180.0) / 180.0
+    magnitude = cut_tiles(magnitude, tile).reshape(-1, tile * tile)
+    direction = cut_tiles(direction, tile).reshape(-1, tile * tile)
     return _soft_histograms(direction, magnitude, bins, circular=True)
 
 

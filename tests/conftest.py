@@ -4,6 +4,10 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
+import flowersort  # noqa: F401  first: it limits BLAS threads before numpy loads
+
+# isort: split
+
 import cv2
 import numpy as np
 import pytest

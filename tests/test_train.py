@@ -32,7 +32,8 @@ def test_tile_net_is_trained_end_to_end(data):
 
     init = TwoStageNet(NetConfig(tile_shape=CFG.tile_shape, tiles=16)).state()
     assert not np.allclose(model.nets[0].state()["tile.0.w"], init["tile.0.w"])
-    assert np.array_equal(frozen.nets[0].state()["tile.0.w"], init["tile.0.w"])
+    # left at its initial values (held in float32 while training)
+    assert np.array_equal(frozen.nets[0].state()["tile.0.w"], init["tile.0.w"].astype(np.float32))
     assert not np.allclose(frozen.nets[0].state()["head.0.w"], init["head.0.w"])
 
 
