@@ -425,10 +425,11 @@ def augmented_features(
 
 def load_training_features(path: str | os.PathLike, cfg: FeatureConfig, copies: int) -> np.ndarray:
     """(1 + copies, tiles, *tile_shape): the photo's features, then `copies` augmented
-    ones (augmented_features), decoded once. The crops depend only on the file's path, so
-    a training run is the same whichever process reads which photo."""
+    ones (augmented_features), decoded once. The crops depend only on the file's name, so
+    a training run is the same whichever process reads which photo and however the
+    folders were spelt on the command line."""
     img = read_image(path, cfg.image_size)
-    rng = np.random.default_rng(zlib.crc32(os.fsencode(path)))
+    rng = np.random.default_rng(zlib.crc32(os.fsencode(os.path.basename(path))))
     try:
         return np.concatenate([features(img, cfg)[None], augmented_features(img, cfg, copies, rng)])
     except (cv2.error, ValueError) as e:
