@@ -40,6 +40,7 @@ DATA = SHARED / "datasets"
 SEED_REF = SHARED / "bench" / "seed_ref.py"
 DEFAULT_FEATURES = FeatureConfig()
 DEFAULT_TRAIN = TrainConfig()
+SEEDS = (1, 2)  # the default setting again with these seeds, to show the spread
 # (name, feature config, train config, decision rule): each row changes one thing
 ABLATION = [
     ("default: hue-sat-texture, 6x6 tiles, 5 nets", DEFAULT_FEATURES, DEFAULT_TRAIN, "val"),
@@ -258,6 +259,14 @@ def main() -> None:
         results.append((name, m, result))
         print(fmt(name, m), flush=True)
     default_m, default_result = results[0][1], results[0][2]
+
+    if not quick:
+        print("\nThe default setting with other seeds (folds, initial weights, batch order):\n")
+        print(header, flush=True)
+        print(fmt("seed 0 (the row above)", default_m), flush=True)
+        for seed in SEEDS:
+            m, _ = run_flowersort(DEFAULT_FEATURES, replace(DEFAULT_TRAIN, seed=seed), "val", cache)
+            print(fmt(f"seed {seed}", m), flush=True)
 
     print("\nSide by side on the same split:\n")
     print(header)
