@@ -326,7 +326,7 @@ def train(
         for i, s in zip(fitted["val_idx"], fitted["val_scores"])
     ]
     write_html(
-        report_path, entries, model, f"flowersort train: validation split ({model_path})", workers
+        report_path, entries, model, f"flowersort train: held-out folds ({model_path})", workers
     )
     val = model.summary["validation"]
     if as_json:

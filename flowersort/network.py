@@ -147,12 +147,14 @@ class TwoStageNet:
         }
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Set every weight from `state`, as float32: scoring in float32 is faster, and
+        training keeps its weights in float32 too."""
         for name, layer in self.layers():
             for key in ("w", "b"):
                 value = state[f"{name}.{key}"]
                 if value.shape != getattr(layer, key).shape:
                     raise ValueError(f"{name}.{key} has shape {value.shape}")
-                setattr(layer, key, value.astype(np.float64))
+                setattr(layer, key, value.astype(np.float32))
 
 
 def bce_with_logits(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
