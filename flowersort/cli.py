@@ -463,11 +463,12 @@ def evaluate(
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
 @click.option(
     "--thumbnails/--no-thumbnails",
-    default=True,
+    default=False,
     show_default=True,
     help="Classify JPEGs from their embedded EXIF preview when it is large enough: reads "
-    "only the first 80 KiB of each file; measured to cost no accuracy (see the README). "
-    "Use --no-thumbnails if your editor leaves stale previews in edited photos.",
+    "only the first 80 KiB of each file, about 7x faster; with the default model it was "
+    "measured to cost about 1 point of accuracy (see the README). An editor may leave "
+    "stale previews in edited photos.",
 )
 @click.option(
     "--cache",
