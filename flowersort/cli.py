@@ -261,20 +261,23 @@ def train(
         feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        patience=patience,
-        val_fraction=val_fraction,
-        members=members,
-        augment=augment,
-        crops=crops,
-        seed=seed,
-        tile_layers=tile_layers,
-        head_layers=head_layers,
-        train_tile_net=not freeze_tile_net,
-    )
+    try:
+        cfg = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            val_fraction=val_fraction,
+            members=members,
+            augment=augment,
+            crops=crops,
+            seed=seed,
+            tile_layers=tile_layers,
+            head_layers=head_layers,
+            train_tile_net=not freeze_tile_net,
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     with progress(quiet, desc="reading photos", unit="photo") as bar:
         examples = run_library(
             load_examples,

@@ -41,6 +41,17 @@ class TrainConfig:
     head_layers: list[int] = field(default_factory=lambda: [8, 1, 1])
     train_tile_net: bool = True  # False leaves the tile net random, as the original did
 
+    @property
+    def folds(self) -> int:
+        """How many folds the examples are cut into: one per val_fraction."""
+        return max(2, round(1 / self.val_fraction))
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must be between 0 and 1")
+        if not 1 <= self.members <= self.folds:
+            raise ValueError(f"members must be between 1 and {self.folds} (1 / val_fraction)")
+
 
 @dataclass
 class Examples:
@@ -154,10 +165,7 @@ def fit(
         raise TrainingError("training needs photos of both classes (flowers and noflowers)")
     if min(n_flowers, n_other) < MIN_PER_CLASS:
         raise TrainingError(f"too few photos: each class needs at least {MIN_PER_CLASS}")
-    k = max(2, round(1 / cfg.val_fraction))
-    if not 1 <= cfg.members <= k:
-        raise TrainingError(f"members must be between 1 and {k} (1 / val_fraction)")
-    parts = folds(y, k, cfg.seed)
+    parts = folds(y, cfg.folds, cfg.seed)
     model = Model(feature_cfg, [], x.mean(axis=(0, 1)), x.std(axis=(0, 1)) + 1e-6)
     x = model.normalize(x)  # once, here; the model applies the same scaling when it scores
     if augmented is not None and cfg.augment:

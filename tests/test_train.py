@@ -96,10 +96,16 @@ def test_members_each_hold_out_their_own_fold(data):
     assert np.allclose(model.scores(x[:5]), expected)
 
 
-def test_more_members_than_folds_is_an_error(data):
-    x, y = data
-    with pytest.raises(TrainingError, match="members"):
-        fit(x, y, CFG, TrainConfig(epochs=1, members=6))
+def test_more_members_than_folds_is_an_error(examples):
+    with pytest.raises(ValueError, match="members"):
+        TrainConfig(members=6)  # five folds at val_fraction 0.2
+    from click.testing import CliRunner
+
+    from flowersort.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", *map(str, examples), "--members", "6"])
+    assert result.exit_code == 2 and "members must be between 1 and 5" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_learns_with_augmented_crops(examples):
