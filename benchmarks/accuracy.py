@@ -155,11 +155,10 @@ def run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict
 
 
 def _run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict) -> tuple:
-    copies = tcfg.crops if tcfg.augment else 0
-    key = repr(cfg) + (rule if rule in ("hard-bins", "unweighted") else "") + f"+{copies}"
+    key = repr(cfg) + (rule if rule in ("hard-bins", "unweighted") else "") + f"+{tcfg.copies}"
     if key not in cache:
         t0 = time.perf_counter()
-        examples = load_examples(*folders("train"), cfg, copies=copies)
+        examples = load_examples(*folders("train"), cfg, copies=tcfg.copies)
         cache[key] = (examples, time.perf_counter() - t0)
     ex, read_s = cache[key]
     t1 = time.perf_counter()

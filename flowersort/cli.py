@@ -287,7 +287,7 @@ def train(
             report_skip,
             workers,
             on_photo=lambda: bar.update(1),
-            copies=crops if augment else 0,
+            copies=cfg.copies,
         )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
     with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:

@@ -262,23 +262,41 @@ def cut_tiles(plane: np.ndarray, tile: int) -> np.ndarray:
     return t.swapaxes(1, 2).reshape(rows * cols, tile, tile, *rest)
 
 
-def _soft_histograms(values: np.ndarray, weight: np.ndarray, bins: int, circular: bool):
+def _soft_histograms(
+    values: np.ndarray,
+    weight: np.ndarray,
+    bins: int,
+    circular: bool | np.ndarray,
+    column: np.ndarray | int = 0,
+    columns: int = 1,
+) -> np.ndarray:
     """Per-row histograms of values in [0, 1] (rows = tiles), each vote split linearly
-    between the two nearest bin centres: (rows, bins), normalised by the row length."""
+    between the two nearest bin centres, normalised by the row length: (rows, bins), or
+    (rows, bins, columns) when each value names the column it votes in. Circular values
+    wrap (the neighbour of the last bin is the first); the others' outer half-bins count
+    fully to the end bins. `circular` may say so per value."""
     rows, n = values.shape
     pos = values * bins - 0.5
     low = np.floor(pos)
     frac = pos - low
     low = low.astype(np.int64)
     high = low + 1
-    if circular:  # the neighbour of the last bin is the first
-        low, high = low % bins, high % bins
-    else:  # the outer half-bins count fully to the end bins
-        low, high = np.clip(low, 0, bins - 1), np.clip(high, 0, bins - 1)
-    offset = np.arange(rows)[:, None] * bins
-    hist = np.bincount((offset + low).ravel(), (weight * (1 - frac)).ravel(), rows * bins)
-    hist += np.bincount((offset + high).ravel(), (weight * frac).ravel(), rows * bins)
-    return (hist.reshape(rows, bins) / n).astype(np.float32)
+    if np.ndim(circular) == 0:
+        wrap = bool(circular)
+        low, high = (low % bins, high % bins) if wrap else (_clip(low, bins), _clip(high, bins))
+    else:
+        low = np.where(circular, low % bins, _clip(low, bins))
+        high = np.where(circular, high % bins, _clip(high, bins))
+    base = np.arange(rows)[:, None] * (bins * columns) + column  # flat (row, bin, column)
+    size = rows * bins * columns
+    hist = np.bincount((base + columns * low).ravel(), (weight * (1 - frac)).ravel(), size)
+    hist += np.bincount((base + columns * high).ravel(), (weight * frac).ravel(), size)
+    shape = (rows, bins) if columns == 1 else (rows, bins, columns)
+    return (hist.reshape(shape) / n).astype(np.float32)
+
+
+def _clip(index: np.ndarray, bins: int) -> np.ndarray:
+    return np.clip(index, 0, bins - 1)
 
 
 def hue_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
@@ -305,20 +323,9 @@ def hue_sat_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     # every pixel votes in exactly one of the three histograms: all three in one pass
     grey = sat < GREY
     column = np.where(grey, 2, np.where(sat >= VIVID, 1, 0))
-    pos = np.where(grey, val, hue) * bins - 0.5
+    values = np.where(grey, val, hue)
     weight = np.where(grey, np.float32(1), val)
-    low = np.floor(pos)
-    frac = pos - low
-    low = low.astype(np.int64)
-    high = low + 1
-    low = np.where(grey, np.clip(low, 0, bins - 1), low % bins)  # brightness does not wrap
-    high = np.where(grey, np.clip(high, 0, bins - 1), high % bins)
-    rows, n = hue.shape
-    base = np.arange(rows)[:, None] * (bins * 3) + column  # flat index of (row, bin, column)
-    size = rows * bins * 3
-    hist = np.bincount((base + 3 * low).ravel(), (weight * (1 - frac)).ravel(), size)
-    hist += np.bincount((base + 3 * high).ravel(), (weight * frac).ravel(), size)
-    return (hist.reshape(rows, bins, 3) / n).astype(np.float32)  # (T, bins, 3)
+    return _soft_histograms(values, weight, bins, ~grey, column, 3)  # brightness does not wrap
 
 
 def edge_orientations(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
@@ -401,12 +408,20 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
 
 
 def load_features(
-    path: str | os.PathLike, cfg: FeatureConfig, thumbnail: bool = False
+    path: str | os.PathLike, cfg: FeatureConfig, thumbnail: bool = False, copies: int = 0
 ) -> np.ndarray:
-    """read_image + features: raises BadImage for anything that is not a usable photo."""
+    """read_image + features: raises BadImage for anything that is not a usable photo.
+
+    With `copies`, (1 + copies, tiles, *tile_shape): the photo's features, then that many
+    augmented ones (augmented_features) from the one decoded image. The crops depend only
+    on the file's name, so a training run is the same whichever process reads which photo
+    and however the folders were spelt on the command line."""
     img = read_image(path, cfg.image_size, thumbnail)
     try:
-        return features(img, cfg)
+        if not copies:
+            return features(img, cfg)
+        rng = np.random.default_rng(zlib.crc32(os.fsencode(os.path.basename(path))))
+        return np.concatenate([features(img, cfg)[None], augmented_features(img, cfg, copies, rng)])
     except (cv2.error, ValueError) as e:
         raise BadImage(f"cannot process the decoded image ({e})") from None
 
@@ -427,19 +442,6 @@ def augmented_features(
         crop = bgr[top : top + h, left : left + w]
         out.append(features(crop, cfg, rng.uniform(-HUE_SHIFT, HUE_SHIFT)))
     return np.stack(out)
-
-
-def load_training_features(path: str | os.PathLike, cfg: FeatureConfig, copies: int) -> np.ndarray:
-    """(1 + copies, tiles, *tile_shape): the photo's features, then `copies` augmented
-    ones (augmented_features), decoded once. The crops depend only on the file's name, so
-    a training run is the same whichever process reads which photo and however the
-    folders were spelt on the command line."""
-    img = read_image(path, cfg.image_size)
-    rng = np.random.default_rng(zlib.crc32(os.fsencode(os.path.basename(path))))
-    try:
-        return np.concatenate([features(img, cfg)[None], augmented_features(img, cfg, copies, rng)])
-    except (cv2.error, ValueError) as e:
-        raise BadImage(f"cannot process the decoded image ({e})") from None
 
 
 def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:

@@ -46,8 +46,7 @@ class Model:
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Flower probability in [0, 1] for a batch of feature maps (N, tiles, a, b): the
         mean of the member nets' probabilities (see `probability`)."""
-        x = self.normalize(x)
-        return np.mean([probability(net, x, self.features) for net in self.nets], axis=0)
+        return probability(self.nets, self.normalize(x), self.features)
 
     def flower_evidence(self, x: np.ndarray) -> np.ndarray:
         """Where the network saw flowers: per tile, gradient x input of each member's logit
@@ -95,10 +94,12 @@ class Model:
             raise
 
 
-def probability(net: TwoStageNet, x: np.ndarray, features: FeatureConfig) -> np.ndarray:
-    """One net's flower probability for normalised feature maps: the mean over the photo
-    and its mirror image, both of which it learnt from."""
-    return (sigmoid(net.forward(x)) + sigmoid(net.forward(flip_tiles(x, features)))) / 2
+def probability(nets: list[TwoStageNet], x: np.ndarray, features: FeatureConfig) -> np.ndarray:
+    """The nets' mean flower probability for normalised feature maps, each net over the
+    photo and its mirror image, both of which it learnt from (the mirror made once)."""
+    mirrored = flip_tiles(x, features)
+    total = sum(sigmoid(net.forward(x)) + sigmoid(net.forward(mirrored)) for net in nets)
+    return total / (2 * len(nets))
 
 
 def _umask() -> int:

@@ -14,7 +14,7 @@ import numpy as np
 
 from flowersort.cache import ScoreCache
 from flowersort.errors import BadImage
-from flowersort.images import FeatureConfig, load_features, load_training_features
+from flowersort.images import FeatureConfig, load_features
 from flowersort.model import Model
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
@@ -32,10 +32,7 @@ def _load_chunk(
             out.append(known)
             continue
         try:
-            if copies:
-                out.append(load_training_features(path, cfg, copies))
-            else:
-                out.append(load_features(path, cfg, thumbnail))
+            out.append(load_features(path, cfg, thumbnail, copies))
         except BadImage as e:
             out.append(str(e))
         except Exception as e:  # a decoder surprise must not stop the run
@@ -65,7 +62,7 @@ def scan(
     """Yield (path, features) or (path, reason it was skipped), in input order.
 
     An input may be (path, known): then `known` is passed through without decoding. With
-    `copies`, the features come with that many augmented copies (load_training_features).
+    `copies`, the features come with that many augmented copies (see load_features).
     """
     workers = workers or default_workers()
     jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)

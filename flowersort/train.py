@@ -42,6 +42,11 @@ class TrainConfig:
     train_tile_net: bool = True  # False leaves the tile net random, as the original did
 
     @property
+    def copies(self) -> int:
+        """Augmented copies to read per photo for this training (none without augment)."""
+        return self.crops if self.augment else 0
+
+    @property
     def folds(self) -> int:
         """How many folds the examples are cut into: one per val_fraction."""
         return max(2, round(1 / self.val_fraction))
@@ -191,7 +196,7 @@ def fit(
     for fold, (net, log, best_epoch) in zip(parts, trained):
         model.nets.append(net)
         val_idx.append(fold)
-        val_scores.append(probability(net, x[fold], feature_cfg))
+        val_scores.append(probability([net], x[fold], feature_cfg))
         members.append({"epochs_run": len(log), "best_epoch": best_epoch})
         history += log
     val_idx, val_scores = np.concatenate(val_idx), np.concatenate(val_scores)
@@ -273,7 +278,7 @@ def _fit_member(
     opt = Adam(trainable, cfg.learning_rate, cfg.weight_decay)
     rng = np.random.default_rng(seed)
     x_val, y_val = x[val_idx], y[val_idx]
-    best = (np.inf, net.state(), 0)
+    best = (np.inf, {k: v.copy() for k, v in net.state().items()}, 0)  # Adam works in place
     history = []
     for epoch in range(cfg.epochs):
         order = rng.permutation(train_idx)

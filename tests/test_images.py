@@ -208,18 +208,16 @@ def test_augmented_copies_are_crops_with_small_hue_shifts():
 
 
 def test_training_features_are_the_same_for_the_same_file(tmp_path, monkeypatch):
-    from flowersort.images import load_training_features
-
     path = tmp_path / "p.png"
     img = np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     path.write_bytes(cv2.imencode(".png", img)[1].tobytes())
     cfg = FeatureConfig(image_size=24, grid=2)
-    a, b = load_training_features(path, cfg, 3), load_training_features(path, cfg, 3)
+    a, b = load_features(path, cfg, copies=3), load_features(path, cfg, copies=3)
     assert a.shape == (4, 4, *cfg.tile_shape) and np.array_equal(a, b)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "p.png").write_bytes(path.read_bytes())
     monkeypatch.chdir(tmp_path)  # the same photo named another way: the same crops
-    assert np.array_equal(a, load_training_features("sub/../p.png", cfg, 3))
+    assert np.array_equal(a, load_features("sub/../p.png", cfg, copies=3))
     assert np.array_equal(a[0], load_features(path, cfg))  # the first is the photo itself
 
 

@@ -48,7 +48,7 @@ def test_format_1_single_net_files_still_load(model, tmp_path):
     )
     loaded = load_model(tmp_path / "v1.npz")
     assert len(loaded.nets) == 1 and loaded.threshold == 0.4
-    assert np.allclose(loaded.scores(x), probability(net, m.normalize(x), m.features))
+    assert np.allclose(loaded.scores(x), probability([net], m.normalize(x), m.features))
 
 
 def test_missing_model(tmp_path):
