@@ -3,6 +3,7 @@ journal and the lock. Every file operation goes through safefs."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ from flowersort.model import Model
 from flowersort.pipeline import score_photos
 
 ConflictMode = Literal["rename", "skip", "dedupe"]
+log = logging.getLogger("flowersort")
 SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
 RAW_SUFFIXES = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")
 
@@ -47,9 +49,29 @@ def identical_at_target(photo: Path, dest: Path) -> Path | None:
         candidate = dest / (candidate_stem + suffix)
         if not candidate.exists():
             return None
+        if os.path.samefile(photo, candidate):  # the photo itself: never its own twin
+            continue
         if candidate.is_file() and safefs.same_bytes(photo, candidate):
             return candidate
     return None
+
+
+def check_target(src: Path, dest: Path) -> None:
+    """A target that is SRC itself (or SRC's own folder, for one photo) is a usage error:
+    every photo would be compared with itself. A target inside SRC is never searched,
+    so photos already in it are never classified: say so."""
+    real_src, real_dest = src.resolve(), dest.resolve()
+    folder = real_src if real_src.is_dir() else real_src.parent
+    if real_dest == folder:
+        raise FlowersortError(f"the target {dest} is {src} itself: choose a folder outside it")
+    if real_dest.is_relative_to(folder) and real_dest.is_dir():
+        if next(walk(real_dest), None) is not None:
+            log.warning(
+                "warning: the target %s is inside %s and already holds photos: they are "
+                "never classified (the target is not searched)",
+                dest,
+                src,
+            )
 
 
 @dataclass
@@ -96,6 +118,8 @@ def classify(
     src = Path(src)
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
+    if dest is not None:
+        check_target(src, Path(dest))
     threshold = model.threshold if threshold is None else threshold
     mover = None
     if dest is not None and not dry_run:

@@ -269,3 +269,35 @@ def test_recovery_never_removes_a_users_own_link_to_the_photo(archive, tmp_path)
     )
     assert journal.recover() == 1
     assert (dest / "IMG_0001.jpg").exists() and photo.exists()
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "photo-in-it"])
+@pytest.mark.parametrize("mode", ["rename", "dedupe"])
+def test_a_target_that_is_the_source_is_a_usage_error(archive, tmp_path, how, mode):
+    src = archive / "a"
+    target = {"same": src, "symlink": tmp_path / "link", "photo-in-it": src}[how]
+    if how == "symlink":
+        target.symlink_to(src)
+    before = sorted(p.name for p in src.iterdir())
+    arg = src / "IMG_0001.jpg" if how == "photo-in-it" else src
+    result = classify(arg, target, "--on-conflict", mode)
+    assert result.exit_code == 2, result.output
+    assert "itself" in result.stderr
+    assert sorted(p.name for p in src.iterdir()) == before
+
+
+def test_a_target_inside_the_source_with_photos_is_said(archive, tmp_path):
+    (archive / "Flowers").mkdir()
+    write_photo(
+        archive / "Flowers" / "old.jpg", make_photo(__import__("numpy").random.default_rng(1), True)
+    )
+    result = classify(archive, archive / "Flowers")
+    assert result.exit_code == 0, result.output
+    assert "already holds photos" in result.stderr and "never classified" in result.stderr
+
+
+def test_a_photo_is_never_its_own_identical_twin(archive, tmp_path):
+    from flowersort.sorter import identical_at_target
+
+    photo = archive / "a" / "IMG_0001.jpg"
+    assert identical_at_target(photo, archive / "a") is None
