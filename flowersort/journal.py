@@ -113,8 +113,8 @@ class Journal:
         move_id = cur.lastrowid
         steps: list[list[str]] = []
 
-        def note(step: str, path: Path) -> None:
-            steps.append([step, os.fspath(path)])
+        def note(step: str, path: Path, **details) -> None:
+            steps.append([step, os.fspath(path), details] if details else [step, os.fspath(path)])
             self.db.execute("UPDATE moves SET steps = ? WHERE id = ?", (json.dumps(steps), move_id))
 
         try:
@@ -169,21 +169,33 @@ class Journal:
 def _recover_one(
     sources: list[Path], keep_source: bool, steps: list[list[str]]
 ) -> tuple[str, list[Path]]:
-    temps = [Path(p) for step, p in steps if step == "tmp"]
-    claimed = [Path(p) for step, p in steps if step == "claimed"]
-    # names we may have linked: those noted as taken, and a last try cut short by the
-    # crash (an earlier try followed by another one failed: that name was never ours)
-    linked = claimed + [Path(steps[-1][1])] if steps and steps[-1][0] == "claim" else claimed
-    removing = any(step == "unlink" for step, _ in steps)
+    temps = [Path(s[1]) for s in steps if s[0] == "tmp"]
+    claimed = [Path(s[1]) for s in steps if s[0] == "claimed"]
+    noted = {Path(s[1]): s[2] for s in steps if s[0] == "claimed" and len(s) > 2}
+    # a last try cut short by the crash: linked or not (an earlier try followed by another
+    # one failed: that name was never ours)
+    cut_short = [Path(steps[-1][1])] if steps and steps[-1][0] == "claim" else []
+    removing = any(s[0] == "unlink" for s in steps)
     stand_ins = [p for p in sources + temps if p.exists()]
 
-    def ours(path: Path) -> bool:  # a link to one of our own files, by inode
+    def linked_to_ours(path: Path) -> bool:  # a link to one of our own files, by inode
         return path.exists() and any(os.path.samefile(path, s) for s in stand_ins)
 
+    def ours(path: Path) -> bool:
+        """A name this move took: still the file noted when it was taken (its temporary
+        may be gone) and the same bytes as a source still there, so removing it loses
+        nothing; or, cut short, a link to one of our files."""
+        if linked_to_ours(path):
+            return True
+        if path not in noted or not path.exists():
+            return False
+        same = {k: v for k, v in safefs.identity(path).items() if k in noted[path]}
+        return same == noted[path] and any(safefs.same_bytes(path, s) for s in stand_ins)
+
     if not removing or keep_source:
-        # no source was touched: take back every name we linked, and the temporaries
-        for path in set(linked):
-            if ours(path) and path not in sources:
+        # no source was touched: take back every name we took, and the temporaries
+        for path in set(claimed + cut_short):
+            if path not in sources and ours(path):
                 safefs._unlink(path)
         state, finals = "rolled-back", []
     else:

@@ -22,8 +22,9 @@ BUF = 1024 * 1024
 MAX_NAME_TRIES = 10_000
 CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK)
 
-# note(step, path=...) before each step: "tmp" (a temporary copy is made), "claim" (a final
-# name is tried), "claimed" (it was linked), "unlink" (a source is removed)
+# note(step, path=..., **details) before each step: "tmp" (a temporary copy is made),
+# "claim" (a final name is tried), "claimed" (it was linked; details: its identity()),
+# "unlink" (a source is removed)
 Note = Callable[..., None]
 
 
@@ -77,6 +78,12 @@ def same_bytes(a: Path, b: Path) -> bool:
                 return False
             if not ca:
                 return True
+
+
+def identity(path: Path) -> dict[str, int]:
+    """What recovery checks to know a name still holds the file this run put there."""
+    st = os.lstat(path)
+    return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -143,8 +150,8 @@ def _claim_first_free(
                 target = folder / name
                 note("claim", path=target)
                 _link(stand_in, target)
-                note("claimed", path=target)
-                claimed.append(target)
+                claimed.append(target)  # before the note: if noting fails, it is still undone
+                note("claimed", path=target, **identity(target))
             return claimed
         except FileExistsError:
             for target in claimed:  # our own links

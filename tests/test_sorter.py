@@ -207,8 +207,8 @@ def crash_during(monkeypatch, step_to_crash, *, cross_device=False):
         note = kw.pop("note")
         count = {"n": 0}
 
-        def crashing_note(step, path):
-            note(step, path=path)
+        def crashing_note(step, path, **details):
+            note(step, path=path, **details)
             count["n"] += 1
             if count["n"] == step_to_crash:
                 crashed.append(step)
@@ -301,3 +301,55 @@ def test_a_photo_is_never_its_own_identical_twin(archive, tmp_path):
 
     photo = archive / "a" / "IMG_0001.jpg"
     assert identical_at_target(photo, archive / "a") is None
+
+
+def test_recovery_after_the_temporaries_are_gone_takes_back_the_copies(
+    archive, tmp_path, monkeypatch
+):
+    """Killed between removing the temporaries and the first source unlink: the finals
+    are links to removed temporaries, still the move's own copies."""
+    dest = tmp_path / "Flowers"
+    dest.mkdir()
+    before = census(archive)
+    real_fsync_dir = safefs.fsync_dir
+
+    def killed_at_the_target(folder):
+        if folder == dest:
+            raise KeyboardInterrupt  # stands for the kill: nothing runs after it
+        real_fsync_dir(folder)
+
+    with monkeypatch.context() as m:
+        crash_during(m, 10_000, cross_device=True)  # only the cross-device links
+        m.setattr(safefs, "fsync_dir", killed_at_the_target)
+        journal = Journal(state_dir())
+        run_id = journal.start_run("classify", archive, dest)
+        group = [archive / "a" / n for n in ("IMG_0001.jpg", "IMG_0001.xmp")]
+        with pytest.raises(KeyboardInterrupt):
+            journal.transfer(run_id, group, dest)
+        journal.close()
+    assert len(names(dest)) == 2  # the copies were made, the temporaries removed
+    assert Journal(state_dir()).recover() == 1
+    assert census(archive, dest) == before and names(dest) == []
+
+
+def test_a_name_taken_but_not_yet_noted_is_taken_back(tree_for_notes):
+    src, dest = tree_for_notes
+    before = census(src, dest)
+
+    def note(step, path, **details):
+        if step == "claimed":
+            raise OSError(errno.ENOSPC, "No space left on device")  # the journal's disk
+
+    with pytest.raises(OSError):
+        safefs.transfer([src / "IMG_0001.jpg", src / "IMG_0001.xmp"], dest, note=note)
+    assert names(dest) == [] and census(src, dest) == before
+
+
+@pytest.fixture
+def tree_for_notes(tmp_path):
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    src.mkdir()
+    dest.mkdir()
+    (src / "IMG_0001.jpg").write_bytes(b"photo")
+    (src / "IMG_0001.xmp").write_bytes(b"<xmp/>")
+    return src, dest
