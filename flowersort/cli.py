@@ -2,7 +2,7 @@
 
 Exit codes (a contract: scripts rely on them):
   0  all done (skipped unreadable files are reported, not failures)
-  1  some moves failed
+  1  some moves failed (or were not attempted: the target was full)
   2  usage, model or configuration error
   3  another run holds the lock
 """
@@ -593,7 +593,7 @@ def classify(
         write_html(report_path, entries, model, f"flowersort classify {src}", workers)
         log.info("report written to %s", report_path)
     log.info(summary_line(counts))
-    if counts["failed"]:
+    if counts["failed"] or counts["not-attempted"]:
         sys.exit(EXIT_FAILED)
 
 
@@ -619,6 +619,7 @@ def summary_line(counts: Counter) -> str:
         "kept",
         "skipped",
         "failed",
+        "not-attempted",
     )
     parts = [f"{counts[k]} {k.replace('-', ' ')}" for k in order if counts[k] or k in always]
     return f"{sum(counts.values())} photos: " + ", ".join(parts)
@@ -658,8 +659,8 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             click.echo(json.dumps(o.to_json()))
         elif o.action == "skipped":
             report_skip(o.path, o.detail)
-        elif o.action == "failed":
-            log.error("failed: %s: %s", display(o.path), o.detail)
+        elif o.action in ("failed", "not-attempted"):
+            log.error("%s: %s: %s", o.action.replace("-", " "), display(o.path), o.detail)
         elif o.action == "kept" and o.flower and not quiet:  # no target folder: list them
             click.echo(f"flower: {display(o.path)} ({o.score:.3f})")
         elif o.action == "kept":
@@ -672,7 +673,7 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
         else:
             verb = o.action.replace("-", " ")
             click.echo(f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f})")
-        if as_json and o.action in ("skipped", "failed"):
+        if as_json and o.action in ("skipped", "failed", "not-attempted"):
             log.warning("%s: %s: %s", o.action, display(o.path), o.detail)
 
 

@@ -134,16 +134,24 @@ class Journal:
     def recover(self) -> int:
         """Finish or roll back every move a crash interrupted; returns how many."""
         rows = self.db.execute(
-            "SELECT id, sources, keep_source, steps FROM moves WHERE state = 'started'"
+            "SELECT id, sources, keep_source, steps, state FROM moves "
+            "WHERE state IN ('started', 'failed')"
         ).fetchall()
-        for move_id, sources, keep_source, steps in rows:
-            state, finals = _recover_one(_paths(sources), bool(keep_source), json.loads(steps))
+        for move_id, sources, keep_source, steps, was in rows:
+            # a failed move cleaned up after itself unless something stopped that too (a
+            # full disk, an I/O error): look again for anything it left
+            state, finals = _recover_one(
+                _paths(sources), bool(keep_source), json.loads(steps), failed=was == "failed"
+            )
             self.db.execute(
                 "UPDATE moves SET state = ?, finals = ? WHERE id = ?",
                 (state, _text(finals), move_id),
             )
-            log.warning("recovered an interrupted move of %s: %s", json.loads(sources)[0], state)
-        return len(rows)
+            if was == "started":
+                log.warning(
+                    "recovered an interrupted move of %s: %s", json.loads(sources)[0], state
+                )
+        return sum(1 for row in rows if row[-1] == "started")
 
     # ------------------------------------------------------------------ undo
 
@@ -167,7 +175,7 @@ class Journal:
 
 
 def _recover_one(
-    sources: list[Path], keep_source: bool, steps: list[list[str]]
+    sources: list[Path], keep_source: bool, steps: list[list], failed: bool = False
 ) -> tuple[str, list[Path]]:
     temps = [Path(s[1]) for s in steps if s[0] == "tmp"]
     claimed = [Path(s[1]) for s in steps if s[0] == "claimed"]
@@ -197,14 +205,14 @@ def _recover_one(
         for path in set(claimed + cut_short):
             if path not in sources and ours(path):
                 safefs._unlink(path)
-        state, finals = "rolled-back", []
+        state, finals = "failed-clean" if failed else "rolled-back", []
     else:
         # sources had started to go, so every final name was taken: finish the job
         finals = claimed[-len(sources) :]
         for source, final in zip(sources, finals):
             if source.exists() and final.exists() and safefs.same_file(source, final):
                 safefs._unlink(source)
-            elif not final.exists():
+            elif not final.exists() and not failed:
                 log.error("journal: %s is missing at %s", source, final)
         state = "done"
     for tmp in temps:

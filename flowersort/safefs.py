@@ -192,18 +192,20 @@ def transfer(
         for new_stem in numbered_stems(stem):
             yield [new_stem + t if s.name.startswith(stem) else t for s, t in zip(sources, tails)]
 
-    temps: list[Path] = []
+    temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
     try:
         stand_ins = sources
         if keep_source:
-            temps = [copy_verified(s, folder, note) for s in sources]
-            stand_ins = temps
+            for s in sources:
+                temps.append(copy_verified(s, folder, note))
+            stand_ins = list(temps)
         try:
             finals = _claim_first_free(stand_ins, folder, candidates(), note)
         except OSError as e:
             if keep_source or e.errno not in CROSS_DEVICE:
                 raise
-            temps = [copy_verified(s, folder, note) for s in sources]
+            for s in sources:
+                temps.append(copy_verified(s, folder, note))
             finals = _claim_first_free(temps, folder, candidates(), note)
     finally:
         for tmp in temps:

@@ -3,6 +3,7 @@ journal and the lock. Every file operation goes through safefs."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections import Counter, deque
@@ -20,6 +21,7 @@ from flowersort.model import Model
 from flowersort.pipeline import score_photos
 
 ConflictMode = Literal["rename", "skip", "dedupe"]
+FULL = (errno.ENOSPC, errno.EDQUOT)
 log = logging.getLogger("flowersort")
 SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
 RAW_SUFFIXES = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")
@@ -78,7 +80,8 @@ def check_target(src: Path, dest: Path) -> None:
 class Outcome:
     """What happened to one photo. action: moved, copied, deduplicated, would-move,
     would-copy, kept, skipped (not a usable photo, or already at the target), failed (a
-    move that could not be done); for undo: restored, removed-copy, failed."""
+    move that could not be done), not-attempted (the target was already full); for undo:
+    restored, removed-copy, failed."""
 
     path: str | Path
     score: float | None
@@ -182,10 +185,13 @@ class Mover:
             self.lock.release()
             raise
         self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
+        self.full: str | None = None  # why the target took no more: no space, quota
 
     def move(self, path: str, score: float) -> Outcome:
         photo = Path(path)
         done = "copied" if self.copy else "moved"
+        if self.full:  # every further try would fail the same way, and cost a full copy
+            return Outcome(photo, score, True, "not-attempted", self.full)
         try:
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, self.dest)):
                 if self.on_conflict == "skip" or self.copy:
@@ -195,6 +201,8 @@ class Mover:
             group = [photo, *sidecars(photo)]
             finals = self.journal.transfer(self.run, group, self.dest, keep_source=self.copy)
         except OSError as e:
+            if e.errno in FULL:
+                self.full = f"{self.dest} is full ({e.strerror})"
             return Outcome(photo, score, True, "failed", e.strerror or str(e))
         return Outcome(photo, score, True, done, os.fsdecode(finals[0]))
 

@@ -1,7 +1,11 @@
 """Small generated photos whose hue separates the classes, and helpers to census files."""
 
 import hashlib
+import os
+import shutil
+import subprocess
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import flowersort  # noqa: F401  first: it limits BLAS threads before numpy loads
@@ -107,3 +111,23 @@ def state_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return state
+
+
+@contextmanager
+def mounted(folder: Path, *command: str):
+    """`command folder` mounts a real filesystem there for the test (root only); skips the
+    test where the machine cannot; always unmounts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which(command[0]) is None:
+        pytest.skip(f"needs root and {command[0]}")
+    done = subprocess.run([*command, str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def small_tmpfs(folder: Path, size: str):
+    return mounted(folder, "mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs")

@@ -11,7 +11,7 @@ from flowersort import safefs
 from flowersort.cli import cli
 from flowersort.errors import LockHeld
 from flowersort.journal import Journal, RunLock, state_dir
-from tests.conftest import census, make_photo, write_photo
+from tests.conftest import census, make_photo, small_tmpfs, write_photo
 
 
 def run(*args):
@@ -353,3 +353,24 @@ def tree_for_notes(tmp_path):
     (src / "IMG_0001.jpg").write_bytes(b"photo")
     (src / "IMG_0001.xmp").write_bytes(b"<xmp/>")
     return src, dest
+
+
+def test_a_full_target_leaks_no_temporaries_and_stops_taking_moves(tmp_path):
+    """A real 2 MB tmpfs: the second photo's 1.5 MB RAW twin does not fit."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "Pictures"
+    for i in range(3):
+        write_photo(src / f"IMG_{i}.jpg", make_photo(rng, True))
+        (src / f"IMG_{i}.CR2").write_bytes(rng.bytes(1_500_000))
+    before = census(src)
+    with small_tmpfs(tmp_path / "stick", "2m") as stick:
+        dest = stick / "Flowers"
+        result = classify(src, dest)
+        assert result.exit_code == 1, result.output
+        actions = [json.loads(line)["action"] for line in result.stdout.splitlines()]
+        assert actions == ["moved", "failed", "not-attempted"]
+        assert "1 not attempted" in result.stderr
+        assert [p for p in stick.rglob("*") if p.name.startswith(safefs.TMP_PREFIX)] == []
+        assert census(src, dest) == before
