@@ -2,7 +2,8 @@
 
 Knows nothing of photos. The rules: a final name is only ever claimed with an operation
 that fails if the name exists (``os.link``), never by check-then-rename; a source is
-removed only once an identical, fsynced file holds its final name; a group of files
+removed only once an identical, fsynced file holds its final name, and only while it
+still equals that file; a group of files
 (a photo and its sidecars) arrives all or none. Every step is announced to `note` first,
 so a journal can finish or undo it after a crash. All I/O goes through the small
 functions below so tests can inject faults.
@@ -107,8 +108,9 @@ def numbered_stems(stem: str) -> Iterator[str]:
         yield f"{stem} ({n})"
 
 
-def copy_verified(src: Path, folder: Path, note: Note = _no_note) -> Path:
-    """Copy src to a fresh temporary name in `folder`, fsync it and verify it byte for byte."""
+def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool = True) -> Path:
+    """Copy src to a fresh temporary name in `folder`, fsync it and verify it byte for byte
+    (a move verifies later, right before it removes the source)."""
     tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
     note("tmp", path=tmp)
     src_fd = os.open(src, os.O_RDONLY)
@@ -121,7 +123,7 @@ def copy_verified(src: Path, folder: Path, note: Note = _no_note) -> Path:
             os.close(dst_fd)
         st = os.fstat(src_fd)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        if not same_bytes(src, tmp):
+        if verify and not same_bytes(src, tmp):
             raise OSError(errno.EIO, "the copy differs from the source", str(tmp))
     except BaseException:
         _remove_quietly(tmp)
@@ -205,7 +207,7 @@ def transfer(
             if keep_source or e.errno not in CROSS_DEVICE:
                 raise
             for s in sources:
-                temps.append(copy_verified(s, folder, note))
+                temps.append(copy_verified(s, folder, note, verify=False))
             finals = _claim_first_free(temps, folder, candidates(), note)
     finally:
         for tmp in temps:
@@ -213,6 +215,13 @@ def transfer(
     fsync_dir(folder)
     if keep_source:
         return finals
+    # rsync's rule: a source is removed only while it still equals its copy (a sync client
+    # or a camera import may still be writing it, or it was replaced since it was copied)
+    for source, final in zip(sources, finals):
+        if not same_file(source, final):
+            for f in finals:
+                _remove_quietly(f)
+            raise OSError(errno.EAGAIN, f"{source.name} changed while being moved; left in place")
     for i, source in enumerate(sources):  # the photo first: if it stays, all stay
         note("unlink", path=source)
         try:

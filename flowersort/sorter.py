@@ -58,6 +58,15 @@ def identical_at_target(photo: Path, dest: Path) -> Path | None:
     return None
 
 
+def identity(path: str | Path) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, mtime_ns): which file a path holds, and whether it changed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def check_target(src: Path, dest: Path) -> None:
     """A target that is SRC itself (or SRC's own folder, for one photo) is a usage error:
     every photo would be compared with itself. A target inside SRC is never searched,
@@ -132,6 +141,12 @@ def classify(
             raise FlowersortError(f"cannot create {dest}: {e.strerror}") from None
         mover = Mover(dest, copy, on_conflict, wait, src)
     walk_skips: deque[tuple[str, str]] = deque()
+    scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
+
+    def noting_identity(paths: Iterable[str]) -> Iterator[str]:
+        for path in paths:
+            scored_as[path] = identity(path)
+            yield path
 
     def note_skip(path: str, reason: str) -> None:
         walk_skips.append((path, reason))
@@ -148,8 +163,9 @@ def classify(
     )
     try:
         for path, score, reason in score_photos(
-            model, photos, workers, cache=cache, thumbnail=thumbnail
+            model, noting_identity(photos), workers, cache=cache, thumbnail=thumbnail
         ):
+            was = scored_as.pop(path, None)
             while walk_skips:
                 skipped, why = walk_skips.popleft()
                 yield Outcome(skipped, None, None, "skipped", why)
@@ -163,7 +179,7 @@ def classify(
                 action = "would-copy" if copy else "would-move"
                 yield Outcome(path, score, flower, action, os.fsdecode(dest))
             else:
-                yield mover.move(path, score)
+                yield mover.move(path, score, was)
         for skipped, why in walk_skips:
             yield Outcome(skipped, None, None, "skipped", why)
     finally:
@@ -187,11 +203,17 @@ class Mover:
         self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
         self.full: str | None = None  # why the target took no more: no space, quota
 
-    def move(self, path: str, score: float) -> Outcome:
+    def move(self, path: str, score: float, scored_as: tuple | None = None) -> Outcome:
+        """scored_as: the photo's identity() when it was scored; a photo replaced or
+        changed since is left where it is (its score is not its own)."""
         photo = Path(path)
         done = "copied" if self.copy else "moved"
         if self.full:  # every further try would fail the same way, and cost a full copy
             return Outcome(photo, score, True, "not-attempted", self.full)
+        if scored_as is not None and (now := identity(path)) and now != scored_as:
+            return Outcome(
+                photo, score, True, "failed", "changed since it was scored; left in place"
+            )
         try:
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, self.dest)):
                 if self.on_conflict == "skip" or self.copy:

@@ -124,3 +124,36 @@ def test_copy_file_keeps_the_source(tree):
     final = safefs.copy_file(src / "a" / "IMG_0001.jpg", dest)
     assert final.read_bytes() == (src / "a" / "IMG_0001.jpg").read_bytes()
     assert files(dest) == ["IMG_0001.jpg"]
+
+
+@pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])
+@pytest.mark.parametrize("change", ["append", "replace"])
+def test_a_source_that_changes_before_its_removal_is_kept(tree, monkeypatch, across, change):
+    """A photo still being written (appended to) or replaced after it was copied: the
+    source stays, with every byte, and no copy is left at the target."""
+    src, dest = tree
+    photo = src / "a" / "IMG_0001.jpg"
+    real_fsync_dir = safefs.fsync_dir
+
+    def writer_at_work(folder):  # runs after the final name is taken, before the unlink
+        if folder == dest:
+            if change == "append":
+                with open(photo, "ab") as f:
+                    f.write(b" and more bytes")
+            else:
+                (src / "a" / "new").write_bytes(b"another photo")
+                os.replace(src / "a" / "new", photo)
+        real_fsync_dir(folder)
+
+    if across:
+        monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
+    monkeypatch.setattr(safefs, "fsync_dir", writer_at_work)
+    if change == "append" and not across:  # a hard link: the writer writes into the final
+        assert safefs.move_file(photo, dest).read_bytes() == b"first photo and more bytes"
+        assert not photo.exists()
+        return
+    with pytest.raises(OSError, match="changed while being moved"):
+        safefs.move_file(photo, dest)
+    expected = b"first photo and more bytes" if change == "append" else b"another photo"
+    assert photo.read_bytes() == expected
+    assert files(dest) == []

@@ -184,9 +184,9 @@ def test_a_source_that_vanishes_is_a_clean_failure(archive, tmp_path, monkeypatc
 
     real = sorter.Mover.move
 
-    def vanish_first(self, photo, score):
+    def vanish_first(self, photo, score, *rest):
         os.unlink(photo)
-        return real(self, photo, score)
+        return real(self, photo, score, *rest)
 
     monkeypatch.setattr(sorter.Mover, "move", vanish_first)
     result = classify(archive / "b", tmp_path / "Flowers")
@@ -374,3 +374,23 @@ def test_a_full_target_leaks_no_temporaries_and_stops_taking_moves(tmp_path):
         assert "1 not attempted" in result.stderr
         assert [p for p in stick.rglob("*") if p.name.startswith(safefs.TMP_PREFIX)] == []
         assert census(src, dest) == before
+
+
+def test_a_photo_replaced_after_scoring_is_left_in_place(archive, tmp_path, monkeypatch):
+    from flowersort import sorter
+
+    real = sorter.Mover.move
+    photo = archive / "b" / "IMG_0001.jpg"
+
+    def replaced_first(self, path, score, *rest):
+        replacement = photo.with_name("new.tmp")
+        replacement.write_text("a sync client's text file")
+        os.replace(replacement, photo)
+        return real(self, path, score, *rest)
+
+    monkeypatch.setattr(sorter.Mover, "move", replaced_first)
+    dest = tmp_path / "Flowers"
+    result = classify(archive / "b", dest)
+    assert result.exit_code == 1
+    assert "changed since it was scored" in result.stderr
+    assert photo.read_text() == "a sync client's text file" and names(dest) == []
