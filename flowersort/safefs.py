@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+log = logging.getLogger("flowersort")
 TMP_PREFIX = ".flowersort-tmp-"
 BUF = 1024 * 1024
 MAX_NAME_TRIES = 10_000
@@ -68,11 +71,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _open_to_read(path: Path) -> int:
+    """Reading to compare must not change what a move keeps: no access time, where the
+    kernel lets us (the owner, or root)."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
+    except OSError:  # not ours (EPERM), or a filesystem that refuses the flag
+        return os.open(path, os.O_RDONLY)
+
+
 def same_bytes(a: Path, b: Path) -> bool:
     """Byte compare, cheapest test first."""
     if os.stat(a).st_size != os.stat(b).st_size:
         return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
+    with open(_open_to_read(a), "rb") as fa, open(_open_to_read(b), "rb") as fb:
         while True:
             ca, cb = fa.read(BUF), fb.read(BUF)
             if ca != cb:
@@ -113,16 +125,18 @@ def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool =
     (a move verifies later, right before it removes the source)."""
     tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
     note("tmp", path=tmp)
-    src_fd = os.open(src, os.O_RDONLY)
+    src_fd = _open_to_read(src)
     try:
-        dst_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        st = os.fstat(src_fd)
+        dst_fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+        )  # private until copy_metadata
         try:
             _copy_bytes(src_fd, dst_fd)
+            copy_metadata(src_fd, dst_fd, st)
             _fsync(dst_fd)
         finally:
             os.close(dst_fd)
-        st = os.fstat(src_fd)
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         if verify and not same_bytes(src, tmp):
             raise OSError(errno.EIO, "the copy differs from the source", str(tmp))
     except BaseException:
@@ -131,6 +145,33 @@ def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool =
     finally:
         os.close(src_fd)
     return tmp
+
+
+def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
+    """What `mv` keeps across filesystems: extended attributes (desktop tags, ACLs), owner
+    and group where permitted, mode, then the times. A target that cannot hold some of
+    it (exFAT has no owners, modes or xattrs) keeps what it can."""
+    try:
+        names = os.listxattr(src_fd)
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            os.setxattr(dst_fd, name, os.getxattr(src_fd, name))
+        except OSError as e:
+            log.debug("extended attribute %s not kept: %s", name, e.strerror)
+    try:
+        os.fchown(dst_fd, st.st_uid, st.st_gid)
+    except OSError:  # not root: keep the group if we are in it
+        try:
+            os.fchown(dst_fd, -1, st.st_gid)
+        except OSError:
+            pass
+    try:
+        os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
+    except OSError as e:
+        log.debug("mode not kept: %s", e.strerror)
+    os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _remove_quietly(path: Path) -> None:

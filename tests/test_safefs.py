@@ -4,7 +4,7 @@ import os
 import pytest
 
 from flowersort import safefs
-from tests.conftest import census
+from tests.conftest import census, small_tmpfs
 
 
 def files(root):
@@ -157,3 +157,23 @@ def test_a_source_that_changes_before_its_removal_is_kept(tree, monkeypatch, acr
     expected = b"first photo and more bytes" if change == "append" else b"another photo"
     assert photo.read_bytes() == expected
     assert files(dest) == []
+
+
+def test_across_filesystems_keeps_mode_owner_times_and_xattrs(tmp_path):
+    """A real second filesystem (a tmpfs): what `mv` keeps, a move keeps."""
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(b"a private photo")
+    photo.chmod(0o600)
+    os.setxattr(photo, "user.xdg.tags", b"flowers,garden")
+    os.setxattr(photo, "user.comment", b"grandmother's roses")
+    os.chown(photo, 1234, 2345)
+    os.utime(photo, ns=(1_000_000_123_456_789, 999_999_999_987_654_321))
+    with small_tmpfs(tmp_path / "other", "4m") as other:
+        final = safefs.move_file(photo, other)
+        st = final.stat()
+        assert not photo.exists() and final.read_bytes() == b"a private photo"
+        assert oct(st.st_mode & 0o7777) == oct(0o600)
+        assert (st.st_uid, st.st_gid) == (1234, 2345)
+        assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_123_456_789, 999_999_999_987_654_321)
+        assert os.getxattr(final, "user.xdg.tags") == b"flowers,garden"
+        assert os.getxattr(final, "user.comment") == b"grandmother's roses"
