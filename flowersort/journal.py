@@ -88,6 +88,13 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a committed step survives a power cut
         self.db.executescript(SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Journals written by older versions gain the columns added since."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(moves)")}
+        if "action" not in have:
+            self.db.execute("ALTER TABLE moves ADD COLUMN action TEXT NOT NULL DEFAULT 'move'")
 
     def close(self) -> None:
         self.db.close()
@@ -103,20 +110,18 @@ class Journal:
         self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (time.time(), run))
 
     def transfer(
-        self, run: int, sources: list[Path], folder: Path, *, keep_source=False, exact_names=None
+        self,
+        run: int,
+        sources: list[Path],
+        folder: Path,
+        *,
+        keep_source=False,
+        exact_names=None,
+        action="move",
     ) -> list[Path]:
-        """safefs.transfer with every step committed to the journal before it happens."""
-        cur = self.db.execute(
-            "INSERT INTO moves(run, sources, keep_source, state) VALUES (?, ?, ?, 'started')",
-            (run, _text(sources), int(keep_source)),
-        )
-        move_id = cur.lastrowid
-        steps: list[list[str]] = []
-
-        def note(step: str, path: Path, **details) -> None:
-            steps.append([step, os.fspath(path), details] if details else [step, os.fspath(path)])
-            self.db.execute("UPDATE moves SET steps = ? WHERE id = ?", (json.dumps(steps), move_id))
-
+        """safefs.transfer with every step committed to the journal before it happens;
+        `action` tells undo what the move was part of."""
+        move_id, note = self._start_move(run, sources, keep_source, action)
         try:
             finals = safefs.transfer(
                 sources, folder, keep_source=keep_source, exact_names=exact_names, note=note
@@ -129,20 +134,51 @@ class Journal:
         )
         return finals
 
+    def dedupe(self, run: int, sources: list[Path], twins: list[Path]) -> None:
+        """safefs.remove_duplicates, journaled: undo copies the twins back."""
+        move_id, note = self._start_move(run, sources, False, "dedupe", twins)
+        try:
+            safefs.remove_duplicates(sources, twins, note)
+        except OSError:
+            self.db.execute("UPDATE moves SET state = 'failed' WHERE id = ?", (move_id,))
+            raise
+        self.db.execute("UPDATE moves SET state = 'done' WHERE id = ?", (move_id,))
+
+    def _start_move(self, run, sources, keep_source, action="move", finals=None):
+        """A new journaled move, and the note() that commits each of its steps."""
+        cur = self.db.execute(
+            "INSERT INTO moves(run, sources, keep_source, state, action, finals) "
+            "VALUES (?, ?, ?, 'started', ?, ?)",
+            (run, _text(sources), int(keep_source), action, finals and _text(finals)),
+        )
+        move_id = cur.lastrowid
+        steps: list[list] = []
+
+        def note(step: str, path: Path, **details) -> None:
+            steps.append([step, os.fspath(path), details] if details else [step, os.fspath(path)])
+            self.db.execute("UPDATE moves SET steps = ? WHERE id = ?", (json.dumps(steps), move_id))
+
+        return move_id, note
+
     # ------------------------------------------------------------------ recovery
 
     def recover(self) -> int:
         """Finish or roll back every move a crash interrupted; returns how many."""
         rows = self.db.execute(
-            "SELECT id, sources, keep_source, steps, state FROM moves "
+            "SELECT id, sources, keep_source, steps, action, finals, state FROM moves "
             "WHERE state IN ('started', 'failed')"
         ).fetchall()
-        for move_id, sources, keep_source, steps, was in rows:
+        for move_id, sources, keep_source, steps, action, twins, was in rows:
             # a failed move cleaned up after itself unless something stopped that too (a
             # full disk, an I/O error): look again for anything it left
-            state, finals = _recover_one(
-                _paths(sources), bool(keep_source), json.loads(steps), failed=was == "failed"
-            )
+            if action == "dedupe":
+                state, finals = _recover_dedupe(
+                    _paths(sources), _paths(twins), json.loads(steps), failed=was == "failed"
+                )
+            else:
+                state, finals = _recover_one(
+                    _paths(sources), bool(keep_source), json.loads(steps), failed=was == "failed"
+                )
             self.db.execute(
                 "UPDATE moves SET state = ?, finals = ? WHERE id = ?",
                 (state, _text(finals), move_id),
@@ -162,13 +198,15 @@ class Journal:
             "ORDER BY id DESC LIMIT 1"
         ).fetchone()
 
-    def done_moves(self, run: int) -> list[tuple[list[Path], list[Path], bool]]:
+    def done_moves(self, run: int) -> list[tuple[list[Path], list[Path], bool, str]]:
+        """(sources, finals, keep_source, action) of each move done, the last first; a
+        dedupe's finals are the twins that stayed."""
         rows = self.db.execute(
-            "SELECT sources, finals, keep_source FROM moves WHERE run = ? AND state = 'done' "
-            "ORDER BY id DESC",
+            "SELECT sources, finals, keep_source, action FROM moves "
+            "WHERE run = ? AND state = 'done' ORDER BY id DESC",
             (run,),
         ).fetchall()
-        return [(_paths(s), _paths(f), bool(k)) for s, f, k in rows]
+        return [(_paths(s), _paths(f), bool(k), a) for s, f, k, a in rows]
 
     def mark_undone(self, run: int) -> None:
         self.db.execute("UPDATE runs SET undone = 1 WHERE id = ?", (run,))
@@ -219,3 +257,24 @@ def _recover_one(
         if tmp.exists():
             safefs._unlink(tmp)
     return state, finals
+
+
+def _recover_dedupe(
+    sources: list[Path], twins: list[Path], steps: list[list], failed: bool = False
+) -> tuple[str, list[Path]]:
+    """A dedupe cut short: finish it if sources had started to go (never removing one that
+    is no longer its twin's copy), else give back any source removed from its twin."""
+    unlinked = [Path(s[1]) for s in steps if s[0] == "unlink"]
+    if unlinked and not failed and not any(s[0] == "rollback" for s in steps):
+        for source, twin in zip(sources, twins):
+            if source.exists() and twin.exists() and not os.path.samefile(source, twin):
+                if safefs.same_bytes(source, twin):
+                    safefs._unlink(source)
+        return "done", twins
+    for source, twin in zip(sources, twins):
+        if source in unlinked and not source.exists() and twin.exists():
+            safefs.put_back(twin, source, link=False)
+    for tmp in (Path(s[1]) for s in steps if s[0] == "tmp"):
+        if tmp.exists():
+            safefs._unlink(tmp)
+    return ("failed-clean" if failed else "rolled-back"), []

@@ -28,7 +28,8 @@ CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK)
 
 # note(step, path=..., **details) before each step: "tmp" (a temporary copy is made),
 # "claim" (a final name is tried), "claimed" (it was linked; details: its identity()),
-# "unlink" (a source is removed)
+# "unlink" (a source is removed), "rollback" (a group that could not be removed whole is
+# being put back), "restore" (a removed source gets its name back)
 Note = Callable[..., None]
 
 
@@ -276,6 +277,46 @@ def transfer(
     for parent in {s.parent for s in sources}:
         fsync_dir(parent)
     return finals
+
+
+def put_back(kept: Path, source: Path, note: Note = _no_note, *, link: bool = True) -> None:
+    """Give a removed source its name back from `kept`, its copy (a hard link where
+    `link` and the filesystem allow, else a verified copy); never overwriting."""
+    note("restore", path=source)
+    if link:
+        try:
+            _link(kept, source)
+            return
+        except OSError as e:
+            if e.errno not in CROSS_DEVICE:
+                raise
+    tmp = copy_verified(kept, source.parent, note)
+    try:
+        _link(tmp, source)
+    finally:
+        _remove_quietly(tmp)
+    fsync_dir(source.parent)
+
+
+def remove_duplicates(sources: list[Path], twins: list[Path], note: Note = _no_note) -> None:
+    """Remove each source, whose byte-identical twin stays: all or none (a source that
+    cannot be removed gets back those removed before it, copied from their twins)."""
+    for source, twin in zip(sources, twins):
+        if os.path.samefile(source, twin) or not same_bytes(source, twin):
+            raise OSError(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
+    removed: list[tuple[Path, Path]] = []
+    for source, twin in zip(sources, twins):
+        note("unlink", path=source)
+        try:
+            _unlink(source)
+        except OSError as e:
+            note("rollback", path=source)
+            for gone, kept in removed:
+                put_back(kept, gone, note, link=False)
+            raise OSError(e.errno, f"{source.name} cannot be removed: {e.strerror}") from None
+        removed.append((source, twin))
+    for parent in {s.parent for s in sources}:
+        fsync_dir(parent)
 
 
 def move_file(src: Path, folder: Path) -> Path:

@@ -218,8 +218,8 @@ class Mover:
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, self.dest)):
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, score, True, "skipped", f"already at {twin}")
-                safefs._unlink(photo)  # dedupe: the byte compare above found a twin
-                return Outcome(photo, score, True, "deduplicated", os.fsdecode(twin))
+                if self.dedupe(photo, twin):
+                    return Outcome(photo, score, True, "deduplicated", os.fsdecode(twin))
             group = [photo, *sidecars(photo)]
             finals = self.journal.transfer(self.run, group, self.dest, keep_source=self.copy)
         except OSError as e:
@@ -227,6 +227,31 @@ class Mover:
                 self.full = f"{self.dest} is full ({e.strerror})"
             return Outcome(photo, score, True, "failed", e.strerror or str(e))
         return Outcome(photo, score, True, done, os.fsdecode(finals[0]))
+
+    def dedupe(self, photo: Path, twin: Path) -> bool:
+        """Remove photo, whose twin is in dest, with its sidecars: each goes if an
+        identical one sits by the twin, or moves there under the twin's stem if that name
+        is free. Journaled, so undo copies them back. False (the group is to be moved as
+        usual) when another file holds a sidecar's name by the twin."""
+        stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
+        dups, twins, free, free_names = [photo], [twin], [], []
+        for side in sidecars(photo):
+            name = twin_stem + side.name[len(stem) :] if side.name.startswith(stem) else side.name
+            there = self.dest / name
+            if not os.path.lexists(there):
+                free.append(side)
+                free_names.append(name)
+            elif there.is_file() and not there.is_symlink() and safefs.same_bytes(side, there):
+                dups.append(side)
+                twins.append(there)
+            else:
+                return False
+        if free:
+            self.journal.transfer(
+                self.run, free, self.dest, exact_names=free_names, action="dedupe-sidecars"
+            )
+        self.journal.dedupe(self.run, dups, twins)
+        return True
 
     def close(self) -> None:
         self.journal.finish_run(self.run)
@@ -246,8 +271,14 @@ def undo(wait: bool = False) -> Iterator[Outcome]:
                 raise FlowersortError("nothing to undo: no run has moved photos")
             run_id, _ = last
             run = journal.start_run("undo", None, None)
-            for sources, finals, keep_source in journal.done_moves(run_id):
-                yield _undo_one(journal, run, sources, finals, keep_source)
+            for sources, finals, keep_source, action in journal.done_moves(run_id):
+                if action == "dedupe":
+                    yield _undo_dedupe(journal, run, sources, finals)
+                elif action == "dedupe-sidecars":  # part of the dedupe above: said there
+                    if (out := _undo_one(journal, run, sources, finals, False)).action == "failed":
+                        yield out
+                else:
+                    yield _undo_one(journal, run, sources, finals, keep_source)
             journal.mark_undone(run_id)
             journal.finish_run(run)
         finally:
@@ -275,6 +306,29 @@ def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) ->
     except OSError as e:
         return Outcome(photo, None, None, "failed", e.strerror or str(e))
     return Outcome(photo, None, None, "restored", os.fsdecode(finals[0]))
+
+
+def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Path]) -> Outcome:
+    """A removed duplicate comes back as a copy of the twin that stayed."""
+    photo = sources[0]
+    gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
+    if not all(t.exists() for _, t in gone):
+        return Outcome(photo, None, None, "failed", f"{twins[0]} is no longer there")
+    try:
+        photo.parent.mkdir(parents=True, exist_ok=True)
+        if gone:
+            journal.transfer(
+                run,
+                [t for _, t in gone],
+                photo.parent,
+                keep_source=True,
+                exact_names=[s.name for s, _ in gone],
+            )
+    except FileExistsError:
+        return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
+    except OSError as e:
+        return Outcome(photo, None, None, "failed", e.strerror or str(e))
+    return Outcome(photo, None, None, "restored", os.fsdecode(twins[0]))
 
 
 def summarize(outcomes: Iterable[Outcome]) -> Counter:

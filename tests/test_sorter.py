@@ -394,3 +394,60 @@ def test_a_photo_replaced_after_scoring_is_left_in_place(archive, tmp_path, monk
     assert result.exit_code == 1
     assert "changed since it was scored" in result.stderr
     assert photo.read_text() == "a sync client's text file" and names(dest) == []
+
+
+def test_dedupe_takes_the_sidecars_and_undo_brings_the_group_back(archive, tmp_path):
+    b, dest = archive / "b", tmp_path / "Flowers"
+    dest.mkdir()
+    (b / "IMG_0001.xmp").write_text("<xmp rating='5'/>")
+    (b / "IMG_0001.aae").write_text("an edit")
+    (dest / "IMG_0001.jpg").write_bytes((b / "IMG_0001.jpg").read_bytes())
+    (dest / "IMG_0001.xmp").write_text("<xmp rating='5'/>")
+    before = census(b, dest)
+    listing = names(b)
+    result = classify(b, dest, "--on-conflict", "dedupe")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["action"] == "deduplicated"
+    assert names(b) == ["notes.txt"]  # no sidecar left behind
+    assert names(dest) == ["IMG_0001.aae", "IMG_0001.jpg", "IMG_0001.xmp"]
+    assert set(census(b, dest)) == set(before)  # nothing lost, the duplicates gone
+    result = run("undo")
+    assert result.exit_code == 0, result.output
+    assert "1 restored" in result.stderr
+    assert names(b) == listing and census(b, dest) == before
+
+
+def test_dedupe_moves_the_group_when_a_different_file_holds_a_sidecars_name(archive, tmp_path):
+    b, dest = archive / "b", tmp_path / "Flowers"
+    dest.mkdir()
+    (b / "IMG_0001.xmp").write_text("<xmp rating='5'/>")
+    (dest / "IMG_0001.jpg").write_bytes((b / "IMG_0001.jpg").read_bytes())
+    (dest / "IMG_0001.xmp").write_text("<xmp rating='1'/>")
+    before = census(b, dest)
+    result = classify(b, dest, "--on-conflict", "dedupe")
+    assert json.loads(result.stdout)["action"] == "moved"
+    assert census(b, dest) == before and "IMG_0001 (1).xmp" in names(dest)
+
+
+def test_a_dedupe_cut_short_is_finished_by_recovery(tree_for_notes, monkeypatch):
+    src, dest = tree_for_notes
+    for p in src.iterdir():
+        (dest / p.name).write_bytes(p.read_bytes())
+    real_unlink, calls = safefs._unlink, []
+
+    def killed_at_the_second(path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_unlink(path)
+
+    journal = Journal(state_dir())
+    run_id = journal.start_run("classify", src, dest)
+    group = [src / "IMG_0001.jpg", src / "IMG_0001.xmp"]
+    with monkeypatch.context() as m:
+        m.setattr(safefs, "_unlink", killed_at_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            journal.dedupe(run_id, group, [dest / p.name for p in group])
+    assert names(src) == ["IMG_0001.xmp"]  # split: the photo went, its sidecar not yet
+    assert journal.recover() == 1
+    assert names(src) == [] and names(dest) == ["IMG_0001.jpg", "IMG_0001.xmp"]
