@@ -126,6 +126,9 @@ class Journal:
             finals = safefs.transfer(
                 sources, folder, keep_source=keep_source, exact_names=exact_names, note=note
             )
+        except safefs.GroupSplit:
+            self.db.execute("UPDATE moves SET state = 'split' WHERE id = ?", (move_id,))
+            raise
         except OSError:
             self.db.execute("UPDATE moves SET state = 'failed' WHERE id = ?", (move_id,))
             raise
@@ -194,7 +197,7 @@ class Journal:
     def last_run(self) -> tuple[int, str] | None:
         return self.db.execute(
             "SELECT id, kind FROM runs WHERE kind IN ('classify', 'copy') AND undone = 0 "
-            "AND EXISTS (SELECT 1 FROM moves WHERE run = runs.id AND state = 'done') "
+            "AND EXISTS (SELECT 1 FROM moves WHERE run = runs.id AND state IN ('done', 'split')) "
             "ORDER BY id DESC LIMIT 1"
         ).fetchone()
 
@@ -207,6 +210,18 @@ class Journal:
             (run,),
         ).fetchall()
         return [(_paths(s), _paths(f), bool(k), a) for s, f, k, a in rows]
+
+    def split_moves(self, run: int) -> list[tuple[list[Path], list[Path]]]:
+        """Groups a failed move left in two places (see safefs.GroupSplit), with the
+        final names they were given."""
+        rows = self.db.execute(
+            "SELECT sources, steps FROM moves WHERE run = ? AND state = 'split'", (run,)
+        ).fetchall()
+        out = []
+        for sources, steps in rows:
+            claimed = [Path(s[1]) for s in json.loads(steps) if s[0] == "claimed"]
+            out.append((_paths(sources), claimed[-len(_paths(sources)) :]))
+        return out
 
     def mark_undone(self, run: int) -> None:
         self.db.execute("UPDATE runs SET undone = 1 WHERE id = ?", (run,))
@@ -221,7 +236,8 @@ def _recover_one(
     # a last try cut short by the crash: linked or not (an earlier try followed by another
     # one failed: that name was never ours)
     cut_short = [Path(steps[-1][1])] if steps and steps[-1][0] == "claim" else []
-    removing = any(s[0] == "unlink" for s in steps)
+    # sources had started to go, and were not being put back
+    removing = any(s[0] == "unlink" for s in steps) and not any(s[0] == "rollback" for s in steps)
     stand_ins = [p for p in sources + temps if p.exists()]
 
     def linked_to_ours(path: Path) -> bool:  # a link to one of our own files, by inode
@@ -239,7 +255,13 @@ def _recover_one(
         return same == noted[path] and any(safefs.same_bytes(path, s) for s in stand_ins)
 
     if not removing or keep_source:
-        # no source was touched: take back every name we took, and the temporaries
+        # no source is gone for good: put back those removed before a rollback, take back
+        # every name we took, and the temporaries
+        for source, final in zip(sources, claimed[-len(sources) :]):
+            if any(s[0] == "unlink" and Path(s[1]) == source for s in steps):
+                if not os.path.lexists(source) and final.exists():
+                    safefs.put_back(final, source)
+        stand_ins = [p for p in sources + temps if p.exists()]
         for path in set(claimed + cut_short):
             if path not in sources and ours(path):
                 safefs._unlink(path)

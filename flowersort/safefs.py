@@ -33,6 +33,11 @@ CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK)
 Note = Callable[..., None]
 
 
+class GroupSplit(OSError):
+    """A group left partly moved: a source could not be removed and one removed before it
+    could not be put back. Nothing is lost, but the group is in two places."""
+
+
 def _no_note(step: str, **details) -> None:
     pass
 
@@ -264,16 +269,28 @@ def transfer(
             for f in finals:
                 _remove_quietly(f)
             raise OSError(errno.EAGAIN, f"{source.name} changed while being moved; left in place")
-    for i, source in enumerate(sources):  # the photo first: if it stays, all stay
+    removed: list[int] = []
+    for i, source in enumerate(sources):
         note("unlink", path=source)
         try:
             _unlink(source)
-        except OSError as e:
-            if i == 0:
-                for final in finals:
-                    _remove_quietly(final)
-                raise
-            raise OSError(e.errno, f"moved, but {source.name} stays at the source too") from None
+        except OSError as e:  # (an immutable sidecar): the group goes back whole
+            note("rollback", path=source)
+            try:
+                for j in removed:
+                    put_back(finals[j], sources[j], note)
+            except OSError as e2:
+                raise GroupSplit(
+                    e2.errno,
+                    f"{source.name} cannot be removed ({e.strerror}) and {sources[j].name} "
+                    f"cannot be put back ({e2.strerror}): the group is split, see {folder}",
+                ) from None
+            for final in finals:
+                _remove_quietly(final)
+            raise OSError(
+                e.errno, f"{source.name} cannot be removed ({e.strerror}); the group stays"
+            ) from None
+        removed.append(i)
     for parent in {s.parent for s in sources}:
         fsync_dir(parent)
     return finals

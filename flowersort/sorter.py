@@ -271,6 +271,9 @@ def undo(wait: bool = False) -> Iterator[Outcome]:
                 raise FlowersortError("nothing to undo: no run has moved photos")
             run_id, _ = last
             run = journal.start_run("undo", None, None)
+            for sources, finals in journal.split_moves(run_id):  # said, never skipped
+                where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
+                yield Outcome(sources[0], None, None, "failed", f"left split by its move: {where}")
             for sources, finals, keep_source, action in journal.done_moves(run_id):
                 if action == "dedupe":
                     yield _undo_dedupe(journal, run, sources, finals)

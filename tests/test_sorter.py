@@ -1,8 +1,11 @@
 """Moves with the journal: sidecars, clashes, conflicts, the lock, recovery and undo."""
 
+import contextlib
 import errno
 import json
 import os
+import shutil
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -451,3 +454,56 @@ def test_a_dedupe_cut_short_is_finished_by_recovery(tree_for_notes, monkeypatch)
     assert names(src) == ["IMG_0001.xmp"]  # split: the photo went, its sidecar not yet
     assert journal.recover() == 1
     assert names(src) == [] and names(dest) == ["IMG_0001.jpg", "IMG_0001.xmp"]
+
+
+@contextlib.contextmanager
+def immutable(path):
+    """chattr +i: not even root can remove it (a real fault, where the machine allows)."""
+    if os.geteuid() != 0 or not shutil.which("chattr"):
+        pytest.skip("needs root and chattr")
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])
+def test_a_sidecar_that_cannot_be_removed_keeps_the_group_whole(archive, tmp_path, across):
+    a = archive / "a"
+    before = census(a)
+    listing = names(a)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(immutable(a / "IMG_0001.xmp"))
+        folder = stack.enter_context(small_tmpfs(tmp_path / "other", "4m")) if across else tmp_path
+        dest = folder / "Flowers"
+        result = classify(a, dest)
+        assert result.exit_code == 1, result.output
+        assert "IMG_0001.xmp cannot be removed" in result.stderr
+        assert names(a) == listing and names(dest) == []  # complete or not done
+        assert census(a, dest) == before
+        result = run("undo")
+        assert result.exit_code == 2 and "nothing to undo" in result.stderr
+
+
+def test_undo_says_which_group_a_failed_move_left_split(archive, tmp_path, monkeypatch):
+    a, dest = archive / "a", tmp_path / "Flowers"
+    real_unlink = safefs._unlink
+
+    def sidecar_stays(path):
+        if path.suffix == ".xmp":
+            raise OSError(errno.EPERM, "Operation not permitted")
+        real_unlink(path)
+
+    def cannot_put_back(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as m:
+        m.setattr(safefs, "_unlink", sidecar_stays)
+        m.setattr(safefs, "put_back", cannot_put_back)
+        result = classify(a, dest)
+    assert result.exit_code == 1 and "the group is split" in result.stderr
+    result = run("undo")
+    assert result.exit_code == 1
+    assert "left split by its move" in result.stderr and "IMG_0001.jpg" in result.stderr
