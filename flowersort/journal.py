@@ -211,6 +211,16 @@ class Journal:
         ).fetchall()
         return [(_paths(s), _paths(f), bool(k), a) for s, f, k, a in rows]
 
+    def restored_by_undo(self, run: int) -> list[list[Path]]:
+        """The finals of `run`'s moves that a later undo (one interrupted, say) already
+        moved back: its moves' sources."""
+        rows = self.db.execute(
+            "SELECT m.sources FROM moves m JOIN runs r ON m.run = r.id "
+            "WHERE r.kind = 'undo' AND r.id > ? AND m.state = 'done' AND m.keep_source = 0",
+            (run,),
+        ).fetchall()
+        return [_paths(sources) for (sources,) in rows]
+
     def split_moves(self, run: int) -> list[tuple[list[Path], list[Path]]]:
         """Groups a failed move left in two places (see safefs.GroupSplit), with the
         final names they were given."""

@@ -274,7 +274,16 @@ def undo(wait: bool = False) -> Iterator[Outcome]:
             for sources, finals in journal.split_moves(run_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
                 yield Outcome(sources[0], None, None, "failed", f"left split by its move: {where}")
+            restored = journal.restored_by_undo(run_id)
+            already = 0  # put back by an undo that was interrupted: finish quietly
             for sources, finals, keep_source, action in journal.done_moves(run_id):
+                if finals in restored or (
+                    (keep_source or action == "dedupe")
+                    and all(s.exists() for s in sources)
+                    and not (keep_source and any(f.exists() for f in finals))
+                ):
+                    already += action != "dedupe-sidecars"
+                    continue
                 if action == "dedupe":
                     yield _undo_dedupe(journal, run, sources, finals)
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
@@ -282,6 +291,12 @@ def undo(wait: bool = False) -> Iterator[Outcome]:
                         yield out
                 else:
                     yield _undo_one(journal, run, sources, finals, keep_source)
+            if already:
+                log.info(
+                    "%d photos had already been put back by an undo that was interrupted; "
+                    "the rest are done now",
+                    already,
+                )
             journal.mark_undone(run_id)
             journal.finish_run(run)
         finally:

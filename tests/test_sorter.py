@@ -507,3 +507,20 @@ def test_undo_says_which_group_a_failed_move_left_split(archive, tmp_path, monke
     result = run("undo")
     assert result.exit_code == 1
     assert "left split by its move" in result.stderr and "IMG_0001.jpg" in result.stderr
+
+
+def test_undo_after_an_interrupted_undo_finishes_quietly(archive, tmp_path):
+    from flowersort.sorter import undo
+
+    dest = tmp_path / "Flowers"
+    before = census(archive)
+    assert classify(archive, dest).exit_code == 0
+    interrupted = undo()
+    assert next(interrupted).action == "restored"
+    interrupted.close()  # stopped after its first photo, the run not marked undone
+    result = run("undo")
+    assert result.exit_code == 0, result.output
+    assert "failed" not in result.stdout and "0 failed" in result.stderr
+    assert "1 restored" in result.stderr
+    assert "1 photos had already been put back by an undo that was interrupted" in result.stderr
+    assert census(archive) == before and names(dest) == []
