@@ -1,7 +1,10 @@
 """Real crashes: a classify run killed with SIGKILL at many moments, then a recovery run."""
 
 import os
+import re
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -12,6 +15,7 @@ import numpy as np
 import pytest
 
 from flowersort import safefs
+from flowersort.journal import Journal
 from tests.conftest import census, make_photo, write_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +111,78 @@ def test_two_concurrent_runs_never_interleave(tmp_path, state_home):
     rerun = subprocess.run(classify_cmd(src, tmp_path / "Flowers"), env=env)
     assert rerun.returncode == 0
     assert census(src, tmp_path / "Flowers") == before
+
+
+def in_flight(state: Path) -> int:
+    """Moves a killed run left started: what the kill interrupted."""
+    db = sqlite3.connect(state / "flowersort" / "journal.sqlite")
+    try:
+        return db.execute("SELECT count(*) FROM moves WHERE state = 'started'").fetchone()[0]
+    finally:
+        db.close()
+
+
+def kill_points(cmd: list[str], env: dict, roots: list[Path], log: Path) -> list[tuple[str, int]]:
+    """Each link and unlink a clean run makes on the archive or the target, as (syscall,
+    which call of that syscall it is): where strace can kill the run."""
+    calls = ("link", "linkat", "unlink", "unlinkat")
+    subprocess.run(
+        ["strace", "-qq", "-o", str(log), "-e", "trace=" + ",".join(calls), *cmd],
+        env=env,
+        check=True,
+    )
+    seen: dict[str, int] = {}
+    points = []
+    for line in log.read_text().splitlines():
+        if not (m := re.match(r"(\w+)\((.*)\)\s+= ", line)) or m[1] not in calls:
+            continue
+        seen[m[1]] = seen.get(m[1], 0) + 1
+        if any(str(root) in m[2] for root in roots):
+            points.append((m[1], seen[m[1]]))
+    return points
+
+
+@pytest.mark.slow
+def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path):
+    """strace kills the run (SIGKILL) at the n-th link or unlink, for every n of a small
+    cross-filesystem run; each kill must leave a move in flight, and recovery must leave
+    each file exactly once, byte-identical, and no temporary."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed (test_sorter crashes at every step instead)")
+    if other_filesystem() is None:
+        pytest.skip("no second filesystem (tmpfs) to move across")
+    template = tmp_path / "template"
+    make_archive(template, 2)  # a photo with an .xmp sidecar, a photo alone
+    before = census(template)
+    other = Path(tempfile.mkdtemp(dir=other_filesystem()))
+    try:
+
+        def fresh(name: str) -> tuple[Path, Path, Path, list[str], dict]:
+            src, dest, state = (
+                tmp_path / name / "Pictures",
+                other / name / "Flowers",
+                tmp_path / name / "state",
+            )
+            shutil.copytree(template, src)
+            return src, dest, state, [*classify_cmd(src, dest), "--no-cache"], env_with(state)
+
+        src, dest, state, cmd, env = fresh("clean")
+        points = kill_points(cmd, env, [src, dest], tmp_path / "strace.log")
+        assert len(points) == 11  # 2 groups: a refused link, links, temporaries, sources
+        for i, (call, n) in enumerate(points):
+            src, dest, state, cmd, env = fresh(f"kill{i}")
+            inject = f"inject={call}:signal=KILL:when={n}"
+            killed = subprocess.run(
+                ["strace", "-qq", "-o", "/dev/null", "-e", f"trace={call}", "-e", inject, *cmd],
+                env=env,
+            )
+            assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), (call, n)
+            assert in_flight(state) == 1, f"the kill at {call} #{n} interrupted no move"
+            journal = Journal(state / "flowersort")
+            assert journal.recover() == 1
+            journal.close()
+            assert census(src, dest) == before, f"after the kill at {call} #{n}"
+            left = [p for p in [*src.rglob("*"), *dest.rglob("*")] if safefs.TMP_PREFIX in p.name]
+            assert left == [], f"after the kill at {call} #{n}"
+    finally:
+        shutil.rmtree(other)
