@@ -1,5 +1,6 @@
 """Kill flowersort classify --move-to with SIGKILL at random moments, many times, then let a
-last run finish; count lost, damaged and duplicated photos by SHA-256 census.
+last run finish; count lost, damaged and duplicated photos by SHA-256 census, temporaries
+left, and how many kills interrupted a move (a kill between moves proves nothing).
 
 usage: python benchmarks/torture.py [TRIALS] [PHOTOS]
 """
@@ -26,7 +27,7 @@ PHOTOS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 SIDECAR_EVERY = 7  # every 7th photo gets an .xmp sidecar
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.test_kill import classify_cmd  # noqa: E402
+from tests.test_kill import classify_cmd, in_flight  # noqa: E402
 
 # ------------------------------------------------------------------------------------
 
@@ -53,25 +54,30 @@ def census(*roots: Path) -> Counter:
     )
 
 
-def trial_run(src: Path, dest: Path, state: Path, trials: int, rng) -> tuple[int, int, int, int]:
+def trial_run(
+    src: Path, dest: Path, state: Path, trials: int, rng
+) -> tuple[int, int, int, int, int]:
     cmd = classify_cmd(src, dest)  # the kill test's command: same run, more trials
     env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONPATH": str(ROOT)}
     before = census(src)
     start = time.perf_counter()
     subprocess.run([*cmd, "--dry-run"], env=env, capture_output=True)
     startup = time.perf_counter() - start
+    interrupted = 0
     for _ in range(trials):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(startup * float(rng.uniform(0.5, 2.0)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        if (state / "flowersort" / "journal.sqlite").exists():
+            interrupted += in_flight(state) > 0
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     after = census(src, dest)
     lost = sum((before - after).values())
     damaged = sum(n for h, n in after.items() if h not in before)
     duplicated = sum(n - before[h] for h, n in after.items() if h in before and n > before[h])
-    leftovers = sum(1 for p in dest.rglob(".flowersort-tmp-*"))
-    return lost, damaged, duplicated, leftovers
+    leftovers = sum(1 for r in (src, dest) for p in r.rglob(".flowersort-tmp-*"))
+    return lost, damaged, duplicated, leftovers, interrupted
 
 
 def main() -> None:
@@ -87,21 +93,31 @@ def main() -> None:
         try:
             make_archive(work / "Pictures", PHOTOS, rng)
             files = sum(1 for p in (work / "Pictures").rglob("*") if p.is_file())
-            lost, damaged, dup, left = trial_run(
+            lost, damaged, dup, left, hit = trial_run(
                 work / "Pictures", target / "Flowers", work / "state", TRIALS, rng
             )
             print(
-                f"{label}: {TRIALS} trials, {files} files ({PHOTOS} photos), {lost} lost, "
-                f"{damaged} damaged, {dup} duplicated, {left} temporary files left",
+                f"{label}: {TRIALS} kills ({hit} interrupted a move), {files} files "
+                f"({PHOTOS} photos), {lost} lost, {damaged} damaged, {dup} duplicated, "
+                f"{left} temporary files left",
                 flush=True,
             )
-            total.update(trials=TRIALS, photos=PHOTOS, lost=lost, damaged=damaged, dup=dup)
+            total.update(
+                trials=TRIALS,
+                hit=hit,
+                photos=PHOTOS,
+                lost=lost,
+                damaged=damaged,
+                dup=dup,
+                left=left,
+            )
         finally:
             shutil.rmtree(work)
             shutil.rmtree(target)
     print(
-        f"{total['trials']} trials, {total['photos']} photos, {total['lost']} lost, "
-        f"{total['damaged']} damaged, {total['dup']} duplicated"
+        f"{total['trials']} kills ({total['hit']} interrupted a move), {total['photos']} "
+        f"photos, {total['lost']} lost, {total['damaged']} damaged, {total['dup']} duplicated, "
+        f"{total['left']} temporary files left"
     )
 
 
