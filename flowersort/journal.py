@@ -246,6 +246,13 @@ def _recover_one(
     # a last try cut short by the crash: linked or not (an earlier try followed by another
     # one failed: that name was never ours)
     cut_short = [Path(steps[-1][1])] if steps and steps[-1][0] == "claim" else []
+    # without hard links: names taken with an empty file, and one perhaps taken that way
+    # as the crash came (only an empty file made since it was noted can be that one)
+    created = [Path(s[1]) for s in steps if s[0] == "created"]
+    if steps and steps[-1][0] == "create":
+        path, at = Path(steps[-1][1]), steps[-1][2]["at"]
+        if _empty_since(path, at - 2_000_000_000):  # FAT times are 2 s coarse
+            created.append(path)
     # sources had started to go, and were not being put back
     removing = any(s[0] == "unlink" for s in steps) and not any(s[0] == "rollback" for s in steps)
     stand_ins = [p for p in sources + temps if p.exists()]
@@ -259,6 +266,8 @@ def _recover_one(
         nothing; or, cut short, a link to one of our files."""
         if linked_to_ours(path):
             return True
+        if path in created and path.exists():  # ours: empty, or our copy renamed over it
+            return path.stat().st_size == 0 or any(safefs.same_bytes(path, s) for s in stand_ins)
         if path not in noted or not path.exists():
             return False
         same = {k: v for k, v in safefs.identity(path).items() if k in noted[path]}
@@ -272,7 +281,7 @@ def _recover_one(
                 if not os.path.lexists(source) and final.exists():
                     safefs.put_back(final, source)
         stand_ins = [p for p in sources + temps if p.exists()]
-        for path in set(claimed + cut_short):
+        for path in set(claimed + cut_short + created):
             if path not in sources and ours(path):
                 safefs._unlink(path)
         state, finals = "failed-clean" if failed else "rolled-back", []
@@ -289,6 +298,14 @@ def _recover_one(
         if tmp.exists():
             safefs._unlink(tmp)
     return state, finals
+
+
+def _empty_since(path: Path, since_ns: int) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return st.st_size == 0 and st.st_mtime_ns >= since_ns
 
 
 def _recover_dedupe(

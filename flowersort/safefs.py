@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -25,9 +26,11 @@ TMP_PREFIX = ".flowersort-tmp-"
 BUF = 1024 * 1024
 MAX_NAME_TRIES = 10_000
 CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK)
+NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.ENOSYS)  # link() refused: exFAT, FAT
 
 # note(step, path=..., **details) before each step: "tmp" (a temporary copy is made),
 # "claim" (a final name is tried), "claimed" (it was linked; details: its identity()),
+# "create" and "created" (without hard links: an empty file takes the name; details: at),
 # "unlink" (a source is removed), "rollback" (a group that could not be removed whole is
 # being put back), "restore" (a removed source gets its name back)
 Note = Callable[..., None]
@@ -48,6 +51,10 @@ def _fsync(fd: int) -> None:
 
 def _link(src: Path, dst: Path) -> None:
     os.link(src, dst, follow_symlinks=False)
+
+
+def _rename(src: Path, dst: Path) -> None:
+    os.rename(src, dst)
 
 
 def _unlink(path: Path) -> None:
@@ -188,23 +195,59 @@ def _remove_quietly(path: Path) -> None:
 
 
 def _claim_first_free(
-    stand_ins: list[Path], folder: Path, candidates: Iterable[list[str]], note: Note
+    stand_ins: list[Path],
+    folder: Path,
+    candidates: Iterable[list[str]],
+    note: Note,
+    temporaries: bool = False,
 ) -> list[Path]:
     """Link every stand-in to its name, for the first candidate list whose names are all
-    free; a clash gives back the names this try took and moves on to the next list."""
-    for names in candidates:
+    free; a clash gives back the names this try took and moves on to the next list.
+
+    A folder without hard links (exFAT, FAT: link() is refused) takes each name with an
+    empty file made with O_CREAT|O_EXCL instead, all of the group's names first, then
+    renames each of our `temporaries` over its own empty file. Such a folder may ignore
+    case: 'img.jpg' then clashes with 'IMG.JPG' and gets a new number like any clash.
+    """
+    names_left = iter(candidates)
+    names = next(names_left, None)
+    without_links = False
+    while names is not None:
         claimed: list[Path] = []
         try:
             for stand_in, name in zip(stand_ins, names):
                 target = folder / name
+                if without_links:
+                    note("create", path=target, at=time.time_ns())
+                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                    claimed.append(target)
+                    note("created", path=target)
+                    continue
                 note("claim", path=target)
                 _link(stand_in, target)
                 claimed.append(target)  # before the note: if noting fails, it is still undone
                 note("claimed", path=target, **identity(target))
+            if without_links:
+                for stand_in, target in zip(stand_ins, claimed):
+                    _rename(stand_in, target)  # over the empty file this move made
+                    note("claimed", path=target, **identity(target))
             return claimed
         except FileExistsError:
-            for target in claimed:  # our own links
+            for target in claimed:  # our own links or empty files
                 _unlink(target)
+            taken = [n.casefold() for n in names[: len(claimed)]]
+            if names[len(claimed)].casefold() in taken:
+                raise OSError(
+                    errno.EEXIST, f"{folder} ignores case, and the group's names differ only by it"
+                ) from None
+            names = next(names_left, None)
+        except OSError as e:
+            for target in claimed:
+                _remove_quietly(target)
+            if temporaries and not without_links and not claimed and e.errno in NO_LINKS:
+                without_links = True  # the same names again, taken the other way
+                continue
+            raise
         except BaseException:
             for target in claimed:
                 _remove_quietly(target)
@@ -249,13 +292,13 @@ def transfer(
                 temps.append(copy_verified(s, folder, note))
             stand_ins = list(temps)
         try:
-            finals = _claim_first_free(stand_ins, folder, candidates(), note)
+            finals = _claim_first_free(stand_ins, folder, candidates(), note, keep_source)
         except OSError as e:
             if keep_source or e.errno not in CROSS_DEVICE:
                 raise
             for s in sources:
                 temps.append(copy_verified(s, folder, note, verify=False))
-            finals = _claim_first_free(temps, folder, candidates(), note)
+            finals = _claim_first_free(temps, folder, candidates(), note, True)
     finally:
         for tmp in temps:
             _remove_quietly(tmp)
@@ -309,7 +352,7 @@ def put_back(kept: Path, source: Path, note: Note = _no_note, *, link: bool = Tr
                 raise
     tmp = copy_verified(kept, source.parent, note)
     try:
-        _link(tmp, source)
+        _claim_first_free([tmp], source.parent, [[source.name]], note, temporaries=True)
     finally:
         _remove_quietly(tmp)
     fsync_dir(source.parent)

@@ -131,3 +131,24 @@ def mounted(folder: Path, *command: str):
 
 def small_tmpfs(folder: Path, size: str):
     return mounted(folder, "mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
+
+
+@contextmanager
+def exfat(folder: Path, size: str = "16M"):
+    """A real exFAT filesystem (no hard links, case-insensitive) through FUSE on a loop
+    device, as a USB stick; skips the test where the machine cannot."""
+    tools = ("mkfs.exfat", "mount.exfat-fuse", "losetup", "truncate")
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
+        pytest.skip("needs root, mkfs.exfat, mount.exfat-fuse and losetup")
+    image = folder.with_name(folder.name + ".img")
+    subprocess.run(["truncate", "-s", size, str(image)], check=True)
+    if subprocess.run(["mkfs.exfat", str(image)], capture_output=True).returncode != 0:
+        pytest.skip("mkfs.exfat failed")
+    loop = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if loop.returncode != 0:
+        pytest.skip(f"no loop device: {loop.stderr.strip()}")
+    try:
+        with mounted(folder, "mount.exfat-fuse", loop.stdout.strip()) as mnt:
+            yield mnt
+    finally:
+        subprocess.run(["losetup", "-d", loop.stdout.strip()], check=False)

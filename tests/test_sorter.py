@@ -14,7 +14,7 @@ from flowersort import safefs
 from flowersort.cli import cli
 from flowersort.errors import LockHeld
 from flowersort.journal import Journal, RunLock, state_dir
-from tests.conftest import census, make_photo, small_tmpfs, write_photo
+from tests.conftest import census, exfat, make_photo, small_tmpfs, write_photo
 
 
 def run(*args):
@@ -524,3 +524,51 @@ def test_undo_after_an_interrupted_undo_finishes_quietly(archive, tmp_path):
     assert "1 restored" in result.stderr
     assert "1 photos had already been put back by an undo that was interrupted" in result.stderr
     assert census(archive) == before and names(dest) == []
+
+
+def test_moves_onto_exfat_without_hard_links_and_with_case_clashes(tmp_path):
+    """A real exFAT stick: link() is refused and IMG.JPG clashes with img.jpg."""
+    import numpy as np
+
+    rng = np.random.default_rng(8)
+    src = tmp_path / "Pictures"
+    write_photo(src / "a" / "IMG.JPG", make_photo(rng, True))
+    (src / "a" / "IMG.xmp").write_text("<xmp/>")
+    write_photo(src / "b" / "img.jpg", make_photo(rng, True))
+    before = census(src)
+    with exfat(tmp_path / "stick") as stick:
+        dest = stick / "Flowers"
+        result = classify(src, dest)
+        assert result.exit_code == 0, result.output
+        assert sorted(names(dest)) == ["IMG.JPG", "IMG.xmp", "img (1).jpg"]
+        assert census(src, dest) == before and not list(src.rglob("*.*"))
+        result = run("undo")
+        assert result.exit_code == 0, result.output
+        assert names(dest) == [] and census(src) == before
+
+
+def test_recovery_on_exfat_after_a_crash_at_every_step(archive, tmp_path, monkeypatch):
+    """Names taken with empty files (no hard links) are recognised and taken back."""
+    group_names = ("IMG_0001.jpg", "IMG_0001.xmp", "IMG_0001.CR2")
+    with exfat(tmp_path / "stick") as stick:
+        for step in range(1, 21):  # 18 steps: the last kills nothing
+            src, dest = tmp_path / f"src{step}", stick / f"Flowers{step}"
+            dest.mkdir()
+            src.mkdir()
+            for name in group_names:
+                shutil.copy2(archive / "a" / name, src / name)
+            (dest / "img_0001.jpg").write_bytes(b"an older photo: a clash whatever the case")
+            before = census(src, dest)
+            with monkeypatch.context() as m:
+                crash_during(m, step)
+                journal = Journal(state_dir())
+                run_id = journal.start_run("classify", src, dest)
+                try:
+                    journal.transfer(run_id, [src / n for n in group_names], dest)
+                except KeyboardInterrupt:
+                    pass
+                journal.close()
+            assert Journal(state_dir()).recover() <= 1
+            assert census(src, dest) == before, step
+            assert names(src) in ([], sorted(group_names)), step
+            assert not [p for p in dest.iterdir() if p.name.startswith(safefs.TMP_PREFIX)]
