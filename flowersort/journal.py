@@ -166,31 +166,45 @@ class Journal:
     # ------------------------------------------------------------------ recovery
 
     def recover(self) -> int:
-        """Finish or roll back every move a crash interrupted; returns how many."""
+        """Finish or roll back every move a crash interrupted; returns how many. One that
+        cannot be (an I/O error) is said and left for the next run."""
         rows = self.db.execute(
             "SELECT id, sources, keep_source, steps, action, finals, state FROM moves "
             "WHERE state IN ('started', 'failed')"
         ).fetchall()
+        recovered = 0
         for move_id, sources, keep_source, steps, action, twins, was in rows:
             # a failed move cleaned up after itself unless something stopped that too (a
             # full disk, an I/O error): look again for anything it left
-            if action == "dedupe":
-                state, finals = _recover_dedupe(
-                    _paths(sources), _paths(twins), json.loads(steps), failed=was == "failed"
+            try:
+                if action == "dedupe":
+                    state, finals = _recover_dedupe(
+                        _paths(sources), _paths(twins), json.loads(steps), failed=was == "failed"
+                    )
+                else:
+                    state, finals = _recover_one(
+                        _paths(sources),
+                        bool(keep_source),
+                        json.loads(steps),
+                        failed=was == "failed",
+                    )
+            except OSError as e:  # left as it is, to be tried again by the next run
+                log.error(
+                    "could not recover the move of %s (%s); the next run tries again",
+                    json.loads(sources)[0],
+                    e.strerror or e,
                 )
-            else:
-                state, finals = _recover_one(
-                    _paths(sources), bool(keep_source), json.loads(steps), failed=was == "failed"
-                )
+                continue
             self.db.execute(
                 "UPDATE moves SET state = ?, finals = ? WHERE id = ?",
                 (state, _text(finals), move_id),
             )
             if was == "started":
+                recovered += 1
                 log.warning(
                     "recovered an interrupted move of %s: %s", json.loads(sources)[0], state
                 )
-        return sum(1 for row in rows if row[-1] == "started")
+        return recovered
 
     # ------------------------------------------------------------------ undo
 

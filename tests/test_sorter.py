@@ -572,3 +572,28 @@ def test_recovery_on_exfat_after_a_crash_at_every_step(archive, tmp_path, monkey
             assert census(src, dest) == before, step
             assert names(src) in ([], sorted(group_names)), step
             assert not [p for p in dest.iterdir() if p.name.startswith(safefs.TMP_PREFIX)]
+
+
+def test_a_recovery_that_fails_is_said_and_tried_again(archive, tmp_path, monkeypatch, caplog):
+    dest = tmp_path / "Flowers"
+    dest.mkdir()
+    before = census(archive)
+    with monkeypatch.context() as m:
+        crash_during(m, 6, cross_device=True)  # the temporaries made, a name taken
+        journal = Journal(state_dir())
+        run_id = journal.start_run("classify", archive, dest)
+        with pytest.raises(KeyboardInterrupt):
+            journal.transfer(
+                run_id, [archive / "a" / "IMG_0001.jpg", archive / "a" / "IMG_0001.xmp"], dest
+            )
+        journal.close()
+
+    def io_error(path):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as m:
+        m.setattr(safefs, "_unlink", io_error)
+        assert Journal(state_dir()).recover() == 0  # no traceback: said, left for later
+    assert "could not recover the move" in caplog.text
+    assert Journal(state_dir()).recover() == 1
+    assert census(archive, dest) == before and names(dest) == []
