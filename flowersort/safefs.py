@@ -268,9 +268,11 @@ def transfer(
     sources[0] names the group: on a clash every member gets the same numbered stem
     ("IMG_0001 (1).jpg" with "IMG_0001 (1).xmp"); with exact_names a clash is an error.
     Same filesystem: hard links to the final names, then the sources are unlinked.
-    Otherwise (or for a copy): verified, fsynced temporary copies, linked to the final
-    names. On any error before the sources are removed, the sources are intact and
-    nothing is left in folder. Returns the final paths, in the order of sources.
+    Otherwise (or for a copy): fsynced temporary copies, linked to the final names (or,
+    without hard links, renamed over empty files that took them). A source is removed
+    only while it equals its final file. On any error the sources are intact and nothing
+    is left in folder (except a copy whose source vanished meanwhile). Returns the final
+    paths, in the order of sources.
     """
     sources = [Path(s) for s in sources]
     folder = Path(folder)
@@ -308,6 +310,8 @@ def transfer(
     # rsync's rule: a source is removed only while it still equals its copy (a sync client
     # or a camera import may still be writing it, or it was replaced since it was copied)
     for source, final in zip(sources, finals):
+        if not os.path.lexists(source):  # deleted meanwhile: the copy is all there is now
+            raise OSError(errno.ENOENT, f"{source.name} vanished while being moved", str(final))
         if not same_file(source, final):
             for f in finals:
                 _remove_quietly(f)

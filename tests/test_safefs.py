@@ -127,7 +127,7 @@ def test_copy_file_keeps_the_source(tree):
 
 
 @pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])
-@pytest.mark.parametrize("change", ["append", "replace"])
+@pytest.mark.parametrize("change", ["append", "replace", "delete"])
 def test_a_source_that_changes_before_its_removal_is_kept(tree, monkeypatch, across, change):
     """A photo still being written (appended to) or replaced after it was copied: the
     source stays, with every byte, and no copy is left at the target."""
@@ -140,6 +140,8 @@ def test_a_source_that_changes_before_its_removal_is_kept(tree, monkeypatch, acr
             if change == "append":
                 with open(photo, "ab") as f:
                     f.write(b" and more bytes")
+            elif change == "delete":
+                photo.unlink()
             else:
                 (src / "a" / "new").write_bytes(b"another photo")
                 os.replace(src / "a" / "new", photo)
@@ -151,6 +153,11 @@ def test_a_source_that_changes_before_its_removal_is_kept(tree, monkeypatch, acr
     if change == "append" and not across:  # a hard link: the writer writes into the final
         assert safefs.move_file(photo, dest).read_bytes() == b"first photo and more bytes"
         assert not photo.exists()
+        return
+    if change == "delete":  # the copy is the only one left: it stays
+        with pytest.raises(OSError, match="vanished while being moved"):
+            safefs.move_file(photo, dest)
+        assert [p.read_bytes() for p in dest.iterdir()] == [b"first photo"]
         return
     with pytest.raises(OSError, match="changed while being moved"):
         safefs.move_file(photo, dest)
