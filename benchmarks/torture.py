@@ -25,6 +25,7 @@ import numpy as np
 TRIALS = int(sys.argv[1]) if len(sys.argv) > 1 else 40  # kills per filesystem setting
 PHOTOS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 SIDECAR_EVERY = 7  # every 7th photo gets an .xmp sidecar
+PRIVATE_EVERY = 5  # every 5th photo is mode 600 with a desktop tag (an extended attribute)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.test_kill import classify_cmd, in_flight  # noqa: E402
@@ -42,6 +43,29 @@ def make_archive(root: Path, n: int, rng: np.random.Generator) -> None:
         (folder / f"{name}.jpg").write_bytes(buf.tobytes())
         if i % SIDECAR_EVERY == 0:
             (folder / f"{name}.xmp").write_text(f"<xmp n='{i}'/>")
+        if i % PRIVATE_EVERY == 0:  # a private, tagged photo: metadata a move must keep
+            (folder / f"{name}.jpg").chmod(0o600)
+            try:
+                os.setxattr(folder / f"{name}.jpg", "user.xdg.tags", b"flowers")
+            except OSError:
+                pass
+
+
+def metadata(*roots: Path) -> dict[str, tuple]:
+    """sha256 -> (mode, mtime_ns, tags) of every file: what a move must keep besides bytes."""
+    out = {}
+    for p in (p for r in roots if r.exists() for p in r.rglob("*") if p.is_file()):
+        try:
+            tags = os.getxattr(p, "user.xdg.tags")
+        except OSError:
+            tags = None
+        st = p.stat()
+        out[hashlib.sha256(p.read_bytes()).hexdigest()] = (
+            st.st_mode & 0o7777,
+            st.st_mtime_ns,
+            tags,
+        )
+    return out
 
 
 def census(*roots: Path) -> Counter:
@@ -56,10 +80,10 @@ def census(*roots: Path) -> Counter:
 
 def trial_run(
     src: Path, dest: Path, state: Path, trials: int, rng
-) -> tuple[int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int]:
     cmd = classify_cmd(src, dest)  # the kill test's command: same run, more trials
     env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONPATH": str(ROOT)}
-    before = census(src)
+    before, kept = census(src), metadata(src)
     start = time.perf_counter()
     subprocess.run([*cmd, "--dry-run"], env=env, capture_output=True)
     startup = time.perf_counter() - start
@@ -77,7 +101,9 @@ def trial_run(
     damaged = sum(n for h, n in after.items() if h not in before)
     duplicated = sum(n - before[h] for h, n in after.items() if h in before and n > before[h])
     leftovers = sum(1 for r in (src, dest) for p in r.rglob(".flowersort-tmp-*"))
-    return lost, damaged, duplicated, leftovers, interrupted
+    now = metadata(src, dest)
+    changed = sum(1 for h, m in kept.items() if h in now and now[h] != m)
+    return lost, damaged, duplicated, leftovers, interrupted, changed
 
 
 def main() -> None:
@@ -93,13 +119,13 @@ def main() -> None:
         try:
             make_archive(work / "Pictures", PHOTOS, rng)
             files = sum(1 for p in (work / "Pictures").rglob("*") if p.is_file())
-            lost, damaged, dup, left, hit = trial_run(
+            lost, damaged, dup, left, hit, meta = trial_run(
                 work / "Pictures", target / "Flowers", work / "state", TRIALS, rng
             )
             print(
                 f"{label}: {TRIALS} kills ({hit} interrupted a move), {files} files "
                 f"({PHOTOS} photos), {lost} lost, {damaged} damaged, {dup} duplicated, "
-                f"{left} temporary files left",
+                f"{left} temporary files left, {meta} with metadata lost",
                 flush=True,
             )
             total.update(
@@ -110,6 +136,7 @@ def main() -> None:
                 damaged=damaged,
                 dup=dup,
                 left=left,
+                meta=meta,
             )
         finally:
             shutil.rmtree(work)
@@ -117,7 +144,8 @@ def main() -> None:
     print(
         f"{total['trials']} kills ({total['hit']} interrupted a move), {total['photos']} "
         f"photos, {total['lost']} lost, {total['damaged']} damaged, {total['dup']} duplicated, "
-        f"{total['left']} temporary files left"
+        f"{total['left']} temporary files left, {total['meta']} with metadata lost (mode, "
+        "mtime, tags)"
     )
 
 
