@@ -1,5 +1,6 @@
 """Real crashes: a classify run killed with SIGKILL at many moments, then a recovery run."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import pytest
 
 from flowersort import safefs
 from flowersort.journal import Journal
-from tests.conftest import census, make_photo, write_photo
+from tests.conftest import census, exfat, make_photo, write_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,19 +123,21 @@ def in_flight(state: Path) -> int:
         db.close()
 
 
+CALLS = ("link", "linkat", "unlink", "unlinkat", "rename", "renameat", "renameat2")
+
+
 def kill_points(cmd: list[str], env: dict, roots: list[Path], log: Path) -> list[tuple[str, int]]:
-    """Each link and unlink a clean run makes on the archive or the target, as (syscall,
-    which call of that syscall it is): where strace can kill the run."""
-    calls = ("link", "linkat", "unlink", "unlinkat")
+    """Each link, unlink and rename a clean run makes on the archive or the target, as
+    (syscall, which call of that syscall it is): where strace can kill the run."""
     subprocess.run(
-        ["strace", "-qq", "-o", str(log), "-e", "trace=" + ",".join(calls), *cmd],
+        ["strace", "-qq", "-o", str(log), "-e", "trace=" + ",".join(CALLS), *cmd],
         env=env,
         check=True,
     )
     seen: dict[str, int] = {}
     points = []
     for line in log.read_text().splitlines():
-        if not (m := re.match(r"(\w+)\((.*)\)\s+= ", line)) or m[1] not in calls:
+        if not (m := re.match(r"(\w+)\((.*)\)\s+= ", line)) or m[1] not in CALLS:
             continue
         seen[m[1]] = seen.get(m[1], 0) + 1
         if any(str(root) in m[2] for root in roots):
@@ -142,20 +145,39 @@ def kill_points(cmd: list[str], env: dict, roots: list[Path], log: Path) -> list
     return points
 
 
-@pytest.mark.slow
-def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path):
-    """strace kills the run (SIGKILL) at the n-th link or unlink, for every n of a small
-    cross-filesystem run; each kill must leave a move in flight, and recovery must leave
-    each file exactly once, byte-identical, and no temporary."""
-    if shutil.which("strace") is None:
-        pytest.skip("strace is not installed (test_sorter crashes at every step instead)")
+@contextlib.contextmanager
+def target_filesystem(kind: str, tmp_path: Path):
+    if kind == "exfat":
+        with exfat(tmp_path / "stick") as stick:
+            yield stick
+        return
     if other_filesystem() is None:
         pytest.skip("no second filesystem (tmpfs) to move across")
+    other = Path(tempfile.mkdtemp(dir=other_filesystem()))
+    try:
+        yield other
+    finally:
+        shutil.rmtree(other)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind,expected",
+    # 2 groups (3 files): a refused link each, then links of the temporaries (or, on
+    # exFAT, a refused link and renames over empty files), temporaries removed (on exFAT
+    # already renamed: the unlink finds nothing), sources removed
+    [("tmpfs", 11), ("exfat", 13)],
+)
+def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path, kind, expected):
+    """strace kills the run (SIGKILL) at the n-th link, unlink or rename, for every n of a
+    small cross-filesystem run; each kill must leave a move in flight, and recovery must
+    leave each file exactly once, byte-identical, and no temporary."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed (test_sorter crashes at every step instead)")
     template = tmp_path / "template"
     make_archive(template, 2)  # a photo with an .xmp sidecar, a photo alone
     before = census(template)
-    other = Path(tempfile.mkdtemp(dir=other_filesystem()))
-    try:
+    with target_filesystem(kind, tmp_path) as other:
 
         def fresh(name: str) -> tuple[Path, Path, Path, list[str], dict]:
             src, dest, state = (
@@ -168,7 +190,7 @@ def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path):
 
         src, dest, state, cmd, env = fresh("clean")
         points = kill_points(cmd, env, [src, dest], tmp_path / "strace.log")
-        assert len(points) == 11  # 2 groups: a refused link, links, temporaries, sources
+        assert len(points) == expected, points
         for i, (call, n) in enumerate(points):
             src, dest, state, cmd, env = fresh(f"kill{i}")
             inject = f"inject={call}:signal=KILL:when={n}"
@@ -184,5 +206,3 @@ def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path):
             assert census(src, dest) == before, f"after the kill at {call} #{n}"
             left = [p for p in [*src.rglob("*"), *dest.rglob("*")] if safefs.TMP_PREFIX in p.name]
             assert left == [], f"after the kill at {call} #{n}"
-    finally:
-        shutil.rmtree(other)
