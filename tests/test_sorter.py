@@ -597,3 +597,28 @@ def test_a_recovery_that_fails_is_said_and_tried_again(archive, tmp_path, monkey
     assert "could not recover the move" in caplog.text
     assert Journal(state_dir()).recover() == 1
     assert census(archive, dest) == before and names(dest) == []
+
+
+def test_recovery_also_cleans_what_a_failed_move_left(archive, tmp_path):
+    """A failed move whose own clean-up was stopped too (a full disk, an I/O error): the
+    next run removes its temporary and the name it had taken."""
+    dest = tmp_path / "Flowers"
+    dest.mkdir()
+    photo = archive / "b" / "IMG_0001.jpg"
+    tmp = dest / (safefs.TMP_PREFIX + "0123456789abcdef")
+    tmp.write_bytes(photo.read_bytes())
+    os.link(tmp, dest / "IMG_0001.jpg")
+    steps = [
+        ["claim", str(dest / "IMG_0001.jpg")],
+        ["tmp", str(tmp)],
+        ["claim", str(dest / "IMG_0001.jpg")],
+        ["claimed", str(dest / "IMG_0001.jpg"), safefs.identity(dest / "IMG_0001.jpg")],
+    ]
+    journal = Journal(state_dir())
+    run_id = journal.start_run("classify", archive, dest)
+    journal.db.execute(
+        "INSERT INTO moves(run, sources, keep_source, state, steps) VALUES (?, ?, 0, 'failed', ?)",
+        (run_id, json.dumps([str(photo)]), json.dumps(steps)),
+    )
+    assert journal.recover() == 0  # nothing was interrupted, but
+    assert names(dest) == [] and photo.exists()
