@@ -218,6 +218,28 @@ def cli() -> None:
     is_flag=True,
     help="Leave the tile net random and train only the head (the original design).",
 )
+@click.option(
+    "--review-band",
+    default=DEFAULT_REVIEW_BAND,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Saved in the model: classify calls scores this close to the threshold borderline "
+    "(sent to --review-to, else left in place).",
+)
+@click.option(
+    "--with-corrections",
+    is_flag=True,
+    help="Also learn from your corrections (see 'flowersort corrections'): photos you took "
+    "out of the target folder as not flowers, photos you put into it as flowers.",
+)
+@click.option(
+    "--marks",
+    "marks_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A marks file saved from a report's 'save marks' button; may be repeated. The "
+    "marks are also kept as corrections.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 @workers_option
 @logging_options
@@ -241,6 +263,9 @@ def train(
     augment,
     crops,
     freeze_tile_net,
+    review_band,
+    with_corrections,
+    marks_files,
     as_json,
     workers,
     quiet,
@@ -290,6 +315,16 @@ def train(
             on_photo=lambda: bar.update(1),
             copies=cfg.copies,
         )
+    if with_corrections or marks_files:
+        examples, corrected = run_library(
+            add_corrections,
+            examples,
+            list(marks_files),
+            with_corrections,
+            feature_cfg,
+            cfg.copies,
+            workers,
+        )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
     with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:
 
@@ -315,6 +350,9 @@ def train(
         except AssertionError as e:
             raise click.UsageError(f"bad network shape: {e}") from None
     model.summary["skipped"] = len(examples.skipped)
+    model.summary["review_band"] = review_band
+    if with_corrections or marks_files:
+        model.summary["corrections"] = corrected
     model.save(model_path)
     from flowersort.report import Entry
 
@@ -619,6 +657,23 @@ def classify(
     log.info(summary_line(counts))
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
+
+
+def add_corrections(
+    examples, marks_files, stored: bool, feature_cfg, copies, workers
+) -> tuple[object, dict]:
+    """The training examples with the user's corrections and marks folded in."""
+    from flowersort.corrections import Store, training_examples, with_corrections
+
+    store = Store()
+    try:
+        found = training_examples(store, marks_files, report_skip, stored=stored)
+    finally:
+        store.close()
+    flowers = sum(e.label == "flower" for e in found)
+    counts = {"flowers": flowers, "noflowers": len(found) - flowers}
+    log.info("corrections: %d flowers, %d not flowers", flowers, len(found) - flowers)
+    return with_corrections(examples, found, feature_cfg, report_skip, workers, copies), counts
 
 
 def write_html(path: Path, entries, model, title: str, workers: int | None) -> None:

@@ -23,14 +23,19 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from flowersort.archive import walk
+import numpy as np
+
+from flowersort.archive import OnSkip, walk
 from flowersort.errors import FlowersortError
+from flowersort.images import FeatureConfig
 from flowersort.journal import state_dir
+from flowersort.pipeline import scan
+from flowersort.train import Examples as TrainExamples
 
 Label = Literal["flower", "not-flower"]
 # how a correction was learnt
@@ -386,4 +391,105 @@ def find(store: Store, target: str) -> list[Correction]:
     return [c for c in store.corrections() if c.sha256.startswith(prefix)]
 
 
-OnSkip = Callable[[str, str], None]
+# ---------------------------------------------------------------------- training
+
+MARKS_FORMAT = "flowersort-marks"  # the "format" of the JSON the report's button saves
+
+
+@dataclass
+class Example:
+    path: Path
+    label: Label
+    source: str  # "corrections" or the marks file
+
+
+def read_marks(path: Path) -> list[dict]:
+    """The marks a report saved: [{"path", "size", "label", ...}] (see report.py)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise FlowersortError(f"cannot read marks file {path}: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != MARKS_FORMAT:
+        raise FlowersortError(f"{path} is not a marks file saved from a flowersort report")
+    marks = doc.get("marks")
+    if not isinstance(marks, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("path"), str) and m.get("label") in LABELS
+        for m in marks
+    ):
+        raise FlowersortError(f"{path}: marks must be a list of {{path, label}}")
+    return marks
+
+
+LABELS = ("flower", "not-flower")
+
+
+def training_examples(
+    store: Store, marks_files: list[Path], on_skip: OnSkip, *, stored: bool = True
+) -> list[Example]:
+    """The photos named by marks files and (with `stored`) by the store's corrections,
+    found where they were last seen and checked by content. Marks are recorded in the store
+    too (content-keyed), so a photo marked "not a flower" is held by later runs."""
+    examples: dict[Key, Example] = {}
+    for marks_file in marks_files:
+        for mark in read_marks(marks_file):
+            path = Path(mark["path"])
+            size = _size(path)
+            if size is None or mark.get("size") not in (None, size):
+                on_skip(mark["path"], f"marked in {marks_file}, but no longer there as it was")
+                continue
+            key = content_key(path)
+            store.note(key, mark["label"], "mark", path)
+            examples[key] = Example(path, mark["label"], os.fspath(marks_file))
+    for c in store.corrections() if stored else ():
+        if c.key in examples:
+            continue
+        if _size(c.path) != c.size or content_key(c.path) != c.key:
+            on_skip(os.fspath(c.path), "a correction, but the photo is no longer there")
+            continue
+        examples[c.key] = Example(c.path, c.label, "corrections")
+    return list(examples.values())
+
+
+def with_corrections(
+    examples: TrainExamples,
+    corrections: list[Example],
+    cfg: FeatureConfig,
+    on_skip: OnSkip,
+    workers: int | None = None,
+    copies: int = 0,
+) -> TrainExamples:
+    """The example folders' photos plus the corrected ones (not flowers as 0, flowers as
+    1); a corrected photo that is already an example takes its corrected label."""
+    index = {os.path.realpath(p): i for i, p in enumerate(examples.paths)}
+    y = examples.y.copy()
+    extra: list[Example] = []
+    for ex in corrections:
+        i = index.get(os.path.realpath(ex.path))
+        if i is None:
+            extra.append(ex)
+        else:
+            y[i] = float(ex.label == "flower")
+    xs, ys, paths, skipped = [], [], [], list(examples.skipped)
+    for (path, result), ex in zip(
+        scan([e.path for e in extra], cfg, workers, copies=copies), extra
+    ):
+        if isinstance(result, str):
+            skipped.append((os.fspath(path), result))
+            on_skip(os.fspath(path), result)
+            continue
+        xs.append(result)
+        ys.append(float(ex.label == "flower"))
+        paths.append(os.fspath(path))
+    if not xs:
+        return TrainExamples(examples.x, y, examples.paths, skipped, examples.augmented)
+    x = np.stack(xs)
+    augmented = examples.augmented
+    if copies:
+        x, augmented = x[:, 0], np.concatenate([augmented, x[:, 1:]])
+    return TrainExamples(
+        np.concatenate([examples.x, x]),
+        np.concatenate([y, ys]),
+        examples.paths + paths,
+        skipped,
+        augmented,
+    )

@@ -138,3 +138,125 @@ def test_photos_put_into_dest_by_hand_are_confirmations(archive, tmp_path):
     assert confirmed.path == dest / "old" / "rose.jpg"
     nightly(archive, dest)  # seen again: nothing new
     assert len(Store().corrections()) == 1
+
+
+def scores(archive) -> dict[str, float]:
+    listing = run("classify", archive, "--json", "--workers", 1)
+    return {name: r["score"] for name, r in outcomes(listing).items()}
+
+
+def band_around_middle(archive) -> tuple[list[str], list[str]]:
+    """Threshold and band options that put the two middle photos of four in the band."""
+    ranked = sorted(scores(archive).items(), key=lambda kv: kv[1])
+    (low, s1), (mid_low, s2), (mid_high, s3), (high, s4) = ranked
+    assert s1 < s2 < s3 < s4
+    threshold, band = (s2 + s3) / 2, (s3 - s2) / 2 + 1e-5  # --json rounds to 6 digits
+    assert min(threshold - s1, s4 - threshold) > band + 1e-5
+    return [low, mid_low, mid_high, high], ["--threshold", threshold, "--review-band", band]
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    rng = np.random.default_rng(8)
+    root = tmp_path / "Pictures"
+    for i in range(4):
+        write_photo(root / f"IMG_{i:04d}.jpg", make_photo(rng, i % 2 == 0))
+    return root
+
+
+def test_borderline_photos_go_to_review_and_the_users_sorting_is_learnt(mixed, tmp_path):
+    dest, review = tmp_path / "Flowers", tmp_path / "Flowers" / "Review"
+    (low, mid_low, mid_high, high), opts = band_around_middle(mixed)
+    cron = ("classify", mixed, "--move-to", dest, "--review-to", review, "--json", *opts)
+    first = outcomes(run(*cron))
+    assert first[low]["action"] == "kept" and first[high]["action"] == "moved"
+    assert first[mid_low]["action"] == first[mid_high]["action"] == "review"
+    assert sorted(p.name for p in review.iterdir()) == sorted([mid_low, mid_high])
+    # the user sorts Review/: one into Flowers/ (a flower), one back into the archive (not)
+    os.rename(review / mid_high, dest / "keeper.jpg")
+    os.rename(review / mid_low, mixed / "not a flower.jpg")
+    for _ in range(2):
+        again = outcomes(run(*cron))
+        assert again["not a flower.jpg"]["action"] == "vetoed"
+        assert (mixed / "not a flower.jpg").exists() and list(review.iterdir()) == []
+    learnt = sorted((c.path.name, c.label, c.kind) for c in Store().corrections())
+    assert learnt == [
+        ("keeper.jpg", "flower", "review-in"),
+        ("not a flower.jpg", "not-flower", "review-out"),
+    ]
+
+
+def test_without_review_folder_borderline_photos_stay(mixed, tmp_path):
+    dest = tmp_path / "Flowers"
+    (low, mid_low, mid_high, high), opts = band_around_middle(mixed)
+    result = run("classify", mixed, "--move-to", dest, *opts)
+    assert result.exit_code == 0, result.output
+    assert f"borderline, left for you: {mixed / mid_high}" in result.output
+    assert sorted(p.name for p in mixed.iterdir()) == sorted([low, mid_low, mid_high])
+    assert "2 borderline" in result.stderr
+    with_json = outcomes(run("classify", mixed, "--move-to", dest, "--json", *opts))
+    assert with_json[mid_low]["action"] == with_json[mid_high]["action"] == "borderline"
+
+
+def test_the_band_is_a_model_setting(mixed, tmp_path):
+    from flowersort.model import default_model_path, load_model
+
+    model = load_model(default_model_path())
+    model.summary["review_band"] = 1.0  # every score is borderline
+    model.save(tmp_path / "wide.npz")
+    dest = tmp_path / "Flowers"
+    wide = outcomes(
+        run("classify", mixed, "--move-to", dest, "--json", "--model", tmp_path / "wide.npz")
+    )
+    assert {r["action"] for r in wide.values()} == {"borderline"}
+    model.summary["review_band"] = 0.0
+    model.save(tmp_path / "none.npz")
+    none = outcomes(
+        run("classify", mixed, "--move-to", dest, "--json", "--model", tmp_path / "none.npz")
+    )
+    assert "borderline" not in {r["action"] for r in none.values()}
+
+
+def train_json(examples, model, *extra):
+    result = run(
+        "train", *examples, "--model", model, "--epochs", 2, "--members", 1,
+        "--image-size", 48, "--grid", 4, "--crops", 1, "--json", "--workers", 1, *extra,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.splitlines()[-1]), result
+
+
+def test_train_with_corrections_adds_the_users_examples(examples, archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    take_out(dest, "IMG_0000.jpg", archive / "no" / "a.jpg")
+    take_out(dest, "IMG_0001.jpg", archive / "no" / "b.jpg")
+    take_out(dest, "IMG_0002.jpg", archive / "gone.jpg")
+    write_photo(dest / "mine.jpg", make_photo(np.random.default_rng(2), True))
+    nightly(archive, dest)
+    (archive / "gone.jpg").unlink()  # a vetoed photo the user deleted since
+    summary, result = train_json(examples, tmp_path / "m.npz", "--with-corrections")
+    assert summary["corrections"] == {"flowers": 1, "noflowers": 2}
+    assert summary["examples"] == {"flowers": 31, "noflowers": 32}
+    assert f"skipped: {archive / 'gone.jpg'}: a correction, but the photo is no longer" in (
+        result.stderr
+    )
+    plain, _ = train_json(examples, tmp_path / "plain.npz")
+    assert plain["examples"] == {"flowers": 30, "noflowers": 30} and "corrections" not in plain
+
+
+def test_a_correction_relabels_a_photo_of_the_example_folders(examples, tmp_path):
+    from flowersort.corrections import Example, with_corrections
+    from flowersort.images import FeatureConfig
+    from flowersort.train import load_examples
+
+    cfg = FeatureConfig(image_size=48, grid=4, bins=12)
+    flowers, noflowers = examples
+    ex = load_examples(flowers, noflowers, cfg, workers=1, copies=1)
+    extra = tmp_path / "extra.jpg"
+    write_photo(extra, make_photo(np.random.default_rng(1), False))
+    fixes = [Example(flowers / "fl_003.jpg", "not-flower", "test"), Example(extra, "flower", "t")]
+    out = with_corrections(ex, fixes, cfg, lambda *a: None, workers=1, copies=1)
+    assert out.y[ex.paths.index(str(flowers / "fl_003.jpg"))] == 0.0
+    assert out.paths[-1] == str(extra) and out.y[-1] == 1.0 and len(out.y) == 61
+    assert out.x.shape[0] == out.augmented.shape[0] == 61
