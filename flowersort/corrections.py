@@ -294,11 +294,15 @@ class Watch:
                 found.add(path)
                 continue
             known = by_path.get(path)
-            if (known and known.size == size and known.label == "flower") or (
-                path in journal_finals and path not in placed
-            ):
+            if known and known.size == size and known.label == "flower":
                 continue
             key = content_key(path)
+            if path in journal_finals and path not in placed:
+                # moved by a flowersort that kept no `placed` rows (an upgrade): note it now
+                self.store.add_placed(path, key, "dest", None)
+                placed[path] = Placed(path, key[0], key[1], "dest", None, time.time())
+                found.add(path)
+                continue
             mine = placed_by_key.get(key)
             if mine is not None and mine.folder == "dest":  # renamed inside DEST
                 self.store.move_placed(mine.path, path)

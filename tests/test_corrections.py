@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -260,3 +261,84 @@ def test_a_correction_relabels_a_photo_of_the_example_folders(examples, tmp_path
     assert out.y[ex.paths.index(str(flowers / "fl_003.jpg"))] == 0.0
     assert out.paths[-1] == str(extra) and out.y[-1] == 1.0 and len(out.y) == 61
     assert out.x.shape[0] == out.augmented.shape[0] == 61
+
+
+def marks_from_page(page: str, marked: set[str], tmp_path) -> str:
+    """Run the report's own marks code (the part without the DOM) in node, with the cards
+    whose file names are in `marked` clicked."""
+    from tests.test_report import data_of
+
+    rows = data_of(page)
+    for r in rows:
+        r["marked"] = os.path.basename(r["path"]) in marked
+    script = page[page.index("// --- marks") : page.index("// --- end marks")]
+    js = tmp_path / "marks.js"
+    js.write_text(f"const DATA = {json.dumps(rows)};\n{script}\n"
+                  "process.stdout.write(marksJson(DATA, 'test'));\n")  # fmt: skip
+    return subprocess.run(
+        ["node", str(js)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_report_marks_round_trip_into_train(examples, trained_model, tmp_path):
+    from tests.conftest import make_archive
+
+    archive = make_archive(tmp_path / "Pictures", 8, seed=4)
+    dest, report = tmp_path / "Flowers", tmp_path / "report.html"
+    result = outcomes(
+        run("classify", archive, "--move-to", dest, "--report", report, "--json",
+            "--model", trained_model, "--workers", 1)
+    )  # fmt: skip
+    moved = next(n for n, r in result.items() if r["action"] == "moved")
+    kept = next(n for n, r in result.items() if r["action"] == "kept")
+    text = marks_from_page(report.read_text(), {moved, kept}, tmp_path)
+    doc = json.loads(text)
+    assert doc["format"] == "flowersort-marks" and len(doc["marks"]) == 2
+    by_label = {m["label"]: m for m in doc["marks"]}
+    assert by_label["not-flower"]["path"] == result[moved]["detail"]  # where it is now
+    assert by_label["flower"]["path"] == str(archive / kept)
+    (tmp_path / "marks.json").write_text(text)
+    summary, _ = train_json(examples, tmp_path / "m.npz", "--marks", tmp_path / "marks.json")
+    assert summary["corrections"] == {"flowers": 1, "noflowers": 1}
+    assert summary["examples"] == {"flowers": 31, "noflowers": 31}
+    kept_as = sorted((c.path, c.label, c.kind) for c in Store().corrections())
+    assert kept_as == sorted(
+        [(dest / moved, "not-flower", "mark"), (archive / kept, "flower", "mark")]
+    )
+
+
+def test_a_file_that_is_not_a_marks_file_is_exit_2(examples, tmp_path):
+    bad = tmp_path / "marks.json"
+    bad.write_text('{"marks": []}')
+    result = run("train", *examples, "--model", tmp_path / "m.npz", "--marks", bad)
+    assert result.exit_code == 2
+    assert result.output == f"Error: {bad} is not a marks file saved from a flowersort report\n"
+
+
+def test_moves_from_before_corrections_existed_are_not_confirmations(archive, tmp_path):
+    """An upgrade: the journal knows what flowersort moved before `placed` was kept."""
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    store = Store()
+    store.db.execute("DELETE FROM placed")
+    store.close()
+    nightly(archive, dest)
+    assert Store().corrections() == []
+    take_out(dest, "IMG_0002.jpg", archive / "x.jpg")  # and they can be vetoed
+    assert outcomes(nightly(archive, dest))["x.jpg"]["action"] == "vetoed"
+
+
+def test_photos_left_in_dest_are_weak_confirmations_listed_not_learnt(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    store = Store()
+    store.db.execute(
+        "UPDATE placed SET placed = placed - 15 * 86400 WHERE CAST(path AS TEXT) LIKE '%0001%'"
+    )
+    store.close()
+    listing = run("corrections", "list")
+    assert listing.output.endswith(
+        "0 corrections: 0 not flowers, 0 flowers; 1 photos moved by flowersort left in the "
+        "target for 14 days or more\n"
+    )
