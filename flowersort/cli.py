@@ -592,6 +592,8 @@ def classify(
     dest = move_to or copy_to
     if review_to and not dest:
         raise click.UsageError("--review-to needs --move-to or --copy-to")
+    if review_to and os.path.realpath(review_to) == os.path.realpath(dest):
+        raise click.UsageError("--review-to must be another folder than the target")
     model_file = model_path or default_model_path()
     model = open_model(model_file)
     cache = (

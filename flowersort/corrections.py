@@ -151,19 +151,22 @@ class Store:
     def __init__(self, path: Path | None = None, *, dry_run: bool = False):
         self.path = path or store_path()
         self.dry_run = dry_run
-        if dry_run and not self.path.exists():
-            self.db = sqlite3.connect(":memory:")
-        elif dry_run:
-            self.db = _read_only(self.path)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
-            self.db.execute("PRAGMA journal_mode=WAL")
         try:
-            if not dry_run or not self.path.exists():
+            if dry_run and not self.path.exists():
+                self.db = sqlite3.connect(":memory:")
+                self.db.executescript(SCHEMA)
+            elif dry_run:
+                self.db = _read_only(self.path)
+                self.db.execute("SELECT count(*) FROM corrections").fetchone()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+                self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise FlowersortError(f"corrections file {self.path} is damaged: {e}") from None
+            raise FlowersortError(
+                f"corrections file {self.path} is damaged ({e}); move it away to start afresh"
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -296,7 +299,10 @@ class Watch:
             known = by_path.get(path)
             if known and known.size == size and known.label == "flower":
                 continue
-            key = content_key(path)
+            try:
+                key = content_key(path)
+            except OSError:
+                continue
             if path in journal_finals and path not in placed:
                 # moved by a flowersort that kept no `placed` rows (an upgrade): note it now
                 self.store.add_placed(path, key, "dest", None)
@@ -304,11 +310,12 @@ class Watch:
                 found.add(path)
                 continue
             mine = placed_by_key.get(key)
-            if mine is not None and mine.folder == "dest":  # renamed inside DEST
-                self.store.move_placed(mine.path, path)
-                placed[path] = placed.pop(mine.path)
-                placed[path].path = path
-                found.add(path)
+            if mine is not None and mine.folder == "dest":
+                if mine.path in placed and _size(mine.path) is None:  # renamed inside DEST
+                    self.store.move_placed(mine.path, path)
+                    placed[path] = placed.pop(mine.path)
+                    placed[path].path = path
+                found.add(path)  # else a copy of one it placed: not the user's example
                 continue
             if mine is not None:  # from the review folder into DEST: sorted as a flower
                 self.store.drop_placed(mine.path)

@@ -169,6 +169,9 @@ def test_borderline_photos_go_to_review_and_the_users_sorting_is_learnt(mixed, t
     dest, review = tmp_path / "Flowers", tmp_path / "Flowers" / "Review"
     (low, mid_low, mid_high, high), opts = band_around_middle(mixed)
     cron = ("classify", mixed, "--move-to", dest, "--review-to", review, "--json", *opts)
+    plan = outcomes(run(*cron, "--dry-run"))
+    assert plan[mid_low]["action"] == plan[mid_high]["action"] == "would-review"
+    assert not dest.exists()
     first = outcomes(run(*cron))
     assert first[low]["action"] == "kept" and first[high]["action"] == "moved"
     assert first[mid_low]["action"] == first[mid_high]["action"] == "review"
@@ -342,3 +345,21 @@ def test_photos_left_in_dest_are_weak_confirmations_listed_not_learnt(archive, t
         "0 corrections: 0 not flowers, 0 flowers; 1 photos moved by flowersort left in the "
         "target for 14 days or more\n"
     )
+
+
+def test_a_damaged_store_is_one_line_and_exit_2(archive, tmp_path):
+    store_path().parent.mkdir(parents=True)
+    store_path().write_bytes(b"not a database" * 100)
+    for dry in ((), ("--dry-run",)):
+        result = nightly(archive, tmp_path / "Flowers", *dry)
+        assert result.exit_code == 2
+        assert result.output.startswith(f"Error: corrections file {store_path()} is damaged")
+        assert result.output.count("\n") == 1
+    assert len(list(archive.rglob("*.jpg"))) == 4  # nothing moved
+
+
+def test_review_to_needs_its_own_folder_and_a_target(archive, tmp_path):
+    alone = run("classify", archive, "--review-to", tmp_path / "R")
+    assert alone.exit_code == 2 and "--review-to needs --move-to or --copy-to" in alone.output
+    same = run("classify", archive, "--move-to", tmp_path / "F", "--review-to", tmp_path / "F")
+    assert same.exit_code == 2 and "another folder than the target" in same.output
