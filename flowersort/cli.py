@@ -754,7 +754,7 @@ def list_corrections(as_json):
     """List every correction: label, how it was learnt, where the photo was last seen."""
     from flowersort.corrections import KIND_TEXT, Store, weak_confirmations
 
-    store = run_library(Store)
+    store = run_library(Store, dry_run=True)  # read only: listing writes nothing
     try:
         rows, weak = store.corrections(), sum(1 for _ in weak_confirmations(store))
     finally:
