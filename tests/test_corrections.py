@@ -363,3 +363,26 @@ def test_review_to_needs_its_own_folder_and_a_target(archive, tmp_path):
     assert alone.exit_code == 2 and "--review-to needs --move-to or --copy-to" in alone.output
     same = run("classify", archive, "--move-to", tmp_path / "F", "--review-to", tmp_path / "F")
     assert same.exit_code == 2 and "another folder than the target" in same.output
+
+
+def test_a_photo_marked_not_a_flower_is_held_by_later_runs(examples, archive, tmp_path):
+    marks = tmp_path / "marks.json"
+    photo = archive / "2024" / "IMG_0003.jpg"
+    mark = {"path": str(photo), "size": photo.stat().st_size, "label": "not-flower"}
+    marks.write_text(json.dumps({"format": "flowersort-marks", "version": 1, "marks": [mark]}))
+    train_json(examples, tmp_path / "m.npz", "--marks", marks)
+    result = outcomes(nightly(archive, tmp_path / "Flowers"))
+    assert result["IMG_0003.jpg"]["action"] == "vetoed" and photo.exists()
+    assert {r["action"] for n, r in result.items() if n != "IMG_0003.jpg"} == {"moved"}
+
+
+def test_undoing_a_review_run_is_no_choice(mixed, tmp_path):
+    dest, review = tmp_path / "Flowers", tmp_path / "Flowers" / "Review"
+    _, opts = band_around_middle(mixed)
+    cron = ("classify", mixed, "--move-to", dest, "--review-to", review, "--json", *opts)
+    first = outcomes(run(*cron))
+    assert run("undo").exit_code == 0
+    assert list(review.iterdir()) == [] and len(list(mixed.iterdir())) == 4
+    again = outcomes(run(*cron))
+    assert {n: r["action"] for n, r in again.items()} == {n: r["action"] for n, r in first.items()}
+    assert Store().corrections() == []
