@@ -167,6 +167,7 @@ def classify(
                     yield Outcome(path, score, flower, "would-review", os.fsdecode(review))
                 else:
                     outcome = mover.move(path, score, review)
+                    outcome.flower = flower
                     if outcome.action in ("moved", "copied"):
                         watch.placed(outcome.detail, "review", mover.run)
                         outcome.action = "review"

@@ -175,6 +175,7 @@ def test_borderline_photos_go_to_review_and_the_users_sorting_is_learnt(mixed, t
     first = outcomes(run(*cron))
     assert first[low]["action"] == "kept" and first[high]["action"] == "moved"
     assert first[mid_low]["action"] == first[mid_high]["action"] == "review"
+    assert (first[mid_low]["flower"], first[mid_high]["flower"]) == (False, True)
     assert sorted(p.name for p in review.iterdir()) == sorted([mid_low, mid_high])
     # the user sorts Review/: one into Flowers/ (a flower), one back into the archive (not)
     os.rename(review / mid_high, dest / "keeper.jpg")
