@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
+from flowersort.corrections import DEFAULT_REVIEW_BAND
 from flowersort.errors import FlowersortError
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
@@ -217,6 +218,28 @@ def cli() -> None:
     is_flag=True,
     help="Leave the tile net random and train only the head (the original design).",
 )
+@click.option(
+    "--review-band",
+    default=DEFAULT_REVIEW_BAND,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Saved in the model: classify calls scores this close to the threshold borderline "
+    "(sent to --review-to, else left in place).",
+)
+@click.option(
+    "--with-corrections",
+    is_flag=True,
+    help="Also learn from your corrections (see 'flowersort corrections'): photos you took "
+    "out of the target folder as not flowers, photos you put into it as flowers.",
+)
+@click.option(
+    "--marks",
+    "marks_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A marks file saved from a report's 'save marks' button; may be repeated. The "
+    "marks are also kept as corrections.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 @workers_option
 @logging_options
@@ -240,6 +263,9 @@ def train(
     augment,
     crops,
     freeze_tile_net,
+    review_band,
+    with_corrections,
+    marks_files,
     as_json,
     workers,
     quiet,
@@ -289,6 +315,16 @@ def train(
             on_photo=lambda: bar.update(1),
             copies=cfg.copies,
         )
+    if with_corrections or marks_files:
+        examples, corrected = run_library(
+            add_corrections,
+            examples,
+            list(marks_files),
+            with_corrections,
+            feature_cfg,
+            cfg.copies,
+            workers,
+        )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
     with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:
 
@@ -314,6 +350,9 @@ def train(
         except AssertionError as e:
             raise click.UsageError(f"bad network shape: {e}") from None
     model.summary["skipped"] = len(examples.skipped)
+    model.summary["review_band"] = review_band
+    if with_corrections or marks_files:
+        model.summary["corrections"] = corrected
     model.save(model_path)
     from flowersort.report import Entry
 
@@ -450,6 +489,19 @@ def evaluate(
 @model_option
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Override the model's threshold.")
 @click.option(
+    "--review-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Move (or copy) photos with a borderline score here, e.g. Flowers/Review, for you "
+    "to sort by hand: into the target folder means flower, back into the archive means not. "
+    "Without it they stay where they are.",
+)
+@click.option(
+    "--review-band",
+    type=click.FloatRange(0, 1),
+    help="Scores closer than this to the threshold are borderline. Default: the model's "
+    f"setting, else {DEFAULT_REVIEW_BAND}; none with --threshold; 0 turns the band off.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -502,6 +554,8 @@ def classify(
     dry_run,
     model_path,
     threshold,
+    review_to,
+    review_band,
     as_json,
     on_conflict,
     wait,
@@ -525,6 +579,10 @@ def classify(
     .aae, .json, RAW twins) move with their photo. Every move is journalled: a run killed
     half-way is finished or rolled back by the next one, and 'flowersort undo' puts the
     last run's moves back. Only one moving run at a time (exit 3 otherwise).
+
+    flowersort learns from what you do with the files: a photo it moved that you took
+    back out of the target (under any name, into any folder) is never moved again; a photo
+    you put into the target yourself is a flower example (see 'flowersort corrections').
     """
     from flowersort.sorter import classify as run_classify
 
@@ -532,6 +590,10 @@ def classify(
     if move_to and copy_to:
         raise click.UsageError("use either --move-to or --copy-to, not both")
     dest = move_to or copy_to
+    if review_to and not dest:
+        raise click.UsageError("--review-to needs --move-to or --copy-to")
+    if review_to and os.path.realpath(review_to) == os.path.realpath(dest):
+        raise click.UsageError("--review-to must be another folder than the target")
     model_file = model_path or default_model_path()
     model = open_model(model_file)
     cache = (
@@ -555,6 +617,8 @@ def classify(
         wait=wait,
         cache=cache,
         thumbnail=thumbnails,
+        review=review_to,
+        review_band=review_band,
     )
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
@@ -562,7 +626,7 @@ def classify(
             1
             for _ in walk(
                 src,
-                prune=[dest] if dest else [],
+                prune=[p for p in (dest, review_to) if p],
                 include_hidden=include_hidden,
                 follow_symlinks=follow_symlinks,
                 exclude=exclude,
@@ -578,7 +642,7 @@ def classify(
     if report_path:
         from flowersort.report import Entry
 
-        moved = ("moved", "deduplicated")
+        moved = ("moved", "deduplicated", "review")
         entries = [
             Entry(
                 os.fspath(o.path),
@@ -595,6 +659,23 @@ def classify(
     log.info(summary_line(counts))
     if counts["failed"] or counts["not-attempted"]:
         sys.exit(EXIT_FAILED)
+
+
+def add_corrections(
+    examples, marks_files, stored: bool, feature_cfg, copies, workers
+) -> tuple[object, dict]:
+    """The training examples with the user's corrections and marks folded in."""
+    from flowersort.corrections import Store, training_examples, with_corrections
+
+    store = Store()
+    try:
+        found = training_examples(store, marks_files, report_skip, stored=stored)
+    finally:
+        store.close()
+    flowers = sum(e.label == "flower" for e in found)
+    counts = {"flowers": flowers, "noflowers": len(found) - flowers}
+    log.info("corrections: %d flowers, %d not flowers", flowers, len(found) - flowers)
+    return with_corrections(examples, found, feature_cfg, report_skip, workers, copies), counts
 
 
 def write_html(path: Path, entries, model, title: str, workers: int | None) -> None:
@@ -614,6 +695,10 @@ def summary_line(counts: Counter) -> str:
         "deduplicated",
         "would-move",
         "would-copy",
+        "review",
+        "would-review",
+        "borderline",
+        "vetoed",
         "restored",
         "removed-copy",
         "kept",
@@ -621,7 +706,12 @@ def summary_line(counts: Counter) -> str:
         "failed",
         "not-attempted",
     )
-    parts = [f"{counts[k]} {k.replace('-', ' ')}" for k in order if counts[k] or k in always]
+    words = {"vetoed": "kept by your earlier choice", "review": "for review"}
+    parts = [
+        f"{counts[k]} {words.get(k, k.replace('-', ' '))}"
+        for k in order
+        if counts[k] or k in always
+    ]
     return f"{sum(counts.values())} photos: " + ", ".join(parts)
 
 
@@ -647,6 +737,64 @@ def undo(wait, as_json, quiet, verbose, log_file):
         sys.exit(EXIT_FAILED)
 
 
+@cli.group(epilog=EPILOG)
+def corrections() -> None:
+    """What flowersort learnt from you, kept by content (size and SHA-256).
+
+    A photo flowersort moved into the target that you took back out, under any name and
+    into any folder, is never moved again (a non-flower example for train
+    --with-corrections); a photo you put into the target yourself, or sorted from the
+    review folder into it, is a flower example. They live in corrections.sqlite beside the
+    journal ($XDG_STATE_HOME/flowersort).
+    """
+
+
+@corrections.command("list", epilog=EPILOG)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line per correction.")
+def list_corrections(as_json):
+    """List every correction: label, how it was learnt, where the photo was last seen."""
+    from flowersort.corrections import KIND_TEXT, Store, weak_confirmations
+
+    store = run_library(Store, dry_run=True)  # read only: listing writes nothing
+    try:
+        rows, weak = store.corrections(), sum(1 for _ in weak_confirmations(store))
+    finally:
+        store.close()
+    for c in rows:
+        if as_json:
+            click.echo(json.dumps(c.to_json()))
+        else:
+            click.echo(f"{c.label}: {display(c.path)} ({KIND_TEXT[c.kind]}, {c.sha256[:12]})")
+    if not as_json:
+        vetoes = sum(c.label == "not-flower" for c in rows)
+        click.echo(
+            f"{len(rows)} corrections: {vetoes} not flowers, {len(rows) - vetoes} flowers; "
+            f"{weak} photos moved by flowersort left in the target for 14 days or more"
+        )
+
+
+@corrections.command(epilog=EPILOG)
+@click.argument("target")
+def forget(target):
+    """Forget the correction for TARGET: a photo (found by content) or a SHA-256 prefix.
+
+    A forgotten veto lets the photo be moved again on the next run.
+    """
+    from flowersort.corrections import Store, find
+
+    store = run_library(Store)
+    try:
+        found = run_library(find, store, target)
+        if not found:
+            raise CliError(FlowersortError(f"no correction for {target}"))
+        if len(found) > 1:
+            raise CliError(FlowersortError(f"{target} matches {len(found)} corrections"))
+        store.forget(found[0].key)
+    finally:
+        store.close()
+    click.echo(f"forgot: {found[0].label}: {display(found[0].path)}")
+
+
 def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, seen=None) -> None:
     """Print each photo's outcome as it streams in: JSON or a line on stdout (none with
     --quiet), skips and failures on stderr; keep them in `seen` for a report."""
@@ -663,8 +811,10 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             log.error("%s: %s: %s", o.action.replace("-", " "), display(o.path), o.detail)
         elif o.action == "kept" and o.flower and not quiet:  # no target folder: list them
             click.echo(f"flower: {display(o.path)} ({o.score:.3f})")
-        elif o.action == "kept":
-            log.debug("kept: %s (score %.3f)", display(o.path), o.score)
+        elif o.action in ("kept", "vetoed"):
+            log.debug("%s: %s (score %.3f)", o.action, display(o.path), o.score)
+        elif o.action == "borderline" and not quiet:
+            click.echo(f"borderline, left for you: {display(o.path)} ({o.score:.3f})")
         elif quiet:
             pass
         elif o.score is None:  # undo: the photo goes back from detail to path

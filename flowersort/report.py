@@ -5,6 +5,10 @@ tile map, how much it pushed the score up (gradient x input through the head net
 Thumbnails are embedded as data URIs inside a JSON array, and the page builds the cards a
 few hundred at a time as the user scrolls, so 10,000 photos still open at once. No
 network, no external file.
+
+A click on a card marks its decision wrong; "save marks" downloads them as a small JSON
+file (format "flowersort-marks": the photo's path and size as they were when the page was
+written, and the label the user gave it) that `flowersort train --marks FILE` reads.
 """
 
 from __future__ import annotations
@@ -54,6 +58,17 @@ def _thumb_and_features(path: str, cfg: FeatureConfig) -> tuple[str, np.ndarray]
     return base64.b64encode(jpeg).decode("ascii"), features(img, cfg)
 
 
+def _text(path) -> str:
+    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _size(path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
 def write_report(
     out: Path,
     entries: Iterable[Entry],
@@ -82,9 +97,9 @@ def write_report(
         thumb, heat = by_path.get(e.shown_from or e.path, (None, None))
         rows.append(
             {
-                "path": os.fsdecode(e.path)
-                .encode("utf-8", "surrogateescape")
-                .decode("utf-8", "replace"),
+                "path": _text(e.path),
+                "file": _text(e.shown_from or e.path),  # where it is now, for marks
+                "size": _size(e.shown_from or e.path),
                 "score": None if e.score is None else round(e.score, 4),
                 "flower": e.flower,
                 "truth": e.truth,
@@ -122,6 +137,10 @@ header label { margin-right: 14px; }
 .card { width: 150px; background: #fff; border: 1px solid #ddd; border-radius: 6px;
         padding: 6px; }
 .card.wrong { border: 2px solid #d33; }
+.card.marked { outline: 4px solid #f70; outline-offset: -2px; }
+.card.marked .mark { display: block; }
+.mark { display: none; color: #c50; font-weight: 600; font-size: 12px; }
+.card[data-markable] { cursor: pointer; }
 .frame { position: relative; width: 138px; height: 138px; display: flex;
          align-items: center; justify-content: center; background: #eee; }
 .frame img { max-width: 138px; max-height: 138px; display: block; }
@@ -146,12 +165,36 @@ body.noheat .heat { display: none; }
 <label><input type="checkbox" id="heat" checked> heat map</label>
 <span id="count"></span> &middot; threshold __THRESHOLD__ &middot; borderline scores first
 </div>
+<div>Click a photo whose decision is wrong to mark it, then
+<button id="save">save marks (0)</button> for <code>flowersort train --marks FILE</code>.</div>
 </header>
 <main id="grid"></main>
 <div id="more" style="height: 40px"></div>
 <script>
 const DATA = __DATA__;
 const grid = document.getElementById("grid");
+// --- marks (no DOM: tests run this part alone)
+function marksJson(rows, title) {
+  const marks = rows.filter(r => r.marked && r.score !== null).map(r => ({
+    path: r.file, size: r.size, score: r.score,
+    decision: r.flower ? "flower" : "not-flower",
+    label: r.flower ? "not-flower" : "flower",
+  }));
+  return JSON.stringify({format: "flowersort-marks", version: 1, report: title,
+                         threshold: __THRESHOLD__, marks: marks}, null, 1);
+}
+// --- end marks
+function countMarks() {
+  document.getElementById("save").textContent =
+    "save marks (" + DATA.filter(r => r.marked).length + ")";
+}
+document.getElementById("save").onclick = () => {
+  const blob = new Blob([marksJson(DATA, document.title)], {type: "application/json"});
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = "flowersort-marks.json";
+  document.body.appendChild(a); a.click(); a.remove();
+};
 let shown = [], next = 0;
 function keep(r, f) {
   if (f === "flower") return r.flower === true;
@@ -199,7 +242,17 @@ function card(r) {
       (r.truth === null ? "" : r.truth ? " (is a flower)" : " (is not a flower)");
   m.querySelector(".a").textContent = r.action + (r.detail ? ": " + r.detail : "");
   m.querySelector(".p").textContent = r.path;
+  const mark = document.createElement("div");
+  mark.className = "mark";
+  mark.textContent = "marked: " + (r.flower ? "not a flower" : "a flower");
+  m.appendChild(mark);
   c.appendChild(frame); c.appendChild(m);
+  if (r.score !== null) {
+    c.dataset.markable = "1";
+    if (r.marked) c.classList.add("marked");
+    c.onclick = () => { r.marked = !r.marked; c.classList.toggle("marked", r.marked);
+                        countMarks(); };
+  }
   return c;
 }
 function more() {

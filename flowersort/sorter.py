@@ -15,6 +15,7 @@ from typing import Literal
 from flowersort import safefs
 from flowersort.archive import OnSkip, walk
 from flowersort.cache import ScoreCache
+from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
 from flowersort.errors import FlowersortError
 from flowersort.journal import Journal, RunLock, state_dir
 from flowersort.model import Model
@@ -25,6 +26,7 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 log = logging.getLogger("flowersort")
 SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
 RAW_SUFFIXES = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")
+log = logging.getLogger("flowersort")
 
 
 def sidecars(photo: Path) -> list[Path]:
@@ -89,7 +91,9 @@ def check_target(src: Path, dest: Path) -> None:
 class Outcome:
     """What happened to one photo. action: moved, copied, deduplicated, would-move,
     would-copy, kept, skipped (not a usable photo, or already at the target), failed (a
-    move that could not be done), not-attempted (the target was already full); for undo:
+    move that could not be done), not-attempted (the target was already full); vetoed
+    (kept where the user put it back earlier), review, would-review (a borderline score:
+    into the review folder), borderline (left in place: no review folder); for undo:
     restored, removed-copy, failed."""
 
     path: str | Path
@@ -121,25 +125,47 @@ def classify(
     cache: ScoreCache | None = None,
     thumbnail: bool = False,
     on_walk_skip: OnSkip | None = None,
+    review: Path | None = None,
+    review_band: float | None = None,
 ) -> Iterator[Outcome]:
     """Score every photo under src; move (or copy) the flowers into dest unless dry_run.
 
     A run that changes files holds the lock for its whole length, first finishes or
     rolls back what an interrupted run left in the journal, and journals every move.
+    With dest, a score within review_band of the threshold (default: the model's band,
+    none when the threshold is set by hand) is borderline: moved into `review` if given,
+    else left in place; and the user's earlier choices are learnt and kept (see
+    corrections.Watch).
     """
     src = Path(src)
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
     if dest is not None:
         check_target(src, Path(dest))
+    if review_band is None:  # a threshold set by hand is the line itself: no band
+        band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
+        review_band = band if threshold is None else 0.0
     threshold = model.threshold if threshold is None else threshold
-    mover = None
+    mover = watch = None
     if dest is not None and not dry_run:
-        try:
-            dest.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise FlowersortError(f"cannot create {dest}: {e.strerror}") from None
+        for folder in (dest, review) if review is not None else (dest,):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise FlowersortError(f"cannot create {folder}: {e.strerror}") from None
         mover = Mover(dest, copy, on_conflict, wait, src)
+    if dest is not None:
+        try:
+            watch = Watch(dest, review, dry_run=dry_run)
+            learnt = watch.start()
+        except BaseException:
+            if mover:
+                mover.close()
+            raise
+        if learnt.confirmations:
+            log.info(
+                "%d photos put into %s by you: flower examples", len(learnt.confirmations), dest
+            )
     walk_skips: deque[tuple[str, str]] = deque()
     scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
 
@@ -155,7 +181,7 @@ def classify(
 
     photos = walk(
         src,
-        prune=[dest] if dest is not None else [],
+        prune=[p for p in (dest, review) if p is not None],
         include_hidden=include_hidden,
         follow_symlinks=follow_symlinks,
         exclude=exclude,
@@ -173,16 +199,36 @@ def classify(
                 yield Outcome(path, None, None, "skipped", reason)
                 continue
             flower = score >= threshold
-            if not flower or dest is None:
+            borderline = abs(score - threshold) < review_band
+            if dest is not None and (veto := watch.held(path)):
+                yield Outcome(path, score, flower, "vetoed", KIND_TEXT[veto.kind])
+            elif dest is not None and borderline:
+                if review is None:
+                    yield Outcome(path, score, flower, "borderline")
+                elif dry_run:
+                    yield Outcome(path, score, flower, "would-review", os.fsdecode(review))
+                else:
+                    outcome = mover.move(path, score, was, folder=review)
+                    outcome.flower = flower
+                    if outcome.action in ("moved", "copied"):
+                        watch.placed(outcome.detail, "review", mover.run)
+                        outcome.action = "review"
+                    yield outcome
+            elif not flower or dest is None:
                 yield Outcome(path, score, flower, "kept")
             elif dry_run:
                 action = "would-copy" if copy else "would-move"
                 yield Outcome(path, score, flower, action, os.fsdecode(dest))
             else:
-                yield mover.move(path, score, was)
+                outcome = mover.move(path, score, was)
+                if outcome.action in ("moved", "copied"):
+                    watch.placed(outcome.detail, "dest", mover.run)
+                yield outcome
         for skipped, why in walk_skips:
             yield Outcome(skipped, None, None, "skipped", why)
     finally:
+        if watch:
+            watch.close()
         if mover:
             mover.close()
 
@@ -203,11 +249,19 @@ class Mover:
         self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
         self.full: str | None = None  # why the target took no more: no space, quota
 
-    def move(self, path: str, score: float, scored_as: tuple | None = None) -> Outcome:
-        """scored_as: the photo's identity() when it was scored; a photo replaced or
-        changed since is left where it is (its score is not its own)."""
+    def move(
+        self,
+        path: str,
+        score: float,
+        scored_as: tuple | None = None,
+        folder: Path | None = None,
+    ) -> Outcome:
+        """Move path into folder (default: dest). scored_as: the photo's identity() when
+        it was scored; a photo replaced or changed since is left where it is (its score is
+        not its own)."""
         photo = Path(path)
         done = "copied" if self.copy else "moved"
+        folder = folder or self.dest
         if self.full:  # every further try would fail the same way, and cost a full copy
             return Outcome(photo, score, True, "not-attempted", self.full)
         if scored_as is not None and (now := identity(path)) and now != scored_as:
@@ -215,16 +269,16 @@ class Mover:
                 photo, score, True, "failed", "changed since it was scored; left in place"
             )
         try:
-            if self.on_conflict != "rename" and (twin := identical_at_target(photo, self.dest)):
+            if self.on_conflict != "rename" and (twin := identical_at_target(photo, folder)):
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, score, True, "skipped", f"already at {twin}")
                 if self.dedupe(photo, twin):
                     return Outcome(photo, score, True, "deduplicated", os.fsdecode(twin))
             group = [photo, *sidecars(photo)]
-            finals = self.journal.transfer(self.run, group, self.dest, keep_source=self.copy)
+            finals = self.journal.transfer(self.run, group, folder, keep_source=self.copy)
         except OSError as e:
             if e.errno in FULL:
-                self.full = f"{self.dest} is full ({e.strerror})"
+                self.full = f"{folder} is full ({e.strerror})"
             return Outcome(photo, score, True, "failed", e.strerror or str(e))
         return Outcome(photo, score, True, done, os.fsdecode(finals[0]))
 

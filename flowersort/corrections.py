@@ -1,0 +1,506 @@
+"""What the user teaches flowersort by moving files: vetoes, confirmations and marks.
+
+The file manager is the interface. A photo flowersort put into DEST (or the review folder)
+that the user took back out into the archive, under any name, is a *veto*: it is never
+moved again, and it is a non-flower example for `train --with-corrections`. A photo the
+user put into DEST by hand, or moved from the review folder into DEST, is a *confirmation*:
+a flower example. Photos are recognised by content (size, then SHA-256), never by path, so
+renames, moves to other folders and a move of the whole archive to another disk change
+nothing.
+
+The store is `corrections.sqlite` beside the journal ($XDG_STATE_HOME/flowersort): the
+table `corrections` holds what the user taught (one row per content key, with the label,
+how it was learnt and where the photo was last seen) and `placed` every photo flowersort
+put into DEST or the review folder (content key, path, journal run), which is how a photo
+missing from DEST is recognised when it turns up elsewhere in the archive. Read it with
+`flowersort corrections list` or the sqlite3 shell; back it up by copying the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from flowersort.archive import OnSkip, walk
+from flowersort.errors import FlowersortError
+from flowersort.images import FeatureConfig
+from flowersort.journal import state_dir
+from flowersort.pipeline import scan
+from flowersort.train import Examples as TrainExamples
+
+Label = Literal["flower", "not-flower"]
+# how a correction was learnt
+Kind = Literal["taken-out", "review-out", "review-in", "added", "mark"]
+Folder = Literal["dest", "review"]
+
+# Scores this close to the threshold are borderline: sent to --review-to, else left in
+# place. On ../shared/datasets/archive with the default model, 0.1 put 176 of 2,540 photos
+# (7 %) in the band, holding 77 of the 216 wrong decisions (README, "Learning from you").
+DEFAULT_REVIEW_BAND = 0.1
+# a photo flowersort moved that stayed in DEST this long is a weak confirmation
+WEAK_AFTER_DAYS = 14
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS corrections (
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, label TEXT NOT NULL, kind TEXT NOT NULL,
+    path BLOB NOT NULL, noted REAL NOT NULL, PRIMARY KEY (size, sha256)
+);
+CREATE TABLE IF NOT EXISTS placed (
+    path BLOB PRIMARY KEY, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    folder TEXT NOT NULL, run INTEGER, placed REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS placed_key ON placed(size, sha256);
+PRAGMA user_version = 1;
+"""
+
+Key = tuple[int, str]  # size in bytes, SHA-256 hex
+
+
+def content_key(path: str | os.PathLike) -> Key:
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return size, digest
+
+
+def _blob(path: str | os.PathLike) -> bytes:
+    return os.fsencode(path)
+
+
+def _path(blob: bytes) -> Path:
+    return Path(os.fsdecode(blob))
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """Open without writing anything, not even SQLite's -wal and -shm files (a dry run
+    records nothing): when no other connection has them open, read the main file as is."""
+    wal = path.with_name(path.name + "-wal").exists()
+    mode = "mode=ro" if wal else "immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=60)
+
+
+def store_path() -> Path:
+    return state_dir() / "corrections.sqlite"
+
+
+@dataclass
+class Correction:
+    """One thing the user taught, keyed by content."""
+
+    size: int
+    sha256: str
+    label: Label
+    kind: Kind
+    path: Path  # where the photo was last seen
+    noted: float  # when (seconds since the epoch)
+
+    @property
+    def key(self) -> Key:
+        return self.size, self.sha256
+
+    def to_json(self) -> dict:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.noted))
+        return {
+            "path": os.fsdecode(self.path),
+            "label": self.label,
+            "kind": self.kind,
+            "size": self.size,
+            "sha256": self.sha256,
+            "noted": when,
+        }
+
+
+KIND_TEXT = {
+    "taken-out": "taken out of the target folder",
+    "review-out": "sorted out of the review folder",
+    "review-in": "sorted from the review folder into the target",
+    "added": "put into the target folder by hand",
+    "mark": "marked in a report",
+}
+
+
+@dataclass
+class Placed:
+    """A photo flowersort put into DEST or the review folder."""
+
+    path: Path
+    size: int
+    sha256: str
+    folder: Folder
+    run: int | None
+    placed: float
+
+    @property
+    def key(self) -> Key:
+        return self.size, self.sha256
+
+
+class Store:
+    """The corrections file. With dry_run every write is skipped (a dry run records nothing)
+    and a missing file is not created."""
+
+    def __init__(self, path: Path | None = None, *, dry_run: bool = False):
+        self.path = path or store_path()
+        self.dry_run = dry_run
+        try:
+            if dry_run and not self.path.exists():
+                self.db = sqlite3.connect(":memory:")
+                self.db.executescript(SCHEMA)
+            elif dry_run:
+                self.db = _read_only(self.path)
+                self.db.execute("SELECT count(*) FROM corrections").fetchone()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise FlowersortError(
+                f"corrections file {self.path} is damaged ({e}); move it away to start afresh"
+            ) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _write(self, sql: str, args: tuple) -> None:
+        if not self.dry_run:
+            self.db.execute(sql, args)
+
+    # ------------------------------------------------------------------ corrections
+
+    def corrections(self) -> list[Correction]:
+        rows = self.db.execute(
+            "SELECT size, sha256, label, kind, path, noted FROM corrections ORDER BY noted"
+        ).fetchall()
+        return [Correction(s, h, lab, k, _path(p), t) for s, h, lab, k, p, t in rows]
+
+    def note(self, key: Key, label: Label, kind: Kind, path: str | os.PathLike) -> Correction:
+        """Record what the user taught about this content (the newest choice wins)."""
+        now = time.time()
+        self._write(
+            "INSERT OR REPLACE INTO corrections(size, sha256, label, kind, path, noted) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (key[0], key[1], label, kind, _blob(path), now),
+        )
+        return Correction(key[0], key[1], label, kind, Path(os.fsdecode(path)), now)
+
+    def seen_at(self, key: Key, path: str | os.PathLike) -> None:
+        self._write(
+            "UPDATE corrections SET path = ? WHERE size = ? AND sha256 = ?",
+            (_blob(path), key[0], key[1]),
+        )
+
+    def forget(self, key: Key) -> bool:
+        cur = self.db.execute(
+            "DELETE FROM corrections WHERE size = ? AND sha256 = ?", (key[0], key[1])
+        )
+        return cur.rowcount > 0
+
+    # ------------------------------------------------------------------ placed photos
+
+    def placed(self) -> list[Placed]:
+        rows = self.db.execute(
+            "SELECT path, size, sha256, folder, run, placed FROM placed"
+        ).fetchall()
+        return [Placed(_path(p), s, h, f, r, t) for p, s, h, f, r, t in rows]
+
+    def add_placed(self, path: Path, key: Key, folder: Folder, run: int | None) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO placed(path, size, sha256, folder, run, placed) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (_blob(path), key[0], key[1], folder, run, time.time()),
+        )
+
+    def drop_placed(self, path: Path) -> None:
+        self._write("DELETE FROM placed WHERE path = ?", (_blob(path),))
+
+    def move_placed(self, old: Path, new: Path) -> None:
+        self._write("UPDATE placed SET path = ? WHERE path = ?", (_blob(new), _blob(old)))
+
+
+def _journal_runs() -> tuple[set[int], set[Path]]:
+    """From the journal, read only: the runs undone since (their photos went back, which
+    is no veto), and every path a live classify run moved into a target folder (photos
+    moved before corrections were recorded are flowersort's, not the user's)."""
+    path = state_dir() / "journal.sqlite"
+    if not path.exists():
+        return set(), set()
+    db = _read_only(path)
+    try:
+        undone = {r for (r,) in db.execute("SELECT id FROM runs WHERE undone = 1")}
+        finals: set[Path] = set()
+        for (text,) in db.execute(
+            "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
+            "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
+        ):
+            finals.update(Path(p) for p in json.loads(text or "[]"))
+        return undone, finals
+    except sqlite3.DatabaseError:
+        return set(), set()
+    finally:
+        db.close()
+
+
+@dataclass
+class Learnt:
+    """What the start of a run found: new vetoes come later, as the walk meets them."""
+
+    confirmations: list[Correction]
+    pending: int  # photos flowersort placed that are no longer where it put them
+
+
+class Watch:
+    """One classify run's view of the user's choices.
+
+    `start` looks at DEST: a photo there that flowersort never put there is a confirmation
+    (from the review folder: a sorted one); a photo flowersort placed that is gone from its
+    place becomes pending. `held` is asked for each photo of the walk: a photo whose content
+    the user vetoed, or a pending one found back in the archive (a new veto), is held.
+    """
+
+    def __init__(self, dest: Path, review: Path | None, *, dry_run: bool = False):
+        self.dest, self.review = Path(dest), review and Path(review)
+        self.store = Store(dry_run=dry_run)
+        self.by_key: dict[Key, Correction] = {}
+        self.pending: dict[Key, Placed] = {}
+        self.sizes: set[int] = set()  # sizes worth hashing a photo for
+
+    def start(self) -> Learnt:
+        undone, journal_finals = _journal_runs()
+        placed = {}
+        for p in self.store.placed():
+            if p.run in undone:  # undo put it back: the user chose nothing
+                self.store.drop_placed(p.path)
+            else:
+                placed[p.path] = p
+        self.by_key = {c.key: c for c in self.store.corrections()}
+        by_path = {c.path: c for c in self.by_key.values()}
+        placed_by_key = {p.key: p for p in placed.values()}
+        found: set[Path] = set()
+        confirmations = []
+        in_dest = walk(self.dest, prune=[self.review] if self.review else [])
+        for text in in_dest if self.dest.is_dir() else ():
+            path = Path(text)
+            size = _size(path)
+            if size is None:
+                continue
+            if path in placed and placed[path].size == size:
+                found.add(path)
+                continue
+            known = by_path.get(path)
+            if known and known.size == size and known.label == "flower":
+                continue
+            try:
+                key = content_key(path)
+            except OSError:
+                continue
+            if path in journal_finals and path not in placed:
+                # moved by a flowersort that kept no `placed` rows (an upgrade): note it now
+                self.store.add_placed(path, key, "dest", None)
+                placed[path] = Placed(path, key[0], key[1], "dest", None, time.time())
+                found.add(path)
+                continue
+            mine = placed_by_key.get(key)
+            if mine is not None and mine.folder == "dest":
+                if mine.path in placed and _size(mine.path) is None:  # renamed inside DEST
+                    self.store.move_placed(mine.path, path)
+                    placed[path] = placed.pop(mine.path)
+                    placed[path].path = path
+                found.add(path)  # else a copy of one it placed: not the user's example
+                continue
+            if mine is not None:  # from the review folder into DEST: sorted as a flower
+                self.store.drop_placed(mine.path)
+                placed.pop(mine.path, None)
+                confirmations.append(self._learn(key, "flower", "review-in", path))
+            elif key in self.by_key and self.by_key[key].label == "flower":
+                self.store.seen_at(key, path)
+            else:
+                confirmations.append(self._learn(key, "flower", "added", path))
+        for p in placed.values():
+            if p.path in found:
+                continue
+            if p.folder == "review" and _size(p.path) == p.size:
+                continue  # still waiting in the review folder
+            self.pending[p.key] = p
+        self.sizes = {k[0] for k in self.pending} | {
+            c.size for c in self.by_key.values() if c.label == "not-flower"
+        }
+        return Learnt(confirmations, len(self.pending))
+
+    def _learn(self, key: Key, label: Label, kind: Kind, path: Path) -> Correction:
+        correction = self.store.note(key, label, kind, path)
+        self.by_key[key] = correction
+        return correction
+
+    def held(self, path: str | os.PathLike) -> Correction | None:
+        """The veto that keeps this photo where it is, if any (hashes only on a size match)."""
+        if not self.sizes or _size(path) not in self.sizes:
+            return None
+        try:
+            key = content_key(path)
+        except OSError:
+            return None
+        known = self.by_key.get(key)
+        if known is not None and known.label == "not-flower":
+            if known.path != Path(path):
+                self.store.seen_at(key, path)
+            return known
+        mine = self.pending.pop(key, None)
+        if mine is None:
+            return None
+        self.store.drop_placed(mine.path)
+        kind: Kind = "review-out" if mine.folder == "review" else "taken-out"
+        return self._learn(key, "not-flower", kind, Path(path))
+
+    def placed(self, final: str | os.PathLike, folder: Folder, run: int | None) -> None:
+        """flowersort has just put a photo at `final`."""
+        try:
+            key = content_key(final)
+        except OSError:
+            return
+        self.store.add_placed(Path(final), key, folder, run)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _size(path: str | os.PathLike) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[Placed]:
+    """Photos flowersort moved into DEST that are still there after `days`."""
+    cutoff = time.time() - days * 86400
+    for p in store.placed():
+        if p.folder == "dest" and p.placed < cutoff and _size(p.path) == p.size:
+            yield p
+
+
+def find(store: Store, target: str) -> list[Correction]:
+    """Corrections matching a file (by content) or a SHA-256 prefix (at least 8 digits)."""
+    if os.path.exists(target):
+        try:
+            key = content_key(target)
+        except OSError as e:
+            raise FlowersortError(f"cannot read {target}: {e.strerror}") from None
+        return [c for c in store.corrections() if c.key == key]
+    prefix = target.lower()
+    if len(prefix) < 8 or any(ch not in "0123456789abcdef" for ch in prefix):
+        raise FlowersortError(f"no such file, and not a SHA-256 prefix: {target}")
+    return [c for c in store.corrections() if c.sha256.startswith(prefix)]
+
+
+# ---------------------------------------------------------------------- training
+
+MARKS_FORMAT = "flowersort-marks"  # the "format" of the JSON the report's button saves
+
+
+@dataclass
+class Example:
+    path: Path
+    label: Label
+    source: str  # "corrections" or the marks file
+
+
+def read_marks(path: Path) -> list[dict]:
+    """The marks a report saved: [{"path", "size", "label", ...}] (see report.py)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise FlowersortError(f"cannot read marks file {path}: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != MARKS_FORMAT:
+        raise FlowersortError(f"{path} is not a marks file saved from a flowersort report")
+    marks = doc.get("marks")
+    if not isinstance(marks, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("path"), str) and m.get("label") in LABELS
+        for m in marks
+    ):
+        raise FlowersortError(f"{path}: marks must be a list of {{path, label}}")
+    return marks
+
+
+LABELS = ("flower", "not-flower")
+
+
+def training_examples(
+    store: Store, marks_files: list[Path], on_skip: OnSkip, *, stored: bool = True
+) -> list[Example]:
+    """The photos named by marks files and (with `stored`) by the store's corrections,
+    found where they were last seen and checked by content. Marks are recorded in the store
+    too (content-keyed), so a photo marked "not a flower" is held by later runs."""
+    examples: dict[Key, Example] = {}
+    for marks_file in marks_files:
+        for mark in read_marks(marks_file):
+            path = Path(mark["path"])
+            size = _size(path)
+            if size is None or mark.get("size") not in (None, size):
+                on_skip(mark["path"], f"marked in {marks_file}, but no longer there as it was")
+                continue
+            key = content_key(path)
+            store.note(key, mark["label"], "mark", path)
+            examples[key] = Example(path, mark["label"], os.fspath(marks_file))
+    for c in store.corrections() if stored else ():
+        if c.key in examples:
+            continue
+        if _size(c.path) != c.size or content_key(c.path) != c.key:
+            on_skip(os.fspath(c.path), "a correction, but the photo is no longer there")
+            continue
+        examples[c.key] = Example(c.path, c.label, "corrections")
+    return list(examples.values())
+
+
+def with_corrections(
+    examples: TrainExamples,
+    corrections: list[Example],
+    cfg: FeatureConfig,
+    on_skip: OnSkip,
+    workers: int | None = None,
+    copies: int = 0,
+) -> TrainExamples:
+    """The example folders' photos plus the corrected ones (not flowers as 0, flowers as
+    1); a corrected photo that is already an example takes its corrected label."""
+    index = {os.path.realpath(p): i for i, p in enumerate(examples.paths)}
+    y = examples.y.copy()
+    extra: list[Example] = []
+    for ex in corrections:
+        i = index.get(os.path.realpath(ex.path))
+        if i is None:
+            extra.append(ex)
+        else:
+            y[i] = float(ex.label == "flower")
+    xs, ys, paths, skipped = [], [], [], list(examples.skipped)
+    for (path, result), ex in zip(
+        scan([e.path for e in extra], cfg, workers, copies=copies), extra
+    ):
+        if isinstance(result, str):
+            skipped.append((os.fspath(path), result))
+            on_skip(os.fspath(path), result)
+            continue
+        xs.append(result)
+        ys.append(float(ex.label == "flower"))
+        paths.append(os.fspath(path))
+    if not xs:
+        return TrainExamples(examples.x, y, examples.paths, skipped, examples.augmented)
+    x = np.stack(xs)
+    augmented = examples.augmented
+    if copies:
+        x, augmented = x[:, 0], np.concatenate([augmented, x[:, 1:]])
+    return TrainExamples(
+        np.concatenate([examples.x, x]),
+        np.concatenate([y, ys]),
+        examples.paths + paths,
+        skipped,
+        augmented,
+    )

@@ -1,0 +1,389 @@
+"""Learning from the user: vetoes, confirmations, the review band, corrections in train."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from flowersort.cli import cli
+from flowersort.corrections import Store, store_path
+from tests.conftest import census, make_photo, write_photo
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def outcomes(result) -> dict[str, dict]:
+    """--json lines by the photo's file name."""
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {os.path.basename(r["path"]): r for r in rows}
+
+
+@pytest.fixture
+def archive(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "Pictures"
+    for i in range(4):
+        write_photo(root / "2024" / f"IMG_{i:04d}.jpg", make_photo(rng, True))
+    return root
+
+
+def nightly(archive, dest, *extra):
+    """Everything is a flower at threshold 0: what stays behind stays by the user's choice."""
+    return run(
+        "classify", archive, "--move-to", dest, "--threshold", 0, "--json", "--workers", 1, *extra
+    )
+
+
+def take_out(dest, name, to):
+    """The user moves a photo out of DEST by hand (any name, any folder)."""
+    to.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(dest / name, to)
+
+
+def test_a_photo_taken_out_is_never_moved_again_by_content(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    first = outcomes(nightly(archive, dest))
+    assert {r["action"] for r in first.values()} == {"moved"}
+    kitten = archive / "pets" / "kitten.jpg"  # another folder, another name
+    take_out(dest, "IMG_0001.jpg", kitten)
+    second = nightly(archive, dest)
+    assert outcomes(second)["kitten.jpg"]["action"] == "vetoed"
+    assert "1 kept by your earlier choice" in second.stderr
+    assert kitten.exists() and not (dest / "IMG_0001.jpg").exists()
+    # the user renames and moves it again; later nights still leave it alone
+    renamed = archive / "misc" / "cat on the sofa.jpg"
+    renamed.parent.mkdir()
+    os.rename(kitten, renamed)
+    for _ in range(2):
+        assert outcomes(nightly(archive, dest))["cat on the sofa.jpg"]["action"] == "vetoed"
+        assert renamed.exists()
+    rows = run("corrections", "list", "--json")
+    (veto,) = [json.loads(line) for line in rows.output.splitlines()]
+    assert veto["label"] == "not-flower" and veto["kind"] == "taken-out"
+    assert veto["path"] == str(renamed)  # where it was seen last
+
+
+def test_a_photo_moved_back_from_another_disk_copy_is_still_known(archive, tmp_path):
+    """Content, not inode: a byte-identical copy (archive moved to another disk) is held."""
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    take_out(dest, "IMG_0002.jpg", archive / "IMG_0002.jpg")
+    nightly(archive, dest)
+    moved = tmp_path / "NewDisk" / "Pictures"
+    shutil.copytree(archive, moved)  # new inodes, same bytes
+    shutil.rmtree(archive)
+    result = outcomes(nightly(moved, tmp_path / "NewDisk" / "Flowers"))
+    assert result["IMG_0002.jpg"]["action"] == "vetoed"
+
+
+def test_forget_lets_it_move_again(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    take_out(dest, "IMG_0003.jpg", archive / "back.jpg")
+    nightly(archive, dest)
+    forgot = run("corrections", "forget", archive / "back.jpg")
+    assert forgot.exit_code == 0 and forgot.output.startswith("forgot: not-flower:")
+    assert outcomes(nightly(archive, dest))["back.jpg"]["action"] == "moved"
+    missing = run("corrections", "forget", "0123456789abcdef")
+    assert (
+        missing.exit_code == 2 and missing.output == "Error: no correction for 0123456789abcdef\n"
+    )
+
+
+def test_undo_is_not_a_veto(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    assert run("undo").exit_code == 0
+    again = outcomes(nightly(archive, dest))
+    assert {r["action"] for r in again.values()} == {"moved"}
+    assert Store().corrections() == []
+
+
+def test_dry_runs_record_nothing(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    plan = outcomes(nightly(archive, dest, "--dry-run"))
+    assert {r["action"] for r in plan.values()} == {"would-move"}
+    assert not store_path().exists()  # not even created
+    nightly(archive, dest)
+    take_out(dest, "IMG_0000.jpg", archive / "IMG_0000.jpg")
+    write_photo(dest / "by hand.jpg", make_photo(np.random.default_rng(9), True))
+    before = store_path().read_bytes(), sorted(p.name for p in store_path().parent.iterdir())
+    for _ in range(2):  # a dry run sees the veto, but leaves it for the real run to record
+        plan = outcomes(nightly(archive, dest, "--dry-run"))
+        assert plan["IMG_0000.jpg"]["action"] == "vetoed"
+    after = store_path().read_bytes(), sorted(p.name for p in store_path().parent.iterdir())
+    assert after == before
+    assert outcomes(nightly(archive, dest))["IMG_0000.jpg"]["action"] == "vetoed"
+    kinds = sorted((c.label, c.kind) for c in Store().corrections())
+    assert kinds == [("flower", "added"), ("not-flower", "taken-out")]
+
+
+def test_photos_put_into_dest_by_hand_are_confirmations(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    os.rename(dest / "IMG_0001.jpg", dest / "renamed by the user.jpg")  # still flowersort's
+    rng = np.random.default_rng(11)
+    write_photo(dest / "old" / "rose.jpg", make_photo(rng, True))
+    before = census(archive, dest)
+    nightly(archive, dest)
+    assert census(archive, dest) == before
+    (confirmed,) = Store().corrections()
+    assert confirmed.label == "flower" and confirmed.kind == "added"
+    assert confirmed.path == dest / "old" / "rose.jpg"
+    nightly(archive, dest)  # seen again: nothing new
+    assert len(Store().corrections()) == 1
+
+
+def scores(archive) -> dict[str, float]:
+    listing = run("classify", archive, "--json", "--workers", 1)
+    return {name: r["score"] for name, r in outcomes(listing).items()}
+
+
+def band_around_middle(archive) -> tuple[list[str], list[str]]:
+    """Threshold and band options that put the two middle photos of four in the band."""
+    ranked = sorted(scores(archive).items(), key=lambda kv: kv[1])
+    (low, s1), (mid_low, s2), (mid_high, s3), (high, s4) = ranked
+    assert s1 < s2 < s3 < s4
+    threshold, band = (s2 + s3) / 2, (s3 - s2) / 2 + 1e-5  # --json rounds to 6 digits
+    assert min(threshold - s1, s4 - threshold) > band + 1e-5
+    return [low, mid_low, mid_high, high], ["--threshold", threshold, "--review-band", band]
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    rng = np.random.default_rng(8)
+    root = tmp_path / "Pictures"
+    for i in range(4):
+        write_photo(root / f"IMG_{i:04d}.jpg", make_photo(rng, i % 2 == 0))
+    return root
+
+
+def test_borderline_photos_go_to_review_and_the_users_sorting_is_learnt(mixed, tmp_path):
+    dest, review = tmp_path / "Flowers", tmp_path / "Flowers" / "Review"
+    (low, mid_low, mid_high, high), opts = band_around_middle(mixed)
+    cron = ("classify", mixed, "--move-to", dest, "--review-to", review, "--json", *opts)
+    plan = outcomes(run(*cron, "--dry-run"))
+    assert plan[mid_low]["action"] == plan[mid_high]["action"] == "would-review"
+    assert not dest.exists()
+    first = outcomes(run(*cron))
+    assert first[low]["action"] == "kept" and first[high]["action"] == "moved"
+    assert first[mid_low]["action"] == first[mid_high]["action"] == "review"
+    assert (first[mid_low]["flower"], first[mid_high]["flower"]) == (False, True)
+    assert sorted(p.name for p in review.iterdir()) == sorted([mid_low, mid_high])
+    # the user sorts Review/: one into Flowers/ (a flower), one back into the archive (not)
+    os.rename(review / mid_high, dest / "keeper.jpg")
+    os.rename(review / mid_low, mixed / "not a flower.jpg")
+    for _ in range(2):
+        again = outcomes(run(*cron))
+        assert again["not a flower.jpg"]["action"] == "vetoed"
+        assert (mixed / "not a flower.jpg").exists() and list(review.iterdir()) == []
+    learnt = sorted((c.path.name, c.label, c.kind) for c in Store().corrections())
+    assert learnt == [
+        ("keeper.jpg", "flower", "review-in"),
+        ("not a flower.jpg", "not-flower", "review-out"),
+    ]
+
+
+def test_without_review_folder_borderline_photos_stay(mixed, tmp_path):
+    dest = tmp_path / "Flowers"
+    (low, mid_low, mid_high, high), opts = band_around_middle(mixed)
+    result = run("classify", mixed, "--move-to", dest, *opts)
+    assert result.exit_code == 0, result.output
+    assert f"borderline, left for you: {mixed / mid_high}" in result.output
+    assert sorted(p.name for p in mixed.iterdir()) == sorted([low, mid_low, mid_high])
+    assert "2 borderline" in result.stderr
+    with_json = outcomes(run("classify", mixed, "--move-to", dest, "--json", *opts))
+    assert with_json[mid_low]["action"] == with_json[mid_high]["action"] == "borderline"
+
+
+def test_the_band_is_a_model_setting(mixed, tmp_path):
+    from flowersort.model import default_model_path, load_model
+
+    model = load_model(default_model_path())
+    model.summary["review_band"] = 1.0  # every score is borderline
+    model.save(tmp_path / "wide.npz")
+    dest = tmp_path / "Flowers"
+    wide = outcomes(
+        run("classify", mixed, "--move-to", dest, "--json", "--model", tmp_path / "wide.npz")
+    )
+    assert {r["action"] for r in wide.values()} == {"borderline"}
+    model.summary["review_band"] = 0.0
+    model.save(tmp_path / "none.npz")
+    none = outcomes(
+        run("classify", mixed, "--move-to", dest, "--json", "--model", tmp_path / "none.npz")
+    )
+    assert "borderline" not in {r["action"] for r in none.values()}
+
+
+def train_json(examples, model, *extra):
+    result = run(
+        "train", *examples, "--model", model, "--epochs", 2, "--members", 1,
+        "--image-size", 48, "--grid", 4, "--crops", 1, "--json", "--workers", 1, *extra,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.splitlines()[-1]), result
+
+
+def test_train_with_corrections_adds_the_users_examples(examples, archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    take_out(dest, "IMG_0000.jpg", archive / "no" / "a.jpg")
+    take_out(dest, "IMG_0001.jpg", archive / "no" / "b.jpg")
+    take_out(dest, "IMG_0002.jpg", archive / "gone.jpg")
+    write_photo(dest / "mine.jpg", make_photo(np.random.default_rng(2), True))
+    nightly(archive, dest)
+    (archive / "gone.jpg").unlink()  # a vetoed photo the user deleted since
+    summary, result = train_json(examples, tmp_path / "m.npz", "--with-corrections")
+    assert summary["corrections"] == {"flowers": 1, "noflowers": 2}
+    assert summary["examples"] == {"flowers": 31, "noflowers": 32}
+    assert f"skipped: {archive / 'gone.jpg'}: a correction, but the photo is no longer" in (
+        result.stderr
+    )
+    plain, _ = train_json(examples, tmp_path / "plain.npz")
+    assert plain["examples"] == {"flowers": 30, "noflowers": 30} and "corrections" not in plain
+
+
+def test_a_correction_relabels_a_photo_of_the_example_folders(examples, tmp_path):
+    from flowersort.corrections import Example, with_corrections
+    from flowersort.images import FeatureConfig
+    from flowersort.train import load_examples
+
+    cfg = FeatureConfig(image_size=48, grid=4, bins=12)
+    flowers, noflowers = examples
+    ex = load_examples(flowers, noflowers, cfg, workers=1, copies=1)
+    extra = tmp_path / "extra.jpg"
+    write_photo(extra, make_photo(np.random.default_rng(1), False))
+    fixes = [Example(flowers / "fl_003.jpg", "not-flower", "test"), Example(extra, "flower", "t")]
+    out = with_corrections(ex, fixes, cfg, lambda *a: None, workers=1, copies=1)
+    assert out.y[ex.paths.index(str(flowers / "fl_003.jpg"))] == 0.0
+    assert out.paths[-1] == str(extra) and out.y[-1] == 1.0 and len(out.y) == 61
+    assert out.x.shape[0] == out.augmented.shape[0] == 61
+
+
+def marks_from_page(page: str, marked: set[str], tmp_path) -> str:
+    """Run the report's own marks code (the part without the DOM) in node, with the cards
+    whose file names are in `marked` clicked."""
+    from tests.test_report import data_of
+
+    rows = data_of(page)
+    for r in rows:
+        r["marked"] = os.path.basename(r["path"]) in marked
+    script = page[page.index("// --- marks") : page.index("// --- end marks")]
+    js = tmp_path / "marks.js"
+    js.write_text(f"const DATA = {json.dumps(rows)};\n{script}\n"
+                  "process.stdout.write(marksJson(DATA, 'test'));\n")  # fmt: skip
+    return subprocess.run(
+        ["node", str(js)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_report_marks_round_trip_into_train(examples, trained_model, tmp_path):
+    from tests.conftest import make_archive
+
+    archive = make_archive(tmp_path / "Pictures", 8, seed=4)
+    dest, report = tmp_path / "Flowers", tmp_path / "report.html"
+    result = outcomes(
+        run("classify", archive, "--move-to", dest, "--report", report, "--json",
+            "--model", trained_model, "--workers", 1)
+    )  # fmt: skip
+    moved = next(n for n, r in result.items() if r["action"] == "moved")
+    kept = next(n for n, r in result.items() if r["action"] == "kept")
+    text = marks_from_page(report.read_text(), {moved, kept}, tmp_path)
+    doc = json.loads(text)
+    assert doc["format"] == "flowersort-marks" and len(doc["marks"]) == 2
+    by_label = {m["label"]: m for m in doc["marks"]}
+    assert by_label["not-flower"]["path"] == result[moved]["detail"]  # where it is now
+    assert by_label["flower"]["path"] == str(archive / kept)
+    (tmp_path / "marks.json").write_text(text)
+    summary, _ = train_json(examples, tmp_path / "m.npz", "--marks", tmp_path / "marks.json")
+    assert summary["corrections"] == {"flowers": 1, "noflowers": 1}
+    assert summary["examples"] == {"flowers": 31, "noflowers": 31}
+    kept_as = sorted((c.path, c.label, c.kind) for c in Store().corrections())
+    assert kept_as == sorted(
+        [(dest / moved, "not-flower", "mark"), (archive / kept, "flower", "mark")]
+    )
+
+
+def test_a_file_that_is_not_a_marks_file_is_exit_2(examples, tmp_path):
+    bad = tmp_path / "marks.json"
+    bad.write_text('{"marks": []}')
+    result = run("train", *examples, "--model", tmp_path / "m.npz", "--marks", bad)
+    assert result.exit_code == 2
+    assert result.output == f"Error: {bad} is not a marks file saved from a flowersort report\n"
+
+
+def test_moves_from_before_corrections_existed_are_not_confirmations(archive, tmp_path):
+    """An upgrade: the journal knows what flowersort moved before `placed` was kept."""
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    store = Store()
+    store.db.execute("DELETE FROM placed")
+    store.close()
+    nightly(archive, dest)
+    assert Store().corrections() == []
+    take_out(dest, "IMG_0002.jpg", archive / "x.jpg")  # and they can be vetoed
+    assert outcomes(nightly(archive, dest))["x.jpg"]["action"] == "vetoed"
+
+
+def test_photos_left_in_dest_are_weak_confirmations_listed_not_learnt(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    store = Store()
+    store.db.execute(
+        "UPDATE placed SET placed = placed - 15 * 86400 WHERE CAST(path AS TEXT) LIKE '%0001%'"
+    )
+    store.close()
+    listing = run("corrections", "list")
+    assert listing.output.endswith(
+        "0 corrections: 0 not flowers, 0 flowers; 1 photos moved by flowersort left in the "
+        "target for 14 days or more\n"
+    )
+
+
+def test_a_damaged_store_is_one_line_and_exit_2(archive, tmp_path):
+    store_path().parent.mkdir(parents=True)
+    store_path().write_bytes(b"not a database" * 100)
+    for dry in ((), ("--dry-run",)):
+        result = nightly(archive, tmp_path / "Flowers", *dry)
+        assert result.exit_code == 2
+        assert result.output.startswith(f"Error: corrections file {store_path()} is damaged")
+        assert result.output.count("\n") == 1
+    assert len(list(archive.rglob("*.jpg"))) == 4  # nothing moved
+
+
+def test_review_to_needs_its_own_folder_and_a_target(archive, tmp_path):
+    alone = run("classify", archive, "--review-to", tmp_path / "R")
+    assert alone.exit_code == 2 and "--review-to needs --move-to or --copy-to" in alone.output
+    same = run("classify", archive, "--move-to", tmp_path / "F", "--review-to", tmp_path / "F")
+    assert same.exit_code == 2 and "another folder than the target" in same.output
+
+
+def test_a_photo_marked_not_a_flower_is_held_by_later_runs(examples, archive, tmp_path):
+    marks = tmp_path / "marks.json"
+    photo = archive / "2024" / "IMG_0003.jpg"
+    mark = {"path": str(photo), "size": photo.stat().st_size, "label": "not-flower"}
+    marks.write_text(json.dumps({"format": "flowersort-marks", "version": 1, "marks": [mark]}))
+    train_json(examples, tmp_path / "m.npz", "--marks", marks)
+    result = outcomes(nightly(archive, tmp_path / "Flowers"))
+    assert result["IMG_0003.jpg"]["action"] == "vetoed" and photo.exists()
+    assert {r["action"] for n, r in result.items() if n != "IMG_0003.jpg"} == {"moved"}
+
+
+def test_undoing_a_review_run_is_no_choice(mixed, tmp_path):
+    dest, review = tmp_path / "Flowers", tmp_path / "Flowers" / "Review"
+    _, opts = band_around_middle(mixed)
+    cron = ("classify", mixed, "--move-to", dest, "--review-to", review, "--json", *opts)
+    first = outcomes(run(*cron))
+    assert run("undo").exit_code == 0
+    assert list(review.iterdir()) == [] and len(list(mixed.iterdir())) == 4
+    again = outcomes(run(*cron))
+    assert {n: r["action"] for n, r in again.items()} == {n: r["action"] for n, r in first.items()}
+    assert Store().corrections() == []
