@@ -5,6 +5,7 @@ Exit codes (a contract: scripts rely on them):
   1  some moves failed
   2  usage, model or configuration error
   3  another run holds the lock
+  4  the run stopped on an unexpected error (a bug, not a bad photo; --verbose shows where)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -21,15 +23,18 @@ from tqdm import tqdm
 
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
-from flowersort.errors import FlowersortError
+from flowersort.errors import FlowersortError, UnexpectedError
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
 
 DEFAULTS = TrainConfig()
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
-EPILOG = "Exit codes: 0 all done, 1 some moves failed, 2 usage/model error, 3 locked."
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_BUG = 0, 1, 2, 3, 4
+EPILOG = (
+    "Exit codes: 0 all done, 1 some moves failed, 2 usage/model/state error, 3 locked, "
+    "4 stopped by an unexpected error."
+)
 
 log = logging.getLogger("flowersort")
 
@@ -43,10 +48,18 @@ class CliError(click.ClickException):
 
 
 def run_library(fn, *args, **kwargs):
+    """Call the library; any error becomes one line and its exit code. Only FlowersortError
+    is expected: anything else is a bug, whose traceback goes to the debug log."""
     try:
         return fn(*args, **kwargs)
+    except UnexpectedError as e:
+        log.debug("%s", e.details)
+        raise CliError(e) from None
     except FlowersortError as e:
         raise CliError(e) from None
+    except Exception as e:
+        log.debug("%s", "".join(traceback.format_exception(e)))
+        raise CliError(UnexpectedError(f"unexpected {type(e).__name__}: {e}")) from None
 
 
 def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:

@@ -4,6 +4,7 @@ in flight, whatever the number of photos; remembered scores skip the decoding.""
 from __future__ import annotations
 
 import os
+import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from flowersort.archive import display
 from flowersort.cache import ScoreCache
-from flowersort.errors import BadImage
+from flowersort.errors import BadImage, UnexpectedError
 from flowersort.images import FeatureConfig, load_features
 from flowersort.model import Model
 
@@ -33,10 +35,11 @@ def _load_chunk(
             continue
         try:
             out.append(load_features(path, cfg, thumbnail, copies))
-        except BadImage as e:
+        except BadImage as e:  # only a photo that cannot be read or decoded is a skip
             out.append(str(e))
-        except Exception as e:  # a decoder surprise must not stop the run
-            out.append(f"unexpected error: {type(e).__name__}: {e}")
+        except Exception as e:  # anything else is a bug: stop, don't call it a skip
+            message = f"unexpected {type(e).__name__} while reading {display(path)}: {e}"
+            raise UnexpectedError(message, traceback.format_exc()) from None
     return out
 
 
