@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
-from flowersort.errors import FlowersortError, UnexpectedError
+from flowersort.errors import FlowersortError, StateError, UnexpectedError
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
@@ -547,11 +547,14 @@ def classify(
     dest = move_to or copy_to
     model_file = model_path or default_model_path()
     model = open_model(model_file)
-    cache = (
-        None
-        if no_cache
-        else ScoreCache(cache_path or default_cache_path(), model_digest(model_file))
-    )
+    cache = None
+    if not no_cache:
+        try:
+            cache = ScoreCache(cache_path or default_cache_path(), model_digest(model_file))
+        except StateError as e:
+            if dest is not None and not dry_run:
+                raise CliError(e) from None
+            log.warning("warning: %s; running without the score cache", e)  # a plan needs no state
     counts: Counter = Counter()
     outcomes = run_classify(
         model,
@@ -585,6 +588,10 @@ def classify(
         with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
             seen = [] if report_path else None
             run_library(show_outcomes, outcomes, bar, counts, as_json, quiet, seen)
+    except click.ClickException:
+        if counts:  # what was done before the run stopped
+            log.info(summary_line(counts))
+        raise
     finally:
         if cache is not None:
             cache.close()
@@ -652,8 +659,13 @@ def undo(wait, as_json, quiet, verbose, log_file):
 
     setup_logging(quiet, verbose, log_file)
     counts: Counter = Counter()
-    with progress(quiet, desc="undoing", unit="photo") as bar:
-        run_library(show_outcomes, run_undo(wait), bar, counts, as_json, quiet)
+    try:
+        with progress(quiet, desc="undoing", unit="photo") as bar:
+            run_library(show_outcomes, run_undo(wait), bar, counts, as_json, quiet)
+    except click.ClickException:
+        if counts:  # what was done before the run stopped
+            log.info(summary_line(counts))
+        raise
     log.info(summary_line(counts))
     if counts["failed"]:
         sys.exit(EXIT_FAILED)

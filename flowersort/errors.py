@@ -45,3 +45,8 @@ class UnexpectedError(FlowersortError):
     @property
     def details(self) -> str:
         return self.args[1] if len(self.args) > 1 else ""
+
+
+class StateError(FlowersortError):
+    """The journal, the run lock or the score cache cannot be used (a full disk, a folder
+    that cannot be written, a damaged journal, no HOME)."""
