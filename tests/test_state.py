@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -54,17 +55,27 @@ def assert_whole(before: Counter, *roots: Path) -> None:
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A folder nobody can write, root included: a read-only tmpfs (or mode 500)."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
     if os.geteuid() != 0:
-        folder.chmod(0o500)
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o500)
         yield folder
         folder.chmod(0o700)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", folder]).returncode:
-        pytest.skip("cannot mount a read-only tmpfs")
-    yield folder
-    subprocess.run(["umount", "-l", folder], check=True)  # -l: even if a failed run left it busy
+    yield from mounted("ro,size=64k")
+
+
+def mounted(options: str):
+    """A tmpfs mounted outside pytest's temporary folders (which other pytest sessions may
+    clean up), unmounted and removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="flowersort-test-"))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", folder]).returncode:
+        folder.rmdir()
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", folder], check=True)  # -l: even if a run left it busy
+        folder.rmdir()
 
 
 @pytest.mark.parametrize("kind", ["a file", "read-only"])
@@ -190,10 +201,8 @@ def small_state_disk(tmp_path, monkeypatch):
     """XDG_STATE_HOME on a 512 KiB tmpfs; fill(free) leaves that many KiB free."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
-    state = tmp_path / "small-state"
-    state.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", state]).returncode:
-        pytest.skip("cannot mount a tmpfs")
+    disk = mounted("size=512k")
+    state = next(disk)
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
 
     def fill(free_kib: int) -> Path:
@@ -210,7 +219,7 @@ def small_state_disk(tmp_path, monkeypatch):
         return filler
 
     yield fill
-    subprocess.run(["umount", "-l", state], check=True)
+    next(disk, None)  # unmount
 
 
 @pytest.mark.parametrize("free_kib", [0, 128, 200])
