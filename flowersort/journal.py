@@ -61,6 +61,24 @@ def _text(paths) -> str:
     return json.dumps([os.fspath(p) for p in paths])  # lone surrogates survive as \\udcxx
 
 
+_held_locks: set[int] = set()  # fds of the run locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a worker): close the lock fds it inherited. The lock stays with
+    the parent, but dies with it: a worker that outlives a killed run must not hold it."""
+    for fd in _held_locks:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class RunLock:
     """An exclusive flock: one moving run at a time for this user (cron overlap)."""
 
@@ -81,6 +99,7 @@ class RunLock:
                     "another flowersort run is moving photos; try again later or use --wait"
                 ) from None
             raise
+        _held_locks.add(self.fd)
         try:  # the holder's pid, for a person looking: not worth failing over (a full disk)
             os.ftruncate(self.fd, 0)
             os.write(self.fd, f"{os.getpid()}\n".encode())
@@ -88,6 +107,7 @@ class RunLock:
             pass
 
     def release(self) -> None:
+        _held_locks.discard(self.fd)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -87,11 +87,14 @@ def classify(
     cache: ScoreCache | None = None,
     thumbnail: bool = False,
     on_walk_skip: OnSkip | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[Outcome]:
     """Score every photo under src; move (or copy) the flowers into dest unless dry_run.
 
     A run that changes files holds the lock for its whole length, first finishes or
     rolls back what an interrupted run left in the journal, and journals every move.
+    When `stop()` turns true (a signal), no new photo is started: the run ends after the
+    move in hand.
     """
     src = Path(src)
     if not src.exists():
@@ -123,6 +126,8 @@ def classify(
         for path, score, reason in score_photos(
             model, photos, workers, cache=cache, thumbnail=thumbnail
         ):
+            if stop is not None and stop():
+                return
             while walk_skips:
                 skipped, why = walk_skips.popleft()
                 yield Outcome(skipped, None, None, "skipped", why)
@@ -180,8 +185,9 @@ class Mover:
         self.lock.release()
 
 
-def undo(wait: bool = False) -> Iterator[Outcome]:
-    """Put the last classify run's moves back where they were, never overwriting."""
+def undo(wait: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[Outcome]:
+    """Put the last classify run's moves back where they were, never overwriting; when
+    `stop()` turns true, stop after the photo in hand."""
     folder = state_dir()
     with RunLock(folder, wait):
         journal = Journal(folder)
@@ -193,6 +199,9 @@ def undo(wait: bool = False) -> Iterator[Outcome]:
             run_id, _ = last
             run = journal.start_run("undo", None, None)
             for sources, finals, keep_source in journal.done_moves(run_id):
+                if stop is not None and stop():
+                    journal.finish_run(run)
+                    return
                 yield _undo_one(journal, run, sources, finals, keep_source)
             journal.mark_undone(run_id)
             journal.finish_run(run)
