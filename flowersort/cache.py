@@ -16,7 +16,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from flowersort.errors import StateError
+from flowersort.errors import CacheError
 from flowersort.xdg import base_dir
 
 log = logging.getLogger("flowersort")
@@ -52,7 +52,7 @@ def _busy(e: sqlite3.Error) -> bool:
 
 
 class ScoreCache:
-    """Raises StateError when the cache cannot be opened or written (a folder that cannot
+    """Raises CacheError when the cache cannot be opened or written (a folder that cannot
     be written, a full disk); a busy cache is not used, a damaged one is rebuilt."""
 
     def __init__(self, path: Path, model_digest: str):
@@ -83,8 +83,8 @@ class ScoreCache:
         self.folder: str | Path | None = None
         self.rows: dict[bytes, tuple] = {}
 
-    def _error(self, why: str) -> StateError:
-        return StateError(f"cannot use the score cache {self.path}: {why} (--no-cache: none)")
+    def _error(self, why: str) -> CacheError:
+        return CacheError(f"cannot use the score cache {self.path}: {why}")
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)

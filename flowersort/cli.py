@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
-from flowersort.errors import FlowersortError, StateError, UnexpectedError
+from flowersort.errors import CacheError, FlowersortError, StateError, UnexpectedError
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
@@ -593,9 +593,10 @@ def classify(
     if not no_cache:
         try:
             cache = ScoreCache(cache_path or default_cache_path(), model_digest(model_file))
-        except StateError as e:
+        except StateError as e:  # no HOME, or a cache that cannot be used
             if dest is not None and not dry_run:
-                raise CliError(e) from None
+                hint = " (--no-cache runs without one)" if isinstance(e, CacheError) else ""
+                raise CliError(StateError(f"{e}{hint}")) from None
             log.warning("warning: %s; running without the score cache", e)  # a plan needs no state
     counts: Counter = Counter()
     outcomes = run_classify(

@@ -50,3 +50,7 @@ class UnexpectedError(FlowersortError):
 class StateError(FlowersortError):
     """The journal, the run lock or the score cache cannot be used (a full disk, a folder
     that cannot be written, a damaged journal, no HOME)."""
+
+
+class CacheError(StateError):
+    """The score cache cannot be opened or written: a run can go on without it."""

@@ -190,3 +190,15 @@ def test_sigkill_takes_the_workers_along_and_leaves_the_lock_free(tmp_path, stat
     rerun = subprocess.run(command(src, dest), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr  # not 3: nobody holds the lock
     assert census(src, dest) == before
+
+
+def test_the_signal_exit_codes_are_documented():
+    from click.testing import CliRunner
+
+    from flowersort import cli
+
+    assert "130, 143" in cli.__doc__
+    for name in ("classify", "undo"):
+        text = " ".join(CliRunner().invoke(cli.cli, [name, "--help"]).output.split())
+        assert "130/143 stopped by SIGINT/SIGTERM" in text and "exit 130 or 143" in text
+    assert "`130` or `143`" in (ROOT / "README.md").read_text()

@@ -157,7 +157,8 @@ def test_unusable_cache(where, kind, src, tmp_path, trained_model, monkeypatch, 
     before = census(src)
     result = classify(src, tmp_path / "Flowers", trained_model, *extra)
     assert result.exit_code == 2, result.output
-    assert "cannot use the score cache" in one_error_line(result)
+    line = one_error_line(result)
+    assert "cannot use the score cache" in line and "--no-cache" in line
     assert census(src) == before
     # a dry run goes on without the cache, and says so once
     result = classify(src, tmp_path / "Flowers", trained_model, "--dry-run", *extra)
