@@ -48,14 +48,15 @@ def _load_chunk(
     return out
 
 
-def _stay_with(parent: int) -> None:
+def _stay_with(parent: int, from_main_thread: bool) -> None:
     """Pool initializer: a worker leaves SIGINT and SIGTERM to the main process, which
     stops the pool itself, and dies with it, even when it is killed outright (SIGKILL,
     the OOM killer): the kernel's parent-death signal where the main process is the
-    direct parent (Linux, fork), else a thread that looks for it every second."""
+    direct parent (Linux, fork; the signal comes when the forking *thread* ends, so only
+    when that is the main thread), else a thread that looks for it every second."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if os.getppid() == parent and _parent_death_signal(signal.SIGKILL):
+    if from_main_thread and os.getppid() == parent and _parent_death_signal(signal.SIGKILL):
         if os.getppid() != parent:  # it died before the signal was set
             os._exit(1)
         return
@@ -87,8 +88,9 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     one before its initializer ran."""
     held = {signal.SIGINT, signal.SIGTERM}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    main = threading.current_thread() is threading.main_thread()
     try:
-        pool = ProcessPoolExecutor(workers, initializer=_stay_with, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(workers, initializer=_stay_with, initargs=(os.getpid(), main))
         pool.submit(int).result()  # a pool forks its workers at the first task
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
