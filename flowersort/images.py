@@ -1,8 +1,9 @@
 """Reading photos and turning them into the network's input. cv2 is used here only.
 
-A photo is read as bytes (``np.fromfile`` + ``cv2.imdecode``, so names in any script work),
-its size is read from the header first (huge images are refused before any pixel is
-decoded, and JPEGs are decoded at a reduced size when the network needs fewer pixels),
+A photo is read as bytes into one buffer the size of the file (then ``cv2.imdecode``, so
+names in any script work); its header is read first (a file no decoder recognises is
+refused unread, huge images before any pixel is decoded, and JPEGs are decoded at a
+reduced size when the network needs fewer pixels),
 then it is shrunk to a square of ``image_size`` pixels, converted to HSV and cut into a
 ``grid`` x ``grid`` map of tiles.
 """
