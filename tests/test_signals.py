@@ -165,6 +165,32 @@ def test_a_signal_in_the_middle_of_a_group_finishes_that_group(tmp_path, state_h
     assert census(src, dest) == before
 
 
+def test_a_signal_during_undo_finishes_the_photo_in_hand(tmp_path, state_home):
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    src = tmp_path / "Pictures"
+    make_archive(src, 20)
+    for photo in src.rglob("*.jpg"):
+        photo.with_suffix(".xmp").write_text(f"<xmp of='{photo.name}'/>")
+    dest = tmp_path / "Flowers"
+    before = census(src)
+    env = environment(state_home)
+    moved = subprocess.run(command(src, dest, workers=1), env=env, capture_output=True, text=True)
+    assert moved.returncode == 0, moved.stderr
+    undo = [sys.executable, "-m", "flowersort", "undo"]
+    trace = ["strace", "-o", os.devnull, "-e", "trace=link,linkat"]
+    trace += ["-e", "inject=link,linkat:signal=TERM:when=5"]  # in the third group
+    proc = subprocess.run(trace + undo, env=env, capture_output=True, text=True, timeout=120)
+    if "ptrace" in proc.stderr and proc.returncode != 143:
+        pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")
+    assert proc.returncode == 143, proc.stderr
+    assert "stopped by SIGTERM" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout.count("restored: ") == 3
+    assert len(list(src.rglob("*.jpg"))) == len(list(src.rglob("*.xmp"))) == 3
+    assert unfinished_moves(state_home) == 0
+    assert census(src, dest) == before
+
+
 def test_sigkill_takes_the_workers_along_and_leaves_the_lock_free(tmp_path, state_home):
     src = tmp_path / "Pictures"
     make_archive(src, 300)
