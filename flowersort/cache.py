@@ -46,9 +46,13 @@ def default_cache_path() -> Path:
     return base_dir("XDG_CACHE_HOME", ".cache") / "flowersort" / "scores.sqlite"
 
 
-def _busy(e: sqlite3.Error) -> bool:
+def _cannot_write(e: sqlite3.Error) -> bool:
+    """Errors that waiting will not cure: a folder or file that cannot be written, a full
+    disk; the others (busy, locked, ...) are worth another try."""
     name = getattr(e, "sqlite_errorname", "")  # Python 3.11+
-    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(e)
+    lasting = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PERM")
+    words = ("unable to open", "readonly", "disk is full", "disk I/O error")
+    return name.startswith(lasting) or any(w in str(e) for w in words)
 
 
 class ScoreCache:
@@ -67,7 +71,7 @@ class ScoreCache:
                 self.db = self._open()
                 break
             except sqlite3.OperationalError as e:
-                if not _busy(e):  # cannot open or write it: read-only, full disk, ...
+                if _cannot_write(e):
                     raise self._error(str(e)) from None
                 if attempt == 4:  # busy: another run is setting it up
                     log.warning("warning: score cache %s is busy (%s); not using it", path, e)
