@@ -120,13 +120,16 @@ def run_seed_ref() -> dict:
     }
 
 
-def hard_histograms(values, weight, bins, circular):
-    """Ablation: each pixel's whole vote to the bin it falls in, no wrap-around sharing."""
+def hard_histograms(values, weight, bins, circular, column=0, columns=1):
+    """Ablation: each pixel's whole vote to the bin it falls in, no wrap-around sharing.
+    Same signature and output as images._soft_histograms: (rows, bins), or (rows, bins,
+    columns) when each value names the column it votes in."""
     rows, n = values.shape
-    index = np.minimum((values * bins).astype(np.int64), bins - 1) + np.arange(rows)[:, None] * bins
-    return (np.bincount(index.ravel(), weight.ravel(), rows * bins).reshape(rows, bins) / n).astype(
-        np.float32
-    )
+    low = np.minimum((values * bins).astype(np.int64), bins - 1)
+    index = np.arange(rows)[:, None] * (bins * columns) + columns * low + column
+    hist = np.bincount(index.ravel(), weight.ravel(), rows * bins * columns)
+    shape = (rows, bins) if columns == 1 else (rows, bins, columns)
+    return (hist.reshape(shape) / n).astype(np.float32)
 
 
 def variant(rule: str):
@@ -143,7 +146,7 @@ def variant(rule: str):
         return mock.patch.object(
             images,
             "_soft_histograms",
-            lambda v, w, b, circular: real(v, np.ones_like(w), b, circular),
+            lambda v, w, *args, **kwargs: real(v, np.ones_like(w), *args, **kwargs),
         )
     return nullcontext()
 

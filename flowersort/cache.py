@@ -16,6 +16,9 @@ import sqlite3
 import time
 from pathlib import Path
 
+from flowersort.errors import CacheError
+from flowersort.xdg import base_dir
+
 log = logging.getLogger("flowersort")
 
 VERSION = 2
@@ -40,30 +43,52 @@ Key = tuple[int, int, int]  # size, mtime_ns, inode
 
 
 def default_cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "flowersort" / "scores.sqlite"
+    return base_dir("XDG_CACHE_HOME", ".cache") / "flowersort" / "scores.sqlite"
+
+
+def _cannot_write(e: sqlite3.Error) -> bool:
+    """Errors that waiting will not cure: a folder or file that cannot be written, a full
+    disk; the others (busy, locked, ...) are worth another try."""
+    name = getattr(e, "sqlite_errorname", "")  # Python 3.11+
+    lasting = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PERM")
+    words = ("unable to open", "readonly", "disk is full", "disk I/O error")
+    return name.startswith(lasting) or any(w in str(e) for w in words)
 
 
 class ScoreCache:
+    """Raises CacheError when the cache cannot be opened or written (a folder that cannot
+    be written, a full disk); a busy cache is not used, a damaged one is rebuilt."""
+
     def __init__(self, path: Path, model_digest: str):
         self.path, self.model = Path(path), model_digest
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self._error(e.strerror or str(e)) from None
         self.db: sqlite3.Connection | None = None
         for attempt in range(5):
             try:
                 self.db = self._open()
                 break
-            except sqlite3.OperationalError as e:  # busy: another run is setting it up
-                if attempt == 4:
+            except sqlite3.OperationalError as e:
+                if _cannot_write(e):
+                    raise self._error(str(e)) from None
+                if attempt == 4:  # busy: another run is setting it up
                     log.warning("warning: score cache %s is busy (%s); not using it", path, e)
                 time.sleep(0.1 * (attempt + 1))
             except sqlite3.DatabaseError as e:  # not a database, or damaged
                 log.warning("warning: score cache %s is unusable (%s); rebuilding it", path, e)
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+                try:
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{path}{suffix}").unlink(missing_ok=True)
+                except OSError as e:
+                    raise self._error(e.strerror or str(e)) from None
         self.pending = 0
         self.folder: str | Path | None = None
         self.rows: dict[bytes, tuple] = {}
+
+    def _error(self, why: str) -> CacheError:
+        return CacheError(f"cannot use the score cache {self.path}: {why}")
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)

@@ -5,6 +5,9 @@ Exit codes (a contract: scripts rely on them):
   1  some moves failed (or were not attempted: the target was full)
   2  usage, model or configuration error
   3  another run holds the lock
+  4  the run stopped on an unexpected error (a bug, not a bad photo; --verbose shows where)
+  130, 143  stopped by Ctrl-C (SIGINT) or SIGTERM (`kill PID`): classify and undo finish
+            the photo in hand, start no other, stop the workers and print the summary
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -22,15 +27,19 @@ from tqdm import tqdm
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.corrections import DEFAULT_REVIEW_BAND
-from flowersort.errors import FlowersortError
+from flowersort.errors import CacheError, FlowersortError, StateError, UnexpectedError
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
 
 DEFAULTS = TrainConfig()
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
-EPILOG = "Exit codes: 0 all done, 1 some moves failed, 2 usage/model error, 3 locked."
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_BUG = 0, 1, 2, 3, 4
+EPILOG = (
+    "Exit codes: 0 all done, 1 some moves failed, 2 usage/model/state error, 3 locked, "
+    "4 stopped by an unexpected error, 130/143 stopped by SIGINT/SIGTERM (the photo in "
+    "hand finished, no other started)."
+)
 
 log = logging.getLogger("flowersort")
 
@@ -44,10 +53,54 @@ class CliError(click.ClickException):
 
 
 def run_library(fn, *args, **kwargs):
+    """Call the library; any error becomes one line and its exit code. Only FlowersortError
+    is expected: anything else is a bug, whose traceback goes to the debug log."""
     try:
         return fn(*args, **kwargs)
+    except UnexpectedError as e:
+        log.debug("%s", e.details)
+        raise CliError(e) from None
     except FlowersortError as e:
         raise CliError(e) from None
+    except Exception as e:
+        log.debug("%s", "".join(traceback.format_exception(e)))
+        raise CliError(UnexpectedError(f"unexpected {type(e).__name__}: {e}")) from None
+
+
+class Interrupted:
+    """SIGINT (Ctrl-C) and SIGTERM (`kill PID`) while a command moves photos: remembered,
+    not raised, so the move in hand is finished; the library asks before each photo and
+    starts no other, and the command exits 128 + the signal's number."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def _note(self, signum, frame) -> None:
+        self.signum = signum
+
+    @classmethod
+    def install(cls) -> Interrupted:
+        """Catch the signals until the command ends (click's context closes)."""
+        self = cls()
+        previous = {s: signal.signal(s, self._note) for s in cls.SIGNALS}
+
+        def restore() -> None:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+        click.get_current_context().call_on_close(restore)
+        return self
+
+    def exit_if_stopped(self) -> None:
+        if self.signum is not None:
+            name = signal.Signals(self.signum).name
+            log.warning("stopped by %s: the photos above are done; no other was started", name)
+            sys.exit(128 + self.signum)
 
 
 def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
@@ -578,7 +631,8 @@ def classify(
     are not usable photos are reported as skipped and the run goes on. Sidecars (.xmp,
     .aae, .json, RAW twins) move with their photo. Every move is journalled: a run killed
     half-way is finished or rolled back by the next one, and 'flowersort undo' puts the
-    last run's moves back. Only one moving run at a time (exit 3 otherwise).
+    last run's moves back. Only one moving run at a time (exit 3 otherwise). Ctrl-C or
+    SIGTERM finish the photo in hand and stop (exit 130 or 143).
 
     flowersort learns from what you do with the files: a photo it moved that you took
     back out of the target (under any name, into any folder) is never moved again; a photo
@@ -587,6 +641,7 @@ def classify(
     from flowersort.sorter import classify as run_classify
 
     setup_logging(quiet, verbose, log_file)
+    interrupted = Interrupted.install()
     if move_to and copy_to:
         raise click.UsageError("use either --move-to or --copy-to, not both")
     dest = move_to or copy_to
@@ -596,11 +651,15 @@ def classify(
         raise click.UsageError("--review-to must be another folder than the target")
     model_file = model_path or default_model_path()
     model = open_model(model_file)
-    cache = (
-        None
-        if no_cache
-        else ScoreCache(cache_path or default_cache_path(), model_digest(model_file))
-    )
+    cache = None
+    if not no_cache:
+        try:
+            cache = ScoreCache(cache_path or default_cache_path(), model_digest(model_file))
+        except StateError as e:  # no HOME, or a cache that cannot be used
+            if dest is not None and not dry_run:
+                hint = " (--no-cache runs without one)" if isinstance(e, CacheError) else ""
+                raise CliError(StateError(f"{e}{hint}")) from None
+            log.warning("warning: %s; running without the score cache", e)  # a plan needs no state
     counts: Counter = Counter()
     outcomes = run_classify(
         model,
@@ -619,6 +678,7 @@ def classify(
         thumbnail=thumbnails,
         review=review_to,
         review_band=review_band,
+        stop=interrupted,
     )
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
@@ -636,6 +696,10 @@ def classify(
         with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
             seen = [] if report_path else None
             run_library(show_outcomes, outcomes, bar, counts, as_json, quiet, seen)
+    except click.ClickException:
+        if counts:  # what was done before the run stopped
+            log.info(summary_line(counts))
+        raise
     finally:
         if cache is not None:
             cache.close()
@@ -657,6 +721,7 @@ def classify(
         write_html(report_path, entries, model, f"flowersort classify {src}", workers)
         log.info("report written to %s", report_path)
     log.info(summary_line(counts))
+    interrupted.exit_if_stopped()
     if counts["failed"] or counts["not-attempted"]:
         sys.exit(EXIT_FAILED)
 
@@ -724,15 +789,23 @@ def undo(wait, as_json, quiet, verbose, log_file):
 
     Source folders are recreated; a photo whose old place has been taken by a new file
     since is left where it is and reported as failed. Copies made with --copy-to are
-    removed, but only while their originals are still there, unchanged.
+    removed, but only while their originals are still there, unchanged. Ctrl-C or
+    SIGTERM finish the photo in hand and stop (exit 130 or 143).
     """
     from flowersort.sorter import undo as run_undo
 
     setup_logging(quiet, verbose, log_file)
+    interrupted = Interrupted.install()
     counts: Counter = Counter()
-    with progress(quiet, desc="undoing", unit="photo") as bar:
-        run_library(show_outcomes, run_undo(wait), bar, counts, as_json, quiet)
+    try:
+        with progress(quiet, desc="undoing", unit="photo") as bar:
+            run_library(show_outcomes, run_undo(wait, interrupted), bar, counts, as_json, quiet)
+    except click.ClickException:
+        if counts:  # what was done before the run stopped
+            log.info(summary_line(counts))
+        raise
     log.info(summary_line(counts))
+    interrupted.exit_if_stopped()
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
 

@@ -29,3 +29,28 @@ class LockHeld(FlowersortError):
     """Another run holds the lock on this archive or target."""
 
     exit_code = 3
+
+
+class UnexpectedError(FlowersortError):
+    """Anything that is not a bad photo (a bug, a failing library): the run stops.
+
+    args: (one-line message, traceback text for the log); both survive the trip back from
+    a worker process."""
+
+    exit_code = 4
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unexpected error"
+
+    @property
+    def details(self) -> str:
+        return self.args[1] if len(self.args) > 1 else ""
+
+
+class StateError(FlowersortError):
+    """The journal, the run lock or the score cache cannot be used (a full disk, a folder
+    that cannot be written, a damaged journal, no HOME)."""
+
+
+class CacheError(StateError):
+    """The score cache cannot be opened or written: a run can go on without it."""

@@ -1,8 +1,9 @@
 """Reading photos and turning them into the network's input. cv2 is used here only.
 
-A photo is read as bytes (``np.fromfile`` + ``cv2.imdecode``, so names in any script work),
-its size is read from the header first (huge images are refused before any pixel is
-decoded, and JPEGs are decoded at a reduced size when the network needs fewer pixels),
+A photo is read as bytes into one buffer the size of the file (then ``cv2.imdecode``, so
+names in any script work); its header is read first (a file no decoder recognises is
+refused unread, huge images before any pixel is decoded, and JPEGs are decoded at a
+reduced size when the network needs fewer pixels),
 then it is shrunk to a square of ``image_size`` pixels, converted to HSV and cut into a
 ``grid`` x ``grid`` map of tiles.
 """
@@ -106,7 +107,7 @@ def header_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def png_damage(data: bytes) -> str | None:
+def png_damage(data: bytes | memoryview) -> str | None:
     """Why a PNG is damaged (a chunk that overruns the file or fails its CRC), or None.
 
     Checked before decoding because OpenCV's PNG decoder can spend seconds on a few
@@ -114,7 +115,7 @@ def png_damage(data: bytes) -> str | None:
     pos = 8
     while pos + 12 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
+        kind = bytes(data[pos + 4 : pos + 8])
         end = pos + 12 + length
         if end > len(data):
             return "PNG is truncated" if kind == b"IDAT" else "PNG chunk runs past the end"
@@ -168,6 +169,8 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     try:
         with open(path, "rb") as f:
             head = f.read(FIRST_READ)
+            if len(head) < st.st_size and not opencv_signature(head):  # decide from the header
+                raise BadImage(_undecodable_reason(head))
             size = header_size(head)
             if size is None and len(head) == FIRST_READ:  # big metadata blocks first
                 head += f.read(HEADER_BYTES - FIRST_READ)
@@ -178,18 +181,17 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
                 preview = _decode_preview(head, exif.thumbnail, size, need * 3 // 4)
                 if preview is not None:
                     return orient(preview, exif.orientation)
-            raw = head + f.read()
+            if size is not None and size[0] * size[1] > MAX_PIXELS:
+                raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)")
+            if size is not None and min(size) == 0:
+                raise BadImage("image has no pixels")
+            data = _read_rest(f, head, st.st_size)
     except FileNotFoundError:
         raise BadImage("file vanished") from None
     except OSError as e:
         raise BadImage(e.strerror or str(e)) from None
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)")
-    if size is not None and min(size) == 0:
-        raise BadImage("image has no pixels")
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(raw)):
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(memoryview(data))):
         raise BadImage(f"damaged image: {damage}")
-    data = np.frombuffer(raw, dtype=np.uint8)
     flag = _reduced_flag(size, is_jpeg, need)
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always
@@ -199,6 +201,57 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     if img is None or img.size == 0:
         raise BadImage(_undecodable_reason(head))
     return orient(img, exif.orientation) if exif else img
+
+
+def _read_rest(f, head: bytes, size: int) -> np.ndarray:
+    """The whole file in one buffer of its size, `head` first: a file is never held twice
+    (`head + f.read()` held a 500 MB file two and a half times)."""
+    try:
+        data = np.empty(max(size, len(head)), np.uint8)
+    except MemoryError:
+        raise BadImage(f"not enough memory to read it ({size // 2**20} MiB)") from None
+    view = memoryview(data)
+    view[: len(head)] = head
+    filled = len(head)
+    while filled < len(data) and (n := f.readinto(view[filled:])):
+        filled += n
+    return data[:filled]  # shorter if the file shrank since it was measured
+
+
+# The first bytes OpenCV's decoders recognise (imgcodecs' checkSignature): JPEG, PNG, BMP,
+# GIF, TIFF and BigTIFF, Sun raster, JPEG 2000 (file and codestream), OpenEXR, Radiance
+# HDR, JPEG XL (codestream and file); RIFF/WebP, ISO media (AVIF, HEIC) and PxM/PFM below.
+SIGNATURES = (
+    b"\xff\xd8",
+    b"\x89PNG\r\n\x1a\n",
+    b"BM",
+    b"GIF87a",
+    b"GIF89a",
+    b"II*\x00",
+    b"MM\x00*",
+    b"II+\x00",
+    b"MM\x00+",
+    b"\x59\xa6\x6a\x95",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n",
+    b"\xff\x4f\xff\x51",
+    b"v/1\x01",
+    b"#?RADIANCE",
+    b"#?RGBE",
+    b"\xff\x0a",
+    b"\x00\x00\x00\x0cJXL \r\n\x87\n",
+)
+
+
+def opencv_signature(head: bytes) -> bool:
+    """Whether the file starts like a format OpenCV may decode; anything else is refused
+    before the rest of the file is read."""
+    if head.startswith(SIGNATURES):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    if head[4:8] == b"ftyp":  # AVIF decodes; HEIC gets its own reason
+        return True
+    return len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"1234567Ff" and head[2:3].isspace()
 
 
 def _decode_preview(

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from flowersort import safefs
-from flowersort.errors import LockHeld
+from flowersort.errors import LockHeld, StateError
+from flowersort.xdg import base_dir
 
 log = logging.getLogger("flowersort")
 
@@ -39,8 +40,17 @@ CREATE INDEX IF NOT EXISTS moves_state ON moves(state);
 
 
 def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "flowersort"
+    return base_dir("XDG_STATE_HOME", ".local/state") / "flowersort"
+
+
+def _make_state_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = "it is not a folder" if isinstance(e, FileExistsError) else e.strerror
+        raise StateError(
+            f"cannot use the state folder {folder} (journal and lock): {why}"
+        ) from None
 
 
 def _paths(text: str) -> list[Path]:
@@ -51,12 +61,35 @@ def _text(paths) -> str:
     return json.dumps([os.fspath(p) for p in paths])  # lone surrogates survive as \\udcxx
 
 
+_held_locks: set[int] = set()  # fds of the run locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a worker): close the lock fds it inherited. The lock stays with
+    the parent, but dies with it: a worker that outlives a killed run must not hold it."""
+    for fd in _held_locks:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class RunLock:
     """An exclusive flock: one moving run at a time for this user (cron overlap)."""
 
     def __init__(self, folder: Path, wait: bool = False):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        _make_state_dir(folder)
+        try:  # never inherited by a program we start (O_CLOEXEC)
+            self.fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise StateError(
+                f"cannot create the run lock {folder / 'lock'}: {e.strerror}"
+            ) from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as e:
@@ -66,10 +99,15 @@ class RunLock:
                     "another flowersort run is moving photos; try again later or use --wait"
                 ) from None
             raise
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()}\n".encode())
+        _held_locks.add(self.fd)
+        try:  # the holder's pid, for a person looking: not worth failing over (a full disk)
+            os.ftruncate(self.fd, 0)
+            os.write(self.fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
 
     def release(self) -> None:
+        _held_locks.discard(self.fd)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
 
@@ -80,15 +118,69 @@ class RunLock:
         self.release()
 
 
+class _Db:
+    """The journal's connection: any SQLite error (a full disk, a read-only folder, damage)
+    becomes a StateError, one line for the user."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=60)
+
+    def execute(self, sql: str, params=()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as e:
+            raise StateError(f"cannot write the journal {self.path}: {e}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _damaged(e: sqlite3.Error) -> bool:
+    name = getattr(e, "sqlite_errorname", "")  # Python 3.11+
+    return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or any(
+        words in str(e) for words in ("not a database", "malformed")
+    )
+
+
+def _set_aside(path: Path, why: str) -> StateError:
+    """Rename a damaged journal (and its WAL files) out of the way, never delete it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.lexists(f"{path}{suffix}"):
+                os.rename(f"{path}{suffix}", f"{aside}{suffix}")
+    except OSError as e:
+        return StateError(f"the journal {path} is damaged ({why}) and cannot be set aside: {e}")
+    return StateError(
+        f"the journal {path} was damaged ({why}) and is set aside as {aside.name}: the runs "
+        "it recorded can no longer be undone, and a move it left unfinished is not checked "
+        "(look for .flowersort-tmp-* files in the target); the next run starts a new journal"
+    )
+
+
 class Journal:
     def __init__(self, folder: Path):
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_state_dir(folder)
         path = folder / "journal.sqlite"
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # a committed step survives a power cut
-        self.db.executescript(SCHEMA)
-        self._add_columns()
+        try:
+            self.db = _Db(path)
+            self.db.conn.execute("PRAGMA journal_mode=WAL")
+            self.db.conn.execute("PRAGMA synchronous=FULL")  # a committed step survives a power cut
+            self.db.conn.executescript(SCHEMA)
+            check = self.db.conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check == "ok":
+                self._add_columns()
+        except sqlite3.Error as e:
+            if hasattr(self, "db"):
+                self.db.close()
+            if _damaged(e):
+                raise _set_aside(path, str(e)) from None
+            raise StateError(f"cannot write the journal {path}: {e}") from None
+        if check != "ok":
+            self.db.close()
+            raise _set_aside(path, check)
 
     def _add_columns(self) -> None:
         """Journals written by older versions gain the columns added since."""
@@ -107,7 +199,10 @@ class Journal:
         return cur.lastrowid
 
     def finish_run(self, run: int) -> None:
-        self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (time.time(), run))
+        try:  # informative only: a journal that failed during the run need not fail again
+            self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (time.time(), run))
+        except StateError:
+            pass
 
     def transfer(
         self,
@@ -131,6 +226,15 @@ class Journal:
             raise
         except OSError:
             self.db.execute("UPDATE moves SET state = 'failed' WHERE id = ?", (move_id,))
+            raise
+        except StateError:
+            # the journal cannot take the next step, so the move stops here, whole: from
+            # the steps it did take, recovery finishes it (sources had started to go) or
+            # takes back every name it took, and removes the temporaries
+            try:
+                _recover_one(sources, keep_source, note.steps, failed=True)
+            except OSError as e:
+                log.error("journal: cannot tidy up the move of %s: %s", sources[0], e)
             raise
         self.db.execute(
             "UPDATE moves SET state = 'done', finals = ? WHERE id = ?", (_text(finals), move_id)
@@ -159,8 +263,15 @@ class Journal:
 
         def note(step: str, path: Path, **details) -> None:
             steps.append([step, os.fspath(path), details] if details else [step, os.fspath(path)])
-            self.db.execute("UPDATE moves SET steps = ? WHERE id = ?", (json.dumps(steps), move_id))
+            try:
+                self.db.execute(
+                    "UPDATE moves SET steps = ? WHERE id = ?", (json.dumps(steps), move_id)
+                )
+            except StateError:
+                steps.pop()  # noted before it happens: it did not happen (safefs undoes
+                raise  # a link whose "claimed" note failed)
 
+        note.steps = steps  # what the journal holds of this move, for transfer's clean-up
         return move_id, note
 
     # ------------------------------------------------------------------ recovery

@@ -3,7 +3,13 @@ in flight, whatever the number of photos; remembered scores skip the decoding.""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
+import threading
+import time
+import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -12,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from flowersort.archive import display
 from flowersort.cache import ScoreCache
-from flowersort.errors import BadImage
+from flowersort.errors import BadImage, UnexpectedError
 from flowersort.images import FeatureConfig, load_features
 from flowersort.model import Model
 
@@ -33,11 +40,61 @@ def _load_chunk(
             continue
         try:
             out.append(load_features(path, cfg, thumbnail, copies))
-        except BadImage as e:
+        except BadImage as e:  # only a photo that cannot be read or decoded is a skip
             out.append(str(e))
-        except Exception as e:  # a decoder surprise must not stop the run
-            out.append(f"unexpected error: {type(e).__name__}: {e}")
+        except Exception as e:  # anything else is a bug: stop, don't call it a skip
+            message = f"unexpected {type(e).__name__} while reading {display(path)}: {e}"
+            raise UnexpectedError(message, traceback.format_exc()) from None
     return out
+
+
+def _stay_with(parent: int, from_main_thread: bool) -> None:
+    """Pool initializer: a worker leaves SIGINT and SIGTERM to the main process, which
+    stops the pool itself, and dies with it, even when it is killed outright (SIGKILL,
+    the OOM killer): the kernel's parent-death signal where the main process is the
+    direct parent (Linux, fork; the signal comes when the forking *thread* ends, so only
+    when that is the main thread), else a thread that looks for it every second."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if from_main_thread and os.getppid() == parent and _parent_death_signal(signal.SIGKILL):
+        if os.getppid() != parent:  # it died before the signal was set
+            os._exit(1)
+        return
+    threading.Thread(target=_watch, args=(parent,), daemon=True).start()
+
+
+def _parent_death_signal(signum: int) -> bool:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return libc.prctl(1, int(signum), 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return False
+
+
+def _watch(parent: int) -> None:
+    while True:
+        time.sleep(1)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # a pid taken by someone else's process: ours is gone
+            os._exit(1)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers die with this process and ignore Ctrl-C; they are
+    started at once, with SIGINT and SIGTERM held back meanwhile, so none can catch
+    one before its initializer ran."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    main = threading.current_thread() is threading.main_thread()
+    try:
+        pool = ProcessPoolExecutor(workers, initializer=_stay_with, initargs=(os.getpid(), main))
+        pool.submit(int).result()  # a pool forks its workers at the first task
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return pool
 
 
 def default_workers() -> int:
@@ -67,13 +124,14 @@ def scan(
     workers = workers or default_workers()
     jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
     chunks = iter(lambda: list(islice(jobs, CHUNK)), [])  # stops at the first empty chunk
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = None
     try:
         pending: deque = deque()
         for chunk in chunks:
-            if pool is None or all(known is not None for _, known in chunk):
+            if workers == 1 or all(known is not None for _, known in chunk):
                 future = _done(_load_chunk(chunk, cfg, thumbnail, copies))
             else:
+                pool = pool or worker_pool(workers)  # not before it is needed: a rerun needs none
                 future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies)
             pending.append((chunk, future))
             while len(pending) >= 4 * workers or (pending and pending[0][1].done()):

@@ -18,7 +18,6 @@ import html
 import json
 import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from flowersort.errors import BadImage
 from flowersort.images import FeatureConfig, features, read_image
+from flowersort.pipeline import worker_pool
 
 THUMB = 128  # longest side of a thumbnail, in pixels
 
@@ -81,7 +81,7 @@ def write_report(
     paths = [e.shown_from or e.path for e in entries if e.score is not None]
     cfgs = repeat(model.features)
     if workers > 1 and len(paths) > 32:
-        with ProcessPoolExecutor(workers) as pool:
+        with worker_pool(workers) as pool:  # dies with us, leaves Ctrl-C to us
             loaded = list(pool.map(_thumb_and_features, paths, cfgs, chunksize=16))
     else:
         loaded = list(map(_thumb_and_features, paths, cfgs))

@@ -7,7 +7,7 @@ import errno
 import logging
 import os
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -127,6 +127,7 @@ def classify(
     on_walk_skip: OnSkip | None = None,
     review: Path | None = None,
     review_band: float | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[Outcome]:
     """Score every photo under src; move (or copy) the flowers into dest unless dry_run.
 
@@ -136,6 +137,8 @@ def classify(
     none when the threshold is set by hand) is borderline: moved into `review` if given,
     else left in place; and the user's earlier choices are learnt and kept (see
     corrections.Watch).
+    When `stop()` turns true (a signal), no new photo is started: the run ends after the
+    move in hand.
     """
     src = Path(src)
     if not src.exists():
@@ -191,6 +194,8 @@ def classify(
         for path, score, reason in score_photos(
             model, noting_identity(photos), workers, cache=cache, thumbnail=thumbnail
         ):
+            if stop is not None and stop():
+                return
             was = scored_as.pop(path, None)
             while walk_skips:
                 skipped, why = walk_skips.popleft()
@@ -313,8 +318,9 @@ class Mover:
         self.lock.release()
 
 
-def undo(wait: bool = False) -> Iterator[Outcome]:
-    """Put the last classify run's moves back where they were, never overwriting."""
+def undo(wait: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[Outcome]:
+    """Put the last classify run's moves back where they were, never overwriting; when
+    `stop()` turns true, stop after the photo in hand."""
     folder = state_dir()
     with RunLock(folder, wait):
         journal = Journal(folder)
@@ -331,6 +337,9 @@ def undo(wait: bool = False) -> Iterator[Outcome]:
             restored = journal.restored_by_undo(run_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
             for sources, finals, keep_source, action in journal.done_moves(run_id):
+                if stop is not None and stop():
+                    journal.finish_run(run)
+                    return
                 if finals in restored or (
                     (keep_source or action == "dedupe")
                     and all(s.exists() for s in sources)

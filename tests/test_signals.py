@@ -1,0 +1,230 @@
+"""Real signals against a real run: SIGTERM (`kill PID`) and Ctrl-C (SIGINT to the whole
+process group) finish the group in hand, start no other, stop the workers, print the
+summary and exit 130 or 143, leaving nothing for recovery; SIGKILL of the main process
+takes its workers with it, and they never hold the run lock."""
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from flowersort import safefs
+from tests.conftest import census
+from tests.test_kill import ROOT, make_archive, other_filesystem
+
+
+def command(src: Path, dest: Path, workers: int = 2) -> list[str]:
+    return [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)] + [
+        "--threshold",
+        "0",
+        "--workers",
+        str(workers),
+    ]
+
+
+def environment(state: Path) -> dict:
+    return {
+        **os.environ,
+        "XDG_STATE_HOME": str(state),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",  # each "moved:" line as it happens
+    }
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for_moves(proc: subprocess.Popen, n: int) -> None:
+    moved = 0
+    while moved < n:
+        line = proc.stdout.readline()
+        assert line, "the run ended before it was interrupted"
+        moved += line.startswith("moved: ")
+
+
+def kill_leftovers(pids: list[int]) -> None:
+    """A failing test leaves no orphan worker behind."""
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def unfinished_moves(state: Path) -> int:
+    db = sqlite3.connect(state / "flowersort" / "journal.sqlite")
+    try:
+        return db.execute("SELECT count(*) FROM moves WHERE state = 'started'").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def across(tmp_path):
+    """A target on another filesystem (a tmpfs), so each move is a copy: longer, with more
+    steps to interrupt."""
+    if other_filesystem() is None:
+        pytest.skip("no second filesystem (tmpfs) to move across")
+    parent = Path(tempfile.mkdtemp(dir=other_filesystem()))
+    yield parent / "Flowers"
+    shutil.rmtree(parent)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_run_cleanly(signum, tmp_path, across, state_home):
+    src = tmp_path / "Pictures"
+    make_archive(src, 300)
+    photos = len(list(src.rglob("*.jpg")))
+    before = census(src)
+    proc = subprocess.Popen(
+        command(src, across),
+        env=environment(state_home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
+    )
+    wait_for_moves(proc, 10)
+    workers = children(proc.pid)
+    assert len(workers) == 2
+    if signum == signal.SIGINT:  # Ctrl-C: the terminal signals the whole group
+        os.killpg(proc.pid, signum)
+    else:  # kill PID
+        proc.send_signal(signum)
+    try:
+        out, err = proc.communicate(timeout=60)
+        time.sleep(0.5)
+    finally:
+        kill_leftovers(workers)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert f"stopped by {signal.Signals(signum).name}" in err
+    moved = 10 + out.count("moved: ")
+    assert f"{moved} photos: {moved} moved" in err  # the summary
+    assert moved < photos  # the signal interrupted the run
+    assert not any(alive(pid) for pid in workers)
+    assert unfinished_moves(state_home) == 0  # nothing left for recovery
+    assert census(src, across) == before
+    assert not [p for p in across.iterdir() if p.name.startswith(safefs.TMP_PREFIX)]
+    assert len(list(src.rglob("*.jpg"))) == photos - moved
+    # every group whole: each moved photo's sidecar went with it
+    for xmp in src.rglob("*.xmp"):
+        assert xmp.with_suffix(".jpg").exists()
+
+
+def test_a_signal_in_the_middle_of_a_group_finishes_that_group(tmp_path, state_home):
+    """strace sends SIGTERM as the run links the first file of its third group (each photo
+    has a sidecar): that group is completed, no fourth is started."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    src = tmp_path / "Pictures"
+    make_archive(src, 20)
+    for photo in src.rglob("*.jpg"):
+        photo.with_suffix(".xmp").write_text(f"<xmp of='{photo.name}'/>")
+    dest = tmp_path / "Flowers"
+    before = census(src)
+    trace = ["strace", "-o", os.devnull, "-e", "trace=link,linkat"]
+    trace += ["-e", "inject=link,linkat:signal=TERM:when=5"]  # links 1-4: groups 1 and 2
+    proc = subprocess.run(
+        trace + command(src, dest, workers=1),
+        env=environment(state_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if "ptrace" in proc.stderr and proc.returncode != 143:
+        pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")
+    assert proc.returncode == 143, proc.stderr
+    assert "stopped by SIGTERM" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout.count("moved: ") == 3
+    assert sorted(p.suffix for p in dest.iterdir()) == [".jpg"] * 3 + [".xmp"] * 3
+    assert unfinished_moves(state_home) == 0
+    assert census(src, dest) == before
+
+
+def test_a_signal_during_undo_finishes_the_photo_in_hand(tmp_path, state_home):
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    src = tmp_path / "Pictures"
+    make_archive(src, 20)
+    for photo in src.rglob("*.jpg"):
+        photo.with_suffix(".xmp").write_text(f"<xmp of='{photo.name}'/>")
+    dest = tmp_path / "Flowers"
+    before = census(src)
+    env = environment(state_home)
+    moved = subprocess.run(command(src, dest, workers=1), env=env, capture_output=True, text=True)
+    assert moved.returncode == 0, moved.stderr
+    undo = [sys.executable, "-m", "flowersort", "undo"]
+    trace = ["strace", "-o", os.devnull, "-e", "trace=link,linkat"]
+    trace += ["-e", "inject=link,linkat:signal=TERM:when=5"]  # in the third group
+    proc = subprocess.run(trace + undo, env=env, capture_output=True, text=True, timeout=120)
+    if "ptrace" in proc.stderr and proc.returncode != 143:
+        pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")
+    assert proc.returncode == 143, proc.stderr
+    assert "stopped by SIGTERM" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout.count("restored: ") == 3
+    assert len(list(src.rglob("*.jpg"))) == len(list(src.rglob("*.xmp"))) == 3
+    assert unfinished_moves(state_home) == 0
+    assert census(src, dest) == before
+
+
+def test_sigkill_takes_the_workers_along_and_leaves_the_lock_free(tmp_path, state_home):
+    src = tmp_path / "Pictures"
+    make_archive(src, 300)
+    before = census(src)
+    dest = tmp_path / "Flowers"
+    env = environment(state_home)
+    proc = subprocess.Popen(command(src, dest), env=env, stdout=subprocess.PIPE, text=True)
+    wait_for_moves(proc, 5)
+    workers = children(proc.pid)
+    assert len(workers) == 2
+    lock = state_home / "flowersort" / "lock"
+    for pid in workers:  # the run holds the lock, its workers do not
+        fds = Path(f"/proc/{pid}/fd")
+        assert not [fd for fd in fds.iterdir() if Path(os.readlink(fd)) == lock]
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if alive(pid)]
+    kill_leftovers(survivors)
+    assert not survivors
+    rerun = subprocess.run(command(src, dest), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr  # not 3: nobody holds the lock
+    assert census(src, dest) == before
+
+
+def test_the_signal_exit_codes_are_documented():
+    from click.testing import CliRunner
+
+    from flowersort import cli
+
+    assert "130, 143" in cli.__doc__
+    for name in ("classify", "undo"):
+        text = " ".join(CliRunner().invoke(cli.cli, [name, "--help"]).output.split())
+        assert "130/143 stopped by SIGINT/SIGTERM" in text and "exit 130 or 143" in text
+    assert "`130` or `143`" in (ROOT / "README.md").read_text()
