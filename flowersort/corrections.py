@@ -31,9 +31,9 @@ from typing import Literal
 import numpy as np
 
 from flowersort.archive import OnSkip, walk
-from flowersort.errors import FlowersortError
+from flowersort.errors import FlowersortError, StateError
 from flowersort.images import FeatureConfig
-from flowersort.journal import state_dir
+from flowersort.journal import _damaged, state_dir
 from flowersort.pipeline import scan
 from flowersort.train import Examples as TrainExamples
 
@@ -149,10 +149,15 @@ class Store:
     and a missing file is not created."""
 
     def __init__(self, path: Path | None = None, *, dry_run: bool = False):
-        self.path = path or store_path()
+        try:
+            self.path = path or store_path()
+        except StateError:  # no state folder at all: a dry run needs none
+            if not dry_run:
+                raise
+            self.path = None
         self.dry_run = dry_run
         try:
-            if dry_run and not self.path.exists():
+            if dry_run and (self.path is None or not self.path.exists()):
                 self.db = sqlite3.connect(":memory:")
                 self.db.executescript(SCHEMA)
             elif dry_run:
@@ -164,6 +169,8 @@ class Store:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
+            if not _damaged(e):  # a full disk, a read-only folder: not the file's fault
+                raise StateError(f"cannot write the corrections file {self.path}: {e}") from None
             raise FlowersortError(
                 f"corrections file {self.path} is damaged ({e}); move it away to start afresh"
             ) from None
@@ -173,7 +180,10 @@ class Store:
 
     def _write(self, sql: str, args: tuple) -> None:
         if not self.dry_run:
-            self.db.execute(sql, args)
+            try:
+                self.db.execute(sql, args)
+            except sqlite3.Error as e:
+                raise StateError(f"cannot write the corrections file {self.path}: {e}") from None
 
     # ------------------------------------------------------------------ corrections
 
@@ -231,7 +241,10 @@ def _journal_runs() -> tuple[set[int], set[Path]]:
     """From the journal, read only: the runs undone since (their photos went back, which
     is no veto), and every path a live classify run moved into a target folder (photos
     moved before corrections were recorded are flowersort's, not the user's)."""
-    path = state_dir() / "journal.sqlite"
+    try:
+        path = state_dir() / "journal.sqlite"
+    except StateError:  # no state folder (a dry run without HOME): no journal either
+        return set(), set()
     if not path.exists():
         return set(), set()
     db = _read_only(path)

@@ -199,10 +199,10 @@ def test_no_home(src, tmp_path, trained_model):
 
 @pytest.fixture
 def small_state_disk(tmp_path, monkeypatch):
-    """XDG_STATE_HOME on a 512 KiB tmpfs; fill(free) leaves that many KiB free."""
+    """XDG_STATE_HOME on a 4 MiB tmpfs; fill(free) leaves that many KiB free."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
-    disk = mounted("size=512k")
+    disk = mounted("size=4m")
     state = next(disk)
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
 
@@ -223,14 +223,15 @@ def small_state_disk(tmp_path, monkeypatch):
     next(disk, None)  # unmount
 
 
-@pytest.mark.parametrize("free_kib", [0, 128, 200])
+@pytest.mark.parametrize("free_kib", [0, 300, 400])
 def test_full_disk_at_the_state_folder(free_kib, small_state_disk, src, tmp_path, trained_model):
     filler = small_state_disk(free_kib)
     dest = tmp_path / "Flowers"
     before = census(src)
     result = classify(src, dest, trained_model, "--no-cache")
     assert result.exit_code == 2, result.output
-    assert "cannot write the journal" in one_error_line(result)
+    line = one_error_line(result)  # the journal or the corrections beside it: both state
+    assert "cannot write the journal" in line or "cannot write the corrections file" in line
     assert_whole(before, src, dest)
     moved = result.stdout.count("moved: ")
     if free_kib:  # the disk filled up half-way through the run
@@ -261,6 +262,19 @@ class FailingConnection:
         return getattr(self.conn, name)
 
 
+class FailingSqlite:
+    """The sqlite3 module as the journal sees it: its connections fail from the nth write."""
+
+    def __init__(self, connect, fail_from: int):
+        self.real_connect, self.fail_from = connect, fail_from
+
+    def connect(self, *args, **kwargs):
+        return FailingConnection(self.real_connect(*args, **kwargs), self.fail_from)
+
+    def __getattr__(self, name):
+        return getattr(sqlite3, name)
+
+
 @pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])
 def test_a_journal_write_failing_at_every_step_leaves_every_photo_whole(
     across, src, tmp_path, trained_model, monkeypatch
@@ -275,19 +289,18 @@ def test_a_journal_write_failing_at_every_step_leaves_every_photo_whole(
     try:
         for fail_from in range(1, 26):  # the run, then each step of the first groups
             dest = dest_parent / f"Flowers{fail_from}"
-            monkeypatch.setattr(
-                journal_module.sqlite3,
-                "connect",
-                lambda *a, n=fail_from, **k: FailingConnection(connect(*a, **k), n),
-            )
+            monkeypatch.setattr(journal_module, "sqlite3", FailingSqlite(connect, fail_from))
             result = classify(src, dest, trained_model, "--no-cache")
-            monkeypatch.setattr(journal_module.sqlite3, "connect", connect)
+            monkeypatch.setattr(journal_module, "sqlite3", sqlite3)
             assert result.exit_code == 2, (fail_from, result.output)
             assert "cannot write the journal" in one_error_line(result)
             assert_whole(before, src, dest)
             # put everything back for the next round (the real journal then recovers)
             for path in dest.iterdir() if dest.exists() else []:
                 os.rename(path, src / path.name) if not across else shutil.move(path, src)
+            # ... which is not the user vetoing them (that is learnt beside the journal)
+            for path in journal_module.state_dir().glob("corrections.sqlite*"):
+                path.unlink()
     finally:
         if across:
             shutil.rmtree(dest_parent)
