@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from flowersort import safefs
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.errors import FlowersortError
@@ -49,18 +50,43 @@ def run_library(fn, *args, **kwargs):
         raise CliError(e) from None
 
 
+# log records with this extra go to the log file only: their text is already on stdout
+FILE_ONLY = {"file_only": True}
+
+
 def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
+    """Messages on stderr by --quiet/--verbose. The log file gets, with times, every
+    move, copy, dedupe and undo (INFO, even under --quiet), warnings and errors, and the
+    photos kept only with --verbose."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers[0].setLevel(level)
+    handlers[0].addFilter(lambda record: not getattr(record, "file_only", False))
     if log_file:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler = open_log_file(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        file_handler.setLevel(logging.DEBUG)
+        file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         handlers.append(file_handler)
     log.handlers[:] = handlers
     log.setLevel(logging.DEBUG)
     log.propagate = False
+
+
+def open_log_file(path: Path) -> logging.FileHandler:
+    """Append to the log file, creating its folder (cron's $HOME/.cache may not exist
+    yet); a path that cannot be written is one line and exit 2."""
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # a file in the way: opening the log says "Not a directory"
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as e:
+        error = click.ClickException(
+            f"cannot write the log file {display(path)}: {e.strerror or e}"
+        )
+        error.exit_code = EXIT_USAGE
+        raise error from None
 
 
 def report_skip(path: Path, reason: str) -> None:
@@ -79,8 +105,10 @@ def open_model(path: Path | None):
 def logging_options(fn):
     fn = click.option(
         "--log-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Also write every message, with times, to this file.",
+        type=click.Path(path_type=Path),
+        help="Also write, with times, every move, copy and undo (from -> to, with "
+        "sidecars), warnings and errors to this file, even with --quiet; kept photos only "
+        "with --verbose. Its folder is created.",
     )(fn)
     fn = click.option("-v", "--verbose", is_flag=True, help="Say more, e.g. every photo kept.")(fn)
     fn = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no bar.")(fn)
@@ -646,14 +674,35 @@ def undo(wait, as_json, quiet, verbose, log_file):
         sys.exit(EXIT_FAILED)
 
 
+# actions that changed files: each is logged (to the log file) with where it went
+LOGGED_ACTIONS = ("moved", "copied", "deduplicated", "restored", "removed-copy")
+
+
+def outcome_line(o) -> str:
+    """'moved: SRC -> DST (0.912) + .xmp, .CR2': a move, copy or plan with its sidecars
+    (their names follow the photo's final name); for undo, where the photo went back."""
+    verb = o.action.replace("-", " ")
+    extras = ""
+    if o.sidecars:
+        beside = o.path if o.score is None else o.detail  # the photo the sidecars are with
+        stem = len(safefs.split_name(os.path.basename(beside))[0])
+        extras = " + " + ", ".join(display(os.path.basename(s)[stem:]) for s in o.sidecars)
+    if o.score is None:  # undo: the photo goes back from detail to path
+        return f"{verb}: {display(o.detail)} -> {display(o.path)}{extras}"
+    return f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f}){extras}"
+
+
 def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, seen=None) -> None:
     """Print each photo's outcome as it streams in: JSON or a line on stdout (none with
-    --quiet), skips and failures on stderr; keep them in `seen` for a report."""
+    --quiet), skips and failures on stderr; every move also goes to the log file; keep
+    them in `seen` for a report."""
     for o in outcomes:
         if seen is not None:
             seen.append(o)
         bar.update(1)
         counts[o.action] += 1
+        if o.action in LOGGED_ACTIONS:
+            log.info(outcome_line(o), extra=FILE_ONLY)
         if as_json:
             click.echo(json.dumps(o.to_json()))
         elif o.action == "skipped":
@@ -666,12 +715,8 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             log.debug("kept: %s (score %.3f)", display(o.path), o.score)
         elif quiet:
             pass
-        elif o.score is None:  # undo: the photo goes back from detail to path
-            verb = o.action.replace("-", " ")
-            click.echo(f"{verb}: {display(o.detail)} -> {display(o.path)}")
         else:
-            verb = o.action.replace("-", " ")
-            click.echo(f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f})")
+            click.echo(outcome_line(o))
         if as_json and o.action in ("skipped", "failed"):
             log.warning("%s: %s: %s", o.action, display(o.path), o.detail)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -63,11 +63,13 @@ class Outcome:
     flower: bool | None
     action: str
     detail: str = ""  # the final path of a move, or why it was skipped or failed
+    sidecars: list[str] = field(default_factory=list)  # where they went (undo: came back)
 
     def to_json(self) -> dict:
         score = None if self.score is None else round(self.score, 6)
         out = {"path": os.fsdecode(self.path), "score": score, "flower": self.flower}
-        return out | {"action": self.action, "detail": self.detail}
+        sidecars = [os.fsdecode(s) for s in self.sidecars]
+        return out | {"action": self.action, "detail": self.detail, "sidecars": sidecars}
 
 
 def classify(
@@ -172,7 +174,8 @@ class Mover:
             finals = self.journal.transfer(self.run, group, self.dest, keep_source=self.copy)
         except OSError as e:
             return Outcome(photo, score, True, "failed", e.strerror or str(e))
-        return Outcome(photo, score, True, done, os.fsdecode(finals[0]))
+        sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
+        return Outcome(photo, score, True, done, os.fsdecode(finals[0]), sidecar_finals)
 
     def close(self) -> None:
         self.journal.finish_run(self.run)
@@ -208,7 +211,9 @@ def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) ->
         ):
             for f in finals:
                 safefs._unlink(f)
-            return Outcome(photo, None, None, "removed-copy", os.fsdecode(finals[0]))
+            return Outcome(
+                photo, None, None, "removed-copy", os.fsdecode(finals[0]), _names(sources[1:])
+            )
         return Outcome(photo, None, None, "failed", "the copy or its original has changed")
     present = [f for f in finals if f.exists()]
     if len(present) != len(finals):
@@ -220,7 +225,11 @@ def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) ->
         return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
     except OSError as e:
         return Outcome(photo, None, None, "failed", e.strerror or str(e))
-    return Outcome(photo, None, None, "restored", os.fsdecode(finals[0]))
+    return Outcome(photo, None, None, "restored", os.fsdecode(finals[0]), _names(sources[1:]))
+
+
+def _names(paths) -> list[str]:
+    return [os.fsdecode(p) for p in paths]
 
 
 def summarize(outcomes: Iterable[Outcome]) -> Counter:

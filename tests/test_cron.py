@@ -1,0 +1,211 @@
+"""Running unattended: the log file, its folder, and the README's cron line as written."""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from flowersort.cli import cli
+from tests.conftest import make_folders
+
+ROOT = Path(__file__).resolve().parents[1]
+MOVE_LINE = re.compile(r"INFO moved: (.+) -> (.+) \((\d\.\d{3})\)( \+ .+)?$")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def archive(tmp_path):
+    """6 flowers (two with an .xmp, one with a RAW twin) and 6 others in nested folders."""
+    flowers, noflowers = make_folders(tmp_path / "gen", 6, seed=7)
+    root = tmp_path / "Pictures"
+    shutil.copytree(flowers, root / "2024" / "garden")
+    shutil.copytree(noflowers, root / "2023")
+    shutil.rmtree(tmp_path / "gen")
+    (root / "2024" / "garden" / "fl_000.xmp").write_text("<x:xmpmeta/>")
+    (root / "2024" / "garden" / "fl_001.xmp").write_text("<x:xmpmeta/>")
+    (root / "2024" / "garden" / "fl_001.CR2").write_bytes(b"raw")
+    return root
+
+
+def log_moves(log: Path) -> list[tuple[str, str, str]]:
+    """(source, target, sidecars) of every 'moved:' line of a log file."""
+    moves = []
+    for line in log.read_text().splitlines():
+        if m := MOVE_LINE.search(line):
+            moves.append((m.group(1), m.group(2), (m.group(4) or "").removeprefix(" + ")))
+    return moves
+
+
+def test_quiet_log_file_names_every_move_with_its_sidecars(archive, trained_model, tmp_path):
+    dest, log = tmp_path / "Flowers", tmp_path / "flowersort.log"
+    # an older file takes the first name: the log must tell the name the photo really got
+    dest.mkdir()
+    (dest / "fl_001.jpg").write_bytes(b"someone else's photo")
+    args = ["classify", archive, "--move-to", dest, "--model", trained_model]
+    result = run(*args, "--quiet", "--log-file", log)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr == ""
+    moves = log_moves(log)
+    arrived = sorted(p for p in dest.iterdir() if p.suffix == ".jpg" and p.name != "fl_001.jpg")
+    assert len(arrived) >= 5
+    assert sorted(Path(target) for _, target, _ in moves) == arrived
+    for source, _, _ in moves:
+        assert not Path(source).exists() and Path(source).parent == archive / "2024" / "garden"
+    sidecars = {Path(source).name: (Path(target).name, extra) for source, target, extra in moves}
+    assert sidecars["fl_000.jpg"] == ("fl_000.jpg", ".xmp")
+    assert sidecars["fl_001.jpg"] == ("fl_001 (1).jpg", ".CR2, .xmp")
+    assert (dest / "fl_001 (1).CR2").read_bytes() == b"raw"
+    text = log.read_text()
+    assert "kept:" not in text  # one line per photo per night is not a log
+    kept = 12 - len(moves)
+    summary = f"INFO 12 photos: {len(moves)} moved, 0 copied, {kept} kept, 0 skipped, 0 failed"
+    assert text.splitlines()[-1].endswith(summary)
+
+
+def test_undo_logs_every_photo_it_puts_back(archive, trained_model, tmp_path):
+    dest, log = tmp_path / "Flowers", tmp_path / "undo.log"
+    result = run("classify", archive, "--move-to", dest, "--model", trained_model)
+    assert result.exit_code == 0, result.output
+    moved = [line for line in result.stdout.splitlines() if line.startswith("moved: ")]
+    result = run("undo", "--quiet", "--log-file", log)
+    assert result.exit_code == 0, result.output
+    restored = [line.split(" INFO ", 1)[1] for line in log.read_text().splitlines()]
+    restored = [line for line in restored if line.startswith("restored: ")]
+    assert len(restored) == len(moved) >= 5
+    expected = {
+        re.sub(r"^moved: (.+) -> (.+) \(\d\.\d{3}\)(.*)$", r"restored: \2 -> \1\3", line)
+        for line in moved
+    }
+    assert set(restored) == expected
+    assert any(line.endswith("fl_001.jpg + .CR2, .xmp") for line in restored)
+
+
+def test_moves_are_printed_once_and_kept_photos_logged_only_with_verbose(
+    archive, trained_model, tmp_path
+):
+    dest, log = tmp_path / "Flowers", tmp_path / "v.log"
+    args = ["classify", archive, "--move-to", dest, "--model", trained_model, "--log-file", log]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "moved: " in result.stdout and "moved: " not in result.stderr
+    assert "kept:" not in log.read_text()
+    shutil.rmtree(dest)
+    for p in archive.rglob("*.jpg"):
+        p.touch()
+    result = run(*args, "--verbose")
+    assert result.exit_code == 0, result.output
+    assert log.read_text().count(" DEBUG kept: ") == 6
+
+
+def test_log_file_folder_is_created(archive, trained_model, tmp_path):
+    log = tmp_path / "home" / ".cache" / "flowersort.log"
+    result = run("classify", archive, "--model", trained_model, "-q", "--log-file", log)
+    assert result.exit_code == 0, result.output
+    assert "12 photos: 0 moved" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    "where, reason", [("a-file/flowersort.log", "Not a directory"), (".", "Is a directory")]
+)
+def test_unusable_log_file_is_one_line_and_exit_2(archive, trained_model, tmp_path, where, reason):
+    (tmp_path / "a-file").write_text("")
+    log = tmp_path / where
+    result = run("classify", archive, "--model", trained_model, "--log-file", log)
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: cannot write the log file {log}: {reason}\n"
+    assert result.stdout == ""
+
+
+# ---------------------------------------------------------------- the README's cron line
+
+
+def readme_cron_line() -> str:
+    lines = [
+        line.strip()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if re.match(r"\s+0 3 \* \* \* ", line)
+    ]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def cron_can_run() -> str | None:
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setsid"):
+        return "needs root, unshare and setsid to put an install at /opt/flowersort"
+    if sys.executable.startswith("/opt/"):
+        return "the test's Python lives under /opt, which the test hides"
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "t", "/opt"], check=False)
+    return None if probe.returncode == 0 else "cannot mount in a private mount namespace"
+
+
+def run_cron_line(home: Path, line: str) -> subprocess.CompletedProcess:
+    """Run the command part of a crontab line as cron does: /bin/sh -c, an empty
+    environment but HOME, LOGNAME, SHELL and PATH=/usr/bin:/bin, no terminal, no stdin.
+    /opt/flowersort/bin/flowersort is this checkout's installed command, in a private
+    mount namespace (nothing is written to the real /opt)."""
+    command = line.split(None, 5)[5]
+    exe = Path(sys.executable).parent / "flowersort"
+    if exe.exists():
+        install = f"ln -s {shlex.quote(str(exe))} /opt/flowersort/bin/flowersort"
+    else:  # not installed: a wrapper running this checkout
+        wrapper = f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m flowersort "$@"\n'
+        install = (
+            f"printf %s {shlex.quote(wrapper)} > /opt/flowersort/bin/flowersort && "
+            "chmod +x /opt/flowersort/bin/flowersort"
+        )
+    cron_env = f"HOME={shlex.quote(str(home))} LOGNAME=root SHELL=/bin/sh PATH=/usr/bin:/bin"
+    script = (
+        "mount -t tmpfs tmpfs /opt && mkdir -p /opt/flowersort/bin && "
+        f"{install} && exec setsid env -i {cron_env} /bin/sh -c {shlex.quote(command)}"
+    )
+    return subprocess.run(
+        ["unshare", "-m", "/bin/sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_readme_cron_line_as_written(tmp_path):
+    why_not = cron_can_run()
+    if why_not:
+        pytest.skip(why_not)
+    line = readme_cron_line()
+    home = tmp_path / "home"  # no .cache, no .local: a fresh account
+    pictures = home / "Pictures"
+    for i, photo in enumerate(sorted((ROOT / "sample_photos").glob("*.[jp][pn]g"))):
+        album = pictures / ("2020/07 Отпуск в Крыму" if i % 2 else "2021/08 京都旅行")
+        album.mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, album / photo.name)
+        (album / photo.with_suffix(".xmp").name).write_text("<x:xmpmeta/>")
+    proc = run_cron_line(home, line)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""  # cron mails any output
+    flowers = home / "Pictures" / "Flowers"
+    arrived = sorted(flowers.glob("*.jpg"))
+    assert len(arrived) >= 3
+    log = home / ".cache" / "flowersort.log"
+    moves = log_moves(log)
+    assert sorted(Path(target) for _, target, _ in moves) == arrived
+    assert all(extra == ".xmp" for _, _, extra in moves)
+    assert all((flowers / Path(t).with_suffix(".xmp").name).exists() for _, t, _ in moves)
+    assert len(log.read_text().splitlines()) == len(moves) + 1  # the moves and the summary
+
+    # the next night: nothing new, and the log grows by one line
+    proc = run_cron_line(home, line)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", proc.stderr
+    lines = log.read_text().splitlines()
+    assert len(lines) == len(moves) + 2
+    assert re.search(
+        r"INFO \d+ photos: 0 moved, 0 copied, \d+ kept, 0 skipped, 0 failed$", lines[-1]
+    )
