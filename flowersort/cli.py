@@ -489,7 +489,8 @@ def evaluate(
     default="rename",
     show_default=True,
     help="When a byte-identical copy is already in the target: add it under a new name, "
-    "leave it where it is, or remove the source (after a byte compare).",
+    "leave it where it is, or remove the source (after a byte compare). A photo an earlier "
+    "run moved or copied there, still unchanged, is always left alone ('already there').",
 )
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
 @click.option(
@@ -640,6 +641,7 @@ def summary_line(counts: Counter) -> str:
         "moved",
         "copied",
         "deduplicated",
+        "already-there",
         "would-move",
         "would-copy",
         "restored",
@@ -713,6 +715,8 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             click.echo(f"flower: {display(o.path)} ({o.score:.3f})")
         elif o.action == "kept":
             log.debug("kept: %s (score %.3f)", display(o.path), o.score)
+        elif o.action == "already-there":  # every night for every photo: only with -v
+            log.debug("already there: %s = %s", display(o.path), display(o.detail))
         elif quiet:
             pass
         else:

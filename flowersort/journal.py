@@ -162,6 +162,21 @@ class Journal:
         ).fetchall()
         return [(_paths(s), _paths(f), bool(k)) for s, f, k in rows]
 
+    def earlier_final(self, source: Path, dest: Path) -> Path | None:
+        """Where the latest run not undone put the file that was at source, if inside dest."""
+        first = "[" + json.dumps(os.fspath(source))  # sources[0], whole: a quote ends it
+        row = self.db.execute(
+            "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
+            "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
+            " AND substr(moves.sources, 1, ?) = ? ORDER BY moves.id DESC LIMIT 1",
+            (len(first), first),
+        ).fetchone()
+        if row is None or not row[0]:
+            return None
+        final = _paths(row[0])[0]
+        inside = os.path.commonpath([os.path.abspath(final), os.path.abspath(dest)])
+        return final if inside == os.path.abspath(dest) else None
+
     def mark_undone(self, run: int) -> None:
         self.db.execute("UPDATE runs SET undone = 1 WHERE id = ?", (run,))
 

@@ -52,11 +52,21 @@ def identical_at_target(photo: Path, dest: Path) -> Path | None:
     return None
 
 
+def same_photo(photo: Path, there: Path) -> bool:
+    """there is another file holding photo's bytes (not photo itself, as after undo)."""
+    try:
+        same_inode = os.path.samefile(photo, there)
+        return there.is_file() and not same_inode and safefs.same_bytes(photo, there)
+    except OSError:
+        return False
+
+
 @dataclass
 class Outcome:
     """What happened to one photo. action: moved, copied, deduplicated, would-move,
-    would-copy, kept, skipped (not a usable photo, or already at the target), failed (a
-    move that could not be done); for undo: restored, removed-copy, failed."""
+    would-copy, already-there (an earlier run's copy is at the target, unchanged), kept,
+    skipped (not a usable photo), failed (a move that could not be done); for undo:
+    restored, removed-copy, failed."""
 
     path: str | Path
     score: float | None
@@ -165,6 +175,8 @@ class Mover:
         photo = Path(path)
         done = "copied" if self.copy else "moved"
         try:
+            if twin := self.already_there(photo):
+                return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, self.dest)):
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, score, True, "skipped", f"already at {twin}")
@@ -176,6 +188,17 @@ class Mover:
             return Outcome(photo, score, True, "failed", e.strerror or str(e))
         sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
         return Outcome(photo, score, True, done, os.fsdecode(finals[0]), sidecar_finals)
+
+    def already_there(self, photo: Path) -> Path | None:
+        """Where an earlier run put this photo, if it is still there with the same bytes;
+        for a copy (or --on-conflict skip), also a byte-identical twin under its name or a
+        numbered one: a nightly --copy-to must not pile up copies."""
+        earlier = self.journal.earlier_final(photo, self.dest)
+        if earlier is not None and same_photo(photo, earlier):
+            return earlier
+        if self.copy or self.on_conflict == "skip":
+            return identical_at_target(photo, self.dest)
+        return None
 
     def close(self) -> None:
         self.journal.finish_run(self.run)

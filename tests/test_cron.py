@@ -1,5 +1,6 @@
 """Running unattended: the log file, its folder, and the README's cron line as written."""
 
+import json
 import os
 import re
 import shlex
@@ -209,3 +210,74 @@ def test_readme_cron_line_as_written(tmp_path):
     assert re.search(
         r"INFO \d+ photos: 0 moved, 0 copied, \d+ kept, 0 skipped, 0 failed$", lines[-1]
     )
+
+
+# ---------------------------------------------------------------- nightly copies
+
+
+def test_nightly_copy_to_leaves_what_is_already_there(archive, trained_model, tmp_path):
+    dest = tmp_path / "Flowers"
+    args = ["classify", archive, "--copy-to", dest, "--model", trained_model]
+    first = run(*args, "--quiet")
+    assert first.exit_code == 0 and first.stdout == "" and first.stderr == "", first.output
+    copies = sorted(dest.iterdir())
+    assert len([p for p in copies if p.suffix == ".jpg"]) >= 5
+    for _ in range(2):  # the next nights: nothing new, nothing said under --quiet
+        again = run(*args, "--quiet")
+        assert again.exit_code == 0 and again.stdout == "" and again.stderr == "", again.output
+    assert sorted(dest.iterdir()) == copies
+    n = len([p for p in copies if p.suffix == ".jpg"])
+    summary = run(*args).stderr.splitlines()[-1]
+    assert (
+        summary
+        == f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
+    )
+    lines = [json.loads(line) for line in run(*args, "--json").stdout.splitlines()]
+    there = [line for line in lines if line["action"] == "already-there"]
+    assert len(there) == n and all(Path(line["detail"]).parent == dest for line in there)
+    # a copy changed at the target since is not "there": the photo is copied anew
+    changed = Path(there[0]["detail"])
+    changed.write_bytes(b"edited")
+    result = run(*args, "--json")
+    actions = {json.loads(line)["path"]: json.loads(line) for line in result.stdout.splitlines()}
+    assert actions[there[0]["path"]]["action"] == "copied"
+    assert changed.read_bytes() == b"edited"
+
+
+def test_copy_twin_under_a_numbered_name_is_recognised_without_the_journal(
+    archive, trained_model, tmp_path
+):
+    """A copy made by another account (another journal) is recognised by its bytes."""
+    dest = tmp_path / "Flowers"
+    dest.mkdir()
+    photo = archive / "2024" / "garden" / "fl_002.jpg"
+    (dest / "fl_002.jpg").write_bytes(b"an unrelated photo")
+    shutil.copy(photo, dest / "fl_002 (1).jpg")
+    result = run("classify", photo, "--copy-to", dest, "--model", trained_model, "--json")
+    assert json.loads(result.stdout)["action"] == "already-there"
+    assert json.loads(result.stdout)["detail"] == str(dest / "fl_002 (1).jpg")
+    assert sorted(p.name for p in dest.iterdir()) == ["fl_002 (1).jpg", "fl_002.jpg"]
+
+
+def test_on_conflict_skip_is_silent_under_quiet(archive, trained_model, tmp_path):
+    dest = tmp_path / "Flowers"
+    args = ["classify", archive, "--move-to", dest, "--model", trained_model]
+    assert run(*args).exit_code == 0
+    for p in dest.glob("*.jpg"):  # the same photos come back from a phone sync
+        shutil.copy(p, archive / p.name)
+    result = run(*args, "--on-conflict", "skip", "--quiet")
+    assert result.exit_code == 0 and result.stderr == "" and result.stdout == ""
+
+
+def test_a_moved_photo_that_comes_back_is_not_moved_again(archive, trained_model, tmp_path):
+    dest = tmp_path / "Flowers"
+    args = ["classify", archive, "--move-to", dest, "--model", trained_model, "--json"]
+    first = [json.loads(line) for line in run(*args).stdout.splitlines()]
+    moved = [line for line in first if line["action"] == "moved"]
+    back = Path(moved[0]["path"])
+    shutil.copy(moved[0]["detail"], back)  # re-synced from a phone, byte for byte
+    second = [json.loads(line) for line in run(*args).stdout.splitlines()]
+    assert [(line["action"], line["detail"]) for line in second if line["path"] == str(back)] == [
+        ("already-there", moved[0]["detail"])
+    ]
+    assert back.exists() and len(list(dest.glob("*.jpg"))) == len(moved)

@@ -79,7 +79,7 @@ def test_a_clash_renames_the_whole_group(archive, tmp_path):
     "mode,expected_action,left_in_source",
     [
         ("rename", "moved", False),
-        ("skip", "skipped", True),
+        ("skip", "already-there", True),
         ("dedupe", "deduplicated", False),
     ],
 )
