@@ -520,7 +520,8 @@ def evaluate(
     "--exclude",
     multiple=True,
     metavar="GLOB",
-    help="Skip files and folders matching GLOB; may be repeated.",
+    help="Skip files and folders whose name or path relative to SRC matches GLOB "
+    "('2020/*', 'Screenshots', '*.png'; '/...' matches the absolute path); may be repeated.",
 )
 @workers_option
 @logging_options

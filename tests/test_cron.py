@@ -281,3 +281,58 @@ def test_a_moved_photo_that_comes_back_is_not_moved_again(archive, trained_model
         ("already-there", moved[0]["detail"])
     ]
     assert back.exists() and len(list(dest.glob("*.jpg"))) == len(moved)
+
+
+# ---------------------------------------------------------------- --exclude
+
+EXCLUDE_TREE = {
+    "2020/01/a.jpg",
+    "2020/02/b.jpg",
+    "2021/c.jpg",
+    "Screenshots/d.jpg",
+    "2021/Screenshots/e.jpg",
+}
+
+
+@pytest.mark.parametrize(
+    "pattern, gone",
+    [
+        ("2020/01", {"2020/01/a.jpg"}),
+        ("2020/01/", {"2020/01/a.jpg"}),
+        ("2020/*", {"2020/01/a.jpg", "2020/02/b.jpg"}),
+        ("2020", {"2020/01/a.jpg", "2020/02/b.jpg"}),
+        ("Screenshots", {"Screenshots/d.jpg", "2021/Screenshots/e.jpg"}),
+        ("*/Screenshots", {"2021/Screenshots/e.jpg"}),
+        ("c.jpg", {"2021/c.jpg"}),
+        ("ABS/2021", {"2021/c.jpg", "2021/Screenshots/e.jpg"}),
+        ("Pictures/2020", set()),  # relative to SRC, not to the working folder
+    ],
+)
+@pytest.mark.parametrize("spelling", ["Pictures", "./Pictures/", "ABS"])
+def test_exclude_matches_paths_relative_to_src(tmp_path, monkeypatch, pattern, gone, spelling):
+    from flowersort.archive import walk
+
+    for name in EXCLUDE_TREE:
+        (tmp_path / "Pictures" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "Pictures" / name).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    src = spelling.replace("ABS", str(tmp_path / "Pictures"))
+    pattern = pattern.replace("ABS", str(tmp_path / "Pictures"))
+    seen = {os.path.relpath(p, tmp_path / "Pictures") for p in walk(src, exclude=[pattern])}
+    assert seen == EXCLUDE_TREE - gone
+
+
+def test_classify_exclude_a_dated_folder(tmp_path, monkeypatch, trained_model):
+    import numpy as np
+
+    from tests.conftest import make_photo, write_photo
+
+    rng = np.random.default_rng(1)
+    for name in EXCLUDE_TREE:
+        write_photo(tmp_path / "Pictures" / name, make_photo(rng, True, 32))
+    monkeypatch.chdir(tmp_path / "Pictures")
+    args = ["classify", ".", "--exclude", "2020/*", "--exclude", "*/Screenshots", "--json"]
+    result = run(*args, "--model", trained_model)
+    assert result.exit_code == 0, result.output
+    seen = {json.loads(line)["path"] for line in result.stdout.splitlines()}
+    assert seen == {"./2021/c.jpg", "./Screenshots/d.jpg"}
