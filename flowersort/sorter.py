@@ -3,6 +3,7 @@ journal and the lock. Every file operation goes through safefs."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -116,6 +117,7 @@ def classify(
         except OSError as e:
             raise FlowersortError(f"cannot create {dest}: {e.strerror}") from None
         mover = Mover(dest, copy, on_conflict, wait, src)
+    plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
     walk_skips: deque[tuple[str, str]] = deque()
 
     def note_skip(path: str, reason: str) -> None:
@@ -145,8 +147,7 @@ def classify(
             if not flower or dest is None:
                 yield Outcome(path, score, flower, "kept")
             elif dry_run:
-                action = "would-copy" if copy else "would-move"
-                yield Outcome(path, score, flower, action, os.fsdecode(dest))
+                yield plan.outcome(Path(path), score)
             else:
                 yield mover.move(path, score)
         for skipped, why in walk_skips:
@@ -154,6 +155,40 @@ def classify(
     finally:
         if mover:
             mover.close()
+
+
+def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Path]:
+    """The names safefs.transfer would give a photo and its sidecars in folder now: the
+    first numbered stem free for every member and not planned for an earlier photo."""
+    stem, _ = safefs.split_name(group[0].name)
+    for new_stem in safefs.numbered_stems(stem):
+        names = [
+            new_stem + p.name[len(stem) :] if p.name.startswith(stem) else p.name for p in group
+        ]
+        if not any(n in taken or os.path.lexists(folder / n) for n in names):
+            taken.update(names)
+            return [folder / n for n in names]
+    raise FileExistsError(errno.EEXIST, "no free name", str(folder))
+
+
+class DryRun:
+    """What a run would do, photo by photo, touching nothing: the final names (a clash
+    with a file in dest or an earlier photo of this run is numbered) and the sidecars."""
+
+    def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode):
+        self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
+        self.taken: set[str] = set()
+
+    def outcome(self, photo: Path, score: float) -> Outcome:
+        if self.copy or self.on_conflict == "skip":
+            if twin := identical_at_target(photo, self.dest):
+                return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
+        try:
+            finals = planned_finals([photo, *sidecars(photo)], self.dest, self.taken)
+        except OSError as e:
+            return Outcome(photo, score, True, "failed", e.strerror or str(e))
+        action = "would-copy" if self.copy else "would-move"
+        return Outcome(photo, score, True, action, os.fsdecode(finals[0]), _names(finals[1:]))
 
 
 class Mover:

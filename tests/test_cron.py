@@ -232,6 +232,11 @@ def test_nightly_copy_to_leaves_what_is_already_there(archive, trained_model, tm
         summary
         == f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
     )
+    dry = run(*args, "--dry-run").stderr.splitlines()[-1]
+    assert (
+        dry
+        == f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
+    )
     lines = [json.loads(line) for line in run(*args, "--json").stdout.splitlines()]
     there = [line for line in lines if line["action"] == "already-there"]
     assert len(there) == n and all(Path(line["detail"]).parent == dest for line in there)
@@ -336,3 +341,43 @@ def test_classify_exclude_a_dated_folder(tmp_path, monkeypatch, trained_model):
     assert result.exit_code == 0, result.output
     seen = {json.loads(line)["path"] for line in result.stdout.splitlines()}
     assert seen == {"./2021/c.jpg", "./Screenshots/d.jpg"}
+
+
+# ---------------------------------------------------------------- dry run
+
+
+def test_dry_run_shows_the_final_names_and_sidecars_the_real_run_gives(tmp_path):
+    import numpy as np
+
+    from tests.conftest import make_photo, write_photo
+
+    rng = np.random.default_rng(3)
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    write_photo(src / "2020" / "DSC_0042.jpg", make_photo(rng, True))
+    (src / "2020" / "DSC_0042.xmp").write_text("<x/>")
+    (src / "2020" / "DSC_0042.CR2").write_bytes(b"raw")
+    write_photo(src / "2021" / "DSC_0042.jpg", make_photo(rng, True))  # the same name again
+    write_photo(src / "2021" / "IMG_7.jpg", make_photo(rng, True))
+    dest.mkdir()
+    (dest / "DSC_0042.jpg").write_bytes(b"an older photo")
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1]
+    dry = run(*args, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    planned = [json.loads(line) for line in run(*args, "--dry-run", "--json").stdout.splitlines()]
+    first, score = src / "2020" / "DSC_0042.jpg", planned[0]["score"]
+    assert dry.stdout.splitlines()[0] == (
+        f"would move: {first} -> {dest / 'DSC_0042 (1).jpg'} ({score:.3f}) + .CR2, .xmp"
+    )
+    done = [json.loads(line) for line in run(*args, "--json").stdout.splitlines()]
+    assert [(p["action"], p["detail"], p["sidecars"]) for p in planned] == [
+        (
+            "would-move",
+            str(dest / "DSC_0042 (1).jpg"),
+            [str(dest / "DSC_0042 (1).CR2"), str(dest / "DSC_0042 (1).xmp")],
+        ),
+        ("would-move", str(dest / "DSC_0042 (2).jpg"), []),
+        ("would-move", str(dest / "IMG_7.jpg"), []),
+    ]
+    assert [(d["detail"], d["sidecars"]) for d in done] == [
+        (p["detail"], p["sidecars"]) for p in planned
+    ]
