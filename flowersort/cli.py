@@ -647,6 +647,8 @@ def summary_line(counts: Counter) -> str:
         "would-copy",
         "restored",
         "removed-copy",
+        "would-restore",
+        "would-remove-copy",
         "kept",
         "skipped",
         "failed",
@@ -656,25 +658,63 @@ def summary_line(counts: Counter) -> str:
 
 
 @cli.command(epilog=EPILOG)
+@click.argument("run", type=click.IntRange(1), required=False)
+@click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
+@click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a line per photo.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object a line per photo (with --list: per run, with the keys run, kind, "
+    "started, photos, state, src, dest).",
+)
 @logging_options
-def undo(wait, as_json, quiet, verbose, log_file):
-    """Put the photos moved by the last classify run back where they were.
+def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
+    """Put the photos moved by the last classify run (or by run RUN) back where they were.
 
     Source folders are recreated; a photo whose old place has been taken by a new file
     since is left where it is and reported as failed. Copies made with --copy-to are
-    removed, but only while their originals are still there, unchanged.
+    removed, but only while their originals are still there, unchanged. Folders the run
+    created (such as the target) are removed when undo leaves them empty. Undoing the
+    last run twice is an error: name an earlier run (see --list) to undo it too.
     """
     from flowersort.sorter import undo as run_undo
 
     setup_logging(quiet, verbose, log_file)
+    if list_runs:
+        if run is not None or dry_run:
+            raise click.UsageError("--list takes no RUN and no --dry-run")
+        show_runs(as_json)
+        return
     counts: Counter = Counter()
     with progress(quiet, desc="undoing", unit="photo") as bar:
-        run_library(show_outcomes, run_undo(wait), bar, counts, as_json, quiet)
+        outcomes = run_undo(wait, run_id=run, dry_run=dry_run)
+        run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
     log.info(summary_line(counts))
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
+
+
+def show_runs(as_json: bool) -> None:
+    """undo --list: one line per run that moved photos, oldest first."""
+    from flowersort.sorter import list_runs
+
+    runs = run_library(list_runs)
+    if as_json:
+        for info in runs:
+            click.echo(json.dumps(info.to_json()))
+        return
+    if not runs:
+        log.info("no run has moved photos")
+        return
+    click.echo(f"{'run':>5}  {'started':19}  kind  {'photos':>6}  {'state':11}  from -> to")
+    for info in runs:
+        row = info.to_json()
+        click.echo(
+            f"{info.id:5d}  {row['started']}  {row['kind']:4}  {info.photos:6d}  "
+            f"{info.state:11}  {display(info.src or '')} -> {display(info.dest or '')}"
+        )
 
 
 # actions that changed files: each is logged (to the log file) with where it went

@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from flowersort import safefs
@@ -36,6 +37,42 @@ CREATE TABLE IF NOT EXISTS moves (
 );
 CREATE INDEX IF NOT EXISTS moves_state ON moves(state);
 """
+
+
+# made when first needed, so that journals of earlier versions gain it too
+CREATED_DIRS = "CREATE TABLE IF NOT EXISTS created_dirs (run INTEGER NOT NULL, path BLOB NOT NULL)"
+
+
+@dataclass
+class RunInfo:
+    """A classify or copy run that moved photos, for undo --list."""
+
+    id: int
+    kind: str  # "classify" (moves) or "copy"
+    started: float
+    finished: float | None  # None: interrupted (or still running)
+    src: str | None
+    dest: str | None
+    undone: bool
+    photos: int  # photos moved or copied (each with its sidecars)
+
+    @property
+    def state(self) -> str:
+        return "undone" if self.undone else "done" if self.finished else "interrupted"
+
+    def when(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+
+    def to_json(self) -> dict:
+        return {
+            "run": self.id,
+            "kind": "copy" if self.kind == "copy" else "move",
+            "started": self.when(),
+            "photos": self.photos,
+            "state": self.state,
+            "src": self.src,
+            "dest": self.dest,
+        }
 
 
 def state_dir() -> Path:
@@ -176,6 +213,30 @@ class Journal:
         final = _paths(row[0])[0]
         inside = os.path.commonpath([os.path.abspath(final), os.path.abspath(dest)])
         return final if inside == os.path.abspath(dest) else None
+
+    def runs(self, run: int | None = None) -> list[RunInfo]:
+        """The classify and copy runs that moved photos, oldest first (or just `run`)."""
+        rows = self.db.execute(
+            "SELECT runs.id, kind, started, finished, src, dest, undone, COUNT(moves.id) "
+            "FROM runs JOIN moves ON moves.run = runs.id AND moves.state = 'done' "
+            "WHERE kind IN ('classify', 'copy') AND (? IS NULL OR runs.id = ?) "
+            "GROUP BY runs.id ORDER BY runs.id",
+            (run, run),
+        ).fetchall()
+        return [RunInfo(*row[:6], bool(row[6]), row[7]) for row in rows]
+
+    def note_created_dirs(self, run: int, folders: list[Path]) -> None:
+        """Folders this run created, so that its undo can remove them once empty."""
+        self.db.execute(CREATED_DIRS)
+        self.db.executemany(
+            "INSERT INTO created_dirs(run, path) VALUES (?, ?)",
+            [(run, os.fsencode(f)) for f in folders],
+        )
+
+    def created_dirs(self, run: int) -> list[Path]:
+        self.db.execute(CREATED_DIRS)
+        rows = self.db.execute("SELECT path FROM created_dirs WHERE run = ?", (run,)).fetchall()
+        return [Path(os.fsdecode(row[0])) for row in rows]
 
     def mark_undone(self, run: int) -> None:
         self.db.execute("UPDATE runs SET undone = 1 WHERE id = ?", (run,))

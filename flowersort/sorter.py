@@ -4,9 +4,11 @@ journal and the lock. Every file operation goes through safefs."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,10 +17,11 @@ from flowersort import safefs
 from flowersort.archive import OnSkip, walk
 from flowersort.cache import ScoreCache
 from flowersort.errors import FlowersortError
-from flowersort.journal import Journal, RunLock, state_dir
+from flowersort.journal import Journal, RunInfo, RunLock, state_dir
 from flowersort.model import Model
 from flowersort.pipeline import score_photos
 
+log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
 SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
 RAW_SUFFIXES = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")
@@ -113,10 +116,11 @@ def classify(
     mover = None
     if dest is not None and not dry_run:
         try:
-            dest.mkdir(parents=True, exist_ok=True)
+            created = make_dirs(dest)
         except OSError as e:
             raise FlowersortError(f"cannot create {dest}: {e.strerror}") from None
         mover = Mover(dest, copy, on_conflict, wait, src)
+        mover.journal.note_created_dirs(mover.run, created)
     plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
     walk_skips: deque[tuple[str, str]] = deque()
 
@@ -155,6 +159,20 @@ def classify(
     finally:
         if mover:
             mover.close()
+
+
+def make_dirs(folder: Path) -> list[Path]:
+    """mkdir -p; returns the folders it created, outermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for f in reversed(missing):
+        try:
+            f.mkdir()
+        except FileExistsError:  # made meanwhile by someone else: not ours
+            missing.remove(f)
+    return missing[::-1]
 
 
 def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Path]:
@@ -241,24 +259,83 @@ class Mover:
         self.lock.release()
 
 
-def undo(wait: bool = False) -> Iterator[Outcome]:
-    """Put the last classify run's moves back where they were, never overwriting."""
+def undo(wait: bool = False, run_id: int | None = None, dry_run: bool = False) -> Iterator[Outcome]:
+    """Put a classify run's moves back where they were (the last run, or run_id), never
+    overwriting; then remove the folders that run created, if now empty. A dry run only
+    says what would happen."""
     folder = state_dir()
-    with RunLock(folder, wait):
+    with nullcontext() if dry_run else RunLock(folder, wait):
         journal = Journal(folder)
         try:
-            journal.recover()
-            last = journal.last_run()
-            if last is None:
-                raise FlowersortError("nothing to undo: no run has moved photos")
-            run_id, _ = last
+            if not dry_run:
+                journal.recover()
+            run_id = run_to_undo(journal, run_id)
+            if dry_run:
+                for sources, finals, keep_source in journal.done_moves(run_id):
+                    yield _undo_plan(sources, finals, keep_source)
+                return
             run = journal.start_run("undo", None, None)
             for sources, finals, keep_source in journal.done_moves(run_id):
                 yield _undo_one(journal, run, sources, finals, keep_source)
             journal.mark_undone(run_id)
+            remove_empty_dirs(journal.created_dirs(run_id))
             journal.finish_run(run)
         finally:
             journal.close()
+
+
+def list_runs() -> list[RunInfo]:
+    """The runs undo can take back, oldest first."""
+    journal = Journal(state_dir())
+    try:
+        return journal.runs()
+    finally:
+        journal.close()
+
+
+def run_to_undo(journal: Journal, run_id: int | None) -> int:
+    """The run an undo takes back: run_id, else the last run that moved photos, if it is
+    not undone already (a second undo never walks silently into earlier nights)."""
+    hint = "'flowersort undo --list' shows the runs, 'flowersort undo RUN' undoes one"
+    runs = journal.runs(run_id)
+    if run_id is not None and not runs:
+        raise FlowersortError(f"no run {run_id} moved photos; {hint}")
+    if not runs:
+        raise FlowersortError("nothing to undo: no run has moved photos")
+    info = runs[-1]
+    if info.undone:
+        which = f"run {info.id}" if run_id is not None else f"the last run ({info.id})"
+        raise FlowersortError(
+            f"nothing to undo: {which}, {info.when()}, {info.photos} photos, is already undone; "
+            + hint
+        )
+    return info.id
+
+
+def remove_empty_dirs(folders: list[Path]) -> None:
+    """Remove the folders a run created, deepest first, where undo left them empty."""
+    for f in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        try:
+            f.rmdir()
+        except OSError:
+            continue  # not empty (or gone): leave it
+        log.info("removed empty folder %s", os.fsdecode(f))
+
+
+def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
+    """What _undo_one would do, checked the same way, touching nothing."""
+    photo = sources[0]
+    if keep_source:
+        if all(
+            s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
+        ):
+            return Outcome(photo, None, None, "would-remove-copy", os.fsdecode(finals[0]))
+        return Outcome(photo, None, None, "failed", "the copy or its original has changed")
+    if not all(f.exists() for f in finals):
+        return Outcome(photo, None, None, "failed", f"{finals[0]} is no longer there")
+    if any(os.path.lexists(s) for s in sources):
+        return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
+    return Outcome(photo, None, None, "would-restore", os.fsdecode(finals[0]), _names(sources[1:]))
 
 
 def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) -> Outcome:

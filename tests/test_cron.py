@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowersort.cli import cli
-from tests.conftest import make_folders
+from tests.conftest import census, make_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 MOVE_LINE = re.compile(r"INFO moved: (.+) -> (.+) \((\d\.\d{3})\)( \+ .+)?$")
@@ -381,3 +381,119 @@ def test_dry_run_shows_the_final_names_and_sidecars_the_real_run_gives(tmp_path)
     assert [(d["detail"], d["sidecars"]) for d in done] == [
         (p["detail"], p["sidecars"]) for p in planned
     ]
+
+
+# ---------------------------------------------------------------- undo history
+
+
+@pytest.fixture
+def two_albums(tmp_path):
+    import numpy as np
+
+    from tests.conftest import make_photo, write_photo
+
+    rng = np.random.default_rng(9)
+    src = tmp_path / "Pictures"
+    for album in ("a", "b"):
+        for i in range(2):
+            write_photo(src / album / f"{album}{i}.jpg", make_photo(rng, True, 32))
+    (src / "a" / "a0.xmp").write_text("<x/>")
+    return src
+
+
+def move(src, dest, *extra):
+    result = run("classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1, *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+RUN_ROW = re.compile(
+    r"^ +(\d+)  (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)  (move|copy) +(\d+)  (\w+) +(.*)$"
+)
+
+
+def test_undo_list_shows_each_run_with_its_date_counts_and_state(two_albums, tmp_path):
+    move(two_albums / "a", tmp_path / "A")
+    result = run("classify", two_albums / "b", "--copy-to", tmp_path / "B", "--threshold", 0)
+    assert result.exit_code == 0, result.output
+    run("classify", two_albums / "b", "--move-to", tmp_path / "C", "--threshold", 1)  # none
+    listing = run("undo", "--list")
+    assert listing.exit_code == 0, listing.output
+    header, *rows = listing.stdout.splitlines()
+    assert header == "  run  started              kind  photos  state        from -> to"
+    parsed = [RUN_ROW.match(row).groups() for row in rows]
+    assert [(p[0], p[2], p[3], p[4], p[5]) for p in parsed] == [
+        ("1", "move", "2", "done", f"{two_albums / 'a'} -> {tmp_path / 'A'}"),
+        ("2", "copy", "2", "done", f"{two_albums / 'b'} -> {tmp_path / 'B'}"),
+    ]
+    assert run("undo").exit_code == 0
+    rows = [json.loads(line) for line in run("undo", "--list", "--json").stdout.splitlines()]
+    assert [(r["run"], r["kind"], r["photos"], r["state"]) for r in rows] == [
+        (1, "move", 2, "done"),
+        (2, "copy", 2, "undone"),
+    ]
+    assert set(rows[0]) == {"run", "kind", "started", "photos", "state", "src", "dest"}
+
+
+def test_undo_twice_says_the_last_run_is_undone_and_undo_run_goes_further(two_albums, tmp_path):
+    move(two_albums / "a", tmp_path / "A")
+    move(two_albums / "b", tmp_path / "B")
+    assert run("undo").exit_code == 0
+    assert sorted(p.name for p in (two_albums / "b").iterdir()) == ["b0.jpg", "b1.jpg"]
+    again = run("undo")
+    assert again.exit_code == 2
+    assert re.fullmatch(
+        r"Error: nothing to undo: the last run \(2\), \d{4}-\d\d-\d\d \d\d:\d\d:\d\d, 2 photos, "
+        r"is already undone; 'flowersort undo --list' shows the runs, "
+        r"'flowersort undo RUN' undoes one\n",
+        again.stderr,
+    )
+    assert not (two_albums / "a" / "a0.jpg").exists()  # run 1 was not walked into
+    result = run("undo", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (two_albums / "a").iterdir()) == ["a0.jpg", "a0.xmp", "a1.jpg"]
+    assert run("undo", "1").exit_code == 2
+    missing = run("undo", "7")
+    assert missing.exit_code == 2
+    assert missing.stderr == (
+        "Error: no run 7 moved photos; 'flowersort undo --list' shows the runs, "
+        "'flowersort undo RUN' undoes one\n"
+    )
+
+
+def test_undo_dry_run_says_what_would_go_back_and_touches_nothing(two_albums, tmp_path):
+    dest = tmp_path / "A"
+    move(two_albums / "a", dest)
+    (two_albums / "a" / "a1.jpg").write_bytes(b"a new photo took the old place")
+    before = census(two_albums, dest)
+    listing = sorted(tmp_path.rglob("*"))
+    result = run("undo", "--dry-run")
+    assert result.exit_code == 1  # a1 could not go back
+    assert sorted(tmp_path.rglob("*")) == listing and census(two_albums, dest) == before
+    assert result.stdout == (
+        f"would restore: {dest / 'a0.jpg'} -> {two_albums / 'a' / 'a0.jpg'} + .xmp\n"
+    )
+    assert f"failed: {two_albums / 'a' / 'a1.jpg'}: a file of that name has appeared since" in (
+        result.stderr
+    )
+    assert result.stderr.splitlines()[-1] == (
+        "2 photos: 0 moved, 0 copied, 1 would restore, 0 skipped, 1 failed"
+    )
+    assert run("undo", "--list", "--json").stdout.count('"state": "done"') == 1
+
+
+def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_path):
+    made = tmp_path / "new" / "Flowers"
+    move(two_albums / "a", made)
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    move(two_albums / "b", kept / "Flowers")
+    log = tmp_path / "undo.log"
+    assert run("undo", "--log-file", log).exit_code == 0
+    assert kept.is_dir() and not (kept / "Flowers").exists()  # only what flowersort made
+    (made / "notes.txt").write_text("the user's own file")
+    assert run("undo", "1").exit_code == 0
+    assert (made / "notes.txt").exists()  # not empty: left alone
+    assert f"INFO removed empty folder {kept / 'Flowers'}" in log.read_text()
+    # the emptied source folders are the user's: undo put the photos back into them
+    assert sorted(p.name for p in (two_albums / "a").iterdir()) == ["a0.jpg", "a0.xmp", "a1.jpg"]
