@@ -31,6 +31,15 @@ DEFAULTS = TrainConfig()
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 EPILOG = "Exit codes: 0 all done, 1 some moves failed, 2 usage/model error, 3 locked."
+# each command lists the exit codes it can give
+EXIT_CODES = {
+    "train": "Exit codes: 0 model written, 2 usage, model or training-data error.",
+    "evaluate": "Exit codes: 0 done, 2 usage, model or data error.",
+    "classify": "Exit codes: 0 all done (skipped unreadable files are reported, not failures), "
+    "1 some moves failed, 2 usage, model or configuration error, 3 another run holds the lock.",
+    "undo": "Exit codes: 0 all put back, 1 some photos could not go back, 2 usage error or "
+    "nothing to undo, 3 another run holds the lock.",
+}
 
 log = logging.getLogger("flowersort")
 
@@ -150,7 +159,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES["train"])
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -190,14 +199,19 @@ def cli() -> None:
     default=",".join(map(str, DEFAULTS.tile_layers)),
     show_default=True,
     callback=int_list,
-    help="Output rows of each tile-net layer.",
+    help="The tile net, which turns each tile's matrix of histograms (bins x columns) into "
+    "the few numbers of the tile map: one number per layer, the rows it makes. Each layer "
+    "mixes one side of the matrix and turns it, so 16,4,1 on a 12 x 5 tile gives 5 x 16, "
+    "then 16 x 4, then 4 x 1: 4 numbers per tile.",
 )
 @click.option(
     "--head-layers",
     default=",".join(map(str, DEFAULTS.head_layers)),
     show_default=True,
     callback=int_list,
-    help="Output rows of each head-net layer (must end with 1,1).",
+    help="The head net over the tile map (tiles x numbers per tile), in the same way: "
+    "8,1,1 on a 36 x 4 map gives 4 x 8, then 8 x 1, then the score's 1 x 1 (so it must "
+    "end with 1,1).",
 )
 @click.option(
     "--epochs", default=DEFAULTS.epochs, show_default=True, help="Most passes over the data."
@@ -208,8 +222,18 @@ def cli() -> None:
     show_default=True,
     help="Stop after this many epochs without a better validation loss.",
 )
-@click.option("--batch-size", default=DEFAULTS.batch_size, show_default=True)
-@click.option("--learning-rate", default=DEFAULTS.learning_rate, show_default=True)
+@click.option(
+    "--batch-size",
+    default=DEFAULTS.batch_size,
+    show_default=True,
+    help="Photos per training step (one weight update).",
+)
+@click.option(
+    "--learning-rate",
+    default=DEFAULTS.learning_rate,
+    show_default=True,
+    help="Step size of the optimiser (Adam): larger learns faster but less steadily.",
+)
 @click.option(
     "--val-fraction",
     default=DEFAULTS.val_fraction,
@@ -381,7 +405,7 @@ def train(
         click.echo(f"validation report written to {report_path}")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES["evaluate"])
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
@@ -462,7 +486,7 @@ def evaluate(
         click.echo(f"{kind}: {display(row['path'])} (score {row['score']:.3f})")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES["classify"])
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -481,7 +505,8 @@ def evaluate(
     "--json",
     "as_json",
     is_flag=True,
-    help='One JSON object a line per photo: {"path", "score", "flower", "action"}.',
+    help='One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
+    '"sidecars"}; detail is where the photo went (or why it was skipped or failed).',
 )
 @click.option(
     "--on-conflict",
@@ -657,7 +682,7 @@ def summary_line(counts: Counter) -> str:
     return f"{sum(counts.values())} photos: " + ", ".join(parts)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES["undo"])
 @click.argument("run", type=click.IntRange(1), required=False)
 @click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
 @click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -148,12 +149,9 @@ def cron_can_run() -> str | None:
     return None if probe.returncode == 0 else "cannot mount in a private mount namespace"
 
 
-def run_cron_line(home: Path, line: str) -> subprocess.CompletedProcess:
-    """Run the command part of a crontab line as cron does: /bin/sh -c, an empty
-    environment but HOME, LOGNAME, SHELL and PATH=/usr/bin:/bin, no terminal, no stdin.
-    /opt/flowersort/bin/flowersort is this checkout's installed command, in a private
-    mount namespace (nothing is written to the real /opt)."""
-    command = line.split(None, 5)[5]
+def with_opt_install(then: str) -> subprocess.CompletedProcess:
+    """Run shell code `then` in a private mount namespace whose /opt/flowersort/bin/flowersort
+    is this checkout's installed command (nothing is written to the real /opt)."""
     exe = Path(sys.executable).parent / "flowersort"
     if exe.exists():
         install = f"ln -s {shlex.quote(str(exe))} /opt/flowersort/bin/flowersort"
@@ -163,11 +161,7 @@ def run_cron_line(home: Path, line: str) -> subprocess.CompletedProcess:
             f"printf %s {shlex.quote(wrapper)} > /opt/flowersort/bin/flowersort && "
             "chmod +x /opt/flowersort/bin/flowersort"
         )
-    cron_env = f"HOME={shlex.quote(str(home))} LOGNAME=root SHELL=/bin/sh PATH=/usr/bin:/bin"
-    script = (
-        "mount -t tmpfs tmpfs /opt && mkdir -p /opt/flowersort/bin && "
-        f"{install} && exec setsid env -i {cron_env} /bin/sh -c {shlex.quote(command)}"
-    )
+    script = f"mount -t tmpfs tmpfs /opt && mkdir -p /opt/flowersort/bin && {install} && {then}"
     return subprocess.run(
         ["unshare", "-m", "/bin/sh", "-c", script],
         stdin=subprocess.DEVNULL,
@@ -175,6 +169,44 @@ def run_cron_line(home: Path, line: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def run_cron_line(home: Path, line: str) -> subprocess.CompletedProcess:
+    """Run the command part of a crontab line as cron does: /bin/sh -c, an empty
+    environment but HOME, LOGNAME, SHELL and PATH=/usr/bin:/bin, no terminal, no stdin."""
+    command = line.split(None, 5)[5]
+    cron_env = f"HOME={shlex.quote(str(home))} LOGNAME=root SHELL=/bin/sh PATH=/usr/bin:/bin"
+    return with_opt_install(f"exec setsid env -i {cron_env} /bin/sh -c {shlex.quote(command)}")
+
+
+def readme_block(after: str) -> str:
+    """The indented block that follows the README line ending with `after`."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith(after)) + 1
+    block = []
+    for line in lines[start:]:
+        if line and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return "\n".join(block).strip() + "\n"
+
+
+def test_readme_systemd_units_verify(tmp_path):
+    why_not = cron_can_run()
+    if why_not or not shutil.which("systemd-analyze"):
+        pytest.skip(why_not or "needs systemd-analyze")
+    units = tmp_path / "units"
+    units.mkdir()
+    service = readme_block("flowersort.service`:")
+    timer = readme_block("flowersort.timer`:")
+    assert "ExecStart=/opt/flowersort/bin/flowersort classify %h/Pictures" in service
+    (units / "flowersort.service").write_text(service)
+    (units / "flowersort.timer").write_text(timer)
+    proc = with_opt_install(
+        f"cd {units} && systemd-analyze verify ./flowersort.timer ./flowersort.service"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 def test_readme_cron_line_as_written(tmp_path):
@@ -497,3 +529,46 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
     assert f"INFO removed empty folder {kept / 'Flowers'}" in log.read_text()
     # the emptied source folders are the user's: undo put the photos back into them
     assert sorted(p.name for p in (two_albums / "a").iterdir()) == ["a0.jpg", "a0.xmp", "a1.jpg"]
+
+
+# ---------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize(
+    "name, codes",
+    [
+        ("train", ["0", "2"]),
+        ("evaluate", ["0", "2"]),
+        ("classify", ["0", "1", "2", "3"]),
+        ("undo", ["0", "1", "2", "3"]),
+    ],
+)
+def test_each_command_lists_its_own_exit_codes(name, codes):
+    text = " ".join(run(name, "--help").output.split())
+    listed = re.search(r"Exit codes: (.*)$", text).group(1)
+    assert re.findall(r"(?:^|, )(\d) ", listed) == codes
+    if "1" not in codes:
+        assert "moves failed" not in text and "lock" not in text
+
+
+def test_every_option_is_described():
+    for name, command in cli.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help and len(param.help) > 15, (name, param.name)
+
+
+def test_tile_and_head_layer_help_explain_the_shapes():
+    text = " ".join(run("train", "--help").output.split())
+    assert "16,4,1 on a 12 x 5 tile gives 5 x 16, then 16 x 4, then 4 x 1" in text
+    assert "8,1,1 on a 36 x 4 map gives 4 x 8, then 8 x 1" in text
+
+
+def test_classify_json_help_lists_the_keys_of_the_output(tmp_path, trained_model):
+    text = " ".join(run("classify", "--help").output.split())
+    listed = re.search(r"One JSON object a line per photo: \{([^}]*)\}", text).group(1)
+    keys = [k.strip(' "') for k in listed.split(",")]
+    (tmp_path / "p").mkdir()
+    shutil.copy(ROOT / "sample_photos" / "flower_Garden.jpg", tmp_path / "p")
+    line = run("classify", tmp_path / "p", "--json", "--model", trained_model).stdout
+    assert keys == list(json.loads(line))
