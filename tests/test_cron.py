@@ -572,3 +572,97 @@ def test_classify_json_help_lists_the_keys_of_the_output(tmp_path, trained_model
     shutil.copy(ROOT / "sample_photos" / "flower_Garden.jpg", tmp_path / "p")
     line = run("classify", tmp_path / "p", "--json", "--model", trained_model).stdout
     assert keys == list(json.loads(line))
+
+
+# ---------------------------------------------------------------- messages
+
+
+def write_npz(path: Path, **arrays) -> None:
+    import numpy as np
+
+    np.savez(path, **{k: np.array(v) for k, v in arrays.items()})
+
+
+def save_npy(path: Path, values) -> None:
+    import numpy as np
+
+    with open(path, "wb") as f:  # np.save would add .npy to the name
+        np.save(f, np.array(values))
+
+
+TRAIN_HINT = "not a flowersort model: give the .npz file written by 'flowersort train'"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_text("hello\n"), f"is a text file, {TRAIN_HINT}"),
+        (lambda p: p.write_bytes(b""), f"is empty, {TRAIN_HINT}"),
+        (
+            lambda p: shutil.copy(ROOT / "sample_photos" / "flower_Garden.jpg", p),
+            f"is an image, {TRAIN_HINT}",
+        ),
+        (
+            lambda p: save_npy(p, [1, 2]),
+            f"is a single numpy array (.npy), {TRAIN_HINT}",
+        ),
+        (
+            lambda p: write_npz(p, weights=[1.0], labels=["a"]),
+            "is a numpy archive of another program (it holds labels, weights), not a "
+            "flowersort model: give a model written by 'flowersort train'",
+        ),
+        (
+            lambda p: write_npz(p, format=9, features="{}"),
+            "was written by a newer flowersort (model format 9; this version reads formats "
+            "1, 2): upgrade flowersort to use it",
+        ),
+        (
+            lambda p: write_npz(p, format=2),
+            "is incomplete or incompatible ('features'): train it again with 'flowersort train'",
+        ),
+        (
+            lambda p: p.write_bytes(b"PK\x03\x04broken"),
+            "is corrupt (File is not a zip file): train it again or restore it from a backup",
+        ),
+    ],
+)
+def test_a_file_that_is_no_model_is_named_for_what_it_is(tmp_path, make, message):
+    model = tmp_path / "model.npz"
+    make(model)
+    result = run("classify", tmp_path, "--model", model)
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: model file {model} {message}\n"
+    assert "allow_pickle" not in result.stderr
+
+
+def test_a_folder_as_model_names_the_models_inside(tmp_path, trained_model):
+    models = tmp_path / "models"
+    models.mkdir()
+    result = run("classify", tmp_path, "--model", models)
+    assert result.stderr == (
+        f"Error: model file {models} is a folder: give the model file (.npz) written by "
+        "'flowersort train'\n"
+    )
+    shutil.copy(trained_model, models / "mine.npz")
+    result = run("classify", tmp_path, "--model", models)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: model file {models} is a folder: give the model file such as "
+        f"{models / 'mine.npz'}\n"
+    )
+
+
+def test_a_missing_model_says_what_to_do(tmp_path):
+    result = run("classify", tmp_path, "--model", tmp_path / "mine.npz")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: model file not found: {tmp_path / 'mine.npz'} (train one with 'flowersort "
+        "train', or leave out --model for the model shipped with flowersort)\n"
+    )
+
+
+def test_evaluate_by_folder_on_flat_folders_names_the_class(examples, trained_model):
+    result = run("evaluate", *examples, "--model", trained_model, "--by-folder")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if " wrong of " in line]
+    assert [row.split(":")[0] for row in rows] == ["flowers", "noflowers"]
