@@ -270,6 +270,7 @@ def cli() -> None:
     help="Leave the tile net random and train only the head (the original design).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+@click.option("--force", is_flag=True, help="Replace the model file if it exists.")
 @workers_option
 @logging_options
 def train(
@@ -293,6 +294,7 @@ def train(
     crops,
     freeze_tile_net,
     as_json,
+    force,
     workers,
     quiet,
     verbose,
@@ -306,9 +308,16 @@ def train(
     that never learnt from it. The model file holds every member; a photo's score is
     their mean probability.
     """
-    from flowersort.train import fit, load_examples
+    from flowersort.train import check_example_folders, fit, load_examples
 
     setup_logging(quiet, verbose, log_file)
+    if model_path.exists() and not force:
+        error = click.ClickException(
+            f"{display(model_path)} exists: use --force to replace it, or another --model"
+        )
+        error.exit_code = EXIT_USAGE
+        raise error
+    run_library(check_example_folders, flowers, noflowers)
     try:
         feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
     except ValueError as e:

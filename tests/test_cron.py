@@ -666,3 +666,63 @@ def test_evaluate_by_folder_on_flat_folders_names_the_class(examples, trained_mo
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if " wrong of " in line]
     assert [row.split(":")[0] for row in rows] == ["flowers", "noflowers"]
+
+
+# ---------------------------------------------------------------- train checks its input
+
+
+@pytest.fixture
+def small_examples(tmp_path):
+    return make_folders(tmp_path / "x", 6, seed=4)
+
+
+def test_train_refuses_the_same_folder_twice(small_examples, tmp_path, monkeypatch):
+    flowers, _ = small_examples
+    monkeypatch.chdir(tmp_path)
+    result = run("train", "x/flowers", "./x/flowers/", "--model", tmp_path / "m.npz")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: FLOWERS and NOFLOWERS are the same folder (x/flowers): give a folder of "
+        "flower photos and another of other photos\n"
+    )
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_refuses_a_folder_inside_the_other(small_examples, tmp_path):
+    flowers, noflowers = small_examples
+    inner = flowers / "not really"
+    shutil.copytree(noflowers, inner)
+    result = run("train", flowers, inner, "--model", tmp_path / "m.npz")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: NOFLOWERS ({inner}) is inside FLOWERS ({flowers}): its photos would be "
+        "examples of both classes\n"
+    )
+
+
+@pytest.mark.parametrize("how", ["link", "copy"])
+def test_train_refuses_folders_that_share_files(small_examples, tmp_path, how):
+    flowers, noflowers = small_examples
+    (os.link if how == "link" else shutil.copy)(flowers / "fl_002.jpg", noflowers / "x.jpg")
+    result = run("train", flowers, noflowers, "--model", tmp_path / "m.npz")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: FLOWERS and NOFLOWERS share 1 file (e.g. {flowers / 'fl_002.jpg'} and "
+        f"{noflowers / 'x.jpg'}): a photo cannot teach both classes; keep it in one folder\n"
+    )
+
+
+def test_train_replaces_a_model_only_with_force(small_examples, tmp_path):
+    model = tmp_path / "models" / "mine.npz"
+    model.parent.mkdir()
+    model.write_bytes(b"the good model")
+    fast = ["--epochs", 2, "--members", 2, "--crops", 0, "--image-size", 32, "--grid", 4]
+    result = run("train", *small_examples, "--model", model, *fast)
+    assert result.exit_code == 2
+    assert (
+        result.stderr == f"Error: {model} exists: use --force to replace it, or another --model\n"
+    )
+    assert model.read_bytes() == b"the good model"
+    result = run("train", *small_examples, "--model", model, *fast, "--force")
+    assert result.exit_code == 0, result.output
+    assert model.read_bytes() != b"the good model"
