@@ -68,7 +68,7 @@ def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
     move, copy, dedupe and undo (INFO, even under --quiet), warnings and errors, and the
     photos kept only with --verbose."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [BarSafeHandler(sys.stderr)]
     handlers[0].setLevel(level)
     handlers[0].addFilter(lambda record: not getattr(record, "file_only", False))
     if log_file:
@@ -79,6 +79,22 @@ def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
     log.handlers[:] = handlers
     log.setLevel(logging.DEBUG)
     log.propagate = False
+
+
+class BarSafeHandler(logging.StreamHandler):
+    """Writes through tqdm: on a terminal the bar is cleared, the message written, the bar
+    drawn again below it, so no message lands in the middle of the bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
+def say(line: str) -> None:
+    """A line on stdout, written through the bar like the messages on stderr."""
+    tqdm.write(line, file=sys.stdout)
 
 
 def open_log_file(path: Path) -> logging.FileHandler:
@@ -781,13 +797,13 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
         if o.action in LOGGED_ACTIONS:
             log.info(outcome_line(o), extra=FILE_ONLY)
         if as_json:
-            click.echo(json.dumps(o.to_json()))
+            say(json.dumps(o.to_json()))
         elif o.action == "skipped":
             report_skip(o.path, o.detail)
         elif o.action == "failed":
             log.error("failed: %s: %s", display(o.path), o.detail)
         elif o.action == "kept" and o.flower and not quiet:  # no target folder: list them
-            click.echo(f"flower: {display(o.path)} ({o.score:.3f})")
+            say(f"flower: {display(o.path)} ({o.score:.3f})")
         elif o.action == "kept":
             log.debug("kept: %s (score %.3f)", display(o.path), o.score)
         elif o.action == "already-there":  # every night for every photo: only with -v
@@ -795,7 +811,7 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
         elif quiet:
             pass
         else:
-            click.echo(outcome_line(o))
+            say(outcome_line(o))
         if as_json and o.action in ("skipped", "failed"):
             log.warning("%s: %s: %s", o.action, display(o.path), o.detail)
 

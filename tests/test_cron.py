@@ -726,3 +726,58 @@ def test_train_replaces_a_model_only_with_force(small_examples, tmp_path):
     result = run("train", *small_examples, "--model", model, *fast, "--force")
     assert result.exit_code == 0, result.output
     assert model.read_bytes() != b"the good model"
+
+
+# ---------------------------------------------------------------- on a terminal
+
+
+def run_on_a_terminal(args: list, env: dict) -> str:
+    """Run flowersort with stdout and stderr on one 80-column pseudo-terminal, as a person
+    sees it; return everything written to it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowersort", *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0, out
+    return out.decode("utf-8", "replace")
+
+
+def test_lines_never_land_in_the_bar(archive, trained_model, tmp_path, state_home):
+    (archive / "broken.jpg").write_bytes(b"not a photo")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XDG_STATE_HOME": str(state_home),
+        "TERM": "xterm",
+    }
+    args = ["classify", archive, "--move-to", tmp_path / "Flowers", "--model", trained_model]
+    screen = run_on_a_terminal([*args, "--workers", 1], env)
+    assert "classifying" in screen  # there was a bar
+    lines = screen.replace("\r\n", "\n").split("\n")
+    printed = [line for line in lines if "moved: " in line or "skipped: " in line]
+    assert len(printed) >= 6
+    for line in printed:
+        # what the terminal shows of this line: the text after its last carriage return
+        before = line.split("moved: ")[0].split("skipped: ")[0].rsplit("\r", 1)[-1]
+        assert before.strip(" \x1b[A") == "", repr(line)
