@@ -524,6 +524,12 @@ def evaluate(
     help="Copy the flower photos into this folder instead; the archive is untouched.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and touch nothing.")
+@click.option(
+    "--keep-structure",
+    is_flag=True,
+    help="Keep each photo's folder below SRC under the target (Pictures/2020/07 Trip/x.jpg "
+    "goes to Flowers/2020/07 Trip/x.jpg). Default: all in the target folder itself.",
+)
 @model_option
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Override the model's threshold.")
 @click.option(
@@ -580,6 +586,7 @@ def classify(
     move_to,
     copy_to,
     dry_run,
+    keep_structure,
     model_path,
     threshold,
     as_json,
@@ -635,6 +642,7 @@ def classify(
         wait=wait,
         cache=cache,
         thumbnail=thumbnails,
+        keep_structure=keep_structure,
     )
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA

@@ -103,8 +103,10 @@ def classify(
     cache: ScoreCache | None = None,
     thumbnail: bool = False,
     on_walk_skip: OnSkip | None = None,
+    keep_structure: bool = False,
 ) -> Iterator[Outcome]:
-    """Score every photo under src; move (or copy) the flowers into dest unless dry_run.
+    """Score every photo under src; move (or copy) the flowers into dest unless dry_run
+    (with keep_structure, into the photo's folder below src recreated under dest).
 
     A run that changes files holds the lock for its whole length, first finishes or
     rolls back what an interrupted run left in the journal, and journals every move.
@@ -121,7 +123,10 @@ def classify(
             raise FlowersortError(f"cannot create {dest}: {e.strerror}") from None
         mover = Mover(dest, copy, on_conflict, wait, src)
         mover.journal.note_created_dirs(mover.run, created)
+        mover.keep_below = src if keep_structure else None
     plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
+    if plan is not None:
+        plan.keep_below = src if keep_structure else None
     walk_skips: deque[tuple[str, str]] = deque()
 
     def note_skip(path: str, reason: str) -> None:
@@ -175,6 +180,15 @@ def make_dirs(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
+def target_folder(dest: Path, photo: Path, keep_below: Path | None) -> Path:
+    """dest; with --keep-structure, dest plus the photo's folder relative to src
+    (Pictures/2020/07 Trip/x.jpg -> Flowers/2020/07 Trip/)."""
+    if keep_below is None or not keep_below.is_dir():
+        return dest
+    rel = os.path.relpath(photo.parent, keep_below)
+    return dest if rel == "." or rel.startswith("..") else dest / rel
+
+
 def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Path]:
     """The names safefs.transfer would give a photo and its sidecars in folder now: the
     first numbered stem free for every member and not planned for an earlier photo."""
@@ -183,8 +197,9 @@ def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Pat
         names = [
             new_stem + p.name[len(stem) :] if p.name.startswith(stem) else p.name for p in group
         ]
-        if not any(n in taken or os.path.lexists(folder / n) for n in names):
-            taken.update(names)
+        paths = [os.path.join(folder, n) for n in names]
+        if not any(p in taken or os.path.lexists(p) for p in paths):
+            taken.update(paths)
             return [folder / n for n in names]
     raise FileExistsError(errno.EEXIST, "no free name", str(folder))
 
@@ -196,13 +211,15 @@ class DryRun:
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode):
         self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
         self.taken: set[str] = set()
+        self.keep_below: Path | None = None
 
     def outcome(self, photo: Path, score: float) -> Outcome:
+        folder = target_folder(self.dest, photo, self.keep_below)
         if self.copy or self.on_conflict == "skip":
-            if twin := identical_at_target(photo, self.dest):
+            if twin := identical_at_target(photo, folder):
                 return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
         try:
-            finals = planned_finals([photo, *sidecars(photo)], self.dest, self.taken)
+            finals = planned_finals([photo, *sidecars(photo)], folder, self.taken)
         except OSError as e:
             return Outcome(photo, score, True, "failed", e.strerror or str(e))
         action = "would-copy" if self.copy else "would-move"
@@ -211,6 +228,8 @@ class DryRun:
 
 class Mover:
     """Moves (or copies) photos with their sidecars into dest, under the lock and journal."""
+
+    keep_below: Path | None = None  # --keep-structure: src, whose sub-folders are kept
 
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode, wait: bool, src: Path):
         folder = state_dir()
@@ -227,22 +246,25 @@ class Mover:
     def move(self, path: str, score: float) -> Outcome:
         photo = Path(path)
         done = "copied" if self.copy else "moved"
+        folder = target_folder(self.dest, photo, self.keep_below)
         try:
-            if twin := self.already_there(photo):
+            if twin := self.already_there(photo, folder):
                 return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
-            if self.on_conflict != "rename" and (twin := identical_at_target(photo, self.dest)):
+            if self.on_conflict != "rename" and (twin := identical_at_target(photo, folder)):
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, score, True, "skipped", f"already at {twin}")
                 safefs._unlink(photo)  # dedupe: the byte compare above found a twin
                 return Outcome(photo, score, True, "deduplicated", os.fsdecode(twin))
             group = [photo, *sidecars(photo)]
-            finals = self.journal.transfer(self.run, group, self.dest, keep_source=self.copy)
+            if folder != self.dest:
+                self.journal.note_created_dirs(self.run, make_dirs(folder))
+            finals = self.journal.transfer(self.run, group, folder, keep_source=self.copy)
         except OSError as e:
             return Outcome(photo, score, True, "failed", e.strerror or str(e))
         sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
         return Outcome(photo, score, True, done, os.fsdecode(finals[0]), sidecar_finals)
 
-    def already_there(self, photo: Path) -> Path | None:
+    def already_there(self, photo: Path, folder: Path) -> Path | None:
         """Where an earlier run put this photo, if it is still there with the same bytes;
         for a copy (or --on-conflict skip), also a byte-identical twin under its name or a
         numbered one: a nightly --copy-to must not pile up copies."""
@@ -250,7 +272,7 @@ class Mover:
         if earlier is not None and same_photo(photo, earlier):
             return earlier
         if self.copy or self.on_conflict == "skip":
-            return identical_at_target(photo, self.dest)
+            return identical_at_target(photo, folder)
         return None
 
     def close(self) -> None:

@@ -781,3 +781,64 @@ def test_lines_never_land_in_the_bar(archive, trained_model, tmp_path, state_hom
         # what the terminal shows of this line: the text after its last carriage return
         before = line.split("moved: ")[0].split("skipped: ")[0].rsplit("\r", 1)[-1]
         assert before.strip(" \x1b[A") == "", repr(line)
+
+
+# ---------------------------------------------------------------- --keep-structure
+
+
+@pytest.fixture
+def albums(tmp_path):
+    import numpy as np
+
+    from tests.conftest import make_photo, write_photo
+
+    rng = np.random.default_rng(11)
+    src = tmp_path / "Pictures"
+    for album in ("2020/07 Отпуск в Крыму", "2021/08 京都旅行"):
+        write_photo(src / album / "IMG_0001.jpg", make_photo(rng, True, 32))
+    (src / "2020/07 Отпуск в Крыму" / "IMG_0001.xmp").write_text("<x/>")
+    write_photo(src / "top.jpg", make_photo(rng, True, 32))
+    return src
+
+
+def test_keep_structure_keeps_the_albums_and_undo_removes_them(albums, tmp_path):
+    dest = tmp_path / "Flowers"
+    before = census(albums)
+    args = ["classify", albums, "--move-to", dest, "--threshold", 0, "--workers", 1]
+    planned = [
+        json.loads(line)
+        for line in run(*args, "--keep-structure", "--dry-run", "--json").stdout.splitlines()
+    ]
+    result = run(*args, "--keep-structure", "--json")
+    assert result.exit_code == 0, result.output
+    done = [json.loads(line) for line in result.stdout.splitlines()]
+    crimea = dest / "2020" / "07 Отпуск в Крыму"
+    assert [(d["detail"], d["sidecars"]) for d in done] == [
+        (str(crimea / "IMG_0001.jpg"), [str(crimea / "IMG_0001.xmp")]),
+        (str(dest / "2021" / "08 京都旅行" / "IMG_0001.jpg"), []),
+        (str(dest / "top.jpg"), []),
+    ]
+    assert [(p["detail"], p["sidecars"]) for p in planned] == [
+        (d["detail"], d["sidecars"]) for d in done
+    ]
+    assert census(dest) == before
+    assert run("undo").exit_code == 0
+    assert census(albums) == before and not dest.exists()
+
+
+def test_flat_is_the_default_and_numbers_the_clash(albums, tmp_path):
+    dest = tmp_path / "Flowers"
+    args = ["classify", albums, "--move-to", dest, "--threshold", 0, "--workers", 1]
+    assert run(*args).exit_code == 0
+    names = sorted(p.name for p in dest.iterdir())
+    assert names == ["IMG_0001 (1).jpg", "IMG_0001.jpg", "IMG_0001.xmp", "top.jpg"]
+
+
+def test_nightly_copy_with_keep_structure_copies_once(albums, tmp_path):
+    dest = tmp_path / "Copies"
+    args = ["classify", albums, "--copy-to", dest, "--threshold", 0, "--keep-structure", "-q"]
+    assert run(*args).exit_code == 0
+    listing = sorted(dest.rglob("*"))
+    again = run(*args)
+    assert again.exit_code == 0 and again.output == ""
+    assert sorted(dest.rglob("*")) == listing and len([p for p in listing if p.is_file()]) == 4
