@@ -537,7 +537,8 @@ def evaluate(
     "as_json",
     is_flag=True,
     help='One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
-    '"sidecars"}; detail is where the photo went (or why it was skipped or failed).',
+    '"sidecars", "note"}; detail is where the photo went (or why it was skipped or failed), '
+    "note what the decoder said (a photo decoded in part).",
 )
 @click.option(
     "--on-conflict",
@@ -673,7 +674,7 @@ def classify(
                 o.score,
                 o.flower,
                 o.action,
-                o.detail,
+                "; ".join(filter(None, [o.detail, o.note])),
                 shown_from=o.detail if o.action in moved else None,
             )
             for o in seen
@@ -804,6 +805,8 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
         counts[o.action] += 1
         if o.action in LOGGED_ACTIONS:
             log.info(outcome_line(o), extra=FILE_ONLY)
+        if getattr(o, "note", ""):
+            log.info("note: %s: %s", display(o.path), o.note)
         if as_json:
             say(json.dumps(o.to_json()))
         elif o.action == "skipped":

@@ -78,12 +78,14 @@ class Outcome:
     action: str
     detail: str = ""  # the final path of a move, or why it was skipped or failed
     sidecars: list[str] = field(default_factory=list)  # where they went (undo: came back)
+    note: str = ""  # what the decoder said, e.g. "decoded in part (Corrupt JPEG data: ...)"
 
     def to_json(self) -> dict:
         score = None if self.score is None else round(self.score, 6)
         out = {"path": os.fsdecode(self.path), "score": score, "flower": self.flower}
         sidecars = [os.fsdecode(s) for s in self.sidecars]
-        return out | {"action": self.action, "detail": self.detail, "sidecars": sidecars}
+        out |= {"action": self.action, "detail": self.detail, "sidecars": sidecars}
+        return out | {"note": self.note}
 
 
 def classify(
@@ -154,16 +156,21 @@ def classify(
                 continue
             flower = score >= threshold
             if not flower or dest is None:
-                yield Outcome(path, score, flower, "kept")
+                yield noted(Outcome(path, score, flower, "kept"), reason)
             elif dry_run:
-                yield plan.outcome(Path(path), score)
+                yield noted(plan.outcome(Path(path), score), reason)
             else:
-                yield mover.move(path, score)
+                yield noted(mover.move(path, score), reason)
         for skipped, why in walk_skips:
             yield Outcome(skipped, None, None, "skipped", why)
     finally:
         if mover:
             mover.close()
+
+
+def noted(outcome: Outcome, note: str) -> Outcome:
+    outcome.note = note
+    return outcome
 
 
 def make_dirs(folder: Path) -> list[Path]:

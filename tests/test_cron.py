@@ -842,3 +842,44 @@ def test_nightly_copy_with_keep_structure_copies_once(albums, tmp_path):
     again = run(*args)
     assert again.exit_code == 0 and again.output == ""
     assert sorted(dest.rglob("*")) == listing and len([p for p in listing if p.is_file()]) == 4
+
+
+# ---------------------------------------------------------------- libjpeg's own warnings
+
+
+def partly_decodable_jpeg(path: Path) -> Path:
+    """A JPEG whose middle is missing but whose end marker is there: libjpeg decodes it,
+    greys out the rest and prints 'Corrupt JPEG data: premature end of data segment'."""
+    import cv2
+    import numpy as np
+
+    from tests.conftest import make_photo
+
+    ok, buf = cv2.imencode(".jpg", make_photo(np.random.default_rng(2), True, 256))
+    raw = buf.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw[: len(raw) // 2] + raw[-2:])
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_decoder_warnings_become_a_note_about_the_photo(tmp_path, trained_model, workers):
+    photo = partly_decodable_jpeg(tmp_path / "Pictures" / "DSC_0001.jpg")
+    log, report = tmp_path / "flowersort.log", tmp_path / "report.html"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "flowersort", "classify", photo.parent, "--model", trained_model]
+    args += ["--threshold", 0, "--workers", workers, "--no-cache"]
+    quiet = subprocess.run(
+        [*map(str, args), "-q", "--log-file", str(log), "--report", str(report)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and quiet.stdout == ""  # nothing raw, without a name, for cron
+    note = "decoded in part (Corrupt JPEG data: premature end of data segment)"
+    assert f"INFO note: {photo}: {note}\n" in log.read_text()
+    assert note in report.read_text()
+    as_json = subprocess.run([*map(str, args), "--json"], capture_output=True, text=True, env=env)
+    assert json.loads(as_json.stdout)["note"] == note
+    assert "Corrupt JPEG" not in as_json.stderr.replace(f"note: {photo}: {note}", "")
