@@ -883,3 +883,75 @@ def test_decoder_warnings_become_a_note_about_the_photo(tmp_path, trained_model,
     as_json = subprocess.run([*map(str, args), "--json"], capture_output=True, text=True, env=env)
     assert json.loads(as_json.stdout)["note"] == note
     assert "Corrupt JPEG" not in as_json.stderr.replace(f"note: {photo}: {note}", "")
+
+
+# ---------------------------------------------------------------- the report
+
+
+def report_rows(page: str) -> list[dict]:
+    from tests.test_report import data_of
+
+    return data_of(page)
+
+
+def test_classify_report_links_each_photo_and_has_no_misclassified_filter(
+    archive, trained_model, tmp_path
+):
+    dest, report = tmp_path / "Flowers", tmp_path / "report.html"
+    args = ["classify", archive, "--move-to", dest, "--report", report, "--workers", 1]
+    result = run(*args, "--model", trained_model, "--json")
+    assert result.exit_code == 0, result.output
+    page = report.read_text()
+    assert 'value="wrong"' not in page and "misclassified" not in page
+    assert "heat map, on photos called flowers:" in page and 'class="legend"' in page
+    outcomes = {json.loads(line)["path"]: json.loads(line) for line in result.stdout.splitlines()}
+    for row in report_rows(page):
+        now = outcomes[row["path"]]["detail"] if row["action"] == "moved" else row["path"]
+        assert row["href"] == Path(now).as_uri()
+        assert Path(now).exists()
+
+
+def test_evaluate_report_keeps_the_misclassified_filter(examples, trained_model, tmp_path):
+    report = tmp_path / "eval.html"
+    result = run("evaluate", *examples, "--model", trained_model, "--report", report)
+    assert result.exit_code == 0, result.output
+    assert 'value="wrong"> misclassified' in report.read_text()
+
+
+def chromium_dom(page: Path, profile: Path) -> str:
+    from tests.test_report import CHROMIUM_FLAGS, chromium
+
+    proc = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_report_as_drawn_heat_on_flowers_only_links_and_path_breaks(
+    archive, trained_model, tmp_path
+):
+    from tests.test_report import chromium
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed")
+    deep = archive / ("a-very-long-folder-name-" * 3) / "IMG_0001.jpg"
+    deep.parent.mkdir()
+    shutil.copy(archive / "2024" / "garden" / "fl_000.jpg", deep)
+    report = tmp_path / "report.html"
+    args = ["classify", archive, "--report", report, "--workers", 1, "--model", trained_model]
+    assert run(*args).exit_code == 0
+    dom = chromium_dom(report, tmp_path / "profile")
+    cards = dom.split('<div class="card')[1:]
+    assert len(cards) == 13
+    for card in cards:
+        flower = 'class="score flower"' in card
+        assert ('class="heat"' in card) == flower, card[:300]
+        assert '<a href="file:///' in card
+    deep_card = next(c for c in cards if "IMG_0001.jpg" in c)
+    assert "a-very-long-folder-name-a-very-long-folder-name-a-very-long-folder-name-/<wbr>" in (
+        deep_card
+    )
