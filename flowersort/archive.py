@@ -33,9 +33,9 @@ def display(path: os.PathLike | str) -> str:
 
 def exclude_matcher(root: str | Path, patterns: Iterable[str]) -> Callable[[str, str], bool]:
     """(name, path) -> excluded? A glob matches the bare name or the path relative to root
-    ('2020/*', '2020/01', '*/Screenshots'), whatever root's spelling ('Pictures',
-    './Pictures/', an absolute path); a glob starting with '/' matches the absolute path.
-    Excluding a folder excludes everything in it."""
+    ('2020/*', '2020/01', '*/Screenshots'; '*' also matches '/'), whatever root's spelling
+    ('Pictures', './Pictures/', an absolute path); a glob starting with '/' matches the
+    absolute path. Excluding a folder excludes everything in it."""
     relative, absolute = [], []
     for pattern in patterns:
         pattern = os.path.normpath(pattern) if pattern not in ("", ".") else pattern

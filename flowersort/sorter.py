@@ -119,11 +119,12 @@ def classify(
     threshold = model.threshold if threshold is None else threshold
     mover = None
     if dest is not None and not dry_run:
+        mover = Mover(dest, copy, on_conflict, wait, src)  # a locked-out run creates nothing
         try:
             created = make_dirs(dest)
         except OSError as e:
+            mover.close()
             raise FlowersortError(f"cannot create {dest}: {e.strerror}") from None
-        mover = Mover(dest, copy, on_conflict, wait, src)
         mover.journal.note_created_dirs(mover.run, created)
         mover.keep_below = src if keep_structure else None
     plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None

@@ -143,7 +143,7 @@ def readme_cron_line() -> str:
 def cron_can_run() -> str | None:
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setsid"):
         return "needs root, unshare and setsid to put an install at /opt/flowersort"
-    if sys.executable.startswith("/opt/"):
+    if any(p.startswith("/opt/") for p in (os.path.realpath(sys.executable), sys.base_prefix)):
         return "the test's Python lives under /opt, which the test hides"
     probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "t", "/opt"], check=False)
     return None if probe.returncode == 0 else "cannot mount in a private mount namespace"
@@ -328,6 +328,7 @@ EXCLUDE_TREE = {
     "2021/c.jpg",
     "Screenshots/d.jpg",
     "2021/Screenshots/e.jpg",
+    "2021/x/Screenshots/f.jpg",
 }
 
 
@@ -338,10 +339,13 @@ EXCLUDE_TREE = {
         ("2020/01/", {"2020/01/a.jpg"}),
         ("2020/*", {"2020/01/a.jpg", "2020/02/b.jpg"}),
         ("2020", {"2020/01/a.jpg", "2020/02/b.jpg"}),
-        ("Screenshots", {"Screenshots/d.jpg", "2021/Screenshots/e.jpg"}),
-        ("*/Screenshots", {"2021/Screenshots/e.jpg"}),
+        (
+            "Screenshots",
+            {"Screenshots/d.jpg", "2021/Screenshots/e.jpg", "2021/x/Screenshots/f.jpg"},
+        ),
+        ("*/Screenshots", {"2021/Screenshots/e.jpg", "2021/x/Screenshots/f.jpg"}),
         ("c.jpg", {"2021/c.jpg"}),
-        ("ABS/2021", {"2021/c.jpg", "2021/Screenshots/e.jpg"}),
+        ("ABS/2021", {"2021/c.jpg", "2021/Screenshots/e.jpg", "2021/x/Screenshots/f.jpg"}),
         ("Pictures/2020", set()),  # relative to SRC, not to the working folder
     ],
 )
@@ -955,3 +959,13 @@ def test_report_as_drawn_heat_on_flowers_only_links_and_path_breaks(
     assert "a-very-long-folder-name-a-very-long-folder-name-a-very-long-folder-name-/<wbr>" in (
         deep_card
     )
+
+
+def test_a_locked_out_run_creates_no_target_folder(archive, trained_model, tmp_path):
+    from flowersort.journal import RunLock, state_dir
+
+    dest = tmp_path / "new" / "Flowers"
+    with RunLock(state_dir()):
+        result = run("classify", archive, "--move-to", dest, "--model", trained_model, "-q")
+    assert result.exit_code == 3
+    assert not (tmp_path / "new").exists()
