@@ -208,9 +208,10 @@ class Journal:
             " AND substr(moves.sources, 1, ?) = ? ORDER BY moves.id DESC LIMIT 1",
             (len(first), first),
         ).fetchone()
-        if row is None or not row[0]:
+        finals = _paths(row[0]) if row is not None and row[0] else []
+        if not finals:
             return None
-        final = _paths(row[0])[0]
+        final = finals[0]
         inside = os.path.commonpath([os.path.abspath(final), os.path.abspath(dest)])
         return final if inside == os.path.abspath(dest) else None
 

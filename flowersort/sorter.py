@@ -176,15 +176,17 @@ def noted(outcome: Outcome, note: str) -> Outcome:
 
 def make_dirs(folder: Path) -> list[Path]:
     """mkdir -p; returns the folders it created, outermost first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
+    missing, top = [], folder
+    while not top.exists() and top != top.parent:
+        missing.append(top)
+        top = top.parent
     for f in reversed(missing):
         try:
             f.mkdir()
         except FileExistsError:  # made meanwhile by someone else: not ours
             missing.remove(f)
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
     return missing[::-1]
 
 

@@ -969,3 +969,15 @@ def test_a_locked_out_run_creates_no_target_folder(archive, trained_model, tmp_p
         result = run("classify", archive, "--move-to", dest, "--model", trained_model, "-q")
     assert result.exit_code == 3
     assert not (tmp_path / "new").exists()
+
+
+def test_a_target_that_is_a_file_is_one_line_and_exit_2(archive, trained_model, tmp_path):
+    from flowersort.errors import FlowersortError
+    from flowersort.model import load_model
+    from flowersort.sorter import classify
+
+    target = tmp_path / "Flowers"
+    target.write_text("a file, not a folder")
+    with pytest.raises(FlowersortError, match="^cannot create .*Flowers: Not a directory$"):
+        list(classify(load_model(trained_model), archive, target, threshold=0))
+    assert target.read_text() == "a file, not a folder"
