@@ -52,6 +52,12 @@ class CliError(click.ClickException):
         self.exit_code = error.exit_code
 
 
+class OneLineUsageError(click.ClickException):
+    """A usage problem shown as one line with exit 2 (click's UsageError adds the usage)."""
+
+    exit_code = EXIT_USAGE
+
+
 def run_library(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -107,11 +113,8 @@ def open_log_file(path: Path) -> logging.FileHandler:
             pass  # a file in the way: opening the log says "Not a directory"
         return logging.FileHandler(path, encoding="utf-8")
     except OSError as e:
-        error = click.ClickException(
-            f"cannot write the log file {display(path)}: {e.strerror or e}"
-        )
-        error.exit_code = EXIT_USAGE
-        raise error from None
+        message = f"cannot write the log file {display(path)}: {e.strerror or e}"
+        raise OneLineUsageError(message) from None
 
 
 def report_skip(path: Path, reason: str) -> None:
@@ -328,11 +331,8 @@ def train(
 
     setup_logging(quiet, verbose, log_file)
     if model_path.exists() and not force:
-        error = click.ClickException(
-            f"{display(model_path)} exists: use --force to replace it, or another --model"
-        )
-        error.exit_code = EXIT_USAGE
-        raise error
+        message = f"{display(model_path)} exists: use --force to replace it, or another --model"
+        raise OneLineUsageError(message)
     run_library(check_example_folders, flowers, noflowers)
     try:
         feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
@@ -805,7 +805,7 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
         counts[o.action] += 1
         if o.action in LOGGED_ACTIONS:
             log.info(outcome_line(o), extra=FILE_ONLY)
-        if getattr(o, "note", ""):
+        if o.note:
             log.info("note: %s: %s", display(o.path), o.note)
         if as_json:
             say(json.dumps(o.to_json()))
