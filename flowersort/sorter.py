@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from flowersort import safefs
-from flowersort.archive import OnSkip, walk
+from flowersort.archive import OnSkip, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.errors import FlowersortError
 from flowersort.journal import Journal, RunInfo, RunLock, state_dir
@@ -247,7 +247,8 @@ class Mover:
         try:
             self.journal = Journal(folder)
             self.journal.recover()
-            self.run = self.journal.start_run("copy" if copy else "classify", src, dest)
+            kind = "copy" if copy else "classify"  # absolute: undo --list is read from anywhere
+            self.run = self.journal.start_run(kind, src.absolute(), dest.absolute())
         except BaseException:
             self.lock.release()
             raise
@@ -351,7 +352,7 @@ def remove_empty_dirs(folders: list[Path]) -> None:
             f.rmdir()
         except OSError:
             continue  # not empty (or gone): leave it
-        log.info("removed empty folder %s", os.fsdecode(f))
+        log.info("removed empty folder %s", display(f))
 
 
 def _undo_plan(sources, finals, keep_source: bool) -> Outcome:

@@ -448,8 +448,9 @@ RUN_ROW = re.compile(
 )
 
 
-def test_undo_list_shows_each_run_with_its_date_counts_and_state(two_albums, tmp_path):
-    move(two_albums / "a", tmp_path / "A")
+def test_undo_list_shows_each_run_with_its_date_counts_and_state(two_albums, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    move(Path("Pictures/a"), Path("A"))  # relative here, absolute in the list
     result = run("classify", two_albums / "b", "--copy-to", tmp_path / "B", "--threshold", 0)
     assert result.exit_code == 0, result.output
     run("classify", two_albums / "b", "--move-to", tmp_path / "C", "--threshold", 1)  # none
