@@ -982,3 +982,22 @@ def test_a_target_that_is_a_file_is_one_line_and_exit_2(archive, trained_model, 
     with pytest.raises(FlowersortError, match="^cannot create .*Flowers: Not a directory$"):
         list(classify(load_model(trained_model), archive, target, threshold=0))
     assert target.read_text() == "a file, not a folder"
+
+
+def test_copies_and_dedupes_are_logged_too(archive, trained_model, tmp_path):
+    dest, log = tmp_path / "Flowers", tmp_path / "f.log"
+    args = ["classify", archive, "--model", trained_model, "-q", "--log-file", log]
+    assert run(*args, "--copy-to", dest).exit_code == 0
+    copied = [line for line in log.read_text().splitlines() if " INFO copied: " in line]
+    assert len(copied) == len(list(dest.glob("*.jpg"))) >= 5
+    assert any(line.endswith(" + .CR2, .xmp") for line in copied)
+    other = tmp_path / "Other"
+    assert run(*args, "--move-to", other).exit_code == 0  # the originals move elsewhere
+    for p in other.glob("*.jpg"):  # and the same photos come back to the archive
+        shutil.copy(p, archive / p.name)
+    assert run(*args, "--move-to", dest, "--on-conflict", "dedupe").exit_code == 0
+    deduped = [line for line in log.read_text().splitlines() if " INFO deduplicated: " in line]
+    assert len(deduped) == len(copied)
+    for line in deduped:
+        source, twin = re.search(r"deduplicated: (.+) -> (.+) \(\d\.\d{3}\)$", line).groups()
+        assert not Path(source).exists() and Path(twin).parent == dest
