@@ -31,6 +31,29 @@ def display(path: os.PathLike | str) -> str:
     return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
+def exclude_matcher(root: str | Path, patterns: Iterable[str]) -> Callable[[str, str], bool]:
+    """(name, path) -> excluded? A glob matches the bare name or the path relative to root
+    ('2020/*', '2020/01', '*/Screenshots'; '*' also matches '/'), whatever root's spelling
+    ('Pictures', './Pictures/', an absolute path); a glob starting with '/' matches the
+    absolute path. Excluding a folder excludes everything in it."""
+    relative, absolute = [], []
+    for pattern in patterns:
+        pattern = os.path.normpath(pattern) if pattern not in ("", ".") else pattern
+        (absolute if os.path.isabs(pattern) else relative).append(pattern)
+    if not relative and not absolute:
+        return lambda name, path: False
+    prefix = os.path.join(os.fspath(root), "")
+    abs_prefix = os.path.join(os.path.abspath(root), "")
+
+    def excluded(name: str, path: str) -> bool:
+        rel = path[len(prefix) :] if path.startswith(prefix) else name
+        if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in relative):
+            return True
+        return any(fnmatch.fnmatch(abs_prefix + rel, p) for p in absolute)
+
+    return excluded
+
+
 def walk(
     root: str | Path,
     *,
@@ -46,18 +69,16 @@ def walk(
     Never enters a folder in `prune` (such as the target folder inside the archive).
     Symbolic links are skipped unless `follow_symlinks`; then each real folder is entered
     once, so a link loop ends. Hidden names and thumbnail caches are skipped unless
-    `include_hidden`; `exclude` holds glob patterns matched against names and paths.
+    `include_hidden`; `exclude` holds glob patterns (see `exclude_matcher`).
     """
     pruned = {os.path.realpath(p) for p in prune}
-    patterns = list(exclude)
+    is_excluded = exclude_matcher(root, exclude)
     seen: set[tuple[int, int]] = set()
 
     def excluded(entry: os.DirEntry) -> bool:
         if not include_hidden and (entry.name.startswith(".") or entry.name in CACHE_NAMES):
             return True
-        return any(
-            fnmatch.fnmatch(entry.name, p) or fnmatch.fnmatch(entry.path, p) for p in patterns
-        )
+        return is_excluded(entry.name, entry.path)
 
     def visit(folder: str) -> Iterator[str]:
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from flowersort import safefs
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.corrections import DEFAULT_REVIEW_BAND
@@ -40,6 +41,20 @@ EPILOG = (
     "4 stopped by an unexpected error, 130/143 stopped by SIGINT/SIGTERM (the photo in "
     "hand finished, no other started)."
 )
+# each command lists the exit codes it can give
+EXIT_CODES = {
+    "train": "Exit codes: 0 model written, 2 usage, model or training-data error, "
+    "4 stopped by an unexpected error.",
+    "evaluate": "Exit codes: 0 done, 2 usage, model or data error, 4 stopped by an "
+    "unexpected error.",
+    "classify": "Exit codes: 0 all done (skipped unreadable files are reported, not failures), "
+    "1 some moves failed or were not attempted (a full target), 2 usage, model, "
+    "configuration or state error, 3 another run holds the lock, 4 stopped by an unexpected "
+    "error, 130/143 stopped by SIGINT/SIGTERM (the photo in hand finished, no other started).",
+    "undo": "Exit codes: 0 all put back, 1 some photos could not go back, 2 usage or state "
+    "error, or nothing to undo, 3 another run holds the lock, 130/143 stopped by "
+    "SIGINT/SIGTERM.",
+}
 
 log = logging.getLogger("flowersort")
 
@@ -50,6 +65,12 @@ class CliError(click.ClickException):
     def __init__(self, error: FlowersortError):
         super().__init__(str(error))
         self.exit_code = error.exit_code
+
+
+class OneLineUsageError(click.ClickException):
+    """A usage problem shown as one line with exit 2 (click's UsageError adds the usage)."""
+
+    exit_code = EXIT_USAGE
 
 
 def run_library(fn, *args, **kwargs):
@@ -103,18 +124,56 @@ class Interrupted:
             sys.exit(128 + self.signum)
 
 
+# log records with this extra go to the log file only: their text is already on stdout
+FILE_ONLY = {"file_only": True}
+
+
 def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
+    """Messages on stderr by --quiet/--verbose. The log file gets, with times, every
+    move, copy, dedupe and undo (INFO, even under --quiet), warnings and errors, and the
+    photos kept only with --verbose."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [BarSafeHandler(sys.stderr)]
     handlers[0].setLevel(level)
+    handlers[0].addFilter(lambda record: not getattr(record, "file_only", False))
     if log_file:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler = open_log_file(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        file_handler.setLevel(logging.DEBUG)
+        file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         handlers.append(file_handler)
     log.handlers[:] = handlers
     log.setLevel(logging.DEBUG)
     log.propagate = False
+
+
+class BarSafeHandler(logging.StreamHandler):
+    """Writes through tqdm: on a terminal the bar is cleared, the message written, the bar
+    drawn again below it, so no message lands in the middle of the bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
+def say(line: str) -> None:
+    """A line on stdout, written through the bar like the messages on stderr."""
+    tqdm.write(line, file=sys.stdout)
+
+
+def open_log_file(path: Path) -> logging.FileHandler:
+    """Append to the log file, creating its folder (cron's $HOME/.cache may not exist
+    yet); a path that cannot be written is one line and exit 2."""
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # a file in the way: opening the log says "Not a directory"
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as e:
+        message = f"cannot write the log file {display(path)}: {e.strerror or e}"
+        raise OneLineUsageError(message) from None
 
 
 def report_skip(path: Path, reason: str) -> None:
@@ -133,8 +192,10 @@ def open_model(path: Path | None):
 def logging_options(fn):
     fn = click.option(
         "--log-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Also write every message, with times, to this file.",
+        type=click.Path(path_type=Path),
+        help="Also write, with times, every move, copy and undo (from -> to, with "
+        "sidecars), warnings and errors to this file, even with --quiet; kept photos only "
+        "with --verbose. Its folder is created.",
     )(fn)
     fn = click.option("-v", "--verbose", is_flag=True, help="Say more, e.g. every photo kept.")(fn)
     fn = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no bar.")(fn)
@@ -176,7 +237,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES["train"])
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -216,14 +277,19 @@ def cli() -> None:
     default=",".join(map(str, DEFAULTS.tile_layers)),
     show_default=True,
     callback=int_list,
-    help="Output rows of each tile-net layer.",
+    help="The tile net, which turns each tile's matrix of histograms (bins x columns) into "
+    "the few numbers of the tile map: one number per layer, the rows it makes. Each layer "
+    "mixes one side of the matrix and turns it, so 16,4,1 on a 12 x 5 tile gives 5 x 16, "
+    "then 16 x 4, then 4 x 1: 4 numbers per tile.",
 )
 @click.option(
     "--head-layers",
     default=",".join(map(str, DEFAULTS.head_layers)),
     show_default=True,
     callback=int_list,
-    help="Output rows of each head-net layer (must end with 1,1).",
+    help="The head net over the tile map (tiles x numbers per tile), in the same way: "
+    "8,1,1 on a 36 x 4 map gives 4 x 8, then 8 x 1, then the score's 1 x 1 (so it must "
+    "end with 1,1).",
 )
 @click.option(
     "--epochs", default=DEFAULTS.epochs, show_default=True, help="Most passes over the data."
@@ -234,8 +300,18 @@ def cli() -> None:
     show_default=True,
     help="Stop after this many epochs without a better validation loss.",
 )
-@click.option("--batch-size", default=DEFAULTS.batch_size, show_default=True)
-@click.option("--learning-rate", default=DEFAULTS.learning_rate, show_default=True)
+@click.option(
+    "--batch-size",
+    default=DEFAULTS.batch_size,
+    show_default=True,
+    help="Photos per training step (one weight update).",
+)
+@click.option(
+    "--learning-rate",
+    default=DEFAULTS.learning_rate,
+    show_default=True,
+    help="Step size of the optimiser (Adam): larger learns faster but less steadily.",
+)
 @click.option(
     "--val-fraction",
     default=DEFAULTS.val_fraction,
@@ -294,6 +370,7 @@ def cli() -> None:
     "marks are also kept as corrections.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+@click.option("--force", is_flag=True, help="Replace the model file if it exists.")
 @workers_option
 @logging_options
 def train(
@@ -320,6 +397,7 @@ def train(
     with_corrections,
     marks_files,
     as_json,
+    force,
     workers,
     quiet,
     verbose,
@@ -333,9 +411,13 @@ def train(
     that never learnt from it. The model file holds every member; a photo's score is
     their mean probability.
     """
-    from flowersort.train import fit, load_examples
+    from flowersort.train import check_example_folders, fit, load_examples
 
     setup_logging(quiet, verbose, log_file)
+    if model_path.exists() and not force:
+        message = f"{display(model_path)} exists: use --force to replace it, or another --model"
+        raise OneLineUsageError(message)
+    run_library(check_example_folders, flowers, noflowers)
     try:
         feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
     except ValueError as e:
@@ -445,7 +527,7 @@ def train(
         click.echo(f"validation report written to {report_path}")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES["evaluate"])
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
@@ -526,7 +608,7 @@ def evaluate(
         click.echo(f"{kind}: {display(row['path'])} (score {row['score']:.3f})")
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES["classify"])
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -539,6 +621,12 @@ def evaluate(
     help="Copy the flower photos into this folder instead; the archive is untouched.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and touch nothing.")
+@click.option(
+    "--keep-structure",
+    is_flag=True,
+    help="Keep each photo's folder below SRC under the target (Pictures/2020/07 Trip/x.jpg "
+    "goes to Flowers/2020/07 Trip/x.jpg). Default: all in the target folder itself.",
+)
 @model_option
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Override the model's threshold.")
 @click.option(
@@ -558,7 +646,9 @@ def evaluate(
     "--json",
     "as_json",
     is_flag=True,
-    help='One JSON object a line per photo: {"path", "score", "flower", "action"}.',
+    help='One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
+    '"sidecars", "note"}; detail is where the photo went (or why it was skipped or failed), '
+    "note what the decoder said (a photo decoded in part).",
 )
 @click.option(
     "--on-conflict",
@@ -566,7 +656,8 @@ def evaluate(
     default="rename",
     show_default=True,
     help="When a byte-identical copy is already in the target: add it under a new name, "
-    "leave it where it is, or remove the source (after a byte compare).",
+    "leave it where it is, or remove the source (after a byte compare). A photo an earlier "
+    "run moved or copied there, still unchanged, is always left alone ('already there').",
 )
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
 @click.option(
@@ -596,7 +687,8 @@ def evaluate(
     "--exclude",
     multiple=True,
     metavar="GLOB",
-    help="Skip files and folders matching GLOB; may be repeated.",
+    help="Skip files and folders whose name or path relative to SRC matches GLOB "
+    "('2020/*', 'Screenshots', '*.png'; '/...' matches the absolute path); may be repeated.",
 )
 @workers_option
 @logging_options
@@ -605,6 +697,7 @@ def classify(
     move_to,
     copy_to,
     dry_run,
+    keep_structure,
     model_path,
     threshold,
     review_to,
@@ -679,6 +772,7 @@ def classify(
         review=review_to,
         review_band=review_band,
         stop=interrupted,
+        keep_structure=keep_structure,
     )
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
@@ -713,7 +807,7 @@ def classify(
                 o.score,
                 o.flower,
                 o.action,
-                o.detail,
+                "; ".join(filter(None, [o.detail, o.note])),
                 shown_from=o.detail if o.action in moved else None,
             )
             for o in seen
@@ -758,6 +852,7 @@ def summary_line(counts: Counter) -> str:
         "moved",
         "copied",
         "deduplicated",
+        "already-there",
         "would-move",
         "would-copy",
         "review",
@@ -766,6 +861,8 @@ def summary_line(counts: Counter) -> str:
         "vetoed",
         "restored",
         "removed-copy",
+        "would-restore",
+        "would-remove-copy",
         "kept",
         "skipped",
         "failed",
@@ -780,26 +877,43 @@ def summary_line(counts: Counter) -> str:
     return f"{sum(counts.values())} photos: " + ", ".join(parts)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES["undo"])
+@click.argument("run", type=click.IntRange(1), required=False)
+@click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
+@click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a line per photo.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object a line per photo (with --list: per run, with the keys run, kind, "
+    "started, photos, state, src, dest).",
+)
 @logging_options
-def undo(wait, as_json, quiet, verbose, log_file):
-    """Put the photos moved by the last classify run back where they were.
+def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
+    """Put the photos moved by the last classify run (or by run RUN) back where they were.
 
     Source folders are recreated; a photo whose old place has been taken by a new file
     since is left where it is and reported as failed. Copies made with --copy-to are
-    removed, but only while their originals are still there, unchanged. Ctrl-C or
+    removed, but only while their originals are still there, unchanged. Folders the run
+    created (such as the target) are removed when undo leaves them empty. Undoing the
+    last run twice is an error: name an earlier run (see --list) to undo it too. Ctrl-C or
     SIGTERM finish the photo in hand and stop (exit 130 or 143).
     """
     from flowersort.sorter import undo as run_undo
 
     setup_logging(quiet, verbose, log_file)
+    if list_runs:
+        if run is not None or dry_run:
+            raise click.UsageError("--list takes no RUN and no --dry-run")
+        show_runs(as_json)
+        return
     interrupted = Interrupted.install()
     counts: Counter = Counter()
     try:
         with progress(quiet, desc="undoing", unit="photo") as bar:
-            run_library(show_outcomes, run_undo(wait, interrupted), bar, counts, as_json, quiet)
+            outcomes = run_undo(wait, run_id=run, dry_run=dry_run, stop=interrupted)
+            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
     except click.ClickException:
         if counts:  # what was done before the run stopped
             log.info(summary_line(counts))
@@ -808,6 +922,45 @@ def undo(wait, as_json, quiet, verbose, log_file):
     interrupted.exit_if_stopped()
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
+
+
+def show_runs(as_json: bool) -> None:
+    """undo --list: one line per run that moved photos, oldest first."""
+    from flowersort.sorter import list_runs
+
+    runs = run_library(list_runs)
+    if as_json:
+        for info in runs:
+            click.echo(json.dumps(info.to_json()))
+        return
+    if not runs:
+        log.info("no run has moved photos")
+        return
+    click.echo(f"{'run':>5}  {'started':19}  kind  {'photos':>6}  {'state':11}  from -> to")
+    for info in runs:
+        row = info.to_json()
+        click.echo(
+            f"{info.id:5d}  {row['started']}  {row['kind']:4}  {info.photos:6d}  "
+            f"{info.state:11}  {display(info.src or '')} -> {display(info.dest or '')}"
+        )
+
+
+# actions that changed files: each is logged (to the log file) with where it went
+LOGGED_ACTIONS = ("moved", "copied", "deduplicated", "review", "restored", "removed-copy")
+
+
+def outcome_line(o) -> str:
+    """'moved: SRC -> DST (0.912) + .xmp, .CR2': a move, copy or plan with its sidecars
+    (their names follow the photo's final name); for undo, where the photo went back."""
+    verb = o.action.replace("-", " ")
+    extras = ""
+    if o.sidecars:
+        beside = o.path if o.score is None else o.detail  # the photo the sidecars are with
+        stem = len(safefs.split_name(os.path.basename(beside))[0])
+        extras = " + " + ", ".join(display(os.path.basename(s)[stem:]) for s in o.sidecars)
+    if o.score is None:  # undo: the photo goes back from detail to path
+        return f"{verb}: {display(o.detail)} -> {display(o.path)}{extras}"
+    return f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f}){extras}"
 
 
 @cli.group(epilog=EPILOG)
@@ -870,32 +1023,35 @@ def forget(target):
 
 def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, seen=None) -> None:
     """Print each photo's outcome as it streams in: JSON or a line on stdout (none with
-    --quiet), skips and failures on stderr; keep them in `seen` for a report."""
+    --quiet), skips and failures on stderr; every move also goes to the log file; keep
+    them in `seen` for a report."""
     for o in outcomes:
         if seen is not None:
             seen.append(o)
         bar.update(1)
         counts[o.action] += 1
+        if o.action in LOGGED_ACTIONS:
+            log.info(outcome_line(o), extra=FILE_ONLY)
+        if o.note:
+            log.info("note: %s: %s", display(o.path), o.note)
         if as_json:
-            click.echo(json.dumps(o.to_json()))
+            say(json.dumps(o.to_json()))
         elif o.action == "skipped":
             report_skip(o.path, o.detail)
         elif o.action in ("failed", "not-attempted"):
             log.error("%s: %s: %s", o.action.replace("-", " "), display(o.path), o.detail)
         elif o.action == "kept" and o.flower and not quiet:  # no target folder: list them
-            click.echo(f"flower: {display(o.path)} ({o.score:.3f})")
+            say(f"flower: {display(o.path)} ({o.score:.3f})")
         elif o.action in ("kept", "vetoed"):
             log.debug("%s: %s (score %.3f)", o.action, display(o.path), o.score)
+        elif o.action == "already-there":  # every night for every photo: only with -v
+            log.debug("already there: %s = %s", display(o.path), display(o.detail))
         elif o.action == "borderline" and not quiet:
-            click.echo(f"borderline, left for you: {display(o.path)} ({o.score:.3f})")
+            say(f"borderline, left for you: {display(o.path)} ({o.score:.3f})")
         elif quiet:
             pass
-        elif o.score is None:  # undo: the photo goes back from detail to path
-            verb = o.action.replace("-", " ")
-            click.echo(f"{verb}: {display(o.detail)} -> {display(o.path)}")
         else:
-            verb = o.action.replace("-", " ")
-            click.echo(f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f})")
+            say(outcome_line(o))
         if as_json and o.action in ("skipped", "failed", "not-attempted"):
             log.warning("%s: %s: %s", o.action, display(o.path), o.detail)
 

@@ -51,7 +51,8 @@ class Evaluation:
         """Figures per (class, sub-folder), to see which kinds of photos fail."""
         groups: dict[str, list[int]] = {}
         for i, (t, folder) in enumerate(zip(self.truth, self.folders)):
-            groups.setdefault(f"{'flowers' if t else 'noflowers'}/{folder}", []).append(i)
+            name = "flowers" if t else "noflowers"
+            groups.setdefault(name if folder == "." else f"{name}/{folder}", []).append(i)
         out = {}
         for key, idx in sorted(groups.items()):
             truth = np.array(self.truth, bool)[idx]

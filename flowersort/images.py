@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import sys
+import tempfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -153,6 +155,7 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     or a device would hang the run).
     """
     path = Path(path)
+    take_decode_note()  # a note is about this photo or none
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -195,7 +198,7 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     flag = _reduced_flag(size, is_jpeg, need)
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always
-        img = cv2.imdecode(data, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+        img = _decode_noting(data, flag | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:
         img = None
     if img is None or img.size == 0:
@@ -252,6 +255,43 @@ def opencv_signature(head: bytes) -> bool:
     if head[4:8] == b"ftyp":  # AVIF decodes; HEIC gets its own reason
         return True
     return len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"1234567Ff" and head[2:3].isspace()
+
+
+_decode_note = ""  # what the decoder said about the last photo read_image decoded
+_capture: Any = None  # a temporary file that stands in for fd 2 while decoding
+
+
+def _decode_noting(data: np.ndarray, flag: int) -> np.ndarray | None:
+    """cv2.imdecode, with what libjpeg prints on fd 2 itself ('Corrupt JPEG data:
+    premature end of data segment') caught in a temporary file instead of reaching the
+    terminal or cron's mail without a file name; take_decode_note() returns it."""
+    global _capture, _decode_note
+    if _capture is None:
+        _capture = tempfile.TemporaryFile()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(_capture.fileno(), 2)
+        try:
+            img = cv2.imdecode(data, flag)
+        finally:
+            os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+    _capture.seek(0)
+    said = _capture.read(4096).decode("utf-8", "replace")
+    _capture.seek(0)
+    _capture.truncate()
+    lines = list(dict.fromkeys(line.strip() for line in said.splitlines() if line.strip()))
+    _decode_note = f"decoded in part ({'; '.join(lines)})" if lines else ""
+    return img
+
+
+def take_decode_note() -> str:
+    """The decoder's note about the last photo read_image decoded ('' if none), once."""
+    global _decode_note
+    note, _decode_note = _decode_note, ""
+    return note
 
 
 def _decode_preview(

@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from flowersort import safefs
@@ -37,6 +38,42 @@ CREATE TABLE IF NOT EXISTS moves (
 );
 CREATE INDEX IF NOT EXISTS moves_state ON moves(state);
 """
+
+
+# made when first needed, so that journals of earlier versions gain it too
+CREATED_DIRS = "CREATE TABLE IF NOT EXISTS created_dirs (run INTEGER NOT NULL, path BLOB NOT NULL)"
+
+
+@dataclass
+class RunInfo:
+    """A classify or copy run that moved photos, for undo --list."""
+
+    id: int
+    kind: str  # "classify" (moves) or "copy"
+    started: float
+    finished: float | None  # None: interrupted (or still running)
+    src: str | None
+    dest: str | None
+    undone: bool
+    photos: int  # photos moved or copied (each with its sidecars)
+
+    @property
+    def state(self) -> str:
+        return "undone" if self.undone else "done" if self.finished else "interrupted"
+
+    def when(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+
+    def to_json(self) -> dict:
+        return {
+            "run": self.id,
+            "kind": "copy" if self.kind == "copy" else "move",
+            "started": self.when(),
+            "photos": self.photos,
+            "state": self.state,
+            "src": self.src,
+            "dest": self.dest,
+        }
 
 
 def state_dir() -> Path:
@@ -129,6 +166,12 @@ class _Db:
     def execute(self, sql: str, params=()) -> sqlite3.Cursor:
         try:
             return self.conn.execute(sql, params)
+        except sqlite3.Error as e:
+            raise StateError(f"cannot write the journal {self.path}: {e}") from None
+
+    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
+        try:
+            return self.conn.executemany(sql, rows)
         except sqlite3.Error as e:
             raise StateError(f"cannot write the journal {self.path}: {e}") from None
 
@@ -357,6 +400,47 @@ class Journal:
             claimed = [Path(s[1]) for s in json.loads(steps) if s[0] == "claimed"]
             out.append((_paths(sources), claimed[-len(_paths(sources)) :]))
         return out
+
+    def earlier_final(self, source: Path, dest: Path) -> Path | None:
+        """Where the latest run not undone put the file that was at source, if inside dest."""
+        first = "[" + json.dumps(os.fspath(source))  # sources[0], whole: a quote ends it
+        row = self.db.execute(
+            "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
+            "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
+            " AND substr(moves.sources, 1, ?) = ? ORDER BY moves.id DESC LIMIT 1",
+            (len(first), first),
+        ).fetchone()
+        finals = _paths(row[0]) if row is not None and row[0] else []
+        if not finals:
+            return None
+        final = finals[0]
+        inside = os.path.commonpath([os.path.abspath(final), os.path.abspath(dest)])
+        return final if inside == os.path.abspath(dest) else None
+
+    def runs(self, run: int | None = None) -> list[RunInfo]:
+        """The classify and copy runs that moved photos, oldest first (or just `run`)."""
+        rows = self.db.execute(
+            "SELECT runs.id, kind, started, finished, src, dest, undone, COUNT(moves.id) "
+            "FROM runs JOIN moves ON moves.run = runs.id AND moves.state IN ('done', 'split') "
+            "AND moves.action != 'dedupe-sidecars' "
+            "WHERE kind IN ('classify', 'copy') AND (? IS NULL OR runs.id = ?) "
+            "GROUP BY runs.id ORDER BY runs.id",
+            (run, run),
+        ).fetchall()
+        return [RunInfo(*row[:6], bool(row[6]), row[7]) for row in rows]
+
+    def note_created_dirs(self, run: int, folders: list[Path]) -> None:
+        """Folders this run created, so that its undo can remove them once empty."""
+        self.db.execute(CREATED_DIRS)
+        self.db.executemany(
+            "INSERT INTO created_dirs(run, path) VALUES (?, ?)",
+            [(run, os.fsencode(f)) for f in folders],
+        )
+
+    def created_dirs(self, run: int) -> list[Path]:
+        self.db.execute(CREATED_DIRS)
+        rows = self.db.execute("SELECT path FROM created_dirs WHERE run = ?", (run,)).fetchall()
+        return [Path(os.fsdecode(row[0])) for row in rows]
 
     def mark_undone(self, run: int) -> None:
         self.db.execute("UPDATE runs SET undone = 1 WHERE id = ?", (run,))

@@ -111,15 +111,28 @@ def _umask() -> int:
 def load_model(path: str | os.PathLike) -> Model:
     """Load a model file, or raise ModelError saying in one line what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+    _check_model_file(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ModelError(f"model file {path} is corrupt or not a model ({e})") from None
+        raise ModelError(
+            f"model file {path} is corrupt ({e}): train it again or restore it from a backup"
+        ) from None
+    if "format" not in arrays:
+        held = ", ".join(sorted(arrays)[:5]) or "nothing"
+        raise ModelError(
+            f"model file {path} is a numpy archive of another program (it holds {held}), "
+            f"not a flowersort model: give a model written by 'flowersort train'"
+        )
     try:
         version = int(arrays["format"])
+        if version > max(READABLE_FORMATS):
+            raise ModelError(
+                f"model file {path} was written by a newer flowersort (model format {version}; "
+                f"this version reads formats {', '.join(map(str, READABLE_FORMATS))}): "
+                f"upgrade flowersort to use it"
+            )
         if version not in READABLE_FORMATS:
             raise ModelError(
                 f"model file {path} has format {version}; this flowersort reads formats "
@@ -137,8 +150,50 @@ def load_model(path: str | os.PathLike) -> Model:
     except ModelError:
         raise
     except (KeyError, ValueError, TypeError, AssertionError) as e:
-        raise ModelError(f"model file {path} is incomplete or incompatible ({e})") from None
+        raise ModelError(
+            f"model file {path} is incomplete or incompatible ({e}): train it again with "
+            f"'flowersort train'"
+        ) from None
     return Model(features, nets, mean, std, threshold, summary)
+
+
+def _check_model_file(path: Path) -> None:
+    """Say what the file is when it cannot be a model: a folder, a text file, an image,
+    a single numpy array, or anything else that is not a .npz (zip) archive."""
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.npz"))
+        hint = f" such as {path / inside[0]}" if inside else " (.npz) written by 'flowersort train'"
+        raise ModelError(f"model file {path} is a folder: give the model file{hint}")
+    if not path.is_file():
+        raise ModelError(
+            f"model file not found: {path} (train one with 'flowersort train', or leave out "
+            f"--model for the model shipped with flowersort)"
+        )
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise ModelError(f"model file {path} cannot be read: {e.strerror}") from None
+    if head.startswith(b"PK"):
+        return
+    if not head:
+        what = "is empty"
+    elif head.startswith(b"\x93NUMPY"):
+        what = "is a single numpy array (.npy)"
+    elif head.startswith((b"\xff\xd8\xff", b"\x89PNG")):
+        what = "is an image"
+    elif head.startswith(b"\x80") and head.rstrip().endswith(b"."):
+        what = "is a Python pickle"
+    else:
+        try:
+            head.decode("utf-8")
+            what = "is a text file"
+        except UnicodeDecodeError:
+            what = "holds unknown binary data"
+    raise ModelError(
+        f"model file {path} {what}, not a flowersort model: give the .npz file written by "
+        f"'flowersort train'"
+    )
 
 
 def _load_nets(arrays: dict) -> list[TwoStageNet]:

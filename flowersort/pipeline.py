@@ -13,6 +13,7 @@ import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 from flowersort.archive import display
 from flowersort.cache import ScoreCache
 from flowersort.errors import BadImage, UnexpectedError
-from flowersort.images import FeatureConfig, load_features
+from flowersort.images import FeatureConfig, load_features, take_decode_note
 from flowersort.model import Model
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
@@ -30,8 +31,20 @@ BATCH = 64  # photos per network call
 Result = np.ndarray | str | tuple  # features, a skip reason, or a remembered (score, reason)
 
 
+@dataclass
+class Noted:
+    """The features of a photo the decoder had something to say about (scan(notes=True))."""
+
+    x: np.ndarray
+    note: str  # e.g. "decoded in part (Corrupt JPEG data: premature end of data segment)"
+
+
 def _load_chunk(
-    jobs: list[tuple[Path, tuple | None]], cfg: FeatureConfig, thumbnail: bool, copies: int
+    jobs: list[tuple[Path, tuple | None]],
+    cfg: FeatureConfig,
+    thumbnail: bool,
+    copies: int,
+    notes: bool = False,
 ):
     out: list[Result] = []
     for path, known in jobs:
@@ -39,7 +52,9 @@ def _load_chunk(
             out.append(known)
             continue
         try:
-            out.append(load_features(path, cfg, thumbnail, copies))
+            x = load_features(path, cfg, thumbnail, copies)
+            note = take_decode_note()
+            out.append(Noted(x, note) if note and notes else x)
         except BadImage as e:  # only a photo that cannot be read or decoded is a skip
             out.append(str(e))
         except Exception as e:  # anything else is a bug: stop, don't call it a skip
@@ -115,11 +130,13 @@ def scan(
     workers: int | None = None,
     thumbnail: bool = False,
     copies: int = 0,
+    notes: bool = False,
 ) -> Iterator[tuple[Path, Result]]:
     """Yield (path, features) or (path, reason it was skipped), in input order.
 
     An input may be (path, known): then `known` is passed through without decoding. With
     `copies`, the features come with that many augmented copies (see load_features).
+    With `notes`, features the decoder warned about come as Noted(features, note).
     """
     workers = workers or default_workers()
     jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
@@ -129,10 +146,10 @@ def scan(
         pending: deque = deque()
         for chunk in chunks:
             if workers == 1 or all(known is not None for _, known in chunk):
-                future = _done(_load_chunk(chunk, cfg, thumbnail, copies))
+                future = _done(_load_chunk(chunk, cfg, thumbnail, copies, notes))
             else:
                 pool = pool or worker_pool(workers)  # not before it is needed: a rerun needs none
-                future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies)
+                future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies, notes)
             pending.append((chunk, future))
             while len(pending) >= 4 * workers or (pending and pending[0][1].done()):
                 done, future = pending.popleft()
@@ -153,9 +170,11 @@ def score_photos(
     cache: ScoreCache | None = None,
     thumbnail: bool = False,
 ) -> Iterator[tuple[Path, float | None, str]]:
-    """Yield (path, flower score, "") or (path, None, reason skipped), in input order."""
+    """Yield (path, flower score, note) or (path, None, reason skipped), in input order;
+    the note is "" unless the decoder warned (a photo decoded in part)."""
     batch: list[tuple[Path, np.ndarray]] = []
     keys: dict[Path, tuple] = {}
+    noted: dict[Path, str] = {}
 
     def remembered(path: Path):
         if cache is not None and (key := cache.key(path)) is not None:
@@ -166,7 +185,7 @@ def score_photos(
     def flush() -> Iterator[tuple[Path, float | None, str]]:
         scores = model.scores(np.stack([x for _, x in batch]))
         for (path, _), score in zip(batch, scores):
-            yield finish(path, float(score), "")
+            yield finish(path, float(score), noted.pop(path, ""))
         batch.clear()
 
     def finish(path: Path, score: float | None, reason: str):
@@ -174,7 +193,11 @@ def score_photos(
             cache.put(path, key, score, reason)
         return path, score, reason
 
-    for path, result in scan(map(remembered, paths), model.features, workers, thumbnail):
+    for path, result in scan(
+        map(remembered, paths), model.features, workers, thumbnail, notes=True
+    ):
+        if isinstance(result, Noted):
+            noted[path], result = result.note, result.x
         if isinstance(result, np.ndarray):
             batch.append((path, result))
             if len(batch) >= BATCH:

@@ -6,9 +6,10 @@ Thumbnails are embedded as data URIs inside a JSON array, and the page builds th
 few hundred at a time as the user scrolls, so 10,000 photos still open at once. No
 network, no external file.
 
-A click on a card marks its decision wrong; "save marks" downloads them as a small JSON
-file (format "flowersort-marks": the photo's path and size as they were when the page was
-written, and the label the user gave it) that `flowersort train --marks FILE` reads.
+A click on a card (not on its thumbnail, which opens the photo) marks its decision
+wrong; "save marks" downloads them as a small JSON file (format "flowersort-marks": the
+photo's path and size as they were when the page was written, and the label the user gave
+it) that `flowersort train --marks FILE` reads.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def write_report(
                 "truth": e.truth,
                 "action": e.action,
                 "detail": e.detail,
+                "href": _file_url(e.shown_from or e.path),
                 "thumb": thumb,
                 "heat": heat,
             }
@@ -114,6 +116,8 @@ def write_report(
     page = TEMPLATE.replace("__TITLE__", html.escape(title))
     page = page.replace("__DATA__", json.dumps(rows).replace("</", "<\\/"))
     page = page.replace("__THRESHOLD__", f"{threshold:.3f}")
+    if not any(r["truth"] is not None for r in rows):  # no labels: nothing can be wrong
+        page = page.replace(WRONG_FILTER, "")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -121,6 +125,13 @@ def write_report(
     os.replace(tmp, out)
     return out
 
+
+def _file_url(path: str | os.PathLike) -> str:
+    """file:// link to the photo where it is now (names in any script or bytes)."""
+    return Path(os.path.abspath(path)).as_uri()
+
+
+WRONG_FILTER = '<label><input type="radio" name="f" value="wrong"> misclassified</label>\n'
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -133,6 +144,7 @@ header { position: sticky; top: 0; background: #fff; padding: 10px 16px;
          border-bottom: 1px solid #ddd; z-index: 2; }
 h1 { font-size: 18px; margin: 0 0 6px; }
 header label { margin-right: 14px; }
+.help { font-size: 12px; color: #555; margin-top: 4px; }
 #grid { display: flex; flex-wrap: wrap; gap: 10px; padding: 16px; }
 .card { width: 150px; background: #fff; border: 1px solid #ddd; border-radius: 6px;
         padding: 6px; }
@@ -148,7 +160,11 @@ header label { margin-right: 14px; }
 .heat div { background: rgb(255, 0, 160); }
 .heat div { outline: 1px solid rgba(255, 255, 255, 0.15); }
 body.noheat .heat { display: none; }
-.meta { font-size: 12px; margin-top: 4px; word-break: break-all; }
+.legend { display: inline-block; width: 90px; height: 10px; vertical-align: middle;
+          background: linear-gradient(to right, rgba(255, 0, 160, 0), rgba(255, 0, 160, 0.4));
+          border: 1px solid #ccc; }
+.frame a { display: block; }
+.meta { font-size: 12px; margin-top: 4px; overflow-wrap: anywhere; }
 .score { font-weight: 600; }
 .flower { color: #a0127a; } .other { color: #555; } .skip { color: #b60; }
 </style>
@@ -165,7 +181,10 @@ body.noheat .heat { display: none; }
 <label><input type="checkbox" id="heat" checked> heat map</label>
 <span id="count"></span> &middot; threshold __THRESHOLD__ &middot; borderline scores first
 </div>
-<div>Click a photo whose decision is wrong to mark it, then
+<div class="help">heat map, on photos called flowers:
+<span class="legend"></span> none &rarr; most, where the network saw flowers (each photo's
+strongest tile is the darkest) &middot; click a photo to open it</div>
+<div>Click a card's text where its decision is wrong to mark it, then
 <button id="save">save marks (0)</button> for <code>flowersort train --marks FILE</code>.</div>
 </header>
 <main id="grid"></main>
@@ -214,8 +233,11 @@ function card(r) {
     img.loading = "lazy";
     img.src = "data:image/jpeg;base64," + r.thumb;
     img.alt = r.path;
-    frame.appendChild(img);
-    if (r.heat) {
+    const link = document.createElement("a");
+    link.href = r.href; link.title = "open " + r.path;
+    link.appendChild(img);
+    frame.appendChild(link);
+    if (r.heat && r.flower) {  // on other photos it would only hide their colours
       img.onload = () => {
         const h = document.createElement("div");
         const n = r.heat.length;
@@ -224,7 +246,7 @@ function card(r) {
         h.style.gridTemplateColumns = "repeat(" + n + ", 1fr)";
         for (const row of r.heat) for (const v of row) {
           const d = document.createElement("div");
-          d.style.opacity = (0.55 * v).toFixed(2);
+          d.style.opacity = (0.4 * v).toFixed(2);
           h.appendChild(d);
         }
         frame.appendChild(h);
@@ -241,7 +263,11 @@ function card(r) {
       (r.score === null ? "" : " " + r.score.toFixed(3)) +
       (r.truth === null ? "" : r.truth ? " (is a flower)" : " (is not a flower)");
   m.querySelector(".a").textContent = r.action + (r.detail ? ": " + r.detail : "");
-  m.querySelector(".p").textContent = r.path;
+  const p = m.querySelector(".p");  // long paths break after a slash, not mid-word
+  r.path.split("/").forEach((part, i, all) => {
+    p.appendChild(document.createTextNode(part + (i < all.length - 1 ? "/" : "")));
+    if (i < all.length - 1) p.appendChild(document.createElement("wbr"));
+  });
   const mark = document.createElement("div");
   mark.className = "mark";
   mark.textContent = "marked: " + (r.flower ? "not a flower" : "a flower");
@@ -250,8 +276,10 @@ function card(r) {
   if (r.score !== null) {
     c.dataset.markable = "1";
     if (r.marked) c.classList.add("marked");
-    c.onclick = () => { r.marked = !r.marked; c.classList.toggle("marked", r.marked);
-                        countMarks(); };
+    c.onclick = (ev) => {
+      if (ev.target.closest("a")) return;  // the thumbnail opens the photo
+      r.marked = !r.marked; c.classList.toggle("marked", r.marked); countMarks();
+    };
   }
   return c;
 }

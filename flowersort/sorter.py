@@ -8,19 +8,21 @@ import logging
 import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from flowersort import safefs
-from flowersort.archive import OnSkip, walk
+from flowersort.archive import OnSkip, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
 from flowersort.errors import FlowersortError
-from flowersort.journal import Journal, RunLock, state_dir
+from flowersort.journal import Journal, RunInfo, RunLock, state_dir
 from flowersort.model import Model
 from flowersort.pipeline import score_photos
 
+log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
 FULL = (errno.ENOSPC, errno.EDQUOT)
 log = logging.getLogger("flowersort")
@@ -87,13 +89,23 @@ def check_target(src: Path, dest: Path) -> None:
             )
 
 
+def same_photo(photo: Path, there: Path) -> bool:
+    """there is another file holding photo's bytes (not photo itself, as after undo)."""
+    try:
+        same_inode = os.path.samefile(photo, there)
+        return there.is_file() and not same_inode and safefs.same_bytes(photo, there)
+    except OSError:
+        return False
+
+
 @dataclass
 class Outcome:
     """What happened to one photo. action: moved, copied, deduplicated, would-move,
-    would-copy, kept, skipped (not a usable photo, or already at the target), failed (a
-    move that could not be done), not-attempted (the target was already full); vetoed
-    (kept where the user put it back earlier), review, would-review (a borderline score:
-    into the review folder), borderline (left in place: no review folder); for undo:
+    would-copy, already-there (an earlier run's copy is at the target, unchanged), kept,
+    skipped (not a usable photo), failed (a move that could not be done), not-attempted
+    (the target was already full); vetoed (kept where the user put it back earlier),
+    review, would-review (a borderline score: into the review folder), borderline (left in
+    place: no review folder); for undo:
     restored, removed-copy, failed."""
 
     path: str | Path
@@ -101,11 +113,15 @@ class Outcome:
     flower: bool | None
     action: str
     detail: str = ""  # the final path of a move, or why it was skipped or failed
+    sidecars: list[str] = field(default_factory=list)  # where they went (undo: came back)
+    note: str = ""  # what the decoder said, e.g. "decoded in part (Corrupt JPEG data: ...)"
 
     def to_json(self) -> dict:
         score = None if self.score is None else round(self.score, 6)
         out = {"path": os.fsdecode(self.path), "score": score, "flower": self.flower}
-        return out | {"action": self.action, "detail": self.detail}
+        sidecars = [os.fsdecode(s) for s in self.sidecars]
+        out |= {"action": self.action, "detail": self.detail, "sidecars": sidecars}
+        return out | {"note": self.note}
 
 
 def classify(
@@ -128,8 +144,10 @@ def classify(
     review: Path | None = None,
     review_band: float | None = None,
     stop: Callable[[], bool] | None = None,
+    keep_structure: bool = False,
 ) -> Iterator[Outcome]:
-    """Score every photo under src; move (or copy) the flowers into dest unless dry_run.
+    """Score every photo under src; move (or copy) the flowers into dest unless dry_run
+    (with keep_structure, into the photo's folder below src recreated under dest).
 
     A run that changes files holds the lock for its whole length, first finishes or
     rolls back what an interrupted run left in the journal, and journals every move.
@@ -151,12 +169,17 @@ def classify(
     threshold = model.threshold if threshold is None else threshold
     mover = watch = None
     if dest is not None and not dry_run:
-        for folder in (dest, review) if review is not None else (dest,):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise FlowersortError(f"cannot create {folder}: {e.strerror}") from None
-        mover = Mover(dest, copy, on_conflict, wait, src)
+        mover = Mover(dest, copy, on_conflict, wait, src)  # a locked-out run creates nothing
+        try:
+            created = make_dirs(dest) + (make_dirs(review) if review is not None else [])
+        except OSError as e:
+            mover.close()
+            raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
+        mover.journal.note_created_dirs(mover.run, created)
+        mover.keep_below = src if keep_structure else None
+    plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
+    if plan is not None:
+        plan.keep_below = src if keep_structure else None
     if dest is not None:
         try:
             watch = Watch(dest, review, dry_run=dry_run)
@@ -206,29 +229,29 @@ def classify(
             flower = score >= threshold
             borderline = abs(score - threshold) < review_band
             if dest is not None and (veto := watch.held(path)):
-                yield Outcome(path, score, flower, "vetoed", KIND_TEXT[veto.kind])
+                yield noted(Outcome(path, score, flower, "vetoed", KIND_TEXT[veto.kind]), reason)
             elif dest is not None and borderline:
                 if review is None:
-                    yield Outcome(path, score, flower, "borderline")
+                    yield noted(Outcome(path, score, flower, "borderline"), reason)
                 elif dry_run:
-                    yield Outcome(path, score, flower, "would-review", os.fsdecode(review))
+                    out = Outcome(path, score, flower, "would-review", os.fsdecode(review))
+                    yield noted(out, reason)
                 else:
                     outcome = mover.move(path, score, was, folder=review)
                     outcome.flower = flower
                     if outcome.action in ("moved", "copied"):
                         watch.placed(outcome.detail, "review", mover.run)
                         outcome.action = "review"
-                    yield outcome
+                    yield noted(outcome, reason)
             elif not flower or dest is None:
-                yield Outcome(path, score, flower, "kept")
+                yield noted(Outcome(path, score, flower, "kept"), reason)
             elif dry_run:
-                action = "would-copy" if copy else "would-move"
-                yield Outcome(path, score, flower, action, os.fsdecode(dest))
+                yield noted(plan.outcome(Path(path), score), reason)
             else:
                 outcome = mover.move(path, score, was)
                 if outcome.action in ("moved", "copied"):
                     watch.placed(outcome.detail, "dest", mover.run)
-                yield outcome
+                yield noted(outcome, reason)
         for skipped, why in walk_skips:
             yield Outcome(skipped, None, None, "skipped", why)
     finally:
@@ -238,8 +261,77 @@ def classify(
             mover.close()
 
 
+def noted(outcome: Outcome, note: str) -> Outcome:
+    outcome.note = note
+    return outcome
+
+
+def make_dirs(folder: Path) -> list[Path]:
+    """mkdir -p; returns the folders it created, outermost first."""
+    missing, top = [], folder
+    while not top.exists() and top != top.parent:
+        missing.append(top)
+        top = top.parent
+    for f in reversed(missing):
+        try:
+            f.mkdir()
+        except FileExistsError:  # made meanwhile by someone else: not ours
+            missing.remove(f)
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    return missing[::-1]
+
+
+def target_folder(dest: Path, photo: Path, keep_below: Path | None) -> Path:
+    """dest; with --keep-structure, dest plus the photo's folder relative to src
+    (Pictures/2020/07 Trip/x.jpg -> Flowers/2020/07 Trip/)."""
+    if keep_below is None or not keep_below.is_dir():
+        return dest
+    rel = os.path.relpath(photo.parent, keep_below)
+    return dest if rel == "." or rel.startswith("..") else dest / rel
+
+
+def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Path]:
+    """The names safefs.transfer would give a photo and its sidecars in folder now: the
+    first numbered stem free for every member and not planned for an earlier photo."""
+    stem, _ = safefs.split_name(group[0].name)
+    for new_stem in safefs.numbered_stems(stem):
+        names = [
+            new_stem + p.name[len(stem) :] if p.name.startswith(stem) else p.name for p in group
+        ]
+        paths = [os.path.join(folder, n) for n in names]
+        if not any(p in taken or os.path.lexists(p) for p in paths):
+            taken.update(paths)
+            return [folder / n for n in names]
+    raise FileExistsError(errno.EEXIST, "no free name", str(folder))
+
+
+class DryRun:
+    """What a run would do, photo by photo, touching nothing: the final names (a clash
+    with a file in dest or an earlier photo of this run is numbered) and the sidecars."""
+
+    def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode):
+        self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
+        self.taken: set[str] = set()
+        self.keep_below: Path | None = None
+
+    def outcome(self, photo: Path, score: float) -> Outcome:
+        folder = target_folder(self.dest, photo, self.keep_below)
+        if self.copy or self.on_conflict == "skip":
+            if twin := identical_at_target(photo, folder):
+                return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
+        try:
+            finals = planned_finals([photo, *sidecars(photo)], folder, self.taken)
+        except OSError as e:
+            return Outcome(photo, score, True, "failed", e.strerror or str(e))
+        action = "would-copy" if self.copy else "would-move"
+        return Outcome(photo, score, True, action, os.fsdecode(finals[0]), _names(finals[1:]))
+
+
 class Mover:
     """Moves (or copies) photos with their sidecars into dest, under the lock and journal."""
+
+    keep_below: Path | None = None  # --keep-structure: src, whose sub-folders are kept
 
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode, wait: bool, src: Path):
         folder = state_dir()
@@ -247,7 +339,8 @@ class Mover:
         try:
             self.journal = Journal(folder)
             self.journal.recover()
-            self.run = self.journal.start_run("copy" if copy else "classify", src, dest)
+            kind = "copy" if copy else "classify"  # absolute: undo --list is read from anywhere
+            self.run = self.journal.start_run(kind, src.absolute(), dest.absolute())
         except BaseException:
             self.lock.release()
             raise
@@ -266,7 +359,8 @@ class Mover:
         not its own)."""
         photo = Path(path)
         done = "copied" if self.copy else "moved"
-        folder = folder or self.dest
+        base = folder or self.dest
+        folder = target_folder(base, photo, self.keep_below)
         if self.full:  # every further try would fail the same way, and cost a full copy
             return Outcome(photo, score, True, "not-attempted", self.full)
         if scored_as is not None and (now := identity(path)) and now != scored_as:
@@ -274,18 +368,34 @@ class Mover:
                 photo, score, True, "failed", "changed since it was scored; left in place"
             )
         try:
+            if twin := self.already_there(photo, folder):
+                return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, folder)):
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, score, True, "skipped", f"already at {twin}")
                 if self.dedupe(photo, twin):
                     return Outcome(photo, score, True, "deduplicated", os.fsdecode(twin))
             group = [photo, *sidecars(photo)]
+            if folder != base:
+                self.journal.note_created_dirs(self.run, make_dirs(folder))
             finals = self.journal.transfer(self.run, group, folder, keep_source=self.copy)
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"
             return Outcome(photo, score, True, "failed", e.strerror or str(e))
-        return Outcome(photo, score, True, done, os.fsdecode(finals[0]))
+        sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
+        return Outcome(photo, score, True, done, os.fsdecode(finals[0]), sidecar_finals)
+
+    def already_there(self, photo: Path, folder: Path) -> Path | None:
+        """Where an earlier run put this photo, if it is still there with the same bytes;
+        for a copy (or --on-conflict skip), also a byte-identical twin under its name or a
+        numbered one: a nightly --copy-to must not pile up copies."""
+        earlier = self.journal.earlier_final(photo, self.dest)
+        if earlier is not None and same_photo(photo, earlier):
+            return earlier
+        if self.copy or self.on_conflict == "skip":
+            return identical_at_target(photo, folder)
+        return None
 
     def dedupe(self, photo: Path, twin: Path) -> bool:
         """Remove photo, whose twin is in dest, with its sidecars: each goes if an
@@ -318,18 +428,26 @@ class Mover:
         self.lock.release()
 
 
-def undo(wait: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[Outcome]:
-    """Put the last classify run's moves back where they were, never overwriting; when
-    `stop()` turns true, stop after the photo in hand."""
+def undo(
+    wait: bool = False,
+    run_id: int | None = None,
+    dry_run: bool = False,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Outcome]:
+    """Put a classify run's moves back where they were (the last run, or run_id), never
+    overwriting; then remove the folders that run created, if now empty. A dry run only
+    says what would happen. When `stop()` turns true, stop after the photo in hand."""
     folder = state_dir()
-    with RunLock(folder, wait):
+    with nullcontext() if dry_run else RunLock(folder, wait):
         journal = Journal(folder)
         try:
-            journal.recover()
-            last = journal.last_run()
-            if last is None:
-                raise FlowersortError("nothing to undo: no run has moved photos")
-            run_id, _ = last
+            if not dry_run:
+                journal.recover()
+            run_id = run_to_undo(journal, run_id)
+            if dry_run:
+                for sources, finals, keep_source, _ in journal.done_moves(run_id):
+                    yield _undo_plan(sources, finals, keep_source)
+                return
             run = journal.start_run("undo", None, None)
             for sources, finals in journal.split_moves(run_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
@@ -361,9 +479,64 @@ def undo(wait: bool = False, stop: Callable[[], bool] | None = None) -> Iterator
                     already,
                 )
             journal.mark_undone(run_id)
+            remove_empty_dirs(journal.created_dirs(run_id))
             journal.finish_run(run)
         finally:
             journal.close()
+
+
+def list_runs() -> list[RunInfo]:
+    """The runs undo can take back, oldest first."""
+    journal = Journal(state_dir())
+    try:
+        return journal.runs()
+    finally:
+        journal.close()
+
+
+def run_to_undo(journal: Journal, run_id: int | None) -> int:
+    """The run an undo takes back: run_id, else the last run that moved photos, if it is
+    not undone already (a second undo never walks silently into earlier nights)."""
+    hint = "'flowersort undo --list' shows the runs, 'flowersort undo RUN' undoes one"
+    runs = journal.runs(run_id)
+    if run_id is not None and not runs:
+        raise FlowersortError(f"no run {run_id} moved photos; {hint}")
+    if not runs:
+        raise FlowersortError("nothing to undo: no run has moved photos")
+    info = runs[-1]
+    if info.undone:
+        which = f"run {info.id}" if run_id is not None else f"the last run ({info.id})"
+        raise FlowersortError(
+            f"nothing to undo: {which}, {info.when()}, {info.photos} photos, is already undone; "
+            + hint
+        )
+    return info.id
+
+
+def remove_empty_dirs(folders: list[Path]) -> None:
+    """Remove the folders a run created, deepest first, where undo left them empty."""
+    for f in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        try:
+            f.rmdir()
+        except OSError:
+            continue  # not empty (or gone): leave it
+        log.info("removed empty folder %s", display(f))
+
+
+def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
+    """What _undo_one would do, checked the same way, touching nothing."""
+    photo = sources[0]
+    if keep_source:
+        if all(
+            s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
+        ):
+            return Outcome(photo, None, None, "would-remove-copy", os.fsdecode(finals[0]))
+        return Outcome(photo, None, None, "failed", "the copy or its original has changed")
+    if not all(f.exists() for f in finals):
+        return Outcome(photo, None, None, "failed", f"{finals[0]} is no longer there")
+    if any(os.path.lexists(s) for s in sources):
+        return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
+    return Outcome(photo, None, None, "would-restore", os.fsdecode(finals[0]), _names(sources[1:]))
 
 
 def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) -> Outcome:
@@ -374,7 +547,9 @@ def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) ->
         ):
             for f in finals:
                 safefs._unlink(f)
-            return Outcome(photo, None, None, "removed-copy", os.fsdecode(finals[0]))
+            return Outcome(
+                photo, None, None, "removed-copy", os.fsdecode(finals[0]), _names(sources[1:])
+            )
         return Outcome(photo, None, None, "failed", "the copy or its original has changed")
     present = [f for f in finals if f.exists()]
     if len(present) != len(finals):
@@ -386,7 +561,11 @@ def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) ->
         return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
     except OSError as e:
         return Outcome(photo, None, None, "failed", e.strerror or str(e))
-    return Outcome(photo, None, None, "restored", os.fsdecode(finals[0]))
+    return Outcome(photo, None, None, "restored", os.fsdecode(finals[0]), _names(sources[1:]))
+
+
+def _names(paths) -> list[str]:
+    return [os.fsdecode(p) for p in paths]
 
 
 def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Path]) -> Outcome:

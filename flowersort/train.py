@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -12,7 +14,7 @@ from queue import Empty
 
 import numpy as np
 
-from flowersort.archive import walk
+from flowersort.archive import display, walk
 from flowersort.errors import TrainingError
 from flowersort.images import FeatureConfig, flip_tiles
 from flowersort.metrics import best_threshold, confusion
@@ -68,6 +70,71 @@ class Examples:
 
 
 Progress = Callable[[int, dict], None]
+
+
+def check_example_folders(flowers: Path, noflowers: Path) -> None:
+    """Raise TrainingError when the two folders cannot be two classes: the same folder,
+    one inside the other, or files in both (the same file linked twice, or the same
+    bytes): such a photo would teach the net both answers."""
+    real = [os.path.realpath(flowers), os.path.realpath(noflowers)]
+    if real[0] == real[1]:
+        raise TrainingError(
+            f"FLOWERS and NOFLOWERS are the same folder ({flowers}): give a folder of flower "
+            f"photos and another of other photos"
+        )
+    for (a, name_a, path_a), (b, name_b, path_b) in (
+        ((real[1], "NOFLOWERS", noflowers), (real[0], "FLOWERS", flowers)),
+        ((real[0], "FLOWERS", flowers), (real[1], "NOFLOWERS", noflowers)),
+    ):
+        if os.path.commonpath([a, b]) == b:
+            raise TrainingError(
+                f"{name_a} ({path_a}) is inside {name_b} ({path_b}): its photos would be "
+                f"examples of both classes"
+            )
+    shared = _shared_files(flowers, noflowers)
+    if shared:
+        first, second = shared[0]
+        raise TrainingError(
+            f"FLOWERS and NOFLOWERS share {len(shared)} file{'s' if len(shared) > 1 else ''} "
+            f"(e.g. {display(first)} and {display(second)}): a photo cannot teach both "
+            f"classes; keep it in one folder"
+        )
+
+
+def _shared_files(flowers: Path, noflowers: Path) -> list[tuple[str, str]]:
+    """Pairs of paths, one in each folder, that are the same file (hard links) or hold
+    the same bytes (only files of equal size are read)."""
+
+    def index(folder: Path) -> dict[tuple[int, int, int], str]:
+        out = {}
+        for path in walk(folder):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # reported when the photos are read
+            out[(st.st_size, st.st_dev, st.st_ino)] = path
+        return out
+
+    digests: dict[str, str] = {}
+
+    def digest(path: str) -> str:
+        if path not in digests:
+            try:
+                digests[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            except OSError:
+                digests[path] = path  # unreadable: reported when the photos are read
+        return digests[path]
+
+    a, b = index(flowers), index(noflowers)
+    shared = [(a[k], b[k]) for k in a.keys() & b.keys()]
+    by_size: dict[int, list[tuple[tuple, str]]] = {}
+    for key, path in a.items():
+        by_size.setdefault(key[0], []).append((key, path))
+    for key, path in b.items():
+        for other_key, other in by_size.get(key[0], []):
+            if other_key != key and digest(other) == digest(path):
+                shared.append((other, path))
+    return sorted(shared)
 
 
 def load_examples(
