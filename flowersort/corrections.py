@@ -34,6 +34,7 @@ from flowersort.archive import OnSkip, walk
 from flowersort.errors import FlowersortError, StateError
 from flowersort.images import FeatureConfig
 from flowersort.journal import _damaged, state_dir
+from flowersort.journal import read_only as _read_only
 from flowersort.pipeline import scan
 from flowersort.train import Examples as TrainExamples
 
@@ -78,14 +79,6 @@ def _blob(path: str | os.PathLike) -> bytes:
 
 def _path(blob: bytes) -> Path:
     return Path(os.fsdecode(blob))
-
-
-def _read_only(path: Path) -> sqlite3.Connection:
-    """Open without writing anything, not even SQLite's -wal and -shm files (a dry run
-    records nothing): when no other connection has them open, read the main file as is."""
-    wal = path.with_name(path.name + "-wal").exists()
-    mode = "mode=ro" if wal else "immutable=1"
-    return sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=60)
 
 
 def store_path() -> Path:
@@ -237,6 +230,10 @@ class Store:
         self._write("UPDATE placed SET path = ? WHERE path = ?", (_blob(new), _blob(old)))
 
 
+def _below(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
 def _journal_runs() -> tuple[set[int], set[Path]]:
     """From the journal, read only: the runs undone since (their photos went back, which
     is no veto), and every path a live classify run moved into a target folder (photos
@@ -255,7 +252,7 @@ def _journal_runs() -> tuple[set[int], set[Path]]:
             "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
             "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
         ):
-            finals.update(Path(p) for p in json.loads(text or "[]"))
+            finals.update(Path(os.path.abspath(p)) for p in json.loads(text or "[]"))
         return undone, finals
     except sqlite3.DatabaseError:
         return set(), set()
@@ -281,7 +278,9 @@ class Watch:
     """
 
     def __init__(self, dest: Path, review: Path | None, *, dry_run: bool = False):
-        self.dest, self.review = Path(dest), review and Path(review)
+        # absolute, as the places it records: a relative spelling must find them too
+        self.dest = Path(os.path.abspath(dest))
+        self.review = Path(os.path.abspath(review)) if review is not None else None
         self.store = Store(dry_run=dry_run)
         self.by_key: dict[Key, Correction] = {}
         self.pending: dict[Key, Placed] = {}
@@ -290,10 +289,11 @@ class Watch:
     def start(self) -> Learnt:
         undone, journal_finals = _journal_runs()
         placed = {}
+        roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
         for p in self.store.placed():
             if p.run in undone:  # undo put it back: the user chose nothing
                 self.store.drop_placed(p.path)
-            else:
+            elif _below(os.path.abspath(p.path), roots):  # another target's are not ours
                 placed[p.path] = p
         self.by_key = {c.key: c for c in self.store.corrections()}
         by_path = {c.path: c for c in self.by_key.values()}
@@ -306,7 +306,7 @@ class Watch:
             size = _size(path)
             if size is None:
                 continue
-            if path in placed and placed[path].size == size:
+            if path in placed:  # still where it was put (edited there, perhaps): kept
                 found.add(path)
                 continue
             known = by_path.get(path)
@@ -380,7 +380,7 @@ class Watch:
             key = content_key(final)
         except OSError:
             return
-        self.store.add_placed(Path(final), key, folder, run)
+        self.store.add_placed(Path(os.path.abspath(final)), key, folder, run)
 
     def close(self) -> None:
         self.store.close()

@@ -80,6 +80,35 @@ def state_dir() -> Path:
     return base_dir("XDG_STATE_HOME", ".local/state") / "flowersort"
 
 
+def read_only(path: Path) -> sqlite3.Connection:
+    """Open without writing anything, not even SQLite's -wal and -shm files (a dry run
+    records nothing): when no other connection has them open, read the main file as is."""
+    wal = path.with_name(path.name + "-wal").exists()
+    mode = "mode=ro" if wal else "immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=60)
+
+
+def earlier_target(folder: Path) -> bool:
+    """Whether an earlier run moved or copied photos into folder (the journal read only;
+    False without one)."""
+    try:
+        path = state_dir() / "journal.sqlite"
+    except StateError:
+        return False
+    if not path.exists():
+        return False
+    try:
+        db = read_only(path)
+        try:
+            rows = db.execute("SELECT DISTINCT dest FROM runs WHERE dest IS NOT NULL").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+    real = os.path.realpath(folder)
+    return any(os.path.realpath(dest) == real for (dest,) in rows)
+
+
 def _make_state_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)

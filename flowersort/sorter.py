@@ -18,7 +18,7 @@ from flowersort.archive import OnSkip, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
 from flowersort.errors import FlowersortError
-from flowersort.journal import Journal, RunInfo, RunLock, state_dir
+from flowersort.journal import Journal, RunInfo, RunLock, earlier_target, state_dir
 from flowersort.model import Model
 from flowersort.pipeline import score_photos
 
@@ -74,12 +74,13 @@ def identity(path: str | Path) -> tuple[int, int, int, int] | None:
 def check_target(src: Path, dest: Path) -> None:
     """A target that is SRC itself (or SRC's own folder, for one photo) is a usage error:
     every photo would be compared with itself. A target inside SRC is never searched,
-    so photos already in it are never classified: say so."""
+    so photos already in it are never classified: say so, unless it is an earlier run's
+    target (the nightly Pictures/Flowers, whose photos are flowersort's own)."""
     real_src, real_dest = src.resolve(), dest.resolve()
     folder = real_src if real_src.is_dir() else real_src.parent
     if real_dest == folder:
         raise FlowersortError(f"the target {dest} is {src} itself: choose a folder outside it")
-    if real_dest.is_relative_to(folder) and real_dest.is_dir():
+    if real_dest.is_relative_to(folder) and real_dest.is_dir() and not earlier_target(dest):
         if next(walk(real_dest), None) is not None:
             log.warning(
                 "warning: the target %s is inside %s and already holds photos: they are "

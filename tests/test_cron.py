@@ -136,8 +136,8 @@ def readme_cron_line() -> str:
         for line in (ROOT / "README.md").read_text().splitlines()
         if re.match(r"\s+0 3 \* \* \* ", line)
     ]
-    assert len(lines) == 1, lines
-    return lines[0]
+    assert lines, "no cron line in the README"
+    return lines[0]  # the first: "Run it nightly" (the learning loop's comes later)
 
 
 def cron_can_run() -> str | None:
@@ -542,16 +542,16 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
 @pytest.mark.parametrize(
     "name, codes",
     [
-        ("train", ["0", "2"]),
-        ("evaluate", ["0", "2"]),
-        ("classify", ["0", "1", "2", "3"]),
-        ("undo", ["0", "1", "2", "3"]),
+        ("train", ["0", "2", "4"]),
+        ("evaluate", ["0", "2", "4"]),
+        ("classify", ["0", "1", "2", "3", "4", "130/143"]),
+        ("undo", ["0", "1", "2", "3", "130/143"]),
     ],
 )
 def test_each_command_lists_its_own_exit_codes(name, codes):
     text = " ".join(run(name, "--help").output.split())
     listed = re.search(r"Exit codes: (.*)$", text).group(1)
-    assert re.findall(r"(?:^|, )(\d) ", listed) == codes
+    assert re.findall(r"(?:^|, )(\d+(?:/\d+)?) ", listed) == codes
     if "1" not in codes:
         assert "moves failed" not in text and "lock" not in text
 

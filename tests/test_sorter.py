@@ -523,7 +523,7 @@ def test_undo_after_an_interrupted_undo_finishes_quietly(archive, tmp_path):
     assert "failed" not in result.stdout and "0 failed" in result.stderr
     assert "1 restored" in result.stderr
     assert "1 photos had already been put back by an undo that was interrupted" in result.stderr
-    assert census(archive) == before and names(dest) == []
+    assert census(archive) == before and not dest.exists()  # the folder it made went too
 
 
 def test_moves_onto_exfat_without_hard_links_and_with_case_clashes(tmp_path):
@@ -544,7 +544,7 @@ def test_moves_onto_exfat_without_hard_links_and_with_case_clashes(tmp_path):
         assert census(src, dest) == before and not list(src.rglob("*.*"))
         result = run("undo")
         assert result.exit_code == 0, result.output
-        assert names(dest) == [] and census(src) == before
+        assert not dest.exists() and census(src) == before
 
 
 def test_recovery_on_exfat_after_a_crash_at_every_step(archive, tmp_path, monkeypatch):
