@@ -22,6 +22,7 @@ from tqdm import tqdm
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.errors import FlowersortError
+from flowersort.heic import MISSING as HEIC_MISSING
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
@@ -32,6 +33,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 EPILOG = "Exit codes: 0 all done, 1 some moves failed, 2 usage/model error, 3 locked."
 
 log = logging.getLogger("flowersort")
+once_per_run: Counter = Counter()  # skip reasons said once, in the summary, not per file
 
 
 class CliError(click.ClickException):
@@ -61,10 +63,21 @@ def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
     log.handlers[:] = handlers
     log.setLevel(logging.DEBUG)
     log.propagate = False
+    once_per_run.clear()
 
 
 def report_skip(path: Path, reason: str) -> None:
+    if reason == HEIC_MISSING:  # the same remedy for every file: a line each unless --quiet
+        once_per_run[reason] += 1
+        log.info("skipped: %s: %s", display(path), reason)
+        return
     log.warning("skipped: %s: %s", display(path), reason)
+
+
+def report_once_per_run() -> None:
+    """'12 photos skipped: HEIC/HEIF photo: pillow-heif is not installed (...)'."""
+    for reason, n in once_per_run.items():
+        log.warning("%d photo%s skipped: %s", n, "" if n == 1 else "s", reason)
 
 
 def progress(quiet: bool, **kwargs) -> tqdm:
@@ -290,6 +303,7 @@ def train(
             copies=cfg.copies,
         )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
+    report_once_per_run()
     with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:
 
         def on_epoch(epoch, stats):
@@ -388,6 +402,7 @@ def evaluate(
     setup_logging(quiet, verbose, log_file)
     model = open_model(model_path)
     result = run_library(run_evaluation, model, flowers, noflowers, threshold, workers, report_skip)
+    report_once_per_run()
     if report_path:
         write_html(
             report_path,
@@ -593,6 +608,7 @@ def classify(
         write_html(report_path, entries, model, f"flowersort classify {src}", workers)
         log.info("report written to %s", report_path)
     log.info(summary_line(counts))
+    report_once_per_run()
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
 
@@ -672,7 +688,9 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
         else:
             verb = o.action.replace("-", " ")
             click.echo(f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f})")
-        if as_json and o.action in ("skipped", "failed"):
+        if as_json and o.action == "skipped":
+            report_skip(o.path, o.detail)
+        elif as_json and o.action == "failed":
             log.warning("%s: %s: %s", o.action, display(o.path), o.detail)
 
 

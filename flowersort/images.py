@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from flowersort import heic
 from flowersort.errors import BadImage
 from flowersort.exif import read_exif
 
@@ -189,6 +190,8 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         raise BadImage("image has no pixels")
     if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(raw)):
         raise BadImage(f"damaged image: {damage}")
+    if (heif := heic.kind(head)) == "heic":  # OpenCV has no HEVC decoder
+        return heic.decode(raw, need, MAX_PIXELS)
     data = np.frombuffer(raw, dtype=np.uint8)
     flag = _reduced_flag(size, is_jpeg, need)
     try:
@@ -197,6 +200,8 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     except cv2.error:
         img = None
     if img is None or img.size == 0:
+        if heif == "avif" and heic.can_decode("avif"):
+            return heic.decode(raw, need, MAX_PIXELS)
         raise BadImage(_undecodable_reason(head))
     return orient(img, exif.orientation) if exif else img
 
@@ -227,8 +232,8 @@ def _decode_preview(
 
 
 def _undecodable_reason(head: bytes) -> str:
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-        return "HEIC/HEIF photo: this OpenCV build cannot decode it"
+    if heic.kind(head) == "avif":
+        return "AVIF image: neither this OpenCV build nor pillow-heif can decode it"
     if head[:2] == b"\xff\xd8" or head[:8] == b"\x89PNG\r\n\x1a\n":
         return "damaged image: OpenCV cannot decode it"
     return "not an image OpenCV can decode"
