@@ -21,6 +21,11 @@ from flowersort.errors import BadImage
 EXTRA = "pip install 'flowersort[heic]'"
 MISSING = f"HEIC/HEIF photo: pillow-heif is not installed ({EXTRA})"
 ASPECT_TOLERANCE = 0.03  # a thumbnail is a true copy when its aspect ratio is this close
+# a thumbnail is decoded instead of the photo when its short side has this many times the
+# pixels the network reads: with just as many, dev accuracy fell from 0.893 to 0.867 (HEVC
+# blurs the textures of so small an image); with twice, and with an iPhone's 320 x 240 for
+# 96, there was no loss (benchmarks/heic_accuracy.py)
+THUMBNAIL_MARGIN = 2
 
 HEVC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
 AV1_BRANDS = frozenset({b"avif", b"avis"})
@@ -71,9 +76,10 @@ def can_decode(what: Kind) -> bool:
     return ("hevc" in decoders or "de265" in decoders) if what == "heic" else "av1" in decoders
 
 
-def decode(data: bytes, need: int, max_pixels: int) -> np.ndarray:
+def decode(data: bytes, need: int, max_pixels: int, preview: bool = False) -> np.ndarray:
     """Decode a HEIF file's primary image to 8-bit BGR, as it is displayed, from its
-    thumbnail when that has at least `need` pixels a side. Raises BadImage.
+    thumbnail when that has THUMBNAIL_MARGIN times `need` pixels a side (just `need` with
+    `preview`, as --thumbnails and the report ask). Raises BadImage.
 
     libheif applies the file's rotation and mirroring (the irot and imir properties). An
     iPhone also writes the same rotation as EXIF orientation: applying that as well would
@@ -89,7 +95,7 @@ def decode(data: bytes, need: int, max_pixels: int) -> np.ndarray:
             raise BadImage(f"image too large ({width} x {height} pixels)")
         if min(width, height) == 0:
             raise BadImage("image has no pixels")
-        source, pixels = _thumbnail(primary, need)
+        source, pixels = _thumbnail(primary, need if preview else need * THUMBNAIL_MARGIN)
         if pixels is None:
             source, pixels = primary, np.asarray(primary)
     except BadImage:
@@ -129,3 +135,4 @@ def _thumbnail(primary, need: int) -> tuple[object, np.ndarray | None]:
         return best, np.asarray(best)
     except (ValueError, EOFError, SyntaxError, RuntimeError, OSError):
         return None, None  # a damaged thumbnail: the full image may still decode
+

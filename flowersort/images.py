@@ -191,7 +191,7 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(raw)):
         raise BadImage(f"damaged image: {damage}")
     if (heif := heic.kind(head)) == "heic":  # OpenCV has no HEVC decoder
-        return heic.decode(raw, need, MAX_PIXELS)
+        return heic.decode(raw, need, MAX_PIXELS, thumbnail)
     data = np.frombuffer(raw, dtype=np.uint8)
     flag = _reduced_flag(size, is_jpeg, need)
     try:
@@ -201,7 +201,7 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         img = None
     if img is None or img.size == 0:
         if heif == "avif" and heic.can_decode("avif"):
-            return heic.decode(raw, need, MAX_PIXELS)
+            return heic.decode(raw, need, MAX_PIXELS, thumbnail)
         raise BadImage(_undecodable_reason(head))
     return orient(img, exif.orientation) if exif else img
 

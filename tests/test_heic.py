@@ -50,23 +50,33 @@ def close(img: np.ndarray, reference: np.ndarray) -> float:
 def test_a_portrait_heic_is_read_upright(tmp_path):
     upright = upright_portrait()
     path = tmp_path / "IMG_0001.HEIC"
-    path.write_bytes(portrait_heic(upright, thumbnail=160))
+    path.write_bytes(portrait_heic(upright, thumbnail=320))
     from_thumbnail, full = read_image(path, 96), read_image(path, 300)
-    assert from_thumbnail.shape == (160, 120, 3) and full.shape == (400, 300, 3)
+    assert from_thumbnail.shape == (320, 240, 3) and full.shape == (400, 300, 3)
     for img in (from_thumbnail, full):
         assert close(img, upright) < 10  # not turned a second time by EXIF orientation 6
 
 
 @needs_pillow_heif
-@pytest.mark.parametrize("thumbnail", [None, 160])
+@pytest.mark.parametrize("thumbnail", [None, 256])
 def test_the_thumbnail_is_decoded_only_when_it_has_enough_pixels(tmp_path, thumbnail):
     photo = camera_photo(np.random.default_rng(1), True)
     path = tmp_path / "IMG_0002.heic"
     path.write_bytes(heic_bytes(photo, thumbnail, tile=256))
-    small, large = read_image(path, 96), read_image(path, 200)
-    assert small.shape == ((120, 160, 3) if thumbnail else (480, 640, 3))
-    assert large.shape == (480, 640, 3)  # the thumbnail is too small for 200 pixels
+    small, large = read_image(path, 96), read_image(path, 100)
+    assert small.shape == ((192, 256, 3) if thumbnail else (480, 640, 3))  # twice 96 a side
+    assert large.shape == (480, 640, 3)  # the thumbnail has less than twice 100
     assert close(small, photo) < 10 and close(large, photo) < 10
+
+
+@needs_pillow_heif
+def test_a_preview_may_be_just_large_enough(tmp_path):
+    photo = camera_photo(np.random.default_rng(1), True)
+    path = tmp_path / "IMG_0003.heic"
+    path.write_bytes(heic_bytes(photo, 160))
+    assert read_image(path, 96).shape == (480, 640, 3)
+    assert read_image(path, 96, thumbnail=True).shape == (120, 160, 3)  # the report, --thumbnails
+    assert read_image(path, 121, thumbnail=True).shape == (480, 640, 3)
 
 
 @needs_pillow_heif
