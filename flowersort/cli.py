@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from flowersort.archive import display, walk
+from flowersort.archive import VIDEO_SUFFIXES, display, walk
 from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.errors import FlowersortError
 from flowersort.heic import MISSING as HEIC_MISSING
@@ -555,6 +555,7 @@ def classify(
         else ScoreCache(cache_path or default_cache_path(), model_digest(model_file))
     )
     counts: Counter = Counter()
+    passed_over: Counter = Counter()  # videos and RAW files, by suffix
     outcomes = run_classify(
         model,
         src,
@@ -570,6 +571,7 @@ def classify(
         wait=wait,
         cache=cache,
         thumbnail=thumbnails,
+        on_passed_over=lambda path: passed_over.update([os.path.splitext(path)[1].lower()]),
     )
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
@@ -607,7 +609,7 @@ def classify(
         ]
         write_html(report_path, entries, model, f"flowersort classify {src}", workers)
         log.info("report written to %s", report_path)
-    log.info(summary_line(counts))
+    log.info(summary_line(counts, passed_over))
     report_once_per_run()
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
@@ -620,9 +622,10 @@ def write_html(path: Path, entries, model, title: str, workers: int | None) -> N
     write_report(path, entries, model, title, workers or default_workers())
 
 
-def summary_line(counts: Counter) -> str:
+def summary_line(counts: Counter, passed_over: Counter | None = None) -> str:
     """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts always shown,
-    the others when they happened."""
+    the others when they happened; then the videos and RAW files passed over (counted by
+    suffix), if any: '; 2 videos, 1 RAW file passed over'."""
     always = ("moved", "copied", "skipped", "failed")
     order = (
         "moved",
@@ -637,7 +640,17 @@ def summary_line(counts: Counter) -> str:
         "failed",
     )
     parts = [f"{counts[k]} {k.replace('-', ' ')}" for k in order if counts[k] or k in always]
-    return f"{sum(counts.values())} photos: " + ", ".join(parts)
+    line = f"{sum(counts.values())} photos: " + ", ".join(parts)
+    if passed_over:
+        videos = sum(n for suffix, n in passed_over.items() if suffix in VIDEO_SUFFIXES)
+        raws = sum(passed_over.values()) - videos
+        kinds = [
+            f"{n} {kind}{'' if n == 1 else 's'}"
+            for n, kind in ((videos, "video"), (raws, "RAW file"))
+            if n
+        ]
+        line += f"; {', '.join(kinds)} passed over"
+    return line
 
 
 @cli.command(epilog=EPILOG)

@@ -136,3 +136,96 @@ def _thumbnail(primary, need: int) -> tuple[object, np.ndarray | None]:
     except (ValueError, EOFError, SyntaxError, RuntimeError, OSError):
         return None, None  # a damaged thumbnail: the full image may still decode
 
+
+# ---------------------------------------------------------------- AVIF through OpenCV
+
+
+def upright(img: np.ndarray, data: bytes) -> np.ndarray:
+    """Apply the primary item's rotation and mirroring (irot, imir) to an image decoded
+    by a decoder that ignores them (OpenCV's AVIF reader), in the order the file lists."""
+    for kind, value in transformations(data):
+        if kind == "irot":
+            img = np.rot90(img, value)  # value quarter turns anticlockwise
+        else:
+            img = img[::-1] if value == 0 else img[:, ::-1]  # 0: top to bottom, as libheif
+    return np.ascontiguousarray(img)
+
+
+def transformations(data: bytes) -> list[tuple[str, int]]:
+    """[("irot", quarter turns anticlockwise) or ("imir", axis), ...] of a HEIF/AVIF
+    file's primary item, read from its meta box; [] when there are none or the boxes are
+    malformed."""
+    try:
+        meta = _child(data, 0, len(data), b"meta")
+        if meta is None:
+            return []
+        start, end = meta[0] + 4, meta[1]  # a full box: version and flags come first
+        pitm, iprp = _child(data, start, end, b"pitm"), _child(data, start, end, b"iprp")
+        if pitm is None or iprp is None:
+            return []
+        width = 2 if data[pitm[0]] == 0 else 4  # version 0: 16-bit item ids
+        primary = int.from_bytes(data[pitm[0] + 4 : pitm[0] + 4 + width], "big")
+        ipco, ipma = _child(data, *iprp, b"ipco"), _child(data, *iprp, b"ipma")
+        if ipco is None or ipma is None:
+            return []
+        properties = list(_boxes(data, *ipco))
+        out = []
+        for index in _associations(data, *ipma, primary):
+            kind, body, _ = properties[index - 1]  # property indices start at 1
+            if kind == b"irot":
+                out.append(("irot", data[body] & 3))
+            elif kind == b"imir":
+                out.append(("imir", data[body] & 1))
+        return out
+    except (IndexError, ValueError):
+        return []
+
+
+def _boxes(data: bytes, start: int, end: int):
+    """(type, body start, body end) of each box between start and end."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind, body = (
+            int.from_bytes(data[pos : pos + 4], "big"),
+            data[pos + 4 : pos + 8],
+            pos + 8,
+        )
+        if size == 1:  # a 64-bit size follows the type
+            size, body = int.from_bytes(data[pos + 8 : pos + 16], "big"), pos + 16
+        elif size == 0:  # to the end
+            size = end - pos
+        if size < body - pos or pos + size > end:
+            raise ValueError("box runs past its parent")
+        yield kind, body, pos + size
+        pos += size
+
+
+def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    for found, body, box_end in _boxes(data, start, end):
+        if found == kind:
+            return body, box_end
+    return None
+
+
+def _associations(data: bytes, start: int, end: int, item: int) -> list[int]:
+    """Property indices associated with `item`, in order, from an ipma box."""
+    version, flags = data[start], int.from_bytes(data[start + 1 : start + 4], "big")
+    pos = start + 4
+    entries = int.from_bytes(data[pos : pos + 4], "big")
+    pos += 4
+    id_width, index_width = (2 if version < 1 else 4), (2 if flags & 1 else 1)
+    for _ in range(entries):
+        item_id = int.from_bytes(data[pos : pos + id_width], "big")
+        count = data[pos + id_width]
+        pos += id_width + 1
+        indices = [
+            int.from_bytes(data[pos + i * index_width : pos + (i + 1) * index_width], "big")
+            & (0x7FFF if index_width == 2 else 0x7F)  # the top bit marks "essential"
+            for i in range(count)
+        ]
+        pos += count * index_width
+        if pos > end:
+            raise ValueError("ipma runs past its end")
+        if item_id == item:
+            return indices
+    return []

@@ -203,6 +203,8 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         if heif == "avif" and heic.can_decode("avif"):
             return heic.decode(raw, need, MAX_PIXELS, thumbnail)
         raise BadImage(_undecodable_reason(head))
+    if heif == "avif":  # OpenCV's AVIF reader ignores the file's rotation and mirroring
+        return heic.upright(img, raw)
     return orient(img, exif.orientation) if exif else img
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from flowersort import safefs
-from flowersort.archive import OnSkip, walk
+from flowersort.archive import LIVE_PHOTO_STILLS, RAW_SUFFIXES, OnPass, OnSkip, walk
 from flowersort.cache import ScoreCache
 from flowersort.errors import FlowersortError
 from flowersort.journal import Journal, RunLock, state_dir
@@ -20,8 +20,6 @@ from flowersort.pipeline import score_photos
 
 ConflictMode = Literal["rename", "skip", "dedupe"]
 SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
-RAW_SUFFIXES = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")
-LIVE_PHOTO_STILLS = (".heic", ".heif", ".jpg", ".jpeg")  # a .MOV of the same stem is its motion
 LIVE_PHOTO_MOTION = tuple(sorted({a + b + c for a in "mM" for b in "oO" for c in "vV"}))
 
 
@@ -112,11 +110,13 @@ def classify(
     cache: ScoreCache | None = None,
     thumbnail: bool = False,
     on_walk_skip: OnSkip | None = None,
+    on_passed_over: OnPass | None = None,
 ) -> Iterator[Outcome]:
     """Score every photo under src; move (or copy) the flowers into dest unless dry_run.
 
     A run that changes files holds the lock for its whole length, first finishes or
     rolls back what an interrupted run left in the journal, and journals every move.
+    Videos and RAW files that are no photo's companion go to `on_passed_over`.
     """
     src = Path(src)
     if not src.exists():
@@ -143,6 +143,7 @@ def classify(
         follow_symlinks=follow_symlinks,
         exclude=exclude,
         on_skip=note_skip,
+        on_pass=on_passed_over,
     )
     try:
         for path, score, reason in score_photos(
