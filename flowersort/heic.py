@@ -22,9 +22,10 @@ EXTRA = "pip install 'flowersort[heic]'"
 MISSING = f"HEIC/HEIF photo: pillow-heif is not installed ({EXTRA})"
 ASPECT_TOLERANCE = 0.03  # a thumbnail is a true copy when its aspect ratio is this close
 # a thumbnail is decoded instead of the photo when its short side has this many times the
-# pixels the network reads: with just as many, dev accuracy fell from 0.893 to 0.867 (HEVC
-# blurs the textures of so small an image); with twice, and with an iPhone's 320 x 240 for
-# 96, there was no loss (benchmarks/heic_accuracy.py)
+# pixels the network reads. Dev as HEIC, against 0.893 from the full images: thumbnails of
+# just 96 px a side gave 0.867 (HEVC blurs the textures of so small an image), of 192 px
+# 0.887 (4 photos of 600, within the seed spread), an iPhone's 320 x 240 0.901
+# (benchmarks/heic_accuracy.py)
 THUMBNAIL_MARGIN = 2
 
 HEVC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
@@ -53,7 +54,8 @@ def library():
 
 
 def kind(head: bytes) -> Kind | None:
-    """ "heic" (HEVC-coded HEIF) or "avif" (AV1-coded) from the file's ftyp box, else None."""
+    """The kind of HEIF file, from its ftyp box: "heic" (HEVC-coded), "avif" (AV1-coded)
+    or None (not a HEIF file)."""
     if head[4:8] != b"ftyp":
         return None
     end = min(int.from_bytes(head[:4], "big"), len(head), 512)
