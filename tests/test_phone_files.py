@@ -97,3 +97,20 @@ def test_passed_over_files_are_counted_once_in_the_summary(phone_folder, trained
         "3 photos: 0 moved, 0 copied, 3 kept, 0 skipped, 0 failed; 2 videos, 1 RAW file passed over"
     )
     assert result.stderr.splitlines() == ([] if quiet else [summary])
+
+
+@pytest.mark.parametrize(
+    "brands,expected",
+    [
+        (b"heic\x00\x00\x00\x00mif1heic", "heic"),  # an iPhone
+        (b"mif1\x00\x00\x00\x00mif1heic", "heic"),
+        (b"msf1\x00\x00\x00\x00msf1hevc", "heic"),  # a burst or sequence
+        (b"avif\x00\x00\x00\x00avifmif1", "avif"),
+        (b"mif1\x00\x00\x00\x00mif1avif", "avif"),  # generic HEIF holding AV1
+        (b"qt  \x00\x00\x00\x00qt  ", None),  # a QuickTime video named .heic
+        (b"isom\x00\x00\x00\x00isomavc1", None),  # an MP4
+    ],
+)
+def test_the_kind_of_heif_file_comes_from_its_brands(brands, expected):
+    head = (8 + len(brands)).to_bytes(4, "big") + b"ftyp" + brands + b"\x00" * 16
+    assert heic.kind(head) == expected
