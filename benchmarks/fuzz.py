@@ -1,8 +1,10 @@
 """The fuzzer of tests/test_bad_input.py, run longer: mutated JPEG and PNG bytes (bit flips,
 truncations, inserted noise, overwritten headers) through the real loading code. Prints how
-many cases ran, how they ended, and the slowest.
+many cases ran, how they ended, and the slowest. With --heic, mutated HEICs instead (tiled,
+with a thumbnail, one portrait; needs pillow-heif): a crash of the native decoder would end
+this process, so it shows as a missing last line and the exit status.
 
-usage: python benchmarks/fuzz.py [CASES]
+usage: python benchmarks/fuzz.py [CASES] [--heic]
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from flowersort.images import FeatureConfig, load_features  # noqa: E402
 from tests.test_bad_input import encode, mutate, photo  # noqa: E402
 
 # ----------------------------------------------------------------------------- settings
-CASES = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+CASES = int(ARGS[0]) if ARGS else 20_000
+HEIC = "--heic" in sys.argv
 SEED = 7
 CFG = FeatureConfig()
 # ------------------------------------------------------------------------------------
@@ -31,8 +35,17 @@ CFG = FeatureConfig()
 
 def main() -> None:
     rng = np.random.default_rng(SEED)
-    seeds = [encode(photo(600, 800)), encode(photo(600, 800), ".png")]
-    seeds += [p.read_bytes() for p in sorted((ROOT / "sample_photos").glob("*.[jp][pn]g"))]
+    if HEIC:
+        from tests.heif_files import heic_bytes, portrait_heic
+
+        seeds = [
+            heic_bytes(photo(600, 800), 400, tile=256),
+            heic_bytes(photo(300, 400)),
+            portrait_heic(photo(400, 300), 320),
+        ]
+    else:
+        seeds = [encode(photo(600, 800)), encode(photo(600, 800), ".png")]
+        seeds += [p.read_bytes() for p in sorted((ROOT / "sample_photos").glob("*.[jp][pn]g"))]
     outcomes: Counter = Counter()
     reasons: Counter = Counter()
     slowest = (0.0, -1)

@@ -9,8 +9,11 @@ Camera-like 12 MP JPEGs (baseline, quality 92, EXIF preview), made from
 Small photos:
   - a rerun over an unchanged archive of 20,000 against a bare os.walk + lstat;
   - peak RSS (the whole process tree) of a classify run over 100,000.
+iPhone-like HEICs of some of the same 12 MP photos (512-px HEVC tiles, a 320 x 240
+thumbnail; needs pillow-heif, written in a temporary folder): classify from the thumbnail
+and from the full image, against the same photos as JPEGs.
 
-usage: python benchmarks/speed.py [--quick]
+usage: python benchmarks/speed.py [--quick] [--heic-only]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from tests.camera import camera_jpeg  # noqa: E402
 
 # ----------------------------------------------------------------------------- settings
 QUICK = "--quick" in sys.argv
+HEIC_ONLY = "--heic-only" in sys.argv  # only the HEIC against JPEG comparison
 SHARED = ROOT.parent / "shared"
 LARGE = SHARED / "datasets" / "large"
 SEED_REF = SHARED / "bench" / "seed_ref.py"
@@ -48,6 +52,10 @@ N_ORIGINAL = 5 if QUICK else 20  # the original pipeline is slow: time it on a s
 N_RERUN = 2_000 if QUICK else 20_000
 N_RSS = 5_000 if QUICK else 100_000
 CAMERA_SIZE = (4000, 3000)
+N_HEIC = 4 if QUICK else 8  # distinct HEICs: x265 takes 15-50 s to write one here
+N_HEIC_LINKED = 120 if QUICK else 480  # hard links to them, and to the same photos as JPEGs
+N_HEIC_FULL = 8 if QUICK else 24  # a full 12 MP HEVC decode takes about 2 s
+HEIC_QUALITY = 60  # x265 at this quality: about 2 MB a photo, as an iPhone's
 WORKERS = len(os.sched_getaffinity(0))
 FLOWERSORT = [sys.executable, "-m", "flowersort"]
 # ------------------------------------------------------------------------------------
@@ -183,12 +191,82 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def write_heic(job: tuple[Path, Path]) -> None:
+    import pillow_heif
+
+    jpeg, out = job
+    img = cv2.imread(str(jpeg))
+    heif = pillow_heif.from_bytes("BGR", (img.shape[1], img.shape[0]), img.tobytes())
+    heif.save(out, quality=HEIC_QUALITY, thumbnails=[320], tile_size=512)
+
+
+def linked_copies(folder: Path, paths: list[Path], n: int) -> Path:
+    folder.mkdir()
+    for i in range(n):
+        os.link(paths[i % len(paths)], folder / f"IMG_{i:05d}{paths[0].suffix}")
+    return folder
+
+
+def heic_against_jpeg(tmp: Path, jpegs: list[Path]) -> None:
+    """classify photos/s, in process on every core: the same photos as HEIC (from the
+    thumbnail, and from the full image) and as JPEG."""
+    try:
+        import pillow_heif  # noqa: F401
+    except ImportError:
+        print("\nHEIC: pillow-heif is not installed (pip install 'flowersort[heic]'): skipped")
+        return
+    from flowersort import heic
+
+    heics = [tmp / f"IMG_{i:04d}.HEIC" for i in range(N_HEIC)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(WORKERS) as pool:
+        list(pool.map(write_heic, zip(jpegs, heics)))
+    mb = sum(p.stat().st_size for p in heics) / len(heics) / 2**20
+    print(
+        f"\n{N_HEIC} of the same photos as HEIC ({mb:.1f} MB each, 512-px tiles, 320x240 "
+        f"thumbnail), written in {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
+    model = load_model(default_model_path())
+
+    def rate(folder: Path) -> float:
+        start = time.perf_counter()
+        outcomes = list(classify(model, folder, workers=WORKERS))
+        assert all(o.score is not None for o in outcomes), outcomes[0]
+        return len(outcomes) / (time.perf_counter() - start)
+
+    heic_many = linked_copies(tmp / "heic", heics, N_HEIC_LINKED)
+    heic_few = linked_copies(tmp / "heic-full", heics, N_HEIC_FULL)
+    jpeg_many = linked_copies(tmp / "jpeg", jpegs[:N_HEIC], N_HEIC_LINKED)
+    rates = {"jpeg": rate(jpeg_many), "thumbnail": rate(heic_many)}
+    thumbnail = heic._thumbnail
+    heic._thumbnail = lambda primary, need: (None, None)  # workers fork with this: no thumbnail
+    try:
+        rates["full"] = rate(heic_few)
+    finally:
+        heic._thumbnail = thumbnail
+    rates["jpeg again"] = rate(jpeg_many)
+    rates["thumbnail again"] = rate(heic_many)
+    jpeg = (rates["jpeg"] + rates["jpeg again"]) / 2
+    print("\n| the same photos | photos/s | vs JPEG |\n|---|---|---|")
+    for name, value in [
+        ("JPEG 4000x3000 (reduced-size decode)", jpeg),
+        ("HEIC, from its 320x240 thumbnail", (rates["thumbnail"] + rates["thumbnail again"]) / 2),
+        ("HEIC, from the full image (thumbnail ignored)", rates["full"]),
+    ]:
+        print(f"| {name} | {value:.1f} | {value / jpeg:.2f}x |", flush=True)
+    print(f"(each rate: {', '.join(f'{k} {v:.1f}' for k, v in rates.items())})")
+
+
 def main() -> None:
     print(f"{WORKERS} cores; {'quick run' if QUICK else 'full run'}\n", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         camera = tmp / "camera"
         camera.mkdir()
+        if HEIC_ONLY:
+            heic_against_jpeg(tmp, make_camera_photos(camera, N_HEIC))
+            return
         paths = make_camera_photos(camera, N_CAMERA)
         mb = sum(p.stat().st_size for p in paths) / len(paths) / 2**20
         print(
@@ -273,6 +351,7 @@ def main() -> None:
             f"\nClassify over {N_RSS} small photos: {seconds:.0f} s, "
             f"peak RSS of the process tree {peak:.0f} MB"
         )
+        heic_against_jpeg(tmp, paths)
 
 
 if __name__ == "__main__":

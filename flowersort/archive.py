@@ -9,12 +9,17 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 PHOTO_SUFFIXES = frozenset(
-    ".jpg .jpeg .jpe .png .bmp .dib .tif .tiff .webp .gif .heic .heif .jp2 .pbm .pgm .ppm".split()
+    ".jpg .jpeg .jpe .png .bmp .dib .tif .tiff .webp .gif .jp2 .pbm .pgm .ppm".split()
+    + ".heic .heif .avif".split()
 )
+RAW_SUFFIXES = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")
+LIVE_PHOTO_STILLS = (".heic", ".heif", ".jpg", ".jpeg")  # a .MOV of the same stem is its motion
+VIDEO_SUFFIXES = (".mov", ".mp4", ".m4v", ".3gp", ".avi", ".mts", ".m2ts", ".mkv", ".mpg")
 # thumbnail caches that NAS boxes and desktops leave inside archives
 CACHE_NAMES = frozenset({"@eaDir", ".@__thumb", ".thumbnails", "Thumbs.db", "@Recycle"})
 
 OnSkip = Callable[[str, str], None]
+OnPass = Callable[[str], None]
 
 
 def _ignore(path: str, reason: str) -> None:
@@ -23,6 +28,29 @@ def _ignore(path: str, reason: str) -> None:
 
 def is_photo_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in PHOTO_SUFFIXES
+
+
+def _passed_over(entries: list[os.DirEntry]) -> list[str]:
+    """Videos and RAW files that are no photo's companion (a RAW's twin photo, a Live
+    Photo's still): nothing classifies them, nothing moves them."""
+    split = [(e, *os.path.splitext(e.name)) for e in entries]
+    photos = {stem for _, stem, suffix in split if suffix.lower() in PHOTO_SUFFIXES}
+    stills = {stem for _, stem, suffix in split if suffix.lower() in LIVE_PHOTO_STILLS}
+    out = []
+    for entry, stem, suffix in split:
+        suffix = suffix.lower()
+        if suffix in RAW_SUFFIXES and stem not in photos:
+            out.append(entry.path)
+        elif suffix in VIDEO_SUFFIXES and not (suffix == ".mov" and stem in stills):
+            out.append(entry.path)
+    return out
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def display(path: os.PathLike | str) -> str:
@@ -62,6 +90,7 @@ def walk(
     follow_symlinks: bool = False,
     exclude: Iterable[str] = (),
     on_skip: OnSkip = _ignore,
+    on_pass: OnPass | None = None,
 ) -> Iterator[str]:
     """Yield the paths (str, for speed) of photo files under root, depth first in name order,
     one folder in memory at a time.
@@ -70,6 +99,7 @@ def walk(
     Symbolic links are skipped unless `follow_symlinks`; then each real folder is entered
     once, so a link loop ends. Hidden names and thumbnail caches are skipped unless
     `include_hidden`; `exclude` holds glob patterns (see `exclude_matcher`).
+    Videos and RAW files without a photo of the same name go to `on_pass`, if given.
     """
     pruned = {os.path.realpath(p) for p in prune}
     is_excluded = exclude_matcher(root, exclude)
@@ -92,6 +122,9 @@ def walk(
         except OSError as e:
             on_skip(folder, f"cannot read folder: {e.strerror}")
             return
+        if on_pass is not None:
+            for path in _passed_over([e for e in entries if not excluded(e) and _is_file(e)]):
+                on_pass(path)
         for entry in entries:
             path = entry.path
             if excluded(entry):

@@ -25,10 +25,11 @@ import click
 from tqdm import tqdm
 
 from flowersort import safefs
-from flowersort.archive import display, walk
+from flowersort.archive import VIDEO_SUFFIXES, display, walk
 from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.corrections import DEFAULT_REVIEW_BAND
 from flowersort.errors import CacheError, FlowersortError, StateError, UnexpectedError
+from flowersort.heic import MISSING as HEIC_MISSING
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
@@ -57,6 +58,7 @@ EXIT_CODES = {
 }
 
 log = logging.getLogger("flowersort")
+once_per_run: Counter = Counter()  # skip reasons said once, in the summary, not per file
 
 
 class CliError(click.ClickException):
@@ -144,6 +146,7 @@ def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
     log.handlers[:] = handlers
     log.setLevel(logging.DEBUG)
     log.propagate = False
+    once_per_run.clear()
 
 
 class BarSafeHandler(logging.StreamHandler):
@@ -177,7 +180,17 @@ def open_log_file(path: Path) -> logging.FileHandler:
 
 
 def report_skip(path: Path, reason: str) -> None:
+    if reason == HEIC_MISSING:  # the same remedy for every file: a line each unless --quiet
+        once_per_run[reason] += 1
+        log.info("skipped: %s: %s", display(path), reason)
+        return
     log.warning("skipped: %s: %s", display(path), reason)
+
+
+def report_once_per_run() -> None:
+    """'12 photos skipped: HEIC/HEIF photo: pillow-heif is not installed (...)'."""
+    for reason, n in once_per_run.items():
+        log.warning("%d photo%s skipped: %s", n, "" if n == 1 else "s", reason)
 
 
 def progress(quiet: bool, **kwargs) -> tqdm:
@@ -461,6 +474,7 @@ def train(
             workers,
         )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
+    report_once_per_run()
     with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:
 
         def on_epoch(epoch, stats):
@@ -562,6 +576,7 @@ def evaluate(
     setup_logging(quiet, verbose, log_file)
     model = open_model(model_path)
     result = run_library(run_evaluation, model, flowers, noflowers, threshold, workers, report_skip)
+    report_once_per_run()
     if report_path:
         write_html(
             report_path,
@@ -754,6 +769,7 @@ def classify(
                 raise CliError(StateError(f"{e}{hint}")) from None
             log.warning("warning: %s; running without the score cache", e)  # a plan needs no state
     counts: Counter = Counter()
+    passed_over: Counter = Counter()  # videos and RAW files, by suffix
     outcomes = run_classify(
         model,
         src,
@@ -773,6 +789,7 @@ def classify(
         review_band=review_band,
         stop=interrupted,
         keep_structure=keep_structure,
+        on_passed_over=lambda path: passed_over.update([os.path.splitext(path)[1].lower()]),
     )
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
@@ -814,7 +831,8 @@ def classify(
         ]
         write_html(report_path, entries, model, f"flowersort classify {src}", workers)
         log.info("report written to %s", report_path)
-    log.info(summary_line(counts))
+    log.info(summary_line(counts, passed_over))
+    report_once_per_run()
     interrupted.exit_if_stopped()
     if counts["failed"] or counts["not-attempted"]:
         sys.exit(EXIT_FAILED)
@@ -844,9 +862,10 @@ def write_html(path: Path, entries, model, title: str, workers: int | None) -> N
     write_report(path, entries, model, title, workers or default_workers())
 
 
-def summary_line(counts: Counter) -> str:
+def summary_line(counts: Counter, passed_over: Counter | None = None) -> str:
     """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts always shown,
-    the others when they happened."""
+    the others when they happened; then the videos and RAW files passed over (counted by
+    suffix), if any: '; 2 videos, 1 RAW file passed over'."""
     always = ("moved", "copied", "skipped", "failed")
     order = (
         "moved",
@@ -874,7 +893,17 @@ def summary_line(counts: Counter) -> str:
         for k in order
         if counts[k] or k in always
     ]
-    return f"{sum(counts.values())} photos: " + ", ".join(parts)
+    line = f"{sum(counts.values())} photos: " + ", ".join(parts)
+    if passed_over:
+        videos = sum(n for suffix, n in passed_over.items() if suffix in VIDEO_SUFFIXES)
+        raws = sum(passed_over.values()) - videos
+        kinds = [
+            f"{n} {kind}{'' if n == 1 else 's'}"
+            for n, kind in ((videos, "video"), (raws, "RAW file"))
+            if n
+        ]
+        line += f"; {', '.join(kinds)} passed over"
+    return line
 
 
 @cli.command(epilog=EXIT_CODES["undo"])
@@ -1052,7 +1081,9 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             pass
         else:
             say(outcome_line(o))
-        if as_json and o.action in ("skipped", "failed", "not-attempted"):
+        if as_json and o.action == "skipped":
+            report_skip(o.path, o.detail)
+        elif as_json and o.action in ("failed", "not-attempted"):
             log.warning("%s: %s: %s", o.action, display(o.path), o.detail)
 
 

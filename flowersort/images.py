@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from flowersort import heic
 from flowersort.errors import BadImage
 from flowersort.exif import read_exif
 
@@ -195,6 +196,8 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         raise BadImage(e.strerror or str(e)) from None
     if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(memoryview(data))):
         raise BadImage(f"damaged image: {damage}")
+    if (heif := heic.kind(head)) == "heic":  # OpenCV has no HEVC decoder
+        return heic.decode(memoryview(data), need, MAX_PIXELS, thumbnail)
     flag = _reduced_flag(size, is_jpeg, need)
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always
@@ -202,7 +205,11 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     except cv2.error:
         img = None
     if img is None or img.size == 0:
+        if heif == "avif" and heic.can_decode("avif"):
+            return heic.decode(memoryview(data), need, MAX_PIXELS, thumbnail)
         raise BadImage(_undecodable_reason(head))
+    if heif == "avif":  # OpenCV's AVIF reader ignores the file's rotation and mirroring
+        return heic.upright(img, memoryview(data))
     return orient(img, exif.orientation) if exif else img
 
 
@@ -320,8 +327,8 @@ def _decode_preview(
 
 
 def _undecodable_reason(head: bytes) -> str:
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-        return "HEIC/HEIF photo: this OpenCV build cannot decode it"
+    if heic.kind(head) == "avif":
+        return "AVIF image: neither this OpenCV build nor pillow-heif can decode it"
     if head[:2] == b"\xff\xd8" or head[:8] == b"\x89PNG\r\n\x1a\n":
         return "damaged image: OpenCV cannot decode it"
     return "not an image OpenCV can decode"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from flowersort import safefs
-from flowersort.archive import OnSkip, display, walk
+from flowersort.archive import LIVE_PHOTO_STILLS, RAW_SUFFIXES, OnPass, OnSkip, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
 from flowersort.errors import FlowersortError
@@ -27,25 +27,48 @@ ConflictMode = Literal["rename", "skip", "dedupe"]
 FULL = (errno.ENOSPC, errno.EDQUOT)
 log = logging.getLogger("flowersort")
 SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
-RAW_SUFFIXES = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")
 log = logging.getLogger("flowersort")
+LIVE_PHOTO_MOTION = tuple(sorted({a + b + c for a in "mM" for b in "oO" for c in "vV"}))
 
 
 def sidecars(photo: Path) -> list[Path]:
-    """Files that belong to a photo: same stem with a sidecar or RAW suffix (any case),
-    and Google Takeout's NAME.jpg.json."""
-    stem, _ = safefs.split_name(photo.name)
+    """Files that belong to a photo: same stem with a sidecar or RAW suffix (lower or upper
+    case), Google Takeout's NAME.jpg.json, and for a HEIC or JPEG still the .MOV (any case)
+    that makes it a Live Photo."""
+    stem, photo_suffix = safefs.split_name(photo.name)
     found = []
-    for suffix in SIDECAR_SUFFIXES + RAW_SUFFIXES:
-        for variant in {suffix, suffix.upper()}:
-            candidate = photo.with_name(stem + variant)
-            if candidate.is_file() and not candidate.is_symlink():
-                found.append(candidate)
+    suffixes = [v for suffix in SIDECAR_SUFFIXES + RAW_SUFFIXES for v in {suffix, suffix.upper()}]
+    if photo_suffix.lower() in LIVE_PHOTO_STILLS:
+        suffixes += ["." + motion for motion in LIVE_PHOTO_MOTION]
+    for variant in suffixes:
+        candidate = photo.with_name(stem + variant)
+        if candidate.is_file() and not candidate.is_symlink():
+            found.append(candidate)
     for suffix in (".json", ".xmp"):
         candidate = photo.with_name(photo.name + suffix)
         if candidate.is_file() and not candidate.is_symlink():
             found.append(candidate)
-    return sorted(set(found) - {photo})
+    return _real_names(sorted(set(found) - {photo}))
+
+
+def _real_names(files: list[Path]) -> list[Path]:
+    """On a case-insensitive disk (exFAT, FAT, macOS) every spelling of a name finds the
+    same file: when two spellings were found, keep the ones the folder lists (or the
+    first, if it lists another spelling)."""
+    by_name: dict[str, list[Path]] = {}
+    for f in files:
+        by_name.setdefault(f.name.lower(), []).append(f)
+    if all(len(spellings) == 1 for spellings in by_name.values()):
+        return files
+    try:
+        listed = set(os.listdir(files[0].parent))
+    except OSError:
+        listed = set()
+    kept = [
+        [f for f in spellings if f.name in listed] or spellings[:1]
+        for spellings in by_name.values()
+    ]
+    return sorted(f for spellings in kept for f in spellings)
 
 
 def identical_at_target(photo: Path, dest: Path) -> Path | None:
@@ -146,6 +169,7 @@ def classify(
     review_band: float | None = None,
     stop: Callable[[], bool] | None = None,
     keep_structure: bool = False,
+    on_passed_over: OnPass | None = None,
 ) -> Iterator[Outcome]:
     """Score every photo under src; move (or copy) the flowers into dest unless dry_run
     (with keep_structure, into the photo's folder below src recreated under dest).
@@ -158,6 +182,7 @@ def classify(
     corrections.Watch).
     When `stop()` turns true (a signal), no new photo is started: the run ends after the
     move in hand.
+    Videos and RAW files that are no photo's companion go to `on_passed_over`.
     """
     src = Path(src)
     if not src.exists():
@@ -213,6 +238,7 @@ def classify(
         follow_symlinks=follow_symlinks,
         exclude=exclude,
         on_skip=note_skip,
+        on_pass=on_passed_over,
     )
     try:
         for path, score, reason in score_photos(

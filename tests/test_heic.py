@@ -1,0 +1,222 @@
+"""HEIC photos: read upright, from the embedded thumbnail when it is large enough, and
+classified like JPEGs in train, evaluate, classify and the report; damaged ones skipped
+with a reason; without pillow-heif, skipped with one line per run naming the extra."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from flowersort import heic
+from flowersort.cli import cli
+from flowersort.errors import BadImage
+from flowersort.images import FeatureConfig, read_image
+from tests.conftest import make_photo
+from tests.heif_files import HEIC_HEADER, heic_bytes, needs_pillow_heif, portrait_heic
+from tests.test_report import data_of
+
+CFG = FeatureConfig(image_size=48, grid=4, bins=12)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def camera_photo(rng: np.random.Generator, flower: bool, size=(640, 480)) -> np.ndarray:
+    """A generated photo (see conftest) blown up to a camera-like size."""
+    return cv2.resize(make_photo(rng, flower), size, interpolation=cv2.INTER_CUBIC)
+
+
+def upright_portrait() -> np.ndarray:
+    """400 x 300, red sky on top, a green stem on the left, blue below: any turn shows."""
+    img = np.full((400, 300, 3), (200, 60, 20), np.uint8)
+    img[:100] = (30, 30, 220)
+    img[:, :50] = (40, 200, 40)
+    return img
+
+
+def close(img: np.ndarray, reference: np.ndarray) -> float:
+    """Mean absolute difference from the reference scaled to img's size."""
+    h, w = img.shape[:2]
+    scaled = cv2.resize(reference, (w, h), interpolation=cv2.INTER_AREA)
+    return float(np.abs(img.astype(int) - scaled).mean())
+
+
+@needs_pillow_heif
+def test_a_portrait_heic_is_read_upright(tmp_path):
+    upright = upright_portrait()
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(portrait_heic(upright, thumbnail=320))
+    from_thumbnail, full = read_image(path, 96), read_image(path, 300)
+    assert from_thumbnail.shape == (320, 240, 3) and full.shape == (400, 300, 3)
+    for img in (from_thumbnail, full):
+        assert close(img, upright) < 10  # not turned a second time by EXIF orientation 6
+
+
+@needs_pillow_heif
+@pytest.mark.parametrize("thumbnail", [None, 256])
+def test_the_thumbnail_is_decoded_only_when_it_has_enough_pixels(tmp_path, thumbnail):
+    photo = camera_photo(np.random.default_rng(1), True)
+    path = tmp_path / "IMG_0002.heic"
+    path.write_bytes(heic_bytes(photo, thumbnail, tile=256))
+    small, large = read_image(path, 96), read_image(path, 100)
+    assert small.shape == ((192, 256, 3) if thumbnail else (480, 640, 3))  # twice 96 a side
+    assert large.shape == (480, 640, 3)  # the thumbnail has less than twice 100
+    assert close(small, photo) < 10 and close(large, photo) < 10
+
+
+@needs_pillow_heif
+def test_a_preview_may_be_just_large_enough(tmp_path):
+    photo = camera_photo(np.random.default_rng(1), True)
+    path = tmp_path / "IMG_0003.heic"
+    path.write_bytes(heic_bytes(photo, 160))
+    assert read_image(path, 96).shape == (480, 640, 3)
+    assert read_image(path, 96, thumbnail=True).shape == (120, 160, 3)  # the report, --thumbnails
+    assert read_image(path, 121, thumbnail=True).shape == (480, 640, 3)
+
+
+@needs_pillow_heif
+def test_heic_photos_score_as_their_jpegs_and_are_moved_and_reported(trained_model, tmp_path):
+    rng = np.random.default_rng(2)
+    src = tmp_path / "Pictures"
+    src.mkdir()
+    for i in range(6):
+        photo = camera_photo(rng, i % 2 == 0)
+        (src / f"IMG_{i:04d}.HEIC").write_bytes(heic_bytes(photo, 160))
+        cv2.imwrite(str(src / f"IMG_{i:04d}.jpg"), photo, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    result = run("classify", src, "--model", trained_model, "--json", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert len(rows) == 12 and all(r["score"] is not None for r in rows.values())
+    for i in range(6):  # the same decision; scores differ a little (other pixels decoded)
+        as_heic, as_jpeg = rows[f"IMG_{i:04d}.HEIC"], rows[f"IMG_{i:04d}.jpg"]
+        assert as_heic["flower"] == as_jpeg["flower"] == (i % 2 == 0)
+        assert abs(as_heic["score"] - as_jpeg["score"]) < 0.15
+
+    for name in list(rows):  # keep the HEICs only: move the flowers, with a report
+        if name.endswith(".jpg"):
+            (src / name).unlink()
+    dest, report = tmp_path / "Flowers", tmp_path / "report.html"
+    result = run(
+        "classify", src, "--model", trained_model, "--move-to", dest, "--report", report,
+        "--workers", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "IMG_0000.HEIC",
+        "IMG_0002.HEIC",
+        "IMG_0004.HEIC",
+    ]
+    rows = data_of(report.read_text())
+    assert len(rows) == 6 and all(row["thumb"] and row["heat"] for row in rows)
+
+
+@needs_pillow_heif
+def test_heic_examples_train_and_evaluate(trained_model, tmp_path):
+    from flowersort.train import load_examples
+
+    rng = np.random.default_rng(3)
+    for folder, flower in (("flowers", True), ("noflowers", False)):
+        (tmp_path / folder).mkdir()
+        for i in range(4):
+            data = heic_bytes(camera_photo(rng, flower), 160 if i % 2 else None)
+            (tmp_path / folder / f"IMG_{i:04d}.heic").write_bytes(data)
+    flowers, noflowers = tmp_path / "flowers", tmp_path / "noflowers"
+    examples = load_examples(flowers, noflowers, CFG, workers=1)
+    assert len(examples.y) == 8 and examples.skipped == []
+    result = run("evaluate", flowers, noflowers, "--model", trained_model, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["skipped"] == 0 and metrics["accuracy"] >= 0.75
+
+
+def damaged_heics(tmp_path) -> dict:
+    data = heic_bytes(camera_photo(np.random.default_rng(4), True), 160, tile=256)
+    mdat = data.index(b"mdat")
+    rng = np.random.default_rng(5)
+    noise = bytes(rng.integers(0, 256, 3000, dtype=np.uint8))
+    cases = {
+        "half.heic": data[: len(data) // 2],
+        "header-only.heic": data[:200],
+        "no-meta.heic": HEIC_HEADER + b"\0" * 64,
+        "noisy-meta.heic": data[:40] + noise[:200] + data[240:],
+        "noisy-tiles.heic": data[: mdat + 600] + noise + data[mdat + 3600 :],
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    return cases
+
+
+@needs_pillow_heif
+def test_damaged_heics_are_skipped_with_a_reason_without_crash_or_hang(tmp_path):
+    damaged_heics(tmp_path)
+    # in a child process: a crash in the native decoder must show here, not kill the tests
+    script = (
+        "import json, sys\n"
+        "from flowersort.errors import BadImage\n"
+        "from flowersort.images import read_image\n"
+        "out = {}\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        out[path] = list(read_image(path, 96).shape)\n"
+        "    except BadImage as e:\n"
+        "        out[path] = str(e)\n"
+        "print(json.dumps(out))\n"
+    )
+    paths = sorted(str(p) for p in tmp_path.iterdir())
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = {k.rsplit("/", 1)[1]: v for k, v in json.loads(proc.stdout).items()}
+    for name in ("header-only.heic", "no-meta.heic", "noisy-meta.heic"):
+        assert out[name].startswith("damaged image: HEIC/HEIF: "), out[name]
+    for name in ("half.heic", "noisy-tiles.heic"):  # skipped, or what decodes is used
+        assert isinstance(out[name], list) or out[name].startswith("damaged image"), out[name]
+
+
+def test_without_pillow_heif_the_reason_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setattr(heic, "_module", False)  # as when the extra is not installed
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(HEIC_HEADER + b"\0" * 64)
+    with pytest.raises(BadImage) as caught:
+        read_image(path, 96)
+    assert str(caught.value) == heic.MISSING
+    assert "pip install 'flowersort[heic]'" in heic.MISSING
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_without_pillow_heif_one_line_per_run(trained_model, tmp_path, monkeypatch, quiet):
+    monkeypatch.setattr(heic, "_module", False)
+    src = tmp_path / "Pictures"
+    src.mkdir()
+    for i in range(3):
+        (src / f"IMG_{i:04d}.HEIC").write_bytes(HEIC_HEADER + b"\0" * 64)
+    cv2.imwrite(str(src / "IMG_0100.jpg"), make_photo(np.random.default_rng(6), True))
+    args = ["classify", src, "--model", trained_model, "--workers", 1]
+    result = run(*args, *(["--quiet"] if quiet else []))
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "pillow-heif" in line]
+    per_file = [line for line in lines if line.startswith("skipped: ")]
+    assert len(per_file) == (0 if quiet else 3)  # a line each only when not --quiet
+    assert [line for line in lines if line not in per_file] == [f"3 photos skipped: {heic.MISSING}"]
+
+
+def test_a_heic_skipped_for_want_of_pillow_heif_is_not_remembered(trained_model, tmp_path):
+    from flowersort.cache import ScoreCache
+
+    cache = ScoreCache(tmp_path / "scores.sqlite", "model-digest")
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(HEIC_HEADER)
+    key = cache.key(path)
+    cache.put(path, key, None, heic.MISSING)
+    cache.put(path.with_name("x.heic"), key, None, "damaged image: HEIC/HEIF: no meta box")
+    assert cache.get(path, key) is None  # after installing the extra, it is read
+    assert cache.get(path.with_name("x.heic"), key) == (
+        None,
+        "damaged image: HEIC/HEIF: no meta box",
+    )

@@ -1,0 +1,121 @@
+"""Live Photos: a HEIC or JPEG still and the .MOV of the same stem (any case) are moved,
+copied and undone as one group with the sidecars; a .MOV alone is never touched."""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from flowersort.cli import cli
+from flowersort.sorter import sidecars
+from tests.conftest import census, make_photo, write_photo
+from tests.heif_files import heic_bytes, needs_pillow_heif
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+STILLS = [
+    pytest.param(("IMG_0001.HEIC", "IMG_0001.MOV", "IMG_0001.AAE"), marks=needs_pillow_heif),
+    pytest.param(("IMG_0001.JPG", "IMG_0001.mov")),
+    pytest.param(("IMG_0001.jpeg", "IMG_0001.Mov", "IMG_0001.xmp")),
+]
+
+
+def live_archive(root, group):
+    """The Live Photo `group` (still first), a .MOV alone, and a PNG with a .MOV of its
+    stem (a PNG is no Live Photo still)."""
+    rng = np.random.default_rng(8)
+    still, *others = group
+    if still.lower().endswith(".heic"):
+        root.mkdir(parents=True)
+        (root / still).write_bytes(heic_bytes(make_photo(rng, True), 64))
+    else:
+        write_photo(root / still, make_photo(rng, True))
+    for name in others:
+        (root / name).write_bytes(f"the {name} of a live photo".encode())
+    (root / "IMG_0002.MOV").write_bytes(b"a video on its own")
+    write_photo(root / "IMG_0003.png", make_photo(rng, True))
+    (root / "IMG_0003.MOV").write_bytes(b"a video next to a png")
+
+
+def move(src, dest, *extra):
+    return run("classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1, *extra)
+
+
+@pytest.mark.parametrize("group", STILLS)
+def test_a_live_photo_moves_clashes_and_undoes_as_one_group(tmp_path, group):
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    live_archive(src, group)
+    dest.mkdir()
+    (dest / group[0]).write_bytes(b"an older, unrelated photo of the same name")
+    before, source_tree = census(src, dest), tree(src)
+
+    result = move(src, dest)
+    assert result.exit_code == 0, result.output
+    stem = group[0].rsplit(".", 1)[0]
+    arrived = [name.replace(stem, stem + " (1)") for name in group]  # all take the new name
+    assert names(dest) == sorted([group[0], *arrived, "IMG_0003.png"])
+    assert names(src) == ["IMG_0002.MOV", "IMG_0003.MOV"]  # never touched
+    assert census(src, dest) == before
+
+    result = run("undo")
+    assert result.exit_code == 0, result.output
+    assert tree(src) == source_tree and names(dest) == [group[0]]
+    assert census(src, dest) == before
+
+
+@pytest.mark.parametrize("group", STILLS[1:])
+def test_a_live_photo_is_copied_and_its_copies_undone_together(tmp_path, group):
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    live_archive(src, group)
+    source_tree = tree(src)
+    result = run("classify", src, "--copy-to", dest, "--threshold", 0, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert names(dest) == sorted([*group, "IMG_0003.png"]) and tree(src) == source_tree
+    assert run("undo").exit_code == 0
+    assert names(dest) == [] and tree(src) == source_tree
+
+
+@pytest.fixture
+def exfat(tmp_path):
+    """A case-insensitive filesystem: exFAT through FUSE on a loop device (root only)."""
+    tools = ("mkfs.exfat", "mount.exfat-fuse", "losetup")
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
+        pytest.skip("needs root, mkfs.exfat and mount.exfat-fuse")
+    image, mnt = tmp_path / "exfat.img", tmp_path / "mnt"
+    subprocess.run(["truncate", "-s", "8M", image], check=True)
+    subprocess.run(["mkfs.exfat", image], check=True, capture_output=True)
+    mnt.mkdir()
+    loop = subprocess.run(
+        ["losetup", "-f", "--show", image], capture_output=True, text=True
+    ).stdout.strip()
+    if not loop or subprocess.run(["mount.exfat-fuse", loop, mnt]).returncode:
+        if loop:
+            subprocess.run(["losetup", "-d", loop])
+        pytest.skip("cannot mount exFAT here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+        subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def test_on_a_case_insensitive_disk_each_companion_is_found_once_by_its_own_name(exfat):
+    write_photo(exfat / "IMG_0001.JPG", make_photo(np.random.default_rng(9), True))
+    for name in ("IMG_0001.MOV", "IMG_0001.aae"):
+        (exfat / name).write_bytes(name.encode())
+    assert (exfat / "IMG_0001.mov").is_file()  # every spelling finds it here
+    assert [p.name for p in sidecars(exfat / "IMG_0001.JPG")] == ["IMG_0001.MOV", "IMG_0001.aae"]
