@@ -22,6 +22,7 @@ from tqdm import tqdm
 from flowersort.archive import display, walk
 from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.errors import FlowersortError
+from flowersort.featcache import default_feature_cache
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
@@ -213,6 +214,30 @@ def cli() -> None:
     help="Augmented copies read per photo (random crops with small hue shifts).",
 )
 @click.option(
+    "--flower-share",
+    default=DEFAULTS.flower_share,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Share of flower photos in the archives the model is meant for: the threshold is "
+    "chosen for the precision it would have there.",
+)
+@click.option(
+    "--min-precision",
+    default=DEFAULTS.min_precision,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="The threshold is the lowest whose precision reaches this (at --flower-share) on "
+    "the held-out folds, else the one with the best F0.5.",
+)
+@click.option(
+    "--feature-cache",
+    "feature_cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of features remembered between training runs. "
+    "Default: $XDG_CACHE_HOME/flowersort/features.",
+)
+@click.option("--no-feature-cache", is_flag=True, help="Decode every photo; remember no features.")
+@click.option(
     "--freeze-tile-net",
     is_flag=True,
     help="Leave the tile net random and train only the head (the original design).",
@@ -239,6 +264,10 @@ def train(
     seed,
     augment,
     crops,
+    flower_share,
+    min_precision,
+    feature_cache,
+    no_feature_cache,
     freeze_tile_net,
     as_json,
     workers,
@@ -272,6 +301,8 @@ def train(
             augment=augment,
             crops=crops,
             seed=seed,
+            flower_share=flower_share,
+            min_precision=min_precision,
             tile_layers=tile_layers,
             head_layers=head_layers,
             train_tile_net=not freeze_tile_net,
@@ -288,6 +319,7 @@ def train(
             workers,
             on_photo=lambda: bar.update(1),
             copies=cfg.copies,
+            cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
         )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
     with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:

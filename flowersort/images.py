@@ -27,8 +27,11 @@ MAX_PIXELS = 120_000_000  # larger than any camera's photo; refuse before decodi
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 import cv2  # noqa: E402  (after the guard above)
 
-Mode = Literal["hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue"]
-MODES = ("hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
+Mode = Literal[
+    "hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue"
+]
+MODES = ("hue-sat-texture", "hue-sat-cues", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
+FEATURES_VERSION = 1  # bump when a mode's features change: remembered features then miss
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 
@@ -56,8 +59,8 @@ class FeatureConfig:
             raise ValueError(f"unknown input mode {self.mode!r}")
         if self.image_size % self.grid:
             raise ValueError("image_size must be a multiple of grid")
-        if self.mode == "hue-sat-texture" and self.bins < TEXTURE_PATTERNS:
-            raise ValueError(f"hue-sat-texture needs at least {TEXTURE_PATTERNS} bins")
+        if self.mode in ("hue-sat-texture", "hue-sat-cues") and self.bins < TEXTURE_PATTERNS:
+            raise ValueError(f"{self.mode} needs at least {TEXTURE_PATTERNS} bins")
 
     @property
     def tile(self) -> int:
@@ -68,7 +71,13 @@ class FeatureConfig:
         """Shape of one tile's input matrix."""
         if self.mode == "hue":
             return (self.tile, self.tile)
-        columns = {"hue-hist": 1, "hue-sat-hist": 3, "hue-sat-edges": 4, "hue-sat-texture": 5}
+        columns = {
+            "hue-hist": 1,
+            "hue-sat-hist": 3,
+            "hue-sat-edges": 4,
+            "hue-sat-texture": 5,
+            "hue-sat-cues": 7,
+        }
         return (self.bins, columns[self.mode])
 
     def to_dict(self) -> dict:
@@ -381,6 +390,67 @@ def texture_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     return (counts / (tile * tile)).astype(np.float32)
 
 
+CUES = (
+    "sharpness",
+    "saturation",
+    "sharpness - border",
+    "saturation - border",
+    "edge - flat saturation",
+    "edge - flat brightness",
+)  # the cue column's first rows
+EDGE_SHARE = 0.25  # the photo's strongest gradients, this share of its pixels, are "edges"
+
+
+def _border(grid: int) -> np.ndarray:
+    """(grid * grid,) True for the tiles of the outer ring."""
+    ring = np.ones((grid, grid), bool)
+    ring[1:-1, 1:-1] = False
+    return ring.ravel()
+
+
+def subject_cues(hsv: np.ndarray, tile: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """What tells a flower subject from a colourful scene: per tile (tiles, bins) the CUES
+    in its first rows (the rest 0), and the chroma-weighted hue histogram of its edge
+    pixels (tiles, bins).
+
+    Sharpness is the log variance of the brightness Laplacian; the "- border" rows are the
+    tile's value minus the mean of the outer ring of tiles, so a sharp, saturated centre
+    over a soft background stands out whatever the photo's overall sharpness (which
+    varies with camera and compression more than with the subject). Edge pixels are the
+    EDGE_SHARE of the photo's pixels with the strongest gradients; a tile's edge - flat
+    rows compare their mean saturation and brightness with its other pixels' (0 if it
+    has only one kind)."""
+    value = np.ascontiguousarray(hsv[..., 2])
+    lap = cv2.Laplacian(value, cv2.CV_32F, ksize=1)
+    gx = cv2.Sobel(value, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(value, cv2.CV_32F, 0, 1, ksize=3)
+    magnitude = np.sqrt(gx * gx + gy * gy)
+    edge = magnitude >= np.quantile(magnitude, 1 - EDGE_SHARE)  # (side, side)
+    tiles = cut_tiles(hsv, tile).reshape(-1, tile * tile, 3)  # (T, t*t, 3)
+    hue, sat, val = tiles[..., 0], tiles[..., 1], tiles[..., 2]
+    edges = cut_tiles(edge, tile).reshape(-1, tile * tile)  # (T, t*t)
+    sharp = np.log(cut_tiles(lap, tile).reshape(-1, tile * tile).var(axis=1) + 1e-5)
+    mean_sat = sat.mean(axis=1)
+    border = _border(round(np.sqrt(len(sharp))))
+    n_edge, n_flat = edges.sum(axis=1), (~edges).sum(axis=1)
+    both = (n_edge > 0) & (n_flat > 0)
+
+    def edge_minus_flat(v: np.ndarray) -> np.ndarray:
+        on = (v * edges).sum(axis=1) / np.maximum(n_edge, 1)
+        off = (v * ~edges).sum(axis=1) / np.maximum(n_flat, 1)
+        return np.where(both, on - off, 0.0)
+
+    cues = np.zeros((len(sharp), bins), np.float32)
+    cues[:, 0] = sharp
+    cues[:, 1] = mean_sat
+    cues[:, 2] = sharp - sharp[border].mean()
+    cues[:, 3] = mean_sat - mean_sat[border].mean()
+    cues[:, 4] = edge_minus_flat(sat)
+    cues[:, 5] = edge_minus_flat(val)
+    edge_hue = _soft_histograms(hue, sat * val * edges, bins, circular=True)
+    return cues, edge_hue
+
+
 def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.ndarray:
     """The network's input for one photo: (tiles, *cfg.tile_shape), float32. `hue_shift`
     (a fraction of the hue circle) turns every hue, for augmentation.
@@ -404,7 +474,10 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
     if cfg.mode == "hue-sat-edges":
         return np.concatenate([colour, edges], axis=-1)  # (T, bins, 4)
     texture = texture_histograms(hsv, cfg.tile, cfg.bins)[..., None]
-    return np.concatenate([colour, edges, texture], axis=-1)  # (T, bins, 5)
+    if cfg.mode == "hue-sat-texture":
+        return np.concatenate([colour, edges, texture], axis=-1)  # (T, bins, 5)
+    cues, edge_hue = subject_cues(hsv, cfg.tile, cfg.bins)
+    return np.concatenate([colour, edges, texture, cues[..., None], edge_hue[..., None]], -1)
 
 
 def load_features(
@@ -450,7 +523,7 @@ def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     grid = x.reshape(n, cfg.grid, cfg.grid, *x.shape[2:])[:, :, ::-1]
     if cfg.mode == "hue":
         grid = grid[..., ::-1]  # mirror the pixels inside each tile too
-    if cfg.mode in ("hue-sat-edges", "hue-sat-texture"):  # mirrored, angle a is 180 - a
+    if cfg.mode in ("hue-sat-edges", "hue-sat-texture", "hue-sat-cues"):  # angle a -> 180 - a
         grid = grid.copy()
         grid[..., 3] = grid[..., ::-1, 3]
     return np.ascontiguousarray(grid.reshape(x.shape))

@@ -14,6 +14,7 @@ from flowersort.images import (
     hue_histograms,
     load_features,
     read_image,
+    subject_cues,
     to_hsv,
 )
 
@@ -73,6 +74,7 @@ def test_to_hsv_hue_in_unit_range():
         ("hue-sat-hist", (16, 12, 3)),
         ("hue-sat-edges", (16, 12, 4)),
         ("hue-sat-texture", (16, 12, 5)),
+        ("hue-sat-cues", (16, 12, 7)),
     ],
 )
 def test_feature_shapes(mode, shape):
@@ -82,7 +84,7 @@ def test_feature_shapes(mode, shape):
     assert cfg.tile_shape == shape[1:]
 
 
-@pytest.mark.parametrize("mode", ["hue", "hue-sat-edges", "hue-sat-texture"])
+@pytest.mark.parametrize("mode", ["hue", "hue-sat-edges", "hue-sat-texture", "hue-sat-cues"])
 def test_flip_tiles_is_a_mirror(mode):
     """Flipping the features equals the features of the mirrored photo: tiles swap
     sides, pixels inside hue tiles mirror, and edge directions a become 180 - a."""
@@ -255,3 +257,24 @@ def test_texture_does_not_change_when_the_photo_turns():
 def test_texture_mode_needs_ten_bins():
     with pytest.raises(ValueError, match="10 bins"):
         FeatureConfig(mode="hue-sat-texture", bins=8)
+
+
+def test_subject_cues_find_a_sharp_vivid_centre_over_a_soft_background():
+    """A vivid, finely textured square in the middle of a blurred, dull photo: the centre
+    tiles are sharper and more saturated than the border ring, their edge pixels more
+    saturated than their flat ones, and their edge pixels' hue is the square's."""
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(90, 140, (96, 96, 3), dtype=np.uint8), (9, 9), 3)
+    petals = rng.integers(0, 2, (32, 32)).astype(bool)
+    centre = np.where(petals[..., None], [0, 0, 255], [0, 0, 120]).astype(np.uint8)  # red
+    img[32:64, 32:64] = centre
+    hsv = to_hsv(img, 96)
+    cues, edge_hue = subject_cues(hsv, 16, 12)
+    grid = lambda v: v.reshape(6, 6)  # noqa: E731
+    middle = grid(cues[:, 2])[2:4, 2:4]
+    assert (middle > 2).all()  # log variance: far sharper than the border
+    assert np.allclose(grid(cues[:, 2])[0].mean(), 0, atol=1.0)
+    assert (grid(cues[:, 3])[2:4, 2:4] > 0.5).all()  # saturation above the border's
+    assert (grid(cues[:, 4])[2:4, 2:4] > 0).all()  # edges more saturated than flat pixels
+    assert np.argmax(edge_hue[14]) in (0, 11)  # a centre tile's edges are red
+    assert edge_hue[0].sum() < edge_hue[14].sum() / 10  # dull border: its edges barely vote
