@@ -30,8 +30,8 @@ import cv2  # noqa: E402  (after the guard above)
 Mode = Literal[
     "hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue"
 ]
-MODES = ("hue-sat-texture", "hue-sat-cues", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
-FEATURES_VERSION = 1  # bump when a mode's features change: remembered features then miss
+MODES = ("hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
+FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 
@@ -49,7 +49,7 @@ cv2.setNumThreads(1)  # parallelism comes from our process pool, not from OpenCV
 class FeatureConfig:
     """How a photo becomes the network's input; saved in the model file."""
 
-    mode: Mode = "hue-sat-texture"
+    mode: Mode = "hue-sat-cues"
     image_size: int = 96  # the photo is resized to image_size x image_size
     grid: int = 6  # tiles per side: the tile map is grid x grid
     bins: int = 12  # bins of each histogram of a tile
@@ -76,7 +76,7 @@ class FeatureConfig:
             "hue-sat-hist": 3,
             "hue-sat-edges": 4,
             "hue-sat-texture": 5,
-            "hue-sat-cues": 7,
+            "hue-sat-cues": 6,
         }
         return (self.bins, columns[self.mode])
 
@@ -390,15 +390,7 @@ def texture_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     return (counts / (tile * tile)).astype(np.float32)
 
 
-CUES = (
-    "sharpness",
-    "saturation",
-    "sharpness - border",
-    "saturation - border",
-    "edge - flat saturation",
-    "edge - flat brightness",
-)  # the cue column's first rows
-EDGE_SHARE = 0.25  # the photo's strongest gradients, this share of its pixels, are "edges"
+CUES = ("sharpness", "saturation", "sharpness - border", "saturation - border")  # rows
 
 
 def _border(grid: int) -> np.ndarray:
@@ -408,47 +400,25 @@ def _border(grid: int) -> np.ndarray:
     return ring.ravel()
 
 
-def subject_cues(hsv: np.ndarray, tile: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """What tells a flower subject from a colourful scene: per tile (tiles, bins) the CUES
-    in its first rows (the rest 0), and the chroma-weighted hue histogram of its edge
-    pixels (tiles, bins).
+def subject_cues(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+    """What tells a flower subject from a colourful scene, per tile: (tiles, bins), the CUES
+    in the first rows and 0 in the rest (the column has as many rows as the histograms).
 
-    Sharpness is the log variance of the brightness Laplacian; the "- border" rows are the
-    tile's value minus the mean of the outer ring of tiles, so a sharp, saturated centre
-    over a soft background stands out whatever the photo's overall sharpness (which
-    varies with camera and compression more than with the subject). Edge pixels are the
-    EDGE_SHARE of the photo's pixels with the strongest gradients; a tile's edge - flat
-    rows compare their mean saturation and brightness with its other pixels' (0 if it
-    has only one kind)."""
+    Sharpness is the log variance of the brightness Laplacian, saturation the tile's mean;
+    the "- border" rows are the tile's value minus the mean over the outer ring of tiles,
+    so a sharp, saturated centre over a soft background stands out whatever the photo's
+    overall sharpness (which depends on the camera and the compression more than on the
+    subject)."""
     value = np.ascontiguousarray(hsv[..., 2])
     lap = cv2.Laplacian(value, cv2.CV_32F, ksize=1)
-    gx = cv2.Sobel(value, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(value, cv2.CV_32F, 0, 1, ksize=3)
-    magnitude = np.sqrt(gx * gx + gy * gy)
-    edge = magnitude >= np.quantile(magnitude, 1 - EDGE_SHARE)  # (side, side)
-    tiles = cut_tiles(hsv, tile).reshape(-1, tile * tile, 3)  # (T, t*t, 3)
-    hue, sat, val = tiles[..., 0], tiles[..., 1], tiles[..., 2]
-    edges = cut_tiles(edge, tile).reshape(-1, tile * tile)  # (T, t*t)
-    sharp = np.log(cut_tiles(lap, tile).reshape(-1, tile * tile).var(axis=1) + 1e-5)
-    mean_sat = sat.mean(axis=1)
+    sharp = np.log(cut_tiles(lap, tile).reshape(-1, tile * tile).var(axis=1) + 1e-5)  # (T,)
+    sat = cut_tiles(np.ascontiguousarray(hsv[..., 1]), tile).reshape(-1, tile * tile).mean(1)
     border = _border(round(np.sqrt(len(sharp))))
-    n_edge, n_flat = edges.sum(axis=1), (~edges).sum(axis=1)
-    both = (n_edge > 0) & (n_flat > 0)
-
-    def edge_minus_flat(v: np.ndarray) -> np.ndarray:
-        on = (v * edges).sum(axis=1) / np.maximum(n_edge, 1)
-        off = (v * ~edges).sum(axis=1) / np.maximum(n_flat, 1)
-        return np.where(both, on - off, 0.0)
-
     cues = np.zeros((len(sharp), bins), np.float32)
-    cues[:, 0] = sharp
-    cues[:, 1] = mean_sat
-    cues[:, 2] = sharp - sharp[border].mean()
-    cues[:, 3] = mean_sat - mean_sat[border].mean()
-    cues[:, 4] = edge_minus_flat(sat)
-    cues[:, 5] = edge_minus_flat(val)
-    edge_hue = _soft_histograms(hue, sat * val * edges, bins, circular=True)
-    return cues, edge_hue
+    cues[:, : len(CUES)] = np.stack(
+        [sharp, sat, sharp - sharp[border].mean(), sat - sat[border].mean()], axis=1
+    )
+    return cues
 
 
 def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.ndarray:
@@ -476,8 +446,8 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
     texture = texture_histograms(hsv, cfg.tile, cfg.bins)[..., None]
     if cfg.mode == "hue-sat-texture":
         return np.concatenate([colour, edges, texture], axis=-1)  # (T, bins, 5)
-    cues, edge_hue = subject_cues(hsv, cfg.tile, cfg.bins)
-    return np.concatenate([colour, edges, texture, cues[..., None], edge_hue[..., None]], -1)
+    cues = subject_cues(hsv, cfg.tile, cfg.bins)[..., None]
+    return np.concatenate([colour, edges, texture, cues], axis=-1)  # (T, bins, 6)
 
 
 def load_features(

@@ -34,7 +34,7 @@ class TrainConfig:
     weight_decay: float = 1e-4  # L2 on the weights, not the biases
     patience: int = 30  # epochs without a better validation loss before stopping
     val_fraction: float = 0.2  # each member's validation fold: 1 / round(1 / val_fraction)
-    members: int = 5  # nets trained on different folds, their probabilities averaged
+    members: int = 2  # nets trained on different folds, their probabilities averaged
     augment: bool = True  # random left-right flips, and the crops below
     crops: int = 3  # augmented copies read per photo: random crops with small hue shifts
     seed: int = 0
