@@ -140,8 +140,10 @@ def cli() -> None:
     default=MODES[0],
     show_default=True,
     help="Network input per tile: hue histograms split by saturation, the brightness of "
-    "grey pixels, the directions of brightness edges and brightness textures; the same "
-    "without textures; without edges either; plain hue histograms; or the raw hue matrix.",
+    "grey pixels, the directions of brightness edges, brightness textures and subject cues "
+    "(sharpness, saturation and their contrast with the border tiles); the same without "
+    "cues; without textures; without edges either; plain hue histograms; or the raw hue "
+    "matrix.",
 )
 @click.option(
     "--image-size",

@@ -41,7 +41,6 @@ class TrainConfig:
     # the threshold: precision >= min_precision in a collection with this share of flowers
     flower_share: float = 0.08
     min_precision: float = 0.95
-    noflower_weight: float = 1.0  # a non-flower's weight in the loss (a flower's is 1)
     tile_layers: list[int] = field(default_factory=lambda: [16, 4, 1])
     head_layers: list[int] = field(default_factory=lambda: [8, 1, 1])
     train_tile_net: bool = True  # False leaves the tile net random, as the original did
@@ -316,8 +315,6 @@ def _fit_member(
                 flip = rng.random(len(batch)) < 0.5
                 xb[flip] = flip_tiles(xb[flip], feature_cfg)
             loss, dlogits = bce_with_logits(net.forward(xb), y[batch])
-            if cfg.noflower_weight != 1.0:
-                dlogits *= np.where(y[batch] > 0.5, 1.0, cfg.noflower_weight).astype(np.float32)
             net.backward(dlogits)
             opt.step()
             losses.append(loss)
