@@ -1,5 +1,6 @@
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -58,3 +59,27 @@ def test_a_damaged_entry_is_a_miss(examples, tmp_path):
     for entry in (tmp_path / "features").rglob("*.npy"):
         entry.write_bytes(entry.read_bytes()[:60])
     assert cache.get(path) is None
+
+
+def test_train_remembers_features_unless_told_not_to(examples, tmp_path):
+    from click.testing import CliRunner
+
+    from flowersort.cli import cli
+
+    base = ["train", *map(str, examples), "--epochs", "2", "--members", "1"]
+    base += ["--image-size", "48", "--grid", "4", "--crops", "1"]
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "flowersort" / "features"
+    result = CliRunner().invoke(
+        cli, [*base, "--model", str(tmp_path / "a.npz"), "--no-feature-cache"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not cache.exists()
+    result = CliRunner().invoke(cli, [*base, "--model", str(tmp_path / "b.npz")])
+    assert result.exit_code == 0, result.output
+    assert len(list(cache.rglob("*.npy"))) == 60  # one entry per photo
+    mine = tmp_path / "mine"
+    result = CliRunner().invoke(
+        cli, [*base, "--model", str(tmp_path / "c.npz"), "--feature-cache", str(mine)]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list(mine.rglob("*.npy"))) == 60

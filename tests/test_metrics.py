@@ -39,3 +39,22 @@ def test_unreachable_precision_falls_back_to_best_f05():
     t = precision_threshold(scores, truth, 0.5, 0.95)
     # precision 0.5 everywhere: F0.5 is best with the most recall, the lowest cut
     assert t == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.08])
+def test_without_such_a_threshold_the_best_f05_at_that_share(share):
+    rng = np.random.default_rng(3)
+    truth = np.r_[np.ones(200, bool), np.zeros(300, bool)]
+    scores = np.where(truth, 0.6, 0.4) + rng.normal(0, 0.15, 500)
+    scores[np.flatnonzero(~truth)[0]] = 2.0  # a non-flower on top: precision 1 is never reached
+    t = precision_threshold(scores, truth, share, 1.0)
+    s = np.unique(scores)
+    candidates = (s[:-1] + s[1:]) / 2
+
+    def f(beta2, m):
+        p = weighted_precision(scores, truth, m, share)
+        r = np.mean(scores[truth] >= m)
+        return (1 + beta2) * p * r / (beta2 * p + r) if p + r else 0.0
+
+    assert f(0.25, t) == pytest.approx(max(f(0.25, m) for m in candidates))
+    assert f(1.0, t) < max(f(1.0, m) for m in candidates)  # not the F1 choice
