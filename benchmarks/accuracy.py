@@ -43,7 +43,13 @@ DEFAULT_TRAIN = TrainConfig()
 SEEDS = (1, 2)  # the default setting again with these seeds, to show the spread
 # (name, feature config, train config, decision rule): each row changes one thing
 ABLATION = [
-    ("default: hue-sat-texture, 6x6 tiles, 5 nets", DEFAULT_FEATURES, DEFAULT_TRAIN, "val"),
+    ("default: hue-sat-cues, 6x6 tiles, 2 nets", DEFAULT_FEATURES, DEFAULT_TRAIN, "val"),
+    (
+        "input: ... + textures (no subject cues; the previous default)",
+        replace(DEFAULT_FEATURES, mode="hue-sat-texture"),
+        DEFAULT_TRAIN,
+        "val",
+    ),
     ("input: hue matrix (original)", replace(DEFAULT_FEATURES, mode="hue"), DEFAULT_TRAIN, "val"),
     ("input: hue histogram only", replace(DEFAULT_FEATURES, mode="hue-hist"), DEFAULT_TRAIN, "val"),
     (
@@ -72,7 +78,7 @@ ABLATION = [
         replace(DEFAULT_TRAIN, tile_layers=[16, 1, 1]),
         "val",
     ),
-    ("one net instead of five", DEFAULT_FEATURES, replace(DEFAULT_TRAIN, members=1), "val"),
+    ("one net instead of two", DEFAULT_FEATURES, replace(DEFAULT_TRAIN, members=1), "val"),
     (
         "augmentation: flips only (no crops, no hue shifts)",
         DEFAULT_FEATURES,

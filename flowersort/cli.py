@@ -30,6 +30,7 @@ from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.corrections import DEFAULT_REVIEW_BAND
 from flowersort.errors import CacheError, FlowersortError, StateError, UnexpectedError
 from flowersort.heic import MISSING as HEIC_MISSING
+from flowersort.featcache import default_feature_cache
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig
@@ -267,8 +268,10 @@ def cli() -> None:
     default=MODES[0],
     show_default=True,
     help="Network input per tile: hue histograms split by saturation, the brightness of "
-    "grey pixels, the directions of brightness edges and brightness textures; the same "
-    "without textures; without edges either; plain hue histograms; or the raw hue matrix.",
+    "grey pixels, the directions of brightness edges, brightness textures and subject cues "
+    "(sharpness, saturation and their contrast with the border tiles); the same without "
+    "cues; without textures; without edges either; plain hue histograms; or the raw hue "
+    "matrix.",
 )
 @click.option(
     "--image-size",
@@ -356,6 +359,30 @@ def cli() -> None:
     help="Augmented copies read per photo (random crops with small hue shifts).",
 )
 @click.option(
+    "--flower-share",
+    default=DEFAULTS.flower_share,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Share of flower photos in the archives the model is meant for: the threshold is "
+    "chosen for the precision it would have there.",
+)
+@click.option(
+    "--min-precision",
+    default=DEFAULTS.min_precision,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="The threshold is the lowest whose precision reaches this (at --flower-share) on "
+    "the held-out folds, else the one with the best F0.5.",
+)
+@click.option(
+    "--feature-cache",
+    "feature_cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of features remembered between training runs. "
+    "Default: $XDG_CACHE_HOME/flowersort/features.",
+)
+@click.option("--no-feature-cache", is_flag=True, help="Decode every photo; remember no features.")
+@click.option(
     "--freeze-tile-net",
     is_flag=True,
     help="Leave the tile net random and train only the head (the original design).",
@@ -405,6 +432,10 @@ def train(
     seed,
     augment,
     crops,
+    flower_share,
+    min_precision,
+    feature_cache,
+    no_feature_cache,
     freeze_tile_net,
     review_band,
     with_corrections,
@@ -446,6 +477,8 @@ def train(
             augment=augment,
             crops=crops,
             seed=seed,
+            flower_share=flower_share,
+            min_precision=min_precision,
             tile_layers=tile_layers,
             head_layers=head_layers,
             train_tile_net=not freeze_tile_net,
@@ -462,6 +495,7 @@ def train(
             workers,
             on_photo=lambda: bar.update(1),
             copies=cfg.copies,
+            cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
         )
     if with_corrections or marks_files:
         examples, corrected = run_library(

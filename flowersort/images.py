@@ -31,8 +31,11 @@ MAX_PIXELS = 120_000_000  # larger than any camera's photo; refuse before decodi
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 import cv2  # noqa: E402  (after the guard above)
 
-Mode = Literal["hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue"]
-MODES = ("hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
+Mode = Literal[
+    "hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue"
+]
+MODES = ("hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
+FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 
@@ -50,7 +53,7 @@ cv2.setNumThreads(1)  # parallelism comes from our process pool, not from OpenCV
 class FeatureConfig:
     """How a photo becomes the network's input; saved in the model file."""
 
-    mode: Mode = "hue-sat-texture"
+    mode: Mode = "hue-sat-cues"
     image_size: int = 96  # the photo is resized to image_size x image_size
     grid: int = 6  # tiles per side: the tile map is grid x grid
     bins: int = 12  # bins of each histogram of a tile
@@ -60,8 +63,8 @@ class FeatureConfig:
             raise ValueError(f"unknown input mode {self.mode!r}")
         if self.image_size % self.grid:
             raise ValueError("image_size must be a multiple of grid")
-        if self.mode == "hue-sat-texture" and self.bins < TEXTURE_PATTERNS:
-            raise ValueError(f"hue-sat-texture needs at least {TEXTURE_PATTERNS} bins")
+        if self.mode in ("hue-sat-texture", "hue-sat-cues") and self.bins < TEXTURE_PATTERNS:
+            raise ValueError(f"{self.mode} needs at least {TEXTURE_PATTERNS} bins")
 
     @property
     def tile(self) -> int:
@@ -72,7 +75,13 @@ class FeatureConfig:
         """Shape of one tile's input matrix."""
         if self.mode == "hue":
             return (self.tile, self.tile)
-        columns = {"hue-hist": 1, "hue-sat-hist": 3, "hue-sat-edges": 4, "hue-sat-texture": 5}
+        columns = {
+            "hue-hist": 1,
+            "hue-sat-hist": 3,
+            "hue-sat-edges": 4,
+            "hue-sat-texture": 5,
+            "hue-sat-cues": 6,
+        }
         return (self.bins, columns[self.mode])
 
     def to_dict(self) -> dict:
@@ -481,6 +490,37 @@ def texture_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     return (counts / (tile * tile)).astype(np.float32)
 
 
+CUES = ("sharpness", "saturation", "sharpness - border", "saturation - border")  # rows
+
+
+def _border(grid: int) -> np.ndarray:
+    """(grid * grid,) True for the tiles of the outer ring."""
+    ring = np.ones((grid, grid), bool)
+    ring[1:-1, 1:-1] = False
+    return ring.ravel()
+
+
+def subject_cues(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+    """What tells a flower subject from a colourful scene, per tile: (tiles, bins), the CUES
+    in the first rows and 0 in the rest (the column has as many rows as the histograms).
+
+    Sharpness is the log variance of the brightness Laplacian, saturation the tile's mean;
+    the "- border" rows are the tile's value minus the mean over the outer ring of tiles,
+    so a sharp, saturated centre over a soft background stands out whatever the photo's
+    overall sharpness (which depends on the camera and the compression more than on the
+    subject)."""
+    value = np.ascontiguousarray(hsv[..., 2])
+    lap = cv2.Laplacian(value, cv2.CV_32F, ksize=1)
+    sharp = np.log(cut_tiles(lap, tile).reshape(-1, tile * tile).var(axis=1) + 1e-5)  # (T,)
+    sat = cut_tiles(np.ascontiguousarray(hsv[..., 1]), tile).reshape(-1, tile * tile).mean(1)
+    border = _border(round(np.sqrt(len(sharp))))
+    cues = np.zeros((len(sharp), bins), np.float32)
+    cues[:, : len(CUES)] = np.stack(
+        [sharp, sat, sharp - sharp[border].mean(), sat - sat[border].mean()], axis=1
+    )
+    return cues
+
+
 def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.ndarray:
     """The network's input for one photo: (tiles, *cfg.tile_shape), float32. `hue_shift`
     (a fraction of the hue circle) turns every hue, for augmentation.
@@ -504,7 +544,10 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
     if cfg.mode == "hue-sat-edges":
         return np.concatenate([colour, edges], axis=-1)  # (T, bins, 4)
     texture = texture_histograms(hsv, cfg.tile, cfg.bins)[..., None]
-    return np.concatenate([colour, edges, texture], axis=-1)  # (T, bins, 5)
+    if cfg.mode == "hue-sat-texture":
+        return np.concatenate([colour, edges, texture], axis=-1)  # (T, bins, 5)
+    cues = subject_cues(hsv, cfg.tile, cfg.bins)[..., None]
+    return np.concatenate([colour, edges, texture, cues], axis=-1)  # (T, bins, 6)
 
 
 def load_features(
@@ -550,7 +593,7 @@ def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     grid = x.reshape(n, cfg.grid, cfg.grid, *x.shape[2:])[:, :, ::-1]
     if cfg.mode == "hue":
         grid = grid[..., ::-1]  # mirror the pixels inside each tile too
-    if cfg.mode in ("hue-sat-edges", "hue-sat-texture"):  # mirrored, angle a is 180 - a
+    if cfg.mode in ("hue-sat-edges", "hue-sat-texture", "hue-sat-cues"):  # angle a -> 180 - a
         grid = grid.copy()
         grid[..., 3] = grid[..., ::-1, 3]
     return np.ascontiguousarray(grid.reshape(x.shape))

@@ -42,6 +42,38 @@ def best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
 
 
+def precision_threshold(
+    scores: np.ndarray, truth: np.ndarray, share: float, min_precision: float
+) -> float:
+    """The threshold for a collection where `share` of the photos are flowers: the lowest
+    one whose precision there reaches `min_precision`, else the one with the best F0.5
+    there (precision counted twice as much as recall).
+
+    The held-out examples are mostly balanced, a home archive is not: each flower's vote
+    is scaled so that flowers make up `share` of the weight, which gives the precision the
+    same threshold would have on such a collection (recall does not change). Candidates
+    are the midpoints between consecutive distinct scores, as in best_threshold.
+    """
+    scores, truth = np.asarray(scores, float), np.asarray(truth) > 0.5
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if not n_pos or not n_neg:
+        return best_threshold(scores, truth)
+    s = np.unique(scores)
+    candidates = (s[:-1] + s[1:]) / 2 if len(s) > 1 else np.array([0.5])
+    # scores at or above each candidate, counted with sorted scores: no loop over candidates
+    tp = n_pos - np.searchsorted(np.sort(scores[truth]), candidates, side="left")
+    fp = n_neg - np.searchsorted(np.sort(scores[~truth]), candidates, side="left")
+    weight = share / (1 - share) * n_neg / n_pos  # one flower counts this many photos
+    called = weight * tp + fp
+    precision = np.where(called > 0, weight * tp / np.maximum(called, 1e-12), 0.0)
+    recall = tp / n_pos
+    reached = np.flatnonzero((precision >= min_precision) & (tp > 0))
+    if len(reached):
+        return float(candidates[reached[0]])
+    f05 = 1.25 * precision * recall / np.maximum(0.25 * precision + recall, 1e-12)
+    return float(candidates[np.argmax(f05)])
+
+
 def sweep(scores: np.ndarray, truth: np.ndarray, thresholds=None) -> list[dict]:
     """Precision and recall at several thresholds."""
     thresholds = np.round(np.arange(0.1, 0.95, 0.1), 2) if thresholds is None else thresholds

@@ -53,7 +53,7 @@ class MatrixLayer:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dy = dout.reshape(self.y.shape)  # (... * k, n_out), rows as in forward
         if self.act == "leaky_relu":
-            dz = dy * np.where(self.y > 0, 1.0, LEAK)
+            dz = np.where(self.y > 0, dy, LEAK * dy)  # stays in dy's dtype (float32 training)
         elif self.act == "sigmoid":
             dz = dy * self.y * (1 - self.y)
         else:

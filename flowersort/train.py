@@ -16,8 +16,9 @@ import numpy as np
 
 from flowersort.archive import display, walk
 from flowersort.errors import TrainingError
+from flowersort.featcache import FeatureCache
 from flowersort.images import FeatureConfig, flip_tiles
-from flowersort.metrics import best_threshold, confusion
+from flowersort.metrics import confusion, precision_threshold
 from flowersort.model import Model, probability
 from flowersort.network import NetConfig, TwoStageNet, bce_with_logits
 from flowersort.pipeline import default_workers, scan
@@ -35,10 +36,13 @@ class TrainConfig:
     weight_decay: float = 1e-4  # L2 on the weights, not the biases
     patience: int = 30  # epochs without a better validation loss before stopping
     val_fraction: float = 0.2  # each member's validation fold: 1 / round(1 / val_fraction)
-    members: int = 5  # nets trained on different folds, their probabilities averaged
+    members: int = 2  # nets trained on different folds, their probabilities averaged
     augment: bool = True  # random left-right flips, and the crops below
     crops: int = 3  # augmented copies read per photo: random crops with small hue shifts
     seed: int = 0
+    # the threshold: precision >= min_precision in a collection with this share of flowers
+    flower_share: float = 0.08
+    min_precision: float = 0.95
     tile_layers: list[int] = field(default_factory=lambda: [16, 4, 1])
     head_layers: list[int] = field(default_factory=lambda: [8, 1, 1])
     train_tile_net: bool = True  # False leaves the tile net random, as the original did
@@ -56,6 +60,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be between 0 and 1")
+        if not 0 < self.flower_share < 1:
+            raise ValueError("flower_share must be between 0 and 1")
+        if not 0 < self.min_precision <= 1:
+            raise ValueError("min_precision must be above 0 and at most 1")
         if not 1 <= self.members <= self.folds:
             raise ValueError(f"members must be between 1 and {self.folds} (1 / val_fraction)")
 
@@ -145,11 +153,22 @@ def load_examples(
     workers: int | None = None,
     on_photo=None,
     copies: int = 0,
+    cache_folder: Path | None = None,
 ) -> Examples:
     """Feature maps of every readable photo in the two folders (searched recursively),
     with `copies` augmented copies of each (random crops, small hue shifts) when asked;
-    on_photo() is called once per file read, for a progress bar."""
+    on_photo() is called once per file read, for a progress bar. With `cache_folder`,
+    features decoded by an earlier run are taken from there (see featcache) and new ones
+    are added to it."""
     xs, ys, paths, skipped = [], [], [], []
+    cache = FeatureCache(cache_folder, cfg, copies) if cache_folder is not None else None
+    remembered: set = set()
+
+    def lookup(path):
+        if cache is not None and (x := cache.get(path)) is not None:
+            remembered.add(path)
+            return path, x
+        return path
 
     def skip(path: str, reason: str) -> None:
         skipped.append((path, reason))
@@ -160,12 +179,14 @@ def load_examples(
         if not Path(folder).is_dir():
             raise TrainingError(f"not a folder: {folder}")
         photos = walk(Path(folder), on_skip=skip)
-        for path, result in scan(photos, cfg, workers, copies=copies):
+        for path, result in scan(map(lookup, photos), cfg, workers, copies=copies):
             if on_photo:
                 on_photo()
             if isinstance(result, str):
                 skip(path, result)
                 continue
+            if cache is not None and path not in remembered:
+                cache.put(path, result)
             xs.append(result)
             ys.append(label)
             paths.append(path)
@@ -268,7 +289,7 @@ def fit(
         history += log
     val_idx, val_scores = np.concatenate(val_idx), np.concatenate(val_scores)
     y_val = y[val_idx]
-    model.threshold = best_threshold(val_scores, y_val)
+    model.threshold = precision_threshold(val_scores, y_val, cfg.flower_share, cfg.min_precision)
     model.summary = {
         "train_config": asdict(cfg),
         "examples": {"flowers": n_flowers, "noflowers": n_other},

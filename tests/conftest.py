@@ -74,7 +74,7 @@ def trained_model(examples, tmp_path_factory) -> Path:
 
     cfg = FeatureConfig(image_size=48, grid=4, bins=12)
     ex = load_examples(*examples, cfg, workers=1)
-    model, _ = fit(ex.x, ex.y, cfg, TrainConfig(epochs=150, patience=40))
+    model, _ = fit(ex.x, ex.y, cfg, TrainConfig(epochs=150, patience=40, flower_share=0.5))
     path = tmp_path_factory.mktemp("model") / "model.npz"
     model.save(path)
     return path

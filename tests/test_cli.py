@@ -44,6 +44,8 @@ def test_train_writes_a_model_that_evaluates_well(examples, tmp_path):
         48,
         "--grid",
         4,
+        "--flower-share",  # the examples are balanced: so is the collection it is meant for
+        0.5,
     )
     assert result.exit_code == 0, result.output
     assert "model written to" in result.output and model.is_file()

@@ -14,6 +14,7 @@ from flowersort.images import (
     hue_histograms,
     load_features,
     read_image,
+    subject_cues,
     to_hsv,
 )
 
@@ -73,6 +74,7 @@ def test_to_hsv_hue_in_unit_range():
         ("hue-sat-hist", (16, 12, 3)),
         ("hue-sat-edges", (16, 12, 4)),
         ("hue-sat-texture", (16, 12, 5)),
+        ("hue-sat-cues", (16, 12, 6)),
     ],
 )
 def test_feature_shapes(mode, shape):
@@ -82,7 +84,7 @@ def test_feature_shapes(mode, shape):
     assert cfg.tile_shape == shape[1:]
 
 
-@pytest.mark.parametrize("mode", ["hue", "hue-sat-edges", "hue-sat-texture"])
+@pytest.mark.parametrize("mode", ["hue", "hue-sat-edges", "hue-sat-texture", "hue-sat-cues"])
 def test_flip_tiles_is_a_mirror(mode):
     """Flipping the features equals the features of the mirrored photo: tiles swap
     sides, pixels inside hue tiles mirror, and edge directions a become 180 - a."""
@@ -173,7 +175,7 @@ def test_names_in_any_script(tmp_path, name):
     path = tmp_path / name
     ok, buf = cv2.imencode(path.suffix, img)
     path.write_bytes(buf.tobytes())
-    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 5)
+    assert load_features(path, FeatureConfig(image_size=24, grid=2)).shape == (4, 12, 6)
 
 
 def test_hue_sat_histograms_split_soft_vivid_and_grey():
@@ -255,3 +257,23 @@ def test_texture_does_not_change_when_the_photo_turns():
 def test_texture_mode_needs_ten_bins():
     with pytest.raises(ValueError, match="10 bins"):
         FeatureConfig(mode="hue-sat-texture", bins=8)
+
+
+def test_subject_cues_find_a_sharp_vivid_centre_over_a_soft_background():
+    """A vivid, finely textured square in the middle of a blurred, dull photo: the centre
+    tiles are sharper and more saturated than the border ring; the border tiles are level
+    with their own mean."""
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(90, 140, (96, 96, 3), dtype=np.uint8), (9, 9), 3)
+    petals = rng.integers(0, 2, (32, 32)).astype(bool)
+    img[32:64, 32:64] = np.where(petals[..., None], [0, 0, 255], [0, 0, 120])  # red
+    cues = subject_cues(to_hsv(img, 96), 16, 12).reshape(6, 6, 12)
+    assert (cues[2:4, 2:4, 2] > 2).all()  # log variance: far sharper than the border
+    assert (cues[2:4, 2:4, 3] > 0.5).all()  # and more saturated
+    ring = np.ones((6, 6), bool)
+    ring[1:-1, 1:-1] = False
+    assert np.allclose(cues[ring, 2:4].mean(axis=0), 0, atol=1e-5)
+    assert np.array_equal(
+        cues[..., 2] - cues[..., 0], np.full((6, 6), cues[0, 0, 2] - cues[0, 0, 0])
+    )
+    assert not cues[..., 4:].any()

@@ -99,7 +99,9 @@ def test_evaluate_report_marks_misclassified(examples, trained_model, tmp_path):
 
 def test_train_prints_the_validation_report(examples, tmp_path):
     result = CliRunner().invoke(
-        cli, ["train", *map(str, examples), "--model", str(tmp_path / "m.npz"), "--epochs", "3"]
+        cli,
+        ["train", *map(str, examples), "--model", str(tmp_path / "m.npz"), "--epochs", "3"]
+        + ["--members", "5"],
     )
     assert result.exit_code == 0, result.output
     assert f"validation report written to {tmp_path / 'm.validation.html'}" in result.output
