@@ -29,8 +29,8 @@ from flowersort.archive import VIDEO_SUFFIXES, display, walk
 from flowersort.cache import ScoreCache, default_cache_path
 from flowersort.corrections import DEFAULT_REVIEW_BAND
 from flowersort.errors import CacheError, FlowersortError, StateError, UnexpectedError
-from flowersort.heic import MISSING as HEIC_MISSING
 from flowersort.featcache import default_feature_cache
+from flowersort.heic import MISSING as HEIC_MISSING
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
 from flowersort.train import TrainConfig

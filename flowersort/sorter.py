@@ -191,7 +191,10 @@ def classify(
         check_target(src, Path(dest))
     if review_band is None:  # a threshold set by hand is the line itself: no band
         band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
-        review_band = band if threshold is None else 0.0
+        # near 0 or 1 the model's band shrinks so that at least half the room on each side
+        # is sure (a precision-first threshold of 0.96 with 0.1 would otherwise move nothing)
+        t = model.threshold
+        review_band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
     threshold = model.threshold if threshold is None else threshold
     mover = watch = None
     if dest is not None and not dry_run:

@@ -226,7 +226,7 @@ def test_readme_cron_line_as_written(tmp_path):
     assert proc.stdout == "" and proc.stderr == ""  # cron mails any output
     flowers = home / "Pictures" / "Flowers"
     arrived = sorted(flowers.glob("*.jpg"))
-    assert len(arrived) >= 3
+    assert len(arrived) >= 2  # the precision-first model moves few of the samples
     log = home / ".cache" / "flowersort.log"
     moves = log_moves(log)
     assert sorted(Path(target) for _, target, _ in moves) == arrived
@@ -240,7 +240,8 @@ def test_readme_cron_line_as_written(tmp_path):
     lines = log.read_text().splitlines()
     assert len(lines) == len(moves) + 2
     assert re.search(
-        r"INFO \d+ photos: 0 moved, 0 copied, \d+ kept, 0 skipped, 0 failed$", lines[-1]
+        r"INFO \d+ photos: 0 moved, 0 copied, (\d+ borderline, )?\d+ kept, 0 skipped, 0 failed$",
+        lines[-1],
     )
 
 
