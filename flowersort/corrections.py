@@ -234,10 +234,11 @@ def _below(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def _journal_runs() -> tuple[set[int], set[Path]]:
-    """From the journal, read only: the runs undone since (their photos went back, which
-    is no veto), and every path a live classify run moved into a target folder (photos
-    moved before corrections were recorded are flowersort's, not the user's)."""
+def _journal_runs() -> tuple[set[int | Path], set[Path]]:
+    """From the journal, read only: the runs undone since and the paths any undo took out
+    of a target (their photos went back, which is no veto), and every path a live classify
+    run moved into a target folder (photos moved before corrections were recorded are
+    flowersort's, not the user's)."""
     try:
         path = state_dir() / "journal.sqlite"
     except StateError:  # no state folder (a dry run without HOME): no journal either
@@ -247,6 +248,13 @@ def _journal_runs() -> tuple[set[int], set[Path]]:
     db = _read_only(path)
     try:
         undone = {r for (r,) in db.execute("SELECT id FROM runs WHERE undone = 1")}
+        # an undo that was stopped half-way leaves its run not undone, but the photos it
+        # already took back out of the target are no veto either
+        for (text,) in db.execute(
+            "SELECT sources FROM moves JOIN runs ON runs.id = moves.run "
+            "WHERE moves.state = 'done' AND runs.kind = 'undo'"
+        ):
+            undone.update(Path(os.path.abspath(p)) for p in json.loads(text or "[]"))
         finals: set[Path] = set()
         for (text,) in db.execute(
             "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
@@ -291,7 +299,7 @@ class Watch:
         placed = {}
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
         for p in self.store.placed():
-            if p.run in undone:  # undo put it back: the user chose nothing
+            if p.run in undone or p.path in undone:  # undo put it back: no choice of yours
                 self.store.drop_placed(p.path)
             elif _below(os.path.abspath(p.path), roots):  # another target's are not ours
                 placed[p.path] = p
