@@ -389,3 +389,18 @@ def test_undoing_a_review_run_is_no_choice(mixed, tmp_path):
     again = outcomes(run(*cron))
     assert {n: r["action"] for n, r in again.items()} == {n: r["action"] for n, r in first.items()}
     assert Store().corrections() == []
+
+
+def test_an_undo_stopped_half_way_is_no_veto(archive, tmp_path):
+    """Ctrl-C during undo, then the nightly run: the photos already put back move again."""
+    from flowersort.sorter import undo
+
+    dest = tmp_path / "Flowers"
+    outcomes(nightly(archive, dest))
+    assert len(list(dest.glob("*.jpg"))) == 4
+    calls = iter([False, False, True])  # the undo stops before its third photo
+    back = [o for o in undo(stop=lambda: next(calls, True)) if o.action == "restored"]
+    assert len(back) == 2 and len(list(dest.glob("*.jpg"))) == 2
+    again = outcomes(nightly(archive, dest))
+    assert sorted(r["action"] for r in again.values()) == ["moved", "moved"]
+    assert Store().corrections() == []
