@@ -152,3 +152,15 @@ def exfat(folder: Path, size: str = "16M"):
             yield mnt
     finally:
         subprocess.run(["losetup", "-d", loop.stdout.strip()], check=False)
+
+
+def nested_archive(tmp_path: Path) -> Path:
+    """Pictures/ with 6 flowers in 2024/garden and 6 others in 2023."""
+    import shutil
+
+    flowers, noflowers = make_folders(tmp_path / "gen", 6, seed=7)
+    root = tmp_path / "Pictures"
+    shutil.copytree(flowers, root / "2024" / "garden")
+    shutil.copytree(noflowers, root / "2023")
+    shutil.rmtree(tmp_path / "gen")
+    return root

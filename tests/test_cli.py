@@ -2,7 +2,6 @@
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowersort.cli import cli
-from tests.conftest import census, make_folders
+from tests.conftest import census, nested_archive
 
 
 def run(*args):
@@ -21,11 +20,7 @@ def run(*args):
 @pytest.fixture
 def archive(tmp_path):
     """An archive with 6 flowers and 6 others in nested folders."""
-    flowers, noflowers = make_folders(tmp_path / "gen", 6, seed=7)
-    root = tmp_path / "Pictures"
-    shutil.copytree(flowers, root / "2024" / "garden")
-    shutil.copytree(noflowers, root / "2023")
-    shutil.rmtree(tmp_path / "gen")
+    root = nested_archive(tmp_path)
     return root
 
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowersort.cli import cli
-from tests.conftest import census, make_folders
+from tests.conftest import census, make_folders, nested_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 MOVE_LINE = re.compile(r"INFO moved: (.+) -> (.+) \((\d\.\d{3})\)( \+ .+)?$")
@@ -27,11 +27,7 @@ def run(*args):
 @pytest.fixture
 def archive(tmp_path):
     """6 flowers (two with an .xmp, one with a RAW twin) and 6 others in nested folders."""
-    flowers, noflowers = make_folders(tmp_path / "gen", 6, seed=7)
-    root = tmp_path / "Pictures"
-    shutil.copytree(flowers, root / "2024" / "garden")
-    shutil.copytree(noflowers, root / "2023")
-    shutil.rmtree(tmp_path / "gen")
+    root = nested_archive(tmp_path)
     (root / "2024" / "garden" / "fl_000.xmp").write_text("<x:xmpmeta/>")
     (root / "2024" / "garden" / "fl_001.xmp").write_text("<x:xmpmeta/>")
     (root / "2024" / "garden" / "fl_001.CR2").write_bytes(b"raw")

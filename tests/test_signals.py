@@ -135,15 +135,20 @@ def test_a_signal_stops_the_run_cleanly(signum, tmp_path, across, state_home):
         assert xmp.with_suffix(".jpg").exists()
 
 
+def archive_with_sidecars(src: Path) -> Path:
+    """20 photos, each with an .xmp: every move is a group of two."""
+    make_archive(src, 20)
+    for photo in src.rglob("*.jpg"):
+        photo.with_suffix(".xmp").write_text(f"<xmp of='{photo.name}'/>")
+    return src
+
+
 def test_a_signal_in_the_middle_of_a_group_finishes_that_group(tmp_path, state_home):
     """strace sends SIGTERM as the run links the first file of its third group (each photo
     has a sidecar): that group is completed, no fourth is started."""
     if shutil.which("strace") is None:
         pytest.skip("strace is not installed")
-    src = tmp_path / "Pictures"
-    make_archive(src, 20)
-    for photo in src.rglob("*.jpg"):
-        photo.with_suffix(".xmp").write_text(f"<xmp of='{photo.name}'/>")
+    src = archive_with_sidecars(tmp_path / "Pictures")
     dest = tmp_path / "Flowers"
     before = census(src)
     trace = ["strace", "-o", os.devnull, "-e", "trace=link,linkat"]
@@ -168,10 +173,7 @@ def test_a_signal_in_the_middle_of_a_group_finishes_that_group(tmp_path, state_h
 def test_a_signal_during_undo_finishes_the_photo_in_hand(tmp_path, state_home):
     if shutil.which("strace") is None:
         pytest.skip("strace is not installed")
-    src = tmp_path / "Pictures"
-    make_archive(src, 20)
-    for photo in src.rglob("*.jpg"):
-        photo.with_suffix(".xmp").write_text(f"<xmp of='{photo.name}'/>")
+    src = archive_with_sidecars(tmp_path / "Pictures")
     dest = tmp_path / "Flowers"
     before = census(src)
     env = environment(state_home)
