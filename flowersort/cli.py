@@ -33,6 +33,7 @@ from flowersort.featcache import default_feature_cache
 from flowersort.heic import MISSING as HEIC_MISSING
 from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model, model_digest
+from flowersort.outcomes import Action, Outcome
 from flowersort.train import TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -851,15 +852,14 @@ def classify(
     if report_path:
         from flowersort.report import Entry
 
-        moved = ("moved", "deduplicated", "review")
         entries = [
             Entry(
-                os.fspath(o.path),
+                os.fspath(o.source),
                 o.score,
                 o.flower,
-                o.action,
-                "; ".join(filter(None, [o.detail, o.note])),
-                shown_from=o.detail if o.action in moved else None,
+                o.action.value,
+                "; ".join(filter(None, [o.target or o.reason, o.note])),
+                shown_from=o.target if o.moved_into_target else None,
             )
             for o in seen
         ]
@@ -868,7 +868,7 @@ def classify(
     log.info(summary_line(counts, passed_over))
     report_once_per_run()
     interrupted.exit_if_stopped()
-    if counts["failed"] or counts["not-attempted"]:
+    if counts[Action.FAILED] or counts[Action.NOT_ATTEMPTED]:
         sys.exit(EXIT_FAILED)
 
 
@@ -900,32 +900,12 @@ def summary_line(counts: Counter, passed_over: Counter | None = None) -> str:
     """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts always shown,
     the others when they happened; then the videos and RAW files passed over (counted by
     suffix), if any: '; 2 videos, 1 RAW file passed over'."""
-    always = ("moved", "copied", "skipped", "failed")
-    order = (
-        "moved",
-        "copied",
-        "deduplicated",
-        "already-there",
-        "would-move",
-        "would-copy",
-        "review",
-        "would-review",
-        "borderline",
-        "vetoed",
-        "restored",
-        "removed-copy",
-        "would-restore",
-        "would-remove-copy",
-        "kept",
-        "skipped",
-        "failed",
-        "not-attempted",
-    )
-    words = {"vetoed": "kept by your earlier choice", "review": "for review"}
+    always = (Action.MOVED, Action.COPIED, Action.SKIPPED, Action.FAILED)
+    words = {Action.VETOED: "kept by your earlier choice", Action.REVIEW: "for review"}
     parts = [
-        f"{counts[k]} {words.get(k, k.replace('-', ' '))}"
-        for k in order
-        if counts[k] or k in always
+        f"{counts[action]} {words.get(action, action.words)}"
+        for action in Action
+        if counts[action] or action in always
     ]
     line = f"{sum(counts.values())} photos: " + ", ".join(parts)
     if passed_over:
@@ -983,7 +963,7 @@ def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
         raise
     log.info(summary_line(counts))
     interrupted.exit_if_stopped()
-    if counts["failed"]:
+    if counts[Action.FAILED]:
         sys.exit(EXIT_FAILED)
 
 
@@ -1008,22 +988,17 @@ def show_runs(as_json: bool) -> None:
         )
 
 
-# actions that changed files: each is logged (to the log file) with where it went
-LOGGED_ACTIONS = ("moved", "copied", "deduplicated", "review", "restored", "removed-copy")
-
-
-def outcome_line(o) -> str:
+def outcome_line(o: Outcome) -> str:
     """'moved: SRC -> DST (0.912) + .xmp, .CR2': a move, copy or plan with its sidecars
     (their names follow the photo's final name); for undo, where the photo went back."""
-    verb = o.action.replace("-", " ")
     extras = ""
     if o.sidecars:
-        beside = o.path if o.score is None else o.detail  # the photo the sidecars are with
+        beside = o.source if o.action.puts_back else o.target  # the photo they are with
         stem = len(safefs.split_name(os.path.basename(beside))[0])
         extras = " + " + ", ".join(display(os.path.basename(s)[stem:]) for s in o.sidecars)
-    if o.score is None:  # undo: the photo goes back from detail to path
-        return f"{verb}: {display(o.detail)} -> {display(o.path)}{extras}"
-    return f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f}){extras}"
+    if o.action.puts_back:  # undo: the photo goes back from target to source
+        return f"{o.action.words}: {display(o.target)} -> {display(o.source)}{extras}"
+    return f"{o.action.words}: {display(o.source)} -> {display(o.target)} ({o.score:.3f}){extras}"
 
 
 @cli.group(epilog=EPILOG)
@@ -1093,32 +1068,32 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             seen.append(o)
         bar.update(1)
         counts[o.action] += 1
-        if o.action in LOGGED_ACTIONS:
+        if o.action.changed_files:
             log.info(outcome_line(o), extra=FILE_ONLY)
         if o.note:
-            log.info("note: %s: %s", display(o.path), o.note)
+            log.info("note: %s: %s", display(o.source), o.note)
         if as_json:
             say(json.dumps(o.to_json()))
-        elif o.action == "skipped":
-            report_skip(o.path, o.detail)
-        elif o.action in ("failed", "not-attempted"):
-            log.error("%s: %s: %s", o.action.replace("-", " "), display(o.path), o.detail)
-        elif o.action == "kept" and o.flower and not quiet:  # no target folder: list them
-            say(f"flower: {display(o.path)} ({o.score:.3f})")
-        elif o.action in ("kept", "vetoed"):
-            log.debug("%s: %s (score %.3f)", o.action, display(o.path), o.score)
-        elif o.action == "already-there":  # every night for every photo: only with -v
-            log.debug("already there: %s = %s", display(o.path), display(o.detail))
-        elif o.action == "borderline" and not quiet:
-            say(f"borderline, left for you: {display(o.path)} ({o.score:.3f})")
+        elif o.action == Action.SKIPPED:
+            report_skip(o.source, o.reason)
+        elif o.action.is_failure:
+            log.error("%s: %s: %s", o.action.words, display(o.source), o.reason)
+        elif o.action == Action.KEPT and o.flower and not quiet:  # no target: list them
+            say(f"flower: {display(o.source)} ({o.score:.3f})")
+        elif o.action in (Action.KEPT, Action.VETOED):
+            log.debug("%s: %s (score %.3f)", o.action, display(o.source), o.score)
+        elif o.action == Action.ALREADY_THERE:  # every night for every photo: only with -v
+            log.debug("already there: %s = %s", display(o.source), display(o.target))
+        elif o.action == Action.BORDERLINE and not quiet:
+            say(f"borderline, left for you: {display(o.source)} ({o.score:.3f})")
         elif quiet:
             pass
         else:
             say(outcome_line(o))
-        if as_json and o.action == "skipped":
-            report_skip(o.path, o.detail)
-        elif as_json and o.action in ("failed", "not-attempted"):
-            log.warning("%s: %s: %s", o.action, display(o.path), o.detail)
+        if as_json and o.action == Action.SKIPPED:
+            report_skip(o.source, o.reason)
+        elif as_json and o.action.is_failure:
+            log.warning("%s: %s: %s", o.action, display(o.source), o.reason)
 
 
 def main() -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -20,14 +19,13 @@ from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
 from flowersort.errors import FlowersortError
 from flowersort.journal import Journal, RunInfo, RunLock, earlier_target, state_dir
 from flowersort.model import Model
+from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
 
 log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
 FULL = (errno.ENOSPC, errno.EDQUOT)
-log = logging.getLogger("flowersort")
 SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
-log = logging.getLogger("flowersort")
 LIVE_PHOTO_MOTION = tuple(sorted({a + b + c for a in "mM" for b in "oO" for c in "vV"}))
 
 
@@ -120,32 +118,6 @@ def same_photo(photo: Path, there: Path) -> bool:
         return there.is_file() and not same_inode and safefs.same_bytes(photo, there)
     except OSError:
         return False
-
-
-@dataclass
-class Outcome:
-    """What happened to one photo. action: moved, copied, deduplicated, would-move,
-    would-copy, already-there (an earlier run's copy is at the target, unchanged), kept,
-    skipped (not a usable photo), failed (a move that could not be done), not-attempted
-    (the target was already full); vetoed (kept where the user put it back earlier),
-    review, would-review (a borderline score: into the review folder), borderline (left in
-    place: no review folder); for undo:
-    restored, removed-copy, failed."""
-
-    path: str | Path
-    score: float | None
-    flower: bool | None
-    action: str
-    detail: str = ""  # the final path of a move, or why it was skipped or failed
-    sidecars: list[str] = field(default_factory=list)  # where they went (undo: came back)
-    note: str = ""  # what the decoder said, e.g. "decoded in part (Corrupt JPEG data: ...)"
-
-    def to_json(self) -> dict:
-        score = None if self.score is None else round(self.score, 6)
-        out = {"path": os.fsdecode(self.path), "score": score, "flower": self.flower}
-        sidecars = [os.fsdecode(s) for s in self.sidecars]
-        out |= {"action": self.action, "detail": self.detail, "sidecars": sidecars}
-        return out | {"note": self.note}
 
 
 def classify(
@@ -252,38 +224,39 @@ def classify(
             was = scored_as.pop(path, None)
             while walk_skips:
                 skipped, why = walk_skips.popleft()
-                yield Outcome(skipped, None, None, "skipped", why)
+                yield Outcome(skipped, Action.SKIPPED, reason=why)
             if score is None:
-                yield Outcome(path, None, None, "skipped", reason)
+                yield Outcome(path, Action.SKIPPED, reason=reason)
                 continue
             flower = score >= threshold
             borderline = abs(score - threshold) < review_band
             if dest is not None and (veto := watch.held(path)):
-                yield noted(Outcome(path, score, flower, "vetoed", KIND_TEXT[veto.kind]), reason)
+                why = KIND_TEXT[veto.kind]
+                yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), reason)
             elif dest is not None and borderline:
                 if review is None:
-                    yield noted(Outcome(path, score, flower, "borderline"), reason)
+                    yield noted(Outcome(path, Action.BORDERLINE, score, flower), reason)
                 elif dry_run:
-                    out = Outcome(path, score, flower, "would-review", os.fsdecode(review))
+                    out = Outcome(path, Action.WOULD_REVIEW, score, flower, os.fsdecode(review))
                     yield noted(out, reason)
                 else:
                     outcome = mover.move(path, score, was, folder=review)
                     outcome.flower = flower
-                    if outcome.action in ("moved", "copied"):
-                        watch.placed(outcome.detail, "review", mover.run)
-                        outcome.action = "review"
+                    if outcome.action in (Action.MOVED, Action.COPIED):
+                        watch.placed(outcome.target, "review", mover.run)
+                        outcome.action = Action.REVIEW
                     yield noted(outcome, reason)
             elif not flower or dest is None:
-                yield noted(Outcome(path, score, flower, "kept"), reason)
+                yield noted(Outcome(path, Action.KEPT, score, flower), reason)
             elif dry_run:
                 yield noted(plan.outcome(Path(path), score), reason)
             else:
                 outcome = mover.move(path, score, was)
-                if outcome.action in ("moved", "copied"):
-                    watch.placed(outcome.detail, "dest", mover.run)
+                if outcome.action in (Action.MOVED, Action.COPIED):
+                    watch.placed(outcome.target, "dest", mover.run)
                 yield noted(outcome, reason)
         for skipped, why in walk_skips:
-            yield Outcome(skipped, None, None, "skipped", why)
+            yield Outcome(skipped, Action.SKIPPED, reason=why)
     finally:
         if watch:
             watch.close()
@@ -349,13 +322,13 @@ class DryRun:
         folder = target_folder(self.dest, photo, self.keep_below)
         if self.copy or self.on_conflict == "skip":
             if twin := identical_at_target(photo, folder):
-                return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
+                return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
         try:
             finals = planned_finals([photo, *sidecars(photo)], folder, self.taken)
         except OSError as e:
-            return Outcome(photo, score, True, "failed", e.strerror or str(e))
-        action = "would-copy" if self.copy else "would-move"
-        return Outcome(photo, score, True, action, os.fsdecode(finals[0]), _names(finals[1:]))
+            return Outcome(photo, Action.FAILED, score, True, reason=e.strerror or str(e))
+        action = Action.WOULD_COPY if self.copy else Action.WOULD_MOVE
+        return Outcome(photo, action, score, True, os.fsdecode(finals[0]), _names(finals[1:]))
 
 
 class Mover:
@@ -388,23 +361,22 @@ class Mover:
         it was scored; a photo replaced or changed since is left where it is (its score is
         not its own)."""
         photo = Path(path)
-        done = "copied" if self.copy else "moved"
+        done = Action.COPIED if self.copy else Action.MOVED
         base = folder or self.dest
         folder = target_folder(base, photo, self.keep_below)
         if self.full:  # every further try would fail the same way, and cost a full copy
-            return Outcome(photo, score, True, "not-attempted", self.full)
+            return Outcome(photo, Action.NOT_ATTEMPTED, score, True, reason=self.full)
         if scored_as is not None and (now := identity(path)) and now != scored_as:
-            return Outcome(
-                photo, score, True, "failed", "changed since it was scored; left in place"
-            )
+            reason = "changed since it was scored; left in place"
+            return Outcome(photo, Action.FAILED, score, True, reason=reason)
         try:
             if twin := self.already_there(photo, folder):
-                return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
+                return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, folder)):
                 if self.on_conflict == "skip" or self.copy:
-                    return Outcome(photo, score, True, "skipped", f"already at {twin}")
+                    return Outcome(photo, Action.SKIPPED, score, True, reason=f"already at {twin}")
                 if self.dedupe(photo, twin):
-                    return Outcome(photo, score, True, "deduplicated", os.fsdecode(twin))
+                    return Outcome(photo, Action.DEDUPLICATED, score, True, os.fsdecode(twin))
             group = [photo, *sidecars(photo)]
             if folder != base:
                 self.journal.note_created_dirs(self.run, make_dirs(folder))
@@ -412,9 +384,9 @@ class Mover:
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"
-            return Outcome(photo, score, True, "failed", e.strerror or str(e))
+            return Outcome(photo, Action.FAILED, score, True, reason=e.strerror or str(e))
         sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
-        return Outcome(photo, score, True, done, os.fsdecode(finals[0]), sidecar_finals)
+        return Outcome(photo, done, score, True, os.fsdecode(finals[0]), sidecar_finals)
 
     def already_there(self, photo: Path, folder: Path) -> Path | None:
         """Where an earlier run put this photo, if it is still there with the same bytes;
@@ -481,7 +453,7 @@ def undo(
             run = journal.start_run("undo", None, None)
             for sources, finals in journal.split_moves(run_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
-                yield Outcome(sources[0], None, None, "failed", f"left split by its move: {where}")
+                yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
             restored = journal.restored_by_undo(run_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
             for sources, finals, keep_source, action in journal.done_moves(run_id):
@@ -498,7 +470,8 @@ def undo(
                 if action == "dedupe":
                     yield _undo_dedupe(journal, run, sources, finals)
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
-                    if (out := _undo_one(journal, run, sources, finals, False)).action == "failed":
+                    out = _undo_one(journal, run, sources, finals, False)
+                    if out.action == Action.FAILED:
                         yield out
                 else:
                     yield _undo_one(journal, run, sources, finals, keep_source)
@@ -560,13 +533,14 @@ def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
         if all(
             s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
         ):
-            return Outcome(photo, None, None, "would-remove-copy", os.fsdecode(finals[0]))
-        return Outcome(photo, None, None, "failed", "the copy or its original has changed")
+            return Outcome(photo, Action.WOULD_REMOVE_COPY, target=os.fsdecode(finals[0]))
+        return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
     if not all(f.exists() for f in finals):
-        return Outcome(photo, None, None, "failed", f"{finals[0]} is no longer there")
+        return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
     if any(os.path.lexists(s) for s in sources):
-        return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
-    return Outcome(photo, None, None, "would-restore", os.fsdecode(finals[0]), _names(sources[1:]))
+        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
+    target = os.fsdecode(finals[0])
+    return Outcome(photo, Action.WOULD_RESTORE, target=target, sidecars=_names(sources[1:]))
 
 
 def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) -> Outcome:
@@ -577,21 +551,21 @@ def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) ->
         ):
             for f in finals:
                 safefs._unlink(f)
-            return Outcome(
-                photo, None, None, "removed-copy", os.fsdecode(finals[0]), _names(sources[1:])
-            )
-        return Outcome(photo, None, None, "failed", "the copy or its original has changed")
+            target = os.fsdecode(finals[0])
+            return Outcome(photo, Action.REMOVED_COPY, target=target, sidecars=_names(sources[1:]))
+        return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
     present = [f for f in finals if f.exists()]
     if len(present) != len(finals):
-        return Outcome(photo, None, None, "failed", f"{finals[0]} is no longer there")
+        return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
     try:
         photo.parent.mkdir(parents=True, exist_ok=True)
         journal.transfer(run, finals, photo.parent, exact_names=[s.name for s in sources])
     except FileExistsError:
-        return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
+        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
     except OSError as e:
-        return Outcome(photo, None, None, "failed", e.strerror or str(e))
-    return Outcome(photo, None, None, "restored", os.fsdecode(finals[0]), _names(sources[1:]))
+        return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
+    target = os.fsdecode(finals[0])
+    return Outcome(photo, Action.RESTORED, target=target, sidecars=_names(sources[1:]))
 
 
 def _names(paths) -> list[str]:
@@ -603,7 +577,7 @@ def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Pa
     photo = sources[0]
     gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
     if not all(t.exists() for _, t in gone):
-        return Outcome(photo, None, None, "failed", f"{twins[0]} is no longer there")
+        return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
     try:
         photo.parent.mkdir(parents=True, exist_ok=True)
         if gone:
@@ -615,11 +589,7 @@ def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Pa
                 exact_names=[s.name for s, _ in gone],
             )
     except FileExistsError:
-        return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
+        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
     except OSError as e:
-        return Outcome(photo, None, None, "failed", e.strerror or str(e))
-    return Outcome(photo, None, None, "restored", os.fsdecode(twins[0]))
-
-
-def summarize(outcomes: Iterable[Outcome]) -> Counter:
-    return Counter(o.action for o in outcomes)
+        return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
+    return Outcome(photo, Action.RESTORED, target=os.fsdecode(twins[0]))

@@ -1,0 +1,108 @@
+"""What happened to each photo: one typed record per photo, for the CLI, --json, the log
+and the report."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+
+class Action(str, Enum):
+    """What a run did with a photo. The values are the --json "action" strings (a contract)."""
+
+    # in the order the summary line counts them
+    MOVED = "moved"
+    COPIED = "copied"
+    DEDUPLICATED = "deduplicated"  # a byte-identical twin was in the target: source removed
+    ALREADY_THERE = "already-there"  # an earlier run's copy is at the target, unchanged
+    WOULD_MOVE = "would-move"
+    WOULD_COPY = "would-copy"
+    REVIEW = "review"  # a borderline score: moved into the review folder
+    WOULD_REVIEW = "would-review"
+    BORDERLINE = "borderline"  # a borderline score, no review folder: left in place
+    VETOED = "vetoed"  # kept where the user put it back earlier
+    RESTORED = "restored"  # undo: back where it was
+    REMOVED_COPY = "removed-copy"  # undo of a copy
+    WOULD_RESTORE = "would-restore"
+    WOULD_REMOVE_COPY = "would-remove-copy"
+    KEPT = "kept"
+    SKIPPED = "skipped"  # not a usable photo
+    FAILED = "failed"  # a move (or a move back) that could not be done
+    NOT_ATTEMPTED = "not-attempted"  # the target was already full
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def words(self) -> str:
+        """'not attempted': the value as it reads in a sentence."""
+        return self.value.replace("-", " ")
+
+    @property
+    def changed_files(self) -> bool:
+        """The files moved, were copied or removed: logged with where they went."""
+        return self in CHANGED_FILES
+
+    @property
+    def puts_back(self) -> bool:
+        """An undo's action: the photo goes from target back to source."""
+        return self in PUTS_BACK
+
+    @property
+    def is_failure(self) -> bool:
+        return self in (Action.FAILED, Action.NOT_ATTEMPTED)
+
+
+CHANGED_FILES = frozenset(
+    {
+        Action.MOVED,
+        Action.COPIED,
+        Action.DEDUPLICATED,
+        Action.REVIEW,
+        Action.RESTORED,
+        Action.REMOVED_COPY,
+    }
+)
+PUTS_BACK = frozenset(
+    {Action.RESTORED, Action.REMOVED_COPY, Action.WOULD_RESTORE, Action.WOULD_REMOVE_COPY}
+)
+
+
+@dataclass
+class Outcome:
+    """What happened to one photo.
+
+    source: where the photo was (for undo: where it goes back to); target: where it went
+    or would go (for already-there and deduplicated: its twin; for undo: where it came
+    back from); reason: why it was skipped, failed or vetoed; note: what the decoder said
+    ("decoded in part (Corrupt JPEG data: ...)"); score and flower are None for undo and
+    for photos that could not be read."""
+
+    source: str | Path
+    action: Action
+    score: float | None = None
+    flower: bool | None = None
+    target: str = ""
+    sidecars: list[str] = field(default_factory=list)  # where they went (undo: came back)
+    reason: str = ""
+    note: str = ""
+
+    @property
+    def moved_into_target(self) -> bool:
+        """The photo now lives at target (its report card shows it from there)."""
+        return self.action in (Action.MOVED, Action.DEDUPLICATED, Action.REVIEW)
+
+    def to_json(self) -> dict:
+        """The --json line: "detail" is the target, else the reason (a contract)."""
+        score = None if self.score is None else round(self.score, 6)
+        return {
+            "path": os.fsdecode(self.source),
+            "score": score,
+            "flower": self.flower,
+            "action": self.action.value,
+            "detail": self.target or self.reason,
+            "sidecars": [os.fsdecode(s) for s in self.sidecars],
+            "note": self.note,
+        }
