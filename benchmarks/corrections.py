@@ -86,7 +86,7 @@ def label_of(path: str | Path, labels: dict[str, str]) -> str:
 
 def metrics(model_path: Path, photos: list[Path], truth: np.ndarray) -> dict:
     model = load_model(model_path)
-    scores = np.array([s for _, s, _ in score_photos(model, photos)])
+    scores = np.array([scored.score for scored in score_photos(model, photos)])
     return confusion(truth, scores >= model.threshold)
 
 

@@ -29,15 +29,6 @@ CREATE TABLE IF NOT EXISTS scores (
 )
 """
 COMMIT_EVERY = 500
-# reasons that belong to the file's bytes, so are worth remembering (not "Permission denied",
-# nor a HEIC skipped for want of pillow-heif: installing it must bring the photo back)
-LASTING_REASONS = (
-    "empty file",
-    "not an image",
-    "damaged",
-    "image too large",
-    "image has no pixels",
-)
 
 Key = tuple[int, int, int]  # size, mtime_ns, inode
 
@@ -131,8 +122,12 @@ class ScoreCache:
             return None
         return row[3], row[4] or ""
 
-    def put(self, path: str | Path, key: Key, score: float | None, reason: str) -> None:
-        if self.db is None or (score is None and not reason.startswith(LASTING_REASONS)):
+    def put(
+        self, path: str | Path, key: Key, score: float | None, reason: str, lasting: bool = False
+    ) -> None:
+        """Remember a score (reason: the decoder's note), or a skip whose reason is
+        `lasting` (BadImage.lasting); other skips are tried again next time."""
+        if self.db is None or (score is None and not lasting):
             return
         try:
             self.db.execute(

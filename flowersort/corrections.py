@@ -502,14 +502,13 @@ def with_corrections(
         else:
             y[i] = float(ex.label == "flower")
     xs, ys, paths, skipped = [], [], [], list(examples.skipped)
-    for (path, result), ex in zip(
-        scan([e.path for e in extra], cfg, workers, copies=copies), extra
-    ):
-        if isinstance(result, str):
-            skipped.append((os.fspath(path), result))
-            on_skip(os.fspath(path), result)
+    for photo, ex in zip(scan([e.path for e in extra], cfg, workers, copies=copies), extra):
+        path = photo.path
+        if photo.skipped:
+            skipped.append((os.fspath(path), photo.skip_reason))
+            on_skip(os.fspath(path), photo.skip_reason)
             continue
-        xs.append(result)
+        xs.append(photo.features)
         ys.append(float(ex.label == "flower"))
         paths.append(os.fspath(path))
     if not xs:

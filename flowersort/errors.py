@@ -8,7 +8,18 @@ class FlowersortError(Exception):
 
 
 class BadImage(FlowersortError):
-    """A file that cannot be classified: it is skipped and the run goes on."""
+    """A file that cannot be classified: it is skipped and the run goes on.
+
+    lasting: the reason lies in the file's bytes (empty, damaged, not an image), so the
+    score cache remembers it; not for reasons that can pass ("Permission denied", a HEIC
+    skipped for want of pillow-heif: installing it must bring the photo back)."""
+
+    def __init__(self, reason: str, lasting: bool = False):
+        super().__init__(reason)
+        self.lasting = lasting
+
+    def __reduce__(self):  # keep `lasting` on the way back from a worker process
+        return (type(self), (str(self), self.lasting))
 
 
 class ModelError(FlowersortError):
@@ -17,12 +28,6 @@ class ModelError(FlowersortError):
 
 class TrainingError(FlowersortError):
     """Training examples that cannot train a model (too few, one class only)."""
-
-
-class MoveError(FlowersortError):
-    """A move that could not be completed; the source is left in place."""
-
-    exit_code = 1
 
 
 class LockHeld(FlowersortError):

@@ -81,13 +81,14 @@ def evaluate(
         if not root.is_dir():
             raise FlowersortError(f"not a folder: {root}")
         photos = walk(root, on_skip=skip)
-        for path, score, reason in score_photos(model, photos, workers, thumbnail=thumbnail):
-            if score is None:
-                skip(path, reason)
+        for scored in score_photos(model, photos, workers, thumbnail=thumbnail):
+            path = scored.path
+            if scored.score is None:
+                skip(path, scored.skip_reason)
                 continue
             result.paths.append(path)
             result.truth.append(is_flower)
-            result.scores.append(score)
+            result.scores.append(scored.score)
             result.folders.append(os.path.relpath(os.path.dirname(path), root))
     if not result.paths:
         raise FlowersortError("no readable photos in the two folders")

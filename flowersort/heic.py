@@ -94,9 +94,9 @@ def decode(data: bytes, need: int, max_pixels: int, preview: bool = False) -> np
         primary = heif[heif.primary_index]
         width, height = primary.size  # as displayed; read from the header, nothing decoded
         if width * height > max_pixels:
-            raise BadImage(f"image too large ({width} x {height} pixels)")
+            raise BadImage(f"image too large ({width} x {height} pixels)", lasting=True)
         if min(width, height) == 0:
-            raise BadImage("image has no pixels")
+            raise BadImage("image has no pixels", lasting=True)
         source, pixels = _thumbnail(primary, need if preview else need * THUMBNAIL_MARGIN)
         if pixels is None:
             source, pixels = primary, np.asarray(primary)
@@ -105,7 +105,7 @@ def decode(data: bytes, need: int, max_pixels: int, preview: bool = False) -> np
     except (ValueError, EOFError, SyntaxError, RuntimeError, OSError, IndexError) as e:
         # libheif's own words, e.g. "Invalid input: No 'meta' box: Cannot read full meta box"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadImage(f"damaged image: HEIC/HEIF: {reason}") from None
+        raise BadImage(f"damaged image: HEIC/HEIF: {reason}", lasting=True) from None
     w, h = source.size
     pixels = pixels[:h, :w]  # rows may be padded to the stride
     if pixels.ndim == 2:  # monochrome

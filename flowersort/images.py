@@ -176,14 +176,14 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise BadImage(kind)
     if st.st_size == 0:
-        raise BadImage("empty file")
+        raise BadImage("empty file", lasting=True)
     if st.st_size > MAX_FILE_BYTES:
         raise BadImage(f"file too large ({st.st_size // 2**20} MiB)")
     try:
         with open(path, "rb") as f:
             head = f.read(FIRST_READ)
             if len(head) < st.st_size and not opencv_signature(head):  # decide from the header
-                raise BadImage(_undecodable_reason(head))
+                raise _undecodable(head)
             size = header_size(head)
             if size is None and len(head) == FIRST_READ:  # big metadata blocks first
                 head += f.read(HEADER_BYTES - FIRST_READ)
@@ -195,16 +195,16 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
                 if preview is not None:
                     return orient(preview, exif.orientation)
             if size is not None and size[0] * size[1] > MAX_PIXELS:
-                raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)")
+                raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)", lasting=True)
             if size is not None and min(size) == 0:
-                raise BadImage("image has no pixels")
+                raise BadImage("image has no pixels", lasting=True)
             data = _read_rest(f, head, st.st_size)
     except FileNotFoundError:
         raise BadImage("file vanished") from None
     except OSError as e:
         raise BadImage(e.strerror or str(e)) from None
     if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(memoryview(data))):
-        raise BadImage(f"damaged image: {damage}")
+        raise BadImage(f"damaged image: {damage}", lasting=True)
     if (heif := heic.kind(head)) == "heic":  # OpenCV has no HEVC decoder
         return heic.decode(memoryview(data), need, MAX_PIXELS, thumbnail)
     flag = _reduced_flag(size, is_jpeg, need)
@@ -216,7 +216,7 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     if img is None or img.size == 0:
         if heif == "avif" and heic.can_decode("avif"):
             return heic.decode(memoryview(data), need, MAX_PIXELS, thumbnail)
-        raise BadImage(_undecodable_reason(head))
+        raise _undecodable(head)
     if heif == "avif":  # OpenCV's AVIF reader ignores the file's rotation and mirroring
         return heic.upright(img, memoryview(data))
     return orient(img, exif.orientation) if exif else img
@@ -335,12 +335,12 @@ def _decode_preview(
     return img if min(img.shape[:2]) >= need else None
 
 
-def _undecodable_reason(head: bytes) -> str:
-    if heic.kind(head) == "avif":
-        return "AVIF image: neither this OpenCV build nor pillow-heif can decode it"
+def _undecodable(head: bytes) -> BadImage:
+    if heic.kind(head) == "avif":  # installing pillow-heif may cure it
+        return BadImage("AVIF image: neither this OpenCV build nor pillow-heif can decode it")
     if head[:2] == b"\xff\xd8" or head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "damaged image: OpenCV cannot decode it"
-    return "not an image OpenCV can decode"
+        return BadImage("damaged image: OpenCV cannot decode it", lasting=True)
+    return BadImage("not an image OpenCV can decode", lasting=True)
 
 
 def orient(img: np.ndarray, orientation: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,35 +29,51 @@ from flowersort.model import Model
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
 BATCH = 64  # photos per network call
 
-Result = np.ndarray | str | tuple  # features, a skip reason, or a remembered (score, reason)
+
+@dataclass
+class Scanned:
+    """One photo read by scan: its features, or why it was skipped (with whether that
+    reason lies in the file's bytes), or what the caller already knew of it (passed
+    through undecoded)."""
+
+    path: Path
+    features: np.ndarray | None = None
+    skip_reason: str = ""
+    lasting: bool = False  # the skip reason belongs to the bytes (see BadImage.lasting)
+    note: str = ""  # what the decoder said, e.g. "decoded in part (Corrupt JPEG data: ...)"
+    known: Any = None  # the caller's own record of the photo: nothing was decoded
+
+    @property
+    def skipped(self) -> bool:
+        return self.features is None and self.known is None
 
 
 @dataclass
-class Noted:
-    """The features of a photo the decoder had something to say about (scan(notes=True))."""
+class Scored:
+    """One photo's flower score, or why it was skipped."""
 
-    x: np.ndarray
-    note: str  # e.g. "decoded in part (Corrupt JPEG data: premature end of data segment)"
+    path: Path
+    score: float | None  # None: skipped
+    skip_reason: str = ""
+    note: str = ""  # what the decoder said (a photo decoded in part)
 
 
 def _load_chunk(
-    jobs: list[tuple[Path, tuple | None]],
+    jobs: list[tuple[Path, Any]],
     cfg: FeatureConfig,
     thumbnail: bool,
     copies: int,
-    notes: bool = False,
-):
-    out: list[Result] = []
+) -> list[Scanned]:
+    out: list[Scanned] = []
     for path, known in jobs:
         if known is not None:
-            out.append(known)
+            out.append(Scanned(path, known=known))
             continue
         try:
             x = load_features(path, cfg, thumbnail, copies)
-            note = take_decode_note()
-            out.append(Noted(x, note) if note and notes else x)
+            out.append(Scanned(path, x, note=take_decode_note()))
         except BadImage as e:  # only a photo that cannot be read or decoded is a skip
-            out.append(str(e))
+            out.append(Scanned(path, skip_reason=str(e), lasting=e.lasting))
         except Exception as e:  # anything else is a bug: stop, don't call it a skip
             message = f"unexpected {type(e).__name__} while reading {display(path)}: {e}"
             raise UnexpectedError(message, traceback.format_exc()) from None
@@ -125,18 +142,17 @@ def _done(value) -> Future:
 
 
 def scan(
-    paths: Iterable[Path | tuple[Path, tuple | None]],
+    paths: Iterable[Path | tuple[Path, Any]],
     cfg: FeatureConfig,
     workers: int | None = None,
     thumbnail: bool = False,
     copies: int = 0,
-    notes: bool = False,
-) -> Iterator[tuple[Path, Result]]:
-    """Yield (path, features) or (path, reason it was skipped), in input order.
+) -> Iterator[Scanned]:
+    """Read each photo's features on every core; one record per photo, in input order.
 
-    An input may be (path, known): then `known` is passed through without decoding. With
-    `copies`, the features come with that many augmented copies (see load_features).
-    With `notes`, features the decoder warned about come as Noted(features, note).
+    An input may be (path, known): then `known` comes back as Scanned.known, nothing
+    decoded. With `copies`, the features come with that many augmented copies (see
+    load_features).
     """
     workers = workers or default_workers()
     jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
@@ -146,17 +162,15 @@ def scan(
         pending: deque = deque()
         for chunk in chunks:
             if workers == 1 or all(known is not None for _, known in chunk):
-                future = _done(_load_chunk(chunk, cfg, thumbnail, copies, notes))
+                future = _done(_load_chunk(chunk, cfg, thumbnail, copies))
             else:
                 pool = pool or worker_pool(workers)  # not before it is needed: a rerun needs none
-                future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies, notes)
-            pending.append((chunk, future))
-            while len(pending) >= 4 * workers or (pending and pending[0][1].done()):
-                done, future = pending.popleft()
-                yield from zip((p for p, _ in done), future.result())
+                future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies)
+            pending.append(future)
+            while len(pending) >= 4 * workers or (pending and pending[0].done()):
+                yield from pending.popleft().result()
         while pending:
-            done, future = pending.popleft()
-            yield from zip((p for p, _ in done), future.result())
+            yield from pending.popleft().result()
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -169,46 +183,46 @@ def score_photos(
     *,
     cache: ScoreCache | None = None,
     thumbnail: bool = False,
-) -> Iterator[tuple[Path, float | None, str]]:
-    """Yield (path, flower score, note) or (path, None, reason skipped), in input order;
-    the note is "" unless the decoder warned (a photo decoded in part)."""
-    batch: list[tuple[Path, np.ndarray]] = []
+) -> Iterator[Scored]:
+    """Each photo's score (or why it was skipped), in input order; remembered scores
+    are not decoded again."""
+    batch: list[Scanned] = []
     keys: dict[Path, tuple] = {}
-    noted: dict[Path, str] = {}
 
     def remembered(path: Path):
         if cache is not None and (key := cache.key(path)) is not None:
             keys[path] = key
-            return path, cache.get(path, key)
+            return path, cache.get(path, key)  # (score, reason) or None: decode it
         return path
 
-    def flush() -> Iterator[tuple[Path, float | None, str]]:
-        scores = model.scores(np.stack([x for _, x in batch]))
-        for (path, _), score in zip(batch, scores):
-            yield finish(path, float(score), noted.pop(path, ""))
+    def flush() -> Iterator[Scored]:
+        scores = model.scores(np.stack([photo.features for photo in batch]))
+        for photo, score in zip(batch, scores):
+            yield finish(Scored(photo.path, float(score), note=photo.note))
         batch.clear()
 
-    def finish(path: Path, score: float | None, reason: str):
-        if cache is not None and (key := keys.pop(path, None)) is not None:
-            cache.put(path, key, score, reason)
-        return path, score, reason
+    def finish(scored: Scored, lasting: bool = False) -> Scored:
+        if cache is not None and (key := keys.pop(scored.path, None)) is not None:
+            reason = scored.note if scored.score is not None else scored.skip_reason
+            cache.put(scored.path, key, scored.score, reason, lasting)
+        return scored
 
-    for path, result in scan(
-        map(remembered, paths), model.features, workers, thumbnail, notes=True
-    ):
-        if isinstance(result, Noted):
-            noted[path], result = result.note, result.x
-        if isinstance(result, np.ndarray):
-            batch.append((path, result))
+    for photo in scan(map(remembered, paths), model.features, workers, thumbnail):
+        if photo.features is not None:
+            batch.append(photo)
             if len(batch) >= BATCH:
                 yield from flush()
             continue
         if batch:  # keep input order: score what came before first
             yield from flush()
-        if isinstance(result, tuple):  # remembered from an earlier run
-            keys.pop(path, None)
-            yield path, result[0], result[1]
+        if photo.known is not None:  # remembered from an earlier run
+            keys.pop(photo.path, None)
+            score, reason = photo.known
+            if score is None:
+                yield Scored(photo.path, None, skip_reason=reason)
+            else:
+                yield Scored(photo.path, score, note=reason)
         else:
-            yield finish(path, None, result)
+            yield finish(Scored(photo.path, None, skip_reason=photo.skip_reason), photo.lasting)
     if batch:
         yield from flush()

@@ -216,45 +216,46 @@ def classify(
         on_pass=on_passed_over,
     )
     try:
-        for path, score, reason in score_photos(
+        for scored in score_photos(
             model, noting_identity(photos), workers, cache=cache, thumbnail=thumbnail
         ):
             if stop is not None and stop():
                 return
+            path, score, note = scored.path, scored.score, scored.note
             was = scored_as.pop(path, None)
             while walk_skips:
                 skipped, why = walk_skips.popleft()
                 yield Outcome(skipped, Action.SKIPPED, reason=why)
             if score is None:
-                yield Outcome(path, Action.SKIPPED, reason=reason)
+                yield Outcome(path, Action.SKIPPED, reason=scored.skip_reason)
                 continue
             flower = score >= threshold
             borderline = abs(score - threshold) < review_band
             if dest is not None and (veto := watch.held(path)):
                 why = KIND_TEXT[veto.kind]
-                yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), reason)
+                yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), note)
             elif dest is not None and borderline:
                 if review is None:
-                    yield noted(Outcome(path, Action.BORDERLINE, score, flower), reason)
+                    yield noted(Outcome(path, Action.BORDERLINE, score, flower), note)
                 elif dry_run:
                     out = Outcome(path, Action.WOULD_REVIEW, score, flower, os.fsdecode(review))
-                    yield noted(out, reason)
+                    yield noted(out, note)
                 else:
                     outcome = mover.move(path, score, was, folder=review)
                     outcome.flower = flower
                     if outcome.action in (Action.MOVED, Action.COPIED):
                         watch.placed(outcome.target, "review", mover.run)
                         outcome.action = Action.REVIEW
-                    yield noted(outcome, reason)
+                    yield noted(outcome, note)
             elif not flower or dest is None:
-                yield noted(Outcome(path, Action.KEPT, score, flower), reason)
+                yield noted(Outcome(path, Action.KEPT, score, flower), note)
             elif dry_run:
-                yield noted(plan.outcome(Path(path), score), reason)
+                yield noted(plan.outcome(Path(path), score), note)
             else:
                 outcome = mover.move(path, score, was)
                 if outcome.action in (Action.MOVED, Action.COPIED):
                     watch.placed(outcome.target, "dest", mover.run)
-                yield noted(outcome, reason)
+                yield noted(outcome, note)
         for skipped, why in walk_skips:
             yield Outcome(skipped, Action.SKIPPED, reason=why)
     finally:

@@ -162,11 +162,9 @@ def load_examples(
     are added to it."""
     xs, ys, paths, skipped = [], [], [], []
     cache = FeatureCache(cache_folder, cfg, copies) if cache_folder is not None else None
-    remembered: set = set()
 
     def lookup(path):
         if cache is not None and (x := cache.get(path)) is not None:
-            remembered.add(path)
             return path, x
         return path
 
@@ -179,15 +177,17 @@ def load_examples(
         if not Path(folder).is_dir():
             raise TrainingError(f"not a folder: {folder}")
         photos = walk(Path(folder), on_skip=skip)
-        for path, result in scan(map(lookup, photos), cfg, workers, copies=copies):
+        for photo in scan(map(lookup, photos), cfg, workers, copies=copies):
+            path = photo.path
             if on_photo:
                 on_photo()
-            if isinstance(result, str):
-                skip(path, result)
+            if photo.skipped:
+                skip(path, photo.skip_reason)
                 continue
-            if cache is not None and path not in remembered:
-                cache.put(path, result)
-            xs.append(result)
+            x = photo.known if photo.features is None else photo.features
+            if cache is not None and photo.known is None:
+                cache.put(path, x)
+            xs.append(x)
             ys.append(label)
             paths.append(path)
     if not xs:

@@ -206,17 +206,21 @@ def test_without_pillow_heif_one_line_per_run(trained_model, tmp_path, monkeypat
     assert [line for line in lines if line not in per_file] == [f"3 photos skipped: {heic.MISSING}"]
 
 
-def test_a_heic_skipped_for_want_of_pillow_heif_is_not_remembered(trained_model, tmp_path):
+@needs_pillow_heif
+def test_a_heic_skipped_for_want_of_pillow_heif_is_not_remembered(tmp_path, monkeypatch):
     from flowersort.cache import ScoreCache
 
     cache = ScoreCache(tmp_path / "scores.sqlite", "model-digest")
-    path = tmp_path / "IMG_0001.HEIC"
-    path.write_bytes(HEIC_HEADER)
-    key = cache.key(path)
-    cache.put(path, key, None, heic.MISSING)
-    cache.put(path.with_name("x.heic"), key, None, "damaged image: HEIC/HEIF: no meta box")
-    assert cache.get(path, key) is None  # after installing the extra, it is read
-    assert cache.get(path.with_name("x.heic"), key) == (
-        None,
-        "damaged image: HEIC/HEIF: no meta box",
-    )
+    damaged, missing = tmp_path / "x.heic", tmp_path / "IMG_0001.HEIC"
+    for path in (damaged, missing):
+        path.write_bytes(HEIC_HEADER)
+    key = cache.key(missing)
+    for path in (damaged, missing):
+        if path == missing:
+            monkeypatch.setattr(heic, "library", lambda: None)
+        with pytest.raises(BadImage) as skip:
+            read_image(path, 64)
+        cache.put(path, key, None, str(skip.value), skip.value.lasting)
+    assert cache.get(missing, key) is None  # after installing the extra, it is read
+    reason = cache.get(damaged, key)[1]
+    assert reason.startswith("damaged image: HEIC/HEIF: ")  # the bytes will not change
