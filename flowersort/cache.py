@@ -16,7 +16,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from flowersort.errors import CacheError
+from flowersort.errors import CacheError, StateError
+from flowersort.model import model_digest
 from flowersort.xdg import base_dir
 
 log = logging.getLogger("flowersort")
@@ -149,3 +150,17 @@ class ScoreCache:
         except sqlite3.DatabaseError:
             pass
         self.db.close()
+
+
+def open_score_cache(path: Path | None, model_file: Path, changes_files: bool) -> ScoreCache | None:
+    """The score cache for a run of model_file (path: else the default). A run that
+    changes files stops when it cannot be used (StateError: no HOME, a folder that cannot be
+    written); a plan needs no state, so it runs without one, with a warning."""
+    try:
+        return ScoreCache(path or default_cache_path(), model_digest(model_file))
+    except StateError as e:
+        if changes_files:
+            hint = " (--no-cache runs without one)" if isinstance(e, CacheError) else ""
+            raise StateError(f"{e}{hint}") from None
+        log.warning("warning: %s; running without the score cache", e)
+        return None

@@ -1,14 +1,5 @@
-"""The flowersort command line: parse, call the library, print, map errors to exit codes.
-
-Exit codes (a contract: scripts rely on them):
-  0  all done (skipped unreadable files are reported, not failures)
-  1  some moves failed (or were not attempted: the target was full)
-  2  usage, model or configuration error
-  3  another run holds the lock
-  4  the run stopped on an unexpected error (a bug, not a bad photo; --verbose shows where)
-  130, 143  stopped by Ctrl-C (SIGINT) or SIGTERM (`kill PID`): classify and undo finish
-            the photo in hand, start no other, stop the workers and print the summary
-"""
+"""The flowersort command line: parse, call the library, print, map errors to exit codes
+(the table is errors.EXIT_MEANING; each command's --help lists its own)."""
 
 from __future__ import annotations
 
@@ -19,45 +10,41 @@ import signal
 import sys
 import traceback
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
 from flowersort import safefs
-from flowersort.archive import VIDEO_SUFFIXES, display, walk
-from flowersort.cache import ScoreCache, default_cache_path
+from flowersort.archive import VIDEO_SUFFIXES, display
+from flowersort.cache import open_score_cache
 from flowersort.corrections import DEFAULT_REVIEW_BAND
-from flowersort.errors import CacheError, FlowersortError, StateError, UnexpectedError
+from flowersort.errors import (
+    EXIT_MEANING,
+    ExitCode,
+    FlowersortError,
+    UnexpectedError,
+    exit_codes_text,
+)
 from flowersort.featcache import default_feature_cache
 from flowersort.heic import MISSING as HEIC_MISSING
 from flowersort.images import MODES, FeatureConfig
-from flowersort.model import default_model_path, load_model, model_digest
+from flowersort.model import default_model_path, load_model
 from flowersort.outcomes import Action, Outcome
 from flowersort.train import TrainConfig
 
 DEFAULTS = TrainConfig()
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_BUG = 0, 1, 2, 3, 4
-EPILOG = (
-    "Exit codes: 0 all done, 1 some moves failed, 2 usage/model/state error, 3 locked, "
-    "4 stopped by an unexpected error, 130/143 stopped by SIGINT/SIGTERM (the photo in "
-    "hand finished, no other started)."
-)
-# each command lists the exit codes it can give
-EXIT_CODES = {
-    "train": "Exit codes: 0 model written, 2 usage, model or training-data error, "
-    "4 stopped by an unexpected error.",
-    "evaluate": "Exit codes: 0 done, 2 usage, model or data error, 4 stopped by an "
-    "unexpected error.",
-    "classify": "Exit codes: 0 all done (skipped unreadable files are reported, not failures), "
-    "1 some moves failed or were not attempted (a full target), 2 usage, model, "
-    "configuration or state error, 3 another run holds the lock, 4 stopped by an unexpected "
-    "error, 130/143 stopped by SIGINT/SIGTERM (the photo in hand finished, no other started).",
-    "undo": "Exit codes: 0 all put back, 1 some photos could not go back, 2 usage or state "
-    "error, or nothing to undo, 3 another run holds the lock, 130/143 stopped by "
-    "SIGINT/SIGTERM.",
+# the exit codes each command can give
+COMMAND_EXIT_CODES = {
+    "train": ("0", "2", "4"),
+    "evaluate": ("0", "2", "4"),
+    "classify": ("0", "1", "2", "3", "4", "130/143"),
+    "undo": ("0", "1", "2", "3", "130/143"),
 }
+ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
+CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"))
 
 log = logging.getLogger("flowersort")
 once_per_run: Counter = Counter()  # skip reasons said once, in the summary, not per file
@@ -74,7 +61,7 @@ class CliError(click.ClickException):
 class OneLineUsageError(click.ClickException):
     """A usage problem shown as one line with exit 2 (click's UsageError adds the usage)."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitCode.USAGE
 
 
 def run_library(fn, *args, **kwargs):
@@ -241,7 +228,7 @@ def int_list(ctx, param, value: str) -> list[int]:
         raise click.BadParameter("expected numbers separated by commas, e.g. 16,4,1") from None
 
 
-@click.group(epilog=EPILOG)
+@click.group(epilog=ALL_EXIT_CODES)
 @click.version_option(package_name="flowersort")
 def cli() -> None:
     """Find the flower photos in a photo archive and move them into a folder.
@@ -252,7 +239,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=EXIT_CODES["train"])
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"]))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -456,18 +443,14 @@ def train(
     that never learnt from it. The model file holds every member; a photo's score is
     their mean probability.
     """
-    from flowersort.train import check_example_folders, fit, load_examples
+    from flowersort.learn import Corrections, train_model
 
     setup_logging(quiet, verbose, log_file)
     if model_path.exists() and not force:
         message = f"{display(model_path)} exists: use --force to replace it, or another --model"
         raise OneLineUsageError(message)
-    run_library(check_example_folders, flowers, noflowers)
     try:
         feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
-    try:
         cfg = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -486,86 +469,46 @@ def train(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    with progress(quiet, desc="reading photos", unit="photo") as bar:
-        examples = run_library(
-            load_examples,
-            flowers,
-            noflowers,
-            feature_cfg,
-            report_skip,
-            workers,
-            on_photo=lambda: bar.update(1),
-            copies=cfg.copies,
-            cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
-        )
-    if with_corrections or marks_files:
-        examples, corrected = run_library(
-            add_corrections,
-            examples,
-            list(marks_files),
-            with_corrections,
-            feature_cfg,
-            cfg.copies,
-            workers,
-        )
-    log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
-    report_once_per_run()
-    with progress(quiet, total=epochs * members, desc="training", unit="epoch") as bar:
+    with ExitStack() as bars:
+        reading = bars.enter_context(progress(quiet, desc="reading photos", unit="photo"))
+        training = None
 
         def on_epoch(epoch, stats):
-            bar.update(1)
-            bar.set_postfix(
+            nonlocal training
+            if training is None:  # the photos are read: one bar after the other
+                reading.close()
+                total = epochs * members
+                training = bars.enter_context(
+                    progress(quiet, total=total, desc="training", unit="epoch")
+                )
+            training.update(1)
+            training.set_postfix(
                 net=f"{stats['member'] + 1}/{members}",
                 loss=f"{stats['loss']:.3f}",
                 val_acc=f"{stats['val_acc']:.3f}",
             )
 
-        try:
-            model, fitted = run_library(
-                fit,
-                examples.x,
-                examples.y,
-                feature_cfg,
-                cfg,
-                on_epoch,
-                examples.augmented,
-                workers,
-            )
-        except AssertionError as e:
-            raise click.UsageError(f"bad network shape: {e}") from None
-    model.summary["skipped"] = len(examples.skipped)
-    model.summary["review_band"] = review_band
-    if with_corrections or marks_files:
-        model.summary["corrections"] = corrected
-    model.save(model_path)
-    from flowersort.report import Entry
-
-    report_path = model_path.with_name(model_path.stem + ".validation.html")
-    entries = [
-        Entry(
-            examples.paths[i],
-            float(s),
-            bool(s >= model.threshold),
-            "validation",
-            truth=bool(examples.y[i] > 0.5),
+        result = run_library(
+            train_model,
+            flowers,
+            noflowers,
+            model_path,
+            feature_cfg,
+            cfg,
+            corrections=Corrections(with_corrections, tuple(marks_files)),
+            review_band=review_band,
+            workers=workers,
+            cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
+            on_skip=report_skip,
+            on_photo=lambda: reading.update(1),
+            on_epoch=on_epoch,
         )
-        for i, s in zip(fitted["val_idx"], fitted["val_scores"])
-    ]
-    write_html(
-        report_path, entries, model, f"flowersort train: held-out folds ({model_path})", workers
-    )
+    report_once_per_run()
+    model = result.model
     val = model.summary["validation"]
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "model": str(model_path),
-                    "report": str(report_path),
-                    "threshold": model.threshold,
-                    **model.summary,
-                }
-            )
-        )
+        out = {"model": str(model_path), "report": str(result.report_path)}
+        click.echo(json.dumps({**out, "threshold": model.threshold, **model.summary}))
     else:
         click.echo(
             f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
@@ -573,10 +516,10 @@ def train(
             f"{members} nets, {model.summary['epochs_run']} epochs, "
             f"{model.summary['seconds']} s"
         )
-        click.echo(f"validation report written to {report_path}")
+        click.echo(f"validation report written to {result.report_path}")
 
 
-@cli.command(epilog=EXIT_CODES["evaluate"])
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"]))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
@@ -658,7 +601,7 @@ def evaluate(
         click.echo(f"{kind}: {display(row['path'])} (score {row['score']:.3f})")
 
 
-@cli.command(epilog=EXIT_CODES["classify"])
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["classify"]))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -782,6 +725,7 @@ def classify(
     you put into the target yourself is a flower example (see 'flowersort corrections').
     """
     from flowersort.sorter import classify as run_classify
+    from flowersort.sorter import count_photos
 
     setup_logging(quiet, verbose, log_file)
     interrupted = Interrupted.install()
@@ -796,13 +740,8 @@ def classify(
     model = open_model(model_file)
     cache = None
     if not no_cache:
-        try:
-            cache = ScoreCache(cache_path or default_cache_path(), model_digest(model_file))
-        except StateError as e:  # no HOME, or a cache that cannot be used
-            if dest is not None and not dry_run:
-                hint = " (--no-cache runs without one)" if isinstance(e, CacheError) else ""
-                raise CliError(StateError(f"{e}{hint}")) from None
-            log.warning("warning: %s; running without the score cache", e)  # a plan needs no state
+        changes_files = dest is not None and not dry_run
+        cache = run_library(open_score_cache, cache_path, model_file, changes_files)
     counts: Counter = Counter()
     passed_over: Counter = Counter()  # videos and RAW files, by suffix
     outcomes = run_classify(
@@ -828,15 +767,12 @@ def classify(
     )
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
-        total = sum(
-            1
-            for _ in walk(
-                src,
-                prune=[p for p in (dest, review_to) if p],
-                include_hidden=include_hidden,
-                follow_symlinks=follow_symlinks,
-                exclude=exclude,
-            )
+        total = count_photos(
+            src,
+            [dest, review_to],
+            include_hidden=include_hidden,
+            follow_symlinks=follow_symlinks,
+            exclude=exclude,
         )
     try:
         with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
@@ -850,43 +786,16 @@ def classify(
         if cache is not None:
             cache.close()
     if report_path:
-        from flowersort.report import Entry
+        from flowersort.report import outcome_entries
 
-        entries = [
-            Entry(
-                os.fspath(o.source),
-                o.score,
-                o.flower,
-                o.action.value,
-                "; ".join(filter(None, [o.target or o.reason, o.note])),
-                shown_from=o.target if o.moved_into_target else None,
-            )
-            for o in seen
-        ]
+        entries = outcome_entries(seen)
         write_html(report_path, entries, model, f"flowersort classify {src}", workers)
         log.info("report written to %s", report_path)
     log.info(summary_line(counts, passed_over))
     report_once_per_run()
     interrupted.exit_if_stopped()
     if counts[Action.FAILED] or counts[Action.NOT_ATTEMPTED]:
-        sys.exit(EXIT_FAILED)
-
-
-def add_corrections(
-    examples, marks_files, stored: bool, feature_cfg, copies, workers
-) -> tuple[object, dict]:
-    """The training examples with the user's corrections and marks folded in."""
-    from flowersort.corrections import Store, training_examples, with_corrections
-
-    store = Store()
-    try:
-        found = training_examples(store, marks_files, report_skip, stored=stored)
-    finally:
-        store.close()
-    flowers = sum(e.label == "flower" for e in found)
-    counts = {"flowers": flowers, "noflowers": len(found) - flowers}
-    log.info("corrections: %d flowers, %d not flowers", flowers, len(found) - flowers)
-    return with_corrections(examples, found, feature_cfg, report_skip, workers, copies), counts
+        sys.exit(ExitCode.FAILED)
 
 
 def write_html(path: Path, entries, model, title: str, workers: int | None) -> None:
@@ -920,7 +829,7 @@ def summary_line(counts: Counter, passed_over: Counter | None = None) -> str:
     return line
 
 
-@cli.command(epilog=EXIT_CODES["undo"])
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"]))
 @click.argument("run", type=click.IntRange(1), required=False)
 @click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
 @click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")
@@ -964,7 +873,7 @@ def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     log.info(summary_line(counts))
     interrupted.exit_if_stopped()
     if counts[Action.FAILED]:
-        sys.exit(EXIT_FAILED)
+        sys.exit(ExitCode.FAILED)
 
 
 def show_runs(as_json: bool) -> None:
@@ -1001,7 +910,7 @@ def outcome_line(o: Outcome) -> str:
     return f"{o.action.words}: {display(o.source)} -> {display(o.target)} ({o.score:.3f}){extras}"
 
 
-@cli.group(epilog=EPILOG)
+@cli.group(epilog=CORRECTIONS_EXIT_CODES)
 def corrections() -> None:
     """What flowersort learnt from you, kept by content (size and SHA-256).
 
@@ -1013,7 +922,7 @@ def corrections() -> None:
     """
 
 
-@corrections.command("list", epilog=EPILOG)
+@corrections.command("list", epilog=CORRECTIONS_EXIT_CODES)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line per correction.")
 def list_corrections(as_json):
     """List every correction: label, how it was learnt, where the photo was last seen."""
@@ -1037,7 +946,7 @@ def list_corrections(as_json):
         )
 
 
-@corrections.command(epilog=EPILOG)
+@corrections.command(epilog=CORRECTIONS_EXIT_CODES)
 @click.argument("target")
 def forget(target):
     """Forget the correction for TARGET: a photo (found by content) or a SHA-256 prefix.

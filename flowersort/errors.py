@@ -1,10 +1,39 @@
-"""Exceptions raised by the library; the CLI turns each into one line and an exit code."""
+"""Exceptions raised by the library and the exit codes they map to; the CLI turns each
+into one line and its code."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes, a contract scripts rely on (stopped by a signal: 128 + its number)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    LOCKED = 3
+    BUG = 4
+
+
+# what each code means, as --help and the README say it; "130/143" are SIGINT and SIGTERM
+EXIT_MEANING = {
+    "0": "all done (unreadable files are reported as skipped, not failures)",
+    "1": "some photos could not be moved or put back, or were not attempted (a full target)",
+    "2": "usage, model, data or state error, or nothing to undo",
+    "3": "another run holds the lock",
+    "4": "stopped by an unexpected error (a bug, not a bad photo; --verbose shows where)",
+    "130/143": "stopped by SIGINT/SIGTERM (the photo in hand finished, no other started)",
+}
+
+
+def exit_codes_text(codes: tuple[str, ...]) -> str:
+    """'Exit codes: 0 all done (...), 2 usage ...' for a command's --help."""
+    return "Exit codes: " + ", ".join(f"{code} {EXIT_MEANING[code]}" for code in codes) + "."
 
 
 class FlowersortError(Exception):
     """Base class: a problem the user can act on, shown without a traceback."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class BadImage(FlowersortError):
@@ -33,7 +62,7 @@ class TrainingError(FlowersortError):
 class LockHeld(FlowersortError):
     """Another run holds the lock on this archive or target."""
 
-    exit_code = 3
+    exit_code = ExitCode.LOCKED
 
 
 class UnexpectedError(FlowersortError):
@@ -42,7 +71,7 @@ class UnexpectedError(FlowersortError):
     args: (one-line message, traceback text for the log); both survive the trip back from
     a worker process."""
 
-    exit_code = 4
+    exit_code = ExitCode.BUG
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unexpected error"

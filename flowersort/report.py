@@ -27,6 +27,7 @@ import numpy as np
 
 from flowersort.errors import BadImage
 from flowersort.images import FeatureConfig, features, read_image
+from flowersort.outcomes import Outcome
 from flowersort.pipeline import worker_pool
 
 THUMB = 128  # longest side of a thumbnail, in pixels
@@ -41,6 +42,21 @@ class Entry:
     detail: str = ""
     truth: bool | None = None  # known label (evaluate, train), else None
     shown_from: str | None = None  # where the photo is now, if it moved
+
+
+def outcome_entries(outcomes: Iterable[Outcome]) -> list[Entry]:
+    """The cards of a classify run: a photo that moved is shown from where it is now."""
+    return [
+        Entry(
+            os.fspath(o.source),
+            o.score,
+            o.flower,
+            o.action.value,
+            "; ".join(filter(None, [o.target or o.reason, o.note])),
+            shown_from=o.target if o.moved_into_target else None,
+        )
+        for o in outcomes
+    ]
 
 
 def _thumb_and_features(path: str, cfg: FeatureConfig) -> tuple[str, np.ndarray] | None:

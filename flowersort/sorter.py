@@ -265,6 +265,28 @@ def classify(
             mover.close()
 
 
+def count_photos(
+    src: Path,
+    targets: Iterable[Path | None],
+    *,
+    include_hidden: bool = False,
+    follow_symlinks: bool = False,
+    exclude: Iterable[str] = (),
+) -> int:
+    """How many files classify would look at (for a progress bar's ETA)."""
+    prune = [p for p in targets if p is not None]
+    return sum(
+        1
+        for _ in walk(
+            src,
+            prune=prune,
+            include_hidden=include_hidden,
+            follow_symlinks=follow_symlinks,
+            exclude=exclude,
+        )
+    )
+
+
 def noted(outcome: Outcome, note: str) -> Outcome:
     outcome.note = note
     return outcome

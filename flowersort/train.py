@@ -66,6 +66,8 @@ class TrainConfig:
             raise ValueError("min_precision must be above 0 and at most 1")
         if not 1 <= self.members <= self.folds:
             raise ValueError(f"members must be between 1 and {self.folds} (1 / val_fraction)")
+        if len(self.head_layers) < 2 or self.head_layers[-2:] != [1, 1]:
+            raise ValueError("head_layers must end with 1,1: the score is one number")
 
 
 @dataclass

@@ -178,3 +178,13 @@ def test_classify_without_target_lists_the_flowers(archive, trained_model):
     assert len(lines) >= 5 and all(line.startswith("flower: ") for line in lines)
     assert all("garden" in line for line in lines)
     assert "12 photos: 0 moved, 0 copied, 12 kept, 0 skipped, 0 failed" in result.stderr
+
+
+@pytest.mark.parametrize("head", ["8,1", "8,2,1", "1"])
+def test_a_head_that_gives_no_single_score_is_a_usage_error_before_any_photo(tmp_path, head):
+    folder = tmp_path / "examples"  # the same folder twice: reading it would be an error too
+    folder.mkdir()
+    result = run("train", folder, folder, "--head-layers", head, "--model", tmp_path / "m.npz")
+    assert result.exit_code == 2
+    assert "head_layers must end with 1,1" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "m.npz").exists()

@@ -1,0 +1,122 @@
+"""The train command's whole job as one call: read the examples (with the user's
+corrections and report marks), fit the nets, write the model file and the report of its
+held-out folds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowersort.archive import OnSkip
+from flowersort.corrections import Store, training_examples, with_corrections
+from flowersort.images import FeatureConfig
+from flowersort.model import Model
+from flowersort.pipeline import default_workers
+from flowersort.report import Entry, write_report
+from flowersort.train import Examples, Progress, TrainConfig, check_example_folders, fit
+from flowersort.train import load_examples as read_examples
+
+log = logging.getLogger("flowersort")
+
+
+@dataclass
+class TrainResult:
+    model: Model
+    examples: Examples
+    report_path: Path  # the held-out folds' contact sheet
+    corrections: dict[str, int] | None  # flowers / noflowers learnt from the user, if asked
+
+
+@dataclass
+class Corrections:
+    """What train folds in besides the example folders."""
+
+    stored: bool = False  # --with-corrections: the corrections learnt by classify
+    marks_files: tuple[Path, ...] = ()  # --marks: files saved from a report
+
+
+def train_model(
+    flowers: Path,
+    noflowers: Path,
+    model_path: Path,
+    feature_cfg: FeatureConfig,
+    cfg: TrainConfig,
+    *,
+    corrections: Corrections | None = None,
+    review_band: float,
+    workers: int | None = None,
+    cache_folder: Path | None = None,
+    on_skip: OnSkip | None = None,
+    on_photo: Callable[[], None] | None = None,
+    on_epoch: Progress | None = None,
+) -> TrainResult:
+    """Train on FLOWERS and NOFLOWERS and write the model to model_path, and beside it
+    MODEL.validation.html: each held-out photo scored by the member that never learnt
+    from it."""
+    check_example_folders(flowers, noflowers)
+    examples = read_examples(
+        flowers,
+        noflowers,
+        feature_cfg,
+        on_skip,
+        workers,
+        on_photo=on_photo,
+        copies=cfg.copies,
+        cache_folder=cache_folder,
+    )
+    learnt = None
+    if corrections and (corrections.stored or corrections.marks_files):
+        examples, learnt = _add_corrections(
+            examples, corrections, feature_cfg, cfg, workers, on_skip or _ignore
+        )
+    log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
+    model, fitted = fit(
+        examples.x, examples.y, feature_cfg, cfg, on_epoch, examples.augmented, workers
+    )
+    model.summary["skipped"] = len(examples.skipped)
+    model.summary["review_band"] = review_band
+    if learnt is not None:
+        model.summary["corrections"] = learnt
+    model.save(model_path)
+    report_path = model_path.with_name(model_path.stem + ".validation.html")
+    entries = [
+        Entry(
+            examples.paths[i],
+            float(s),
+            bool(s >= model.threshold),
+            "validation",
+            truth=bool(examples.y[i] > 0.5),
+        )
+        for i, s in zip(fitted["val_idx"], fitted["val_scores"])
+    ]
+    title = f"flowersort train: held-out folds ({model_path})"
+    write_report(report_path, entries, model, title, workers or default_workers())
+    return TrainResult(model, examples, report_path, learnt)
+
+
+def _add_corrections(
+    examples: Examples,
+    corrections: Corrections,
+    feature_cfg: FeatureConfig,
+    cfg: TrainConfig,
+    workers: int | None,
+    on_skip: OnSkip,
+) -> tuple[Examples, dict[str, int]]:
+    """The training examples with the user's corrections and marks folded in."""
+    store = Store()
+    try:
+        found = training_examples(
+            store, list(corrections.marks_files), on_skip, stored=corrections.stored
+        )
+    finally:
+        store.close()
+    flowers = sum(e.label == "flower" for e in found)
+    log.info("corrections: %d flowers, %d not flowers", flowers, len(found) - flowers)
+    examples = with_corrections(examples, found, feature_cfg, on_skip, workers, cfg.copies)
+    return examples, {"flowers": flowers, "noflowers": len(found) - flowers}
+
+
+def _ignore(path: str, reason: str) -> None:
+    pass
