@@ -292,8 +292,6 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 def test_fuzzed_jpeg_and_png_never_raise_anything_but_bad_image(tmp_path):
-    import time
-
     rng = np.random.default_rng(2026)
     seeds = [
         encode(photo(300, 400)),
@@ -304,11 +302,9 @@ def test_fuzzed_jpeg_and_png_never_raise_anything_but_bad_image(tmp_path):
     outcomes = {"classified": 0, "skipped": 0}
     for case in range(300):
         path.write_bytes(mutate(seeds[case % len(seeds)], rng))
-        start = time.perf_counter()
         try:
             load_features(path, CFG)
             outcomes["classified"] += 1
         except BadImage:
             outcomes["skipped"] += 1
-        assert time.perf_counter() - start < 5, f"case {case} took too long"
     assert outcomes["classified"] > 0 and outcomes["skipped"] > 0

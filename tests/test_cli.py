@@ -4,8 +4,10 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -97,10 +99,13 @@ def test_classify_moves_the_flowers(archive, trained_model, tmp_path):
 
 
 def test_threshold_override(archive, trained_model, tmp_path):
-    result = run("classify", archive, "--json", "--threshold", 0, "--model", trained_model)
-    assert all(json.loads(line)["flower"] for line in result.stdout.splitlines())
-    result = run("classify", archive, "--json", "--threshold", 1, "--model", trained_model)
-    assert not any(json.loads(line)["flower"] for line in result.stdout.splitlines())
+    for threshold, flowers in ((0, 12), (1, 0)):
+        result = run(
+            "classify", archive, "--json", "--threshold", threshold, "--model", trained_model
+        )
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(lines) == 12 and sum(line["flower"] for line in lines) == flowers
 
 
 def test_target_inside_archive_is_not_entered_and_never_overwritten(archive, trained_model):
@@ -110,13 +115,17 @@ def test_target_inside_archive_is_not_entered_and_never_overwritten(archive, tra
     before = census(archive)
     result = run("classify", archive, "--move-to", dest, "--json", "--model", trained_model)
     assert result.exit_code == 0, result.output
-    paths = [json.loads(line)["path"] for line in result.stdout.splitlines()]
-    assert not any("/Flowers/" in p for p in paths)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 12 and not any("/Flowers/" in line["path"] for line in lines)
+    moved = [line for line in lines if line["action"] == "moved"]
+    assert moved
     assert (dest / "fl_000.jpg").read_bytes() == b"an older file with the same name"
     assert census(archive) == before
     # a second run finds nothing new to move: the target is not re-classified
     again = run("classify", archive, "--move-to", dest, "--json", "--model", trained_model)
-    assert all(json.loads(line)["action"] != "moved" for line in again.stdout.splitlines())
+    assert again.exit_code == 0, again.output
+    actions = [json.loads(line)["action"] for line in again.stdout.splitlines()]
+    assert len(actions) == 12 - len(moved) and "moved" not in actions
 
 
 def test_bad_files_are_skipped_and_the_run_goes_on(archive, trained_model):
@@ -188,3 +197,35 @@ def test_a_head_that_gives_no_single_score_is_a_usage_error_before_any_photo(tmp
     assert result.exit_code == 2
     assert "head_layers must end with 1,1" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "m.npz").exists()
+
+
+def test_hidden_files_and_thumbnail_caches_are_left_out_unless_asked(archive, trained_model):
+    from tests.conftest import make_photo, write_photo
+
+    rng = np.random.default_rng(5)
+    hidden = [archive / ".trash" / "a.jpg", archive / "@eaDir" / "b.jpg", archive / ".c.jpg"]
+    for path in hidden:
+        path.parent.mkdir(exist_ok=True)
+        write_photo(path, make_photo(rng, True))
+    for extra, seen in (([], 12), (["--include-hidden"], 15)):
+        result = run("classify", archive, "--json", "--model", trained_model, *extra)
+        assert result.exit_code == 0, result.output
+        paths = {json.loads(line)["path"] for line in result.stdout.splitlines()}
+        assert len(paths) == seen
+        assert {str(p) for p in hidden} <= paths if extra else not paths & set(map(str, hidden))
+
+
+def test_wait_waits_for_the_other_run_instead_of_exit_3(archive, trained_model, tmp_path):
+    import threading
+
+    from flowersort.journal import RunLock, state_dir
+
+    lock = RunLock(state_dir())
+    released = threading.Timer(1.5, lock.release)
+    released.start()
+    args = ["classify", archive, "--move-to", tmp_path / "Flowers", "--model", trained_model]
+    start = time.monotonic()
+    result = run(*args, "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - start >= 1.4  # it waited for the lock, then moved
+    assert any(json.loads(line)["action"] == "moved" for line in result.stdout.splitlines())

@@ -58,3 +58,13 @@ def test_without_such_a_threshold_the_best_f05_at_that_share(share):
 
     assert f(0.25, t) == pytest.approx(max(f(0.25, m) for m in candidates))
     assert f(1.0, t) < max(f(1.0, m) for m in candidates)  # not the F1 choice
+
+
+def test_best_threshold_ties_go_to_the_one_nearest_one_half():
+    from flowersort.metrics import best_threshold
+
+    # 4 of 6 right at both 0.075 and 0.66 (and at no other candidate, 0.5 included)
+    scores = np.array([0.03, 0.12, 0.3, 0.42, 0.65, 0.67])
+    truth = np.array([0, 1, 1, 0, 0, 1])
+    assert best_threshold(scores, truth) == pytest.approx(0.66)
+    assert best_threshold(1 - scores, 1 - truth) == pytest.approx(1 - 0.66)  # either side

@@ -1,5 +1,5 @@
 import json
-import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,19 +89,45 @@ def test_broken_model_files(model, tmp_path, drop, replace, match):
         load_model(tmp_path / "m.npz")
 
 
-def test_pickled_content_is_refused(tmp_path):
-    np.savez(tmp_path / "m.npz", format=np.array([{"a": 1}], dtype=object))
+class _Touch:
+    """Unpickling this creates a file: the proof that a model file's pickle was run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickled_content_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "pickle-ran"
+    np.savez(tmp_path / "m.npz", format=np.array([_Touch(marker)], dtype=object))
     with pytest.raises(ModelError):
         load_model(tmp_path / "m.npz")
-    assert zipfile.is_zipfile(tmp_path / "m.npz")
+    assert not marker.exists()
 
 
-def test_flower_evidence_points_at_the_flower_tiles(examples, trained_model):
+def test_flower_evidence_points_at_the_flower_tiles(trained_model, tmp_path):
+    """Half a flower photo beside half of another: the evidence lies on the flower half."""
     from flowersort.images import load_features
+    from tests.conftest import make_photo, write_photo
 
     model = load_model(trained_model)
-    x = np.stack([load_features(p, model.features) for p in sorted(examples[0].iterdir())[:5]])
-    evidence = model.flower_evidence(x)
     g = model.features.grid
-    assert evidence.shape == (5, g, g)
-    assert evidence.min() >= 0 and np.allclose(evidence.reshape(5, -1).max(axis=1), 1)
+    rng = np.random.default_rng(7)
+    lefts = []
+    for i in range(6):
+        flower, other = make_photo(rng, True, 192), make_photo(rng, False, 192)
+        left = i % 2 == 0  # the flower's side
+        photo = np.concatenate([flower, other] if left else [other, flower], axis=1)
+        lefts.append(left)
+        write_photo(tmp_path / f"half_{i}.png", photo[:, ::2])  # square again: 192 x 192
+    x = np.stack([load_features(tmp_path / f"half_{i}.png", model.features) for i in range(6)])
+    evidence = model.flower_evidence(x)
+    assert evidence.shape == (6, g, g)
+    assert evidence.min() >= 0 and np.allclose(evidence.reshape(6, -1).max(axis=1), 1)
+    for e, left in zip(evidence, lefts):
+        flower_half, other_half = (e[:, : g // 2], e[:, g - g // 2 :])
+        if not left:
+            flower_half, other_half = other_half, flower_half
+        assert flower_half.mean() > 2 * other_half.mean()
