@@ -6,7 +6,10 @@ import fnmatch
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from flowersort.errors import FlowersortError
 
 PHOTO_SUFFIXES = frozenset(
     ".jpg .jpeg .jpe .png .bmp .dib .tif .tiff .webp .gif .jp2 .pbm .pgm .ppm".split()
@@ -24,6 +27,38 @@ OnPass = Callable[[str], None]
 
 def _ignore(path: str, reason: str) -> None:
     pass
+
+
+@dataclass
+class Skips:
+    """Files that were passed over, with why: kept, and handed on to on_skip as they come."""
+
+    on_skip: OnSkip | None = None
+    found: list[tuple[str, str]] = field(default_factory=list)
+
+    def __call__(self, path: str, reason: str) -> None:
+        self.found.append((path, reason))
+        if self.on_skip:
+            self.on_skip(path, reason)
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A photo of a labelled pair of folders (train's examples, evaluate's test set)."""
+
+    path: str
+    flower: bool
+    root: Path  # the folder of its class
+
+
+def labelled_photos(flowers: Path, noflowers: Path, on_skip: OnSkip) -> Iterator[Labelled]:
+    """The photos under FLOWERS, then under NOFLOWERS, each with its label."""
+    for root in (flowers, noflowers):
+        if not Path(root).is_dir():
+            raise FlowersortError(f"not a folder: {root}")
+    for root, flower in ((Path(flowers), True), (Path(noflowers), False)):
+        for path in walk(root, on_skip=on_skip):
+            yield Labelled(path, flower, root)
 
 
 def is_photo_name(name: str) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.archive import OnSkip, walk
+from flowersort.archive import Labelled, OnSkip, Skips, labelled_photos
 from flowersort.errors import FlowersortError
 from flowersort.metrics import confusion, sweep
 from flowersort.model import Model
@@ -71,25 +71,24 @@ def evaluate(
     thumbnail: bool = False,
 ) -> Evaluation:
     result = Evaluation(model.threshold if threshold is None else threshold)
+    skips = Skips(on_skip)
+    photos: dict[str, Labelled] = {}
 
-    def skip(path: str, reason: str) -> None:
-        result.skipped.append((path, reason))
-        if on_skip:
-            on_skip(path, reason)
+    def remember(photo: Labelled) -> str:
+        photos[photo.path] = photo
+        return photo.path
 
-    for root, is_flower in ((Path(flowers), True), (Path(noflowers), False)):
-        if not root.is_dir():
-            raise FlowersortError(f"not a folder: {root}")
-        photos = walk(root, on_skip=skip)
-        for scored in score_photos(model, photos, workers, thumbnail=thumbnail):
-            path = scored.path
-            if scored.score is None:
-                skip(path, scored.skip_reason)
-                continue
-            result.paths.append(path)
-            result.truth.append(is_flower)
-            result.scores.append(scored.score)
-            result.folders.append(os.path.relpath(os.path.dirname(path), root))
+    labelled = labelled_photos(Path(flowers), Path(noflowers), skips)
+    for scored in score_photos(model, map(remember, labelled), workers, thumbnail=thumbnail):
+        if scored.score is None:
+            skips(scored.path, scored.skip_reason)
+            continue
+        photo = photos[scored.path]
+        result.paths.append(scored.path)
+        result.truth.append(photo.flower)
+        result.scores.append(scored.score)
+        result.folders.append(os.path.relpath(os.path.dirname(scored.path), photo.root))
+    result.skipped = skips.found
     if not result.paths:
         raise FlowersortError("no readable photos in the two folders")
     return result

@@ -12,7 +12,6 @@ functions below so tests can inject faults.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import secrets
@@ -74,14 +73,6 @@ def fsync_dir(folder: Path) -> None:
         _fsync(fd)
     finally:
         os.close(fd)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(BUF):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _open_to_read(path: Path) -> int:

@@ -14,7 +14,7 @@ from queue import Empty
 
 import numpy as np
 
-from flowersort.archive import display, walk
+from flowersort.archive import Labelled, Skips, display, labelled_photos, walk
 from flowersort.errors import TrainingError
 from flowersort.featcache import FeatureCache
 from flowersort.images import FeatureConfig, flip_tiles
@@ -162,36 +162,32 @@ def load_examples(
     on_photo() is called once per file read, for a progress bar. With `cache_folder`,
     features decoded by an earlier run are taken from there (see featcache) and new ones
     are added to it."""
-    xs, ys, paths, skipped = [], [], [], []
+    xs, ys, paths = [], [], []
     cache = FeatureCache(cache_folder, cfg, copies) if cache_folder is not None else None
+    skips = Skips(on_skip)
+    labels: dict[str, float] = {}
 
-    def lookup(path):
-        if cache is not None and (x := cache.get(path)) is not None:
-            return path, x
-        return path
+    def lookup(photo: Labelled):
+        labels[photo.path] = float(photo.flower)
+        if cache is not None and (x := cache.get(photo.path)) is not None:
+            return photo.path, x
+        return photo.path
 
-    def skip(path: str, reason: str) -> None:
-        skipped.append((path, reason))
-        if on_skip:
-            on_skip(path, reason)
-
-    for folder, label in ((flowers, 1.0), (noflowers, 0.0)):
-        if not Path(folder).is_dir():
-            raise TrainingError(f"not a folder: {folder}")
-        photos = walk(Path(folder), on_skip=skip)
-        for photo in scan(map(lookup, photos), cfg, workers, copies=copies):
-            path = photo.path
-            if on_photo:
-                on_photo()
-            if photo.skipped:
-                skip(path, photo.skip_reason)
-                continue
-            x = photo.known if photo.features is None else photo.features
-            if cache is not None and photo.known is None:
-                cache.put(path, x)
-            xs.append(x)
-            ys.append(label)
-            paths.append(path)
+    photos = labelled_photos(Path(flowers), Path(noflowers), skips)
+    for photo in scan(map(lookup, photos), cfg, workers, copies=copies):
+        path = photo.path
+        if on_photo:
+            on_photo()
+        if photo.skipped:
+            skips(path, photo.skip_reason)
+            continue
+        x = photo.known if photo.features is None else photo.features
+        if cache is not None and photo.known is None:
+            cache.put(path, x)
+        xs.append(x)
+        ys.append(labels[path])
+        paths.append(path)
+    skipped = skips.found
     if not xs:
         raise TrainingError("no readable photos in the example folders")
     x = np.stack(xs)

@@ -16,9 +16,6 @@ import cv2
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATASETS = SHARED / "datasets"
-
 
 def make_photo(rng: np.random.Generator, flower: bool, size: int = 96) -> np.ndarray:
     """A BGR photo: flowers are saturated magenta/yellow blobs on green; others are
@@ -100,10 +97,6 @@ def census(*roots: Path) -> Counter:
     )
 
 
-def requires_datasets():
-    return pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/datasets is absent")
-
-
 @pytest.fixture(autouse=True)
 def state_home(tmp_path, monkeypatch) -> Path:
     """Each test gets its own journal, lock and score cache (never the user's)."""
@@ -164,3 +157,12 @@ def nested_archive(tmp_path: Path) -> Path:
     shutil.copytree(noflowers, root / "2023")
     shutil.rmtree(tmp_path / "gen")
     return root
+
+
+def run(*args):
+    """Run the CLI in-process; arguments may be paths or numbers."""
+    from click.testing import CliRunner
+
+    from flowersort.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])

@@ -9,14 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from flowersort.cli import cli
-from tests.conftest import census, nested_archive
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from tests.conftest import census, nested_archive, run
 
 
 @pytest.fixture

@@ -7,15 +7,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from flowersort.cli import cli
 from flowersort.corrections import Store, store_path
-from tests.conftest import census, make_photo, write_photo
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from tests.conftest import census, make_photo, run, write_photo
 
 
 def outcomes(result) -> dict[str, dict]:

@@ -11,17 +11,12 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from flowersort.cli import cli
-from tests.conftest import census, make_folders, nested_archive
+from tests.conftest import census, make_folders, nested_archive, run
 
 ROOT = Path(__file__).resolve().parents[1]
 MOVE_LINE = re.compile(r"INFO moved: (.+) -> (.+) \((\d\.\d{3})\)( \+ .+)?$")
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture

@@ -9,21 +9,15 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from flowersort import heic
-from flowersort.cli import cli
 from flowersort.errors import BadImage
 from flowersort.images import FeatureConfig, read_image
-from tests.conftest import make_photo
+from tests.conftest import make_photo, run
 from tests.heif_files import HEIC_HEADER, heic_bytes, needs_pillow_heif, portrait_heic
 from tests.test_report import data_of
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def camera_photo(rng: np.random.Generator, flower: bool, size=(640, 480)) -> np.ndarray:

@@ -7,16 +7,10 @@ import subprocess
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from flowersort.cli import cli
 from flowersort.sorter import sidecars
-from tests.conftest import census, make_photo, write_photo
+from tests.conftest import census, make_photo, run, write_photo
 from tests.heif_files import heic_bytes, needs_pillow_heif
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def names(folder):

@@ -8,17 +8,11 @@ import json
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from flowersort import heic
 from flowersort.archive import walk
-from flowersort.cli import cli
 from flowersort.images import read_image
-from tests.conftest import make_photo, write_photo
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from tests.conftest import make_photo, run, write_photo
 
 
 def avif_with_orientation(bgr: np.ndarray, orientation: int) -> bytes:

@@ -8,17 +8,11 @@ import shutil
 import subprocess
 
 import pytest
-from click.testing import CliRunner
 
 from flowersort import safefs
-from flowersort.cli import cli
 from flowersort.errors import LockHeld
 from flowersort.journal import Journal, RunLock, state_dir
-from tests.conftest import census, exfat, make_photo, small_tmpfs, write_photo
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from tests.conftest import census, exfat, make_photo, run, small_tmpfs, write_photo
 
 
 @pytest.fixture
