@@ -382,6 +382,16 @@ class Watch:
         kind: Kind = "review-out" if mine.folder == "review" else "taken-out"
         return self._learn(key, "not-flower", kind, Path(path))
 
+    def finish(self) -> int:
+        """The walk of the archive is complete. A photo flowersort placed that is gone from
+        its place and was not met in the archive was deleted (or taken out of the archive),
+        which is no veto: it is forgotten, so that the same bytes imported again later (a
+        camera card read twice) are a new photo, not a veto. Returns how many."""
+        for p in self.pending.values():
+            self.store.drop_placed(p.path)
+        gone, self.pending = len(self.pending), {}
+        return gone
+
     def placed(self, final: str | os.PathLike, folder: Folder, run: int | None) -> None:
         """flowersort has just put a photo at `final`."""
         try:

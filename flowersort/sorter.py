@@ -284,6 +284,8 @@ def classify(
                 yield noted(outcome, reason)
         for skipped, why in walk_skips:
             yield Outcome(skipped, None, None, "skipped", why)
+        if watch and (gone := watch.finish()):  # a stopped run never gets here
+            log.info("%d photos flowersort placed are gone (deleted, or out of the archive)", gone)
     finally:
         if watch:
             watch.close()

@@ -404,3 +404,20 @@ def test_an_undo_stopped_half_way_is_no_veto(archive, tmp_path):
     again = outcomes(nightly(archive, dest))
     assert sorted(r["action"] for r in again.values()) == ["moved", "moved"]
     assert Store().corrections() == []
+
+
+def test_a_photo_deleted_from_dest_is_no_veto_for_a_twin_imported_later(archive, tmp_path):
+    """Deleted is not taken out: the night after, it was nowhere in the archive, so the same
+    bytes imported again later (the camera card read twice) are a new photo, not a veto."""
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    same_bytes = (dest / "IMG_0001.jpg").read_bytes()
+    (dest / "IMG_0001.jpg").unlink()
+    second = nightly(archive, dest)
+    assert "kept by your earlier choice" not in second.stderr
+    (archive / "import").mkdir()
+    (archive / "import" / "IMG_0001.jpg").write_bytes(same_bytes)
+    third = outcomes(nightly(archive, dest))
+    assert third["IMG_0001.jpg"]["action"] == "moved"
+    assert (dest / "IMG_0001.jpg").read_bytes() == same_bytes
+    assert Store().corrections() == []
