@@ -297,12 +297,36 @@ class Watch:
     def start(self) -> Learnt:
         undone, journal_finals = _journal_runs()
         placed = {}
+        elsewhere: dict[Key, list[Placed]] = {}  # placed into another target (or an old place)
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
         for p in self.store.placed():
             if p.run in undone or p.path in undone:  # undo put it back: no choice of yours
                 self.store.drop_placed(p.path)
             elif _below(os.path.abspath(p.path), roots):  # another target's are not ours
                 placed[p.path] = p
+            else:
+                elsewhere.setdefault(p.key, []).append(p)
+
+        def moved_along(key: Key, path: Path, folder: Folder) -> Placed | None:
+            """A photo placed at a path that is gone, now in this target: the archive was
+            moved (another disk, another name) with its target, so it is flowersort's still."""
+            for p in elsewhere.get(key, []):
+                if p.folder == folder and _size(p.path) is None:
+                    elsewhere[key].remove(p)
+                    self.store.move_placed(p.path, path)
+                    p.path = path
+                    placed[path] = p
+                    return p
+            return None
+
+        if elsewhere and self.review is not None and self.review.is_dir():
+            sizes = {k[0] for k in elsewhere}
+            for text in walk(self.review):
+                if Path(text) not in placed and _size(text) in sizes:
+                    try:
+                        moved_along(content_key(text), Path(text), "review")
+                    except OSError:
+                        continue
         self.by_key = {c.key: c for c in self.store.corrections()}
         by_path = {c.path: c for c in self.by_key.values()}
         placed_by_key = {p.key: p for p in placed.values()}
@@ -331,6 +355,9 @@ class Watch:
                 found.add(path)
                 continue
             mine = placed_by_key.get(key)
+            if mine is None and moved_along(key, path, "dest") is not None:
+                found.add(path)
+                continue
             if mine is not None and mine.folder == "dest":
                 if mine.path in placed and _size(mine.path) is None:  # renamed inside DEST
                     self.store.move_placed(mine.path, path)

@@ -421,3 +421,32 @@ def test_a_photo_deleted_from_dest_is_no_veto_for_a_twin_imported_later(archive,
     assert third["IMG_0001.jpg"]["action"] == "moved"
     assert (dest / "IMG_0001.jpg").read_bytes() == same_bytes
     assert Store().corrections() == []
+
+
+def test_the_whole_archive_moved_to_another_disk_keeps_flowersorts_photos_its_own(
+    archive, tmp_path
+):
+    """Flowers/ and Flowers/Review inside the archive, all copied to a new disk: what
+    flowersort put there is still its own (no "added by hand" flowers to learn from), and
+    taking one out of the new Review/ is a veto."""
+    dest, review = archive / "Flowers", archive / "Flowers" / "Review"
+    later = tmp_path / "later"
+    later.mkdir()
+    for name in ("IMG_0002.jpg", "IMG_0003.jpg"):
+        os.rename(archive / "2024" / name, later / name)
+    nightly(archive, dest, "--review-to", review, "--threshold", 0.5, "--review-band", 1)
+    for name in ("IMG_0002.jpg", "IMG_0003.jpg"):
+        os.rename(later / name, archive / "2024" / name)
+    nightly(archive, dest, "--review-to", review)
+    assert sorted(p.name for p in review.iterdir()) == ["IMG_0000.jpg", "IMG_0001.jpg"]
+    assert sorted(p.name for p in dest.glob("*.jpg")) == ["IMG_0002.jpg", "IMG_0003.jpg"]
+    moved = tmp_path / "NewDisk" / "Pictures"
+    shutil.copytree(archive, moved)  # new inodes, same bytes
+    shutil.rmtree(archive)
+    new_dest, new_review = moved / "Flowers", moved / "Flowers" / "Review"
+    nightly(moved, new_dest, "--review-to", new_review)
+    assert Store().corrections() == []
+    os.rename(new_review / "IMG_0000.jpg", moved / "2024" / "not a flower.jpg")
+    result = outcomes(nightly(moved, new_dest, "--review-to", new_review))
+    assert result["not a flower.jpg"]["action"] == "vetoed"
+    assert [(c.label, c.kind) for c in Store().corrections()] == [("not-flower", "review-out")]
