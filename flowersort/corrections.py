@@ -216,11 +216,13 @@ class Store:
         ).fetchall()
         return [Placed(_path(p), s, h, f, r, t) for p, s, h, f, r, t in rows]
 
-    def add_placed(self, path: Path, key: Key, folder: Folder, run: int | None) -> None:
+    def add_placed(
+        self, path: Path, key: Key, folder: Folder, run: int | None, when: float | None = None
+    ) -> None:
         self._write(
             "INSERT OR REPLACE INTO placed(path, size, sha256, folder, run, placed) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (_blob(path), key[0], key[1], folder, run, time.time()),
+            (_blob(path), key[0], key[1], folder, run, time.time() if when is None else when),
         )
 
     def drop_placed(self, path: Path) -> None:
@@ -339,6 +341,8 @@ class Watch:
             if size is None:
                 continue
             if path in placed:  # still where it was put (edited there, perhaps): kept
+                if size != placed[path].size:  # edited: the new bytes are what may come back
+                    self._rekey(placed[path])
                 found.add(path)
                 continue
             known = by_path.get(path)
@@ -376,13 +380,24 @@ class Watch:
         for p in placed.values():
             if p.path in found:
                 continue
-            if p.folder == "review" and _size(p.path) == p.size:
+            if p.folder == "review" and _size(p.path) is not None:
+                if _size(p.path) != p.size:
+                    self._rekey(p)
                 continue  # still waiting in the review folder
             self.pending[p.key] = p
         self.sizes = {k[0] for k in self.pending} | {
             c.size for c in self.by_key.values() if c.label == "not-flower"
         }
         return Learnt(confirmations, len(self.pending))
+
+    def _rekey(self, p: Placed) -> None:
+        """A placed photo edited where it is (its size changed; an edit that keeps the size
+        is not noticed): its new content is what is recognised if it is taken out."""
+        try:
+            p.size, p.sha256 = content_key(p.path)
+        except OSError:
+            return
+        self.store.add_placed(p.path, p.key, p.folder, p.run, p.placed)
 
     def _learn(self, key: Key, label: Label, kind: Kind, path: Path) -> Correction:
         correction = self.store.note(key, label, kind, path)

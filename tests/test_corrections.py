@@ -450,3 +450,14 @@ def test_the_whole_archive_moved_to_another_disk_keeps_flowersorts_photos_its_ow
     result = outcomes(nightly(moved, new_dest, "--review-to", new_review))
     assert result["not a flower.jpg"]["action"] == "vetoed"
     assert [(c.label, c.kind) for c in Store().corrections()] == [("not-flower", "review-out")]
+
+
+def test_a_photo_edited_in_dest_then_taken_out_is_a_veto(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    write_photo(dest / "IMG_0001.jpg", make_photo(np.random.default_rng(5), True))  # edited
+    nightly(archive, dest)  # the edit is seen while the photo is still in DEST
+    take_out(dest, "IMG_0001.jpg", archive / "edited.jpg")
+    result = outcomes(nightly(archive, dest))
+    assert result["edited.jpg"]["action"] == "vetoed"
+    assert (archive / "edited.jpg").exists() and not (dest / "edited.jpg").exists()
