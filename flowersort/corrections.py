@@ -412,9 +412,10 @@ class Watch:
             key = content_key(path)
         except OSError:
             return None
+        path = Path(os.path.abspath(path))  # train may run from another folder
         known = self.by_key.get(key)
         if known is not None and known.label == "not-flower":
-            if known.path != Path(path):
+            if known.path != path:
                 self.store.seen_at(key, path)
             return known
         mine = self.pending.pop(key, None)
@@ -422,7 +423,7 @@ class Watch:
             return None
         self.store.drop_placed(mine.path)
         kind: Kind = "review-out" if mine.folder == "review" else "taken-out"
-        return self._learn(key, "not-flower", kind, Path(path))
+        return self._learn(key, "not-flower", kind, path)
 
     def finish(self) -> int:
         """The walk of the archive is complete. A photo flowersort placed that is gone from

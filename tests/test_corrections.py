@@ -461,3 +461,19 @@ def test_a_photo_edited_in_dest_then_taken_out_is_a_veto(archive, tmp_path):
     result = outcomes(nightly(archive, dest))
     assert result["edited.jpg"]["action"] == "vetoed"
     assert (archive / "edited.jpg").exists() and not (dest / "edited.jpg").exists()
+
+
+def test_a_veto_found_by_a_run_given_relative_folders_is_kept_with_its_full_path(
+    archive, tmp_path, monkeypatch
+):
+    """train --with-corrections runs from another folder (cron: $HOME) and must find it."""
+    monkeypatch.chdir(tmp_path)
+    nightly("Pictures", "Flowers")
+    take_out(tmp_path / "Flowers", "IMG_0002.jpg", archive / "back.jpg")
+    assert outcomes(nightly("Pictures", "Flowers"))["back.jpg"]["action"] == "vetoed"
+    (veto,) = Store().corrections()
+    assert veto.path == archive / "back.jpg"
+    os.rename(archive / "back.jpg", archive / "2024" / "again.jpg")
+    assert outcomes(nightly("Pictures", "Flowers"))["again.jpg"]["action"] == "vetoed"
+    (veto,) = Store().corrections()
+    assert veto.path == archive / "2024" / "again.jpg"
