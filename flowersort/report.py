@@ -99,7 +99,8 @@ def write_report(
         rows.append(
             {
                 "path": _text(e.path),
-                "file": _text(e.shown_from or e.path),  # where it is now, for marks
+                # where it is now, in full: train reads the marks from any folder
+                "file": _text(os.path.abspath(e.shown_from or e.path)),
                 "size": _size(e.shown_from or e.path),
                 "score": None if e.score is None else round(e.score, 4),
                 "flower": e.flower,

@@ -477,3 +477,17 @@ def test_a_veto_found_by_a_run_given_relative_folders_is_kept_with_its_full_path
     assert outcomes(nightly("Pictures", "Flowers"))["again.jpg"]["action"] == "vetoed"
     (veto,) = Store().corrections()
     assert veto.path == archive / "2024" / "again.jpg"
+
+
+def test_report_marks_name_photos_by_full_path_when_classify_was_given_relative_ones(
+    archive, tmp_path, monkeypatch
+):
+    """The saved marks are read by train, often from another folder than the report's."""
+    from tests.test_report import data_of
+
+    monkeypatch.chdir(tmp_path)
+    report = tmp_path / "report.html"
+    assert run("classify", "Pictures", "--move-to", "Flowers", "--threshold", 0,
+               "--report", report, "--workers", 1).exit_code == 0  # fmt: skip
+    files = sorted(r["file"] for r in data_of(report.read_text()))
+    assert files == sorted(str(tmp_path / "Flowers" / f"IMG_{i:04d}.jpg") for i in range(4))
