@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -454,6 +455,15 @@ def _size(path: str | os.PathLike) -> int | None:
         return None
 
 
+def _file_size(path: str | os.PathLike) -> int | None:
+    """The size of a regular file (a folder or a FIFO named in a marks file is none)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[Placed]:
     """Photos flowersort moved into DEST that are still there after `days`."""
     cutoff = time.time() - days * 86400
@@ -517,18 +527,27 @@ def training_examples(
     examples: dict[Key, Example] = {}
     for marks_file in marks_files:
         for mark in read_marks(marks_file):
-            path = Path(mark["path"])
-            size = _size(path)
-            if size is None or mark.get("size") not in (None, size):
+            path = Path(os.path.abspath(mark["path"]))
+            size = _file_size(path)
+            key = None
+            if size is not None and mark.get("size") in (None, size):
+                try:
+                    key = content_key(path)
+                except OSError:
+                    pass
+            if key is None:
                 on_skip(mark["path"], f"marked in {marks_file}, but no longer there as it was")
                 continue
-            key = content_key(path)
             store.note(key, mark["label"], "mark", path)
             examples[key] = Example(path, mark["label"], os.fspath(marks_file))
     for c in store.corrections() if stored else ():
         if c.key in examples:
             continue
-        if _size(c.path) != c.size or content_key(c.path) != c.key:
+        try:
+            there = _file_size(c.path) == c.size and content_key(c.path) == c.key
+        except OSError:
+            there = False
+        if not there:
             on_skip(os.fspath(c.path), "a correction, but the photo is no longer there")
             continue
         examples[c.key] = Example(c.path, c.label, "corrections")

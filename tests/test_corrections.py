@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -491,3 +492,22 @@ def test_report_marks_name_photos_by_full_path_when_classify_was_given_relative_
                "--report", report, "--workers", 1).exit_code == 0  # fmt: skip
     files = sorted(r["file"] for r in data_of(report.read_text()))
     assert files == sorted(str(tmp_path / "Flowers" / f"IMG_{i:04d}.jpg") for i in range(4))
+
+
+def test_marks_naming_a_folder_or_a_fifo_are_skipped(examples, tmp_path):
+    """Not a crash (a folder) nor a train that waits forever (a FIFO, opened to be hashed)."""
+    folder, fifo = tmp_path / "a folder.jpg", tmp_path / "fifo.jpg"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    marks = tmp_path / "marks.json"
+    both = [{"path": str(folder), "label": "flower"}, {"path": str(fifo), "label": "flower"}]
+    marks.write_text(json.dumps({"format": "flowersort-marks", "marks": both}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowersort", "train", *map(str, examples), "--model",
+         str(tmp_path / "m.npz"), "--epochs", "2", "--members", "1", "--image-size", "48",
+         "--grid", "4", "--crops", "1", "--workers", "1", "--marks", str(marks)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped: {folder}: marked in" in proc.stderr
+    assert f"skipped: {fifo}: marked in" in proc.stderr
