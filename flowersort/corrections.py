@@ -204,6 +204,8 @@ class Store:
         )
 
     def forget(self, key: Key) -> bool:
+        if self.dry_run:
+            return False
         cur = self.db.execute(
             "DELETE FROM corrections WHERE size = ? AND sha256 = ?", (key[0], key[1])
         )
@@ -296,6 +298,7 @@ class Watch:
         self.by_key: dict[Key, Correction] = {}
         self.pending: dict[Key, Placed] = {}
         self.sizes: set[int] = set()  # sizes worth hashing a photo for
+        self.gone_flowers: set[Key] = set()  # pending: flowers the user had put into DEST
 
     def start(self) -> Learnt:
         undone, journal_finals = _journal_runs()
@@ -334,6 +337,7 @@ class Watch:
         by_path = {c.path: c for c in self.by_key.values()}
         placed_by_key = {p.key: p for p in placed.values()}
         found: set[Path] = set()
+        flowers_in_dest: set[Key] = set()  # the user's flowers still in DEST, anywhere
         confirmations = []
         in_dest = walk(self.dest, prune=[self.review] if self.review else [])
         for text in in_dest if self.dest.is_dir() else ():
@@ -348,6 +352,7 @@ class Watch:
                 continue
             known = by_path.get(path)
             if known and known.size == size and known.label == "flower":
+                flowers_in_dest.add(known.key)
                 continue
             try:
                 key = content_key(path)
@@ -378,6 +383,7 @@ class Watch:
                 self.store.seen_at(key, path)
             else:
                 confirmations.append(self._learn(key, "flower", "added", path))
+            flowers_in_dest.add(key)
         for p in placed.values():
             if p.path in found:
                 continue
@@ -386,6 +392,16 @@ class Watch:
                     self._rekey(p)
                 continue  # still waiting in the review folder
             self.pending[p.key] = p
+        for c in self.by_key.values():  # a flower of yours taken out of DEST again: pending
+            if (
+                c.label == "flower"
+                and c.key not in flowers_in_dest
+                and c.key not in self.pending
+                and _below(os.path.abspath(c.path), [os.fspath(self.dest)])
+                and not (self.review and _below(os.path.abspath(c.path), [os.fspath(self.review)]))
+            ):
+                self.pending[c.key] = Placed(c.path, c.size, c.sha256, "dest", None, c.noted)
+                self.gone_flowers.add(c.key)
         self.sizes = {k[0] for k in self.pending} | {
             c.size for c in self.by_key.values() if c.label == "not-flower"
         }
@@ -433,6 +449,8 @@ class Watch:
         camera card read twice) are a new photo, not a veto. Returns how many."""
         for p in self.pending.values():
             self.store.drop_placed(p.path)
+            if p.key in self.gone_flowers:  # a flower you put in, deleted: nothing to learn
+                self.store.forget(p.key)
         gone, self.pending = len(self.pending), {}
         return gone
 

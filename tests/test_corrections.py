@@ -511,3 +511,20 @@ def test_marks_naming_a_folder_or_a_fifo_are_skipped(examples, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"skipped: {folder}: marked in" in proc.stderr
     assert f"skipped: {fifo}: marked in" in proc.stderr
+
+
+def test_a_photo_put_into_dest_by_hand_and_taken_out_again_stays_out(archive, tmp_path):
+    """The newest choice wins: put in by hand (a flower), then taken back out (not one)."""
+    dest = tmp_path / "Flowers"
+    write_photo(dest / "mine.jpg", make_photo(np.random.default_rng(11), True))
+    nightly(archive, dest)
+    os.rename(dest / "mine.jpg", dest / "renamed.jpg")  # moved inside DEST: still in
+    nightly(archive, dest)
+    assert [(c.label, c.path) for c in Store().corrections()] == [("flower", dest / "renamed.jpg")]
+    take_out(dest, "renamed.jpg", archive / "changed my mind.jpg")
+    result = outcomes(nightly(archive, dest))
+    assert result["changed my mind.jpg"]["action"] == "vetoed"
+    assert (archive / "changed my mind.jpg").exists() and not (
+        dest / "changed my mind.jpg"
+    ).exists()
+    assert [(c.label, c.kind) for c in Store().corrections()] == [("not-flower", "taken-out")]
