@@ -454,6 +454,18 @@ class Watch:
         gone, self.pending = len(self.pending), {}
         return gone
 
+    def confirmed(self, path: str | os.PathLike) -> bool:
+        """Whether the user called this photo a flower (a copy of one sorted from the review
+        folder into DEST, say): a borderline score of it is not sent to review again."""
+        flowers = {c.size for c in self.by_key.values() if c.label == "flower"}
+        if _size(path) not in flowers:
+            return False
+        try:
+            known = self.by_key.get(content_key(path))
+        except OSError:
+            return False
+        return known is not None and known.label == "flower"
+
     def placed(self, final: str | os.PathLike, folder: Folder, run: int | None) -> None:
         """flowersort has just put a photo at `final`."""
         try:

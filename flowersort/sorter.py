@@ -260,7 +260,7 @@ def classify(
             borderline = abs(score - threshold) < review_band
             if dest is not None and (veto := watch.held(path)):
                 yield noted(Outcome(path, score, flower, "vetoed", KIND_TEXT[veto.kind]), reason)
-            elif dest is not None and borderline:
+            elif dest is not None and borderline and not watch.confirmed(path):
                 if review is None:
                     yield noted(Outcome(path, score, flower, "borderline"), reason)
                 elif dry_run:

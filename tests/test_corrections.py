@@ -528,3 +528,21 @@ def test_a_photo_put_into_dest_by_hand_and_taken_out_again_stays_out(archive, tm
         dest / "changed my mind.jpg"
     ).exists()
     assert [(c.label, c.kind) for c in Store().corrections()] == [("not-flower", "taken-out")]
+
+
+def test_with_copies_a_review_photo_sorted_into_dest_is_not_sent_to_review_again(mixed, tmp_path):
+    """--copy-to leaves the original in the archive: the next night must not copy it into
+    Review/ again for the user to sort a second time (nor the one deleted from Review/)."""
+    dest, review = tmp_path / "Flowers", tmp_path / "Flowers" / "Review"
+    (low, mid_low, mid_high, high), opts = band_around_middle(mixed)
+    cron = ("classify", mixed, "--copy-to", dest, "--review-to", review, "--json", *opts)
+    first = outcomes(run(*cron))
+    assert first[mid_low]["action"] == first[mid_high]["action"] == "review"
+    os.rename(review / mid_high, dest / mid_high)  # a flower
+    os.unlink(review / mid_low)  # not one: with copies, back means delete
+    before = census(mixed, dest)
+    for _ in range(2):
+        again = outcomes(run(*cron))
+        assert again[mid_low]["action"] == "vetoed"
+        assert again[mid_high]["action"] != "review"
+        assert list(review.iterdir()) == [] and census(mixed, dest) == before
