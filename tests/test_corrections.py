@@ -546,3 +546,17 @@ def test_with_copies_a_review_photo_sorted_into_dest_is_not_sent_to_review_again
         assert again[mid_low]["action"] == "vetoed"
         assert again[mid_high]["action"] != "review"
         assert list(review.iterdir()) == [] and census(mixed, dest) == before
+
+
+def test_a_run_stopped_before_it_met_a_photo_taken_out_forgets_nothing(archive, tmp_path):
+    """Only a complete walk may conclude that a photo gone from DEST was deleted."""
+    from flowersort.model import default_model_path, load_model
+    from flowersort.sorter import classify
+
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    take_out(dest, "IMG_0001.jpg", archive / "zz" / "back.jpg")
+    model = load_model(default_model_path())
+    # a signal before the first photo was handled
+    assert list(classify(model, archive, dest, threshold=0, stop=lambda: True)) == []
+    assert outcomes(nightly(archive, dest))["back.jpg"]["action"] == "vetoed"
