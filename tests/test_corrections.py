@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowersort.cli import cli
-from flowersort.corrections import Store, store_path
+from flowersort.corrections import Store, store_path, training_examples
 from tests.conftest import census, make_photo, write_photo
 
 
@@ -560,3 +560,21 @@ def test_a_run_stopped_before_it_met_a_photo_taken_out_forgets_nothing(archive, 
     # a signal before the first photo was handled
     assert list(classify(model, archive, dest, threshold=0, stop=lambda: True)) == []
     assert outcomes(nightly(archive, dest))["back.jpg"]["action"] == "vetoed"
+
+
+def test_report_marks_find_a_photo_whose_name_is_not_utf8(archive, tmp_path):
+    """The page keeps the name's bytes (as JSON surrogate escapes) for train --marks."""
+    from tests.test_report import data_of
+
+    odd = os.fsencode(archive / "2024") + b"/caf\xe9 \xff.jpg"
+    os.rename(archive / "2024" / "IMG_0000.jpg", odd)
+    report = tmp_path / "report.html"
+    assert run("classify", archive, "--report", report, "--workers", 1).exit_code == 0
+    (row,) = [r for r in data_of(report.read_text()) if "caf" in r["file"]]
+    assert os.fsencode(row["file"]) == odd
+    marks = tmp_path / "marks.json"  # as the page's JSON.stringify writes it: \udcff escapes
+    mark = {"path": row["file"], "size": row["size"], "label": "flower"}
+    marks.write_text(json.dumps({"format": "flowersort-marks", "marks": [mark]}))
+    skipped = []
+    (found,) = training_examples(Store(), [marks], lambda p, why: skipped.append(p))
+    assert os.fsencode(found.path) == odd and skipped == []
