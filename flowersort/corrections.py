@@ -288,6 +288,7 @@ class Watch:
     (from the review folder: a sorted one); a photo flowersort placed that is gone from its
     place becomes pending. `held` is asked for each photo of the walk: a photo whose content
     the user vetoed, or a pending one found back in the archive (a new veto), is held.
+    `finish`, after a complete walk, forgets the pending photos it did not meet (deleted).
     """
 
     def __init__(self, dest: Path, review: Path | None, *, dry_run: bool = False):
