@@ -633,7 +633,8 @@ def evaluate(
     "--review-band",
     type=click.FloatRange(0, 1),
     help="Scores closer than this to the threshold are borderline. Default: the model's "
-    f"setting, else {DEFAULT_REVIEW_BAND}; none with --threshold; 0 turns the band off.",
+    f"setting, else {DEFAULT_REVIEW_BAND}, narrowed near 0 or 1 to half the room between the "
+    "threshold and the nearer end; none with --threshold; 0 turns the band off.",
 )
 @click.option(
     "--json",

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,8 +45,8 @@ Kind = Literal["taken-out", "review-out", "review-in", "added", "mark"]
 Folder = Literal["dest", "review"]
 
 # Scores this close to the threshold are borderline: sent to --review-to, else left in
-# place. On ../shared/datasets/archive with the default model, 0.1 put 176 of 2,540 photos
-# (7 %) in the band, holding 77 of the 216 wrong decisions (README, "Learning from you").
+# place. Narrowed near 0 or 1 (sorter.classify): the default model's threshold 0.964 gets
+# 0.018, 40 of ../shared/datasets/archive's 2,540 photos (README, "Learning from you").
 DEFAULT_REVIEW_BAND = 0.1
 # a photo flowersort moved that stayed in DEST this long is a weak confirmation
 WEAK_AFTER_DAYS = 14
@@ -203,6 +204,8 @@ class Store:
         )
 
     def forget(self, key: Key) -> bool:
+        if self.dry_run:
+            return False
         cur = self.db.execute(
             "DELETE FROM corrections WHERE size = ? AND sha256 = ?", (key[0], key[1])
         )
@@ -216,11 +219,13 @@ class Store:
         ).fetchall()
         return [Placed(_path(p), s, h, f, r, t) for p, s, h, f, r, t in rows]
 
-    def add_placed(self, path: Path, key: Key, folder: Folder, run: int | None) -> None:
+    def add_placed(
+        self, path: Path, key: Key, folder: Folder, run: int | None, when: float | None = None
+    ) -> None:
         self._write(
             "INSERT OR REPLACE INTO placed(path, size, sha256, folder, run, placed) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (_blob(path), key[0], key[1], folder, run, time.time()),
+            (_blob(path), key[0], key[1], folder, run, time.time() if when is None else when),
         )
 
     def drop_placed(self, path: Path) -> None:
@@ -283,6 +288,7 @@ class Watch:
     (from the review folder: a sorted one); a photo flowersort placed that is gone from its
     place becomes pending. `held` is asked for each photo of the walk: a photo whose content
     the user vetoed, or a pending one found back in the archive (a new veto), is held.
+    `finish`, after a complete walk, forgets the pending photos it did not meet (deleted).
     """
 
     def __init__(self, dest: Path, review: Path | None, *, dry_run: bool = False):
@@ -293,20 +299,46 @@ class Watch:
         self.by_key: dict[Key, Correction] = {}
         self.pending: dict[Key, Placed] = {}
         self.sizes: set[int] = set()  # sizes worth hashing a photo for
+        self.gone_flowers: set[Key] = set()  # pending: flowers the user had put into DEST
 
     def start(self) -> Learnt:
         undone, journal_finals = _journal_runs()
         placed = {}
+        elsewhere: dict[Key, list[Placed]] = {}  # placed into another target (or an old place)
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
         for p in self.store.placed():
             if p.run in undone or p.path in undone:  # undo put it back: no choice of yours
                 self.store.drop_placed(p.path)
             elif _below(os.path.abspath(p.path), roots):  # another target's are not ours
                 placed[p.path] = p
+            else:
+                elsewhere.setdefault(p.key, []).append(p)
+
+        def moved_along(key: Key, path: Path, folder: Folder) -> Placed | None:
+            """A photo placed at a path that is gone, now in this target: the archive was
+            moved (another disk, another name) with its target, so it is flowersort's still."""
+            for p in elsewhere.get(key, []):
+                if p.folder == folder and _size(p.path) is None:
+                    elsewhere[key].remove(p)
+                    self.store.move_placed(p.path, path)
+                    p.path = path
+                    placed[path] = p
+                    return p
+            return None
+
+        if elsewhere and self.review is not None and self.review.is_dir():
+            sizes = {k[0] for k in elsewhere}
+            for text in walk(self.review):
+                if Path(text) not in placed and _size(text) in sizes:
+                    try:
+                        moved_along(content_key(text), Path(text), "review")
+                    except OSError:
+                        continue
         self.by_key = {c.key: c for c in self.store.corrections()}
         by_path = {c.path: c for c in self.by_key.values()}
         placed_by_key = {p.key: p for p in placed.values()}
         found: set[Path] = set()
+        flowers_in_dest: set[Key] = set()  # the user's flowers still in DEST, anywhere
         confirmations = []
         in_dest = walk(self.dest, prune=[self.review] if self.review else [])
         for text in in_dest if self.dest.is_dir() else ():
@@ -315,10 +347,13 @@ class Watch:
             if size is None:
                 continue
             if path in placed:  # still where it was put (edited there, perhaps): kept
+                if size != placed[path].size:  # edited: the new bytes are what may come back
+                    self._rekey(placed[path])
                 found.add(path)
                 continue
             known = by_path.get(path)
             if known and known.size == size and known.label == "flower":
+                flowers_in_dest.add(known.key)
                 continue
             try:
                 key = content_key(path)
@@ -331,6 +366,9 @@ class Watch:
                 found.add(path)
                 continue
             mine = placed_by_key.get(key)
+            if mine is None and moved_along(key, path, "dest") is not None:
+                found.add(path)
+                continue
             if mine is not None and mine.folder == "dest":
                 if mine.path in placed and _size(mine.path) is None:  # renamed inside DEST
                     self.store.move_placed(mine.path, path)
@@ -346,16 +384,38 @@ class Watch:
                 self.store.seen_at(key, path)
             else:
                 confirmations.append(self._learn(key, "flower", "added", path))
+            flowers_in_dest.add(key)
         for p in placed.values():
             if p.path in found:
                 continue
-            if p.folder == "review" and _size(p.path) == p.size:
+            if p.folder == "review" and _size(p.path) is not None:
+                if _size(p.path) != p.size:
+                    self._rekey(p)
                 continue  # still waiting in the review folder
             self.pending[p.key] = p
+        for c in self.by_key.values():  # a flower of yours taken out of DEST again: pending
+            if (
+                c.label == "flower"
+                and c.key not in flowers_in_dest
+                and c.key not in self.pending
+                and _below(os.path.abspath(c.path), [os.fspath(self.dest)])
+                and not (self.review and _below(os.path.abspath(c.path), [os.fspath(self.review)]))
+            ):
+                self.pending[c.key] = Placed(c.path, c.size, c.sha256, "dest", None, c.noted)
+                self.gone_flowers.add(c.key)
         self.sizes = {k[0] for k in self.pending} | {
             c.size for c in self.by_key.values() if c.label == "not-flower"
         }
         return Learnt(confirmations, len(self.pending))
+
+    def _rekey(self, p: Placed) -> None:
+        """A placed photo edited where it is (its size changed; an edit that keeps the size
+        is not noticed): its new content is what is recognised if it is taken out."""
+        try:
+            p.size, p.sha256 = content_key(p.path)
+        except OSError:
+            return
+        self.store.add_placed(p.path, p.key, p.folder, p.run, p.placed)
 
     def _learn(self, key: Key, label: Label, kind: Kind, path: Path) -> Correction:
         correction = self.store.note(key, label, kind, path)
@@ -370,9 +430,10 @@ class Watch:
             key = content_key(path)
         except OSError:
             return None
+        path = Path(os.path.abspath(path))  # train may run from another folder
         known = self.by_key.get(key)
         if known is not None and known.label == "not-flower":
-            if known.path != Path(path):
+            if known.path != path:
                 self.store.seen_at(key, path)
             return known
         mine = self.pending.pop(key, None)
@@ -380,7 +441,31 @@ class Watch:
             return None
         self.store.drop_placed(mine.path)
         kind: Kind = "review-out" if mine.folder == "review" else "taken-out"
-        return self._learn(key, "not-flower", kind, Path(path))
+        return self._learn(key, "not-flower", kind, path)
+
+    def finish(self) -> int:
+        """The walk of the archive is complete. A photo flowersort placed that is gone from
+        its place and was not met in the archive was deleted (or taken out of the archive),
+        which is no veto: it is forgotten, so that the same bytes imported again later (a
+        camera card read twice) are a new photo, not a veto. Returns how many."""
+        for p in self.pending.values():
+            self.store.drop_placed(p.path)
+            if p.key in self.gone_flowers:  # a flower you put in, deleted: nothing to learn
+                self.store.forget(p.key)
+        gone, self.pending = len(self.pending), {}
+        return gone
+
+    def confirmed(self, path: str | os.PathLike) -> bool:
+        """Whether the user called this photo a flower (a copy of one sorted from the review
+        folder into DEST, say): a borderline score of it is not sent to review again."""
+        flowers = {c.size for c in self.by_key.values() if c.label == "flower"}
+        if _size(path) not in flowers:
+            return False
+        try:
+            known = self.by_key.get(content_key(path))
+        except OSError:
+            return False
+        return known is not None and known.label == "flower"
 
     def placed(self, final: str | os.PathLike, folder: Folder, run: int | None) -> None:
         """flowersort has just put a photo at `final`."""
@@ -399,6 +484,15 @@ def _size(path: str | os.PathLike) -> int | None:
         return os.stat(path).st_size
     except OSError:
         return None
+
+
+def _file_size(path: str | os.PathLike) -> int | None:
+    """The size of a regular file (a folder or a FIFO named in a marks file is none)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[Placed]:
@@ -464,18 +558,27 @@ def training_examples(
     examples: dict[Key, Example] = {}
     for marks_file in marks_files:
         for mark in read_marks(marks_file):
-            path = Path(mark["path"])
-            size = _size(path)
-            if size is None or mark.get("size") not in (None, size):
+            path = Path(os.path.abspath(mark["path"]))
+            size = _file_size(path)
+            key = None
+            if size is not None and mark.get("size") in (None, size):
+                try:
+                    key = content_key(path)
+                except OSError:
+                    pass
+            if key is None:
                 on_skip(mark["path"], f"marked in {marks_file}, but no longer there as it was")
                 continue
-            key = content_key(path)
             store.note(key, mark["label"], "mark", path)
             examples[key] = Example(path, mark["label"], os.fspath(marks_file))
     for c in store.corrections() if stored else ():
         if c.key in examples:
             continue
-        if _size(c.path) != c.size or content_key(c.path) != c.key:
+        try:
+            there = _file_size(c.path) == c.size and content_key(c.path) == c.key
+        except OSError:
+            there = False
+        if not there:
             on_skip(os.fspath(c.path), "a correction, but the photo is no longer there")
             continue
         examples[c.key] = Example(c.path, c.label, "corrections")

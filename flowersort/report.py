@@ -115,7 +115,9 @@ def write_report(
         rows.append(
             {
                 "path": _text(e.path),
-                "file": _text(e.shown_from or e.path),  # where it is now, for marks
+                # where it is now, in full: train reads the marks from any folder; a
+                # name's bytes that are not UTF-8 stay as surrogate escapes in the JSON
+                "file": os.fsdecode(os.path.abspath(e.shown_from or e.path)),
                 "size": _size(e.shown_from or e.path),
                 "score": None if e.score is None else round(e.score, 4),
                 "flower": e.flower,

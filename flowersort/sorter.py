@@ -234,7 +234,7 @@ def classify(
             if dest is not None and (veto := watch.held(path)):
                 why = KIND_TEXT[veto.kind]
                 yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), note)
-            elif dest is not None and borderline:
+            elif dest is not None and borderline and not watch.confirmed(path):
                 if review is None:
                     yield noted(Outcome(path, Action.BORDERLINE, score, flower), note)
                 elif dry_run:
@@ -258,6 +258,8 @@ def classify(
                 yield noted(outcome, note)
         for skipped, why in walk_skips:
             yield Outcome(skipped, Action.SKIPPED, reason=why)
+        if watch and (gone := watch.finish()):  # a stopped run never gets here
+            log.info("%d photos flowersort placed are gone (deleted, or out of the archive)", gone)
     finally:
         if watch:
             watch.close()

@@ -4,11 +4,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from flowersort.corrections import Store, store_path
+from flowersort.corrections import Store, store_path, training_examples
 from tests.conftest import census, make_photo, run, write_photo
 
 
@@ -398,3 +399,176 @@ def test_an_undo_stopped_half_way_is_no_veto(archive, tmp_path):
     again = outcomes(nightly(archive, dest))
     assert sorted(r["action"] for r in again.values()) == ["moved", "moved"]
     assert Store().corrections() == []
+
+
+def test_a_photo_deleted_from_dest_is_no_veto_for_a_twin_imported_later(archive, tmp_path):
+    """Deleted is not taken out: the night after, it was nowhere in the archive, so the same
+    bytes imported again later (the camera card read twice) are a new photo, not a veto."""
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    same_bytes = (dest / "IMG_0001.jpg").read_bytes()
+    (dest / "IMG_0001.jpg").unlink()
+    second = nightly(archive, dest)
+    assert "kept by your earlier choice" not in second.stderr
+    (archive / "import").mkdir()
+    (archive / "import" / "IMG_0001.jpg").write_bytes(same_bytes)
+    third = outcomes(nightly(archive, dest))
+    assert third["IMG_0001.jpg"]["action"] == "moved"
+    assert (dest / "IMG_0001.jpg").read_bytes() == same_bytes
+    assert Store().corrections() == []
+
+
+def test_the_whole_archive_moved_to_another_disk_keeps_flowersorts_photos_its_own(
+    archive, tmp_path
+):
+    """Flowers/ and Flowers/Review inside the archive, all copied to a new disk: what
+    flowersort put there is still its own (no "added by hand" flowers to learn from), and
+    taking one out of the new Review/ is a veto."""
+    dest, review = archive / "Flowers", archive / "Flowers" / "Review"
+    later = tmp_path / "later"
+    later.mkdir()
+    for name in ("IMG_0002.jpg", "IMG_0003.jpg"):
+        os.rename(archive / "2024" / name, later / name)
+    nightly(archive, dest, "--review-to", review, "--threshold", 0.5, "--review-band", 1)
+    for name in ("IMG_0002.jpg", "IMG_0003.jpg"):
+        os.rename(later / name, archive / "2024" / name)
+    nightly(archive, dest, "--review-to", review)
+    assert sorted(p.name for p in review.iterdir()) == ["IMG_0000.jpg", "IMG_0001.jpg"]
+    assert sorted(p.name for p in dest.glob("*.jpg")) == ["IMG_0002.jpg", "IMG_0003.jpg"]
+    moved = tmp_path / "NewDisk" / "Pictures"
+    shutil.copytree(archive, moved)  # new inodes, same bytes
+    shutil.rmtree(archive)
+    new_dest, new_review = moved / "Flowers", moved / "Flowers" / "Review"
+    nightly(moved, new_dest, "--review-to", new_review)
+    assert Store().corrections() == []
+    os.rename(new_review / "IMG_0000.jpg", moved / "2024" / "not a flower.jpg")
+    result = outcomes(nightly(moved, new_dest, "--review-to", new_review))
+    assert result["not a flower.jpg"]["action"] == "vetoed"
+    assert [(c.label, c.kind) for c in Store().corrections()] == [("not-flower", "review-out")]
+
+
+def test_a_photo_edited_in_dest_then_taken_out_is_a_veto(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    write_photo(dest / "IMG_0001.jpg", make_photo(np.random.default_rng(5), True))  # edited
+    nightly(archive, dest)  # the edit is seen while the photo is still in DEST
+    take_out(dest, "IMG_0001.jpg", archive / "edited.jpg")
+    result = outcomes(nightly(archive, dest))
+    assert result["edited.jpg"]["action"] == "vetoed"
+    assert (archive / "edited.jpg").exists() and not (dest / "edited.jpg").exists()
+
+
+def test_a_veto_found_by_a_run_given_relative_folders_is_kept_with_its_full_path(
+    archive, tmp_path, monkeypatch
+):
+    """train --with-corrections runs from another folder (cron: $HOME) and must find it."""
+    monkeypatch.chdir(tmp_path)
+    nightly("Pictures", "Flowers")
+    take_out(tmp_path / "Flowers", "IMG_0002.jpg", archive / "back.jpg")
+    assert outcomes(nightly("Pictures", "Flowers"))["back.jpg"]["action"] == "vetoed"
+    (veto,) = Store().corrections()
+    assert veto.path == archive / "back.jpg"
+    os.rename(archive / "back.jpg", archive / "2024" / "again.jpg")
+    assert outcomes(nightly("Pictures", "Flowers"))["again.jpg"]["action"] == "vetoed"
+    (veto,) = Store().corrections()
+    assert veto.path == archive / "2024" / "again.jpg"
+
+
+def test_report_marks_name_photos_by_full_path_when_classify_was_given_relative_ones(
+    archive, tmp_path, monkeypatch
+):
+    """The saved marks are read by train, often from another folder than the report's."""
+    from tests.test_report import data_of
+
+    monkeypatch.chdir(tmp_path)
+    report = tmp_path / "report.html"
+    assert run("classify", "Pictures", "--move-to", "Flowers", "--threshold", 0,
+               "--report", report, "--workers", 1).exit_code == 0  # fmt: skip
+    files = sorted(r["file"] for r in data_of(report.read_text()))
+    assert files == sorted(str(tmp_path / "Flowers" / f"IMG_{i:04d}.jpg") for i in range(4))
+
+
+def test_marks_naming_a_folder_or_a_fifo_are_skipped(examples, tmp_path):
+    """Not a crash (a folder) nor a train that waits forever (a FIFO, opened to be hashed)."""
+    folder, fifo = tmp_path / "a folder.jpg", tmp_path / "fifo.jpg"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    marks = tmp_path / "marks.json"
+    both = [{"path": str(folder), "label": "flower"}, {"path": str(fifo), "label": "flower"}]
+    marks.write_text(json.dumps({"format": "flowersort-marks", "marks": both}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowersort", "train", *map(str, examples), "--model",
+         str(tmp_path / "m.npz"), "--epochs", "2", "--members", "1", "--image-size", "48",
+         "--grid", "4", "--crops", "1", "--workers", "1", "--marks", str(marks)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped: {folder}: marked in" in proc.stderr
+    assert f"skipped: {fifo}: marked in" in proc.stderr
+
+
+def test_a_photo_put_into_dest_by_hand_and_taken_out_again_stays_out(archive, tmp_path):
+    """The newest choice wins: put in by hand (a flower), then taken back out (not one)."""
+    dest = tmp_path / "Flowers"
+    write_photo(dest / "mine.jpg", make_photo(np.random.default_rng(11), True))
+    nightly(archive, dest)
+    os.rename(dest / "mine.jpg", dest / "renamed.jpg")  # moved inside DEST: still in
+    nightly(archive, dest)
+    assert [(c.label, c.path) for c in Store().corrections()] == [("flower", dest / "renamed.jpg")]
+    take_out(dest, "renamed.jpg", archive / "changed my mind.jpg")
+    result = outcomes(nightly(archive, dest))
+    assert result["changed my mind.jpg"]["action"] == "vetoed"
+    assert (archive / "changed my mind.jpg").exists() and not (
+        dest / "changed my mind.jpg"
+    ).exists()
+    assert [(c.label, c.kind) for c in Store().corrections()] == [("not-flower", "taken-out")]
+
+
+def test_with_copies_a_review_photo_sorted_into_dest_is_not_sent_to_review_again(mixed, tmp_path):
+    """--copy-to leaves the original in the archive: the next night must not copy it into
+    Review/ again for the user to sort a second time (nor the one deleted from Review/)."""
+    dest, review = tmp_path / "Flowers", tmp_path / "Flowers" / "Review"
+    (low, mid_low, mid_high, high), opts = band_around_middle(mixed)
+    cron = ("classify", mixed, "--copy-to", dest, "--review-to", review, "--json", *opts)
+    first = outcomes(run(*cron))
+    assert first[mid_low]["action"] == first[mid_high]["action"] == "review"
+    os.rename(review / mid_high, dest / mid_high)  # a flower
+    os.unlink(review / mid_low)  # not one: with copies, back means delete
+    before = census(mixed, dest)
+    for _ in range(2):
+        again = outcomes(run(*cron))
+        assert again[mid_low]["action"] == "vetoed"
+        assert again[mid_high]["action"] != "review"
+        assert list(review.iterdir()) == [] and census(mixed, dest) == before
+
+
+def test_a_run_stopped_before_it_met_a_photo_taken_out_forgets_nothing(archive, tmp_path):
+    """Only a complete walk may conclude that a photo gone from DEST was deleted."""
+    from flowersort.model import default_model_path, load_model
+    from flowersort.sorter import classify
+
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    take_out(dest, "IMG_0001.jpg", archive / "zz" / "back.jpg")
+    model = load_model(default_model_path())
+    # a signal before the first photo was handled
+    assert list(classify(model, archive, dest, threshold=0, stop=lambda: True)) == []
+    assert outcomes(nightly(archive, dest))["back.jpg"]["action"] == "vetoed"
+
+
+def test_report_marks_find_a_photo_whose_name_is_not_utf8(archive, tmp_path):
+    """The page keeps the name's bytes (as JSON surrogate escapes) for train --marks."""
+    from tests.test_report import data_of
+
+    odd = os.fsencode(archive / "2024") + b"/caf\xe9 \xff.jpg"
+    os.rename(archive / "2024" / "IMG_0000.jpg", odd)
+    report = tmp_path / "report.html"
+    assert run("classify", archive, "--report", report, "--workers", 1).exit_code == 0
+    (row,) = [r for r in data_of(report.read_text()) if "caf" in r["file"]]
+    assert os.fsencode(row["file"]) == odd
+    marks = tmp_path / "marks.json"  # as the page's JSON.stringify writes it: \udcff escapes
+    mark = {"path": row["file"], "size": row["size"], "label": "flower"}
+    marks.write_text(json.dumps({"format": "flowersort-marks", "marks": [mark]}))
+    skipped = []
+    (found,) = training_examples(Store(), [marks], lambda p, why: skipped.append(p))
+    assert os.fsencode(found.path) == odd and skipped == []

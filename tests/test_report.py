@@ -1,6 +1,7 @@
 """The HTML contact sheet: well formed, one entry per photo, self-contained, and it renders."""
 
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -138,3 +139,60 @@ def test_report_renders_in_headless_chromium(archive, trained_model, tmp_path):
     assert img.std() > 20  # not blank: thumbnails and text were drawn
     magenta = (img[..., 2] > 150) & (img[..., 0] > 100) & (img[..., 1] < 100)
     assert magenta.sum() > 50  # the heat-map overlay is visible
+
+
+# Clicks in the page itself, then "save marks"; the saved JSON is written into the DOM.
+CLICKS = """<script>
+const blobs = [];
+const createObjectURL = URL.createObjectURL;
+URL.createObjectURL = b => { blobs.push(b); return createObjectURL.call(URL, b); };
+addEventListener("load", () => setTimeout(async () => {
+  const cards = [...document.querySelectorAll(".card[data-markable]")];
+  cards[0].querySelector(".meta .p").click();  // the text of a card: marked
+  const link = cards[1].querySelector("a");    // its thumbnail opens the photo instead
+  link.addEventListener("click", e => e.preventDefault());
+  cards[1].querySelector("img").click();
+  cards[2].click(); cards[2].click();           // twice: not marked
+  cards[3].click();
+  document.querySelector("input[name=f][value=other]").click();  // filtered and back
+  document.querySelector("input[name=f][value=all]").click();
+  const out = document.createElement("pre");
+  out.id = "out";
+  out.dataset.button = document.getElementById("save").textContent;
+  out.dataset.marked = document.querySelectorAll(".card.marked").length;
+  document.getElementById("save").click();
+  out.textContent = blobs.length === 1 ? await blobs[0].text() : "no download";
+  document.body.appendChild(out);
+}, 200));
+</script>"""
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed")
+def test_clicks_in_chromium_mark_cards_and_save_marks_for_train(archive, trained_model, tmp_path):
+    """The click handlers and the save button in a real DOM, not only marksJson."""
+    import html
+
+    from flowersort.corrections import read_marks
+
+    report = tmp_path / "report.html"
+    rows = classify_with_report(archive, trained_model, report)
+    scored = [r for r in rows if r["score"] is not None]  # cards in the page's order
+    page = tmp_path / "clicked.html"
+    page.write_text(report.read_text().replace("<head>", "<head>\n" + CLICKS, 1))
+    dom = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    out = re.search(r'<pre id="out" data-button="([^"]*)" data-marked="(\d+)">(.*?)</pre>',
+                    dom, re.S)  # fmt: skip
+    assert out is not None, dom[-2000:]
+    assert out.group(1) == "save marks (2)" and out.group(2) == "2"
+    saved = tmp_path / "flowersort-marks.json"
+    saved.write_text(html.unescape(out.group(3)))
+    marks = read_marks(saved)  # what train --marks reads
+    expected = [scored[0], scored[3]]
+    assert [m["path"] for m in marks] == [r["file"] for r in expected]
+    assert [m["label"] for m in marks] == [
+        "not-flower" if r["flower"] else "flower" for r in expected
+    ]
