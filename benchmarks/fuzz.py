@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from flowersort.errors import BadImage  # noqa: E402
 from flowersort.images import FeatureConfig, load_features  # noqa: E402
-from tests.test_bad_input import encode, mutate, photo  # noqa: E402
+from tests.fuzzing import encode, mutate, photo  # noqa: E402
 
 # ----------------------------------------------------------------------------- settings
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]

@@ -20,7 +20,7 @@ import numpy as np
 PHOTOS = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.test_report import CHROMIUM_FLAGS as HEADLESS  # noqa: E402
+from tests.report_page import CHROMIUM_FLAGS as HEADLESS  # noqa: E402
 
 CHROMIUM_FLAGS = [*HEADLESS, "--window-size=1200,900"]
 # ------------------------------------------------------------------------------------

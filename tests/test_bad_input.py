@@ -14,21 +14,10 @@ from flowersort.cli import cli
 from flowersort.errors import BadImage
 from flowersort.exif import read_exif
 from flowersort.images import FeatureConfig, load_features, read_image
+from tests.fuzzing import encode, mutate, photo
 
 CFG = FeatureConfig(image_size=24, grid=2, bins=10)
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_photos"
-
-
-def photo(h=60, w=80) -> np.ndarray:
-    img = np.zeros((h, w, 3), np.uint8)
-    img[:, : w // 2] = (0, 0, 255)  # left half red, right half black
-    return img
-
-
-def encode(img, ext=".jpg", params=()) -> bytes:
-    ok, buf = cv2.imencode(ext, img, list(params))
-    assert ok
-    return buf.tobytes()
 
 
 def with_orientation(jpeg: bytes, orientation: int) -> bytes:
@@ -271,24 +260,6 @@ def test_train_with_too_few_photos_is_exit_2(tmp_path):
         cli, ["train", str(flowers), str(noflowers), "--model", str(tmp_path / "m.npz")]
     )
     assert result.exit_code == 2 and "too few photos" in result.stderr
-
-
-def mutate(data: bytes, rng: np.random.Generator) -> bytes:
-    buf = bytearray(data)
-    kind = rng.integers(0, 4)
-    if kind == 0:  # bit flips
-        for _ in range(int(rng.integers(1, 20))):
-            i = int(rng.integers(0, len(buf)))
-            buf[i] ^= 1 << int(rng.integers(0, 8))
-    elif kind == 1:  # truncation
-        buf = buf[: int(rng.integers(0, len(buf)))]
-    elif kind == 2:  # an inserted chunk of noise
-        i = int(rng.integers(0, len(buf)))
-        buf[i:i] = rng.integers(0, 256, int(rng.integers(1, 500)), dtype=np.uint8).tobytes()
-    else:  # overwritten header bytes (sizes, markers)
-        i = int(rng.integers(0, min(len(buf), 300)))
-        buf[i : i + 4] = rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
-    return bytes(buf)
 
 
 def test_fuzzed_jpeg_and_png_never_raise_anything_but_bad_image(tmp_path):

@@ -267,7 +267,7 @@ def test_a_correction_relabels_a_photo_of_the_example_folders(examples, tmp_path
 def marks_from_page(page: str, marked: set[str], tmp_path) -> str:
     """Run the report's own marks code (the part without the DOM) in node, with the cards
     whose file names are in `marked` clicked."""
-    from tests.test_report import data_of
+    from tests.report_page import data_of
 
     rows = data_of(page)
     for r in rows:
@@ -478,7 +478,7 @@ def test_report_marks_name_photos_by_full_path_when_classify_was_given_relative_
     archive, tmp_path, monkeypatch
 ):
     """The saved marks are read by train, often from another folder than the report's."""
-    from tests.test_report import data_of
+    from tests.report_page import data_of
 
     monkeypatch.chdir(tmp_path)
     report = tmp_path / "report.html"
@@ -558,7 +558,7 @@ def test_a_run_stopped_before_it_met_a_photo_taken_out_forgets_nothing(archive, 
 
 def test_report_marks_find_a_photo_whose_name_is_not_utf8(archive, tmp_path):
     """The page keeps the name's bytes (as JSON surrogate escapes) for train --marks."""
-    from tests.test_report import data_of
+    from tests.report_page import data_of
 
     odd = os.fsencode(archive / "2024") + b"/caf\xe9 \xff.jpg"
     os.rename(archive / "2024" / "IMG_0000.jpg", odd)

@@ -886,7 +886,7 @@ def test_decoder_warnings_become_a_note_about_the_photo(tmp_path, trained_model,
 
 
 def report_rows(page: str) -> list[dict]:
-    from tests.test_report import data_of
+    from tests.report_page import data_of
 
     return data_of(page)
 
@@ -916,7 +916,7 @@ def test_evaluate_report_keeps_the_misclassified_filter(examples, trained_model,
 
 
 def chromium_dom(page: Path, profile: Path) -> str:
-    from tests.test_report import CHROMIUM_FLAGS, chromium
+    from tests.report_page import CHROMIUM_FLAGS, chromium
 
     proc = subprocess.run(
         [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
@@ -931,7 +931,7 @@ def chromium_dom(page: Path, profile: Path) -> str:
 def test_report_as_drawn_heat_on_flowers_only_links_and_path_breaks(
     archive, trained_model, tmp_path
 ):
-    from tests.test_report import chromium
+    from tests.report_page import chromium
 
     if chromium() is None:
         pytest.skip("chromium is not installed")

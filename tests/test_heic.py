@@ -15,7 +15,7 @@ from flowersort.errors import BadImage
 from flowersort.images import FeatureConfig, read_image
 from tests.conftest import make_photo, run
 from tests.heif_files import HEIC_HEADER, heic_bytes, needs_pillow_heif, portrait_heic
-from tests.test_report import data_of
+from tests.report_page import data_of
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
 

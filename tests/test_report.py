@@ -1,62 +1,14 @@
 """The HTML contact sheet: well formed, one entry per photo, self-contained, and it renders."""
 
-import json
 import re
-import shutil
 import subprocess
-from html.parser import HTMLParser
 
 import pytest
 from click.testing import CliRunner
 
 from flowersort.cli import cli
 from tests.conftest import make_archive
-
-VOID = {"meta", "input", "br", "img"}
-
-
-class Checker(HTMLParser):
-    """Fails on unbalanced tags and on anything fetched from outside the page."""
-
-    def __init__(self):
-        super().__init__()
-        self.stack, self.script, self.external = [], "", []
-
-    def handle_starttag(self, tag, attrs):
-        for name, value in attrs:
-            if name in ("src", "href") and value and not value.startswith("data:"):
-                self.external.append(value)
-        if tag not in VOID:
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag):
-        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
-        self.stack.pop()
-
-    def handle_data(self, data):
-        if self.stack and self.stack[-1] == "script":
-            self.script += data
-
-
-def data_of(page: str) -> list[dict]:
-    checker = Checker()
-    checker.feed(page)
-    checker.close()
-    assert checker.stack == [] and checker.external == []
-    start = checker.script.index("const DATA = ") + len("const DATA = ")
-    return json.loads(checker.script[start : checker.script.index(";\nconst grid")])
-
-
-CHROMIUM_FLAGS = [  # headless, and no calls to Google's servers on a closed network
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.report_page import CHROMIUM_FLAGS, chromium, data_of
 
 
 @pytest.fixture
@@ -108,10 +60,6 @@ def test_train_prints_the_validation_report(examples, tmp_path):
     assert f"validation report written to {tmp_path / 'm.validation.html'}" in result.output
     # five members, five validation folds: every one of the 60 examples, scored once
     assert len(data_of((tmp_path / "m.validation.html").read_text())) == 60
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(chromium() is None, reason="chromium is not installed")

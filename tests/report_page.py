@@ -1,0 +1,56 @@
+"""The report page as the tests read it: its data, checked for balanced tags and nothing
+fetched from outside; and headless Chromium to run it."""
+
+import json
+import shutil
+from html.parser import HTMLParser
+
+VOID = {"meta", "input", "br", "img"}
+
+
+class Checker(HTMLParser):
+    """Fails on unbalanced tags and on anything fetched from outside the page."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.script, self.external = [], "", []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href") and value and not value.startswith("data:"):
+                self.external.append(value)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        if self.stack and self.stack[-1] == "script":
+            self.script += data
+
+
+def data_of(page: str) -> list[dict]:
+    checker = Checker()
+    checker.feed(page)
+    checker.close()
+    assert checker.stack == [] and checker.external == []
+    start = checker.script.index("const DATA = ") + len("const DATA = ")
+    return json.loads(checker.script[start : checker.script.index(";\nconst grid")])
+
+
+CHROMIUM_FLAGS = [  # headless, and no calls to Google's servers on a closed network
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
