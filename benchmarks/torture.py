@@ -28,7 +28,7 @@ SIDECAR_EVERY = 7  # every 7th photo gets an .xmp sidecar
 PRIVATE_EVERY = 5  # every 5th photo is mode 600 with a desktop tag (an extended attribute)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.test_kill import classify_cmd, in_flight  # noqa: E402
+from tests.test_kill import classify_cmd, in_flight, last_move  # noqa: E402
 
 # ------------------------------------------------------------------------------------
 
@@ -89,12 +89,12 @@ def trial_run(
     startup = time.perf_counter() - start
     interrupted = 0
     for _ in range(trials):
+        last = last_move(state)  # a run killed before its recovery leaves earlier ones started
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(startup * float(rng.uniform(0.5, 2.0)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if (state / "flowersort" / "journal.sqlite").exists():
-            interrupted += in_flight(state) > 0
+        interrupted += in_flight(state, after=last) > 0
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     after = census(src, dest)
     lost = sum((before - after).values())
