@@ -999,12 +999,12 @@ def show_runs(as_json: bool) -> None:
     if not runs:
         log.info("no run has moved photos")
         return
-    click.echo(f"{'run':>5}  {'started':19}  kind  {'photos':>6}  {'state':11}  from -> to")
+    click.echo(f"{'run':>5}  {'started':19}  kind  {'photos':>6}  {'state':13}  from -> to")
     for info in runs:
         row = info.to_json()
         click.echo(
             f"{info.id:5d}  {row['started']}  {row['kind']:4}  {info.photos:6d}  "
-            f"{info.state:11}  {display(info.src or '')} -> {display(info.dest or '')}"
+            f"{info.state:13}  {display(info.src or '')} -> {display(info.dest or '')}"
         )
 
 

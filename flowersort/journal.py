@@ -56,10 +56,15 @@ class RunInfo:
     dest: str | None
     undone: bool
     photos: int  # photos moved or copied (each with its sidecars)
+    restored: int = 0  # of them, put back by an undo that was stopped half-way
 
     @property
     def state(self) -> str:
-        return "undone" if self.undone else "done" if self.finished else "interrupted"
+        if self.undone:
+            return "undone"
+        if self.restored:
+            return "partly undone"
+        return "done" if self.finished else "interrupted"
 
     def when(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
@@ -456,7 +461,14 @@ class Journal:
             "GROUP BY runs.id ORDER BY runs.id",
             (run, run),
         ).fetchall()
-        return [RunInfo(*row[:6], bool(row[6]), row[7]) for row in rows]
+        infos = [RunInfo(*row[:6], bool(row[6]), row[7]) for row in rows]
+        for info in infos:
+            if not info.undone and (restored := self.restored_by_undo(info.id)):
+                info.restored = sum(
+                    finals in restored and action != "dedupe-sidecars"
+                    for _, finals, _, action in self.done_moves(info.id)
+                )
+        return infos
 
     def note_created_dirs(self, run: int, folders: list[Path]) -> None:
         """Folders this run created, so that its undo can remove them once empty."""

@@ -3,6 +3,7 @@ process group) finish the group in hand, start no other, stop the workers, print
 summary and exit 130 or 143, leaving nothing for recovery; SIGKILL of the main process
 takes its workers with it, and they never hold the run lock."""
 
+import json
 import os
 import shutil
 import signal
@@ -191,6 +192,16 @@ def test_a_signal_during_undo_finishes_the_photo_in_hand(tmp_path, state_home):
     assert len(list(src.rglob("*.jpg"))) == len(list(src.rglob("*.xmp"))) == 3
     assert unfinished_moves(state_home) == 0
     assert census(src, dest) == before
+    listing = [sys.executable, "-m", "flowersort", "undo", "--list", "--json"]
+    runs = subprocess.run(listing, env=env, capture_output=True, text=True, check=True)
+    assert [json.loads(line)["state"] for line in runs.stdout.splitlines()] == ["partly undone"]
+    table = subprocess.run(listing[:-1], env=env, capture_output=True, text=True, check=True)
+    assert "  partly undone  " in table.stdout
+    finish = subprocess.run(undo, env=env, capture_output=True, text=True)
+    assert finish.returncode == 0, finish.stderr
+    runs = subprocess.run(listing, env=env, capture_output=True, text=True, check=True)
+    assert [json.loads(line)["state"] for line in runs.stdout.splitlines()] == ["undone"]
+    assert census(src) == before
 
 
 def test_sigkill_takes_the_workers_along_and_leaves_the_lock_free(tmp_path, state_home):
