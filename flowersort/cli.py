@@ -12,6 +12,7 @@ Exit codes (a contract: scripts rely on them):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ EPILOG = (
 # each command lists the exit codes it can give
 EXIT_CODES = {
     "train": "Exit codes: 0 model written, 2 usage, model or training-data error, "
-    "4 stopped by an unexpected error.",
+    "4 stopped by an unexpected error, 130/143 stopped by SIGINT/SIGTERM.",
     "evaluate": "Exit codes: 0 done, 2 usage, model or data error, 4 stopped by an "
     "unexpected error.",
     "classify": "Exit codes: 0 all done (skipped unreadable files are reported, not failures), "
@@ -125,6 +126,40 @@ class Interrupted:
             name = signal.Signals(self.signum).name
             log.warning("stopped by %s: the photos above are done; no other was started", name)
             sys.exit(128 + self.signum)
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM during a command that moves nothing (train): it stops at once."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stops_on_signals(command):
+    """A command that Ctrl-C or SIGTERM stop at once, with one line and exit 130 or 143
+    (no traceback, no click "Aborted!"); its worker processes die with it."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        def stop(signum, frame):
+            raise Stopped(signum)
+
+        previous = {s: signal.signal(s, stop) for s in Interrupted.SIGNALS}
+        try:
+            result = command(*args, **kwargs)
+        except Stopped as e:
+            for s in Interrupted.SIGNALS:  # a second Ctrl-C while we stop changes nothing
+                signal.signal(s, signal.SIG_IGN)
+            log.warning("stopped by %s", signal.Signals(e.signum).name)
+            sys.exit(128 + e.signum)
+        finally:
+            if signal.getsignal(signal.SIGINT) is stop:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+        return result
+
+    return wrapper
 
 
 # log records with this extra go to the log file only: their text is already on stdout
@@ -413,6 +448,7 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Replace the model file if it exists.")
 @workers_option
 @logging_options
+@stops_on_signals
 def train(
     flowers,
     noflowers,
