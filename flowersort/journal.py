@@ -129,7 +129,8 @@ def _paths(text: str) -> list[Path]:
 
 
 def _text(paths) -> str:
-    return json.dumps([os.fspath(p) for p in paths])  # lone surrogates survive as \\udcxx
+    """Absolute: recovery and undo may run from another folder (cron starts in $HOME)."""
+    return json.dumps([os.path.abspath(p) for p in paths])  # lone surrogates survive as \\udcxx
 
 
 _held_locks: set[int] = set()  # fds of the run locks this process holds
@@ -293,6 +294,7 @@ class Journal:
     ) -> list[Path]:
         """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
+        sources = [Path(os.path.abspath(s)) for s in sources]  # as the journal has them
         move_id, note = self._start_move(run, sources, keep_source, action)
         try:
             finals = safefs.transfer(
@@ -339,7 +341,8 @@ class Journal:
         steps: list[list] = []
 
         def note(step: str, path: Path, **details) -> None:
-            steps.append([step, os.fspath(path), details] if details else [step, os.fspath(path)])
+            path = os.path.abspath(path)  # as _text: valid from any working folder
+            steps.append([step, path, details] if details else [step, path])
             try:
                 self.db.execute(
                     "UPDATE moves SET steps = ? WHERE id = ?", (json.dumps(steps), move_id)
@@ -437,7 +440,7 @@ class Journal:
 
     def earlier_final(self, source: Path, dest: Path) -> Path | None:
         """Where the latest run not undone put the file that was at source, if inside dest."""
-        first = "[" + json.dumps(os.fspath(source))  # sources[0], whole: a quote ends it
+        first = "[" + json.dumps(os.path.abspath(source))  # sources[0], whole: a quote ends it
         row = self.db.execute(
             "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
             "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
@@ -475,7 +478,7 @@ class Journal:
         self.db.execute(CREATED_DIRS)
         self.db.executemany(
             "INSERT INTO created_dirs(run, path) VALUES (?, ?)",
-            [(run, os.fsencode(f)) for f in folders],
+            [(run, os.fsencode(os.path.abspath(f))) for f in folders],
         )
 
     def created_dirs(self, run: int) -> list[Path]:

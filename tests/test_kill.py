@@ -229,3 +229,42 @@ def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path, 
             assert census(src, dest) == before, f"after the kill at {call} #{n}"
             left = [p for p in [*src.rglob("*"), *dest.rglob("*")] if safefs.TMP_PREFIX in p.name]
             assert left == [], f"after the kill at {call} #{n}"
+
+
+def test_a_run_given_relative_folders_is_recovered_and_undone_from_anywhere(tmp_path):
+    """`cd ~; flowersort classify Pictures --move-to Flowers`, killed (strace) as it removes
+    its first source; the next run, from another folder as cron's, must finish that move
+    (not leave the photo twice), and undo from there must put everything back."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    home, elsewhere, state = tmp_path / "home", tmp_path / "elsewhere", tmp_path / "state"
+    make_archive(home / "Pictures", 2)  # a photo with an .xmp sidecar, a photo alone
+    elsewhere.mkdir()
+    before = census(home / "Pictures")
+    relative = [*classify_cmd(Path("Pictures"), Path("Flowers")), "--no-cache"]
+    log, env = tmp_path / "strace.log", env_with(state)
+    trace = ["strace", "-qq", "-o", str(log), "-e", "trace=unlink,unlinkat"]
+    clean = tmp_path / "clean"
+    shutil.copytree(home, clean)
+    subprocess.run([*trace, *relative], cwd=clean, env=env_with(tmp_path / "s0"), check=True)
+    calls = [line for line in log.read_text().splitlines() if line.startswith("unlink")]
+    n = next(i for i, line in enumerate(calls, 1) if "Pictures/" in line)
+    inject = f"inject=unlink,unlinkat:signal=KILL:when={n}"
+    killed = subprocess.run([*trace, "-e", inject, *relative], cwd=home, env=env)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    assert in_flight(state) == 1
+    absolute = classify_cmd(home / "Pictures", home / "Flowers")
+    nightly = subprocess.run(absolute, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert nightly.returncode == 0, nightly.stderr
+    assert census(home / "Pictures", home / "Flowers") == before  # no photo twice
+    assert sorted(p.name for p in (home / "Flowers").iterdir()) == [
+        "IMG_0000.jpg",
+        "IMG_0000.xmp",
+        "IMG_0001.jpg",
+    ]
+    undo = [sys.executable, "-m", "flowersort", "undo"]
+    for which in ([], ["1"]):  # the nightly run, then the killed one its recovery finished
+        done = subprocess.run(undo + which, cwd=elsewhere, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert census(home / "Pictures") == before and not (home / "Flowers").exists()
+    assert list(elsewhere.iterdir()) == []
