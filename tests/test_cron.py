@@ -539,7 +539,7 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
 @pytest.mark.parametrize(
     "name, codes",
     [
-        ("train", ["0", "2", "4"]),
+        ("train", ["0", "2", "4", "130/143"]),
         ("evaluate", ["0", "2", "4"]),
         ("classify", ["0", "1", "2", "3", "4", "130/143"]),
         ("undo", ["0", "1", "2", "3", "130/143"]),
