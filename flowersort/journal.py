@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS moves (
     steps TEXT NOT NULL DEFAULT '[]', finals TEXT
 );
 CREATE INDEX IF NOT EXISTS moves_state ON moves(state);
+CREATE INDEX IF NOT EXISTS moves_first_source ON moves(json_extract(sources, '$[0]'));
 """
 
 
@@ -440,12 +441,18 @@ class Journal:
 
     def earlier_final(self, source: Path, dest: Path) -> Path | None:
         """Where the latest run not undone put the file that was at source, if inside dest."""
-        first = "[" + json.dumps(os.path.abspath(source))  # sources[0], whole: a quote ends it
+        path = os.path.abspath(source)
+        try:  # by the index of first sources: a journal of many moves is not read whole
+            path.encode()
+            where, params = "json_extract(moves.sources, '$[0]') = ?", (path,)
+        except UnicodeEncodeError:  # a name that is not UTF-8: compared as JSON text
+            first = "[" + json.dumps(path)  # sources[0], whole: a quote ends it
+            where, params = "substr(moves.sources, 1, ?) = ?", (len(first), first)
         row = self.db.execute(
             "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
             "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
-            " AND substr(moves.sources, 1, ?) = ? ORDER BY moves.id DESC LIMIT 1",
-            (len(first), first),
+            f" AND {where} ORDER BY moves.id DESC LIMIT 1",
+            params,
         ).fetchone()
         finals = _paths(row[0]) if row is not None and row[0] else []
         if not finals:
