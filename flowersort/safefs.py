@@ -112,6 +112,18 @@ def identity(path: Path) -> dict[str, int]:
     return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+CHANGED = "changed while being moved"
+
+
+def _version(source: Path, final: Path) -> tuple | None:
+    """What shows a write to source: None for a hard link to final (its writes are the
+    final's too)."""
+    st, fin = os.lstat(source), os.lstat(final)
+    if (st.st_dev, st.st_ino) == (fin.st_dev, fin.st_ino):
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def same_file(a: Path, b: Path) -> bool:
     """The same inode (a hard link made by a move) or the same bytes."""
     try:
@@ -309,19 +321,23 @@ def transfer(
         return finals
     # rsync's rule: a source is removed only while it still equals its copy (a sync client
     # or a camera import may still be writing it, or it was replaced since it was copied)
+    checked = []  # each source's stat from before its compare: a write since shows in it
     for source, final in zip(sources, finals):
         if not os.path.lexists(source):  # deleted meanwhile: the copy is all there is now
             raise OSError(errno.ENOENT, f"{source.name} vanished while being moved", str(final))
+        checked.append(_version(source, final))
         if not same_file(source, final):
             for f in finals:
                 _remove_quietly(f)
-            raise OSError(errno.EAGAIN, f"{source.name} changed while being moved; left in place")
+            raise OSError(errno.EAGAIN, f"{source.name} {CHANGED}; left in place")
     removed: list[int] = []
     for i, source in enumerate(sources):
-        note("unlink", path=source)
+        note("unlink", path=source)  # a journal commit: writes may land meanwhile
         try:
+            if _version(source, finals[i]) != checked[i]:
+                raise OSError(errno.EAGAIN, CHANGED)
             _unlink(source)
-        except OSError as e:  # (an immutable sidecar): the group goes back whole
+        except OSError as e:  # (an immutable sidecar, a writer): the group goes back whole
             note("rollback", path=source)
             try:
                 for j in removed:
@@ -334,6 +350,8 @@ def transfer(
                 ) from None
             for final in finals:
                 _remove_quietly(final)
+            if e.strerror == CHANGED:
+                raise OSError(e.errno, f"{source.name} {CHANGED}; left in place") from None
             raise OSError(
                 e.errno, f"{source.name} cannot be removed ({e.strerror}); the group stays"
             ) from None

@@ -184,3 +184,40 @@ def test_across_filesystems_keeps_mode_owner_times_and_xattrs(tmp_path):
         assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_123_456_789, 999_999_999_987_654_321)
         assert os.getxattr(final, "user.xdg.tags") == b"flowers,garden"
         assert os.getxattr(final, "user.comment") == b"grandmother's roses"
+
+
+@pytest.mark.parametrize("member", [0, 1], ids=["photo", "sidecar"])
+def test_a_write_while_the_removal_is_journaled_keeps_the_group(tmp_path, member):
+    """Across filesystems, a sync client appends to a file of the group while the journal
+    commits "unlink" (after the last compare with the copies): the group stays whole in
+    the archive, every byte kept, and no copy is left at the target."""
+    from tests.test_kill import other_filesystem
+
+    if other_filesystem() is None:
+        pytest.skip("no second filesystem (tmpfs) to move across")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    src = tmp_path / "src"
+    src.mkdir()
+    group = [src / "IMG_0001.jpg", src / "IMG_0001.xmp"]
+    group[0].write_bytes(b"a photo")
+    group[1].write_bytes(b"<xmp/>")
+    dest = Path(tempfile.mkdtemp(dir=other_filesystem()))
+    steps = []
+
+    def note(step, path, **details):  # the journal's hook: the writer strikes meanwhile
+        steps.append(step)
+        if step == "unlink" and path == group[member]:
+            with open(group[member], "ab") as f:
+                f.write(b" and more")
+
+    try:
+        with pytest.raises(OSError, match="changed while being moved"):
+            safefs.transfer(group, dest, note=note)
+        assert group[member].read_bytes().endswith(b" and more")
+        assert files(src) == ["IMG_0001.jpg", "IMG_0001.xmp"] and files(dest) == []
+        assert "rollback" in steps
+    finally:
+        shutil.rmtree(dest)
