@@ -383,18 +383,24 @@ def put_back(kept: Path, source: Path, note: Note = _no_note, *, link: bool = Tr
 def remove_duplicates(sources: list[Path], twins: list[Path], note: Note = _no_note) -> None:
     """Remove each source, whose byte-identical twin stays: all or none (a source that
     cannot be removed gets back those removed before it, copied from their twins)."""
+    checked = []  # as in transfer: a write after the compare shows in the stat
     for source, twin in zip(sources, twins):
-        if os.path.samefile(source, twin) or not same_bytes(source, twin):
+        checked.append(before := _version(source, twin))
+        if before is None or not same_bytes(source, twin):
             raise OSError(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
     removed: list[tuple[Path, Path]] = []
-    for source, twin in zip(sources, twins):
-        note("unlink", path=source)
+    for i, (source, twin) in enumerate(zip(sources, twins)):
+        note("unlink", path=source)  # a journal commit: writes may land meanwhile
         try:
+            if _version(source, twin) != checked[i]:
+                raise OSError(errno.EAGAIN, CHANGED)
             _unlink(source)
         except OSError as e:
             note("rollback", path=source)
             for gone, kept in removed:
                 put_back(kept, gone, note, link=False)
+            if e.strerror == CHANGED:
+                raise OSError(e.errno, f"{source.name} is no longer a copy of {twin}") from None
             raise OSError(e.errno, f"{source.name} cannot be removed: {e.strerror}") from None
         removed.append((source, twin))
     for parent in {s.parent for s in sources}:

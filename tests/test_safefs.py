@@ -221,3 +221,27 @@ def test_a_write_while_the_removal_is_journaled_keeps_the_group(tmp_path, member
         assert "rollback" in steps
     finally:
         shutil.rmtree(dest)
+
+
+def test_a_write_while_a_dedupe_is_journaled_keeps_the_source(tmp_path):
+    """--on-conflict dedupe removes a photo whose twin sits in the target; a write to it
+    while the journal commits "unlink" makes it another photo: it stays, with its bytes."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    sources = [src / "IMG_0001.jpg", src / "IMG_0001.xmp"]
+    twins = [dest / "IMG_0001.jpg", dest / "IMG_0001.xmp"]
+    for s, t, data in zip(sources, twins, [b"a photo", b"<xmp/>"]):
+        s.write_bytes(data)
+        t.write_bytes(data)
+
+    def note(step, path, **details):  # the journal's hook: the writer strikes meanwhile
+        if step == "unlink" and path == sources[1]:
+            with open(sources[1], "ab") as f:
+                f.write(b"<rating>5</rating>")
+
+    with pytest.raises(OSError, match="no longer a copy"):
+        safefs.remove_duplicates(sources, twins, note)
+    assert sources[0].read_bytes() == b"a photo"  # put back from its twin
+    assert sources[1].read_bytes() == b"<xmp/><rating>5</rating>"
+    assert [t.read_bytes() for t in twins] == [b"a photo", b"<xmp/>"]
