@@ -316,7 +316,12 @@ def transfer(
     finally:
         for tmp in temps:
             _remove_quietly(tmp)
-    fsync_dir(folder)
+    try:
+        fsync_dir(folder)
+    except OSError:  # the names may not last (EIO): give them up, the sources stay
+        for final in finals:
+            _remove_quietly(final)
+        raise
     if keep_source:
         return finals
     # rsync's rule: a source is removed only while it still equals its copy (a sync client

@@ -245,3 +245,25 @@ def test_a_write_while_a_dedupe_is_journaled_keeps_the_source(tmp_path):
     assert sources[0].read_bytes() == b"a photo"  # put back from its twin
     assert sources[1].read_bytes() == b"<xmp/><rating>5</rating>"
     assert [t.read_bytes() for t in twins] == [b"a photo", b"<xmp/>"]
+
+
+@pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])
+def test_an_io_error_syncing_the_target_folder_leaves_nothing_there(tree, monkeypatch, across):
+    """fsync of the target folder fails (EIO, seen with strace's fault injection) once
+    the final names are taken: the move fails with the sources intact and no twin in the
+    target (before, the photo stayed in both places until the next run's recovery)."""
+    src, dest = tree
+    real_fsync_dir = safefs.fsync_dir
+
+    def failing(folder):
+        if folder == dest:
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync_dir(folder)
+
+    if across:
+        monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
+    monkeypatch.setattr(safefs, "fsync_dir", failing)
+    before = census(src)
+    with pytest.raises(OSError, match="Input/output error"):
+        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    assert census(src) == before and files(dest) == []
