@@ -187,7 +187,7 @@ def test_no_home(src, tmp_path, trained_model):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert [line for line in proc.stderr.splitlines() if "HOME is not set" in line]
+    assert [line for line in proc.stderr.splitlines() if "HOME is not set" in line], proc.stderr
     assert census(src) == before
     proc = subprocess.run(
         [*cmd, "--dry-run"], env=env, capture_output=True, text=True, cwd=tmp_path
