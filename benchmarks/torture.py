@@ -1,4 +1,5 @@
-"""Kill flowersort classify --move-to with SIGKILL at random moments, many times, then let a
+"""Kill flowersort classify --move-to with SIGKILL at random moments (half of them aimed at the
+moves: soon after the journal shows one started), many times, then let a
 last run finish; count lost, damaged and duplicated photos by SHA-256 census, temporaries
 left, and how many kills interrupted a move (a kill between moves proves nothing).
 
@@ -28,7 +29,7 @@ SIDECAR_EVERY = 7  # every 7th photo gets an .xmp sidecar
 PRIVATE_EVERY = 5  # every 5th photo is mode 600 with a desktop tag (an extended attribute)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.test_kill import classify_cmd, in_flight  # noqa: E402
+from tests.test_kill import classify_cmd, in_flight, last_move  # noqa: E402
 
 # ------------------------------------------------------------------------------------
 
@@ -89,12 +90,17 @@ def trial_run(
     startup = time.perf_counter() - start
     interrupted = 0
     for _ in range(trials):
+        last = last_move(state)  # a run killed before its recovery leaves earlier ones started
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(startup * float(rng.uniform(0.5, 2.0)))
+        if rng.random() < 0.5:  # any moment: while scoring, too
+            time.sleep(startup * float(rng.uniform(0.5, 2.0)))
+        else:  # aimed at the moves: once one has started, a little later
+            while proc.poll() is None and in_flight(state, after=last) == 0:
+                time.sleep(0.002)
+            time.sleep(float(rng.uniform(0, 0.3)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if (state / "flowersort" / "journal.sqlite").exists():
-            interrupted += in_flight(state) > 0
+        interrupted += in_flight(state, after=last) > 0
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     after = census(src, dest)
     lost = sum((before - after).values())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ DEFAULTS = TrainConfig()
 
 # the exit codes each command can give
 COMMAND_EXIT_CODES = {
-    "train": ("0", "2", "4"),
+    "train": ("0", "2", "4", "130/143"),
     "evaluate": ("0", "2", "4"),
     "classify": ("0", "1", "2", "3", "4", "130/143"),
     "undo": ("0", "1", "2", "3", "130/143"),
@@ -113,6 +114,40 @@ class Interrupted:
             name = signal.Signals(self.signum).name
             log.warning("stopped by %s: the photos above are done; no other was started", name)
             sys.exit(128 + self.signum)
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM during a command that moves nothing (train): it stops at once."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stops_on_signals(command):
+    """A command that Ctrl-C or SIGTERM stop at once, with one line and exit 130 or 143
+    (no traceback, no click "Aborted!"); its worker processes die with it."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        def stop(signum, frame):
+            raise Stopped(signum)
+
+        previous = {s: signal.signal(s, stop) for s in Interrupted.SIGNALS}
+        try:
+            result = command(*args, **kwargs)
+        except Stopped as e:
+            for s in Interrupted.SIGNALS:  # a second Ctrl-C while we stop changes nothing
+                signal.signal(s, signal.SIG_IGN)
+            log.warning("stopped by %s", signal.Signals(e.signum).name)
+            sys.exit(128 + e.signum)
+        finally:
+            if signal.getsignal(signal.SIGINT) is stop:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+        return result
+
+    return wrapper
 
 
 # log records with this extra go to the log file only: their text is already on stdout
@@ -401,6 +436,7 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Replace the model file if it exists.")
 @workers_option
 @logging_options
+@stops_on_signals
 def train(
     flowers,
     noflowers,
@@ -889,12 +925,12 @@ def show_runs(as_json: bool) -> None:
     if not runs:
         log.info("no run has moved photos")
         return
-    click.echo(f"{'run':>5}  {'started':19}  kind  {'photos':>6}  {'state':11}  from -> to")
+    click.echo(f"{'run':>5}  {'started':19}  kind  {'photos':>6}  {'state':13}  from -> to")
     for info in runs:
         row = info.to_json()
         click.echo(
             f"{info.id:5d}  {row['started']}  {row['kind']:4}  {info.photos:6d}  "
-            f"{info.state:11}  {display(info.src or '')} -> {display(info.dest or '')}"
+            f"{info.state:13}  {display(info.src or '')} -> {display(info.dest or '')}"
         )
 
 

@@ -21,7 +21,7 @@ EXIT_MEANING = {
     "2": "usage, model, data or state error, or nothing to undo",
     "3": "another run holds the lock",
     "4": "stopped by an unexpected error (a bug, not a bad photo; --verbose shows where)",
-    "130/143": "stopped by SIGINT/SIGTERM (the photo in hand finished, no other started)",
+    "130/143": "stopped by SIGINT/SIGTERM (a move in hand is finished, no other started)",
 }
 
 

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS moves (
     steps TEXT NOT NULL DEFAULT '[]', finals TEXT
 );
 CREATE INDEX IF NOT EXISTS moves_state ON moves(state);
+CREATE INDEX IF NOT EXISTS moves_first_source ON moves(json_extract(sources, '$[0]'));
 """
 
 
@@ -56,10 +57,15 @@ class RunInfo:
     dest: str | None
     undone: bool
     photos: int  # photos moved or copied (each with its sidecars)
+    restored: int = 0  # of them, put back by an undo that was stopped half-way
 
     @property
     def state(self) -> str:
-        return "undone" if self.undone else "done" if self.finished else "interrupted"
+        if self.undone:
+            return "undone"
+        if self.restored:
+            return "partly undone"
+        return "done" if self.finished else "interrupted"
 
     def when(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
@@ -124,7 +130,8 @@ def _paths(text: str) -> list[Path]:
 
 
 def _text(paths) -> str:
-    return json.dumps([os.fspath(p) for p in paths])  # lone surrogates survive as \\udcxx
+    """Absolute: recovery and undo may run from another folder (cron starts in $HOME)."""
+    return json.dumps([os.path.abspath(p) for p in paths])  # lone surrogates survive as \\udcxx
 
 
 _held_locks: set[int] = set()  # fds of the run locks this process holds
@@ -288,6 +295,7 @@ class Journal:
     ) -> list[Path]:
         """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
+        sources = [Path(os.path.abspath(s)) for s in sources]  # as the journal has them
         move_id, note = self._start_move(run, sources, keep_source, action)
         try:
             finals = safefs.transfer(
@@ -334,7 +342,8 @@ class Journal:
         steps: list[list] = []
 
         def note(step: str, path: Path, **details) -> None:
-            steps.append([step, os.fspath(path), details] if details else [step, os.fspath(path)])
+            path = os.path.abspath(path)  # as _text: valid from any working folder
+            steps.append([step, path, details] if details else [step, path])
             try:
                 self.db.execute(
                     "UPDATE moves SET steps = ? WHERE id = ?", (json.dumps(steps), move_id)
@@ -432,12 +441,18 @@ class Journal:
 
     def earlier_final(self, source: Path, dest: Path) -> Path | None:
         """Where the latest run not undone put the file that was at source, if inside dest."""
-        first = "[" + json.dumps(os.fspath(source))  # sources[0], whole: a quote ends it
+        path = os.path.abspath(source)
+        try:  # by the index of first sources: a journal of many moves is not read whole
+            path.encode()
+            where, params = "json_extract(moves.sources, '$[0]') = ?", (path,)
+        except UnicodeEncodeError:  # a name that is not UTF-8: compared as JSON text
+            first = "[" + json.dumps(path)  # sources[0], whole: a quote ends it
+            where, params = "substr(moves.sources, 1, ?) = ?", (len(first), first)
         row = self.db.execute(
             "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
             "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
-            " AND substr(moves.sources, 1, ?) = ? ORDER BY moves.id DESC LIMIT 1",
-            (len(first), first),
+            f" AND {where} ORDER BY moves.id DESC LIMIT 1",
+            params,
         ).fetchone()
         finals = _paths(row[0]) if row is not None and row[0] else []
         if not finals:
@@ -456,14 +471,21 @@ class Journal:
             "GROUP BY runs.id ORDER BY runs.id",
             (run, run),
         ).fetchall()
-        return [RunInfo(*row[:6], bool(row[6]), row[7]) for row in rows]
+        infos = [RunInfo(*row[:6], bool(row[6]), row[7]) for row in rows]
+        for info in infos:
+            if not info.undone and (restored := self.restored_by_undo(info.id)):
+                info.restored = sum(
+                    finals in restored and action != "dedupe-sidecars"
+                    for _, finals, _, action in self.done_moves(info.id)
+                )
+        return infos
 
     def note_created_dirs(self, run: int, folders: list[Path]) -> None:
         """Folders this run created, so that its undo can remove them once empty."""
         self.db.execute(CREATED_DIRS)
         self.db.executemany(
             "INSERT INTO created_dirs(run, path) VALUES (?, ?)",
-            [(run, os.fsencode(f)) for f in folders],
+            [(run, os.fsencode(os.path.abspath(f))) for f in folders],
         )
 
     def created_dirs(self, run: int) -> list[Path]:

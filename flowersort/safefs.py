@@ -103,6 +103,18 @@ def identity(path: Path) -> dict[str, int]:
     return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+CHANGED = "changed while being moved"
+
+
+def _version(source: Path, final: Path) -> tuple | None:
+    """What shows a write to source: None for a hard link to final (its writes are the
+    final's too)."""
+    st, fin = os.lstat(source), os.lstat(final)
+    if (st.st_dev, st.st_ino) == (fin.st_dev, fin.st_ino):
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def same_file(a: Path, b: Path) -> bool:
     """The same inode (a hard link made by a move) or the same bytes."""
     try:
@@ -295,24 +307,33 @@ def transfer(
     finally:
         for tmp in temps:
             _remove_quietly(tmp)
-    fsync_dir(folder)
+    try:
+        fsync_dir(folder)
+    except OSError:  # the names may not last (EIO): give them up, the sources stay
+        for final in finals:
+            _remove_quietly(final)
+        raise
     if keep_source:
         return finals
     # rsync's rule: a source is removed only while it still equals its copy (a sync client
     # or a camera import may still be writing it, or it was replaced since it was copied)
+    checked = []  # each source's stat from before its compare: a write since shows in it
     for source, final in zip(sources, finals):
         if not os.path.lexists(source):  # deleted meanwhile: the copy is all there is now
             raise OSError(errno.ENOENT, f"{source.name} vanished while being moved", str(final))
+        checked.append(_version(source, final))
         if not same_file(source, final):
             for f in finals:
                 _remove_quietly(f)
-            raise OSError(errno.EAGAIN, f"{source.name} changed while being moved; left in place")
+            raise OSError(errno.EAGAIN, f"{source.name} {CHANGED}; left in place")
     removed: list[int] = []
     for i, source in enumerate(sources):
-        note("unlink", path=source)
+        note("unlink", path=source)  # a journal commit: writes may land meanwhile
         try:
+            if _version(source, finals[i]) != checked[i]:
+                raise OSError(errno.EAGAIN, CHANGED)
             _unlink(source)
-        except OSError as e:  # (an immutable sidecar): the group goes back whole
+        except OSError as e:  # (an immutable sidecar, a writer): the group goes back whole
             note("rollback", path=source)
             try:
                 for j in removed:
@@ -325,6 +346,8 @@ def transfer(
                 ) from None
             for final in finals:
                 _remove_quietly(final)
+            if e.strerror == CHANGED:
+                raise OSError(e.errno, f"{source.name} {CHANGED}; left in place") from None
             raise OSError(
                 e.errno, f"{source.name} cannot be removed ({e.strerror}); the group stays"
             ) from None
@@ -356,18 +379,24 @@ def put_back(kept: Path, source: Path, note: Note = _no_note, *, link: bool = Tr
 def remove_duplicates(sources: list[Path], twins: list[Path], note: Note = _no_note) -> None:
     """Remove each source, whose byte-identical twin stays: all or none (a source that
     cannot be removed gets back those removed before it, copied from their twins)."""
+    checked = []  # as in transfer: a write after the compare shows in the stat
     for source, twin in zip(sources, twins):
-        if os.path.samefile(source, twin) or not same_bytes(source, twin):
+        checked.append(before := _version(source, twin))
+        if before is None or not same_bytes(source, twin):
             raise OSError(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
     removed: list[tuple[Path, Path]] = []
-    for source, twin in zip(sources, twins):
-        note("unlink", path=source)
+    for i, (source, twin) in enumerate(zip(sources, twins)):
+        note("unlink", path=source)  # a journal commit: writes may land meanwhile
         try:
+            if _version(source, twin) != checked[i]:
+                raise OSError(errno.EAGAIN, CHANGED)
             _unlink(source)
         except OSError as e:
             note("rollback", path=source)
             for gone, kept in removed:
                 put_back(kept, gone, note, link=False)
+            if e.strerror == CHANGED:
+                raise OSError(e.errno, f"{source.name} is no longer a copy of {twin}") from None
             raise OSError(e.errno, f"{source.name} cannot be removed: {e.strerror}") from None
         removed.append((source, twin))
     for parent in {s.parent for s in sources}:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
 
@@ -21,7 +21,7 @@ from flowersort.images import FeatureConfig, flip_tiles
 from flowersort.metrics import confusion, precision_threshold
 from flowersort.model import Model, probability
 from flowersort.network import NetConfig, TwoStageNet, bce_with_logits
-from flowersort.pipeline import default_workers, scan
+from flowersort.pipeline import _stay_with, default_workers, scan, worker_pool
 
 MIN_PER_CLASS = 4
 
@@ -315,9 +315,13 @@ def _train_members(jobs: list[dict], workers: int, progress: Progress | None) ->
 
     if workers <= 1 or len(jobs) <= 1:
         return [_fit_member(**job, progress=report(m)) for m, job in enumerate(jobs)]
-    with multiprocessing.Manager() as manager:
+    parent, main = os.getpid(), threading.current_thread() is threading.main_thread()
+    manager = SyncManager()  # like the workers: leaves the signals to us, dies with us
+    manager.start(_stay_with, (parent, main))
+    with manager:
         queue = manager.Queue()  # epochs reported by the workers
-        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+        pool = worker_pool(min(workers, len(jobs)))
+        try:
             futures = [pool.submit(_fit_member_queued, job, m, queue) for m, job in enumerate(jobs)]
             while not all(f.done() for f in futures) or not queue.empty():
                 try:
@@ -325,7 +329,14 @@ def _train_members(jobs: list[dict], workers: int, progress: Progress | None) ->
                 except Empty:
                     continue
                 report(member)(epoch, stats)
-            return [f.result() for f in futures]
+            results = [f.result() for f in futures]
+        except BaseException:  # Ctrl-C, SIGTERM: stop the nets in training now, not after
+            for process in list(pool._processes.values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return results
 
 
 def _fit_member_queued(job: dict, member: int, queue) -> tuple:

@@ -449,7 +449,7 @@ def test_undo_list_shows_each_run_with_its_date_counts_and_state(two_albums, tmp
     listing = run("undo", "--list")
     assert listing.exit_code == 0, listing.output
     header, *rows = listing.stdout.splitlines()
-    assert header == "  run  started              kind  photos  state        from -> to"
+    assert header == "  run  started              kind  photos  state          from -> to"
     parsed = [RUN_ROW.match(row).groups() for row in rows]
     assert [(p[0], p[2], p[3], p[4], p[5]) for p in parsed] == [
         ("1", "move", "2", "done", f"{two_albums / 'a'} -> {tmp_path / 'A'}"),
@@ -534,7 +534,7 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
 @pytest.mark.parametrize(
     "name, codes",
     [
-        ("train", ["0", "2", "4"]),
+        ("train", ["0", "2", "4", "130/143"]),
         ("evaluate", ["0", "2", "4"]),
         ("classify", ["0", "1", "2", "3", "4", "130/143"]),
         ("undo", ["0", "1", "2", "3", "130/143"]),

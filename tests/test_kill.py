@@ -65,6 +65,8 @@ def env_with(state: Path) -> dict:
 
 @pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])
 def test_sigkill_at_many_moments_loses_nothing(tmp_path, across, state_home):
+    """Six SIGKILLs, each sent once the journal shows a move started and counted only if
+    that move was still in flight after the kill (a kill between moves proves nothing)."""
     if across and other_filesystem() is None:
         pytest.skip("no second filesystem (tmpfs) to move across")
     src = tmp_path / "Pictures"
@@ -72,14 +74,20 @@ def test_sigkill_at_many_moments_loses_nothing(tmp_path, across, state_home):
     dest_parent = Path(tempfile.mkdtemp(dir=other_filesystem())) if across else tmp_path
     dest = dest_parent / "Flowers"
     before = census(src)
-    rng = np.random.default_rng(1)
     env = env_with(state_home)
+    interrupted = tries = 0
     try:
-        for _ in range(6):
+        while interrupted < 6 and tries < 30:
+            tries += 1
+            last = last_move(state_home)
             proc = subprocess.Popen(classify_cmd(src, dest), env=env, stderr=subprocess.DEVNULL)
-            time.sleep(float(rng.uniform(0.6, 1.6)))
+            while proc.poll() is None and in_flight(state_home, after=last) == 0:
+                time.sleep(0.002)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            assert proc.returncode == -signal.SIGKILL, "the run ended before a move started"
+            interrupted += in_flight(state_home, after=last) > 0
+        assert interrupted == 6, f"only {interrupted} of {tries} kills interrupted a move"
         final = subprocess.run(classify_cmd(src, dest), env=env, capture_output=True, text=True)
         assert final.returncode == 0, final.stderr
         assert census(src, dest) == before  # every photo exactly once, byte-identical
@@ -88,8 +96,6 @@ def test_sigkill_at_many_moments_loses_nothing(tmp_path, across, state_home):
         assert not [p for p in src.rglob("*.jpg")]  # all moved in the end (threshold 0)
     finally:
         if across:
-            import shutil
-
             shutil.rmtree(dest_parent)
 
 
@@ -114,13 +120,30 @@ def test_two_concurrent_runs_never_interleave(tmp_path, state_home):
     assert census(src, tmp_path / "Flowers") == before
 
 
-def in_flight(state: Path) -> int:
-    """Moves a killed run left started: what the kill interrupted."""
-    db = sqlite3.connect(state / "flowersort" / "journal.sqlite")
+def _journal_count(state: Path, sql: str, *params) -> int:
+    path = state / "flowersort" / "journal.sqlite"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=60)
     try:
-        return db.execute("SELECT count(*) FROM moves WHERE state = 'started'").fetchone()[0]
+        return db.execute(sql, params).fetchone()[0] or 0
+    except sqlite3.Error:  # not made yet (the run is starting): counts as none
+        return 0
     finally:
         db.close()
+
+
+def in_flight(state: Path, after: int = 0) -> int:
+    """Moves a killed run left started (those numbered above `after`: a run killed before
+    its recovery leaves the previous kill's moves started too): what the kill interrupted."""
+    return _journal_count(
+        state, "SELECT count(*) FROM moves WHERE state = 'started' AND id > ?", after
+    )
+
+
+def last_move(state: Path) -> int:
+    """The number of the journal's last move (0 without one)."""
+    return _journal_count(state, "SELECT max(id) FROM moves")
 
 
 CALLS = ("link", "linkat", "unlink", "unlinkat", "rename", "renameat", "renameat2")
@@ -206,3 +229,42 @@ def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path, 
             assert census(src, dest) == before, f"after the kill at {call} #{n}"
             left = [p for p in [*src.rglob("*"), *dest.rglob("*")] if safefs.TMP_PREFIX in p.name]
             assert left == [], f"after the kill at {call} #{n}"
+
+
+def test_a_run_given_relative_folders_is_recovered_and_undone_from_anywhere(tmp_path):
+    """`cd ~; flowersort classify Pictures --move-to Flowers`, killed (strace) as it removes
+    its first source; the next run, from another folder as cron's, must finish that move
+    (not leave the photo twice), and undo from there must put everything back."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    home, elsewhere, state = tmp_path / "home", tmp_path / "elsewhere", tmp_path / "state"
+    make_archive(home / "Pictures", 2)  # a photo with an .xmp sidecar, a photo alone
+    elsewhere.mkdir()
+    before = census(home / "Pictures")
+    relative = [*classify_cmd(Path("Pictures"), Path("Flowers")), "--no-cache"]
+    log, env = tmp_path / "strace.log", env_with(state)
+    trace = ["strace", "-qq", "-o", str(log), "-e", "trace=unlink,unlinkat"]
+    clean = tmp_path / "clean"
+    shutil.copytree(home, clean)
+    subprocess.run([*trace, *relative], cwd=clean, env=env_with(tmp_path / "s0"), check=True)
+    calls = [line for line in log.read_text().splitlines() if line.startswith("unlink")]
+    n = next(i for i, line in enumerate(calls, 1) if "Pictures/" in line)
+    inject = f"inject=unlink,unlinkat:signal=KILL:when={n}"
+    killed = subprocess.run([*trace, "-e", inject, *relative], cwd=home, env=env)
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    assert in_flight(state) == 1
+    absolute = classify_cmd(home / "Pictures", home / "Flowers")
+    nightly = subprocess.run(absolute, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert nightly.returncode == 0, nightly.stderr
+    assert census(home / "Pictures", home / "Flowers") == before  # no photo twice
+    assert sorted(p.name for p in (home / "Flowers").iterdir()) == [
+        "IMG_0000.jpg",
+        "IMG_0000.xmp",
+        "IMG_0001.jpg",
+    ]
+    undo = [sys.executable, "-m", "flowersort", "undo"]
+    for which in ([], ["1"]):  # the nightly run, then the killed one its recovery finished
+        done = subprocess.run(undo + which, cwd=elsewhere, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert census(home / "Pictures") == before and not (home / "Flowers").exists()
+    assert list(elsewhere.iterdir()) == []

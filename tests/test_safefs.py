@@ -184,3 +184,86 @@ def test_across_filesystems_keeps_mode_owner_times_and_xattrs(tmp_path):
         assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_123_456_789, 999_999_999_987_654_321)
         assert os.getxattr(final, "user.xdg.tags") == b"flowers,garden"
         assert os.getxattr(final, "user.comment") == b"grandmother's roses"
+
+
+@pytest.mark.parametrize("member", [0, 1], ids=["photo", "sidecar"])
+def test_a_write_while_the_removal_is_journaled_keeps_the_group(tmp_path, member):
+    """Across filesystems, a sync client appends to a file of the group while the journal
+    commits "unlink" (after the last compare with the copies): the group stays whole in
+    the archive, every byte kept, and no copy is left at the target."""
+    from tests.test_kill import other_filesystem
+
+    if other_filesystem() is None:
+        pytest.skip("no second filesystem (tmpfs) to move across")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    src = tmp_path / "src"
+    src.mkdir()
+    group = [src / "IMG_0001.jpg", src / "IMG_0001.xmp"]
+    group[0].write_bytes(b"a photo")
+    group[1].write_bytes(b"<xmp/>")
+    dest = Path(tempfile.mkdtemp(dir=other_filesystem()))
+    steps = []
+
+    def note(step, path, **details):  # the journal's hook: the writer strikes meanwhile
+        steps.append(step)
+        if step == "unlink" and path == group[member]:
+            with open(group[member], "ab") as f:
+                f.write(b" and more")
+
+    try:
+        with pytest.raises(OSError, match="changed while being moved"):
+            safefs.transfer(group, dest, note=note)
+        assert group[member].read_bytes().endswith(b" and more")
+        assert files(src) == ["IMG_0001.jpg", "IMG_0001.xmp"] and files(dest) == []
+        assert "rollback" in steps
+    finally:
+        shutil.rmtree(dest)
+
+
+def test_a_write_while_a_dedupe_is_journaled_keeps_the_source(tmp_path):
+    """--on-conflict dedupe removes a photo whose twin sits in the target; a write to it
+    while the journal commits "unlink" makes it another photo: it stays, with its bytes."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    sources = [src / "IMG_0001.jpg", src / "IMG_0001.xmp"]
+    twins = [dest / "IMG_0001.jpg", dest / "IMG_0001.xmp"]
+    for s, t, data in zip(sources, twins, [b"a photo", b"<xmp/>"]):
+        s.write_bytes(data)
+        t.write_bytes(data)
+
+    def note(step, path, **details):  # the journal's hook: the writer strikes meanwhile
+        if step == "unlink" and path == sources[1]:
+            with open(sources[1], "ab") as f:
+                f.write(b"<rating>5</rating>")
+
+    with pytest.raises(OSError, match="no longer a copy"):
+        safefs.remove_duplicates(sources, twins, note)
+    assert sources[0].read_bytes() == b"a photo"  # put back from its twin
+    assert sources[1].read_bytes() == b"<xmp/><rating>5</rating>"
+    assert [t.read_bytes() for t in twins] == [b"a photo", b"<xmp/>"]
+
+
+@pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])
+def test_an_io_error_syncing_the_target_folder_leaves_nothing_there(tree, monkeypatch, across):
+    """fsync of the target folder fails (EIO, seen with strace's fault injection) once
+    the final names are taken: the move fails with the sources intact and no twin in the
+    target (before, the photo stayed in both places until the next run's recovery)."""
+    src, dest = tree
+    real_fsync_dir = safefs.fsync_dir
+
+    def failing(folder):
+        if folder == dest:
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync_dir(folder)
+
+    if across:
+        monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
+    monkeypatch.setattr(safefs, "fsync_dir", failing)
+    before = census(src)
+    with pytest.raises(OSError, match="Input/output error"):
+        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    assert census(src) == before and files(dest) == []

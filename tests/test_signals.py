@@ -3,6 +3,8 @@ process group) finish the group in hand, start no other, stop the workers, print
 summary and exit 130 or 143, leaving nothing for recovery; SIGKILL of the main process
 takes its workers with it, and they never hold the run lock."""
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -191,6 +193,16 @@ def test_a_signal_during_undo_finishes_the_photo_in_hand(tmp_path, state_home):
     assert len(list(src.rglob("*.jpg"))) == len(list(src.rglob("*.xmp"))) == 3
     assert unfinished_moves(state_home) == 0
     assert census(src, dest) == before
+    listing = [sys.executable, "-m", "flowersort", "undo", "--list", "--json"]
+    runs = subprocess.run(listing, env=env, capture_output=True, text=True, check=True)
+    assert [json.loads(line)["state"] for line in runs.stdout.splitlines()] == ["partly undone"]
+    table = subprocess.run(listing[:-1], env=env, capture_output=True, text=True, check=True)
+    assert "  partly undone  " in table.stdout
+    finish = subprocess.run(undo, env=env, capture_output=True, text=True)
+    assert finish.returncode == 0, finish.stderr
+    runs = subprocess.run(listing, env=env, capture_output=True, text=True, check=True)
+    assert [json.loads(line)["state"] for line in runs.stdout.splitlines()] == ["undone"]
+    assert census(src) == before
 
 
 def test_sigkill_takes_the_workers_along_and_leaves_the_lock_free(tmp_path, state_home):
@@ -231,3 +243,49 @@ def test_the_signal_exit_codes_are_documented():
         text = " ".join(CliRunner().invoke(cli.cli, [name, "--help"]).output.split())
         assert "130/143 stopped by SIGINT/SIGTERM" in text and "exit 130 or 143" in text
     assert "`130` or `143`" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "signum,to_group,code",
+    [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143), (signal.SIGKILL, False, None)],
+    ids=["Ctrl-C", "SIGTERM", "SIGKILL"],
+)
+def test_a_signal_during_train_stops_it_with_one_line(examples, tmp_path, signum, to_group, code):
+    """Ctrl-C reaches the whole process group (the nets' workers and their queue's manager
+    too), `kill PID` the main process only: either way one line, exit 130 or 143, and no
+    process of the run left; SIGKILL takes the workers with it."""
+    model = tmp_path / "model.npz"
+    cmd = [sys.executable, "-m", "flowersort", "train", *map(str, examples), "--model", str(model)]
+    cmd += ["--members", "3", "--workers", "2", "--epochs", "5000", "--patience", "5000"]
+    cmd += ["--no-feature-cache"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "stderr"  # a file: a pipe would be held open by orphaned workers
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(cmd, env=env, stderr=stderr, start_new_session=True)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while "photos read" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # then the nets are being trained
+        while len(pids := children(proc.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the manager of the epochs' queue and two workers
+        assert len(pids) == 3, pids
+        time.sleep(0.5)
+        if to_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        assert proc.wait(timeout=10) == (code or -signum), log.read_text()
+        deadline = time.monotonic() + 5
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(p) for p in pids), "a process of the run lives on"
+        if code is not None:
+            err = log.read_text().strip().splitlines()
+            assert err[-1] == f"stopped by {signal.Signals(signum).name}", err
+            assert "Traceback" not in log.read_text() and "Aborted" not in log.read_text()
+        assert not model.exists() and not list(tmp_path.glob(".model-*"))
+    finally:
+        kill_leftovers([proc.pid, *pids])
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # and anything else of its session

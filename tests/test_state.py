@@ -187,7 +187,7 @@ def test_no_home(src, tmp_path, trained_model):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert [line for line in proc.stderr.splitlines() if "HOME is not set" in line]
+    assert [line for line in proc.stderr.splitlines() if "HOME is not set" in line], proc.stderr
     assert census(src) == before
     proc = subprocess.run(
         [*cmd, "--dry-run"], env=env, capture_output=True, text=True, cwd=tmp_path
@@ -304,3 +304,35 @@ def test_a_journal_write_failing_at_every_step_leaves_every_photo_whole(
     finally:
         if across:
             shutil.rmtree(dest_parent)
+
+
+def test_a_long_journal_is_not_read_whole_for_each_photo_moved(tmp_path):
+    """Years of nightly runs leave many moves in the journal (about 490 bytes each); before
+    each move a run asks where an earlier run put the photo. That must be a look-up, not a
+    read of every move: SQLite's progress handler counts the steps of one query."""
+    folder = tmp_path / "state"
+    journal = journal_module.Journal(folder)
+    run = journal.start_run("classify", tmp_path / "Pictures", tmp_path / "Flowers")
+    rows = [
+        (run, f'["{tmp_path}/Pictures/{i:05d}.jpg"]', f'["{tmp_path}/Flowers/{i:05d}.jpg"]')
+        for i in range(5000)
+    ]
+    journal.db.execute("BEGIN")  # one commit (each would be synced)
+    journal.db.executemany(
+        "INSERT INTO moves(run, sources, keep_source, state, finals) VALUES (?, ?, 0, 'done', ?)",
+        rows,
+    )
+    journal.db.execute("COMMIT")
+    steps = []
+    journal.db.conn.set_progress_handler(lambda: steps.append(1), 100)
+    found = journal.earlier_final(tmp_path / "Pictures" / "04321.jpg", tmp_path / "Flowers")
+    journal.db.conn.set_progress_handler(None, 0)
+    assert found == tmp_path / "Flowers" / "04321.jpg"
+    assert len(steps) < 10, f"{len(steps) * 100} SQLite steps for one look-up"
+    odd = tmp_path / "Pictures" / os.fsdecode(b"\xff.jpg")  # not UTF-8: still found
+    journal.db.execute(
+        "INSERT INTO moves(run, sources, keep_source, state, finals) VALUES (?, ?, 0, 'done', ?)",
+        (run, journal_module._text([odd]), journal_module._text([tmp_path / "Flowers" / "x.jpg"])),
+    )
+    assert journal.earlier_final(odd, tmp_path / "Flowers") == tmp_path / "Flowers" / "x.jpg"
+    journal.close()
