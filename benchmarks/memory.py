@@ -28,6 +28,8 @@ POLL = 0.005  # seconds between samples
 # -----------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.runs import process_tree  # noqa: E402
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -40,23 +42,6 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
 
 
-def tree(root: int) -> list[int]:
-    """root and its descendants, from /proc/*/stat."""
-    parent = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [root], [root]
-    while frontier:
-        frontier = [p for p, pp in parent.items() if pp in frontier]
-        found += frontier
-    return found
-
-
 def measure(folder: Path, code: Path) -> tuple[float, float, float, float]:
     env = {**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
     cmd = [sys.executable, "-m", "flowersort", "classify", str(folder), "--no-cache"]
@@ -67,7 +52,7 @@ def measure(folder: Path, code: Path) -> tuple[float, float, float, float]:
     peak_tree = 0
     peaks: dict[int, int] = {}  # VmHWM per process: its exact peak, whenever it happened
     while proc.poll() is None:
-        now = {p: memory_kib(p) for p in tree(proc.pid)}
+        now = {p: memory_kib(p) for p in process_tree(proc.pid)}
         peak_tree = max(peak_tree, sum(rss for rss, _ in now.values()))
         for p, (_, hwm) in now.items():
             peaks[p] = max(peaks.get(p, 0), hwm)

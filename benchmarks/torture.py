@@ -29,7 +29,8 @@ SIDECAR_EVERY = 7  # every 7th photo gets an .xmp sidecar
 PRIVATE_EVERY = 5  # every 5th photo is mode 600 with a desktop tag (an extended attribute)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.test_kill import classify_cmd, in_flight, last_move  # noqa: E402
+from tests.conftest import census  # noqa: E402
+from tests.runs import classify_cmd, in_flight, last_move  # noqa: E402
 
 # ------------------------------------------------------------------------------------
 
@@ -67,16 +68,6 @@ def metadata(*roots: Path) -> dict[str, tuple]:
             tags,
         )
     return out
-
-
-def census(*roots: Path) -> Counter:
-    return Counter(
-        hashlib.sha256(p.read_bytes()).hexdigest()
-        for r in roots
-        if r.exists()
-        for p in r.rglob("*")
-        if p.is_file()
-    )
 
 
 def trial_run(

@@ -92,6 +92,7 @@ def census(*roots: Path) -> Counter:
     return Counter(
         hashlib.sha256(p.read_bytes()).hexdigest()
         for root in roots
+        if root.exists()
         for p in root.rglob("*")
         if p.is_file()
     )

@@ -1,66 +1,28 @@
 """Real crashes: a classify run killed with SIGKILL at many moments, then a recovery run."""
 
 import contextlib
-import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from flowersort import safefs
 from flowersort.journal import Journal
-from tests.conftest import census, exfat, make_photo, write_photo
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_archive(root: Path, n: int) -> None:
-    rng = np.random.default_rng(11)
-    for i in range(n):
-        sub = root / f"{i % 7:02d}"
-        write_photo(sub / f"IMG_{i % 50:04d}.jpg", make_photo(rng, i % 2 == 0, size=32))
-        if i % 10 == 0:
-            (sub / f"IMG_{i % 50:04d}.xmp").write_text(f"<xmp id='{i}'/>")
-
-
-def classify_cmd(src: Path, dest: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "flowersort",
-        "classify",
-        str(src),
-        "--move-to",
-        str(dest),
-        "--threshold",
-        "0",
-        "--workers",
-        "1",
-        "--quiet",
-    ]
-
-
-def other_filesystem() -> Path | None:
-    shm = Path("/dev/shm")
-    if (
-        shm.is_dir()
-        and os.access(shm, os.W_OK)
-        and shm.stat().st_dev != Path(tempfile.gettempdir()).stat().st_dev
-    ):
-        return shm
-    return None
-
-
-def env_with(state: Path) -> dict:
-    return {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONPATH": str(ROOT)}
+from tests.conftest import census, exfat
+from tests.runs import (
+    classify_cmd,
+    env_with,
+    in_flight,
+    last_move,
+    make_archive,
+    other_filesystem,
+)
 
 
 @pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])
@@ -118,32 +80,6 @@ def test_two_concurrent_runs_never_interleave(tmp_path, state_home):
     rerun = subprocess.run(classify_cmd(src, tmp_path / "Flowers"), env=env)
     assert rerun.returncode == 0
     assert census(src, tmp_path / "Flowers") == before
-
-
-def _journal_count(state: Path, sql: str, *params) -> int:
-    path = state / "flowersort" / "journal.sqlite"
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=60)
-    try:
-        return db.execute(sql, params).fetchone()[0] or 0
-    except sqlite3.Error:  # not made yet (the run is starting): counts as none
-        return 0
-    finally:
-        db.close()
-
-
-def in_flight(state: Path, after: int = 0) -> int:
-    """Moves a killed run left started (those numbered above `after`: a run killed before
-    its recovery leaves the previous kill's moves started too): what the kill interrupted."""
-    return _journal_count(
-        state, "SELECT count(*) FROM moves WHERE state = 'started' AND id > ?", after
-    )
-
-
-def last_move(state: Path) -> int:
-    """The number of the journal's last move (0 without one)."""
-    return _journal_count(state, "SELECT max(id) FROM moves")
 
 
 CALLS = ("link", "linkat", "unlink", "unlinkat", "rename", "renameat", "renameat2")

@@ -19,7 +19,7 @@ import pytest
 
 from flowersort import safefs
 from tests.conftest import census
-from tests.test_kill import ROOT, make_archive, other_filesystem
+from tests.runs import ROOT, children, make_archive, other_filesystem
 
 
 def command(src: Path, dest: Path, workers: int = 2) -> list[str]:
@@ -38,19 +38,6 @@ def environment(state: Path) -> dict:
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",  # each "moved:" line as it happens
     }
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def alive(pid: int) -> bool:

@@ -19,7 +19,7 @@ from flowersort import journal as journal_module
 from flowersort import safefs
 from flowersort.cli import cli
 from tests.conftest import census, make_archive
-from tests.test_kill import other_filesystem
+from tests.runs import other_filesystem
 
 ROOT = Path(__file__).resolve().parents[1]
 
