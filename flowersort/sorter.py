@@ -560,7 +560,9 @@ def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
         if all(
             s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
         ):
-            return Outcome(photo, None, None, "would-remove-copy", os.fsdecode(finals[0]))
+            return Outcome(
+                photo, None, None, "would-remove-copy", os.fsdecode(finals[0]), _names(sources[1:])
+            )
         return Outcome(photo, None, None, "failed", "the copy or its original has changed")
     if not all(f.exists() for f in finals):
         return Outcome(photo, None, None, "failed", f"{finals[0]} is no longer there")
