@@ -54,8 +54,10 @@ EXIT_CODES = {
     "configuration or state error, 3 another run holds the lock, 4 stopped by an unexpected "
     "error, 130/143 stopped by SIGINT/SIGTERM (the photo in hand finished, no other started).",
     "undo": "Exit codes: 0 all put back, 1 some photos could not go back, 2 usage or state "
-    "error, or nothing to undo, 3 another run holds the lock, 130/143 stopped by "
-    "SIGINT/SIGTERM.",
+    "error, or nothing to undo, 3 another run holds the lock, 4 stopped by an unexpected "
+    "error, 130/143 stopped by SIGINT/SIGTERM.",
+    "corrections": "Exit codes: 0 done, 2 usage or state error (no such correction), 4 "
+    "stopped by an unexpected error.",
 }
 
 log = logging.getLogger("flowersort")
@@ -1026,7 +1028,7 @@ def outcome_line(o) -> str:
     return f"{verb}: {display(o.path)} -> {display(o.detail)} ({o.score:.3f}){extras}"
 
 
-@cli.group(epilog=EPILOG)
+@cli.group(epilog=EXIT_CODES["corrections"])
 def corrections() -> None:
     """What flowersort learnt from you, kept by content (size and SHA-256).
 
@@ -1038,7 +1040,7 @@ def corrections() -> None:
     """
 
 
-@corrections.command("list", epilog=EPILOG)
+@corrections.command("list", epilog=EXIT_CODES["corrections"])
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line per correction.")
 def list_corrections(as_json):
     """List every correction: label, how it was learnt, where the photo was last seen."""
@@ -1062,7 +1064,7 @@ def list_corrections(as_json):
         )
 
 
-@corrections.command(epilog=EPILOG)
+@corrections.command(epilog=EXIT_CODES["corrections"])
 @click.argument("target")
 def forget(target):
     """Forget the correction for TARGET: a photo (found by content) or a SHA-256 prefix.

@@ -542,11 +542,14 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
         ("train", ["0", "2", "4"]),
         ("evaluate", ["0", "2", "4"]),
         ("classify", ["0", "1", "2", "3", "4", "130/143"]),
-        ("undo", ["0", "1", "2", "3", "130/143"]),
+        ("undo", ["0", "1", "2", "3", "4", "130/143"]),
+        ("corrections", ["0", "2", "4"]),
+        ("corrections list", ["0", "2", "4"]),
+        ("corrections forget", ["0", "2", "4"]),
     ],
 )
 def test_each_command_lists_its_own_exit_codes(name, codes):
-    text = " ".join(run(name, "--help").output.split())
+    text = " ".join(run(*name.split(), "--help").output.split())
     listed = re.search(r"Exit codes: (.*)$", text).group(1)
     assert re.findall(r"(?:^|, )(\d+(?:/\d+)?) ", listed) == codes
     if "1" not in codes:
