@@ -63,10 +63,20 @@ def test_the_thumbnail_is_decoded_only_when_it_has_enough_pixels(tmp_path, thumb
     photo = camera_photo(np.random.default_rng(1), True)
     path = tmp_path / "IMG_0002.heic"
     path.write_bytes(heic_bytes(photo, thumbnail, tile=256))
-    small, large = read_image(path, 96), read_image(path, 100)
+    small, large = read_image(path, 96), read_image(path, 103)
     assert small.shape == ((192, 256, 3) if thumbnail else (480, 640, 3))  # twice 96 a side
-    assert large.shape == (480, 640, 3)  # the thumbnail has less than twice 100
+    assert large.shape == (480, 640, 3)  # the thumbnail has less than 1.875 times 103
     assert close(small, photo) < 10 and close(large, photo) < 10
+
+
+@needs_pillow_heif
+def test_a_16_9_photo_is_decoded_from_the_320_x_180_thumbnail_an_iphone_writes(tmp_path):
+    photo = camera_photo(np.random.default_rng(3), True, size=(1280, 720))
+    path = tmp_path / "IMG_0005.HEIC"
+    path.write_bytes(heic_bytes(photo, 320, tile=512))
+    img = read_image(path, 96)
+    assert img.shape == (180, 320, 3)  # not the 1280 x 720 grid: 70 times slower on 12 MP
+    assert close(img, photo) < 10
 
 
 @needs_pillow_heif
