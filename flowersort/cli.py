@@ -568,13 +568,14 @@ def train(
             )
         )
     else:
-        click.echo(
+        tell = log.info if quiet else click.echo  # --quiet (cron): the log file only
+        tell(
             f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
             f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
             f"{members} nets, {model.summary['epochs_run']} epochs, "
             f"{model.summary['seconds']} s"
         )
-        click.echo(f"validation report written to {report_path}")
+        tell(f"validation report written to {report_path}")
 
 
 @cli.command(epilog=EXIT_CODES["evaluate"])

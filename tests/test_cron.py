@@ -1001,3 +1001,17 @@ def test_copies_and_dedupes_are_logged_too(archive, trained_model, tmp_path):
     for line in deduped:
         source, twin = re.search(r"deduplicated: (.+) -> (.+) \(\d\.\d{3}\)$", line).groups()
         assert not Path(source).exists() and Path(twin).parent == dest
+
+
+def test_train_quiet_prints_nothing_and_logs_the_model_it_wrote(examples, tmp_path):
+    """The README's weekly cron line trains with --quiet: cron mails whatever is printed."""
+    model, log = tmp_path / "mine.npz", tmp_path / "logs" / "train.log"
+    result = run(
+        "train", *examples, "--model", model, "--epochs", 3, "--image-size", 48, "--grid", 4,
+        "--workers", 1, "--quiet", "--log-file", log,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr == "" and model.is_file()
+    text = log.read_text()
+    assert f"INFO model written to {model}: validation accuracy" in text
+    assert f"INFO validation report written to {model.with_suffix('.validation.html')}" in text
