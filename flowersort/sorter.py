@@ -436,7 +436,7 @@ class Mover:
         dups, twins, free, free_names = [photo], [twin], [], []
         for side in sidecars(photo):
             name = twin_stem + side.name[len(stem) :] if side.name.startswith(stem) else side.name
-            there = self.dest / name
+            there = twin.parent / name  # by the twin: with --keep-structure, in its album
             if not os.path.lexists(there):
                 free.append(side)
                 free_names.append(name)
@@ -447,7 +447,7 @@ class Mover:
                 return False
         if free:
             self.journal.transfer(
-                self.run, free, self.dest, exact_names=free_names, action="dedupe-sidecars"
+                self.run, free, twin.parent, exact_names=free_names, action="dedupe-sidecars"
             )
         self.journal.dedupe(self.run, dups, twins)
         return True

@@ -831,6 +831,29 @@ def test_keep_structure_keeps_the_albums_and_undo_removes_them(albums, tmp_path)
     assert census(albums) == before and not dest.exists()
 
 
+def test_keep_structure_dedupe_leaves_the_sidecars_by_the_twin_in_its_album(albums, tmp_path):
+    dest = tmp_path / "Flowers"
+    crimea = "2020/07 Отпуск в Крыму"
+    (dest / crimea).mkdir(parents=True)
+    (dest / crimea / "IMG_0001.jpg").write_bytes((albums / crimea / "IMG_0001.jpg").read_bytes())
+    (albums / crimea / "IMG_0001.MOV").write_bytes(b"the motion of a live photo")
+    before = census(albums, dest)
+    args = ["classify", albums / "2020", "--move-to", dest / "2020", "--threshold", 0]
+    result = run(*args, "--keep-structure", "--on-conflict", "dedupe", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert "deduplicated: " in result.stdout
+    album = dest / crimea
+    assert sorted(p.name for p in album.iterdir()) == [
+        "IMG_0001.MOV",
+        "IMG_0001.jpg",
+        "IMG_0001.xmp",
+    ]
+    assert sorted(p.name for p in (dest / "2020").iterdir()) == ["07 Отпуск в Крыму"]
+    assert set(census(albums, dest)) == set(before)
+    assert run("undo").exit_code == 0
+    assert census(albums, dest) == before
+
+
 def test_flat_is_the_default_and_numbers_the_clash(albums, tmp_path):
     dest = tmp_path / "Flowers"
     args = ["classify", albums, "--move-to", dest, "--threshold", 0, "--workers", 1]
