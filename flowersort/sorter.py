@@ -403,8 +403,10 @@ class Mover:
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, folder)):
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, score, True, "skipped", f"already at {twin}")
-                if self.dedupe(photo, twin):
-                    return Outcome(photo, score, True, "deduplicated", os.fsdecode(twin))
+                if (beside := self.dedupe(photo, twin)) is not None:
+                    return Outcome(
+                        photo, score, True, "deduplicated", os.fsdecode(twin), _names(beside)
+                    )
             group = [photo, *sidecars(photo)]
             if folder != base:
                 self.journal.note_created_dirs(self.run, make_dirs(folder))
@@ -427,11 +429,12 @@ class Mover:
             return identical_at_target(photo, folder)
         return None
 
-    def dedupe(self, photo: Path, twin: Path) -> bool:
+    def dedupe(self, photo: Path, twin: Path) -> list[Path] | None:
         """Remove photo, whose twin is in dest, with its sidecars: each goes if an
         identical one sits by the twin, or moves there under the twin's stem if that name
-        is free. Journaled, so undo copies them back. False (the group is to be moved as
-        usual) when another file holds a sidecar's name by the twin."""
+        is free. Journaled, so undo copies them back. Returns where the sidecars are now,
+        by the twin; None (the group is to be moved as usual) when another file holds a
+        sidecar's name by the twin."""
         stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
         dups, twins, free, free_names = [photo], [twin], [], []
         for side in sidecars(photo):
@@ -444,13 +447,13 @@ class Mover:
                 dups.append(side)
                 twins.append(there)
             else:
-                return False
+                return None
         if free:
             self.journal.transfer(
                 self.run, free, twin.parent, exact_names=free_names, action="dedupe-sidecars"
             )
         self.journal.dedupe(self.run, dups, twins)
-        return True
+        return sorted(twins[1:] + [twin.parent / name for name in free_names])
 
     def close(self) -> None:
         self.journal.finish_run(self.run)

@@ -410,7 +410,10 @@ def test_dedupe_takes_the_sidecars_and_undo_brings_the_group_back(archive, tmp_p
     listing = names(b)
     result = classify(b, dest, "--on-conflict", "dedupe")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["action"] == "deduplicated"
+    out = json.loads(result.stdout)
+    assert out["action"] == "deduplicated"
+    # where each sidecar is now: the .aae moved by the twin, the .xmp's twin was there
+    assert out["sidecars"] == [str(dest / "IMG_0001.aae"), str(dest / "IMG_0001.xmp")]
     assert names(b) == ["notes.txt"]  # no sidecar left behind
     assert names(dest) == ["IMG_0001.aae", "IMG_0001.jpg", "IMG_0001.xmp"]
     assert set(census(b, dest)) == set(before)  # nothing lost, the duplicates gone
