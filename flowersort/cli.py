@@ -911,6 +911,7 @@ def summary_line(counts: Counter, passed_over: Counter | None = None) -> str:
         "already-there",
         "would-move",
         "would-copy",
+        "would-deduplicate",
         "review",
         "would-review",
         "borderline",

@@ -125,9 +125,9 @@ def same_photo(photo: Path, there: Path) -> bool:
 @dataclass
 class Outcome:
     """What happened to one photo. action: moved, copied, deduplicated, would-move,
-    would-copy, already-there (an earlier run's copy is at the target, unchanged), kept,
-    skipped (not a usable photo), failed (a move that could not be done), not-attempted
-    (the target was already full); vetoed (kept where the user put it back earlier),
+    would-copy, would-deduplicate, already-there (an earlier run's copy is at the target,
+    unchanged), kept, skipped (not a usable photo), failed (a move that could not be done),
+    not-attempted (the target was already full); vetoed (kept where the user put it back earlier),
     review, would-review (a borderline score: into the review folder), borderline (left in
     place: no review folder); for undo:
     restored, removed-copy, failed."""
@@ -336,6 +336,26 @@ def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Pat
     raise FileExistsError(errno.EEXIST, "no free name", str(folder))
 
 
+def dedupe_plan(photo: Path, twin: Path):
+    """How a dedupe would take photo's sidecars: (duplicates, their twins, sidecars to move
+    by the twin, their names there); None when another file holds such a name, and the
+    group is moved as with rename."""
+    stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
+    dups, twins, free, free_names = [photo], [twin], [], []
+    for side in sidecars(photo):
+        name = twin_stem + side.name[len(stem) :] if side.name.startswith(stem) else side.name
+        there = twin.parent / name  # by the twin: with --keep-structure, in its album
+        if not os.path.lexists(there):
+            free.append(side)
+            free_names.append(name)
+        elif there.is_file() and not there.is_symlink() and safefs.same_bytes(side, there):
+            dups.append(side)
+            twins.append(there)
+        else:
+            return None
+    return dups, twins, free, free_names
+
+
 class DryRun:
     """What a run would do, photo by photo, touching nothing: the final names (a clash
     with a file in dest or an earlier photo of this run is numbered) and the sidecars."""
@@ -350,6 +370,13 @@ class DryRun:
         if self.copy or self.on_conflict == "skip":
             if twin := identical_at_target(photo, folder):
                 return Outcome(photo, score, True, "already-there", os.fsdecode(twin))
+        elif self.on_conflict == "dedupe" and (twin := identical_at_target(photo, folder)):
+            if (plan := dedupe_plan(photo, twin)) is not None:
+                _, twins, _, free_names = plan
+                beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
+                self.taken.update(os.fsdecode(p) for p in beside)
+                detail = os.fsdecode(twin)
+                return Outcome(photo, score, True, "would-deduplicate", detail, _names(beside))
         try:
             finals = planned_finals([photo, *sidecars(photo)], folder, self.taken)
         except OSError as e:
@@ -435,19 +462,9 @@ class Mover:
         is free. Journaled, so undo copies them back. Returns where the sidecars are now,
         by the twin; None (the group is to be moved as usual) when another file holds a
         sidecar's name by the twin."""
-        stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
-        dups, twins, free, free_names = [photo], [twin], [], []
-        for side in sidecars(photo):
-            name = twin_stem + side.name[len(stem) :] if side.name.startswith(stem) else side.name
-            there = twin.parent / name  # by the twin: with --keep-structure, in its album
-            if not os.path.lexists(there):
-                free.append(side)
-                free_names.append(name)
-            elif there.is_file() and not there.is_symlink() and safefs.same_bytes(side, there):
-                dups.append(side)
-                twins.append(there)
-            else:
-                return None
+        if (plan := dedupe_plan(photo, twin)) is None:
+            return None
+        dups, twins, free, free_names = plan
         if free:
             self.journal.transfer(
                 self.run, free, twin.parent, exact_names=free_names, action="dedupe-sidecars"

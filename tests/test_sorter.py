@@ -423,6 +423,31 @@ def test_dedupe_takes_the_sidecars_and_undo_brings_the_group_back(archive, tmp_p
     assert names(b) == listing and census(b, dest) == before
 
 
+def test_a_dry_run_with_dedupe_says_it_would_deduplicate_as_the_real_run_does(archive, tmp_path):
+    b, dest = archive / "b", tmp_path / "Flowers"
+    dest.mkdir()
+    (b / "IMG_0001.xmp").write_text("<xmp rating='5'/>")
+    (b / "IMG_0001.MOV").write_bytes(b"the motion of a live photo")
+    (dest / "IMG_0001.jpg").write_bytes((b / "IMG_0001.jpg").read_bytes())
+    (dest / "IMG_0001.xmp").write_text("<xmp rating='5'/>")
+    before = census(b, dest)
+    plan = classify(b, dest, "--on-conflict", "dedupe", "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    assert census(b, dest) == before
+    done = classify(b, dest, "--on-conflict", "dedupe")
+    planned, happened = json.loads(plan.stdout), json.loads(done.stdout)
+    assert (planned["action"], happened["action"]) == ("would-deduplicate", "deduplicated")
+    assert planned["detail"] == happened["detail"] == str(dest / "IMG_0001.jpg")
+    assert (
+        planned["sidecars"]
+        == happened["sidecars"]
+        == [
+            str(dest / "IMG_0001.MOV"),
+            str(dest / "IMG_0001.xmp"),
+        ]
+    )
+
+
 def test_dedupe_moves_the_group_when_a_different_file_holds_a_sidecars_name(archive, tmp_path):
     b, dest = archive / "b", tmp_path / "Flowers"
     dest.mkdir()
