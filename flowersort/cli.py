@@ -194,6 +194,7 @@ def report_once_per_run() -> None:
     """'12 photos skipped: HEIC/HEIF photo: pillow-heif is not installed (...)'."""
     for reason, n in once_per_run.items():
         log.warning("%d photo%s skipped: %s", n, "" if n == 1 else "s", reason)
+    once_per_run.clear()  # said once, also where a command fails after saying it
 
 
 def progress(quiet: bool, **kwargs) -> tqdm:
@@ -488,17 +489,20 @@ def train(
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     with progress(quiet, desc="reading photos", unit="photo") as bar:
-        examples = run_library(
-            load_examples,
-            flowers,
-            noflowers,
-            feature_cfg,
-            report_skip,
-            workers,
-            on_photo=lambda: bar.update(1),
-            copies=cfg.copies,
-            cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
-        )
+        try:
+            examples = run_library(
+                load_examples,
+                flowers,
+                noflowers,
+                feature_cfg,
+                report_skip,
+                workers,
+                on_photo=lambda: bar.update(1),
+                copies=cfg.copies,
+                cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
+            )
+        finally:  # also before "too few photos": they may all be HEICs without the extra
+            report_once_per_run()
     if with_corrections or marks_files:
         examples, corrected = run_library(
             add_corrections,
@@ -612,8 +616,12 @@ def evaluate(
 
     setup_logging(quiet, verbose, log_file)
     model = open_model(model_path)
-    result = run_library(run_evaluation, model, flowers, noflowers, threshold, workers, report_skip)
-    report_once_per_run()
+    try:
+        result = run_library(
+            run_evaluation, model, flowers, noflowers, threshold, workers, report_skip
+        )
+    finally:  # also before "no readable photos": they may all be HEICs without the extra
+        report_once_per_run()
     if report_path:
         write_html(
             report_path,

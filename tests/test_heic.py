@@ -216,6 +216,24 @@ def test_without_pillow_heif_one_line_per_run(trained_model, tmp_path, monkeypat
     assert [line for line in lines if line not in per_file] == [f"3 photos skipped: {heic.MISSING}"]
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_without_pillow_heif_a_failing_train_or_evaluate_says_why(tmp_path, monkeypatch, command):
+    """An iPhone-only example folder: 'too few photos' alone, under --quiet (cron), would
+    not tell that every photo was a HEIC skipped for want of the extra."""
+    monkeypatch.setattr(heic, "_module", False)
+    for j, label in enumerate(("flowers", "noflowers")):
+        (tmp_path / label).mkdir()
+        for i in range(4):  # other bytes each: no file shared between the classes
+            (tmp_path / label / f"IMG_{i:04d}.HEIC").write_bytes(HEIC_HEADER + bytes([j, i]) * 32)
+    extra = ["--model", tmp_path / "m.npz"] if command == "train" else []
+    result = run(
+        command, tmp_path / "flowers", tmp_path / "noflowers", "-q", "--workers", 1, *extra
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"8 photos skipped: {heic.MISSING}"
+    assert result.stderr.count("pillow-heif") == 1
+
+
 def test_a_heic_skipped_for_want_of_pillow_heif_is_not_remembered(trained_model, tmp_path):
     from flowersort.cache import ScoreCache
 
