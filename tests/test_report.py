@@ -1,6 +1,7 @@
 """The HTML contact sheet: well formed, one entry per photo, self-contained, and it renders."""
 
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -138,3 +139,18 @@ def test_report_renders_in_headless_chromium(archive, trained_model, tmp_path):
     assert img.std() > 20  # not blank: thumbnails and text were drawn
     magenta = (img[..., 2] > 150) & (img[..., 0] > 100) & (img[..., 1] < 100)
     assert magenta.sum() > 50  # the heat-map overlay is visible
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed")
+def test_where_a_photo_went_breaks_after_a_slash_like_its_path(archive, trained_model, tmp_path):
+    report = tmp_path / "report.html"
+    classify_with_report(archive, trained_model, report, "--move-to", tmp_path / "Flowers")
+    dom = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         report.as_uri()],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    moved = re.findall(r'<span class="a">moved: (.*?)</span>', dom)
+    assert moved  # 'Flowers/<wbr>IMG_0001.jpg', never 'Flowers/IMG_00' + '01.jpg' on a card
+    for text in moved:
+        assert text.count("/<wbr>") == text.count("/") > 2
