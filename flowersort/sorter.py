@@ -495,8 +495,19 @@ def undo(
                 journal.recover()
             run_id = run_to_undo(journal, run_id)
             if dry_run:
-                for sources, finals, keep_source, _ in journal.done_moves(run_id):
-                    yield _undo_plan(sources, finals, keep_source)
+                held = None  # a dedupe's line, until its moved sidecars (the next entry)
+                for sources, finals, keep_source, action in journal.done_moves(run_id):
+                    out = _undo_plan(sources, finals, keep_source)
+                    if action == "dedupe-sidecars" and held and out.action != "failed":
+                        held.sidecars = sorted(held.sidecars + _names(sources))
+                        continue
+                    if held:
+                        yield held
+                    held = out if action == "dedupe" else None
+                    if held is None:
+                        yield out
+                if held:
+                    yield held
                 return
             run = journal.start_run("undo", None, None)
             for sources, finals in journal.split_moves(run_id):  # said, never skipped
@@ -504,10 +515,15 @@ def undo(
                 yield Outcome(sources[0], None, None, "failed", f"left split by its move: {where}")
             restored = journal.restored_by_undo(run_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
+            held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
             for sources, finals, keep_source, action in journal.done_moves(run_id):
-                if stop is not None and stop():
-                    journal.finish_run(run)
-                    return
+                if action != "dedupe-sidecars":  # a dedupe's group is done: say it
+                    if held:
+                        yield held
+                    held = None
+                    if stop is not None and stop():
+                        journal.finish_run(run)
+                        return
                 if finals in restored or (
                     (keep_source or action == "dedupe")
                     and all(s.exists() for s in sources)
@@ -516,12 +532,16 @@ def undo(
                     already += action != "dedupe-sidecars"
                     continue
                 if action == "dedupe":
-                    yield _undo_dedupe(journal, run, sources, finals)
+                    held = _undo_dedupe(journal, run, sources, finals)
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
                     if (out := _undo_one(journal, run, sources, finals, False)).action == "failed":
                         yield out
+                    elif held and held.action == "restored":
+                        held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
                     yield _undo_one(journal, run, sources, finals, keep_source)
+            if held:
+                yield held
             if already:
                 log.info(
                     "%d photos had already been put back by an undo that was interrupted; "
@@ -640,7 +660,7 @@ def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Pa
         return Outcome(photo, None, None, "failed", "a file of that name has appeared since")
     except OSError as e:
         return Outcome(photo, None, None, "failed", e.strerror or str(e))
-    return Outcome(photo, None, None, "restored", os.fsdecode(twins[0]))
+    return Outcome(photo, None, None, "restored", os.fsdecode(twins[0]), _names(sources[1:]))
 
 
 def summarize(outcomes: Iterable[Outcome]) -> Counter:

@@ -417,9 +417,18 @@ def test_dedupe_takes_the_sidecars_and_undo_brings_the_group_back(archive, tmp_p
     assert names(b) == ["notes.txt"]  # no sidecar left behind
     assert names(dest) == ["IMG_0001.aae", "IMG_0001.jpg", "IMG_0001.xmp"]
     assert set(census(b, dest)) == set(before)  # nothing lost, the duplicates gone
+    plan = run("undo", "--dry-run")
+    assert plan.stdout == (
+        f"would restore: {dest / 'IMG_0001.jpg'} -> {b / 'IMG_0001.jpg'} + .aae, .xmp\n"
+    )
+    assert "1 photos: 0 moved, 0 copied, 1 would restore, 0 skipped, 0 failed" in plan.stderr
     result = run("undo")
     assert result.exit_code == 0, result.output
     assert "1 restored" in result.stderr
+    # the .xmp is copied back from its twin, the .aae moved back: both are named
+    assert result.stdout == (
+        f"restored: {dest / 'IMG_0001.jpg'} -> {b / 'IMG_0001.jpg'} + .aae, .xmp\n"
+    )
     assert names(b) == listing and census(b, dest) == before
 
 
