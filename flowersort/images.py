@@ -212,6 +212,11 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always
         img = _decode_noting(data, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+        if img is None and is_jpeg and bytes(data[-2:]) != JPEG_END:
+            # cut short (a copy or sync that stopped): OpenCV 5 refuses a JPEG without its
+            # end marker, which libjpeg decodes in part; a copy only for such a file
+            ended = np.concatenate([data, np.frombuffer(JPEG_END, np.uint8)])
+            img = _decode_noting(ended, flag | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:
         img = None
     if img is None or img.size == 0:
@@ -223,6 +228,9 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     if heif == "avif":  # OpenCV's AVIF reader ignores the file's rotation and mirroring
         return heic.upright(img, memoryview(data))
     return orient(img, exif.orientation) if exif else img
+
+
+JPEG_END = b"\xff\xd9"  # the EOI marker
 
 
 def _read_rest(f, head: bytes, size: int) -> np.ndarray:
