@@ -2,12 +2,16 @@
 
 Converts ../shared/datasets/dev (600 photos, 227 to 500 px) to HEIC in a temporary folder
 (never in the repository), three times: with an iPhone's 320-px thumbnail (a photo no
-larger than that gets none), with the smallest thumbnail flowersort decodes instead of the
-photo (twice the model's 96 pixels on the short side), and with one of just 96 pixels
+larger than that gets none), with one of twice the model's 96 pixels on the short side
+(the least flowersort decoded before 16:9 thumbnails were measured), and with one of just 96 pixels
 (used only as a preview: here forced). Evaluates the shipped model on each, once from the
 thumbnail and once from the full image, and on the JPEGs themselves, in one run.
 
-usage: python benchmarks/heic_accuracy.py
+With --wide, only the case of a 16:9 iPhone photo: dev cut to 16:9 (the centre), as HEIC
+with the thumbnail an iPhone writes for 16:9 (320 x 180), evaluated from that thumbnail and
+from the full image.
+
+usage: python benchmarks/heic_accuracy.py [--wide]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 # isort: split
 
 import cv2
+import numpy as np
 
 from flowersort import heic
 from flowersort.evaluate import evaluate
@@ -36,7 +41,8 @@ QUALITY = 60  # x265 quality for the photo and its thumbnail
 IPHONE_THUMBNAIL = 320  # long side of an iPhone's HEIC thumbnail (320 x 240)
 NEED = load_model(default_model_path()).features.image_size  # pixels a side the model reads
 WORKERS = default_workers()
-MARGINS = {"twice": heic.THUMBNAIL_MARGIN, "just": 1}  # short side of the thumbnail / NEED
+MARGINS = {"twice": 2, "just": 1}  # short side of the thumbnail / NEED (2: the rule until 16:9)
+WIDE = "--wide" in sys.argv  # 16:9 photos with an iPhone's 320 x 180 thumbnail
 # ------------------------------------------------------------------------------------
 
 
@@ -47,7 +53,16 @@ def to_heic(job: tuple[Path, Path, str]) -> bool:
     src, out, kind = job
     img = cv2.imread(str(src))
     h, w = img.shape[:2]
-    if kind == "iphone":
+    if kind == "wide":  # the centre of the photo at 16:9
+        if w * 9 >= h * 16:
+            cut = w - round(h * 16 / 9)
+            img = img[:, cut // 2 : w - (cut - cut // 2)]
+        else:
+            cut = h - round(w * 9 / 16)
+            img = img[cut // 2 : h - (cut - cut // 2)]
+        img = np.ascontiguousarray(img)
+        h, w = img.shape[:2]
+    if kind in ("iphone", "wide"):
         box = IPHONE_THUMBNAIL
     else:  # a thumbnail with this many times NEED pixels on its short side
         box = math.ceil(NEED * MARGINS[kind] * max(h, w) / min(h, w))
@@ -67,9 +82,9 @@ def convert(root: Path, kind: str) -> tuple[Path, Path, int]:
     return root / "flowers", root / "noflowers", with_thumbnail
 
 
-def row(name: str, model, flowers: Path, noflowers: Path) -> None:
+def row(name: str, model, flowers: Path, noflowers: Path, threshold: float | None = None) -> None:
     start = time.perf_counter()
-    result = evaluate(model, flowers, noflowers, workers=WORKERS)
+    result = evaluate(model, flowers, noflowers, threshold, workers=WORKERS)
     m = result.metrics()
     seconds = time.perf_counter() - start
     print(
@@ -88,7 +103,7 @@ def main() -> None:
     full_image = heic._thumbnail
     with tempfile.TemporaryDirectory() as tmp:
         sets = {}
-        for kind in ("iphone", *MARGINS):
+        for kind in ("wide",) if WIDE else ("iphone", *MARGINS):
             start = time.perf_counter()
             *folders, n = convert(Path(tmp) / kind, kind)
             sets[kind] = folders
@@ -99,6 +114,16 @@ def main() -> None:
             )
         print("\n| dev, default model | accuracy | precision | recall | F1 | skipped | time |")
         print("|---|---|---|---|---|---|---|")
+        if WIDE:  # at the model's threshold and at 0.5 (the earlier models' threshold)
+            heic.THUMBNAIL_MARGIN = 0  # forced: every thumbnail is used
+            for t in (None, 0.5):
+                name = f"threshold {t}" if t else "the model's threshold"
+                row(f"16:9, 320 x 180 thumbnail, {name}", model, *sets["wide"], t)
+            heic._thumbnail = lambda primary, need: (None, None)  # workers fork with this
+            for t in (None, 0.5):
+                name = f"threshold {t}" if t else "the model's threshold"
+                row(f"16:9, full image, {name}", model, *sets["wide"], t)
+            return
         row("JPEG (as in the data set)", model, DEV / "flowers", DEV / "noflowers")
         for kind, label in (
             ("iphone", "HEIC, 320-px thumbnail"),

@@ -42,7 +42,7 @@ COMMAND_EXIT_CODES = {
     "train": ("0", "2", "4", "130/143"),
     "evaluate": ("0", "2", "4"),
     "classify": ("0", "1", "2", "3", "4", "130/143"),
-    "undo": ("0", "1", "2", "3", "130/143"),
+    "undo": ("0", "1", "2", "3", "4", "130/143"),
 }
 ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
 CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"))
@@ -215,6 +215,7 @@ def report_once_per_run() -> None:
     """'12 photos skipped: HEIC/HEIF photo: pillow-heif is not installed (...)'."""
     for reason, n in once_per_run.items():
         log.warning("%d photo%s skipped: %s", n, "" if n == 1 else "s", reason)
+    once_per_run.clear()  # said once, also where a command fails after saying it
 
 
 def progress(quiet: bool, **kwargs) -> tqdm:
@@ -524,35 +525,38 @@ def train(
                 val_acc=f"{stats['val_acc']:.3f}",
             )
 
-        result = run_library(
-            train_model,
-            flowers,
-            noflowers,
-            model_path,
-            feature_cfg,
-            cfg,
-            corrections=Corrections(with_corrections, tuple(marks_files)),
-            review_band=review_band,
-            workers=workers,
-            cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
-            on_skip=report_skip,
-            on_photo=lambda: reading.update(1),
-            on_epoch=on_epoch,
-        )
-    report_once_per_run()
+        try:
+            result = run_library(
+                train_model,
+                flowers,
+                noflowers,
+                model_path,
+                feature_cfg,
+                cfg,
+                corrections=Corrections(with_corrections, tuple(marks_files)),
+                review_band=review_band,
+                workers=workers,
+                cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
+                on_skip=report_skip,
+                on_photo=lambda: reading.update(1),
+                on_epoch=on_epoch,
+            )
+        finally:  # also before "too few photos": they may all be HEICs without the extra
+            report_once_per_run()
     model = result.model
     val = model.summary["validation"]
     if as_json:
         out = {"model": str(model_path), "report": str(result.report_path)}
         click.echo(json.dumps({**out, "threshold": model.threshold, **model.summary}))
     else:
-        click.echo(
+        tell = log.info if quiet else click.echo  # --quiet (cron): the log file only
+        tell(
             f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
             f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
             f"{members} nets, {model.summary['epochs_run']} epochs, "
             f"{model.summary['seconds']} s"
         )
-        click.echo(f"validation report written to {result.report_path}")
+        tell(f"validation report written to {result.report_path}")
 
 
 @cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"]))
@@ -589,8 +593,12 @@ def evaluate(
 
     setup_logging(quiet, verbose, log_file)
     model = open_model(model_path)
-    result = run_library(run_evaluation, model, flowers, noflowers, threshold, workers, report_skip)
-    report_once_per_run()
+    try:
+        result = run_library(
+            run_evaluation, model, flowers, noflowers, threshold, workers, report_skip
+        )
+    finally:  # also before "no readable photos": they may all be HEICs without the extra
+        report_once_per_run()
     if report_path:
         write_html(
             report_path,

@@ -10,6 +10,7 @@ then it is shrunk to a square of ``image_size`` pixels, converted to HSV and cut
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import struct
@@ -211,15 +212,25 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always
         img = _decode_noting(data, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+        if img is None and is_jpeg and bytes(data[-2:]) != JPEG_END:
+            # cut short (a copy or sync that stopped): OpenCV 5 refuses a JPEG without its
+            # end marker, which libjpeg decodes in part; a copy only for such a file
+            ended = np.concatenate([data, np.frombuffer(JPEG_END, np.uint8)])
+            img = _decode_noting(ended, flag | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:
         img = None
     if img is None or img.size == 0:
         if heif == "avif" and heic.can_decode("avif"):
             return heic.decode(memoryview(data), need, MAX_PIXELS, thumbnail)
+        if heif == "avif" and opencv_reads_avif():  # the codec is there: the file is bad
+            raise BadImage("damaged image: AVIF: OpenCV cannot decode it", lasting=True)
         raise _undecodable(head)
     if heif == "avif":  # OpenCV's AVIF reader ignores the file's rotation and mirroring
         return heic.upright(img, memoryview(data))
     return orient(img, exif.orientation) if exif else img
+
+
+JPEG_END = b"\xff\xd9"  # the EOI marker
 
 
 def _read_rest(f, head: bytes, size: int) -> np.ndarray:
@@ -333,6 +344,18 @@ def _decode_preview(
         keep = round(w / aspect)
         img = img[(h - keep) // 2 : (h - keep) // 2 + keep]
     return img if min(img.shape[:2]) >= need else None
+
+
+@functools.cache
+def opencv_reads_avif() -> bool:
+    """Whether this OpenCV build decodes AVIF: a tiny image through its own codec, asked
+    once, only after an AVIF failed (cv2.haveImageReader would read the file by a name that
+    may not be UTF-8, which crashes it)."""
+    try:
+        ok, data = cv2.imencode(".avif", np.zeros((16, 16, 3), np.uint8))
+        return bool(ok) and cv2.imdecode(data, cv2.IMREAD_COLOR) is not None
+    except cv2.error:
+        return False
 
 
 def _undecodable(head: bytes) -> BadImage:

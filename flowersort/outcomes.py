@@ -19,6 +19,7 @@ class Action(str, Enum):
     ALREADY_THERE = "already-there"  # an earlier run's copy is at the target, unchanged
     WOULD_MOVE = "would-move"
     WOULD_COPY = "would-copy"
+    WOULD_DEDUPLICATE = "would-deduplicate"
     REVIEW = "review"  # a borderline score: moved into the review folder
     WOULD_REVIEW = "would-review"
     BORDERLINE = "borderline"  # a borderline score, no review folder: left in place

@@ -280,12 +280,13 @@ function card(r) {
   m.querySelector(".score").textContent = label +
       (r.score === null ? "" : " " + r.score.toFixed(3)) +
       (r.truth === null ? "" : r.truth ? " (is a flower)" : " (is not a flower)");
-  m.querySelector(".a").textContent = r.action + (r.detail ? ": " + r.detail : "");
-  const p = m.querySelector(".p");  // long paths break after a slash, not mid-word
-  r.path.split("/").forEach((part, i, all) => {
-    p.appendChild(document.createTextNode(part + (i < all.length - 1 ? "/" : "")));
-    if (i < all.length - 1) p.appendChild(document.createElement("wbr"));
+  // long paths break after a slash, not mid-word: where the photo is and where it went
+  const breakable = (el, text) => text.split("/").forEach((part, i, all) => {
+    el.appendChild(document.createTextNode(part + (i < all.length - 1 ? "/" : "")));
+    if (i < all.length - 1) el.appendChild(document.createElement("wbr"));
   });
+  breakable(m.querySelector(".a"), r.action + (r.detail ? ": " + r.detail : ""));
+  breakable(m.querySelector(".p"), r.path);
   const mark = document.createElement("div");
   mark.className = "mark";
   mark.textContent = "marked: " + (r.flower ? "not a flower" : "a flower");

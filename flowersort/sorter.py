@@ -334,6 +334,26 @@ def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Pat
     raise FileExistsError(errno.EEXIST, "no free name", str(folder))
 
 
+def dedupe_plan(photo: Path, twin: Path):
+    """How a dedupe would take photo's sidecars: (duplicates, their twins, sidecars to move
+    by the twin, their names there); None when another file holds such a name, and the
+    group is moved as with rename."""
+    stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
+    dups, twins, free, free_names = [photo], [twin], [], []
+    for side in sidecars(photo):
+        name = twin_stem + side.name[len(stem) :] if side.name.startswith(stem) else side.name
+        there = twin.parent / name  # by the twin: with --keep-structure, in its album
+        if not os.path.lexists(there):
+            free.append(side)
+            free_names.append(name)
+        elif there.is_file() and not there.is_symlink() and safefs.same_bytes(side, there):
+            dups.append(side)
+            twins.append(there)
+        else:
+            return None
+    return dups, twins, free, free_names
+
+
 class DryRun:
     """What a run would do, photo by photo, touching nothing: the final names (a clash
     with a file in dest or an earlier photo of this run is numbered) and the sidecars."""
@@ -348,6 +368,14 @@ class DryRun:
         if self.copy or self.on_conflict == "skip":
             if twin := identical_at_target(photo, folder):
                 return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
+        elif self.on_conflict == "dedupe" and (twin := identical_at_target(photo, folder)):
+            if (plan := dedupe_plan(photo, twin)) is not None:
+                _, twins, _, free_names = plan
+                beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
+                self.taken.update(os.fsdecode(p) for p in beside)
+                target = os.fsdecode(twin)
+                action = Action.WOULD_DEDUPLICATE
+                return Outcome(photo, action, score, True, target, _names(beside))
         try:
             finals = planned_finals([photo, *sidecars(photo)], folder, self.taken)
         except OSError as e:
@@ -400,8 +428,9 @@ class Mover:
             if self.on_conflict != "rename" and (twin := identical_at_target(photo, folder)):
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, Action.SKIPPED, score, True, reason=f"already at {twin}")
-                if self.dedupe(photo, twin):
-                    return Outcome(photo, Action.DEDUPLICATED, score, True, os.fsdecode(twin))
+                if (beside := self.dedupe(photo, twin)) is not None:
+                    target, sides = os.fsdecode(twin), _names(beside)
+                    return Outcome(photo, Action.DEDUPLICATED, score, True, target, sides)
             group = [photo, *sidecars(photo)]
             if folder != base:
                 self.journal.note_created_dirs(self.run, make_dirs(folder))
@@ -424,30 +453,21 @@ class Mover:
             return identical_at_target(photo, folder)
         return None
 
-    def dedupe(self, photo: Path, twin: Path) -> bool:
+    def dedupe(self, photo: Path, twin: Path) -> list[Path] | None:
         """Remove photo, whose twin is in dest, with its sidecars: each goes if an
         identical one sits by the twin, or moves there under the twin's stem if that name
-        is free. Journaled, so undo copies them back. False (the group is to be moved as
-        usual) when another file holds a sidecar's name by the twin."""
-        stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
-        dups, twins, free, free_names = [photo], [twin], [], []
-        for side in sidecars(photo):
-            name = twin_stem + side.name[len(stem) :] if side.name.startswith(stem) else side.name
-            there = self.dest / name
-            if not os.path.lexists(there):
-                free.append(side)
-                free_names.append(name)
-            elif there.is_file() and not there.is_symlink() and safefs.same_bytes(side, there):
-                dups.append(side)
-                twins.append(there)
-            else:
-                return False
+        is free. Journaled, so undo copies them back. Returns where the sidecars are now,
+        by the twin; None (the group is to be moved as usual) when another file holds a
+        sidecar's name by the twin."""
+        if (plan := dedupe_plan(photo, twin)) is None:
+            return None
+        dups, twins, free, free_names = plan
         if free:
             self.journal.transfer(
-                self.run, free, self.dest, exact_names=free_names, action="dedupe-sidecars"
+                self.run, free, twin.parent, exact_names=free_names, action="dedupe-sidecars"
             )
         self.journal.dedupe(self.run, dups, twins)
-        return True
+        return sorted(twins[1:] + [twin.parent / name for name in free_names])
 
     def close(self) -> None:
         self.journal.finish_run(self.run)
@@ -472,8 +492,19 @@ def undo(
                 journal.recover()
             run_id = run_to_undo(journal, run_id)
             if dry_run:
-                for sources, finals, keep_source, _ in journal.done_moves(run_id):
-                    yield _undo_plan(sources, finals, keep_source)
+                held = None  # a dedupe's line, until its moved sidecars (the next entry)
+                for sources, finals, keep_source, action in journal.done_moves(run_id):
+                    out = _undo_plan(sources, finals, keep_source)
+                    if action == "dedupe-sidecars" and held and out.action != "failed":
+                        held.sidecars = sorted(held.sidecars + _names(sources))
+                        continue
+                    if held:
+                        yield held
+                    held = out if action == "dedupe" else None
+                    if held is None:
+                        yield out
+                if held:
+                    yield held
                 return
             run = journal.start_run("undo", None, None)
             for sources, finals in journal.split_moves(run_id):  # said, never skipped
@@ -481,10 +512,15 @@ def undo(
                 yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
             restored = journal.restored_by_undo(run_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
+            held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
             for sources, finals, keep_source, action in journal.done_moves(run_id):
-                if stop is not None and stop():
-                    journal.finish_run(run)
-                    return
+                if action != "dedupe-sidecars":  # a dedupe's group is done: say it
+                    if held:
+                        yield held
+                    held = None
+                    if stop is not None and stop():
+                        journal.finish_run(run)
+                        return
                 if finals in restored or (
                     (keep_source or action == "dedupe")
                     and all(s.exists() for s in sources)
@@ -493,13 +529,17 @@ def undo(
                     already += action != "dedupe-sidecars"
                     continue
                 if action == "dedupe":
-                    yield _undo_dedupe(journal, run, sources, finals)
+                    held = _undo_dedupe(journal, run, sources, finals)
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
                     out = _undo_one(journal, run, sources, finals, False)
                     if out.action == Action.FAILED:
                         yield out
+                    elif held and held.action == Action.RESTORED:
+                        held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
                     yield _undo_one(journal, run, sources, finals, keep_source)
+            if held:
+                yield held
             if already:
                 log.info(
                     "%d photos had already been put back by an undo that was interrupted; "
@@ -558,7 +598,8 @@ def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
         if all(
             s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
         ):
-            return Outcome(photo, Action.WOULD_REMOVE_COPY, target=os.fsdecode(finals[0]))
+            target, sides = os.fsdecode(finals[0]), _names(sources[1:])
+            return Outcome(photo, Action.WOULD_REMOVE_COPY, target=target, sidecars=sides)
         return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
     if not all(f.exists() for f in finals):
         return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
@@ -617,4 +658,5 @@ def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Pa
         return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
     except OSError as e:
         return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
-    return Outcome(photo, Action.RESTORED, target=os.fsdecode(twins[0]))
+    target, sides = os.fsdecode(twins[0]), _names(sources[1:])
+    return Outcome(photo, Action.RESTORED, target=target, sidecars=sides)

@@ -100,6 +100,21 @@ def test_damaged_jpegs(tmp_path):
         load_features(headless, CFG)
 
 
+def test_a_jpeg_cut_short_is_classified_from_the_part_that_decodes(tmp_path):
+    """A copy or sync that stopped leaves a JPEG without its end marker: OpenCV 5 refuses
+    the whole file, where libjpeg decodes the part that is there (as the README says)."""
+    from tests.conftest import make_photo
+
+    data = encode(cv2.resize(make_photo(np.random.default_rng(5), True), (640, 480)))
+    cut = write(tmp_path, "IMG_0001.jpg", data[: len(data) * 3 // 5])
+    img = read_image(cut, 96)
+    assert img.shape == (120, 160, 3)  # at a reduced size (1/4), as any JPEG
+    result = CliRunner().invoke(cli, ["classify", str(tmp_path), "--json", "--workers", "1"])
+    row = json.loads(result.stdout)
+    assert result.exit_code == 0 and row["action"] == "kept" and row["score"] is not None
+    assert row["note"].startswith("decoded in part (Corrupt JPEG data")
+
+
 def test_huge_jpeg_header_is_refused_without_decoding(tmp_path):
     data = bytearray(encode(photo(8, 8)))
     sof = data.index(b"\xff\xc0")

@@ -537,11 +537,14 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
         ("train", ["0", "2", "4", "130/143"]),
         ("evaluate", ["0", "2", "4"]),
         ("classify", ["0", "1", "2", "3", "4", "130/143"]),
-        ("undo", ["0", "1", "2", "3", "130/143"]),
+        ("undo", ["0", "1", "2", "3", "4", "130/143"]),
+        ("corrections", ["0", "2", "4"]),
+        ("corrections list", ["0", "2", "4"]),
+        ("corrections forget", ["0", "2", "4"]),
     ],
 )
 def test_each_command_lists_its_own_exit_codes(name, codes):
-    text = " ".join(run(name, "--help").output.split())
+    text = " ".join(run(*name.split(), "--help").output.split())
     listed = re.search(r"Exit codes: (.*)$", text).group(1)
     assert re.findall(r"(?:^|, )(\d+(?:/\d+)?) ", listed) == codes
     if "1" not in codes:
@@ -823,6 +826,29 @@ def test_keep_structure_keeps_the_albums_and_undo_removes_them(albums, tmp_path)
     assert census(albums) == before and not dest.exists()
 
 
+def test_keep_structure_dedupe_leaves_the_sidecars_by_the_twin_in_its_album(albums, tmp_path):
+    dest = tmp_path / "Flowers"
+    crimea = "2020/07 Отпуск в Крыму"
+    (dest / crimea).mkdir(parents=True)
+    (dest / crimea / "IMG_0001.jpg").write_bytes((albums / crimea / "IMG_0001.jpg").read_bytes())
+    (albums / crimea / "IMG_0001.MOV").write_bytes(b"the motion of a live photo")
+    before = census(albums, dest)
+    args = ["classify", albums / "2020", "--move-to", dest / "2020", "--threshold", 0]
+    result = run(*args, "--keep-structure", "--on-conflict", "dedupe", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert "deduplicated: " in result.stdout
+    album = dest / crimea
+    assert sorted(p.name for p in album.iterdir()) == [
+        "IMG_0001.MOV",
+        "IMG_0001.jpg",
+        "IMG_0001.xmp",
+    ]
+    assert sorted(p.name for p in (dest / "2020").iterdir()) == ["07 Отпуск в Крыму"]
+    assert set(census(albums, dest)) == set(before)
+    assert run("undo").exit_code == 0
+    assert census(albums, dest) == before
+
+
 def test_flat_is_the_default_and_numbers_the_clash(albums, tmp_path):
     dest = tmp_path / "Flowers"
     args = ["classify", albums, "--move-to", dest, "--threshold", 0, "--workers", 1]
@@ -993,3 +1019,17 @@ def test_copies_and_dedupes_are_logged_too(archive, trained_model, tmp_path):
     for line in deduped:
         source, twin = re.search(r"deduplicated: (.+) -> (.+) \(\d\.\d{3}\)$", line).groups()
         assert not Path(source).exists() and Path(twin).parent == dest
+
+
+def test_train_quiet_prints_nothing_and_logs_the_model_it_wrote(examples, tmp_path):
+    """The README's weekly cron line trains with --quiet: cron mails whatever is printed."""
+    model, log = tmp_path / "mine.npz", tmp_path / "logs" / "train.log"
+    result = run(
+        "train", *examples, "--model", model, "--epochs", 3, "--image-size", 48, "--grid", 4,
+        "--workers", 1, "--quiet", "--log-file", log,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr == "" and model.is_file()
+    text = log.read_text()
+    assert f"INFO model written to {model}: validation accuracy" in text
+    assert f"INFO validation report written to {model.with_suffix('.validation.html')}" in text

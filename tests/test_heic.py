@@ -57,10 +57,20 @@ def test_the_thumbnail_is_decoded_only_when_it_has_enough_pixels(tmp_path, thumb
     photo = camera_photo(np.random.default_rng(1), True)
     path = tmp_path / "IMG_0002.heic"
     path.write_bytes(heic_bytes(photo, thumbnail, tile=256))
-    small, large = read_image(path, 96), read_image(path, 100)
+    small, large = read_image(path, 96), read_image(path, 103)
     assert small.shape == ((192, 256, 3) if thumbnail else (480, 640, 3))  # twice 96 a side
-    assert large.shape == (480, 640, 3)  # the thumbnail has less than twice 100
+    assert large.shape == (480, 640, 3)  # the thumbnail has less than 1.875 times 103
     assert close(small, photo) < 10 and close(large, photo) < 10
+
+
+@needs_pillow_heif
+def test_a_16_9_photo_is_decoded_from_the_320_x_180_thumbnail_an_iphone_writes(tmp_path):
+    photo = camera_photo(np.random.default_rng(3), True, size=(1280, 720))
+    path = tmp_path / "IMG_0005.HEIC"
+    path.write_bytes(heic_bytes(photo, 320, tile=512))
+    img = read_image(path, 96)
+    assert img.shape == (180, 320, 3)  # not the 1280 x 720 grid: 70 times slower on 12 MP
+    assert close(img, photo) < 10
 
 
 @needs_pillow_heif
@@ -198,6 +208,24 @@ def test_without_pillow_heif_one_line_per_run(trained_model, tmp_path, monkeypat
     per_file = [line for line in lines if line.startswith("skipped: ")]
     assert len(per_file) == (0 if quiet else 3)  # a line each only when not --quiet
     assert [line for line in lines if line not in per_file] == [f"3 photos skipped: {heic.MISSING}"]
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_without_pillow_heif_a_failing_train_or_evaluate_says_why(tmp_path, monkeypatch, command):
+    """An iPhone-only example folder: 'too few photos' alone, under --quiet (cron), would
+    not tell that every photo was a HEIC skipped for want of the extra."""
+    monkeypatch.setattr(heic, "_module", False)
+    for j, label in enumerate(("flowers", "noflowers")):
+        (tmp_path / label).mkdir()
+        for i in range(4):  # other bytes each: no file shared between the classes
+            (tmp_path / label / f"IMG_{i:04d}.HEIC").write_bytes(HEIC_HEADER + bytes([j, i]) * 32)
+    extra = ["--model", tmp_path / "m.npz"] if command == "train" else []
+    result = run(
+        command, tmp_path / "flowers", tmp_path / "noflowers", "-q", "--workers", 1, *extra
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"8 photos skipped: {heic.MISSING}"
+    assert result.stderr.count("pillow-heif") == 1
 
 
 @needs_pillow_heif

@@ -83,6 +83,24 @@ def test_a_live_photo_is_copied_and_its_copies_undone_together(tmp_path, group):
     assert not dest.exists() and tree(src) == source_tree
 
 
+def test_undo_dry_run_of_a_copy_names_the_companions_it_would_remove(tmp_path):
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    live_archive(src, ("IMG_0001.JPG", "IMG_0001.MOV", "IMG_0001.AAE"))
+    result = run("classify", src, "--copy-to", dest, "--threshold", 0, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    before = tree(dest)
+    plan = run("undo", "--dry-run")
+    assert plan.exit_code == 0 and tree(dest) == before
+    assert (
+        f"would remove copy: {dest / 'IMG_0001.JPG'} -> {src / 'IMG_0001.JPG'} + .AAE, .MOV\n"
+        in (plan.stdout)
+    )
+    done = run("undo")
+    assert f"removed copy: {dest / 'IMG_0001.JPG'} -> {src / 'IMG_0001.JPG'} + .AAE, .MOV\n" in (
+        done.stdout
+    )
+
+
 @pytest.fixture
 def exfat(tmp_path):
     """A case-insensitive filesystem: exFAT through FUSE on a loop device (root only)."""

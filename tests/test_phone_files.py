@@ -50,6 +50,17 @@ def test_an_avif_is_read_upright_by_opencv(tmp_path):
     assert np.abs(img.astype(int) - upright).mean() < 8
 
 
+@pytest.mark.skipif(not opencv_reads_avif(), reason="this OpenCV build has no AVIF codec")
+def test_a_damaged_avif_is_called_damaged_not_undecodable_by_this_build(tmp_path):
+    ok, data = cv2.imencode(".avif", make_photo(np.random.default_rng(4), True, 128))
+    assert ok
+    path = tmp_path / "PXL_0002.avif"
+    path.write_bytes(data.tobytes()[: len(data) // 2])  # cut short, as by a failed sync
+    result = run("classify", tmp_path, "--json", "--no-cache", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["detail"] == "damaged image: AVIF: OpenCV cannot decode it"
+
+
 def test_transformations_of_a_malformed_file_are_none():
     assert heic.transformations(b"\x00\x00\x00\x18ftypavif" + b"\xff" * 40) == []
     assert heic.transformations(b"") == []

@@ -144,3 +144,18 @@ def test_clicks_in_chromium_mark_cards_and_save_marks_for_train(archive, trained
     assert [m["label"] for m in marks] == [
         "not-flower" if r["flower"] else "flower" for r in expected
     ]
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed")
+def test_where_a_photo_went_breaks_after_a_slash_like_its_path(archive, trained_model, tmp_path):
+    report = tmp_path / "report.html"
+    classify_with_report(archive, trained_model, report, "--move-to", tmp_path / "Flowers")
+    dom = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         report.as_uri()],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    moved = re.findall(r'<span class="a">moved: (.*?)</span>', dom)
+    assert moved  # 'Flowers/<wbr>IMG_0001.jpg', never 'Flowers/IMG_00' + '01.jpg' on a card
+    for text in moved:
+        assert text.count("/<wbr>") == text.count("/") > 2

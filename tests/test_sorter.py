@@ -405,14 +405,51 @@ def test_dedupe_takes_the_sidecars_and_undo_brings_the_group_back(archive, tmp_p
     listing = names(b)
     result = classify(b, dest, "--on-conflict", "dedupe")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["action"] == "deduplicated"
+    out = json.loads(result.stdout)
+    assert out["action"] == "deduplicated"
+    # where each sidecar is now: the .aae moved by the twin, the .xmp's twin was there
+    assert out["sidecars"] == [str(dest / "IMG_0001.aae"), str(dest / "IMG_0001.xmp")]
     assert names(b) == ["notes.txt"]  # no sidecar left behind
     assert names(dest) == ["IMG_0001.aae", "IMG_0001.jpg", "IMG_0001.xmp"]
     assert set(census(b, dest)) == set(before)  # nothing lost, the duplicates gone
+    plan = run("undo", "--dry-run")
+    assert plan.stdout == (
+        f"would restore: {dest / 'IMG_0001.jpg'} -> {b / 'IMG_0001.jpg'} + .aae, .xmp\n"
+    )
+    assert "1 photos: 0 moved, 0 copied, 1 would restore, 0 skipped, 0 failed" in plan.stderr
     result = run("undo")
     assert result.exit_code == 0, result.output
     assert "1 restored" in result.stderr
+    # the .xmp is copied back from its twin, the .aae moved back: both are named
+    assert result.stdout == (
+        f"restored: {dest / 'IMG_0001.jpg'} -> {b / 'IMG_0001.jpg'} + .aae, .xmp\n"
+    )
     assert names(b) == listing and census(b, dest) == before
+
+
+def test_a_dry_run_with_dedupe_says_it_would_deduplicate_as_the_real_run_does(archive, tmp_path):
+    b, dest = archive / "b", tmp_path / "Flowers"
+    dest.mkdir()
+    (b / "IMG_0001.xmp").write_text("<xmp rating='5'/>")
+    (b / "IMG_0001.MOV").write_bytes(b"the motion of a live photo")
+    (dest / "IMG_0001.jpg").write_bytes((b / "IMG_0001.jpg").read_bytes())
+    (dest / "IMG_0001.xmp").write_text("<xmp rating='5'/>")
+    before = census(b, dest)
+    plan = classify(b, dest, "--on-conflict", "dedupe", "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    assert census(b, dest) == before
+    done = classify(b, dest, "--on-conflict", "dedupe")
+    planned, happened = json.loads(plan.stdout), json.loads(done.stdout)
+    assert (planned["action"], happened["action"]) == ("would-deduplicate", "deduplicated")
+    assert planned["detail"] == happened["detail"] == str(dest / "IMG_0001.jpg")
+    assert (
+        planned["sidecars"]
+        == happened["sidecars"]
+        == [
+            str(dest / "IMG_0001.MOV"),
+            str(dest / "IMG_0001.xmp"),
+        ]
+    )
 
 
 def test_dedupe_moves_the_group_when_a_different_file_holds_a_sidecars_name(archive, tmp_path):
