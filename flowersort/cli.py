@@ -41,8 +41,8 @@ DEFAULTS = TrainConfig()
 COMMAND_EXIT_CODES = {
     "train": ("0", "2", "4", "130/143"),
     "evaluate": ("0", "2", "4"),
-    "classify": ("0", "1", "2", "3", "4", "130/143"),
-    "undo": ("0", "1", "2", "3", "4", "130/143"),
+    "classify": ("0", "1", "2", "3", "4", "130/143", "141"),
+    "undo": ("0", "1", "2", "3", "4", "130/143", "141"),
 }
 ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
 CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"))
@@ -59,6 +59,15 @@ class CliError(click.ClickException):
         self.exit_code = error.exit_code
 
 
+class PipeClosed(click.ClickException):
+    """The program reading our output has gone (`| head`): stop after the photo in hand."""
+
+    exit_code = ExitCode.PIPE_CLOSED
+
+    def __init__(self) -> None:
+        super().__init__("the output pipe was closed: stopped; the photos above are done")
+
+
 class OneLineUsageError(click.ClickException):
     """A usage problem shown as one line with exit 2 (click's UsageError adds the usage)."""
 
@@ -70,6 +79,9 @@ def run_library(fn, *args, **kwargs):
     is expected: anything else is a bug, whose traceback goes to the debug log."""
     try:
         return fn(*args, **kwargs)
+    except BrokenPipeError:  # `flowersort classify ... --json | head`: the reader is gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        raise PipeClosed() from None
     except UnexpectedError as e:
         log.debug("%s", e.details)
         raise CliError(e) from None
@@ -227,17 +239,30 @@ def open_model(path: Path | None):
     return run_library(load_model, path or default_model_path())
 
 
-def logging_options(fn):
-    fn = click.option(
-        "--log-file",
-        type=click.Path(path_type=Path),
-        help="Also write, with times, every move, copy and undo (from -> to, with "
-        "sidecars), warnings and errors to this file, even with --quiet; kept photos only "
-        "with --verbose. Its folder is created.",
-    )(fn)
-    fn = click.option("-v", "--verbose", is_flag=True, help="Say more, e.g. every photo kept.")(fn)
-    fn = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no bar.")(fn)
-    return fn
+LOG_FILE_HELP = {
+    "moves": "Also write, with times, every move, copy and undo (from -> to, with sidecars), "
+    "warnings and errors to this file, even with --quiet; kept photos only with --verbose. "
+    "Its folder is created.",
+    "reads": "Also write, with times, the messages (photos read and skipped, warnings, "
+    "errors) to this file, even with --quiet. Its folder is created.",
+}
+
+
+def logging_options(what: str):
+    """--log-file, --verbose and --quiet; `what` the log file holds: "moves" or "reads"."""
+
+    def add(fn):
+        fn = click.option("--log-file", type=click.Path(path_type=Path), help=LOG_FILE_HELP[what])(
+            fn
+        )
+        fn = click.option("-v", "--verbose", is_flag=True, help="Say more, e.g. every photo kept.")(
+            fn
+        )
+        return click.option(
+            "-q", "--quiet", is_flag=True, help="Only warnings and errors; no bar."
+        )(fn)
+
+    return add
 
 
 model_option = click.option(
@@ -436,7 +461,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 @click.option("--force", is_flag=True, help="Replace the model file if it exists.")
 @workers_option
-@logging_options
+@logging_options("reads")
 @stops_on_signals
 def train(
     flowers,
@@ -569,7 +594,7 @@ def train(
 @click.option("--by-folder", is_flag=True, help="Also show the errors per sub-folder.")
 @report_option
 @workers_option
-@logging_options
+@logging_options("reads")
 def evaluate(
     flowers,
     noflowers,
@@ -729,7 +754,7 @@ def evaluate(
     "('2020/*', 'Screenshots', '*.png'; '/...' matches the absolute path); may be repeated.",
 )
 @workers_option
-@logging_options
+@logging_options("moves")
 def classify(
     src,
     move_to,
@@ -828,6 +853,7 @@ def classify(
             log.info(summary_line(counts))
         raise
     finally:
+        outcomes.close()  # a run stopped half-way releases the lock and journal now
         if cache is not None:
             cache.close()
     if report_path:
@@ -850,18 +876,24 @@ def write_html(path: Path, entries, model, title: str, workers: int | None) -> N
     write_report(path, entries, model, title, workers or default_workers())
 
 
-def summary_line(counts: Counter, passed_over: Counter | None = None) -> str:
-    """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts always shown,
-    the others when they happened; then the videos and RAW files passed over (counted by
-    suffix), if any: '; 2 videos, 1 RAW file passed over'."""
-    always = (Action.MOVED, Action.COPIED, Action.SKIPPED, Action.FAILED)
+CLASSIFY_ALWAYS = (Action.MOVED, Action.COPIED, Action.SKIPPED, Action.FAILED)
+UNDO_ALWAYS = (Action.FAILED,)
+
+
+def summary_line(
+    counts: Counter, passed_over: Counter | None = None, always=CLASSIFY_ALWAYS
+) -> str:
+    """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts `always`
+    shown, the others when they happened; then the videos and RAW files passed over
+    (counted by suffix), if any: '; 2 videos, 1 RAW file passed over'."""
     words = {Action.VETOED: "kept by your earlier choice", Action.REVIEW: "for review"}
     parts = [
         f"{counts[action]} {words.get(action, action.words)}"
         for action in Action
         if counts[action] or action in always
     ]
-    line = f"{sum(counts.values())} photos: " + ", ".join(parts)
+    n = sum(counts.values())
+    line = f"{n} photo{'' if n == 1 else 's'}: " + ", ".join(parts)
     if passed_over:
         videos = sum(n for suffix, n in passed_over.items() if suffix in VIDEO_SUFFIXES)
         raws = sum(passed_over.values()) - videos
@@ -886,7 +918,7 @@ def summary_line(counts: Counter, passed_over: Counter | None = None) -> str:
     help="One JSON object a line per photo (with --list: per run, with the keys run, kind, "
     "started, photos, state, src, dest).",
 )
-@logging_options
+@logging_options("moves")
 def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     """Put the photos moved by the last classify run (or by run RUN) back where they were.
 
@@ -910,12 +942,15 @@ def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     try:
         with progress(quiet, desc="undoing", unit="photo") as bar:
             outcomes = run_undo(wait, run_id=run, dry_run=dry_run, stop=interrupted)
-            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
+            try:
+                run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
+            finally:
+                outcomes.close()
     except click.ClickException:
         if counts:  # what was done before the run stopped
-            log.info(summary_line(counts))
+            log.info(summary_line(counts, always=UNDO_ALWAYS))
         raise
-    log.info(summary_line(counts))
+    log.info(summary_line(counts, always=UNDO_ALWAYS))
     interrupted.exit_if_stopped()
     if counts[Action.FAILED]:
         sys.exit(ExitCode.FAILED)

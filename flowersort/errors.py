@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     LOCKED = 3
     BUG = 4
+    PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program killed by it
 
 
 # what each code means, as --help and the README say it; "130/143" are SIGINT and SIGTERM
@@ -22,6 +23,7 @@ EXIT_MEANING = {
     "3": "another run holds the lock",
     "4": "stopped by an unexpected error (a bug, not a bad photo; --verbose shows where)",
     "130/143": "stopped by SIGINT/SIGTERM (a move in hand is finished, no other started)",
+    "141": "stopped because the program reading the output went away (| head)",
 }
 
 

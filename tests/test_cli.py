@@ -1,6 +1,7 @@
 """End to end through the command line, on generated photos whose hue separates the classes."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -224,3 +225,25 @@ def test_wait_waits_for_the_other_run_instead_of_exit_3(archive, trained_model, 
     assert result.exit_code == 0, result.output
     assert time.monotonic() - start >= 1.4  # it waited for the lock, then moved
     assert any(json.loads(line)["action"] == "moved" for line in result.stdout.splitlines())
+
+
+def test_a_closed_output_pipe_stops_the_run_cleanly(archive, trained_model, tmp_path):
+    """`flowersort classify ... --json | head -1`: exit 141, one line, nothing lost, the
+    lock free for the next run."""
+    dest = tmp_path / "Flowers"
+    before = census(archive)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, "-m", "flowersort", "classify", str(archive), "--move-to", str(dest)]
+    args += ["--threshold", "0", "--json", "--workers", "1", "--model", str(trained_model)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = json.loads(proc.stdout.readline())
+    proc.stdout.close()  # the reader goes away, as head does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert first["action"] == "moved"
+    assert "Traceback" not in err and "output pipe was closed" in err
+    assert len(list(dest.iterdir())) < 12  # it stopped early
+    assert census(archive, dest) == before
+    again = run("classify", archive, "--move-to", dest, "--threshold", 0, "--model", trained_model)
+    assert again.exit_code == 0, again.output
+    assert census(dest) == before

@@ -506,7 +506,7 @@ def test_undo_dry_run_says_what_would_go_back_and_touches_nothing(two_albums, tm
         result.stderr
     )
     assert result.stderr.splitlines()[-1] == (
-        "2 photos: 0 moved, 0 copied, 1 would restore, 0 skipped, 1 failed"
+        "2 photos: 1 would restore, 1 failed"
     )
     assert run("undo", "--list", "--json").stdout.count('"state": "done"') == 1
 
@@ -536,8 +536,8 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
     [
         ("train", ["0", "2", "4", "130/143"]),
         ("evaluate", ["0", "2", "4"]),
-        ("classify", ["0", "1", "2", "3", "4", "130/143"]),
-        ("undo", ["0", "1", "2", "3", "4", "130/143"]),
+        ("classify", ["0", "1", "2", "3", "4", "130/143", "141"]),
+        ("undo", ["0", "1", "2", "3", "4", "130/143", "141"]),
         ("corrections", ["0", "2", "4"]),
         ("corrections list", ["0", "2", "4"]),
         ("corrections forget", ["0", "2", "4"]),

@@ -61,25 +61,31 @@ def test_sigkill_at_many_moments_loses_nothing(tmp_path, across, state_home):
             shutil.rmtree(dest_parent)
 
 
-def test_two_concurrent_runs_never_interleave(tmp_path, state_home):
-    src = tmp_path / "Pictures"
+def test_a_second_run_while_one_moves_is_locked_out_or_waits(tmp_path, state_home):
+    """Run A is stopped (SIGSTOP) in the middle of its moves, holding the lock: B without
+    --wait exits 3 at once, B with --wait waits until A has finished, then both end well."""
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
     make_archive(src, 200)
     before = census(src)
     env = env_with(state_home)
-    procs = [
-        subprocess.Popen(
-            classify_cmd(src, tmp_path / "Flowers"), env=env, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    codes = sorted(p.wait() for p in procs)
-    errors = [p.stderr.read() for p in procs]
-    assert codes in ([0, 0], [0, 3]), errors
-    if codes == [0, 3]:
-        assert any("another flowersort run" in e for e in errors)
-    rerun = subprocess.run(classify_cmd(src, tmp_path / "Flowers"), env=env)
-    assert rerun.returncode == 0
-    assert census(src, tmp_path / "Flowers") == before
+    a = subprocess.Popen(classify_cmd(src, dest), env=env)
+    try:
+        while last_move(state_home) == 0:  # A is moving: it holds the lock
+            assert a.poll() is None, "run A ended before it moved a photo"
+            time.sleep(0.005)
+        a.send_signal(signal.SIGSTOP)
+        b = subprocess.run(classify_cmd(src, dest), env=env, capture_output=True, text=True)
+        assert b.returncode == 3, b.stderr
+        assert "another flowersort run" in b.stderr
+        waiting = subprocess.Popen([*classify_cmd(src, dest), "--wait"], env=env)
+        time.sleep(2)
+        assert waiting.poll() is None  # still waiting for A
+        a.send_signal(signal.SIGCONT)
+        assert a.wait(timeout=120) == 0 and waiting.wait(timeout=120) == 0
+    finally:
+        a.send_signal(signal.SIGCONT)
+        a.kill()
+    assert census(src, dest) == before
 
 
 CALLS = ("link", "linkat", "unlink", "unlinkat", "rename", "renameat", "renameat2")

@@ -416,7 +416,7 @@ def test_dedupe_takes_the_sidecars_and_undo_brings_the_group_back(archive, tmp_p
     assert plan.stdout == (
         f"would restore: {dest / 'IMG_0001.jpg'} -> {b / 'IMG_0001.jpg'} + .aae, .xmp\n"
     )
-    assert "1 photos: 0 moved, 0 copied, 1 would restore, 0 skipped, 0 failed" in plan.stderr
+    assert "1 photo: 1 would restore, 0 failed" in plan.stderr
     result = run("undo")
     assert result.exit_code == 0, result.output
     assert "1 restored" in result.stderr
