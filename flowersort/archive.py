@@ -69,14 +69,15 @@ def _passed_over(entries: list[os.DirEntry]) -> list[str]:
     """Videos and RAW files that are no photo's companion (a RAW's twin photo, a Live
     Photo's still): nothing classifies them, nothing moves them."""
     split = [(e, *os.path.splitext(e.name)) for e in entries]
-    photos = {stem for _, stem, suffix in split if suffix.lower() in PHOTO_SUFFIXES}
-    stills = {stem for _, stem, suffix in split if suffix.lower() in LIVE_PHOTO_STILLS}
+    # stems in any case: a renamer may have lower-cased the still but not its .MOV
+    photos = {stem.lower() for _, stem, suffix in split if suffix.lower() in PHOTO_SUFFIXES}
+    stills = {stem.lower() for _, stem, suffix in split if suffix.lower() in LIVE_PHOTO_STILLS}
     out = []
     for entry, stem, suffix in split:
         suffix = suffix.lower()
-        if suffix in RAW_SUFFIXES and stem not in photos:
+        if suffix in RAW_SUFFIXES and stem.lower() not in photos:
             out.append(entry.path)
-        elif suffix in VIDEO_SUFFIXES and not (suffix == ".mov" and stem in stills):
+        elif suffix in VIDEO_SUFFIXES and not (suffix == ".mov" and stem.lower() in stills):
             out.append(entry.path)
     return out
 

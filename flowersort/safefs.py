@@ -136,6 +136,15 @@ def numbered_stems(stem: str) -> Iterator[str]:
         yield f"{stem} ({n})"
 
 
+def member_name(name: str, stem: str, new_stem: str) -> str:
+    """A group member's name when its photo's stem becomes new_stem: IMG_0001.xmp goes
+    with IMG_0001 (1).jpg as IMG_0001 (1).xmp. The stem matches in any case (img_0001.heic's
+    IMG_0001.MOV becomes img_0001 (1).MOV); a name is never changed without need."""
+    if new_stem != stem and name.lower().startswith(stem.lower()):
+        return new_stem + name[len(stem) :]
+    return name
+
+
 def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool = True) -> Path:
     """Copy src to a fresh temporary name in `folder`, fsync it and verify it byte for byte
     (a move verifies later, right before it removes the source)."""
@@ -280,14 +289,13 @@ def transfer(
     sources = [Path(s) for s in sources]
     folder = Path(folder)
     stem, _ = split_name(sources[0].name)
-    tails = [s.name[len(stem) :] if s.name.startswith(stem) else s.name for s in sources]
 
     def candidates() -> Iterator[list[str]]:
         if exact_names is not None:
             yield exact_names
             return
         for new_stem in numbered_stems(stem):
-            yield [new_stem + t if s.name.startswith(stem) else t for s, t in zip(sources, tails)]
+            yield [member_name(s.name, stem, new_stem) for s in sources]
 
     temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
     try:

@@ -26,47 +26,32 @@ log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
 FULL = (errno.ENOSPC, errno.EDQUOT)
 SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
-LIVE_PHOTO_MOTION = tuple(sorted({a + b + c for a in "mM" for b in "oO" for c in "vV"}))
 
 
 def sidecars(photo: Path) -> list[Path]:
-    """Files that belong to a photo: same stem with a sidecar or RAW suffix (lower or upper
-    case), Google Takeout's NAME.jpg.json, and for a HEIC or JPEG still the .MOV (any case)
-    that makes it a Live Photo."""
+    """Files that belong to a photo: same stem with a sidecar or RAW suffix, Google
+    Takeout's NAME.jpg.json and NAME.jpg.xmp, and for a HEIC or JPEG still the .MOV that
+    makes it a Live Photo. Names match in any case (IMG_0002.MOV goes with img_0002.heic),
+    as the folder lists them, so a case-insensitive disk (exFAT, FAT, macOS) gives each
+    file once."""
     stem, photo_suffix = safefs.split_name(photo.name)
-    found = []
-    suffixes = [v for suffix in SIDECAR_SUFFIXES + RAW_SUFFIXES for v in {suffix, suffix.upper()}]
+    suffixes = list(SIDECAR_SUFFIXES + RAW_SUFFIXES)
     if photo_suffix.lower() in LIVE_PHOTO_STILLS:
-        suffixes += ["." + motion for motion in LIVE_PHOTO_MOTION]
-    for variant in suffixes:
-        candidate = photo.with_name(stem + variant)
-        if candidate.is_file() and not candidate.is_symlink():
-            found.append(candidate)
-    for suffix in (".json", ".xmp"):
-        candidate = photo.with_name(photo.name + suffix)
-        if candidate.is_file() and not candidate.is_symlink():
-            found.append(candidate)
-    return _real_names(sorted(set(found) - {photo}))
-
-
-def _real_names(files: list[Path]) -> list[Path]:
-    """On a case-insensitive disk (exFAT, FAT, macOS) every spelling of a name finds the
-    same file: when two spellings were found, keep the ones the folder lists (or the
-    first, if it lists another spelling)."""
-    by_name: dict[str, list[Path]] = {}
-    for f in files:
-        by_name.setdefault(f.name.lower(), []).append(f)
-    if all(len(spellings) == 1 for spellings in by_name.values()):
-        return files
+        suffixes.append(".mov")
+    wanted = {(stem + s).lower() for s in suffixes} | {
+        (photo.name + s).lower() for s in (".json", ".xmp")
+    }
     try:
-        listed = set(os.listdir(files[0].parent))
+        listed = os.listdir(photo.parent)
     except OSError:
-        listed = set()
-    kept = [
-        [f for f in spellings if f.name in listed] or spellings[:1]
-        for spellings in by_name.values()
-    ]
-    return sorted(f for spellings in kept for f in spellings)
+        return []
+    found = []
+    for name in listed:
+        if name.lower() in wanted and name != photo.name:
+            candidate = photo.parent / name
+            if candidate.is_file() and not candidate.is_symlink():
+                found.append(candidate)
+    return sorted(found)
 
 
 def identical_at_target(photo: Path, dest: Path) -> Path | None:
@@ -324,9 +309,7 @@ def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Pat
     first numbered stem free for every member and not planned for an earlier photo."""
     stem, _ = safefs.split_name(group[0].name)
     for new_stem in safefs.numbered_stems(stem):
-        names = [
-            new_stem + p.name[len(stem) :] if p.name.startswith(stem) else p.name for p in group
-        ]
+        names = [safefs.member_name(p.name, stem, new_stem) for p in group]
         paths = [os.path.join(folder, n) for n in names]
         if not any(p in taken or os.path.lexists(p) for p in paths):
             taken.update(paths)
@@ -341,7 +324,7 @@ def dedupe_plan(photo: Path, twin: Path):
     stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
     dups, twins, free, free_names = [photo], [twin], [], []
     for side in sidecars(photo):
-        name = twin_stem + side.name[len(stem) :] if side.name.startswith(stem) else side.name
+        name = safefs.member_name(side.name, stem, twin_stem)
         there = twin.parent / name  # by the twin: with --keep-structure, in its album
         if not os.path.lexists(there):
             free.append(side)

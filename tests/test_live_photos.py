@@ -25,6 +25,8 @@ STILLS = [
     pytest.param(("IMG_0001.HEIC", "IMG_0001.MOV", "IMG_0001.AAE"), marks=needs_pillow_heif),
     pytest.param(("IMG_0001.JPG", "IMG_0001.mov")),
     pytest.param(("IMG_0001.jpeg", "IMG_0001.Mov", "IMG_0001.xmp")),
+    # a renamer lower-cased the still only: still one group, on any disk
+    pytest.param(("img_0001.jpg", "IMG_0001.MOV", "Img_0001.AAE"), id="stems-in-other-cases"),
 ]
 
 
@@ -60,10 +62,11 @@ def test_a_live_photo_moves_clashes_and_undoes_as_one_group(tmp_path, group):
     result = move(src, dest)
     assert result.exit_code == 0, result.output
     stem = group[0].rsplit(".", 1)[0]
-    arrived = [name.replace(stem, stem + " (1)") for name in group]  # all take the new name
+    arrived = [stem + " (1)" + name[len(stem) :] for name in group]  # all take the new name
     assert names(dest) == sorted([group[0], *arrived, "IMG_0003.png"])
     assert names(src) == ["IMG_0002.MOV", "IMG_0003.MOV"]  # never touched
     assert census(src, dest) == before
+    assert "; 2 videos passed over" in result.stderr  # the still's .MOV is no lone video
 
     result = run("undo")
     assert result.exit_code == 0, result.output
