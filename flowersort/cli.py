@@ -751,7 +751,8 @@ def evaluate(
     multiple=True,
     metavar="GLOB",
     help="Skip files and folders whose name or path relative to SRC matches GLOB "
-    "('2020/*', 'Screenshots', '*.png'; '/...' matches the absolute path); may be repeated.",
+    "('2020/*', 'Screenshots', '*.png'; '/...' matches the absolute path; case matters); may "
+    "be repeated. A Live Photo's .MOV and a photo's sidecars go with their photo.",
 )
 @workers_option
 @logging_options("moves")
