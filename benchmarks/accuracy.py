@@ -29,7 +29,7 @@ import numpy as np
 
 from flowersort.archive import walk
 from flowersort.evaluate import evaluate
-from flowersort.images import FeatureConfig
+from flowersort.features import FeatureConfig
 from flowersort.metrics import confusion
 from flowersort.train import TrainConfig, fit, load_examples
 
@@ -128,7 +128,7 @@ def run_seed_ref() -> dict:
 
 def hard_histograms(values, weight, bins, circular, column=0, columns=1):
     """Ablation: each pixel's whole vote to the bin it falls in, no wrap-around sharing.
-    Same signature and output as images._soft_histograms: (rows, bins), or (rows, bins,
+    Same signature and output as features._soft_histograms: (rows, bins), or (rows, bins,
     columns) when each value names the column it votes in."""
     rows, n = values.shape
     low = np.minimum((values * bins).astype(np.int64), bins - 1)
@@ -143,14 +143,14 @@ def variant(rule: str):
     from contextlib import nullcontext
     from unittest import mock
 
-    from flowersort import images
+    from flowersort import features
 
     if rule == "hard-bins":
-        return mock.patch.object(images, "_soft_histograms", hard_histograms)
+        return mock.patch.object(features, "_soft_histograms", hard_histograms)
     if rule == "unweighted":
-        real = images._soft_histograms
+        real = features._soft_histograms
         return mock.patch.object(
-            images,
+            features,
             "_soft_histograms",
             lambda v, w, *args, **kwargs: real(v, np.ones_like(w), *args, **kwargs),
         )
@@ -210,11 +210,11 @@ def decoding_paths(reduced) -> str:
 
     import cv2
 
-    from flowersort import images
+    from flowersort import decode
     from tests.camera import camera_jpeg
 
     model = reduced.model
-    with mock.patch.object(images, "_reduced_flag", lambda *a: cv2.IMREAD_COLOR):
+    with mock.patch.object(decode, "_reduced_flag", lambda *a: cv2.IMREAD_COLOR):
         full = evaluate(model, *folders("dev"))
     rows = [
         ("reduced-size decoding (default)", reduced.metrics()),

@@ -22,7 +22,7 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort.images import FeatureConfig, flip_tiles
+from flowersort.features import FeatureConfig, flip_tiles
 from flowersort.metrics import best_threshold, confusion
 from flowersort.network import MatrixNet, bce_with_logits, sigmoid
 from flowersort.train import Adam, folds, load_examples

@@ -35,7 +35,7 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 import numpy as np
 
 from flowersort.featcache import default_feature_cache
-from flowersort.images import FeatureConfig
+from flowersort.features import FeatureConfig
 from flowersort.pipeline import default_workers
 from flowersort.train import TrainConfig, fit, load_examples
 

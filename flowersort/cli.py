@@ -29,8 +29,8 @@ from flowersort.errors import (
     exit_codes_text,
 )
 from flowersort.featcache import default_feature_cache
+from flowersort.features import MODES, FeatureConfig
 from flowersort.heic import MISSING as HEIC_MISSING
-from flowersort.images import MODES, FeatureConfig
 from flowersort.model import default_model_path, load_model
 from flowersort.outcomes import Action, Outcome
 from flowersort.train import TrainConfig
@@ -861,7 +861,8 @@ def classify(
         from flowersort.report import outcome_entries
 
         entries = outcome_entries(seen)
-        write_html(report_path, entries, model, f"flowersort classify {src}", workers)
+        title = f"flowersort classify {src}"
+        write_html(report_path, entries, model, title, workers, thumbnails)
         log.info("report written to %s", report_path)
     log.info(summary_line(counts, passed_over))
     report_once_per_run()
@@ -870,11 +871,13 @@ def classify(
         sys.exit(ExitCode.FAILED)
 
 
-def write_html(path: Path, entries, model, title: str, workers: int | None) -> None:
+def write_html(
+    path: Path, entries, model, title: str, workers: int | None, thumbnail: bool = False
+) -> None:
     from flowersort.pipeline import default_workers
     from flowersort.report import write_report
 
-    write_report(path, entries, model, title, workers or default_workers())
+    write_report(path, entries, model, title, workers or default_workers(), thumbnail)
 
 
 CLASSIFY_ALWAYS = (Action.MOVED, Action.COPIED, Action.SKIPPED, Action.FAILED)

@@ -33,7 +33,7 @@ import numpy as np
 
 from flowersort.archive import OnSkip, walk
 from flowersort.errors import FlowersortError, StateError
-from flowersort.images import FeatureConfig
+from flowersort.features import FeatureConfig
 from flowersort.journal import _damaged, state_dir
 from flowersort.journal import read_only as _read_only
 from flowersort.pipeline import scan

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flowersort.archive import OnSkip
 from flowersort.corrections import Store, training_examples, with_corrections
-from flowersort.images import FeatureConfig
+from flowersort.features import FeatureConfig
 from flowersort.model import Model
 from flowersort.pipeline import default_workers
 from flowersort.report import Entry, write_report

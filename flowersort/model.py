@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from flowersort.errors import ModelError
-from flowersort.images import FeatureConfig, flip_tiles
+from flowersort.features import FeatureConfig, flip_tiles
 from flowersort.network import NetConfig, TwoStageNet, sigmoid
 
 FORMAT_VERSION = 2

@@ -22,8 +22,9 @@ import numpy as np
 
 from flowersort.archive import display
 from flowersort.cache import ScoreCache
+from flowersort.decode import take_decode_note
 from flowersort.errors import BadImage, UnexpectedError
-from flowersort.images import FeatureConfig, load_features, take_decode_note
+from flowersort.features import FeatureConfig, load_features
 from flowersort.model import Model
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from flowersort.decode import jpeg_thumbnail, read_image
 from flowersort.errors import BadImage
-from flowersort.images import FeatureConfig, features, read_image
+from flowersort.features import FeatureConfig, load_features
 from flowersort.outcomes import Outcome
 from flowersort.pipeline import worker_pool
 
@@ -59,20 +60,17 @@ def outcome_entries(outcomes: Iterable[Outcome]) -> list[Entry]:
     ]
 
 
-def _thumb_and_features(path: str, cfg: FeatureConfig) -> tuple[str, np.ndarray] | None:
-    import cv2
-
+def _thumb_and_features(
+    path: str, cfg: FeatureConfig, thumbnail: bool
+) -> tuple[str, np.ndarray] | None:
+    """The card's picture, and the features the network scored (decoded as scoring did,
+    so the heat map describes the input behind the score, not the card's picture)."""
     try:
-        img = read_image(path, THUMB, thumbnail=True)
+        shown = read_image(path, THUMB, thumbnail=True)
+        scored = load_features(path, cfg, thumbnail)
     except BadImage:
         return None
-    h, w = img.shape[:2]
-    scale = THUMB / max(h, w)
-    small = cv2.resize(
-        img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-    )
-    jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
-    return base64.b64encode(jpeg).decode("ascii"), features(img, cfg)
+    return base64.b64encode(jpeg_thumbnail(shown, THUMB)).decode("ascii"), scored
 
 
 def _text(path) -> str:
@@ -92,16 +90,19 @@ def write_report(
     model,
     title: str,
     workers: int = 1,
+    thumbnail: bool = False,
 ) -> Path:
-    """Write the page; thumbnails and tile maps are made from the photos as they are now."""
+    """Write the page; thumbnails and tile maps are made from the photos as they are now
+    (`thumbnail`: the photos were scored from their EXIF previews, as classify
+    --thumbnails does)."""
     entries = list(entries)
     paths = [e.shown_from or e.path for e in entries if e.score is not None]
-    cfgs = repeat(model.features)
+    cfgs, thumbnails = repeat(model.features), repeat(thumbnail)
     if workers > 1 and len(paths) > 32:
         with worker_pool(workers) as pool:  # dies with us, leaves Ctrl-C to us
-            loaded = list(pool.map(_thumb_and_features, paths, cfgs, chunksize=16))
+            loaded = list(pool.map(_thumb_and_features, paths, cfgs, thumbnails, chunksize=16))
     else:
-        loaded = list(map(_thumb_and_features, paths, cfgs))
+        loaded = list(map(_thumb_and_features, paths, cfgs, thumbnails))
     found = [(path, item) for path, item in zip(paths, loaded) if item is not None]
     by_path = {}
     for start in range(0, len(found), 256):  # the heat maps, a batch at a time

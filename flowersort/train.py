@@ -17,7 +17,7 @@ import numpy as np
 from flowersort.archive import Labelled, Skips, display, labelled_photos, walk
 from flowersort.errors import TrainingError
 from flowersort.featcache import FeatureCache
-from flowersort.images import FeatureConfig, flip_tiles
+from flowersort.features import FeatureConfig, flip_tiles
 from flowersort.metrics import confusion, precision_threshold
 from flowersort.model import Model, probability
 from flowersort.network import NetConfig, TwoStageNet, bce_with_logits

@@ -66,7 +66,7 @@ def examples(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def trained_model(examples, tmp_path_factory) -> Path:
-    from flowersort.images import FeatureConfig
+    from flowersort.features import FeatureConfig
     from flowersort.train import TrainConfig, fit, load_examples
 
     cfg = FeatureConfig(image_size=48, grid=4, bins=12)

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from flowersort.cli import cli
+from flowersort.decode import read_image
 from flowersort.errors import BadImage
 from flowersort.exif import read_exif
-from flowersort.images import FeatureConfig, load_features, read_image
+from flowersort.features import FeatureConfig, load_features
 from tests.fuzzing import encode, mutate, photo
 
 CFG = FeatureConfig(image_size=24, grid=2, bins=10)
@@ -127,12 +128,12 @@ def test_unreadable_file(tmp_path, monkeypatch):
     path = write(tmp_path, "locked.jpg", encode(photo()))
     path.chmod(0)
     if os.geteuid() == 0:  # root reads everything: refuse the open as the kernel would
-        from flowersort import images
+        from flowersort import decode
 
         def refused(*args, **kwargs):
             raise PermissionError(13, "Permission denied", str(path))
 
-        monkeypatch.setattr(images, "open", refused, raising=False)
+        monkeypatch.setattr(decode, "open", refused, raising=False)
     with pytest.raises(BadImage, match="Permission denied"):
         read_image(path)
 

@@ -505,9 +505,7 @@ def test_undo_dry_run_says_what_would_go_back_and_touches_nothing(two_albums, tm
     assert f"failed: {two_albums / 'a' / 'a1.jpg'}: a file of that name has appeared since" in (
         result.stderr
     )
-    assert result.stderr.splitlines()[-1] == (
-        "2 photos: 1 would restore, 1 failed"
-    )
+    assert result.stderr.splitlines()[-1] == ("2 photos: 1 would restore, 1 failed")
     assert run("undo", "--list", "--json").stdout.count('"state": "done"') == 1
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowersort import images
+from flowersort import features as features_module
 from flowersort.cli import cli
-from flowersort.images import FeatureConfig, features
+from flowersort.features import MODES, FeatureConfig, features
 from tests.conftest import census, make_archive, make_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def test_a_bug_in_the_feature_code_stops_the_run(tmp_path, trained_model, monkey
     def broken(*args):
         raise TypeError("broken() takes 3 positional arguments but 6 were given")
 
-    monkeypatch.setattr(images, "hue_sat_histograms", broken)  # forked workers inherit it
+    monkeypatch.setattr(features_module, "hue_sat_histograms", broken)  # forked workers inherit it
     dest = tmp_path / "Flowers"
     result = CliRunner().invoke(
         cli,
@@ -57,7 +57,7 @@ def test_hard_bins_stand_in_puts_each_vote_in_one_bin():
     assert np.allclose(hist[0] * 4, [[1, 0, 0], [8, 0, 0], [0, 0, 4], [0, 2, 0]])
 
 
-@pytest.mark.parametrize("mode", [m for m in images.MODES if m != "hue"])
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "hue"])
 @pytest.mark.parametrize("rule", ["hard-bins", "unweighted"])
 def test_benchmark_binning_variants_match_the_feature_code(mode, rule):
     bench = load_accuracy_benchmark()

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from flowersort.featcache import FeatureCache
-from flowersort.images import FeatureConfig
+from flowersort.features import FeatureConfig
 from flowersort.train import load_examples
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from flowersort import heic
+from flowersort.decode import read_image
 from flowersort.errors import BadImage
-from flowersort.images import FeatureConfig, read_image
+from flowersort.features import FeatureConfig
 from tests.conftest import make_photo, run
 from tests.heif_files import HEIC_HEADER, heic_bytes, needs_pillow_heif, portrait_heic
 from tests.report_page import data_of
@@ -162,7 +163,7 @@ def test_damaged_heics_are_skipped_with_a_reason_without_crash_or_hang(tmp_path)
     script = (
         "import json, sys\n"
         "from flowersort.errors import BadImage\n"
-        "from flowersort.images import read_image\n"
+        "from flowersort.features import read_image\n"
         "out = {}\n"
         "for path in sys.argv[1:]:\n"
         "    try:\n"

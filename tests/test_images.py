@@ -4,16 +4,15 @@ import cv2
 import numpy as np
 import pytest
 
+from flowersort.decode import header_size, read_image
 from flowersort.errors import BadImage
-from flowersort.images import (
+from flowersort.features import (
     FeatureConfig,
     cut_tiles,
     features,
     flip_tiles,
-    header_size,
     hue_histograms,
     load_features,
-    read_image,
     subject_cues,
     to_hsv,
 )
@@ -179,7 +178,7 @@ def test_names_in_any_script(tmp_path, name):
 
 
 def test_hue_sat_histograms_split_soft_vivid_and_grey():
-    from flowersort.images import hue_sat_histograms
+    from flowersort.features import hue_sat_histograms
 
     hsv = np.concatenate([solid(120, sat=0.4), solid(120, sat=0.9), solid(0, sat=0.0, val=1.0)])
     hist = hue_sat_histograms(hsv, 8, 12)  # three tiles stacked vertically
@@ -191,7 +190,7 @@ def test_hue_sat_histograms_split_soft_vivid_and_grey():
 
 
 def test_augmented_copies_are_crops_with_small_hue_shifts():
-    from flowersort.images import augmented_features
+    from flowersort.features import augmented_features
 
     cfg = FeatureConfig(mode="hue-hist", image_size=32, grid=2, bins=36)
     img = np.zeros((64, 64, 3), np.uint8)
@@ -225,7 +224,7 @@ def test_training_features_are_the_same_for_the_same_file(tmp_path, monkeypatch)
 
 def texture(grey: np.ndarray) -> np.ndarray:
     """The whole image's texture histogram (10 labels) for a grey uint8 image."""
-    from flowersort.images import texture_histograms
+    from flowersort.features import texture_histograms
 
     hsv = to_hsv(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), grey.shape[0])
     return texture_histograms(hsv, grey.shape[0], 12)[0]

@@ -19,7 +19,7 @@ SIZE = 64 * MB
 MEASURE = """
 import sys
 from flowersort.errors import BadImage
-from flowersort.images import read_image
+from flowersort.decode import read_image
 def peak():
     status = open("/proc/self/status").read()
     return int(status.split("VmHWM:")[1].split()[0])

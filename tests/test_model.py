@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from flowersort.errors import ModelError
-from flowersort.images import FeatureConfig
+from flowersort.features import FeatureConfig
 from flowersort.model import load_model, probability
 from flowersort.train import TrainConfig, fit
 
@@ -109,7 +109,7 @@ def test_pickled_content_is_refused_and_never_run(tmp_path):
 
 def test_flower_evidence_points_at_the_flower_tiles(trained_model, tmp_path):
     """Half a flower photo beside half of another: the evidence lies on the flower half."""
-    from flowersort.images import load_features
+    from flowersort.features import load_features
     from tests.conftest import make_photo, write_photo
 
     model = load_model(trained_model)

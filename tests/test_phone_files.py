@@ -11,7 +11,7 @@ import pytest
 
 from flowersort import heic
 from flowersort.archive import walk
-from flowersort.images import read_image
+from flowersort.decode import read_image
 from tests.conftest import make_photo, run, write_photo
 
 

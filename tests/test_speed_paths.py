@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowersort import images
+from flowersort import features
 from flowersort.cli import cli
+from flowersort.decode import read_image
 from flowersort.exif import read_exif
-from flowersort.images import read_image
 from tests.camera import camera_jpeg, exif_block
 from tests.conftest import make_archive, make_photo
 
@@ -76,13 +76,13 @@ def classify(archive, model, *extra):
 
 def count_decodes(monkeypatch):
     calls = []
-    real = images.read_image
+    real = features.read_image
 
     def counting(path, *args, **kwargs):
         calls.append(path)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(images, "read_image", counting)
+    monkeypatch.setattr(features, "read_image", counting)
     return calls
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from flowersort.errors import TrainingError
-from flowersort.images import FeatureConfig, flip_tiles
+from flowersort.features import FeatureConfig, flip_tiles
 from flowersort.network import bce_with_logits, sigmoid
 from flowersort.train import TrainConfig, fit, folds, load_examples
 
