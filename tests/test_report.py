@@ -159,3 +159,22 @@ def test_where_a_photo_went_breaks_after_a_slash_like_its_path(archive, trained_
     assert moved  # 'Flowers/<wbr>IMG_0001.jpg', never 'Flowers/IMG_00' + '01.jpg' on a card
     for text in moved:
         assert text.count("/<wbr>") == text.count("/") > 2
+
+
+def test_the_heat_map_describes_the_input_that_was_scored(archive, trained_model, tmp_path):
+    """The map comes from the features decoded as scoring decoded them (the network's
+    size, EXIF preview or not as classify was told), not from the card's own preview."""
+    import numpy as np
+
+    from flowersort.features import load_features
+    from flowersort.model import load_model
+
+    model = load_model(trained_model)
+    for extra in ([], ["--thumbnails"]):
+        rows = classify_with_report(archive, trained_model, tmp_path / "r.html", *extra)
+        shown = [r for r in rows if r["heat"] is not None]
+        assert shown
+        for r in shown:
+            x = load_features(r["file"], model.features, thumbnail=bool(extra))
+            expected = np.round(model.flower_evidence(x[None])[0], 2)
+            assert np.allclose(r["heat"], expected, atol=0.011), r["path"]
