@@ -87,12 +87,17 @@ ABLATION = [
     ),
     ("augmentation off", DEFAULT_FEATURES, replace(DEFAULT_TRAIN, augment=False), "val"),
     ("threshold fixed at 0.5", DEFAULT_FEATURES, DEFAULT_TRAIN, "0.5"),
-    ("hard bins (no vote split, no wrap-around)", DEFAULT_FEATURES, DEFAULT_TRAIN, "hard-bins"),
+    (
+        "hard bins (no vote split, no wrap-around)",
+        replace(DEFAULT_FEATURES, binning="hard"),
+        DEFAULT_TRAIN,
+        "val",
+    ),
     (
         "hue histogram only, every pixel votes (no chroma weight)",
-        replace(DEFAULT_FEATURES, mode="hue-hist"),
+        replace(DEFAULT_FEATURES, mode="hue-hist", binning="unweighted"),
         DEFAULT_TRAIN,
-        "unweighted",
+        "val",
     ),
 ]
 # ------------------------------------------------------------------------------------
@@ -126,45 +131,9 @@ def run_seed_ref() -> dict:
     }
 
 
-def hard_histograms(values, weight, bins, circular, column=0, columns=1):
-    """Ablation: each pixel's whole vote to the bin it falls in, no wrap-around sharing.
-    Same signature and output as features._soft_histograms: (rows, bins), or (rows, bins,
-    columns) when each value names the column it votes in."""
-    rows, n = values.shape
-    low = np.minimum((values * bins).astype(np.int64), bins - 1)
-    index = np.arange(rows)[:, None] * (bins * columns) + columns * low + column
-    hist = np.bincount(index.ravel(), weight.ravel(), rows * bins * columns)
-    shape = (rows, bins) if columns == 1 else (rows, bins, columns)
-    return (hist.reshape(shape) / n).astype(np.float32)
-
-
-def variant(rule: str):
-    """A patch of the histogram code for the binning ablations (inherited by forked workers)."""
-    from contextlib import nullcontext
-    from unittest import mock
-
-    from flowersort import features
-
-    if rule == "hard-bins":
-        return mock.patch.object(features, "_soft_histograms", hard_histograms)
-    if rule == "unweighted":
-        real = features._soft_histograms
-        return mock.patch.object(
-            features,
-            "_soft_histograms",
-            lambda v, w, *args, **kwargs: real(v, np.ones_like(w), *args, **kwargs),
-        )
-    return nullcontext()
-
-
 def run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict) -> tuple:
     """Train on train/ (features read once per input setting), score dev/ end to end."""
-    with variant(rule):
-        return _run_flowersort(cfg, tcfg, rule, cache)
-
-
-def _run_flowersort(cfg: FeatureConfig, tcfg: TrainConfig, rule: str, cache: dict) -> tuple:
-    key = repr(cfg) + (rule if rule in ("hard-bins", "unweighted") else "") + f"+{tcfg.copies}"
+    key = repr(cfg) + f"+{tcfg.copies}"
     if key not in cache:
         t0 = time.perf_counter()
         examples = load_examples(*folders("train"), cfg, copies=tcfg.copies)

@@ -17,6 +17,8 @@ from flowersort.errors import BadImage
 Mode = Literal[
     "hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue"
 ]
+Binning = Literal["soft", "hard", "unweighted"]
+BINNINGS = ("soft", "hard", "unweighted")
 MODES = ("hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
 FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
@@ -34,10 +36,16 @@ class FeatureConfig:
     image_size: int = 96  # the photo is resized to image_size x image_size
     grid: int = 6  # tiles per side: the tile map is grid x grid
     bins: int = 12  # bins of each histogram of a tile
+    # how a pixel votes in the histograms: split between the two nearest bins, weighted
+    # (soft); or, for the ablations in benchmarks/accuracy.py, whole to one bin (hard) or
+    # with weight 1 (unweighted)
+    binning: Binning = "soft"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown input mode {self.mode!r}")
+        if self.binning not in BINNINGS:
+            raise ValueError(f"unknown binning {self.binning!r}")
         if self.image_size % self.grid:
             raise ValueError("image_size must be a multiple of grid")
         if self.mode in ("hue-sat-texture", "hue-sat-cues") and self.bins < TEXTURE_PATTERNS:
@@ -62,7 +70,12 @@ class FeatureConfig:
         return (self.bins, columns[self.mode])
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As saved in a model file; the default binning is left out, so files (and the
+        feature cache's keys) stay as they were before binning was a setting."""
+        out = asdict(self)
+        if self.binning == "soft":
+            del out["binning"]
+        return out
 
 
 def to_hsv(bgr: np.ndarray, side: int) -> np.ndarray:
@@ -118,7 +131,34 @@ def _clip(index: np.ndarray, bins: int) -> np.ndarray:
     return np.clip(index, 0, bins - 1)
 
 
-def hue_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+def _hard_histograms(
+    values: np.ndarray,
+    weight: np.ndarray,
+    bins: int,
+    circular: bool | np.ndarray,
+    column: np.ndarray | int = 0,
+    columns: int = 1,
+) -> np.ndarray:
+    """Ablation: each pixel's whole vote to the bin it falls in, no wrap-around sharing;
+    otherwise as _soft_histograms."""
+    rows, n = values.shape
+    low = np.minimum((values * bins).astype(np.int64), bins - 1)
+    index = np.arange(rows)[:, None] * (bins * columns) + columns * low + column
+    hist = np.bincount(index.ravel(), weight.ravel(), rows * bins * columns)
+    shape = (rows, bins) if columns == 1 else (rows, bins, columns)
+    return (hist.reshape(shape) / n).astype(np.float32)
+
+
+def _histograms(binning: Binning, values, weight, bins, circular, column=0, columns=1):
+    """Per-tile histograms as FeatureConfig.binning says."""
+    if binning == "hard":
+        return _hard_histograms(values, weight, bins, circular, column, columns)
+    if binning == "unweighted":
+        weight = np.ones_like(weight)
+    return _soft_histograms(values, weight, bins, circular, column, columns)
+
+
+def hue_histograms(hsv: np.ndarray, tile: int, bins: int, binning: Binning = "soft") -> np.ndarray:
     """One circular, chroma-weighted hue histogram per tile: (tiles, bins).
 
     Hue is circular (red is both 0 and 1), so each pixel's vote is split linearly between
@@ -129,10 +169,12 @@ def hue_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     """
     tiles = cut_tiles(hsv, tile).reshape(-1, tile * tile, 3)  # (T, t*t, 3)
     hue, sat, val = tiles[..., 0], tiles[..., 1], tiles[..., 2]
-    return _soft_histograms(hue, sat * val, bins, circular=True)
+    return _histograms(binning, hue, sat * val, bins, True)
 
 
-def hue_sat_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+def hue_sat_histograms(
+    hsv: np.ndarray, tile: int, bins: int, binning: Binning = "soft"
+) -> np.ndarray:
     """Per tile a (bins, 3) matrix: the circular hue histogram of softly saturated pixels,
     that of vivid pixels (both weighted by value, so dark pixels barely vote), and the
     brightness histogram of grey pixels, whose hue means nothing but whose brightness
@@ -144,10 +186,12 @@ def hue_sat_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     column = np.where(grey, 2, np.where(sat >= VIVID, 1, 0))
     values = np.where(grey, val, hue)
     weight = np.where(grey, np.float32(1), val)
-    return _soft_histograms(values, weight, bins, ~grey, column, 3)  # brightness does not wrap
+    return _histograms(binning, values, weight, bins, ~grey, column, 3)  # brightness: no wrap
 
 
-def edge_orientations(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+def edge_orientations(
+    hsv: np.ndarray, tile: int, bins: int, binning: Binning = "soft"
+) -> np.ndarray:
     """Per tile the histogram of brightness-edge directions, each pixel voting with its
     gradient magnitude: (tiles, bins). Directions are taken modulo 180 degrees (bin 0
     starts at a horizontal gradient) and binned circularly. Petals, leaves and stems
@@ -159,7 +203,7 @@ def edge_orientations(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     direction = (degrees % 180.0) / 180.0
     magnitude = cut_tiles(magnitude, tile).reshape(-1, tile * tile)
     direction = cut_tiles(direction, tile).reshape(-1, tile * tile)
-    return _soft_histograms(direction, magnitude, bins, circular=True)
+    return _histograms(binning, direction, magnitude, bins, True)
 
 
 def _texture_labels() -> np.ndarray:
@@ -246,11 +290,11 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
     if cfg.mode == "hue":
         return cut_tiles(np.ascontiguousarray(hsv[..., 0]), cfg.tile)  # (T, t, t)
     if cfg.mode == "hue-hist":
-        return hue_histograms(hsv, cfg.tile, cfg.bins)[..., None]  # (T, bins, 1)
-    colour = hue_sat_histograms(hsv, cfg.tile, cfg.bins)  # (T, bins, 3)
+        return hue_histograms(hsv, cfg.tile, cfg.bins, cfg.binning)[..., None]  # (T, bins, 1)
+    colour = hue_sat_histograms(hsv, cfg.tile, cfg.bins, cfg.binning)  # (T, bins, 3)
     if cfg.mode == "hue-sat-hist":
         return colour
-    edges = edge_orientations(hsv, cfg.tile, cfg.bins)[..., None]
+    edges = edge_orientations(hsv, cfg.tile, cfg.bins, cfg.binning)[..., None]
     if cfg.mode == "hue-sat-edges":
         return np.concatenate([colour, edges], axis=-1)  # (T, bins, 4)
     texture = texture_histograms(hsv, cfg.tile, cfg.bins)[..., None]

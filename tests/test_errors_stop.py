@@ -1,6 +1,6 @@
 """Only a photo that cannot be read or decoded is a skip; any other error stops the run."""
 
-import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,33 +39,27 @@ def test_a_bug_in_the_feature_code_stops_the_run(tmp_path, trained_model, monkey
     assert census(src) == before and not any(dest.iterdir())
 
 
-def load_accuracy_benchmark():
-    spec = importlib.util.spec_from_file_location("accuracy_bench", ROOT / "benchmarks/accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_hard_bins_put_each_vote_in_one_bin():
+    from flowersort.features import _hard_histograms
 
-
-def test_hard_bins_stand_in_puts_each_vote_in_one_bin():
-    bench = load_accuracy_benchmark()
     values = np.array([[0.0, 0.99, 0.5, 0.3]])
     weight = np.array([[1.0, 2.0, 4.0, 8.0]])
-    hist = bench.hard_histograms(values, weight, 4, True)
+    hist = _hard_histograms(values, weight, 4, True)
     assert np.allclose(hist * 4, [[1, 8, 4, 2]])
-    hist = bench.hard_histograms(values, weight, 4, np.array([True] * 4), np.array([0, 1, 2, 0]), 3)
+    hist = _hard_histograms(values, weight, 4, np.array([True] * 4), np.array([0, 1, 2, 0]), 3)
     assert hist.shape == (1, 4, 3)
     assert np.allclose(hist[0] * 4, [[1, 0, 0], [8, 0, 0], [0, 0, 4], [0, 2, 0]])
 
 
 @pytest.mark.parametrize("mode", [m for m in MODES if m != "hue"])
-@pytest.mark.parametrize("rule", ["hard-bins", "unweighted"])
-def test_benchmark_binning_variants_match_the_feature_code(mode, rule):
-    bench = load_accuracy_benchmark()
+@pytest.mark.parametrize("binning", ["hard", "unweighted"])
+def test_the_binning_ablations_change_the_histograms_only(mode, binning):
     cfg = FeatureConfig(mode=mode, image_size=48, grid=4)
     img = make_photo(np.random.default_rng(5), True, size=48)
     soft = features(img, cfg)
-    with bench.variant(rule):
-        changed = features(img, cfg)
+    changed = features(img, replace(cfg, binning=binning))
     assert changed.shape == soft.shape and not np.allclose(changed, soft)
-    if rule == "hard-bins":  # the same votes, only binned differently
+    if binning == "hard":  # the same votes, only binned differently
         assert np.allclose(changed.sum(axis=1), soft.sum(axis=1), atol=1e-5)
+    assert cfg.to_dict() == replace(cfg, binning="soft").to_dict()  # saved as before
+    assert replace(cfg, binning=binning).to_dict()["binning"] == binning
