@@ -131,15 +131,8 @@ def _clip(index: np.ndarray, bins: int) -> np.ndarray:
     return np.clip(index, 0, bins - 1)
 
 
-def _hard_histograms(
-    values: np.ndarray,
-    weight: np.ndarray,
-    bins: int,
-    circular: bool | np.ndarray,
-    column: np.ndarray | int = 0,
-    columns: int = 1,
-) -> np.ndarray:
-    """Ablation: each pixel's whole vote to the bin it falls in, no wrap-around sharing;
+def _hard_histograms(values, weight, bins: int, column=0, columns: int = 1) -> np.ndarray:
+    """Ablation: each pixel's whole vote to the bin it falls in (so nothing wraps around);
     otherwise as _soft_histograms."""
     rows, n = values.shape
     low = np.minimum((values * bins).astype(np.int64), bins - 1)
@@ -152,7 +145,7 @@ def _hard_histograms(
 def _histograms(binning: Binning, values, weight, bins, circular, column=0, columns=1):
     """Per-tile histograms as FeatureConfig.binning says."""
     if binning == "hard":
-        return _hard_histograms(values, weight, bins, circular, column, columns)
+        return _hard_histograms(values, weight, bins, column, columns)
     if binning == "unweighted":
         weight = np.ones_like(weight)
     return _soft_histograms(values, weight, bins, circular, column, columns)

@@ -44,9 +44,9 @@ def test_hard_bins_put_each_vote_in_one_bin():
 
     values = np.array([[0.0, 0.99, 0.5, 0.3]])
     weight = np.array([[1.0, 2.0, 4.0, 8.0]])
-    hist = _hard_histograms(values, weight, 4, True)
+    hist = _hard_histograms(values, weight, 4)
     assert np.allclose(hist * 4, [[1, 8, 4, 2]])
-    hist = _hard_histograms(values, weight, 4, np.array([True] * 4), np.array([0, 1, 2, 0]), 3)
+    hist = _hard_histograms(values, weight, 4, np.array([0, 1, 2, 0]), 3)
     assert hist.shape == (1, 4, 3)
     assert np.allclose(hist[0] * 4, [[1, 0, 0], [8, 0, 0], [0, 0, 4], [0, 2, 0]])
 
