@@ -171,10 +171,12 @@ def test_no_home(src, tmp_path, trained_model):
     """HOME unset, for a user the passwd file does not know (as in some containers)."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to run as a user without a passwd entry")
-    for folder in (tmp_path, *tmp_path.parents):  # let the stranger reach the files
-        if folder != Path("/"):
-            folder.chmod(folder.stat().st_mode | 0o005)
-    for path in [src, *src.iterdir(), trained_model.parent, trained_model]:
+    # outside pytest's folders, whose modes another pytest session may reset meanwhile
+    tmp_path = Path(tempfile.mkdtemp(prefix="flowersort-no-home-"))
+    tmp_path.chmod(0o755)  # let the stranger reach the files
+    src = Path(shutil.copytree(src, tmp_path / "src"))
+    trained_model = Path(shutil.copy(trained_model, tmp_path / "model.npz"))
+    for path in [src, *src.iterdir(), trained_model]:
         path.chmod(0o777 if path.is_dir() else 0o666)
     (tmp_path / "out").mkdir(mode=0o777)
     env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_STATE_HOME")}
@@ -195,6 +197,7 @@ def test_no_home(src, tmp_path, trained_model):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("would move") == 8
     assert proc.stderr.count("running without the score cache") == 1
+    shutil.rmtree(tmp_path)
 
 
 @pytest.fixture
