@@ -219,7 +219,10 @@ def classify(
             if dest is not None and (veto := watch.held(path)):
                 why = KIND_TEXT[veto.kind]
                 yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), note)
-            elif dest is not None and borderline and not watch.confirmed(path):
+            elif dest is not None and borderline and watch.confirmed(path):
+                # the user sorted it into dest already (a copy run keeps the original here)
+                yield noted(Outcome(path, Action.KEPT, score, flower), note)
+            elif dest is not None and borderline:
                 if review is None:
                     yield noted(Outcome(path, Action.BORDERLINE, score, flower), note)
                 elif dry_run:

@@ -572,3 +572,22 @@ def test_report_marks_find_a_photo_whose_name_is_not_utf8(archive, tmp_path):
     skipped = []
     (found,) = training_examples(Store(), [marks], lambda p, why: skipped.append(p))
     assert os.fsencode(found.path) == odd and skipped == []
+
+
+def test_with_copies_a_review_photo_sorted_into_dest_under_a_new_name_is_not_copied_again(
+    mixed, tmp_path
+):
+    """The user sorts a borderline copy from Review/ into DEST and renames it: its original,
+    still in the archive and scored above the threshold, must not be copied into DEST a
+    second time (a duplicate in the album every photo the user confirmed)."""
+    dest, review = tmp_path / "Flowers", tmp_path / "Flowers" / "Review"
+    (low, mid_low, mid_high, high), opts = band_around_middle(mixed)
+    cron = ("classify", mixed, "--copy-to", dest, "--review-to", review, "--json", *opts)
+    first = outcomes(run(*cron))
+    assert first[mid_high]["action"] == "review" and first[mid_high]["flower"] is True
+    os.rename(review / mid_high, dest / f"garden {mid_high}")  # a flower, named by the user
+    before = census(mixed, dest)
+    for _ in range(2):
+        again = outcomes(run(*cron))
+        assert again[mid_high]["action"] == "kept"
+        assert census(mixed, dest) == before
