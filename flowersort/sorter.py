@@ -247,7 +247,12 @@ def classify(
         for skipped, why in walk_skips:
             yield Outcome(skipped, Action.SKIPPED, reason=why)
         if watch and (gone := watch.finish()):  # a stopped run never gets here
-            log.info("%d photos flowersort placed are gone (deleted, or out of the archive)", gone)
+            said = (
+                "photo flowersort had placed is"
+                if gone == 1
+                else "photos flowersort had placed are"
+            )
+            log.info("%d %s gone (deleted, or moved out of the archive)", gone, said)
     finally:
         if watch:
             watch.close()
