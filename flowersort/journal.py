@@ -427,6 +427,16 @@ class Journal:
         ).fetchall()
         return [_paths(sources) for (sources,) in rows]
 
+    def removed_duplicates(self, run: int, sources: list[Path]) -> dict[Path, dict]:
+        """The metadata (safefs.metadata) of each source `run` removed as a duplicate, to
+        give it back on undo (none from journals older than this record)."""
+        rows = self.db.execute(
+            "SELECT steps FROM moves WHERE run = ? AND action = 'dedupe' AND sources = ?",
+            (run, _text(sources)),
+        ).fetchall()
+        steps = [s for (text,) in rows for s in json.loads(text)]
+        return {Path(s[1]): s[2]["kept"] for s in steps if s[0] == "unlink" and len(s) > 2}
+
     def split_moves(self, run: int) -> list[tuple[list[Path], list[Path]]]:
         """Groups a failed move left in two places (see safefs.GroupSplit), with the
         final names they were given."""
@@ -580,9 +590,12 @@ def _recover_dedupe(
                 if safefs.same_bytes(source, twin):
                     safefs._unlink(source)
         return "done", twins
+    kept = {Path(s[1]): s[2]["kept"] for s in steps if s[0] == "unlink" and len(s) > 2}
     for source, twin in zip(sources, twins):
         if source in unlinked and not source.exists() and twin.exists():
             safefs.put_back(twin, source, link=False)
+            if source in kept:
+                safefs.set_metadata(source, kept[source])
     for tmp in (Path(s[1]) for s in steps if s[0] == "tmp"):
         if tmp.exists():
             safefs._unlink(tmp)

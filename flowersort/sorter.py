@@ -529,7 +529,7 @@ def undo(
                     already += action != "dedupe-sidecars"
                     continue
                 if action == "dedupe":
-                    held = _undo_dedupe(journal, run, sources, finals)
+                    held = _undo_dedupe(journal, run, sources, finals, run_id)
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
                     out = _undo_one(journal, run, sources, finals, False)
                     if out.action == Action.FAILED:
@@ -638,8 +638,11 @@ def _names(paths) -> list[str]:
     return [os.fsdecode(p) for p in paths]
 
 
-def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Path]) -> Outcome:
-    """A removed duplicate comes back as a copy of the twin that stayed."""
+def _undo_dedupe(
+    journal: Journal, run: int, sources: list[Path], twins: list[Path], deduped_by: int
+) -> Outcome:
+    """A removed duplicate comes back as a copy of the twin that stayed, with its own
+    mode, times and tags (where run `deduped_by` journaled them)."""
     photo = sources[0]
     gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
     if not all(t.exists() for _, t in gone):
@@ -654,6 +657,10 @@ def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Pa
                 keep_source=True,
                 exact_names=[s.name for s, _ in gone],
             )
+            own = journal.removed_duplicates(deduped_by, sources)
+            for source, _ in gone:
+                if source in own:  # the copy has the twin's mode, times and tags
+                    safefs.set_metadata(source, own[source])
     except FileExistsError:
         return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
     except OSError as e:

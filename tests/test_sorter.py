@@ -654,3 +654,33 @@ def test_recovery_also_cleans_what_a_failed_move_left(archive, tmp_path):
     )
     assert journal.recover() == 0  # nothing was interrupted, but
     assert names(dest) == [] and photo.exists()
+
+
+def test_undo_of_a_dedupe_gives_the_photo_back_its_own_mode_times_owner_and_tags(archive, tmp_path):
+    """The twin that stays is another file, with its own mode, times and tags (a card read
+    twice): the photo undo brings back must be the one removed, not a copy of the twin's."""
+    b, dest = archive / "b", tmp_path / "Flowers"
+    dest.mkdir()
+    photo, twin = b / "IMG_0001.jpg", dest / "IMG_0001.jpg"
+    twin.write_bytes(photo.read_bytes())
+    os.chmod(photo, 0o600)
+    os.utime(photo, ns=(1_000_000_000, 1_500_000_000_123_456_789))
+    try:
+        os.setxattr(photo, "user.xdg.tags", b"garden")
+        os.setxattr(twin, "user.comment", b"the twin's")
+    except OSError:
+        pass  # a filesystem without user xattrs: the rest still holds
+    if os.geteuid() == 0:
+        os.chown(photo, 1234, 2345)
+
+    def kept(path):
+        st = os.lstat(path)
+        tags = {n: os.getxattr(path, n) for n in os.listxattr(path)}
+        return st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, tags
+
+    before = kept(photo)
+    result = classify(b, dest, "--on-conflict", "dedupe")
+    assert json.loads(result.stdout)["action"] == "deduplicated"
+    assert not photo.exists()
+    assert run("undo").exit_code == 0
+    assert kept(photo) == before
