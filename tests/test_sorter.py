@@ -684,3 +684,64 @@ def test_undo_of_a_dedupe_gives_the_photo_back_its_own_mode_times_owner_and_tags
     assert not photo.exists()
     assert run("undo").exit_code == 0
     assert kept(photo) == before
+
+
+def test_a_move_journaled_with_relative_paths_by_an_older_version_is_recovered_from_anywhere(
+    tmp_path, monkeypatch
+):
+    """A journal written before paths were absolute: `cd ~; flowersort classify Pictures
+    --move-to Flowers` killed between the unlinks of a group. The new version's nightly run,
+    started elsewhere (cron), must finish that move, not leave the .xmp in both places."""
+    import sqlite3
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    write_photo(
+        home / "Pictures" / "IMG_0001.jpg",
+        make_photo(__import__("numpy").random.default_rng(1), True),
+    )
+    (home / "Pictures" / "IMG_0001.xmp").write_text("<xmp/>")
+    (home / "Flowers").mkdir()
+    elsewhere.mkdir()
+    steps = []
+    for name in ("IMG_0001.jpg", "IMG_0001.xmp"):
+        os.link(home / "Pictures" / name, home / "Flowers" / name)
+        steps += [
+            ["claim", f"Flowers/{name}"],
+            ["claimed", f"Flowers/{name}", safefs.identity(home / "Flowers" / name)],
+        ]
+    steps += [["unlink", "Pictures/IMG_0001.jpg"], ["unlink", "Pictures/IMG_0001.xmp"]]
+    os.unlink(home / "Pictures" / "IMG_0001.jpg")  # killed before the .xmp's unlink
+    state_dir().mkdir(parents=True)
+    old = sqlite3.connect(state_dir() / "journal.sqlite")  # the schema of d01ca1f
+    old.executescript(
+        """
+        CREATE TABLE runs (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, started REAL NOT NULL,
+            finished REAL, src TEXT, dest TEXT, undone INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE moves (id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs(id),
+            sources TEXT NOT NULL, keep_source INTEGER NOT NULL, state TEXT NOT NULL,
+            steps TEXT NOT NULL DEFAULT '[]', finals TEXT,
+            action TEXT NOT NULL DEFAULT 'move');
+        CREATE INDEX moves_state ON moves(state);
+        """
+    )
+    old.execute(  # Path.absolute(): the folder it was started in + the argument
+        "INSERT INTO runs(kind, started, src, dest) VALUES ('classify', 0, ?, ?)",
+        (str(home / "Pictures"), str(home / "Flowers")),
+    )
+    old.execute(
+        "INSERT INTO moves(run, sources, keep_source, state, steps) VALUES (1, ?, 0, 'started', ?)",
+        (json.dumps(["Pictures/IMG_0001.jpg", "Pictures/IMG_0001.xmp"]), json.dumps(steps)),
+    )
+    old.commit()
+    old.close()
+    monkeypatch.chdir(elsewhere)
+    journal = Journal(state_dir())
+    assert journal.recover() == 1
+    journal.close()
+    assert names(home / "Pictures") == [] and names(home / "Flowers") == [
+        "IMG_0001.jpg",
+        "IMG_0001.xmp",
+    ]
+    result = run("undo")  # from elsewhere too
+    assert result.exit_code == 0, result.output
+    assert names(home / "Pictures") == ["IMG_0001.jpg", "IMG_0001.xmp"]
