@@ -266,6 +266,37 @@ class Journal:
         have = {row[1] for row in self.db.execute("PRAGMA table_info(moves)")}
         if "action" not in have:
             self.db.execute("ALTER TABLE moves ADD COLUMN action TEXT NOT NULL DEFAULT 'move'")
+        self._absolute_paths()
+
+    def _absolute_paths(self) -> None:
+        """Journals written before paths were absolute hold a move of a run given relative
+        folders relative to the folder it was started in: recovery or undo started in
+        another folder (cron's) took its files for missing. That folder is found again
+        from the run's src and dest, which were recorded as the folder + the argument."""
+        rows = self.db.execute(
+            "SELECT moves.id, sources, steps, finals, src, dest FROM moves "
+            "JOIN runs ON runs.id = moves.run WHERE substr(sources, 3, 1) != '/'"
+        ).fetchall()
+        for move_id, sources, steps, finals, src, dest in rows:
+            steps = json.loads(steps)
+            base = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
+            if base is None:
+                continue
+
+            def absolute(path: str, base: str = base) -> str:
+                return path if os.path.isabs(path) else os.path.join(base, path)
+
+            for step in steps:
+                step[1] = absolute(step[1])
+            self.db.execute(
+                "UPDATE moves SET sources = ?, steps = ?, finals = ? WHERE id = ?",
+                (
+                    json.dumps([absolute(p) for p in json.loads(sources)]),
+                    json.dumps(steps),
+                    finals and json.dumps([absolute(p) for p in json.loads(finals)]),
+                    move_id,
+                ),
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -427,6 +458,16 @@ class Journal:
         ).fetchall()
         return [_paths(sources) for (sources,) in rows]
 
+    def removed_duplicates(self, run: int, sources: list[Path]) -> dict[Path, dict]:
+        """The metadata (safefs.metadata) of each source `run` removed as a duplicate, to
+        give it back on undo (none from journals older than this record)."""
+        rows = self.db.execute(
+            "SELECT steps FROM moves WHERE run = ? AND action = 'dedupe' AND sources = ?",
+            (run, _text(sources)),
+        ).fetchall()
+        steps = [s for (text,) in rows for s in json.loads(text)]
+        return {Path(s[1]): s[2]["kept"] for s in steps if s[0] == "unlink" and len(s) > 2}
+
     def split_moves(self, run: int) -> list[tuple[list[Path], list[Path]]]:
         """Groups a failed move left in two places (see safefs.GroupSplit), with the
         final names they were given."""
@@ -560,6 +601,35 @@ def _recover_one(
     return state, finals
 
 
+def _started_in(src: str | None, sources: list[Path], dest: str | None, steps: list) -> str | None:
+    """The folder a run was started in, from its src (that folder + the src argument, as
+    Path.absolute made it) and a source relative to that folder (the src argument + the
+    rest): the prefix of src left when the argument is taken off its end. The dest and
+    the names the move took must agree, when there are any."""
+    if not src or not sources or sources[0].is_absolute():
+        return None
+    found = []
+    parts, first = Path(src).parts, sources[0].parts
+    for k in range(len(first)):  # the src argument: the first k parts of the source
+        if k and parts[-k:] != first[:k]:
+            continue
+        base = Path(*parts[: len(parts) - k]) if k else Path(src)
+        taken = [Path(s[1]) for s in steps if s[0] in ("claim", "claimed", "tmp")]
+        if (
+            dest
+            and taken
+            and not all(
+                os.path.commonpath([os.path.normpath(base / t), os.path.normpath(dest)])
+                == os.path.normpath(dest)
+                for t in taken
+                if not t.is_absolute()
+            )
+        ):
+            continue
+        found.append(str(base))
+    return found[0] if len(found) == 1 else None
+
+
 def _empty_since(path: Path, since_ns: int) -> bool:
     try:
         st = os.lstat(path)
@@ -580,9 +650,12 @@ def _recover_dedupe(
                 if safefs.same_bytes(source, twin):
                     safefs._unlink(source)
         return "done", twins
+    kept = {Path(s[1]): s[2]["kept"] for s in steps if s[0] == "unlink" and len(s) > 2}
     for source, twin in zip(sources, twins):
         if source in unlinked and not source.exists() and twin.exists():
             safefs.put_back(twin, source, link=False)
+            if source in kept:
+                safefs.set_metadata(source, kept[source])
     for tmp in (Path(s[1]) for s in steps if s[0] == "tmp"):
         if tmp.exists():
             safefs._unlink(tmp)

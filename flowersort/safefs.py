@@ -199,6 +199,56 @@ def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
     os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def metadata(path: Path) -> dict:
+    """A file's mode, owner, times and extended attributes, as JSON: what a removed
+    duplicate gets back when it is restored from its twin (another file, with its own)."""
+    st = os.lstat(path)
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+        xattrs = {n: os.getxattr(path, n, follow_symlinks=False).hex() for n in names}
+    except OSError:
+        xattrs = {}
+    return {
+        "mode": stat.S_IMODE(st.st_mode),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "atime_ns": st.st_atime_ns,
+        "mtime_ns": st.st_mtime_ns,
+        "xattrs": xattrs,
+    }
+
+
+def set_metadata(path: Path, meta: dict) -> None:
+    """Give path the `metadata` of another file, as far as its filesystem can hold it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            for name in os.listxattr(fd):
+                if name not in meta["xattrs"]:
+                    os.removexattr(fd, name)
+        except OSError:
+            pass
+        for name, value in meta["xattrs"].items():
+            try:
+                os.setxattr(fd, name, bytes.fromhex(value))
+            except OSError as e:
+                log.debug("extended attribute %s not kept: %s", name, e.strerror)
+        try:
+            os.fchown(fd, meta["uid"], meta["gid"])
+        except OSError:  # not root, or no owners (exFAT)
+            pass
+        try:
+            os.fchmod(fd, meta["mode"])  # after chown, which clears set-id bits
+        except OSError as e:
+            log.debug("mode not kept: %s", e.strerror)
+        try:
+            os.utime(fd, ns=(meta["atime_ns"], meta["mtime_ns"]))
+        except OSError as e:
+            log.debug("times not kept: %s", e.strerror)
+    finally:
+        os.close(fd)
+
+
 def _remove_quietly(path: Path) -> None:
     try:
         _unlink(path)
@@ -392,21 +442,23 @@ def remove_duplicates(sources: list[Path], twins: list[Path], note: Note = _no_n
         checked.append(before := _version(source, twin))
         if before is None or not same_bytes(source, twin):
             raise OSError(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
-    removed: list[tuple[Path, Path]] = []
+    removed: list[tuple[Path, Path, dict]] = []
     for i, (source, twin) in enumerate(zip(sources, twins)):
-        note("unlink", path=source)  # a journal commit: writes may land meanwhile
+        own = metadata(source)  # the twin has its own: undo gives the source back its
+        note("unlink", path=source, kept=own)  # a journal commit: writes may land meanwhile
         try:
             if _version(source, twin) != checked[i]:
                 raise OSError(errno.EAGAIN, CHANGED)
             _unlink(source)
         except OSError as e:
             note("rollback", path=source)
-            for gone, kept in removed:
+            for gone, kept, meta in removed:
                 put_back(kept, gone, note, link=False)
+                set_metadata(gone, meta)
             if e.strerror == CHANGED:
                 raise OSError(e.errno, f"{source.name} is no longer a copy of {twin}") from None
             raise OSError(e.errno, f"{source.name} cannot be removed: {e.strerror}") from None
-        removed.append((source, twin))
+        removed.append((source, twin, own))
     for parent in {s.parent for s in sources}:
         fsync_dir(parent)
 

@@ -478,6 +478,7 @@ def undo(
     folder = state_dir()
     with nullcontext() if dry_run else RunLock(folder, wait):
         journal = Journal(folder)
+        complete = False  # every move put back: a reader gone at the last line (| head) is late
         try:
             if not dry_run:
                 journal.recover()
@@ -504,7 +505,8 @@ def undo(
             restored = journal.restored_by_undo(run_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
             held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
-            for sources, finals, keep_source, action in journal.done_moves(run_id):
+            moves = journal.done_moves(run_id)
+            for i, (sources, finals, keep_source, action) in enumerate(moves):
                 if action != "dedupe-sidecars":  # a dedupe's group is done: say it
                     if held:
                         yield held
@@ -520,26 +522,26 @@ def undo(
                     already += action != "dedupe-sidecars"
                     continue
                 if action == "dedupe":
-                    held = _undo_dedupe(journal, run, sources, finals)
+                    held = _undo_dedupe(journal, run, sources, finals, run_id)
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
                     out = _undo_one(journal, run, sources, finals, False)
+                    complete = i == len(moves) - 1
                     if out.action == Action.FAILED:
                         yield out
                     elif held and held.action == Action.RESTORED:
                         held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
-                    yield _undo_one(journal, run, sources, finals, keep_source)
+                    out = _undo_one(journal, run, sources, finals, keep_source)
+                    complete = i == len(moves) - 1
+                    yield out
+            complete = True
             if held:
                 yield held
-            if already:
-                log.info(
-                    "%d photos had already been put back by an undo that was interrupted; "
-                    "the rest are done now",
-                    already,
-                )
-            journal.mark_undone(run_id)
-            remove_empty_dirs(journal.created_dirs(run_id))
-            journal.finish_run(run)
+            _undone(journal, run_id, run, already)
+        except GeneratorExit:  # the reader went away: the run is undone if every move is back
+            if complete:
+                _undone(journal, run_id, run, already)
+            raise
         finally:
             journal.close()
 
@@ -625,12 +627,28 @@ def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) ->
     return Outcome(photo, Action.RESTORED, target=target, sidecars=_names(sources[1:]))
 
 
+def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
+    """Every move of run_id is back: mark it, remove the folders it made, if now empty."""
+    if already:
+        log.info(
+            "%d photos had already been put back by an undo that was interrupted; "
+            "the rest are done now",
+            already,
+        )
+    journal.mark_undone(run_id)
+    remove_empty_dirs(journal.created_dirs(run_id))
+    journal.finish_run(run)
+
+
 def _names(paths) -> list[str]:
     return [os.fsdecode(p) for p in paths]
 
 
-def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Path]) -> Outcome:
-    """A removed duplicate comes back as a copy of the twin that stayed."""
+def _undo_dedupe(
+    journal: Journal, run: int, sources: list[Path], twins: list[Path], deduped_by: int
+) -> Outcome:
+    """A removed duplicate comes back as a copy of the twin that stayed, with its own
+    mode, times and tags (where run `deduped_by` journaled them)."""
     photo = sources[0]
     gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
     if not all(t.exists() for _, t in gone):
@@ -645,6 +663,10 @@ def _undo_dedupe(journal: Journal, run: int, sources: list[Path], twins: list[Pa
                 keep_source=True,
                 exact_names=[s.name for s, _ in gone],
             )
+            own = journal.removed_duplicates(deduped_by, sources)
+            for source, _ in gone:
+                if source in own:  # the copy has the twin's mode, times and tags
+                    safefs.set_metadata(source, own[source])
     except FileExistsError:
         return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
     except OSError as e:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from flowersort.cli import cli
-from tests.conftest import census, nested_archive, run
+from tests.conftest import census, make_photo, nested_archive, run, write_photo
 
 
 @pytest.fixture
@@ -247,3 +247,24 @@ def test_a_closed_output_pipe_stops_the_run_cleanly(archive, trained_model, tmp_
     again = run("classify", archive, "--move-to", dest, "--threshold", 0, "--model", trained_model)
     assert again.exit_code == 0, again.output
     assert census(dest) == before
+
+
+def test_an_undo_whose_reader_went_away_at_its_last_line_is_done(tmp_path):
+    """`flowersort undo | head -0`: the reader goes away as undo says its last photo, put
+    back: the run is undone (not 'partly undone', to be undone again)."""
+    photo = write_photo(
+        tmp_path / "Pictures" / "IMG_0001.jpg", make_photo(np.random.default_rng(1), True)
+    )
+    result = run("classify", photo.parent, "--move-to", tmp_path / "Flowers", "--threshold", 0)
+    assert result.exit_code == 0 and not photo.exists(), result.output
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    read, write = os.pipe()
+    os.close(read)  # no reader at all: its one line fails
+    undo = subprocess.run(
+        [sys.executable, "-m", "flowersort", "undo"], env=env, stdout=write, stderr=subprocess.PIPE
+    )
+    os.close(write)
+    assert undo.returncode == 141, undo.stderr
+    assert photo.exists()
+    listed = [json.loads(line) for line in run("undo", "--list", "--json").stdout.splitlines()]
+    assert [r["state"] for r in listed] == ["undone"]

@@ -654,3 +654,94 @@ def test_recovery_also_cleans_what_a_failed_move_left(archive, tmp_path):
     )
     assert journal.recover() == 0  # nothing was interrupted, but
     assert names(dest) == [] and photo.exists()
+
+
+def test_undo_of_a_dedupe_gives_the_photo_back_its_own_mode_times_owner_and_tags(archive, tmp_path):
+    """The twin that stays is another file, with its own mode, times and tags (a card read
+    twice): the photo undo brings back must be the one removed, not a copy of the twin's."""
+    b, dest = archive / "b", tmp_path / "Flowers"
+    dest.mkdir()
+    photo, twin = b / "IMG_0001.jpg", dest / "IMG_0001.jpg"
+    twin.write_bytes(photo.read_bytes())
+    os.chmod(photo, 0o600)
+    os.utime(photo, ns=(1_000_000_000, 1_500_000_000_123_456_789))
+    try:
+        os.setxattr(photo, "user.xdg.tags", b"garden")
+        os.setxattr(twin, "user.comment", b"the twin's")
+    except OSError:
+        pass  # a filesystem without user xattrs: the rest still holds
+    if os.geteuid() == 0:
+        os.chown(photo, 1234, 2345)
+
+    def kept(path):
+        st = os.lstat(path)
+        tags = {n: os.getxattr(path, n) for n in os.listxattr(path)}
+        return st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, tags
+
+    before = kept(photo)
+    result = classify(b, dest, "--on-conflict", "dedupe")
+    assert json.loads(result.stdout)["action"] == "deduplicated"
+    assert not photo.exists()
+    assert run("undo").exit_code == 0
+    assert kept(photo) == before
+
+
+def test_a_move_journaled_with_relative_paths_by_an_older_version_is_recovered_from_anywhere(
+    tmp_path, monkeypatch
+):
+    """A journal written before paths were absolute: `cd ~; flowersort classify Pictures
+    --move-to Flowers` killed between the unlinks of a group. The new version's nightly run,
+    started elsewhere (cron), must finish that move, not leave the .xmp in both places."""
+    import sqlite3
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    write_photo(
+        home / "Pictures" / "IMG_0001.jpg",
+        make_photo(__import__("numpy").random.default_rng(1), True),
+    )
+    (home / "Pictures" / "IMG_0001.xmp").write_text("<xmp/>")
+    (home / "Flowers").mkdir()
+    elsewhere.mkdir()
+    steps = []
+    for name in ("IMG_0001.jpg", "IMG_0001.xmp"):
+        os.link(home / "Pictures" / name, home / "Flowers" / name)
+        steps += [
+            ["claim", f"Flowers/{name}"],
+            ["claimed", f"Flowers/{name}", safefs.identity(home / "Flowers" / name)],
+        ]
+    steps += [["unlink", "Pictures/IMG_0001.jpg"], ["unlink", "Pictures/IMG_0001.xmp"]]
+    os.unlink(home / "Pictures" / "IMG_0001.jpg")  # killed before the .xmp's unlink
+    state_dir().mkdir(parents=True)
+    old = sqlite3.connect(state_dir() / "journal.sqlite")  # the schema of d01ca1f
+    old.executescript(
+        """
+        CREATE TABLE runs (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, started REAL NOT NULL,
+            finished REAL, src TEXT, dest TEXT, undone INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE moves (id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs(id),
+            sources TEXT NOT NULL, keep_source INTEGER NOT NULL, state TEXT NOT NULL,
+            steps TEXT NOT NULL DEFAULT '[]', finals TEXT,
+            action TEXT NOT NULL DEFAULT 'move');
+        CREATE INDEX moves_state ON moves(state);
+        """
+    )
+    old.execute(  # Path.absolute(): the folder it was started in + the argument
+        "INSERT INTO runs(kind, started, src, dest) VALUES ('classify', 0, ?, ?)",
+        (str(home / "Pictures"), str(home / "Flowers")),
+    )
+    old.execute(
+        "INSERT INTO moves(run, sources, keep_source, state, steps) VALUES (1, ?, 0, 'started', ?)",
+        (json.dumps(["Pictures/IMG_0001.jpg", "Pictures/IMG_0001.xmp"]), json.dumps(steps)),
+    )
+    old.commit()
+    old.close()
+    monkeypatch.chdir(elsewhere)
+    journal = Journal(state_dir())
+    assert journal.recover() == 1
+    journal.close()
+    assert names(home / "Pictures") == [] and names(home / "Flowers") == [
+        "IMG_0001.jpg",
+        "IMG_0001.xmp",
+    ]
+    result = run("undo")  # from elsewhere too
+    assert result.exit_code == 0, result.output
+    assert names(home / "Pictures") == ["IMG_0001.jpg", "IMG_0001.xmp"]
