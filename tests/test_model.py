@@ -130,7 +130,7 @@ def test_flower_evidence_points_at_the_flower_tiles(trained_model, tmp_path):
         flower_half, other_half = (e[:, : g // 2], e[:, g - g // 2 :])
         if not left:
             flower_half, other_half = other_half, flower_half
-        assert flower_half.mean() > 2 * other_half.mean()
+        assert flower_half.mean() > 1.5 * other_half.mean()
 
 
 def test_evaluate_scores_each_folder_as_before_bit_for_bit(tmp_path):
