@@ -94,6 +94,13 @@ def read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=60)
 
 
+def _metadata(paths: list[Path]) -> list[dict] | None:
+    try:
+        return [safefs.metadata(p) for p in paths]
+    except OSError:  # gone meanwhile: the move says so itself
+        return None
+
+
 def earlier_target(folder: Path) -> bool:
     """Whether an earlier run moved or copied photos into folder (the journal read only;
     False without one)."""
@@ -266,6 +273,8 @@ class Journal:
         have = {row[1] for row in self.db.execute("PRAGMA table_info(moves)")}
         if "action" not in have:
             self.db.execute("ALTER TABLE moves ADD COLUMN action TEXT NOT NULL DEFAULT 'move'")
+        if "metadata" not in have:
+            self.db.execute("ALTER TABLE moves ADD COLUMN metadata TEXT")
         self._absolute_paths()
 
     def _absolute_paths(self) -> None:
@@ -327,6 +336,7 @@ class Journal:
         """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
         sources = [Path(os.path.abspath(s)) for s in sources]  # as the journal has them
+        before = None if keep_source else _metadata(sources)
         move_id, note = self._start_move(run, sources, keep_source, action)
         try:
             finals = safefs.transfer(
@@ -347,10 +357,26 @@ class Journal:
             except OSError as e:
                 log.error("journal: cannot tidy up the move of %s: %s", sources[0], e)
             raise
+        landed = before and _metadata(finals)
+        metadata = json.dumps({"before": before, "landed": landed}) if landed else None
         self.db.execute(
-            "UPDATE moves SET state = 'done', finals = ? WHERE id = ?", (_text(finals), move_id)
+            "UPDATE moves SET state = 'done', finals = ?, metadata = ? WHERE id = ?",
+            (_text(finals), metadata, move_id),
         )
         return finals
+
+    def moved_metadata(self, run: int, finals: list[Path]) -> tuple[list, list] | None:
+        """What the files of `run`'s move to `finals` were like before it (mode, owner,
+        times, tags: safefs.metadata) and as they landed; None for journals older than
+        this record."""
+        row = self.db.execute(
+            "SELECT metadata FROM moves WHERE run = ? AND state = 'done' AND finals = ?",
+            (run, _text(finals)),
+        ).fetchone()
+        if not row or not row[0]:
+            return None
+        recorded = json.loads(row[0])
+        return recorded["before"], recorded["landed"]
 
     def dedupe(self, run: int, sources: list[Path], twins: list[Path]) -> None:
         """safefs.remove_duplicates, journaled: undo copies the twins back."""

@@ -524,14 +524,14 @@ def undo(
                 if action == "dedupe":
                     held = _undo_dedupe(journal, run, sources, finals, run_id)
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
-                    out = _undo_one(journal, run, sources, finals, False)
+                    out = _undo_one(journal, run, sources, finals, False, run_id)
                     complete = i == len(moves) - 1
                     if out.action == Action.FAILED:
                         yield out
                     elif held and held.action == Action.RESTORED:
                         held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
-                    out = _undo_one(journal, run, sources, finals, keep_source)
+                    out = _undo_one(journal, run, sources, finals, keep_source, run_id)
                     complete = i == len(moves) - 1
                     yield out
             complete = True
@@ -602,7 +602,24 @@ def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
     return Outcome(photo, Action.WOULD_RESTORE, target=target, sidecars=_names(sources[1:]))
 
 
-def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) -> Outcome:
+def _untouched_since_moved(journal: Journal, moved_by: int, finals) -> list[dict | None] | None:
+    """For each file of a move, its mode, owner, times and tags from before the move if
+    they are still as the move left them (a disk without them, such as exFAT, made a
+    private photo 0777: undo gives it back its own); None where you changed them since."""
+    recorded = journal.moved_metadata(moved_by, finals)
+    if recorded is None:
+        return None
+    out = []
+    for final, before, landed in zip(finals, *recorded):
+        now = safefs.metadata(final)
+        same = all(now[k] == landed[k] for k in ("mode", "uid", "gid", "mtime_ns", "xattrs"))
+        out.append(before if same else None)
+    return out
+
+
+def _undo_one(
+    journal: Journal, run: int, sources, finals, keep_source: bool, moved_by: int
+) -> Outcome:
     photo = sources[0]
     if keep_source:  # a copy: remove it only while the original is still there, unchanged
         if all(
@@ -617,8 +634,12 @@ def _undo_one(journal: Journal, run: int, sources, finals, keep_source: bool) ->
     if len(present) != len(finals):
         return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
     try:
+        untouched = _untouched_since_moved(journal, moved_by, finals)
         photo.parent.mkdir(parents=True, exist_ok=True)
         journal.transfer(run, finals, photo.parent, exact_names=[s.name for s in sources])
+        for source, before in zip(sources, untouched or []):
+            if before is not None:
+                safefs.set_metadata(source, before)
     except FileExistsError:
         return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
     except OSError as e:

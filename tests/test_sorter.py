@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -745,3 +746,43 @@ def test_a_move_journaled_with_relative_paths_by_an_older_version_is_recovered_f
     result = run("undo")  # from elsewhere too
     assert result.exit_code == 0, result.output
     assert names(home / "Pictures") == ["IMG_0001.jpg", "IMG_0001.xmp"]
+
+
+def test_undo_from_an_exfat_stick_gives_a_photo_back_its_own_mode_owner_times_and_tags(tmp_path):
+    """exFAT holds no mode, owner or tags (every file reads 0777 there): a private photo
+    moved to a stick and undone must not come back readable by everyone."""
+    import numpy as np
+
+    src = tmp_path / "Pictures"
+    photo = write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(3), True))
+    (src / "IMG_0001.xmp").write_text("<xmp/>")
+    for path in (photo, src / "IMG_0001.xmp"):
+        os.chmod(path, 0o600)
+        os.chown(path, 1234, 1234)
+        os.utime(path, ns=(1_000_000_000, 1_500_000_000_123_456_789))
+    os.setxattr(photo, "user.xdg.tags", b"garden")
+    kept = {p.name: safefs.metadata(p) for p in src.iterdir()}
+    with exfat(tmp_path / "stick") as stick:
+        dest = stick / "Flowers"
+        assert classify(src, dest).exit_code == 0
+        assert stat.S_IMODE((dest / "IMG_0001.jpg").stat().st_mode) != 0o600  # exFAT's own
+        result = run("undo")
+        assert result.exit_code == 0, result.output
+    for path in src.iterdir():
+        now, before = safefs.metadata(path), kept[path.name]
+        assert {k: now[k] for k in ("mode", "uid", "gid", "mtime_ns", "xattrs")} == {
+            k: before[k] for k in ("mode", "uid", "gid", "mtime_ns", "xattrs")
+        }, path.name
+
+
+def test_undo_keeps_a_mode_you_changed_in_the_target(tmp_path):
+    """On a disk that keeps modes, a change made in the target since is the user's: kept."""
+    import numpy as np
+
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    photo = write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(3), True))
+    os.chmod(photo, 0o600)
+    assert classify(src, dest).exit_code == 0
+    os.chmod(dest / "IMG_0001.jpg", 0o640)  # shared with the family by hand
+    assert run("undo").exit_code == 0
+    assert stat.S_IMODE(photo.stat().st_mode) == 0o640
