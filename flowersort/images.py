@@ -33,9 +33,22 @@ import cv2  # noqa: E402  (after the guard above)
 
 Mode = Literal[
     "hue-sat-subject",
-    "hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue"
+    "hue-sat-cues",
+    "hue-sat-texture",
+    "hue-sat-edges",
+    "hue-sat-hist",
+    "hue-hist",
+    "hue",
 ]
-MODES = ("hue-sat-subject", "hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
+MODES = (
+    "hue-sat-subject",
+    "hue-sat-cues",
+    "hue-sat-texture",
+    "hue-sat-edges",
+    "hue-sat-hist",
+    "hue-hist",
+    "hue",
+)
 FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
