@@ -270,8 +270,9 @@ def cli() -> None:
     help="Network input per tile: hue histograms split by saturation, the brightness of "
     "grey pixels, the directions of brightness edges, brightness textures and subject cues "
     "(sharpness, saturation and their contrast with the border tiles); the same without "
-    "cues; without textures; without edges either; plain hue histograms; or the raw hue "
-    "matrix.",
+    "cues; without textures; without edges either; plain hue histograms; the raw hue "
+    "matrix; or the first with four more cues (two tile scales, brightness against the "
+    "border).",
 )
 @click.option(
     "--image-size",

@@ -32,22 +32,22 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 import cv2  # noqa: E402  (after the guard above)
 
 Mode = Literal[
-    "hue-sat-subject",
     "hue-sat-cues",
     "hue-sat-texture",
     "hue-sat-edges",
     "hue-sat-hist",
     "hue-hist",
     "hue",
+    "hue-sat-subject",
 ]
-MODES = (
-    "hue-sat-subject",
+MODES = (  # the first is the default of `train --mode`
     "hue-sat-cues",
     "hue-sat-texture",
     "hue-sat-edges",
     "hue-sat-hist",
     "hue-hist",
     "hue",
+    "hue-sat-subject",
 )
 FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
 GREY = 0.2  # pixels less saturated than this have no meaningful hue

@@ -135,3 +135,19 @@ def test_members_on_two_processes_are_the_same_as_on_one(data):
         for key, value in a.state().items():
             assert np.array_equal(value, b.state()[key])
     assert sorted(seen) == [0, 0, 0, 1, 1, 1]  # every epoch of every member reported
+
+
+def test_train_command_defaults_are_the_library_defaults():
+    """`flowersort train` without options trains what benchmarks and TrainConfig call the
+    default setting (the first --mode was once a new, unchosen input)."""
+    from flowersort.cli import train
+
+    defaults = {p.name: p.default for p in train.params}
+    features = FeatureConfig()
+    assert defaults["mode"] == features.mode
+    assert (defaults["image_size"], defaults["grid"], defaults["bins"]) == (
+        features.image_size,
+        features.grid,
+        features.bins,
+    )
+    assert defaults["members"] == TrainConfig().members
