@@ -151,3 +151,13 @@ def test_train_command_defaults_are_the_library_defaults():
         features.bins,
     )
     assert defaults["members"] == TrainConfig().members
+
+
+def test_class_weight_and_hard_negatives_weigh_only_non_flowers():
+    from flowersort.train import _weights
+
+    logits = np.array([0.0, 0.0, 2.0, -3.0], np.float32)
+    y = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
+    weights = _weights(logits, y, TrainConfig(noflower_weight=2.0, hard_negative_weight=1.0))
+    assert np.allclose(weights, [1.0, 2.0 * 1.5, 2.0 * (1 + sigmoid(2.0)), 1.0])
+    assert _weights(logits, y, TrainConfig()) is None  # the plain cross-entropy
