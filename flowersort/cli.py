@@ -319,8 +319,9 @@ def cli() -> None:
     help="Network input per tile: hue histograms split by saturation, the brightness of "
     "grey pixels, the directions of brightness edges, brightness textures and subject cues "
     "(sharpness, saturation and their contrast with the border tiles); the same without "
-    "cues; without textures; without edges either; plain hue histograms; or the raw hue "
-    "matrix.",
+    "cues; without textures; without edges either; plain hue histograms; the raw hue "
+    "matrix; or the first with four more cues (two tile scales, brightness against the "
+    "border).",
 )
 @click.option(
     "--image-size",
@@ -381,15 +382,14 @@ def cli() -> None:
     "--val-fraction",
     default=DEFAULTS.val_fraction,
     show_default=True,
-    help="Share of the examples in each validation fold, which stops a net's training; "
-    "the threshold is chosen on the validation folds.",
+    help="Share of the examples in the validation fold, which stops the nets' training; "
+    "the threshold is chosen on it.",
 )
 @click.option(
     "--members",
     default=DEFAULTS.members,
     show_default=True,
-    help="Nets trained, each with its own validation fold; the score is their mean. "
-    "At most 1 / val-fraction.",
+    help="Nets trained, each from its own seed; the score is their mean.",
 )
 @click.option(
     "--seed", default=DEFAULTS.seed, show_default=True, help="Same data and seed: same model."
@@ -421,7 +421,7 @@ def cli() -> None:
     show_default=True,
     type=click.FloatRange(0, 1, min_open=True),
     help="The threshold is the lowest whose precision reaches this (at --flower-share) on "
-    "the held-out folds, else the one with the best F0.5.",
+    "the held-out fold, else the one with the best F0.5.",
 )
 @click.option(
     "--feature-cache",
@@ -499,11 +499,11 @@ def train(
 ):
     """Learn flowers from two folders of example photos, FLOWERS and NOFLOWERS.
 
-    Both nets are trained end to end. The examples are cut into folds; each member net
-    keeps one fold aside and stops training when its loss there stops improving. The
-    decision threshold is chosen on those held-out folds, each photo scored by the net
-    that never learnt from it. The model file holds every member; a photo's score is
-    their mean probability.
+    Both nets are trained end to end. The examples are cut into folds; one fold is kept
+    aside from every member net, each stops training when its loss there stops improving,
+    and the decision threshold is chosen on that fold as the model scores it (the mean of
+    the members, none of which learnt from it). The model file holds every member; a
+    photo's score is their mean probability.
     """
     from flowersort.learn import Corrections, train_model
 

@@ -15,11 +15,25 @@ from flowersort.decode import cv2, read_image  # cv2 after decode's pixel-count 
 from flowersort.errors import BadImage
 
 Mode = Literal[
-    "hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue"
+    "hue-sat-cues",
+    "hue-sat-texture",
+    "hue-sat-edges",
+    "hue-sat-hist",
+    "hue-hist",
+    "hue",
+    "hue-sat-subject",
 ]
 Binning = Literal["soft", "hard", "unweighted"]
 BINNINGS = ("soft", "hard", "unweighted")
-MODES = ("hue-sat-cues", "hue-sat-texture", "hue-sat-edges", "hue-sat-hist", "hue-hist", "hue")
+MODES = (  # the first is the default of `train --mode`
+    "hue-sat-cues",
+    "hue-sat-texture",
+    "hue-sat-edges",
+    "hue-sat-hist",
+    "hue-hist",
+    "hue",
+    "hue-sat-subject",
+)
 FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
@@ -48,8 +62,12 @@ class FeatureConfig:
             raise ValueError(f"unknown binning {self.binning!r}")
         if self.image_size % self.grid:
             raise ValueError("image_size must be a multiple of grid")
-        if self.mode in ("hue-sat-texture", "hue-sat-cues") and self.bins < TEXTURE_PATTERNS:
+        if self.mode in ("hue-sat-texture", "hue-sat-cues", "hue-sat-subject") and (
+            self.bins < TEXTURE_PATTERNS
+        ):
             raise ValueError(f"{self.mode} needs at least {TEXTURE_PATTERNS} bins")
+        if self.mode == "hue-sat-subject" and self.tile % 2:
+            raise ValueError("hue-sat-subject needs tiles of an even number of pixels")
 
     @property
     def tile(self) -> int:
@@ -66,6 +84,7 @@ class FeatureConfig:
             "hue-sat-edges": 4,
             "hue-sat-texture": 5,
             "hue-sat-cues": 6,
+            "hue-sat-subject": 6,
         }
         return (self.bins, columns[self.mode])
 
@@ -268,6 +287,40 @@ def subject_cues(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     return cues
 
 
+MORE_CUES = (
+    "sharpness spread of the quarter tiles",
+    "sharpness around (3 x 3 tiles)",
+    "saturation around (3 x 3 tiles)",
+    "brightness - border",
+)  # rows after CUES in hue-sat-subject
+
+
+def more_cues(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
+    """subject_cues plus the MORE_CUES rows: (tiles, bins). The spread is the largest minus
+    the smallest log Laplacian variance of the tile's four quarters (a finer scale: a petal
+    edge in one corner, a uniform texture in all four); "around" is the mean over the tile
+    and its neighbours (a coarser scale, edge tiles repeated); the last row is the tile's
+    mean brightness minus that of the outer ring (a lit subject over a darker ground)."""
+    cues = subject_cues(hsv, tile, bins)
+    grid = hsv.shape[0] // tile
+    value = np.ascontiguousarray(hsv[..., 2])
+    lap = cv2.Laplacian(value, cv2.CV_32F, ksize=1)
+    half = max(tile // 2, 1)
+    quarters = np.log(cut_tiles(lap, half).reshape(-1, half * half).var(axis=1) + 1e-5)
+    quarters = quarters.reshape(grid, 2, grid, 2).transpose(0, 2, 1, 3).reshape(grid * grid, 4)
+    around = [
+        cv2.blur(cues[:, row].reshape(grid, grid), (3, 3), borderType=cv2.BORDER_REPLICATE)
+        for row in (0, 1)
+    ]
+    bright = cut_tiles(value, tile).reshape(-1, tile * tile).mean(axis=1)
+    n = len(CUES)
+    cues[:, n] = quarters.max(axis=1) - quarters.min(axis=1)
+    cues[:, n + 1] = around[0].ravel()
+    cues[:, n + 2] = around[1].ravel()
+    cues[:, n + 3] = bright - bright[_border(grid)].mean()
+    return cues
+
+
 def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.ndarray:
     """The network's input for one photo: (tiles, *cfg.tile_shape), float32. `hue_shift`
     (a fraction of the hue circle) turns every hue, for augmentation.
@@ -293,7 +346,8 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
     texture = texture_histograms(hsv, cfg.tile, cfg.bins)[..., None]
     if cfg.mode == "hue-sat-texture":
         return np.concatenate([colour, edges, texture], axis=-1)  # (T, bins, 5)
-    cues = subject_cues(hsv, cfg.tile, cfg.bins)[..., None]
+    more = cfg.mode == "hue-sat-subject"
+    cues = (more_cues if more else subject_cues)(hsv, cfg.tile, cfg.bins)[..., None]
     return np.concatenate([colour, edges, texture, cues], axis=-1)  # (T, bins, 6)
 
 
@@ -340,7 +394,8 @@ def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     grid = x.reshape(n, cfg.grid, cfg.grid, *x.shape[2:])[:, :, ::-1]
     if cfg.mode == "hue":
         grid = grid[..., ::-1]  # mirror the pixels inside each tile too
-    if cfg.mode in ("hue-sat-edges", "hue-sat-texture", "hue-sat-cues"):  # angle a -> 180 - a
+    if cfg.mode in ("hue-sat-edges", "hue-sat-texture", "hue-sat-cues", "hue-sat-subject"):
+        # edge angle a -> 180 - a
         grid = grid.copy()
         grid[..., 3] = grid[..., ::-1, 3]
     return np.ascontiguousarray(grid.reshape(x.shape))

@@ -91,7 +91,7 @@ def train_model(
         )
         for i, s in zip(fitted["val_idx"], fitted["val_scores"])
     ]
-    title = f"flowersort train: held-out folds ({model_path})"
+    title = f"flowersort train: held-out fold ({model_path})"
     write_report(report_path, entries, model, title, workers or default_workers())
     return TrainResult(model, examples, report_path, learnt)
 

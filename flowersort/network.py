@@ -157,7 +157,13 @@ class TwoStageNet:
                 setattr(layer, key, value.astype(np.float32))
 
 
-def bce_with_logits(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean binary cross-entropy and its gradient with respect to the logits."""
-    loss = np.mean(np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits))))
-    return float(loss), (sigmoid(logits) - y) / len(y)
+def bce_with_logits(
+    logits: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """Mean binary cross-entropy and its gradient with respect to the logits; with
+    `weight`, each example's term counts that many times (the mean is still over N)."""
+    terms = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
+    grad = (sigmoid(logits) - y) / len(y)
+    if weight is None:
+        return float(np.mean(terms)), grad
+    return float(np.mean(weight * terms)), weight * grad

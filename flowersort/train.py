@@ -20,7 +20,7 @@ from flowersort.featcache import FeatureCache
 from flowersort.features import FeatureConfig, flip_tiles
 from flowersort.metrics import confusion, precision_threshold
 from flowersort.model import Model, probability
-from flowersort.network import NetConfig, TwoStageNet, bce_with_logits
+from flowersort.network import NetConfig, TwoStageNet, bce_with_logits, sigmoid
 from flowersort.pipeline import _stay_with, default_workers, scan, worker_pool
 
 MIN_PER_CLASS = 4
@@ -35,14 +35,19 @@ class TrainConfig:
     learning_rate: float = 0.003
     weight_decay: float = 1e-4  # L2 on the weights, not the biases
     patience: int = 30  # epochs without a better validation loss before stopping
-    val_fraction: float = 0.2  # each member's validation fold: 1 / round(1 / val_fraction)
-    members: int = 2  # nets trained on different folds, their probabilities averaged
+    val_fraction: float = 0.2  # the held-out fold: 1 / round(1 / val_fraction) of the examples
+    members: int = 2  # nets trained with different seeds, their probabilities averaged
     augment: bool = True  # random left-right flips, and the crops below
     crops: int = 3  # augmented copies read per photo: random crops with small hue shifts
     seed: int = 0
     # the threshold: precision >= min_precision in a collection with this share of flowers
     flower_share: float = 0.08
     min_precision: float = 0.95
+    # the loss of each non-flower counts this many times (a class weight), and this much
+    # more again in proportion to the flower probability the net gives it at that step
+    # (hard non-flowers count most); 1 and 0 leave the plain cross-entropy
+    noflower_weight: float = 1.0
+    hard_negative_weight: float = 0.0
     tile_layers: list[int] = field(default_factory=lambda: [16, 4, 1])
     head_layers: list[int] = field(default_factory=lambda: [8, 1, 1])
     train_tile_net: bool = True  # False leaves the tile net random, as the original did
@@ -64,8 +69,8 @@ class TrainConfig:
             raise ValueError("flower_share must be between 0 and 1")
         if not 0 < self.min_precision <= 1:
             raise ValueError("min_precision must be above 0 and at most 1")
-        if not 1 <= self.members <= self.folds:
-            raise ValueError(f"members must be between 1 and {self.folds} (1 / val_fraction)")
+        if self.members < 1:
+            raise ValueError("members must be at least 1")
         if len(self.head_layers) < 2 or self.head_layers[-2:] != [1, 1]:
             raise ValueError("head_layers must end with 1,1: the score is one number")
 
@@ -241,15 +246,17 @@ def fit(
     augmented: np.ndarray | None = None,
     workers: int | None = None,
 ) -> tuple[Model, dict]:
-    """Train cfg.members nets, each with its own validation fold carved from (x, y), and
-    return the model (their average) and a report. `augmented` (N, copies, tiles, a, b)
+    """Train cfg.members nets on the same examples, each from its own seed, and return the
+    model (their average) and a report. `augmented` (N, copies, tiles, a, b)
     holds crops of each photo; with cfg.augment each training step draws one version of
     each photo (itself or a crop) and flips half of them. Members train on up to
     `workers` processes (default: one per core); each depends only on its own seed.
 
-    The examples are cut into k = round(1 / val_fraction) folds; member i learns from all
-    folds but fold i, which stops its training. Every validation photo is scored by the
-    one member that never learnt from it, and the threshold is chosen on those scores.
+    One fold of k = round(1 / val_fraction) stratified folds is held out from every
+    member: it stops their training, and the threshold is chosen on the scores the model
+    itself (the members' mean) gives it. The mean of several nets is less often extreme
+    than one net's probability, so a threshold chosen on single nets' scores does not
+    give the model the precision and recall it was chosen for.
     """
     n_flowers, n_other = int(y.sum()), int(len(y) - y.sum())
     if min(n_flowers, n_other) == 0:
@@ -257,6 +264,7 @@ def fit(
     if min(n_flowers, n_other) < MIN_PER_CLASS:
         raise TrainingError(f"too few photos: each class needs at least {MIN_PER_CLASS}")
     parts = folds(y, cfg.folds, cfg.seed)
+    val_idx, train_idx = parts[0], np.concatenate(parts[1:])
     model = Model(feature_cfg, [], x.mean(axis=(0, 1)), x.std(axis=(0, 1)) + 1e-6)
     x = model.normalize(x)  # once, here; the model applies the same scaling when it scores
     if augmented is not None and cfg.augment:
@@ -269,8 +277,8 @@ def fit(
             "x": x,
             "augmented": augmented,
             "y": y,
-            "train_idx": np.concatenate([p for i, p in enumerate(parts) if i != member]),
-            "val_idx": parts[member],
+            "train_idx": train_idx,
+            "val_idx": val_idx,
             "feature_cfg": feature_cfg,
             "cfg": cfg,
             "seed": cfg.seed + member,
@@ -278,20 +286,18 @@ def fit(
         for member in range(cfg.members)
     ]
     trained = _train_members(jobs, workers or default_workers(), progress)
-    val_idx, val_scores, members, history = [], [], [], []
-    for fold, (net, log, best_epoch) in zip(parts, trained):
+    members, history = [], []
+    for net, log, best_epoch in trained:
         model.nets.append(net)
-        val_idx.append(fold)
-        val_scores.append(probability([net], x[fold], feature_cfg))
         members.append({"epochs_run": len(log), "best_epoch": best_epoch})
         history += log
-    val_idx, val_scores = np.concatenate(val_idx), np.concatenate(val_scores)
+    val_scores = probability(model.nets, x[val_idx], feature_cfg)  # as model.scores
     y_val = y[val_idx]
     model.threshold = precision_threshold(val_scores, y_val, cfg.flower_share, cfg.min_precision)
     model.summary = {
         "train_config": asdict(cfg),
         "examples": {"flowers": n_flowers, "noflowers": n_other},
-        "train_size": len(y) - len(parts[0]),
+        "train_size": len(train_idx),
         "val_size": len(val_idx),
         "epochs_run": sum(m["epochs_run"] for m in members),
         "members": members,
@@ -390,12 +396,13 @@ def _fit_member(
             if cfg.augment:
                 flip = rng.random(len(batch)) < 0.5
                 xb[flip] = flip_tiles(xb[flip], feature_cfg)
-            loss, dlogits = bce_with_logits(net.forward(xb), y[batch])
+            logits = net.forward(xb)
+            loss, dlogits = bce_with_logits(logits, y[batch], _weights(logits, y[batch], cfg))
             net.backward(dlogits)
             opt.step()
             losses.append(loss)
         logits = net.forward(x_val)
-        val_loss, _ = bce_with_logits(logits, y_val)
+        val_loss, _ = bce_with_logits(logits, y_val, _weights(logits, y_val, cfg))
         val_acc = float(np.mean((logits > 0) == (y_val > 0.5)))
         history.append((float(np.mean(losses)), val_loss, val_acc))
         progress(epoch, {"loss": np.mean(losses), "val_loss": val_loss, "val_acc": val_acc})
@@ -405,3 +412,11 @@ def _fit_member(
             break
     net.load_state(best[1])
     return net, history, best[2]
+
+
+def _weights(logits: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
+    """Each example's weight in the loss (see TrainConfig.noflower_weight); None: all 1."""
+    if cfg.noflower_weight == 1 and cfg.hard_negative_weight == 0:
+        return None
+    other = cfg.noflower_weight * (1 + cfg.hard_negative_weight * sigmoid(logits))
+    return np.where(y > 0.5, 1, other).astype(logits.dtype)

@@ -13,6 +13,7 @@ from flowersort.features import (
     flip_tiles,
     hue_histograms,
     load_features,
+    more_cues,
     subject_cues,
     to_hsv,
 )
@@ -74,6 +75,7 @@ def test_to_hsv_hue_in_unit_range():
         ("hue-sat-edges", (16, 12, 4)),
         ("hue-sat-texture", (16, 12, 5)),
         ("hue-sat-cues", (16, 12, 6)),
+        ("hue-sat-subject", (16, 12, 6)),
     ],
 )
 def test_feature_shapes(mode, shape):
@@ -83,7 +85,9 @@ def test_feature_shapes(mode, shape):
     assert cfg.tile_shape == shape[1:]
 
 
-@pytest.mark.parametrize("mode", ["hue", "hue-sat-edges", "hue-sat-texture", "hue-sat-cues"])
+@pytest.mark.parametrize(
+    "mode", ["hue", "hue-sat-edges", "hue-sat-texture", "hue-sat-cues", "hue-sat-subject"]
+)
 def test_flip_tiles_is_a_mirror(mode):
     """Flipping the features equals the features of the mirrored photo: tiles swap
     sides, pixels inside hue tiles mirror, and edge directions a become 180 - a."""
@@ -276,3 +280,27 @@ def test_subject_cues_find_a_sharp_vivid_centre_over_a_soft_background():
         cues[..., 2] - cues[..., 0], np.full((6, 6), cues[0, 0, 2] - cues[0, 0, 0])
     )
     assert not cues[..., 4:].any()
+
+
+def test_more_cues_add_two_scales_and_a_lit_centre():
+    """hue-sat-subject: the hue-sat-cues rows unchanged, then the quarter tiles' sharpness
+    spread (large where only part of the tile is textured), the 3 x 3 mean of sharpness and
+    saturation, and brightness against the border (a lit centre over a dark ground)."""
+    rng = np.random.default_rng(1)
+    img = np.full((96, 96, 3), 40, np.uint8)  # dark, flat ground
+    img[32:64, 32:64] = np.where(rng.integers(0, 2, (32, 32, 1)), [60, 200, 250], [40, 120, 200])
+    img[0:8, 0:8] = rng.integers(0, 255, (8, 8, 3))  # one textured quarter of a corner tile
+    hsv = to_hsv(img, 96)
+    more = more_cues(hsv, 16, 12).reshape(6, 6, 12)
+    assert np.array_equal(more[..., :4], subject_cues(hsv, 16, 12).reshape(6, 6, 12)[..., :4])
+    assert more[0, 0, 4] > 5 and more[1, 1, 4] < 1e-3  # textured corner against flat
+    padded = np.pad(more[..., 0], 1, mode="edge")
+    around = np.mean([padded[i : i + 6, j : j + 6] for i in range(3) for j in range(3)], axis=0)
+    assert np.allclose(more[..., 5], around, atol=1e-4)
+    assert (more[2:4, 2:4, 7] > 0.3).all() and abs(more[5, 5, 7]) < 0.05
+    assert not more[..., 8:].any()
+
+
+def test_subject_mode_needs_tiles_of_even_side():
+    with pytest.raises(ValueError, match="even"):
+        FeatureConfig(mode="hue-sat-subject", image_size=90, grid=6)

@@ -77,3 +77,16 @@ def test_initial_loss_is_about_ln2():
     y = np.tile([0.0, 1.0], 100)
     loss, _ = bce_with_logits(net.forward(x), y)
     assert abs(loss - np.log(2)) < 0.2
+
+
+def test_weighted_loss_counts_each_example_as_often_as_its_weight():
+    logits = np.array([2.0, -1.0, 0.5])
+    y = np.array([1.0, 0.0, 0.0])
+    # weight 2 on the last example is that example twice (the mean still over 3)
+    loss, grad = bce_with_logits(logits, y, np.array([1.0, 1.0, 2.0]))
+    twice, grad_twice = bce_with_logits(logits[[0, 1, 2, 2]], y[[0, 1, 2, 2]])
+    assert np.isclose(loss, twice * 4 / 3)
+    assert np.allclose(grad * 3, grad_twice[[0, 1, 2]] * 4 * [1, 1, 2])
+    plain, plain_grad = bce_with_logits(logits, y)
+    ones, ones_grad = bce_with_logits(logits, y, np.ones(3))
+    assert np.isclose(plain, ones) and np.allclose(plain_grad, ones_grad)

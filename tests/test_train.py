@@ -3,6 +3,7 @@ import pytest
 
 from flowersort.errors import TrainingError
 from flowersort.features import FeatureConfig, flip_tiles
+from flowersort.metrics import precision_threshold
 from flowersort.network import bce_with_logits, sigmoid
 from flowersort.train import TrainConfig, fit, folds, load_examples
 
@@ -76,16 +77,22 @@ def test_folds_are_stratified_and_cover_every_example_once():
         assert 4 <= y[part].sum() <= 5 and 3 <= len(part) - y[part].sum() <= 4
 
 
-def test_members_each_hold_out_their_own_fold(data):
+def test_threshold_is_chosen_on_the_models_own_scores_of_one_held_out_fold(data):
     x, y = data
-    model, report = fit(x, y, CFG, TrainConfig(epochs=6, members=3))
+    cfg = TrainConfig(epochs=6, members=3, flower_share=0.3, min_precision=0.9)
+    model, report = fit(x, y, CFG, cfg)
     assert len(model.nets) == 3
     weights = [net.state()["tile.0.w"] for net in model.nets]
     assert not np.allclose(weights[0], weights[1]) and not np.allclose(weights[1], weights[2])
-    # three disjoint validation folds of five: each photo in them scored once, by one member
+    # one fold of five, held out from every member: its scores are the model's own
     val_idx = report["val_idx"]
     assert len(set(val_idx)) == len(val_idx) == model.summary["val_size"]
-    assert 0.55 * len(y) < len(val_idx) < 0.65 * len(y)
+    assert 0.15 * len(y) < len(val_idx) < 0.25 * len(y)
+    assert model.summary["train_size"] + len(val_idx) == len(y)
+    assert np.allclose(report["val_scores"], model.scores(x[val_idx]), atol=1e-6)
+    assert model.threshold == precision_threshold(
+        model.scores(x[val_idx]), y[val_idx], cfg.flower_share, cfg.min_precision
+    )
     assert len(model.summary["members"]) == 3
     # the model's score is the members' mean probability, each over the photo and its mirror
     xn = model.normalize(x[:5])
@@ -97,15 +104,16 @@ def test_members_each_hold_out_their_own_fold(data):
     assert np.allclose(model.scores(x[:5]), expected)
 
 
-def test_more_members_than_folds_is_an_error(examples):
+def test_members_are_at_least_one(examples):
     with pytest.raises(ValueError, match="members"):
-        TrainConfig(members=6)  # five folds at val_fraction 0.2
+        TrainConfig(members=0)
+    TrainConfig(members=6)  # more members than folds: they all hold out the same fold
     from click.testing import CliRunner
 
     from flowersort.cli import cli
 
-    result = CliRunner().invoke(cli, ["train", *map(str, examples), "--members", "6"])
-    assert result.exit_code == 2 and "members must be between 1 and 5" in result.output
+    result = CliRunner().invoke(cli, ["train", *map(str, examples), "--members", "0"])
+    assert result.exit_code == 2 and "members must be at least 1" in result.output
     assert "Traceback" not in result.output
 
 
@@ -127,3 +135,29 @@ def test_members_on_two_processes_are_the_same_as_on_one(data):
         for key, value in a.state().items():
             assert np.array_equal(value, b.state()[key])
     assert sorted(seen) == [0, 0, 0, 1, 1, 1]  # every epoch of every member reported
+
+
+def test_train_command_defaults_are_the_library_defaults():
+    """`flowersort train` without options trains what benchmarks and TrainConfig call the
+    default setting (the first --mode was once a new, unchosen input)."""
+    from flowersort.cli import train
+
+    defaults = {p.name: p.default for p in train.params}
+    features = FeatureConfig()
+    assert defaults["mode"] == features.mode
+    assert (defaults["image_size"], defaults["grid"], defaults["bins"]) == (
+        features.image_size,
+        features.grid,
+        features.bins,
+    )
+    assert defaults["members"] == TrainConfig().members
+
+
+def test_class_weight_and_hard_negatives_weigh_only_non_flowers():
+    from flowersort.train import _weights
+
+    logits = np.array([0.0, 0.0, 2.0, -3.0], np.float32)
+    y = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
+    weights = _weights(logits, y, TrainConfig(noflower_weight=2.0, hard_negative_weight=1.0))
+    assert np.allclose(weights, [1.0, 2.0 * 1.5, 2.0 * (1 + sigmoid(2.0)), 1.0])
+    assert _weights(logits, y, TrainConfig()) is None  # the plain cross-entropy

@@ -1,0 +1,136 @@
+"""Settings compared on held-out folds of train (issue 13), with dev and the archive once each.
+
+For each named setting (SETTINGS below) trains a model as `flowersort train` does (the same
+`fit`, features from the feature cache) on ../shared/datasets/train and prints one row:
+the threshold chosen on the held-out fold and the recall there at precision >= 0.95 weighted
+to 8 % flowers (the figure settings are chosen by), then, for the record, dev accuracy at
+that threshold and archive precision / recall at it and the archive precision at recall
+0.85. Dev and archive features are decoded in process (as `classify` without --thumbnail
+does) and remembered in the same cache. Models are written to /tmp/flowersort-heldout/.
+
+usage: python benchmarks/heldout.py SETTING [SETTING ...]
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import flowersort  # noqa: F401  first: it limits BLAS threads before numpy loads
+
+# isort: split
+
+import numpy as np
+
+from flowersort.archive import walk
+from flowersort.featcache import FeatureCache, default_feature_cache
+from flowersort.features import FeatureConfig
+from flowersort.metrics import confusion
+from flowersort.pipeline import scan
+from flowersort.train import TrainConfig, fit, load_examples
+
+# ----------------------------------------------------------------------------- settings
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "datasets"
+OUT = Path("/tmp/flowersort-heldout")
+F, T = FeatureConfig(), TrainConfig()
+S = replace(F, mode="hue-sat-subject")
+SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set to 0)])
+    "default": (F, T),
+    "subject": (S, T),
+    "subject-fine": (S, T, (5, 6, 7)),  # hue-sat-cues + the quarter-tile spread only
+    "subject-coarse": (S, T, (4, 7)),  # + sharpness and saturation around only
+    "subject-bright": (S, T, (4, 5, 6)),  # + brightness - border only
+    "seed1": (F, replace(T, seed=1)),
+    "members4": (F, replace(T, members=4)),
+    "noflower-weight-2": (F, replace(T, noflower_weight=2.0)),
+    "hard-negatives-2": (F, replace(T, hard_negative_weight=2.0)),
+    "tile-map-8": (F, replace(T, tile_layers=[16, 4, 2])),
+    "head-16": (F, replace(T, head_layers=[16, 1, 1])),
+}
+# ------------------------------------------------------------------------------------
+
+
+def features_of(paths: list[Path], cfg: FeatureConfig) -> np.ndarray:
+    cache = FeatureCache(default_feature_cache(), cfg, 0)
+    known = [(p, cache.get(p)) for p in paths]
+    out = []
+    for (path, x), (_, got) in zip(known, scan(known, cfg)):
+        if isinstance(got, str):
+            raise SystemExit(f"{path}: {got}")
+        if x is None:
+            cache.put(path, got)
+        out.append(got)
+    return np.stack(out)
+
+
+def heldout_recall(scores: np.ndarray, y: np.ndarray, share=0.08, min_precision=0.95) -> float:
+    """The recall at the lowest threshold whose precision weighted to `share` flowers
+    reaches min_precision (0 if none)."""
+    pos, neg = np.sort(scores[y > 0.5]), np.sort(scores[y < 0.5])
+    weight = share / (1 - share) * len(neg) / len(pos)
+    for t in np.unique(scores):
+        tp, fp = len(pos) - np.searchsorted(pos, t), len(neg) - np.searchsorted(neg, t)
+        if tp and weight * tp / (weight * tp + fp) >= min_precision:
+            return tp / len(pos)
+    return 0.0
+
+
+def precision_at_recall(scores: np.ndarray, truth: np.ndarray, recall: float) -> float:
+    need = int(np.ceil(recall * truth.sum()))
+    t = np.sort(scores[truth])[::-1][need - 1]
+    return float(truth[scores >= t].mean())
+
+
+def main() -> None:
+    rows = {}
+    with open(DATA / "MANIFEST.csv", newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    archive = sorted(walk(DATA / "archive" / "Pictures"))
+    truth_a = np.array(
+        [rows[str(Path(p).resolve().relative_to(DATA))]["label"] == "flower" for p in archive]
+    )
+    dev = [*walk(DATA / "dev" / "flowers"), *walk(DATA / "dev" / "noflowers")]
+    truth_d = np.array([Path(p).parent.name == "flowers" for p in dev])
+    print(
+        "| setting | held-out: threshold | held-out: recall at P 0.95 (8 %) | dev acc | "
+        "archive P / R | archive P at R 0.85 | fit s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    OUT.mkdir(exist_ok=True)
+    for name in sys.argv[1:]:
+        fcfg, tcfg, *drop = SETTINGS[name]
+        drop = list(drop[0]) if drop else []
+        ex = load_examples(
+            DATA / "train" / "flowers",
+            DATA / "train" / "noflowers",
+            fcfg,
+            copies=tcfg.copies,
+            cache_folder=default_feature_cache(),
+        )
+        if drop:  # the same features with these cue rows constant (0)
+            ex.x[..., drop, 5] = 0
+            ex.augmented[..., drop, 5] = 0
+        start = time.perf_counter()
+        model, report = fit(ex.x, ex.y, fcfg, tcfg, augmented=ex.augmented)
+        seconds = time.perf_counter() - start
+        model.save(OUT / f"{name}.npz")
+        held = heldout_recall(report["val_scores"], ex.y[report["val_idx"]])
+        fd, fa = features_of(dev, fcfg), features_of(archive, fcfg)
+        fd[..., drop, 5] = fa[..., drop, 5] = 0
+        sd, sa = model.scores(fd), model.scores(fa)
+        d = confusion(truth_d, sd >= model.threshold)
+        a = confusion(truth_a, sa >= model.threshold)
+        print(
+            f"| {name} | {model.threshold:.3f} | {held:.3f} | {d['accuracy']:.3f} | "
+            f"{a['precision']:.3f} / {a['recall']:.3f} | "
+            f"{precision_at_recall(sa, truth_a, 0.85):.3f} | {seconds:.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
