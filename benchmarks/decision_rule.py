@@ -22,10 +22,10 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort.features import FeatureConfig, flip_tiles
+from flowersort.features import FeatureConfig
 from flowersort.metrics import best_threshold, confusion
-from flowersort.network import MatrixNet, bce_with_logits, sigmoid
-from flowersort.train import Adam, folds, load_examples
+from flowersort.network import MatrixNet, sigmoid
+from flowersort.train import TrainConfig, fit_net, folds, load_examples
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 TARGET = np.array([1.0, 0.0, 1.0, 0.0])
@@ -51,28 +51,12 @@ class FourOutputNet:
         self.tile_net.backward(dmap.reshape(*dmap.shape[:2], *self.tile_net.out_shape))
 
 
-def train(x, targets, train_idx, val_idx, seed=0, epochs=300, patience=30):
+def train(x, targets, train_idx, val_idx, seed=0):
+    """flowersort's own training loop (train.fit_net, default settings: flips, Adam, early
+    stopping on the validation fold), on the four-output net."""
     rng = np.random.default_rng(seed)
     net = FourOutputNet(rng)
-    opt = Adam(net.layers, 0.003, 1e-4)
-    best = (np.inf, None, 0)
-    for epoch in range(epochs):
-        order = rng.permutation(train_idx)
-        for start in range(0, len(order), 64):
-            batch = order[start : start + 64]
-            xb = x[batch]
-            flip = rng.random(len(batch)) < 0.5
-            xb[flip] = flip_tiles(xb[flip], CFG)
-            _, grad = bce_with_logits(net.forward(xb), targets[batch])
-            net.backward(grad)
-            opt.step()
-        val_loss, _ = bce_with_logits(net.forward(x[val_idx]), targets[val_idx])
-        if val_loss < best[0] - 1e-5:
-            best = (val_loss, [(la.w.copy(), la.b.copy()) for la in net.layers], epoch)
-        elif epoch - best[2] >= patience:
-            break
-    for layer, (w, b) in zip(net.layers, best[1]):
-        layer.w, layer.b = w, b
+    fit_net(net, net.layers, net.layers, x, targets, train_idx, val_idx, CFG, TrainConfig(), rng)
     return net
 
 

@@ -376,12 +376,50 @@ def _fit_member(
     )
     for _, layer in net.layers():  # float32 while training: a third faster (measured)
         layer.w, layer.b = layer.w.astype(np.float32), layer.b.astype(np.float32)
-    y = y.astype(np.float32)
     trainable = [la for name, la in net.layers() if cfg.train_tile_net or name.startswith("head")]
+    history, best_epoch = fit_net(
+        net,
+        [la for _, la in net.layers()],
+        trainable,
+        x,
+        y.astype(np.float32),
+        train_idx,
+        val_idx,
+        feature_cfg,
+        cfg,
+        np.random.default_rng(seed),
+        progress,
+        augmented,
+    )
+    return net, history, best_epoch
+
+
+def fit_net(
+    net,
+    layers: list,
+    trainable: list,
+    x: np.ndarray,
+    targets: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    feature_cfg: FeatureConfig,
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
+    augmented: np.ndarray | None = None,
+) -> tuple[list, int]:
+    """The training loop of any net with forward() and backward() over `layers`:
+    mini-batch Adam on the `trainable` layers over train_idx, each photo as itself or one
+    of its `augmented` crops, mirrored half the time (cfg.augment), the loss weighted as
+    cfg says; early stopping on the loss over val_idx. Leaves the net at its best epoch;
+    returns the (loss, val_loss, val_acc) history and that epoch."""
     opt = Adam(trainable, cfg.learning_rate, cfg.weight_decay)
-    rng = np.random.default_rng(seed)
-    x_val, y_val = x[val_idx], y[val_idx]
-    best = (np.inf, {k: v.copy() for k, v in net.state().items()}, 0)  # Adam works in place
+    x_val, y_val = x[val_idx], targets[val_idx]
+
+    def snapshot() -> list[tuple[np.ndarray, np.ndarray]]:  # Adam works in place
+        return [(la.w.copy(), la.b.copy()) for la in layers]
+
+    best = (np.inf, snapshot(), 0)
     history = []
     for epoch in range(cfg.epochs):
         order = rng.permutation(train_idx)
@@ -397,7 +435,8 @@ def _fit_member(
                 flip = rng.random(len(batch)) < 0.5
                 xb[flip] = flip_tiles(xb[flip], feature_cfg)
             logits = net.forward(xb)
-            loss, dlogits = bce_with_logits(logits, y[batch], _weights(logits, y[batch], cfg))
+            yb = targets[batch]
+            loss, dlogits = bce_with_logits(logits, yb, _weights(logits, yb, cfg))
             net.backward(dlogits)
             opt.step()
             losses.append(loss)
@@ -405,13 +444,15 @@ def _fit_member(
         val_loss, _ = bce_with_logits(logits, y_val, _weights(logits, y_val, cfg))
         val_acc = float(np.mean((logits > 0) == (y_val > 0.5)))
         history.append((float(np.mean(losses)), val_loss, val_acc))
-        progress(epoch, {"loss": np.mean(losses), "val_loss": val_loss, "val_acc": val_acc})
+        if progress is not None:
+            progress(epoch, {"loss": np.mean(losses), "val_loss": val_loss, "val_acc": val_acc})
         if val_loss < best[0] - 1e-5:
-            best = (val_loss, {k: v.copy() for k, v in net.state().items()}, epoch)
+            best = (val_loss, snapshot(), epoch)
         elif epoch - best[2] >= cfg.patience:
             break
-    net.load_state(best[1])
-    return net, history, best[2]
+    for layer, (w, b) in zip(layers, best[1]):
+        layer.w, layer.b = w, b
+    return history, best[2]
 
 
 def _weights(logits: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
