@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from flowersort.decode import cv2, read_image  # cv2 after decode's pixel-count guard
 from flowersort.errors import BadImage
 
+# the first mode is the default of `train --mode`
 Mode = Literal[
     "hue-sat-cues",
     "hue-sat-texture",
@@ -23,17 +24,9 @@ Mode = Literal[
     "hue",
     "hue-sat-subject",
 ]
+MODES: tuple[str, ...] = get_args(Mode)
 Binning = Literal["soft", "hard", "unweighted"]
-BINNINGS = ("soft", "hard", "unweighted")
-MODES = (  # the first is the default of `train --mode`
-    "hue-sat-cues",
-    "hue-sat-texture",
-    "hue-sat-edges",
-    "hue-sat-hist",
-    "hue-hist",
-    "hue",
-    "hue-sat-subject",
-)
+BINNINGS: tuple[str, ...] = get_args(Binning)
 FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
