@@ -42,14 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
 SEED = 0  # which half of the archive the user corrects
 NIGHTS_AFTER = 2  # nightly runs after the user's corrections
-# the shipped model's examples: the train split before revision 4 (903 + 903 photos)
-REVISION_4_SOURCES = (
-    "github:UmaimaKhan01/",
-    "github:afroozsheikh/",
-    "github:quoctrung163/",
-    "github:whosue/",
-    "github:zzzDavid/",
-)
 # -----------------------------------------------------------------------------
 
 
@@ -75,7 +67,7 @@ def manifest() -> tuple[dict[str, str], list[Path], list[Path]]:
         for row in csv.DictReader(f):
             if row["split"] == "archive":
                 labels[row["sha256"]] = row["label"]
-            elif row["split"] == "train" and not row["source"].startswith(REVISION_4_SOURCES):
+            elif row["split"] == "train":  # the shipped model's examples (revision 4)
                 (flowers if row["label"] == "flower" else others).append(DATA / row["path"])
     return labels, flowers, others
 
