@@ -1,5 +1,5 @@
 """Kill flowersort classify --move-to with SIGKILL at random moments (half of them aimed at the
-moves: soon after the journal shows one started), many times, then let a
+moves: as soon as the journal shows a few started), many times, then let a
 last run finish; count lost, damaged and duplicated photos by SHA-256 census, temporaries
 left, and how many kills interrupted a move (a kill between moves proves nothing).
 
@@ -73,7 +73,9 @@ def metadata(*roots: Path) -> dict[str, tuple]:
 def trial_run(
     src: Path, dest: Path, state: Path, trials: int, rng
 ) -> tuple[int, int, int, int, int, int]:
-    cmd = classify_cmd(src, dest)  # the kill test's command: same run, more trials
+    # the kill test's command, more trials; no score cache: a rerun would score everything at
+    # once and make its moves back to back in a blink, where few kills could land
+    cmd = [*classify_cmd(src, dest), "--no-cache"]
     env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONPATH": str(ROOT)}
     before, kept = census(src), metadata(src)
     start = time.perf_counter()
@@ -85,10 +87,12 @@ def trial_run(
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if rng.random() < 0.5:  # any moment: while scoring, too
             time.sleep(startup * float(rng.uniform(0.5, 2.0)))
-        else:  # aimed at the moves: once one has started, a little later
-            while proc.poll() is None and in_flight(state, after=last) == 0:
-                time.sleep(0.002)
-            time.sleep(float(rng.uniform(0, 0.3)))
+        else:  # aimed at the moves: once a few of those left have started (so that later
+            # trials still find photos to move)
+            left = sum(1 for p in src.rglob("*.jpg"))
+            aim = int(rng.integers(1, max(2, left // 4)))
+            while proc.poll() is None and last_move(state) - last < aim:
+                time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         interrupted += in_flight(state, after=last) > 0
