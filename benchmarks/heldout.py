@@ -35,6 +35,7 @@ from flowersort.train import TrainConfig, fit, load_examples
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
+TRAIN = (DATA / "train" / "flowers", DATA / "train" / "noflowers")
 OUT = Path("/tmp/flowersort-heldout")
 F, T = FeatureConfig(), TrainConfig()
 S = replace(F, mode="hue-sat-subject")
@@ -104,13 +105,7 @@ def main() -> None:
     for name in sys.argv[1:]:
         fcfg, tcfg, *drop = SETTINGS[name]
         drop = list(drop[0]) if drop else []
-        ex = load_examples(
-            DATA / "train" / "flowers",
-            DATA / "train" / "noflowers",
-            fcfg,
-            copies=tcfg.copies,
-            cache_folder=default_feature_cache(),
-        )
+        ex = load_examples(*TRAIN, fcfg, copies=tcfg.copies, cache_folder=default_feature_cache())
         if drop:  # the same features with these cue rows constant (0)
             ex.x[..., drop, 5] = 0
             ex.augmented[..., drop, 5] = 0

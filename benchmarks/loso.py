@@ -42,6 +42,7 @@ from flowersort.train import TrainConfig, fit, load_examples
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
+TRAIN = (DATA / "train" / "flowers", DATA / "train" / "noflowers")
 CHEAPER = {"patience": 10}  # per left-out row, over the default settings
 TRAIN_SHARE = 0.5  # each row learns from this share of the other sources' photos (at random)
 # repository (from MANIFEST's source column) -> source name; non-flowers of Natural Images
@@ -102,13 +103,7 @@ def main() -> None:
     features, base = FeatureConfig(), TrainConfig()  # the default setting
     cfg = replace(base, **CHEAPER)
     start = time.perf_counter()
-    ex = load_examples(
-        DATA / "train" / "flowers",
-        DATA / "train" / "noflowers",
-        features,
-        copies=cfg.copies,
-        cache_folder=default_feature_cache(),
-    )
+    ex = load_examples(*TRAIN, features, copies=cfg.copies, cache_folder=default_feature_cache())
     print(f"features of {len(ex.y)} photos read in {time.perf_counter() - start:.0f} s")
     sources = np.array(
         [source_of(rows[str(Path(p).resolve().relative_to(DATA))]) for p in ex.paths]
