@@ -202,9 +202,9 @@ class _Db:
     """The journal's connection: any SQLite error (a full disk, a read-only folder, damage)
     becomes a StateError, one line for the user."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, connection: sqlite3.Connection | None = None):
         self.path = path
-        self.conn = sqlite3.connect(path, isolation_level=None, timeout=60)
+        self.conn = connection or sqlite3.connect(path, isolation_level=None, timeout=60)
 
     def execute(self, sql: str, params=()) -> sqlite3.Cursor:
         try:
@@ -309,6 +309,17 @@ class Journal:
 
     def close(self) -> None:
         self.db.close()
+
+    @classmethod
+    def reader(cls, folder: Path) -> Journal | None:
+        """The journal opened to read only, writing nothing (undo --list works with a
+        read-only state folder); None when there is none yet."""
+        path = folder / "journal.sqlite"
+        if not path.exists():
+            return None
+        self = cls.__new__(cls)
+        self.db = _Db(path, connection=read_only(path))
+        return self
 
     def start_run(self, kind: str, src: Path | None, dest: Path | None) -> int:
         cur = self.db.execute(

@@ -547,8 +547,10 @@ def undo(
 
 
 def list_runs() -> list[RunInfo]:
-    """The runs undo can take back, oldest first."""
-    journal = Journal(state_dir())
+    """The runs undo can take back, oldest first (the journal only read)."""
+    journal = Journal.reader(state_dir())
+    if journal is None:
+        return []
     try:
         return journal.runs()
     finally:

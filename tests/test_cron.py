@@ -1031,3 +1031,26 @@ def test_train_quiet_prints_nothing_and_logs_the_model_it_wrote(examples, tmp_pa
     text = log.read_text()
     assert f"INFO model written to {model}: validation accuracy" in text
     assert f"INFO validation report written to {model.with_suffix('.validation.html')}" in text
+
+
+def test_undo_list_reads_a_journal_it_cannot_write(tmp_path, state_home):
+    """undo --list only reads: it works when the state folder cannot be written (made
+    immutable here, which binds root too)."""
+    if os.geteuid() != 0 or not shutil.which("chattr"):
+        pytest.skip("needs root and chattr")
+    src = nested_archive(tmp_path)
+    moved = run("classify", src, "--move-to", tmp_path / "Flowers", "--threshold", 0)
+    assert moved.exit_code == 0, moved.output
+    folder = state_home / "flowersort"
+    if subprocess.run(["chattr", "+i", folder], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        before = sorted(p.name for p in folder.iterdir())
+        result = run("undo", "--list", "--json")
+        after = sorted(p.name for p in folder.iterdir())
+    finally:
+        subprocess.run(["chattr", "-i", folder], check=True)
+    assert result.exit_code == 0, result.output
+    runs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["run"], r["photos"], r["state"]) for r in runs] == [(1, 12, "done")]
+    assert after == before  # nothing written
