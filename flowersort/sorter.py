@@ -602,18 +602,23 @@ def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
     return Outcome(photo, Action.WOULD_RESTORE, target=target, sidecars=_names(sources[1:]))
 
 
-def _untouched_since_moved(journal: Journal, moved_by: int, finals) -> list[dict | None] | None:
+def _untouched_since_moved(journal: Journal, moved_by: int, finals) -> list[dict] | None:
     """For each file of a move, its mode, owner, times and tags from before the move if
     they are still as the move left them (a disk without them, such as exFAT, made a
-    private photo 0777: undo gives it back its own); None where you changed them since."""
+    private photo 0777: undo gives it back its own); yours where you changed them since."""
     recorded = journal.moved_metadata(moved_by, finals)
     if recorded is None:
         return None
     out = []
     for final, before, landed in zip(finals, *recorded):
+        # each part on its own: an edit on exFAT changes the bytes and times, never the
+        # 0777 the stick gave the photo, which must not come home with it
         now = safefs.metadata(final)
-        same = all(now[k] == landed[k] for k in ("mode", "uid", "gid", "mtime_ns", "xattrs"))
-        out.append(before if same else None)
+        merged = dict(now)
+        for keys in (("mode",), ("uid", "gid"), ("atime_ns", "mtime_ns"), ("xattrs",)):
+            if all(now[k] == landed[k] for k in keys if k != "atime_ns"):
+                merged.update({k: before[k] for k in keys})
+        out.append(merged)
     return out
 
 

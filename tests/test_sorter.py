@@ -786,3 +786,24 @@ def test_undo_keeps_a_mode_you_changed_in_the_target(tmp_path):
     os.chmod(dest / "IMG_0001.jpg", 0o640)  # shared with the family by hand
     assert run("undo").exit_code == 0
     assert stat.S_IMODE(photo.stat().st_mode) == 0o640
+
+
+def test_a_photo_edited_on_an_exfat_stick_comes_back_with_its_own_mode_and_the_edit(tmp_path):
+    """Editing a photo on the stick changes its bytes and mtime, not its mode (exFAT has
+    none): undo keeps the edit and its time but must not leave the private photo 0777."""
+    import numpy as np
+
+    src = tmp_path / "Pictures"
+    photo = write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(3), True))
+    os.chmod(photo, 0o600)
+    with exfat(tmp_path / "stick") as stick:
+        dest = stick / "Flowers"
+        assert classify(src, dest).exit_code == 0
+        with open(dest / "IMG_0001.jpg", "ab") as f:  # edited in place
+            f.write(b"\0edit")
+        os.utime(dest / "IMG_0001.jpg", (2_000_000_000, 2_000_000_000))
+        result = run("undo")
+        assert result.exit_code == 0, result.output
+    assert photo.read_bytes().endswith(b"\0edit")
+    assert photo.stat().st_mtime == 2_000_000_000
+    assert stat.S_IMODE(photo.stat().st_mode) == 0o600
