@@ -324,6 +324,7 @@ def transfer(
     keep_source: bool = False,
     exact_names: list[str] | None = None,
     note: Note = _no_note,
+    metadata: list[dict] | None = None,
 ) -> list[Path]:
     """Move (or copy, with keep_source) a group of files into folder: all or none.
 
@@ -334,7 +335,9 @@ def transfer(
     without hard links, renamed over empty files that took them). A source is removed
     only while it equals its final file. On any error the sources are intact and nothing
     is left in folder (except a copy whose source vanished meanwhile). Returns the final
-    paths, in the order of sources.
+    paths, in the order of sources. `metadata` (safefs.metadata per source) is given to
+    a copy before it takes its name, so it is never seen with the copy's own (undo from
+    an exFAT stick: a private photo must not appear 0777 even for a moment).
     """
     sources = [Path(s) for s in sources]
     folder = Path(folder)
@@ -361,6 +364,8 @@ def transfer(
                 raise
             for s in sources:
                 temps.append(copy_verified(s, folder, note, verify=False))
+            for temp, meta in zip(temps, metadata or []):
+                set_metadata(temp, meta)
             finals = _claim_first_free(temps, folder, candidates(), note, True)
     finally:
         for tmp in temps:

@@ -641,7 +641,9 @@ def _undo_one(
     try:
         untouched = _untouched_since_moved(journal, moved_by, finals)
         photo.parent.mkdir(parents=True, exist_ok=True)
-        journal.transfer(run, finals, photo.parent, exact_names=[s.name for s in sources])
+        journal.transfer(
+            run, finals, photo.parent, exact_names=[s.name for s in sources], metadata=untouched
+        )
         for source, before in zip(sources, untouched or []):
             if before is not None:
                 safefs.set_metadata(source, before)
