@@ -145,6 +145,16 @@ def member_name(name: str, stem: str, new_stem: str) -> str:
     return name
 
 
+def taken_in_any_case(folder: Path, names: list[str]) -> bool:
+    """Whether folder holds one of names in some case: img_0001.jpg moved beside IMG_0001.JPG
+    would share its sidecars there (they match in any case), so it takes a new number."""
+    wanted = {n.casefold() for n in names}
+    try:
+        return any(n.casefold() in wanted for n in os.listdir(folder))
+    except OSError:
+        return False
+
+
 def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool = True) -> Path:
     """Copy src to a fresh temporary name in `folder`, fsync it and verify it byte for byte
     (a move verifies later, right before it removes the source)."""
@@ -348,7 +358,9 @@ def transfer(
             yield exact_names
             return
         for new_stem in numbered_stems(stem):
-            yield [member_name(s.name, stem, new_stem) for s in sources]
+            names = [member_name(s.name, stem, new_stem) for s in sources]
+            if not taken_in_any_case(folder, names):
+                yield names
 
     temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
     try:

@@ -319,8 +319,10 @@ def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Pat
     for new_stem in safefs.numbered_stems(stem):
         names = [safefs.member_name(p.name, stem, new_stem) for p in group]
         paths = [os.path.join(folder, n) for n in names]
-        if not any(p in taken or os.path.lexists(p) for p in paths):
-            taken.update(paths)
+        if not any(p.casefold() in taken or os.path.lexists(p) for p in paths) and not (
+            safefs.taken_in_any_case(folder, names)
+        ):
+            taken.update(p.casefold() for p in paths)
             return [folder / n for n in names]
     raise FileExistsError(errno.EEXIST, "no free name", str(folder))
 
@@ -363,7 +365,7 @@ class DryRun:
             if (plan := dedupe_plan(photo, twin)) is not None:
                 _, twins, _, free_names = plan
                 beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
-                self.taken.update(os.fsdecode(p) for p in beside)
+                self.taken.update(os.fsdecode(p).casefold() for p in beside)
                 target = os.fsdecode(twin)
                 action = Action.WOULD_DEDUPLICATE
                 return Outcome(photo, action, score, True, target, _names(beside))

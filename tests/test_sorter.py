@@ -807,3 +807,31 @@ def test_a_photo_edited_on_an_exfat_stick_comes_back_with_its_own_mode_and_the_e
     assert photo.read_bytes().endswith(b"\0edit")
     assert photo.stat().st_mtime == 2_000_000_000
     assert stat.S_IMODE(photo.stat().st_mode) == 0o600
+
+
+def test_a_photo_moved_beside_one_of_the_same_name_in_another_case_takes_a_new_number(tmp_path):
+    """Sidecars match their photo in any case: img_0001.jpg with its Live Photo's .MOV,
+    moved beside another IMG_0001.JPG, made one group of the two there (a later sort of
+    the target sent the .MOV with the other photo); it takes the numbered stem, in the dry
+    run as in the real one, as it would on exFAT."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    write_photo(src / "img_0001.jpg", make_photo(rng, True))
+    (src / "IMG_0001.MOV").write_bytes(b"live")
+    (src / "Img_0001.AAE").write_bytes(b"edits")
+    write_photo(dest / "IMG_0001.JPG", make_photo(rng, True))
+    (dest / "img_0001.mov").write_bytes(b"its own live")
+    planned = json.loads(classify(src, dest, "--dry-run").stdout.splitlines()[0])
+    assert classify(src, dest).exit_code == 0
+    assert names(dest) == [
+        "IMG_0001.JPG",
+        "img_0001 (1).AAE",
+        "img_0001 (1).MOV",
+        "img_0001 (1).jpg",
+        "img_0001.mov",
+    ]
+    assert planned["detail"].endswith("img_0001 (1).jpg")
+    assert run("undo").exit_code == 0
+    assert names(src) == ["IMG_0001.MOV", "Img_0001.AAE", "img_0001.jpg"]
