@@ -354,6 +354,7 @@ class DryRun:
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode):
         self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
         self.taken: set[str] = set()
+        self.moved: set[Path] = set()  # sidecars an earlier photo would take with it
         self.keep_below: Path | None = None
 
     def outcome(self, photo: Path, score: float) -> Outcome:
@@ -369,10 +370,13 @@ class DryRun:
                 target = os.fsdecode(twin)
                 action = Action.WOULD_DEDUPLICATE
                 return Outcome(photo, action, score, True, target, _names(beside))
+        group = [photo, *(s for s in sidecars(photo) if s not in self.moved)]
         try:
-            finals = planned_finals([photo, *sidecars(photo)], folder, self.taken)
+            finals = planned_finals(group, folder, self.taken)
         except OSError as e:
             return Outcome(photo, Action.FAILED, score, True, reason=e.strerror or str(e))
+        if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
+            self.moved.update(group[1:])
         action = Action.WOULD_COPY if self.copy else Action.WOULD_MOVE
         return Outcome(photo, action, score, True, os.fsdecode(finals[0]), _names(finals[1:]))
 

@@ -835,3 +835,24 @@ def test_a_photo_moved_beside_one_of_the_same_name_in_another_case_takes_a_new_n
     assert planned["detail"].endswith("img_0001 (1).jpg")
     assert run("undo").exit_code == 0
     assert names(src) == ["IMG_0001.MOV", "Img_0001.AAE", "img_0001.jpg"]
+
+
+def test_a_dry_run_gives_a_sidecar_to_one_photo_only_as_the_move_does(tmp_path):
+    """IMG_0004.jpg and img_0004.JPG (two photos on a case-sensitive disk) both match
+    IMG_0004.xmp: the move takes it with the first; the dry run said it went with both."""
+    import numpy as np
+
+    rng = np.random.default_rng(8)
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    write_photo(src / "IMG_0004.jpg", make_photo(rng, True))
+    write_photo(src / "img_0004.JPG", make_photo(rng, True))
+    (src / "IMG_0004.xmp").write_text("<xmp/>")
+
+    def said(result):
+        assert result.exit_code == 0, result.output
+        return sorted(
+            (os.path.basename(o["detail"]), [os.path.basename(s) for s in o["sidecars"]])
+            for o in map(json.loads, result.stdout.splitlines())
+        )
+
+    assert said(classify(src, dest, "--dry-run")) == said(classify(src, dest))
