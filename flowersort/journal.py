@@ -343,6 +343,7 @@ class Journal:
         keep_source=False,
         exact_names=None,
         action="move",
+        metadata: list[dict] | None = None,
     ) -> list[Path]:
         """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
@@ -351,7 +352,12 @@ class Journal:
         move_id, note = self._start_move(run, sources, keep_source, action)
         try:
             finals = safefs.transfer(
-                sources, folder, keep_source=keep_source, exact_names=exact_names, note=note
+                sources,
+                folder,
+                keep_source=keep_source,
+                exact_names=exact_names,
+                note=note,
+                metadata=metadata,
             )
         except safefs.GroupSplit:
             self.db.execute("UPDATE moves SET state = 'split' WHERE id = ?", (move_id,))

@@ -145,6 +145,16 @@ def member_name(name: str, stem: str, new_stem: str) -> str:
     return name
 
 
+def taken_in_any_case(folder: Path, names: list[str]) -> bool:
+    """Whether folder holds one of names in some case: img_0001.jpg moved beside IMG_0001.JPG
+    would share its sidecars there (they match in any case), so it takes a new number."""
+    wanted = {n.casefold() for n in names}
+    try:
+        return any(n.casefold() in wanted for n in os.listdir(folder))
+    except OSError:
+        return False
+
+
 def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool = True) -> Path:
     """Copy src to a fresh temporary name in `folder`, fsync it and verify it byte for byte
     (a move verifies later, right before it removes the source)."""
@@ -324,6 +334,7 @@ def transfer(
     keep_source: bool = False,
     exact_names: list[str] | None = None,
     note: Note = _no_note,
+    metadata: list[dict] | None = None,
 ) -> list[Path]:
     """Move (or copy, with keep_source) a group of files into folder: all or none.
 
@@ -334,7 +345,9 @@ def transfer(
     without hard links, renamed over empty files that took them). A source is removed
     only while it equals its final file. On any error the sources are intact and nothing
     is left in folder (except a copy whose source vanished meanwhile). Returns the final
-    paths, in the order of sources.
+    paths, in the order of sources. `metadata` (safefs.metadata per source) is given to
+    a copy before it takes its name, so it is never seen with the copy's own (undo from
+    an exFAT stick: a private photo must not appear 0777 even for a moment).
     """
     sources = [Path(s) for s in sources]
     folder = Path(folder)
@@ -345,7 +358,9 @@ def transfer(
             yield exact_names
             return
         for new_stem in numbered_stems(stem):
-            yield [member_name(s.name, stem, new_stem) for s in sources]
+            names = [member_name(s.name, stem, new_stem) for s in sources]
+            if not taken_in_any_case(folder, names):
+                yield names
 
     temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
     try:
@@ -361,6 +376,8 @@ def transfer(
                 raise
             for s in sources:
                 temps.append(copy_verified(s, folder, note, verify=False))
+            for temp, meta in zip(temps, metadata or []):
+                set_metadata(temp, meta)
             finals = _claim_first_free(temps, folder, candidates(), note, True)
     finally:
         for tmp in temps:

@@ -319,8 +319,10 @@ def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Pat
     for new_stem in safefs.numbered_stems(stem):
         names = [safefs.member_name(p.name, stem, new_stem) for p in group]
         paths = [os.path.join(folder, n) for n in names]
-        if not any(p in taken or os.path.lexists(p) for p in paths):
-            taken.update(paths)
+        if not any(p.casefold() in taken or os.path.lexists(p) for p in paths) and not (
+            safefs.taken_in_any_case(folder, names)
+        ):
+            taken.update(p.casefold() for p in paths)
             return [folder / n for n in names]
     raise FileExistsError(errno.EEXIST, "no free name", str(folder))
 
@@ -352,6 +354,7 @@ class DryRun:
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode):
         self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
         self.taken: set[str] = set()
+        self.moved: set[Path] = set()  # sidecars an earlier photo would take with it
         self.keep_below: Path | None = None
 
     def outcome(self, photo: Path, score: float) -> Outcome:
@@ -363,14 +366,17 @@ class DryRun:
             if (plan := dedupe_plan(photo, twin)) is not None:
                 _, twins, _, free_names = plan
                 beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
-                self.taken.update(os.fsdecode(p) for p in beside)
+                self.taken.update(os.fsdecode(p).casefold() for p in beside)
                 target = os.fsdecode(twin)
                 action = Action.WOULD_DEDUPLICATE
                 return Outcome(photo, action, score, True, target, _names(beside))
+        group = [photo, *(s for s in sidecars(photo) if s not in self.moved)]
         try:
-            finals = planned_finals([photo, *sidecars(photo)], folder, self.taken)
+            finals = planned_finals(group, folder, self.taken)
         except OSError as e:
             return Outcome(photo, Action.FAILED, score, True, reason=e.strerror or str(e))
+        if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
+            self.moved.update(group[1:])
         action = Action.WOULD_COPY if self.copy else Action.WOULD_MOVE
         return Outcome(photo, action, score, True, os.fsdecode(finals[0]), _names(finals[1:]))
 
@@ -604,18 +610,23 @@ def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
     return Outcome(photo, Action.WOULD_RESTORE, target=target, sidecars=_names(sources[1:]))
 
 
-def _untouched_since_moved(journal: Journal, moved_by: int, finals) -> list[dict | None] | None:
+def _untouched_since_moved(journal: Journal, moved_by: int, finals) -> list[dict] | None:
     """For each file of a move, its mode, owner, times and tags from before the move if
     they are still as the move left them (a disk without them, such as exFAT, made a
-    private photo 0777: undo gives it back its own); None where you changed them since."""
+    private photo 0777: undo gives it back its own); yours where you changed them since."""
     recorded = journal.moved_metadata(moved_by, finals)
     if recorded is None:
         return None
     out = []
     for final, before, landed in zip(finals, *recorded):
+        # each part on its own: an edit on exFAT changes the bytes and times, never the
+        # 0777 the stick gave the photo, which must not come home with it
         now = safefs.metadata(final)
-        same = all(now[k] == landed[k] for k in ("mode", "uid", "gid", "mtime_ns", "xattrs"))
-        out.append(before if same else None)
+        merged = dict(now)
+        for keys in (("mode",), ("uid", "gid"), ("atime_ns", "mtime_ns"), ("xattrs",)):
+            if all(now[k] == landed[k] for k in keys if k != "atime_ns"):
+                merged.update({k: before[k] for k in keys})
+        out.append(merged)
     return out
 
 
@@ -638,7 +649,9 @@ def _undo_one(
     try:
         untouched = _untouched_since_moved(journal, moved_by, finals)
         photo.parent.mkdir(parents=True, exist_ok=True)
-        journal.transfer(run, finals, photo.parent, exact_names=[s.name for s in sources])
+        journal.transfer(
+            run, finals, photo.parent, exact_names=[s.name for s in sources], metadata=untouched
+        )
         for source, before in zip(sources, untouched or []):
             if before is not None:
                 safefs.set_metadata(source, before)

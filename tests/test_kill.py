@@ -210,3 +210,36 @@ def test_a_run_given_relative_folders_is_recovered_and_undone_from_anywhere(tmp_
         assert done.returncode == 0, done.stderr
     assert census(home / "Pictures") == before and not (home / "Flowers").exists()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_an_undo_from_an_exfat_stick_killed_mid_photo_leaves_no_photo_0777(tmp_path, state_home):
+    """Undo copies a photo off the stick (0777 there), links it home, removes it from the
+    stick, then gave it back its mode: killed between, the next undo finished the move and
+    the private photo stayed readable by everyone."""
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    src = tmp_path / "Pictures"
+    make_archive(src, 2)
+    for path in src.rglob("*.*"):
+        path.chmod(0o600)
+    before = census(src)
+    env = env_with(state_home)
+    undo = [sys.executable, "-m", "flowersort", "undo"]
+    with exfat(tmp_path / "stick") as stick:
+        subprocess.run(classify_cmd(src, stick / "Flowers"), env=env, check=True)
+        assert any((stick / "Flowers").iterdir())
+        log = tmp_path / "strace.log"
+        trace = ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=unlink,unlinkat"]
+        assert subprocess.run([*trace, *undo], env=env, capture_output=True).returncode == 0
+        # replay: the first unlink on the stick, after the photo was linked home
+        subprocess.run(classify_cmd(src, stick / "Flowers"), env=env, check=True)
+        lines = [x for x in log.read_text().splitlines() if "unlink" in x and "resumed" not in x]
+        n = next(i for i, x in enumerate(lines, 1) if "stick/Flowers/" in x)
+        inject = f"inject=unlink,unlinkat:signal=KILL:when={n}"
+        killed = subprocess.run([*trace, "-e", inject, *undo], env=env, capture_output=True)
+        assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+        again = subprocess.run(undo, env=env, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+    assert census(src) == before
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in src.rglob("*.*")}
+    assert set(modes.values()) == {"0o600"}, modes

@@ -786,3 +786,73 @@ def test_undo_keeps_a_mode_you_changed_in_the_target(tmp_path):
     os.chmod(dest / "IMG_0001.jpg", 0o640)  # shared with the family by hand
     assert run("undo").exit_code == 0
     assert stat.S_IMODE(photo.stat().st_mode) == 0o640
+
+
+def test_a_photo_edited_on_an_exfat_stick_comes_back_with_its_own_mode_and_the_edit(tmp_path):
+    """Editing a photo on the stick changes its bytes and mtime, not its mode (exFAT has
+    none): undo keeps the edit and its time but must not leave the private photo 0777."""
+    import numpy as np
+
+    src = tmp_path / "Pictures"
+    photo = write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(3), True))
+    os.chmod(photo, 0o600)
+    with exfat(tmp_path / "stick") as stick:
+        dest = stick / "Flowers"
+        assert classify(src, dest).exit_code == 0
+        with open(dest / "IMG_0001.jpg", "ab") as f:  # edited in place
+            f.write(b"\0edit")
+        os.utime(dest / "IMG_0001.jpg", (2_000_000_000, 2_000_000_000))
+        result = run("undo")
+        assert result.exit_code == 0, result.output
+    assert photo.read_bytes().endswith(b"\0edit")
+    assert photo.stat().st_mtime == 2_000_000_000
+    assert stat.S_IMODE(photo.stat().st_mode) == 0o600
+
+
+def test_a_photo_moved_beside_one_of_the_same_name_in_another_case_takes_a_new_number(tmp_path):
+    """Sidecars match their photo in any case: img_0001.jpg with its Live Photo's .MOV,
+    moved beside another IMG_0001.JPG, made one group of the two there (a later sort of
+    the target sent the .MOV with the other photo); it takes the numbered stem, in the dry
+    run as in the real one, as it would on exFAT."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    write_photo(src / "img_0001.jpg", make_photo(rng, True))
+    (src / "IMG_0001.MOV").write_bytes(b"live")
+    (src / "Img_0001.AAE").write_bytes(b"edits")
+    write_photo(dest / "IMG_0001.JPG", make_photo(rng, True))
+    (dest / "img_0001.mov").write_bytes(b"its own live")
+    planned = json.loads(classify(src, dest, "--dry-run").stdout.splitlines()[0])
+    assert classify(src, dest).exit_code == 0
+    assert names(dest) == [
+        "IMG_0001.JPG",
+        "img_0001 (1).AAE",
+        "img_0001 (1).MOV",
+        "img_0001 (1).jpg",
+        "img_0001.mov",
+    ]
+    assert planned["detail"].endswith("img_0001 (1).jpg")
+    assert run("undo").exit_code == 0
+    assert names(src) == ["IMG_0001.MOV", "Img_0001.AAE", "img_0001.jpg"]
+
+
+def test_a_dry_run_gives_a_sidecar_to_one_photo_only_as_the_move_does(tmp_path):
+    """IMG_0004.jpg and img_0004.JPG (two photos on a case-sensitive disk) both match
+    IMG_0004.xmp: the move takes it with the first; the dry run said it went with both."""
+    import numpy as np
+
+    rng = np.random.default_rng(8)
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    write_photo(src / "IMG_0004.jpg", make_photo(rng, True))
+    write_photo(src / "img_0004.JPG", make_photo(rng, True))
+    (src / "IMG_0004.xmp").write_text("<xmp/>")
+
+    def said(result):
+        assert result.exit_code == 0, result.output
+        return sorted(
+            (os.path.basename(o["detail"]), [os.path.basename(s) for s in o["sidecars"]])
+            for o in map(json.loads, result.stdout.splitlines())
+        )
+
+    assert said(classify(src, dest, "--dry-run")) == said(classify(src, dest))
