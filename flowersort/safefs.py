@@ -145,14 +145,14 @@ def member_name(name: str, stem: str, new_stem: str) -> str:
     return name
 
 
-def taken_in_any_case(folder: Path, names: list[str]) -> bool:
-    """Whether folder holds one of names in some case: img_0001.jpg moved beside IMG_0001.JPG
-    would share its sidecars there (they match in any case), so it takes a new number."""
-    wanted = {n.casefold() for n in names}
+def names_in_any_case(folder: Path) -> set[str]:
+    """The names folder holds, casefolded: a photo must not take a name that differs only in
+    case from one there (img_0001.jpg beside IMG_0001.JPG would share its sidecars, which
+    match in any case), so it takes a new number. Listed once per move, not per name tried."""
     try:
-        return any(n.casefold() in wanted for n in os.listdir(folder))
+        return {n.casefold() for n in os.listdir(folder)}
     except OSError:
-        return False
+        return set()
 
 
 def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool = True) -> Path:
@@ -357,9 +357,10 @@ def transfer(
         if exact_names is not None:
             yield exact_names
             return
+        present = names_in_any_case(folder)
         for new_stem in numbered_stems(stem):
             names = [member_name(s.name, stem, new_stem) for s in sources]
-            if not taken_in_any_case(folder, names):
+            if not present & {n.casefold() for n in names}:
                 yield names
 
     temps: list[Path] = []  # each one as soon as it exists: a failure removes them all

@@ -316,11 +316,12 @@ def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Pat
     """The names safefs.transfer would give a photo and its sidecars in folder now: the
     first numbered stem free for every member and not planned for an earlier photo."""
     stem, _ = safefs.split_name(group[0].name)
+    present = safefs.names_in_any_case(folder)
     for new_stem in safefs.numbered_stems(stem):
         names = [safefs.member_name(p.name, stem, new_stem) for p in group]
         paths = [os.path.join(folder, n) for n in names]
-        if not any(p.casefold() in taken or os.path.lexists(p) for p in paths) and not (
-            safefs.taken_in_any_case(folder, names)
+        if not any(p.casefold() in taken for p in paths) and not (
+            present & {n.casefold() for n in names}
         ):
             taken.update(p.casefold() for p in paths)
             return [folder / n for n in names]
