@@ -382,18 +382,20 @@ class Journal:
         )
         return finals
 
-    def moved_metadata(self, run: int, finals: list[Path]) -> tuple[list, list] | None:
-        """What the files of `run`'s move to `finals` were like before it (mode, owner,
-        times, tags: safefs.metadata) and as they landed; None for journals older than
-        this record."""
-        row = self.db.execute(
-            "SELECT metadata FROM moves WHERE run = ? AND state = 'done' AND finals = ?",
-            (run, _text(finals)),
-        ).fetchone()
-        if not row or not row[0]:
-            return None
-        recorded = json.loads(row[0])
-        return recorded["before"], recorded["landed"]
+    def moved_metadata(self, run: int) -> dict[tuple[Path, ...], tuple[list, list]]:
+        """For each move of `run`, by its finals: what its files were like before it (mode,
+        owner, times, tags: safefs.metadata) and as they landed. Read once per undo; moves
+        journaled before this record have none."""
+        rows = self.db.execute(
+            "SELECT finals, metadata FROM moves "
+            "WHERE run = ? AND state = 'done' AND metadata IS NOT NULL",
+            (run,),
+        ).fetchall()
+        out = {}
+        for finals, text in rows:
+            recorded = json.loads(text)
+            out[tuple(_paths(finals))] = (recorded["before"], recorded["landed"])
+        return out
 
     def dedupe(self, run: int, sources: list[Path], twins: list[Path]) -> None:
         """safefs.remove_duplicates, journaled: undo copies the twins back."""
@@ -491,15 +493,15 @@ class Journal:
         ).fetchall()
         return [(_paths(s), _paths(f), bool(k), a) for s, f, k, a in rows]
 
-    def restored_by_undo(self, run: int) -> list[list[Path]]:
+    def restored_by_undo(self, run: int) -> set[tuple[Path, ...]]:
         """The finals of `run`'s moves that a later undo (one interrupted, say) already
-        moved back: its moves' sources."""
+        moved back: its moves' sources (a set: undo asks once per move)."""
         rows = self.db.execute(
             "SELECT m.sources FROM moves m JOIN runs r ON m.run = r.id "
             "WHERE r.kind = 'undo' AND r.id > ? AND m.state = 'done' AND m.keep_source = 0",
             (run,),
         ).fetchall()
-        return [_paths(sources) for (sources,) in rows]
+        return {tuple(_paths(sources)) for (sources,) in rows}
 
     def removed_duplicates(self, run: int, sources: list[Path]) -> dict[Path, dict]:
         """The metadata (safefs.metadata) of each source `run` removed as a duplicate, to
@@ -559,7 +561,7 @@ class Journal:
         for info in infos:
             if not info.undone and (restored := self.restored_by_undo(info.id)):
                 info.restored = sum(
-                    finals in restored and action != "dedupe-sidecars"
+                    tuple(finals) in restored and action != "dedupe-sidecars"
                     for _, finals, _, action in self.done_moves(info.id)
                 )
         return infos

@@ -513,6 +513,7 @@ def undo(
             already = 0  # put back by an undo that was interrupted: finish quietly
             held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
             moves = journal.done_moves(run_id)
+            metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
             for i, (sources, finals, keep_source, action) in enumerate(moves):
                 if action != "dedupe-sidecars":  # a dedupe's group is done: say it
                     if held:
@@ -521,7 +522,7 @@ def undo(
                     if stop is not None and stop():
                         journal.finish_run(run)
                         return
-                if finals in restored or (
+                if tuple(finals) in restored or (
                     (keep_source or action == "dedupe")
                     and all(s.exists() for s in sources)
                     and not (keep_source and any(f.exists() for f in finals))
@@ -531,14 +532,14 @@ def undo(
                 if action == "dedupe":
                     held = _undo_dedupe(journal, run, sources, finals, run_id)
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
-                    out = _undo_one(journal, run, sources, finals, False, run_id)
+                    out = _undo_one(journal, run, sources, finals, False, metadata)
                     complete = i == len(moves) - 1
                     if out.action == Action.FAILED:
                         yield out
                     elif held and held.action == Action.RESTORED:
                         held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
-                    out = _undo_one(journal, run, sources, finals, keep_source, run_id)
+                    out = _undo_one(journal, run, sources, finals, keep_source, metadata)
                     complete = i == len(moves) - 1
                     yield out
             complete = True
@@ -611,11 +612,11 @@ def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
     return Outcome(photo, Action.WOULD_RESTORE, target=target, sidecars=_names(sources[1:]))
 
 
-def _untouched_since_moved(journal: Journal, moved_by: int, finals) -> list[dict] | None:
+def _untouched_since_moved(metadata: dict, finals) -> list[dict] | None:
     """For each file of a move, its mode, owner, times and tags from before the move if
     they are still as the move left them (a disk without them, such as exFAT, made a
     private photo 0777: undo gives it back its own); yours where you changed them since."""
-    recorded = journal.moved_metadata(moved_by, finals)
+    recorded = metadata.get(tuple(finals))
     if recorded is None:
         return None
     out = []
@@ -632,7 +633,7 @@ def _untouched_since_moved(journal: Journal, moved_by: int, finals) -> list[dict
 
 
 def _undo_one(
-    journal: Journal, run: int, sources, finals, keep_source: bool, moved_by: int
+    journal: Journal, run: int, sources, finals, keep_source: bool, metadata: dict
 ) -> Outcome:
     photo = sources[0]
     if keep_source:  # a copy: remove it only while the original is still there, unchanged
@@ -648,7 +649,7 @@ def _undo_one(
     if len(present) != len(finals):
         return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
     try:
-        untouched = _untouched_since_moved(journal, moved_by, finals)
+        untouched = _untouched_since_moved(metadata, finals)
         photo.parent.mkdir(parents=True, exist_ok=True)
         journal.transfer(
             run, finals, photo.parent, exact_names=[s.name for s in sources], metadata=untouched
