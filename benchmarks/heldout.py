@@ -59,12 +59,12 @@ def features_of(paths: list[Path], cfg: FeatureConfig) -> np.ndarray:
     cache = FeatureCache(default_feature_cache(), cfg, 0)
     known = [(p, cache.get(p)) for p in paths]
     out = []
-    for (path, x), (_, got) in zip(known, scan(known, cfg)):
-        if isinstance(got, str):
-            raise SystemExit(f"{path}: {got}")
-        if x is None:
-            cache.put(path, got)
-        out.append(got)
+    for photo in scan(known, cfg):
+        if photo.skipped:
+            raise SystemExit(f"{photo.path}: {photo.skip_reason}")
+        if photo.known is None:
+            cache.put(photo.path, photo.features)
+        out.append(photo.features if photo.known is None else photo.known)
     return np.stack(out)
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.decode import jpeg_thumbnail, read_image
+from flowersort.decode import cv2, jpeg_thumbnail, read_image
 from flowersort.errors import BadImage
-from flowersort.features import FeatureConfig, load_features
+from flowersort.features import FeatureConfig, features
 from flowersort.outcomes import Outcome
 from flowersort.pipeline import worker_pool
 
@@ -66,11 +66,11 @@ def _thumb_and_features(
     """The card's picture, and the features the network scored (decoded as scoring did,
     so the heat map describes the input behind the score, not the card's picture)."""
     try:
-        shown = read_image(path, THUMB, thumbnail=True)
-        scored = load_features(path, cfg, thumbnail)
-    except BadImage:
+        img = read_image(path, cfg.image_size, thumbnail)  # as load_features reads it
+        scored = features(img, cfg)
+    except (BadImage, ValueError, cv2.error):  # as load_features: not a usable photo
         return None
-    return base64.b64encode(jpeg_thumbnail(shown, THUMB)).decode("ascii"), scored
+    return base64.b64encode(jpeg_thumbnail(img, THUMB)).decode("ascii"), scored
 
 
 def _text(path) -> str:
