@@ -32,10 +32,10 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 import numpy as np
 
 from flowersort.archive import walk
-from flowersort.corrections import content_key
 from flowersort.metrics import confusion
 from flowersort.model import default_model_path, load_model
 from flowersort.pipeline import score_photos
+from flowersort.safefs import content_key
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

@@ -158,13 +158,12 @@ def walk(
         except OSError as e:
             on_skip(folder, f"cannot read folder: {e.strerror}")
             return
+        entries = [e for e in entries if not excluded(e)]  # each name matched once
         if on_pass is not None:
-            for path in _passed_over([e for e in entries if not excluded(e) and _is_file(e)]):
+            for path in _passed_over([e for e in entries if _is_file(e)]):
                 on_pass(path)
         for entry in entries:
             path = entry.path
-            if excluded(entry):
-                continue
             try:
                 if entry.is_symlink():
                     if not follow_symlinks:

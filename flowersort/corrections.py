@@ -18,7 +18,6 @@ missing from DEST is recognised when it turns up elsewhere in the archive. Read 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -34,9 +33,10 @@ import numpy as np
 from flowersort.archive import OnSkip, walk
 from flowersort.errors import FlowersortError, StateError
 from flowersort.features import FeatureConfig
-from flowersort.journal import _damaged, state_dir
+from flowersort.journal import _damaged, _make_state_dir, state_dir
 from flowersort.journal import read_only as _read_only
 from flowersort.pipeline import scan
+from flowersort.safefs import Key, content_key
 from flowersort.train import Examples as TrainExamples
 
 Label = Literal["flower", "not-flower"]
@@ -63,15 +63,6 @@ CREATE TABLE IF NOT EXISTS placed (
 CREATE INDEX IF NOT EXISTS placed_key ON placed(size, sha256);
 PRAGMA user_version = 1;
 """
-
-Key = tuple[int, str]  # size in bytes, SHA-256 hex
-
-
-def content_key(path: str | os.PathLike) -> Key:
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return size, digest
 
 
 def _blob(path: str | os.PathLike) -> bytes:
@@ -158,7 +149,7 @@ class Store:
                 self.db = _read_only(self.path)
                 self.db.execute("SELECT count(*) FROM corrections").fetchone()
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _make_state_dir(self.path.parent)  # a file in the way: one line, exit 2
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)

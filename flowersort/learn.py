@@ -53,8 +53,8 @@ def train_model(
     on_epoch: Progress | None = None,
 ) -> TrainResult:
     """Train on FLOWERS and NOFLOWERS and write the model to model_path, and beside it
-    MODEL.validation.html: each held-out photo scored by the member that never learnt
-    from it."""
+    MODEL.validation.html: the held-out fold, each photo scored by the model (the mean of
+    its members, none of which learnt from it)."""
     check_example_folders(flowers, noflowers)
     examples = read_examples(
         flowers,

@@ -12,6 +12,7 @@ functions below so tests can inject faults.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import secrets
@@ -143,6 +144,19 @@ def member_name(name: str, stem: str, new_stem: str) -> str:
     if new_stem != stem and name.lower().startswith(stem.lower()):
         return new_stem + name[len(stem) :]
     return name
+
+
+Key = tuple[int, str]  # a file's content: size in bytes, SHA-256 hex
+
+
+def content_key(path: str | os.PathLike) -> Key:
+    """Which photo a file holds, whatever its name or place (streamed, never read whole)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        digest = hashlib.sha256()  # hashlib.file_digest is 3.11+; we support 3.10
+        while chunk := f.read(BUF):
+            digest.update(chunk)
+    return size, digest.hexdigest()
 
 
 def names_in_any_case(folder: Path) -> set[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -14,6 +13,7 @@ from queue import Empty
 
 import numpy as np
 
+from flowersort import safefs
 from flowersort.archive import Labelled, Skips, display, labelled_photos, walk
 from flowersort.errors import TrainingError
 from flowersort.featcache import FeatureCache
@@ -135,7 +135,7 @@ def _shared_files(flowers: Path, noflowers: Path) -> list[tuple[str, str]]:
     def digest(path: str) -> str:
         if path not in digests:
             try:
-                digests[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                digests[path] = safefs.content_key(path)[1]
             except OSError:
                 digests[path] = path  # unreadable: reported when the photos are read
         return digests[path]
