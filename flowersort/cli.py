@@ -345,8 +345,8 @@ def cli() -> None:
     callback=int_list,
     help="The tile net, which turns each tile's matrix of histograms (bins x columns) into "
     "the few numbers of the tile map: one number per layer, the rows it makes. Each layer "
-    "mixes one side of the matrix and turns it, so 16,4,1 on a 12 x 5 tile gives 5 x 16, "
-    "then 16 x 4, then 4 x 1: 4 numbers per tile.",
+    "mixes one side of the matrix and turns it, so 32,8,8,1 on a 12 x 6 tile gives 6 x 32, "
+    "then 32 x 8, then 8 x 8, then 8 x 1: 8 numbers per tile.",
 )
 @click.option(
     "--head-layers",
@@ -354,7 +354,7 @@ def cli() -> None:
     show_default=True,
     callback=int_list,
     help="The head net over the tile map (tiles x numbers per tile), in the same way: "
-    "8,1,1 on a 36 x 4 map gives 4 x 8, then 8 x 1, then the score's 1 x 1 (so it must "
+    "16,1,1 on a 36 x 8 map gives 8 x 16, then 16 x 1, then the score's 1 x 1 (so it must "
     "end with 1,1).",
 )
 @click.option(

@@ -23,11 +23,13 @@ Mode = Literal[
     "hue-hist",
     "hue",
     "hue-sat-subject",
+    "hue-sat-cues-edge-hue",
 ]
 MODES: tuple[str, ...] = get_args(Mode)
 Binning = Literal["soft", "hard", "unweighted"]
 BINNINGS: tuple[str, ...] = get_args(Binning)
 FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
+EDGE_HUE = "hue-sat-cues-edge-hue"
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 CROP_SIDE = (0.75, 1.0)  # augmentation: a crop keeps this share of each side
@@ -55,7 +57,7 @@ class FeatureConfig:
             raise ValueError(f"unknown binning {self.binning!r}")
         if self.image_size % self.grid:
             raise ValueError("image_size must be a multiple of grid")
-        if self.mode in ("hue-sat-texture", "hue-sat-cues", "hue-sat-subject") and (
+        if self.mode in ("hue-sat-texture", "hue-sat-cues", "hue-sat-subject", EDGE_HUE) and (
             self.bins < TEXTURE_PATTERNS
         ):
             raise ValueError(f"{self.mode} needs at least {TEXTURE_PATTERNS} bins")
@@ -78,6 +80,7 @@ class FeatureConfig:
             "hue-sat-texture": 5,
             "hue-sat-cues": 6,
             "hue-sat-subject": 6,
+            "hue-sat-cues-edge-hue": 7,
         }
         return (self.bins, columns[self.mode])
 
@@ -211,6 +214,22 @@ def edge_orientations(
     return _histograms(binning, direction, magnitude, bins, True)
 
 
+def edge_hue_histograms(
+    hsv: np.ndarray, tile: int, bins: int, binning: Binning = "soft"
+) -> np.ndarray:
+    """Per tile the circular hue histogram of the coloured pixels on brightness edges, each
+    voting with its gradient magnitude times its saturation: (tiles, bins). Beside the
+    plain hue histogram it tells the colour of outlines (petal rims, veins, a flower
+    against its leaves) from that of smooth surfaces (fruit skin, a wall, a shirt)."""
+    value = np.ascontiguousarray(hsv[..., 2])
+    gx = cv2.Sobel(value, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(value, cv2.CV_32F, 0, 1, ksize=3)
+    weight = cv2.magnitude(gx, gy) * np.where(hsv[..., 1] < GREY, 0, hsv[..., 1])
+    hue = cut_tiles(np.ascontiguousarray(hsv[..., 0]), tile).reshape(-1, tile * tile)
+    weight = cut_tiles(weight, tile).reshape(-1, tile * tile)
+    return _histograms(binning, hue, weight, bins, True)
+
+
 def _texture_labels() -> np.ndarray:
     """For each 8-bit ring pattern (bit i: neighbour i is brighter), its texture label: the
     number of brighter neighbours (0-8) when they form one unbroken arc (at most two 0/1
@@ -341,6 +360,9 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
         return np.concatenate([colour, edges, texture], axis=-1)  # (T, bins, 5)
     more = cfg.mode == "hue-sat-subject"
     cues = (more_cues if more else subject_cues)(hsv, cfg.tile, cfg.bins)[..., None]
+    if cfg.mode == EDGE_HUE:
+        edge_hue = edge_hue_histograms(hsv, cfg.tile, cfg.bins, cfg.binning)[..., None]
+        return np.concatenate([colour, edges, texture, cues, edge_hue], axis=-1)  # (T, bins, 7)
     return np.concatenate([colour, edges, texture, cues], axis=-1)  # (T, bins, 6)
 
 
@@ -387,7 +409,7 @@ def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     grid = x.reshape(n, cfg.grid, cfg.grid, *x.shape[2:])[:, :, ::-1]
     if cfg.mode == "hue":
         grid = grid[..., ::-1]  # mirror the pixels inside each tile too
-    if cfg.mode in ("hue-sat-edges", "hue-sat-texture", "hue-sat-cues", "hue-sat-subject"):
+    if cfg.mode not in ("hue", "hue-hist", "hue-sat-hist"):  # column 3 holds edge angles
         # edge angle a -> 180 - a
         grid = grid.copy()
         grid[..., 3] = grid[..., ::-1, 3]

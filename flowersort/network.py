@@ -15,6 +15,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 ACTIVATIONS = ("leaky_relu", "sigmoid", "linear")
+# the default shape (issue 13: wider and one layer deeper than the first 16,4,1 / 8,1,1, for
+# a tile map of 8 numbers per tile; see benchmarks/heldout.py and the README)
+TILE_LAYERS = (32, 8, 8, 1)
+HEAD_LAYERS = (16, 1, 1)
 LEAK = 0.05  # a leaky ReLU: width-1 layers of a matrix net would otherwise die easily
 
 
@@ -95,8 +99,8 @@ class NetConfig:
 
     tile_shape: tuple[int, int]  # one tile's input matrix
     tiles: int  # tiles per image
-    tile_layers: list[int] = field(default_factory=lambda: [16, 4, 1])
-    head_layers: list[int] = field(default_factory=lambda: [8, 1, 1])
+    tile_layers: list[int] = field(default_factory=lambda: list(TILE_LAYERS))
+    head_layers: list[int] = field(default_factory=lambda: list(HEAD_LAYERS))
     seed: int = 0
 
     def to_json(self) -> str:

@@ -20,7 +20,14 @@ from flowersort.featcache import FeatureCache
 from flowersort.features import FeatureConfig, flip_tiles
 from flowersort.metrics import confusion, precision_threshold
 from flowersort.model import Model, probability
-from flowersort.network import NetConfig, TwoStageNet, bce_with_logits, sigmoid
+from flowersort.network import (
+    HEAD_LAYERS,
+    TILE_LAYERS,
+    NetConfig,
+    TwoStageNet,
+    bce_with_logits,
+    sigmoid,
+)
 from flowersort.pipeline import _stay_with, default_workers, scan, worker_pool
 
 MIN_PER_CLASS = 4
@@ -48,8 +55,8 @@ class TrainConfig:
     # (hard non-flowers count most); 1 and 0 leave the plain cross-entropy
     noflower_weight: float = 1.0
     hard_negative_weight: float = 0.0
-    tile_layers: list[int] = field(default_factory=lambda: [16, 4, 1])
-    head_layers: list[int] = field(default_factory=lambda: [8, 1, 1])
+    tile_layers: list[int] = field(default_factory=lambda: list(TILE_LAYERS))
+    head_layers: list[int] = field(default_factory=lambda: list(HEAD_LAYERS))
     train_tile_net: bool = True  # False leaves the tile net random, as the original did
 
     @property

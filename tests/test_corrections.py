@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -153,10 +154,30 @@ def band_around_middle(archive) -> tuple[list[str], list[str]]:
 
 @pytest.fixture
 def mixed(tmp_path):
+    """Four photos whose scores under the shipped model are far enough apart for a band
+    around the middle two. They are picked from blends of a flower and another photo, not
+    assumed: which photos score where depends on the shipped model."""
     rng = np.random.default_rng(8)
     root = tmp_path / "Pictures"
-    for i in range(4):
-        write_photo(root / f"IMG_{i:04d}.jpg", make_photo(rng, i % 2 == 0))
+    flower, other = make_photo(rng, True), make_photo(rng, False)
+    for i, share in enumerate(np.linspace(0, 1, 11)):
+        blend = cv2.addWeighted(flower, share, other, 1 - share, 0)
+        write_photo(root / f"IMG_{i:04d}.jpg", blend)
+    ranked = sorted(scores(root).items(), key=lambda kv: kv[1])
+    gap = 1e-3  # well above --json's 6 digits
+    pairs = [
+        i
+        for i in range(1, len(ranked) - 2)
+        if ranked[i][1] - ranked[0][1] > gap
+        and ranked[-1][1] - ranked[i + 1][1] > gap
+        and ranked[i + 1][1] - ranked[i][1] > gap / 10
+    ]
+    assert pairs, f"no four photos with scores apart: {ranked}"
+    i = pairs[len(pairs) // 2]
+    keep = {ranked[0][0], ranked[i][0], ranked[i + 1][0], ranked[-1][0]}
+    for name, _ in ranked:
+        if name not in keep:
+            (root / name).unlink()
     return root
 
 

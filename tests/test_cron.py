@@ -558,8 +558,8 @@ def test_every_option_is_described():
 
 def test_tile_and_head_layer_help_explain_the_shapes():
     text = " ".join(run("train", "--help").output.split())
-    assert "16,4,1 on a 12 x 5 tile gives 5 x 16, then 16 x 4, then 4 x 1" in text
-    assert "8,1,1 on a 36 x 4 map gives 4 x 8, then 8 x 1" in text
+    assert "32,8,8,1 on a 12 x 6 tile gives 6 x 32, then 32 x 8, then 8 x 8, then 8 x 1" in text
+    assert "16,1,1 on a 36 x 8 map gives 8 x 16, then 16 x 1" in text
 
 
 def test_classify_json_help_lists_the_keys_of_the_output(tmp_path, trained_model):

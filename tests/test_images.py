@@ -76,6 +76,7 @@ def test_to_hsv_hue_in_unit_range():
         ("hue-sat-texture", (16, 12, 5)),
         ("hue-sat-cues", (16, 12, 6)),
         ("hue-sat-subject", (16, 12, 6)),
+        ("hue-sat-cues-edge-hue", (16, 12, 7)),
     ],
 )
 def test_feature_shapes(mode, shape):
@@ -86,7 +87,15 @@ def test_feature_shapes(mode, shape):
 
 
 @pytest.mark.parametrize(
-    "mode", ["hue", "hue-sat-edges", "hue-sat-texture", "hue-sat-cues", "hue-sat-subject"]
+    "mode",
+    [
+        "hue",
+        "hue-sat-edges",
+        "hue-sat-texture",
+        "hue-sat-cues",
+        "hue-sat-subject",
+        "hue-sat-cues-edge-hue",
+    ],
 )
 def test_flip_tiles_is_a_mirror(mode):
     """Flipping the features equals the features of the mirrored photo: tiles swap
@@ -115,6 +124,20 @@ def test_edge_orientations_point_across_the_stripes():
     assert set(horizontal_edges.argmax(axis=1)) <= {5, 6}
     flat = features(np.full((32, 32, 3), 128, np.uint8), cfg)[..., 3]
     assert flat.sum() == 0  # no edges, no votes
+
+
+def test_edge_hue_counts_the_colour_of_outlines():
+    """hue-sat-cues-edge-hue's 7th column: the hue of coloured pixels on brightness edges.
+    Magenta stripes on black vote in the magenta bins; a flat magenta photo (no edges) and
+    white stripes on black (no colour) do not vote at all."""
+    cfg = FeatureConfig(mode="hue-sat-cues-edge-hue", image_size=32, grid=2, bins=12)
+    magenta = np.array([255, 0, 255], np.uint8)  # BGR; hue 300 degrees: bins 9 and 10
+    striped = (stripes(horizontal=False) // 255) * magenta
+    edge_hue = features(striped.astype(np.uint8), cfg)[..., 6]
+    assert set(edge_hue.argmax(axis=1)) <= {9, 10} and (edge_hue.sum(axis=1) > 0).all()
+    flat = np.broadcast_to(magenta, (32, 32, 3)).copy()
+    assert features(flat, cfg)[..., 6].sum() == 0
+    assert features(stripes(horizontal=False), cfg)[..., 6].sum() == 0
 
 
 def test_header_size_png_and_jpeg():
