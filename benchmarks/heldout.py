@@ -40,30 +40,35 @@ DATA = ROOT.parent / "shared" / "datasets"
 TRAIN = (DATA / "train" / "flowers", DATA / "train" / "noflowers")
 OUT = Path("/tmp/flowersort-heldout")
 F, T = FeatureConfig(), TrainConfig()
+# the default before the wider net (previous session's rows change one thing from it)
+P = replace(T, tile_layers=[16, 4, 1], head_layers=[8, 1, 1])
 S = replace(F, mode="hue-sat-subject")
+WIDE = {"tile_layers": [32, 8, 1], "head_layers": [16, 1, 1]}
 SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set to 0)])
     "default": (F, T),
-    "subject": (S, T),
-    "subject-fine": (S, T, (5, 6, 7)),  # hue-sat-cues + the quarter-tile spread only
-    "subject-coarse": (S, T, (4, 7)),  # + sharpness and saturation around only
-    "subject-bright": (S, T, (4, 5, 6)),  # + brightness - border only
-    "seed1": (F, replace(T, seed=1)),
-    "members4": (F, replace(T, members=4)),
-    "noflower-weight-2": (F, replace(T, noflower_weight=2.0)),
-    "hard-negatives-2": (F, replace(T, hard_negative_weight=2.0)),
-    "tile-map-8": (F, replace(T, tile_layers=[16, 4, 2])),
-    "head-16": (F, replace(T, head_layers=[16, 1, 1])),
-    "wide": (F, replace(T, tile_layers=[32, 8, 1], head_layers=[16, 1, 1])),
-    "wide-16": (F, replace(T, tile_layers=[32, 16, 1], head_layers=[16, 1, 1])),
-    "wide-deep": (F, replace(T, tile_layers=[32, 8, 8, 1], head_layers=[16, 1, 1])),
-    "wide-head-32": (F, replace(T, tile_layers=[32, 8, 1], head_layers=[32, 1, 1])),
-    "wide-edge-hue": (
-        replace(F, mode="hue-sat-cues-edge-hue"),
-        replace(T, tile_layers=[32, 8, 1], head_layers=[16, 1, 1]),
-    ),
-    "wide-deep-seed1": (F, replace(T, tile_layers=[32, 8, 8, 1], head_layers=[16, 1, 1], seed=1)),
-    "size-144": (replace(F, image_size=144), T),
-    "grid-8": (replace(F, image_size=128, grid=8), T),
+    # the previous session's rows, from the previous default
+    "previous-default": (F, P),
+    "subject": (S, P),
+    "subject-fine": (S, P, (5, 6, 7)),  # hue-sat-cues + the quarter-tile spread only
+    "subject-coarse": (S, P, (4, 7)),  # + sharpness and saturation around only
+    "subject-bright": (S, P, (4, 5, 6)),  # + brightness - border only
+    "seed1": (F, replace(P, seed=1)),
+    "members4": (F, replace(P, members=4)),
+    "noflower-weight-2": (F, replace(P, noflower_weight=2.0)),
+    "hard-negatives-2": (F, replace(P, hard_negative_weight=2.0)),
+    "tile-map-8": (F, replace(P, tile_layers=[16, 4, 2])),
+    # this session's rows
+    "wide": (F, replace(P, **WIDE)),
+    "wide-16": (F, replace(P, tile_layers=[32, 16, 1], head_layers=[16, 1, 1])),
+    "wide-deep": (F, T),  # the new default
+    "wide-head-32": (F, replace(P, tile_layers=[32, 8, 1], head_layers=[32, 1, 1])),
+    "wide-edge-hue": (replace(F, mode="hue-sat-cues-edge-hue"), replace(P, **WIDE)),
+    "wide-deep-seed1": (F, replace(T, seed=1)),
+    "size-144": (replace(F, image_size=144), P),
+    "grid-8": (replace(F, image_size=128, grid=8), P),
+    "weight-decay-1e-3": (F, replace(T, weight_decay=1e-3)),
+    "crops-6": (F, replace(T, crops=6)),
+    "deeper": (F, replace(T, tile_layers=[32, 16, 8, 1])),
 }
 # ------------------------------------------------------------------------------------
 
