@@ -320,8 +320,9 @@ def cli() -> None:
     "grey pixels, the directions of brightness edges, brightness textures and subject cues "
     "(sharpness, saturation and their contrast with the border tiles); the same without "
     "cues; without textures; without edges either; plain hue histograms; the raw hue "
-    "matrix; or the first with four more cues (two tile scales, brightness against the "
-    "border).",
+    "matrix; the first with four more cues (two tile scales, brightness against the "
+    "border); or the first with a 7th column, the hue of coloured pixels on brightness "
+    "edges.",
 )
 @click.option(
     "--image-size",

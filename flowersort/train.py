@@ -78,6 +78,8 @@ class TrainConfig:
             raise ValueError("min_precision must be above 0 and at most 1")
         if self.members < 1:
             raise ValueError("members must be at least 1")
+        if min(self.tile_layers + self.head_layers, default=0) < 1:
+            raise ValueError("tile and head layers need at least 1 row each")
         if len(self.head_layers) < 2 or self.head_layers[-2:] != [1, 1]:
             raise ValueError("head_layers must end with 1,1: the score is one number")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from flowersort.cli import cli
-from tests.conftest import census, make_photo, nested_archive, run, write_photo
+from tests.conftest import census, make_folders, make_photo, nested_archive, run, write_photo
 
 
 @pytest.fixture
@@ -193,6 +193,19 @@ def test_a_head_that_gives_no_single_score_is_a_usage_error_before_any_photo(tmp
     assert result.exit_code == 2
     assert "head_layers must end with 1,1" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "option, layers",
+    [("--tile-layers", "32,0,1"), ("--tile-layers", "-4"), ("--head-layers", "0,1,1")],
+)
+def test_a_layer_of_no_rows_is_a_usage_error_before_any_photo(tmp_path, option, layers):
+    flowers, noflowers = make_folders(tmp_path, 4)
+    small = ("--image-size", 48, "--grid", 4, "--crops", 1, "--epochs", 1, "--workers", 1)
+    result = run("train", flowers, noflowers, option, layers, *small, "--model", tmp_path / "m.npz")
+    assert result.exit_code == 2, result.output  # was 4, "unexpected ZeroDivisionError"
+    assert "layers need at least 1 row each" in result.output
+    assert "unexpected" not in result.output and not (tmp_path / "m.npz").exists()
 
 
 def test_hidden_files_and_thumbnail_caches_are_left_out_unless_asked(archive, trained_model):

@@ -224,14 +224,20 @@ def test_the_band_is_a_model_setting(mixed, tmp_path):
 
     model = load_model(default_model_path())
     dest = tmp_path / "Flowers"
+    (low, mid_low, mid_high, high), _ = band_around_middle(mixed)
     plan = outcomes(run("classify", mixed, "--json"))  # no target: nothing moves
-    model.threshold = next(r["score"] for r in plan.values() if 0 < r["score"] < 1)
-    model.summary["review_band"] = 1.0  # as wide as the model allows near its threshold
+    # a threshold at a photo's score, between the others: not one rounded to 1e-06, where
+    # the narrowed band (5e-07) is no wider than --json's rounding
+    model.threshold = plan[mid_high]["score"]
+    model.summary["review_band"] = 1.0  # narrowed to half the room to the nearer end
     model.save(tmp_path / "wide.npz")
     wide = outcomes(
         run("classify", mixed, "--move-to", dest, "--json", "--model", tmp_path / "wide.npz")
     )
-    assert "borderline" in {r["action"] for r in wide.values()}  # as wide as the model allows
+    band = min(1.0, model.threshold / 2, (1 - model.threshold) / 2)
+    near = {name for name, r in plan.items() if abs(r["score"] - model.threshold) < band}
+    assert mid_high in near and len(near) < 4  # the band is narrowed, and holds a photo
+    assert {name for name, r in wide.items() if r["action"] == "borderline"} == near
     model.summary["review_band"] = 0.0
     model.save(tmp_path / "none.npz")
     none = outcomes(

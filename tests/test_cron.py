@@ -562,6 +562,13 @@ def test_tile_and_head_layer_help_explain_the_shapes():
     assert "16,1,1 on a 36 x 8 map gives 8 x 16, then 16 x 1" in text
 
 
+def test_mode_help_describes_the_edge_hue_mode():
+    """--mode's help describes each mode in the order of the choices: the last one,
+    hue-sat-cues-edge-hue, too."""
+    text = " ".join(run("train", "--help").output.split())
+    assert "or the first with a 7th column, the hue of coloured pixels on brightness edges" in text
+
+
 def test_classify_json_help_lists_the_keys_of_the_output(tmp_path, trained_model):
     text = " ".join(run("classify", "--help").output.split())
     listed = re.search(r"One JSON object a line per photo: \{([^}]*)\}", text).group(1)

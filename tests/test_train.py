@@ -161,3 +161,22 @@ def test_class_weight_and_hard_negatives_weigh_only_non_flowers():
     weights = _weights(logits, y, TrainConfig(noflower_weight=2.0, hard_negative_weight=1.0))
     assert np.allclose(weights, [1.0, 2.0 * 1.5, 2.0 * (1 + sigmoid(2.0)), 1.0])
     assert _weights(logits, y, TrainConfig()) is None  # the plain cross-entropy
+
+
+def test_heldout_settings_keep_the_net_their_readme_rows_were_measured_with():
+    """benchmarks/heldout.py's rows from before issue 13's last change (and the 144-pixel
+    and 8 x 8 rows, "previous net") vary the previous net, 16,4,1 / 8,1,1, as the README
+    says; wide-deep is the shipped model's setting. They must not follow TrainConfig's
+    default, which is now the wide-deep net."""
+    from dataclasses import asdict
+
+    from benchmarks.heldout import SETTINGS
+    from flowersort.model import default_model_path, load_model
+
+    previous = ([16, 4, 1], [8, 1, 1])
+    for name in ("previous-default", "seed1", "members4", "subject", "size-144", "grid-8"):
+        cfg = SETTINGS[name][1]
+        assert (cfg.tile_layers, cfg.head_layers) == previous, name
+    assert SETTINGS["tile-map-8"][1].head_layers == [8, 1, 1]
+    shipped = load_model(default_model_path()).summary["train_config"]
+    assert asdict(SETTINGS["wide-deep"][1]) == asdict(SETTINGS["default"][1]) == shipped
