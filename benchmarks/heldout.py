@@ -67,6 +67,7 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     "size-144": (replace(F, image_size=144), P),
     "grid-8": (replace(F, image_size=128, grid=8), P),
     "weight-decay-1e-3": (F, replace(T, weight_decay=1e-3)),
+    "weight-decay-1e-3-seed1": (F, replace(T, weight_decay=1e-3, seed=1)),
     "crops-6": (F, replace(T, crops=6)),
     "deeper": (F, replace(T, tile_layers=[32, 16, 8, 1])),
 }
