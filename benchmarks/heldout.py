@@ -40,8 +40,10 @@ DATA = ROOT.parent / "shared" / "datasets"
 TRAIN = (DATA / "train" / "flowers", DATA / "train" / "noflowers")
 OUT = Path("/tmp/flowersort-heldout")
 F, T = FeatureConfig(), TrainConfig()
-# the default before the wider net (previous session's rows change one thing from it)
-P = replace(T, tile_layers=[16, 4, 1], head_layers=[8, 1, 1])
+# the wider net with the weight decay it was first measured with, and the default before it
+# (the previous session's rows change one thing from that)
+W = replace(T, weight_decay=1e-4)
+P = replace(W, tile_layers=[16, 4, 1], head_layers=[8, 1, 1])
 S = replace(F, mode="hue-sat-subject")
 WIDE = {"tile_layers": [32, 8, 1], "head_layers": [16, 1, 1]}
 SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set to 0)])
@@ -60,16 +62,16 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     # this session's rows
     "wide": (F, replace(P, **WIDE)),
     "wide-16": (F, replace(P, tile_layers=[32, 16, 1], head_layers=[16, 1, 1])),
-    "wide-deep": (F, T),  # the new default
+    "wide-deep": (F, W),
     "wide-head-32": (F, replace(P, tile_layers=[32, 8, 1], head_layers=[32, 1, 1])),
     "wide-edge-hue": (replace(F, mode="hue-sat-cues-edge-hue"), replace(P, **WIDE)),
-    "wide-deep-seed1": (F, replace(T, seed=1)),
+    "wide-deep-seed1": (F, replace(W, seed=1)),
     "size-144": (replace(F, image_size=144), P),
     "grid-8": (replace(F, image_size=128, grid=8), P),
-    "weight-decay-1e-3": (F, replace(T, weight_decay=1e-3)),
-    "weight-decay-1e-3-seed1": (F, replace(T, weight_decay=1e-3, seed=1)),
-    "crops-6": (F, replace(T, crops=6)),
-    "deeper": (F, replace(T, tile_layers=[32, 16, 8, 1])),
+    "weight-decay-1e-3": (F, T),  # the new default
+    "weight-decay-1e-3-seed1": (F, replace(T, seed=1)),
+    "crops-6": (F, replace(W, crops=6)),
+    "deeper": (F, replace(W, tile_layers=[32, 16, 8, 1])),
 }
 # ------------------------------------------------------------------------------------
 
