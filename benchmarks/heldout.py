@@ -70,7 +70,7 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     "grid-8": (replace(F, image_size=128, grid=8), P),
     "weight-decay-1e-3": (F, T),  # the new default
     "weight-decay-1e-3-seed1": (F, replace(T, seed=1)),
-    "crops-6": (F, replace(W, crops=6)),
+    "crops-6": (F, replace(T, crops=6)),
     "deeper": (F, replace(W, tile_layers=[32, 16, 8, 1])),
 }
 # ------------------------------------------------------------------------------------
