@@ -197,17 +197,23 @@ def hue_sat_histograms(
     return _histograms(binning, values, weight, bins, ~grey, column, 3)  # brightness: no wrap
 
 
-def edge_orientations(
-    hsv: np.ndarray, tile: int, bins: int, binning: Binning = "soft"
-) -> np.ndarray:
-    """Per tile the histogram of brightness-edge directions, each pixel voting with its
-    gradient magnitude: (tiles, bins). Directions are taken modulo 180 degrees (bin 0
-    starts at a horizontal gradient) and binned circularly. Petals, leaves and stems
-    give many edges in all directions; plates, fur, skies and walls few or one way."""
+def brightness_edges(hsv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's brightness-gradient magnitude and direction (degrees in [0, 360)), from
+    3 x 3 Sobel filters: computed once per photo for the edge columns."""
     value = np.ascontiguousarray(hsv[..., 2])
     gx = cv2.Sobel(value, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(value, cv2.CV_32F, 0, 1, ksize=3)
-    magnitude, degrees = cv2.cartToPolar(gx, gy, angleInDegrees=True)  # degrees in [0, 360)
+    return cv2.cartToPolar(gx, gy, angleInDegrees=True)
+
+
+def edge_orientations(
+    magnitude: np.ndarray, degrees: np.ndarray, tile: int, bins: int, binning: Binning = "soft"
+) -> np.ndarray:
+    """Per tile the histogram of brightness-edge directions, each pixel voting with its
+    gradient magnitude (brightness_edges): (tiles, bins). Directions are taken modulo 180
+    degrees (bin 0 starts at a horizontal gradient) and binned circularly. Petals, leaves
+    and stems give many edges in all directions; plates, fur, skies and walls few or one
+    way."""
     direction = (degrees % 180.0) / 180.0
     magnitude = cut_tiles(magnitude, tile).reshape(-1, tile * tile)
     direction = cut_tiles(direction, tile).reshape(-1, tile * tile)
@@ -215,16 +221,14 @@ def edge_orientations(
 
 
 def edge_hue_histograms(
-    hsv: np.ndarray, tile: int, bins: int, binning: Binning = "soft"
+    hsv: np.ndarray, magnitude: np.ndarray, tile: int, bins: int, binning: Binning = "soft"
 ) -> np.ndarray:
     """Per tile the circular hue histogram of the coloured pixels on brightness edges, each
-    voting with its gradient magnitude times its saturation: (tiles, bins). Beside the
-    plain hue histogram it tells the colour of outlines (petal rims, veins, a flower
-    against its leaves) from that of smooth surfaces (fruit skin, a wall, a shirt)."""
-    value = np.ascontiguousarray(hsv[..., 2])
-    gx = cv2.Sobel(value, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(value, cv2.CV_32F, 0, 1, ksize=3)
-    weight = cv2.magnitude(gx, gy) * np.where(hsv[..., 1] < GREY, 0, hsv[..., 1])
+    voting with its gradient magnitude (brightness_edges) times its saturation: (tiles,
+    bins). Beside the plain hue histogram it tells the colour of outlines (petal rims,
+    veins, a flower against its leaves) from that of smooth surfaces (fruit skin, a wall,
+    a shirt)."""
+    weight = magnitude * np.where(hsv[..., 1] < GREY, 0, hsv[..., 1])
     hue = cut_tiles(np.ascontiguousarray(hsv[..., 0]), tile).reshape(-1, tile * tile)
     weight = cut_tiles(weight, tile).reshape(-1, tile * tile)
     return _histograms(binning, hue, weight, bins, True)
@@ -352,7 +356,8 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
     colour = hue_sat_histograms(hsv, cfg.tile, cfg.bins, cfg.binning)  # (T, bins, 3)
     if cfg.mode == "hue-sat-hist":
         return colour
-    edges = edge_orientations(hsv, cfg.tile, cfg.bins, cfg.binning)[..., None]
+    magnitude, degrees = brightness_edges(hsv)
+    edges = edge_orientations(magnitude, degrees, cfg.tile, cfg.bins, cfg.binning)[..., None]
     if cfg.mode == "hue-sat-edges":
         return np.concatenate([colour, edges], axis=-1)  # (T, bins, 4)
     texture = texture_histograms(hsv, cfg.tile, cfg.bins)[..., None]
@@ -361,8 +366,10 @@ def features(bgr: np.ndarray, cfg: FeatureConfig, hue_shift: float = 0.0) -> np.
     more = cfg.mode == "hue-sat-subject"
     cues = (more_cues if more else subject_cues)(hsv, cfg.tile, cfg.bins)[..., None]
     if cfg.mode == EDGE_HUE:
-        edge_hue = edge_hue_histograms(hsv, cfg.tile, cfg.bins, cfg.binning)[..., None]
-        return np.concatenate([colour, edges, texture, cues, edge_hue], axis=-1)  # (T, bins, 7)
+        edge_hue = edge_hue_histograms(hsv, magnitude, cfg.tile, cfg.bins, cfg.binning)
+        return np.concatenate(
+            [colour, edges, texture, cues, edge_hue[..., None]], axis=-1
+        )  # (T, bins, 7)
     return np.concatenate([colour, edges, texture, cues], axis=-1)  # (T, bins, 6)
 
 
