@@ -80,7 +80,7 @@ class FeatureConfig:
             "hue-sat-texture": 5,
             "hue-sat-cues": 6,
             "hue-sat-subject": 6,
-            "hue-sat-cues-edge-hue": 7,
+            EDGE_HUE: 7,
         }
         return (self.bins, columns[self.mode])
 
