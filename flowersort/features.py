@@ -37,6 +37,20 @@ TEXTURE_STEP = 0.02  # a neighbour this much brighter (of full scale) counts as 
 HUE_SHIFT = 0.02  # augmentation: hues turn by up to this share of the circle (7 degrees)
 
 
+# the columns of a tile's matrix in each histogram mode (each column has `bins` rows; see
+# features()); "hue" mode is the tile's raw hue matrix instead
+_COLOUR = ("hue", "vivid hue", "grey brightness")
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "hue-hist": ("hue",),
+    "hue-sat-hist": _COLOUR,
+    "hue-sat-edges": (*_COLOUR, "edge directions"),
+    "hue-sat-texture": (*_COLOUR, "edge directions", "textures"),
+    "hue-sat-cues": (*_COLOUR, "edge directions", "textures", "cues"),
+    "hue-sat-subject": (*_COLOUR, "edge directions", "textures", "cues"),
+    EDGE_HUE: (*_COLOUR, "edge directions", "textures", "cues", "edge hue"),
+}
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """How a photo becomes the network's input; saved in the model file."""
@@ -57,9 +71,7 @@ class FeatureConfig:
             raise ValueError(f"unknown binning {self.binning!r}")
         if self.image_size % self.grid:
             raise ValueError("image_size must be a multiple of grid")
-        if self.mode in ("hue-sat-texture", "hue-sat-cues", "hue-sat-subject", EDGE_HUE) and (
-            self.bins < TEXTURE_PATTERNS
-        ):
+        if "textures" in COLUMNS.get(self.mode, ()) and self.bins < TEXTURE_PATTERNS:
             raise ValueError(f"{self.mode} needs at least {TEXTURE_PATTERNS} bins")
         if self.mode == "hue-sat-subject" and self.tile % 2:
             raise ValueError("hue-sat-subject needs tiles of an even number of pixels")
@@ -73,16 +85,7 @@ class FeatureConfig:
         """Shape of one tile's input matrix."""
         if self.mode == "hue":
             return (self.tile, self.tile)
-        columns = {
-            "hue-hist": 1,
-            "hue-sat-hist": 3,
-            "hue-sat-edges": 4,
-            "hue-sat-texture": 5,
-            "hue-sat-cues": 6,
-            "hue-sat-subject": 6,
-            EDGE_HUE: 7,
-        }
-        return (self.bins, columns[self.mode])
+        return (self.bins, len(COLUMNS[self.mode]))
 
     def to_dict(self) -> dict:
         """As saved in a model file; the default binning is left out, so files (and the
@@ -416,8 +419,8 @@ def flip_tiles(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     grid = x.reshape(n, cfg.grid, cfg.grid, *x.shape[2:])[:, :, ::-1]
     if cfg.mode == "hue":
         grid = grid[..., ::-1]  # mirror the pixels inside each tile too
-    if cfg.mode not in ("hue", "hue-hist", "hue-sat-hist"):  # column 3 holds edge angles
-        # edge angle a -> 180 - a
+    if "edge directions" in COLUMNS.get(cfg.mode, ()):  # edge angle a -> 180 - a
+        column = COLUMNS[cfg.mode].index("edge directions")
         grid = grid.copy()
-        grid[..., 3] = grid[..., ::-1, 3]
+        grid[..., column] = grid[..., ::-1, column]
     return np.ascontiguousarray(grid.reshape(x.shape))
