@@ -18,6 +18,7 @@ PHOTO_SUFFIXES = frozenset(
 RAW_SUFFIXES = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")
 LIVE_PHOTO_STILLS = (".heic", ".heif", ".jpg", ".jpeg")  # a .MOV of the same stem is its motion
 VIDEO_SUFFIXES = (".mov", ".mp4", ".m4v", ".3gp", ".avi", ".mts", ".m2ts", ".mkv", ".mpg")
+SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
 # thumbnail caches that NAS boxes and desktops leave inside archives
 CACHE_NAMES = frozenset({"@eaDir", ".@__thumb", ".thumbnails", "Thumbs.db", "@Recycle"})
 
@@ -65,21 +66,29 @@ def is_photo_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in PHOTO_SUFFIXES
 
 
+def companion_names(photo_name: str) -> set[str]:
+    """The names, lower-cased, of the files that belong to a photo of this name: the same
+    stem with a sidecar or RAW suffix, Google Takeout's NAME.jpg.json and NAME.jpg.xmp, and
+    for a HEIC or JPEG still the .MOV that makes it a Live Photo. Names match in any case:
+    a renamer may have lower-cased the still but not its .MOV."""
+    stem, photo_suffix = os.path.splitext(photo_name)
+    suffixes = SIDECAR_SUFFIXES + RAW_SUFFIXES
+    if photo_suffix.lower() in LIVE_PHOTO_STILLS:
+        suffixes += (".mov",)
+    names = {(stem + s).lower() for s in suffixes}
+    return names | {(photo_name + s).lower() for s in (".json", ".xmp")}
+
+
 def _passed_over(entries: list[os.DirEntry]) -> list[str]:
     """Videos and RAW files that are no photo's companion (a RAW's twin photo, a Live
     Photo's still): nothing classifies them, nothing moves them."""
-    split = [(e, *os.path.splitext(e.name)) for e in entries]
-    # stems in any case: a renamer may have lower-cased the still but not its .MOV
-    photos = {stem.lower() for _, stem, suffix in split if suffix.lower() in PHOTO_SUFFIXES}
-    stills = {stem.lower() for _, stem, suffix in split if suffix.lower() in LIVE_PHOTO_STILLS}
-    out = []
-    for entry, stem, suffix in split:
-        suffix = suffix.lower()
-        if suffix in RAW_SUFFIXES and stem.lower() not in photos:
-            out.append(entry.path)
-        elif suffix in VIDEO_SUFFIXES and not (suffix == ".mov" and stem.lower() in stills):
-            out.append(entry.path)
-    return out
+    companions = set().union(*(companion_names(e.name) for e in entries if is_photo_name(e.name)))
+    return [
+        e.path
+        for e in entries
+        if os.path.splitext(e.name)[1].lower() in RAW_SUFFIXES + VIDEO_SUFFIXES
+        and e.name.lower() not in companions
+    ]
 
 
 def _is_file(entry: os.DirEntry) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from flowersort import safefs
-from flowersort.archive import LIVE_PHOTO_STILLS, RAW_SUFFIXES, OnPass, OnSkip, display, walk
+from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
 from flowersort.errors import FlowersortError
@@ -25,22 +25,12 @@ from flowersort.pipeline import score_photos
 log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
 FULL = (errno.ENOSPC, errno.EDQUOT)
-SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
 
 
 def sidecars(photo: Path) -> list[Path]:
-    """Files that belong to a photo: same stem with a sidecar or RAW suffix, Google
-    Takeout's NAME.jpg.json and NAME.jpg.xmp, and for a HEIC or JPEG still the .MOV that
-    makes it a Live Photo. Names match in any case (IMG_0002.MOV goes with img_0002.heic),
-    as the folder lists them, so a case-insensitive disk (exFAT, FAT, macOS) gives each
-    file once."""
-    stem, photo_suffix = safefs.split_name(photo.name)
-    suffixes = list(SIDECAR_SUFFIXES + RAW_SUFFIXES)
-    if photo_suffix.lower() in LIVE_PHOTO_STILLS:
-        suffixes.append(".mov")
-    wanted = {(stem + s).lower() for s in suffixes} | {
-        (photo.name + s).lower() for s in (".json", ".xmp")
-    }
+    """Files that belong to a photo (archive.companion_names), as the folder lists them, so
+    a case-insensitive disk (exFAT, FAT, macOS) gives each file once."""
+    wanted = companion_names(photo.name)
     try:
         listed = os.listdir(photo.parent)
     except OSError:
