@@ -31,6 +31,7 @@ from flowersort.network import (
 from flowersort.pipeline import _stay_with, default_workers, scan, worker_pool
 
 MIN_PER_CLASS = 4
+MAX_LAYER_ROWS = 4096  # far above any useful size; a larger layer would not fit in memory
 
 
 @dataclass
@@ -60,6 +61,12 @@ class TrainConfig:
     tile_layers: list[int] = field(default_factory=lambda: list(TILE_LAYERS))
     head_layers: list[int] = field(default_factory=lambda: list(HEAD_LAYERS))
     train_tile_net: bool = True  # False leaves the tile net random, as the original did
+    # a running average of the weights (each step moves it 1 - ema_decay of the way to the
+    # weights), validated, kept and saved in their place; 0: the weights themselves
+    ema_decay: float = 0.0
+    # mixup: each training example blended with another of its batch, both photo and label,
+    # by a share drawn from Beta(mixup, mixup); 0: none
+    mixup: float = 0.0
 
     @property
     def copies(self) -> int:
@@ -80,8 +87,14 @@ class TrainConfig:
             raise ValueError("min_precision must be above 0 and at most 1")
         if self.members < 1:
             raise ValueError("members must be at least 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError("ema_decay must be at least 0 and below 1")
+        if self.mixup < 0:
+            raise ValueError("mixup must be at least 0")
         if min(self.tile_layers + self.head_layers, default=0) < 1:
             raise ValueError("tile and head layers need at least 1 row each")
+        if max(self.tile_layers + self.head_layers) > MAX_LAYER_ROWS:
+            raise ValueError(f"tile and head layers have at most {MAX_LAYER_ROWS} rows each")
         if len(self.head_layers) < 2 or self.head_layers[-2:] != [1, 1]:
             raise ValueError("head_layers must end with 1,1: the score is one number")
 
@@ -296,7 +309,13 @@ def fit(
         }
         for member in range(cfg.members)
     ]
-    trained = _train_members(jobs, workers or default_workers(), progress)
+    try:
+        trained = _train_members(jobs, workers or default_workers(), progress)
+    except MemoryError:
+        raise TrainingError(
+            f"not enough memory to train nets of layers {cfg.tile_layers} / {cfg.head_layers} "
+            f"on batches of {cfg.batch_size}: use smaller layers or a smaller batch size"
+        ) from None
     members, history = [], []
     for net, log, best_epoch in trained:
         model.nets.append(net)
@@ -430,6 +449,11 @@ def fit_net(
     def snapshot() -> list[tuple[np.ndarray, np.ndarray]]:  # Adam works in place
         return [(la.w.copy(), la.b.copy()) for la in layers]
 
+    def swap(weights: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for i, layer in enumerate(layers):
+            weights[i], (layer.w, layer.b) = (layer.w, layer.b), weights[i]
+
+    average = snapshot() if cfg.ema_decay else None
     best = (np.inf, snapshot(), 0)
     history = []
     for epoch in range(cfg.epochs):
@@ -445,21 +469,35 @@ def fit_net(
             if cfg.augment:
                 flip = rng.random(len(batch)) < 0.5
                 xb[flip] = flip_tiles(xb[flip], feature_cfg)
-            logits = net.forward(xb)
             yb = targets[batch]
+            if cfg.mixup:
+                share = rng.beta(cfg.mixup, cfg.mixup, len(batch)).astype(xb.dtype)
+                other = rng.permutation(len(batch))
+                xb = share[:, None, None, None] * xb + (1 - share[:, None, None, None]) * xb[other]
+                yb = share * yb + (1 - share) * yb[other]
+            logits = net.forward(xb)
             loss, dlogits = bce_with_logits(logits, yb, _weights(logits, yb, cfg))
             net.backward(dlogits)
             opt.step()
+            if average is not None:
+                for (w, b), layer in zip(average, layers):
+                    w += (1 - cfg.ema_decay) * (layer.w - w)
+                    b += (1 - cfg.ema_decay) * (layer.b - b)
             losses.append(loss)
+        if average is not None:
+            swap(average)  # validate (and keep) the average
         logits = net.forward(x_val)
         val_loss, _ = bce_with_logits(logits, y_val, _weights(logits, y_val, cfg))
         val_acc = float(np.mean((logits > 0) == (y_val > 0.5)))
         history.append((float(np.mean(losses)), val_loss, val_acc))
         if progress is not None:
             progress(epoch, {"loss": np.mean(losses), "val_loss": val_loss, "val_acc": val_acc})
-        if val_loss < best[0] - 1e-5:
+        improved = val_loss < best[0] - 1e-5
+        if improved:
             best = (val_loss, snapshot(), epoch)
-        elif epoch - best[2] >= cfg.patience:
+        if average is not None:
+            swap(average)  # back to training the weights themselves
+        if not improved and epoch - best[2] >= cfg.patience:
             break
     for layer, (w, b) in zip(layers, best[1]):
         layer.w, layer.b = w, b

@@ -208,6 +208,35 @@ def test_a_layer_of_no_rows_is_a_usage_error_before_any_photo(tmp_path, option, 
     assert "unexpected" not in result.output and not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.parametrize("option", ["--tile-layers", "--head-layers"])
+def test_a_layer_too_large_for_memory_is_a_usage_error(tmp_path, option):
+    flowers, noflowers = make_folders(tmp_path, 4)
+    layers = "1000000000,1,1"
+    result = run("train", flowers, noflowers, option, layers, "--model", tmp_path / "m.npz")
+    assert result.exit_code == 2, result.output  # was 4, "unexpected MemoryError"
+    assert "layers have at most 4096 rows each" in result.output
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_net_too_large_for_the_memory_there_is_a_one_line_error(tmp_path):
+    """A real allocation failure: the address space is limited to 3 GB, and a 4096 x 4096
+    tile map per tile would need far more."""
+    import resource
+
+    flowers, noflowers = make_folders(tmp_path, 5)
+    limit = 3 * 1024**3
+    result = subprocess.run(
+        [sys.executable, "-m", "flowersort", "train", flowers, noflowers, "--tile-layers",
+         "4096,4096,1", "--image-size", "48", "--grid", "4", "--crops", "1", "--epochs", "1",
+         "--workers", "1", "--quiet", "--model", tmp_path / "m.npz"],
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr  # was 4, "unexpected MemoryError"
+    assert "not enough memory to train nets of layers [4096, 4096, 1]" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "m.npz").exists()
+
+
 def test_hidden_files_and_thumbnail_caches_are_left_out_unless_asked(archive, trained_model):
     from tests.conftest import make_photo, write_photo
 
