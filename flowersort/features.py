@@ -294,8 +294,15 @@ def subject_cues(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     so a sharp, saturated centre over a soft background stands out whatever the photo's
     overall sharpness (which depends on the camera and the compression more than on the
     subject)."""
-    value = np.ascontiguousarray(hsv[..., 2])
-    lap = cv2.Laplacian(value, cv2.CV_32F, ksize=1)
+    return _subject_cues(hsv, brightness_laplacian(hsv), tile, bins)
+
+
+def brightness_laplacian(hsv: np.ndarray) -> np.ndarray:
+    """The Laplacian of the brightness plane, which the sharpness cues measure."""
+    return cv2.Laplacian(np.ascontiguousarray(hsv[..., 2]), cv2.CV_32F, ksize=1)
+
+
+def _subject_cues(hsv: np.ndarray, lap: np.ndarray, tile: int, bins: int) -> np.ndarray:
     sharp = np.log(cut_tiles(lap, tile).reshape(-1, tile * tile).var(axis=1) + 1e-5)  # (T,)
     sat = cut_tiles(np.ascontiguousarray(hsv[..., 1]), tile).reshape(-1, tile * tile).mean(1)
     border = _border(round(np.sqrt(len(sharp))))
@@ -320,10 +327,10 @@ def more_cues(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     edge in one corner, a uniform texture in all four); "around" is the mean over the tile
     and its neighbours (a coarser scale, edge tiles repeated); the last row is the tile's
     mean brightness minus that of the outer ring (a lit subject over a darker ground)."""
-    cues = subject_cues(hsv, tile, bins)
+    lap = brightness_laplacian(hsv)  # once for both scales
+    cues = _subject_cues(hsv, lap, tile, bins)
     grid = hsv.shape[0] // tile
-    value = np.ascontiguousarray(hsv[..., 2])
-    lap = cv2.Laplacian(value, cv2.CV_32F, ksize=1)
+    value = hsv[..., 2]
     half = max(tile // 2, 1)
     quarters = np.log(cut_tiles(lap, half).reshape(-1, half * half).var(axis=1) + 1e-5)
     quarters = quarters.reshape(grid, 2, grid, 2).transpose(0, 2, 1, 3).reshape(grid * grid, 4)
