@@ -74,6 +74,8 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     "deeper": (F, replace(W, tile_layers=[32, 16, 8, 1])),
     # the next session's rows, from the new default
     "ema-0.995": (F, replace(T, ema_decay=0.995)),
+    "ema-0.995-seed1": (F, replace(T, ema_decay=0.995, seed=1)),
+    "ema-0.999": (F, replace(T, ema_decay=0.999)),
     "mixup-0.3": (F, replace(T, mixup=0.3)),
     "weight-decay-3e-3": (F, replace(T, weight_decay=3e-3)),
     "weight-decay-3e-3-seed1": (F, replace(T, weight_decay=3e-3, seed=1)),

@@ -39,6 +39,35 @@ def test_tile_net_is_trained_end_to_end(data):
     assert not np.allclose(frozen.nets[0].state()["head.0.w"], init["head.0.w"])
 
 
+def test_ema_keeps_the_running_average_of_the_weights(data):
+    """With ema_decay the model holds the average of the weights along the way: at 0.999
+    after a few steps it has hardly left the initial weights, which plain Adam has."""
+    from flowersort.network import NetConfig, TwoStageNet
+
+    x, y = data
+    init = TwoStageNet(NetConfig(tile_shape=CFG.tile_shape, tiles=16)).state()["tile.0.w"]
+    cfg = TrainConfig(epochs=5, patience=100, members=1)
+    plain, _ = fit(x, y, CFG, cfg)
+    averaged, _ = fit(x, y, CFG, TrainConfig(epochs=5, patience=100, members=1, ema_decay=0.999))
+
+    def moved(model) -> float:
+        return float(np.abs(model.nets[0].state()["tile.0.w"] - init).max())
+
+    assert moved(plain) > 1e-3
+    assert moved(averaged) < 0.05 * moved(plain)
+
+
+def test_mixup_blends_photos_and_labels(data):
+    """Mixup trains on blends: the training loss cannot fall as low as on the photos
+    themselves, whose labels are all 0 or 1."""
+    x, y = data
+    idx = np.r_[0:10, 30:40]
+    cfg = dict(epochs=150, patience=150, val_fraction=0.1, members=1, augment=False)
+    _, plain = fit(x[idx], y[idx], CFG, TrainConfig(**cfg, weight_decay=0))
+    _, mixed = fit(x[idx], y[idx], CFG, TrainConfig(**cfg, weight_decay=0, mixup=1.0))
+    assert mixed["history"][-1][0] > 2 * plain["history"][-1][0]
+
+
 def test_same_seed_same_weights(data):
     x, y = data
     a, _ = fit(x, y, CFG, TrainConfig(epochs=4, seed=3))
