@@ -7,6 +7,7 @@ import pytest
 from flowersort.decode import header_size, read_image
 from flowersort.errors import BadImage
 from flowersort.features import (
+    MODES,
     FeatureConfig,
     cut_tiles,
     features,
@@ -86,17 +87,7 @@ def test_feature_shapes(mode, shape):
     assert cfg.tile_shape == shape[1:]
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        "hue",
-        "hue-sat-edges",
-        "hue-sat-texture",
-        "hue-sat-cues",
-        "hue-sat-subject",
-        "hue-sat-cues-edge-hue",
-    ],
-)
+@pytest.mark.parametrize("mode", MODES)  # every mode: hue-hist and hue-sat-hist were left out
 def test_flip_tiles_is_a_mirror(mode):
     """Flipping the features equals the features of the mirrored photo: tiles swap
     sides, pixels inside hue tiles mirror, and edge directions a become 180 - a."""
