@@ -79,10 +79,11 @@ def companion_names(photo_name: str) -> set[str]:
     return names | {(photo_name + s).lower() for s in (".json", ".xmp")}
 
 
-def _passed_over(entries: list[os.DirEntry]) -> list[str]:
-    """Videos and RAW files that are no photo's companion (a RAW's twin photo, a Live
-    Photo's still): nothing classifies them, nothing moves them."""
-    companions = set().union(*(companion_names(e.name) for e in entries if is_photo_name(e.name)))
+def _passed_over(entries: list[os.DirEntry], photos: list[os.DirEntry]) -> list[str]:
+    """Videos and RAW files among entries that are no companion of one of `photos` (the
+    photos walk yields: a RAW's twin, a Live Photo's still): nothing classifies them,
+    nothing moves them."""
+    companions = set().union(*(companion_names(e.name) for e in photos if is_photo_name(e.name)))
     return [
         e.path
         for e in entries
@@ -91,9 +92,9 @@ def _passed_over(entries: list[os.DirEntry]) -> list[str]:
     ]
 
 
-def _is_file(entry: os.DirEntry) -> bool:
+def _is_file(entry: os.DirEntry, follow_symlinks: bool = False) -> bool:
     try:
-        return entry.is_file(follow_symlinks=False)
+        return entry.is_file(follow_symlinks=follow_symlinks)
     except OSError:
         return False
 
@@ -169,7 +170,10 @@ def walk(
             return
         entries = [e for e in entries if not excluded(e)]  # each name matched once
         if on_pass is not None:
-            for path in _passed_over([e for e in entries if _is_file(e)]):
+            files = [e for e in entries if _is_file(e)]
+            # a linked photo followed is moved with its companions too
+            photos = [e for e in entries if _is_file(e, follow_symlinks)]
+            for path in _passed_over(files, photos):
                 on_pass(path)
         for entry in entries:
             path = entry.path

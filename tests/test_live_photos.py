@@ -134,3 +134,19 @@ def test_on_a_case_insensitive_disk_each_companion_is_found_once_by_its_own_name
         (exfat / name).write_bytes(name.encode())
     assert (exfat / "IMG_0001.mov").is_file()  # every spelling finds it here
     assert [p.name for p in sidecars(exfat / "IMG_0001.JPG")] == ["IMG_0001.MOV", "IMG_0001.aae"]
+
+
+def test_the_motion_of_a_followed_linked_still_moves_with_it_and_is_not_passed_over(tmp_path):
+    """With --follow-symlinks a linked still is classified and moved with its .MOV, so that
+    .MOV is no lone video (it was counted as passed over as well as moved)."""
+    src, dest, elsewhere = tmp_path / "Pictures", tmp_path / "Flowers", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_photo(elsewhere / "IMG_0001.JPG", make_photo(np.random.default_rng(8), True))
+    src.mkdir()
+    (src / "IMG_0001.JPG").symlink_to(elsewhere / "IMG_0001.JPG")
+    (src / "IMG_0001.MOV").write_bytes(b"the motion of a linked still")
+    (src / "IMG_0002.MOV").write_bytes(b"a video on its own")
+    result = move(src, dest, "--follow-symlinks")
+    assert result.exit_code == 0, result.output
+    assert "IMG_0001.MOV" in names(dest) and names(src) == ["IMG_0002.MOV"]
+    assert "; 1 video passed over" in result.stderr
