@@ -124,7 +124,13 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     main = threading.current_thread() is threading.main_thread()
     try:
         pool = ProcessPoolExecutor(workers, initializer=_stay_with, initargs=(os.getpid(), main))
-        pool.submit(int).result()  # a pool forks its workers at the first task
+        try:
+            pool.submit(int).result()  # a pool forks its workers at the first task
+        except BaseException:  # such as no memory for its thread: its forked workers would
+            for process in list(pool._processes.values()):  # hold up our exit forever
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     return pool

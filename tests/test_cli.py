@@ -237,6 +237,24 @@ def test_a_net_too_large_for_the_memory_there_is_a_one_line_error(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "m.npz").exists()
 
 
+def test_workers_that_cannot_be_started_leave_no_run_hanging(tmp_path):
+    """A real fault: a 100 GB stack limit makes every new thread's stack too large to map,
+    so the decoding pool's manager thread fails after its worker processes were forked.
+    The run ended in an error line and then hung, waiting at exit for those workers."""
+    import resource
+
+    flowers, noflowers = make_folders(tmp_path, 4)
+    stack = 100 * 1024**3
+    result = subprocess.run(
+        [sys.executable, "-m", "flowersort", "train", flowers, noflowers, "--workers", "2",
+         "--image-size", "48", "--grid", "4", "--quiet", "--model", tmp_path / "m.npz"],
+        capture_output=True, text=True, timeout=30,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_STACK, (stack, stack)),
+    )  # fmt: skip
+    assert result.returncode != 0 and "Error: " in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "m.npz").exists()
+
+
 def test_hidden_files_and_thumbnail_caches_are_left_out_unless_asked(archive, trained_model):
     from tests.conftest import make_photo, write_photo
 
