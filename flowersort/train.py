@@ -89,7 +89,7 @@ class TrainConfig:
             raise ValueError("members must be at least 1")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be at least 0 and below 1")
-        if self.mixup < 0:
+        if not self.mixup >= 0:  # also refuses NaN
             raise ValueError("mixup must be at least 0")
         if min(self.tile_layers + self.head_layers, default=0) < 1:
             raise ValueError("tile and head layers need at least 1 row each")
