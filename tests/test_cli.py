@@ -208,6 +208,22 @@ def test_a_layer_of_no_rows_is_a_usage_error_before_any_photo(tmp_path, option, 
     assert "unexpected" not in result.output and not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.parametrize(
+    "options",
+    [["--image-size=0"], ["--image-size=-6"], ["--image-size=24000"], ["--grid=0"],
+     ["--mode=hue-hist", "--bins=0"]],
+)  # fmt: skip
+def test_an_impossible_photo_size_grid_or_bins_is_a_usage_error(tmp_path, options):
+    flowers, noflowers = make_folders(tmp_path, 4)
+    result = run("train", flowers, noflowers, *options, "--model", tmp_path / "m.npz")
+    # were: every photo skipped with OpenCV's two-line message, or, at 24000, the run
+    # killed for want of memory
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "skipped" not in result.output, result.output
+    assert not (tmp_path / "m.npz").exists()
+
+
 @pytest.mark.parametrize("option", ["--tile-layers", "--head-layers"])
 def test_a_layer_too_large_for_memory_is_a_usage_error(tmp_path, option):
     flowers, noflowers = make_folders(tmp_path, 4)
