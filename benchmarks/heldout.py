@@ -78,6 +78,8 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     "ema-0.999": (F, replace(T, ema_decay=0.999)),
     "ema-0.995-seed2": (F, replace(T, ema_decay=0.995, seed=2)),
     "weight-decay-1e-3-seed2": (F, replace(T, seed=2)),
+    "members3": (F, replace(T, members=3)),
+    "members3-seed2": (F, replace(T, members=3, seed=2)),
     "mixup-0.3": (F, replace(T, mixup=0.3)),
     "weight-decay-3e-3": (F, replace(T, weight_decay=3e-3)),
     "weight-decay-3e-3-seed1": (F, replace(T, weight_decay=3e-3, seed=1)),
