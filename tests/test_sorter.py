@@ -672,27 +672,38 @@ def test_a_private_photo_moves_to_a_stick_mounted_to_keep_it_private(tmp_path):
     assert now == before
 
 
-def test_a_private_photo_is_not_given_to_the_owner_a_stick_is_mounted_for(tmp_path):
-    """uid=1234,umask=077: each file there is user 1234's own, 0700; root's private photo
-    would become readable by that user, user 1234's moves."""
+@pytest.mark.parametrize(
+    "options,who,private_mode,owner,mode",
+    [
+        ("uid=1234,gid=1234,umask=077", "user 1234", 0o600, (1234, 1234), 0o600),  # files 0700
+        ("gid=1234,umask=027", "group 1234", 0o640, (0, 1234), 0o640),  # files 0750, root's
+    ],
+    ids=["owner", "group"],
+)
+def test_a_private_photo_is_not_given_to_the_user_or_group_a_stick_is_mounted_for(
+    tmp_path, options, who, private_mode, owner, mode
+):
+    """Each file on the stick is that user's or group's: a photo of root's (group root's
+    for 0640) would become readable by them; a photo they could read already moves."""
     import numpy as np
 
     rng = np.random.default_rng(12)
     src = tmp_path / "Pictures"
-    root_s = write_photo(src / "a" / "IMG_0001.jpg", make_photo(rng, True))
-    users = write_photo(src / "b" / "IMG_0002.jpg", make_photo(rng, True))
-    for path in (root_s, users):
-        path.chmod(0o600)
-    os.chown(users, 1234, 1234)
-    with exfat(tmp_path / "stick", options="uid=1234,gid=1234,umask=077") as stick:
+    private = write_photo(src / "a" / "IMG_0001.jpg", make_photo(rng, True))
+    private.chmod(private_mode)
+    os.chown(private, 0, 0)
+    theirs = write_photo(src / "b" / "IMG_0002.jpg", make_photo(rng, True))
+    theirs.chmod(mode)
+    os.chown(theirs, *owner)
+    with exfat(tmp_path / "stick", options=options) as stick:
         dest = stick / "Flowers"
         result = classify(src, dest)
         assert result.exit_code == 1, result.output
         out = {os.path.basename(o["path"]): o for o in map(json.loads, result.stdout.splitlines())}
         assert out["IMG_0002.jpg"]["action"] == "moved"
         assert out["IMG_0001.jpg"]["action"] == "failed"
-        assert "it would be readable by user 1234" in out["IMG_0001.jpg"]["detail"]
-        assert names(dest) == ["IMG_0002.jpg"] and root_s.exists()
+        assert f"it would be readable by {who}:" in out["IMG_0001.jpg"]["detail"]
+        assert names(dest) == ["IMG_0002.jpg"] and private.exists()
 
 
 def test_recovery_on_exfat_after_a_crash_at_every_step(archive, tmp_path, monkeypatch):
