@@ -41,6 +41,28 @@ class GroupSplit(OSError):
     could not be put back. Nothing is lost, but the group is in two places."""
 
 
+class Exposed(OSError):
+    """A copy would be readable by more people than its source (a disk without Unix modes,
+    such as exFAT, shows every file 0777): it is removed before any byte lands in it."""
+
+
+def wider_readers(source: os.stat_result, copy: os.stat_result) -> str | None:
+    """Who could read the copy but not the source ("everyone", "group N", "user N"), or
+    None. The copy's owner can chmod it, so an owner other than the source's, root or this
+    process (which read the source) counts whatever the owner bits say."""
+    if source.st_mode & stat.S_IROTH:
+        return None
+    if copy.st_mode & stat.S_IROTH:
+        return "everyone"
+    if copy.st_mode & stat.S_IRGRP and not (
+        source.st_mode & stat.S_IRGRP and copy.st_gid == source.st_gid
+    ):
+        return f"group {copy.st_gid}"
+    if copy.st_uid not in (source.st_uid, 0, os.geteuid()):
+        return f"user {copy.st_uid}"
+    return None
+
+
 def _no_note(step: str, **details) -> None:
     pass
 
@@ -169,9 +191,12 @@ def names_in_any_case(folder: Path) -> set[str]:
         return set()
 
 
-def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool = True) -> Path:
+def copy_verified(
+    src: Path, folder: Path, note: Note = _no_note, verify: bool = True, private: bool = True
+) -> Path:
     """Copy src to a fresh temporary name in `folder`, fsync it and verify it byte for byte
-    (a move verifies later, right before it removes the source)."""
+    (a move verifies later, right before it removes the source). With `private`, a copy
+    that `folder` would make readable by more people than src raises Exposed first."""
     tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
     note("tmp", path=tmp)
     src_fd = _open_to_read(src)
@@ -181,6 +206,14 @@ def copy_verified(src: Path, folder: Path, note: Note = _no_note, verify: bool =
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
         )  # private until copy_metadata
         try:
+            if private:  # owner and mode as they will be, checked before any byte lands
+                copy_metadata(src_fd, dst_fd, st)
+                if who := wider_readers(st, os.fstat(dst_fd)):
+                    raise Exposed(
+                        errno.EPERM,
+                        f"{folder} cannot keep {src.name} private (it would be readable by "
+                        f"{who}: that disk does not keep its file permissions)",
+                    )
             _copy_bytes(src_fd, dst_fd)
             copy_metadata(src_fd, dst_fd, st)
             _fsync(dst_fd)
@@ -458,7 +491,8 @@ def put_back(kept: Path, source: Path, note: Note = _no_note, *, link: bool = Tr
         except OSError as e:
             if e.errno not in CROSS_DEVICE:
                 raise
-    tmp = copy_verified(kept, source.parent, note)
+    # not `private`: the source was there before, as that disk shows it
+    tmp = copy_verified(kept, source.parent, note, private=False)
     try:
         _claim_first_free([tmp], source.parent, [[source.name]], note, temporaries=True)
     finally:

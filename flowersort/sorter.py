@@ -426,7 +426,10 @@ class Mover:
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"
-            return Outcome(photo, Action.FAILED, score, True, reason=e.strerror or str(e))
+            reason = e.strerror or str(e)
+            if isinstance(e, safefs.Exposed):  # the whole group stays in the source
+                reason += "; not copied" if self.copy else "; not moved"
+            return Outcome(photo, Action.FAILED, score, True, reason=reason)
         sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
         return Outcome(photo, done, score, True, os.fsdecode(finals[0]), sidecar_finals)
 

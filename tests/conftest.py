@@ -131,9 +131,10 @@ def small_tmpfs(folder: Path, size: str):
 
 
 @contextmanager
-def exfat(folder: Path, size: str = "16M"):
+def exfat(folder: Path, size: str = "16M", options: str = ""):
     """A real exFAT filesystem (no hard links, case-insensitive) through FUSE on a loop
-    device, as a USB stick; skips the test where the machine cannot."""
+    device, as a USB stick; skips the test where the machine cannot. Without `options`
+    every file there reads 0777; "umask=077" makes them 0700."""
     tools = ("mkfs.exfat", "mount.exfat-fuse", "losetup", "truncate")
     if os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
         pytest.skip("needs root, mkfs.exfat, mount.exfat-fuse and losetup")
@@ -145,7 +146,8 @@ def exfat(folder: Path, size: str = "16M"):
     if loop.returncode != 0:
         pytest.skip(f"no loop device: {loop.stderr.strip()}")
     try:
-        with mounted(folder, "mount.exfat-fuse", loop.stdout.strip()) as mnt:
+        mount = ["mount.exfat-fuse", *(["-o", options] if options else []), loop.stdout.strip()]
+        with mounted(folder, *mount) as mnt:
             yield mnt
     finally:
         subprocess.run(["losetup", "-d", loop.stdout.strip()], check=False)

@@ -213,9 +213,10 @@ def test_a_run_given_relative_folders_is_recovered_and_undone_from_anywhere(tmp_
 
 
 def test_an_undo_from_an_exfat_stick_killed_mid_photo_leaves_no_photo_0777(tmp_path, state_home):
-    """Undo copies a photo off the stick (0777 there), links it home, removes it from the
-    stick, then gave it back its mode: killed between, the next undo finished the move and
-    the private photo stayed readable by everyone."""
+    """Undo copies a photo off the stick (0700 there with umask=077: without it, 0777, a
+    private photo is not moved there), links it home, removes it from the stick, then gave
+    it back its mode: killed between, the next undo finished the move and the private photo
+    kept the stick's mode."""
     if shutil.which("strace") is None:
         pytest.skip("needs strace")
     src = tmp_path / "Pictures"
@@ -225,7 +226,7 @@ def test_an_undo_from_an_exfat_stick_killed_mid_photo_leaves_no_photo_0777(tmp_p
     before = census(src)
     env = env_with(state_home)
     undo = [sys.executable, "-m", "flowersort", "undo"]
-    with exfat(tmp_path / "stick") as stick:
+    with exfat(tmp_path / "stick", options="umask=077") as stick:
         subprocess.run(classify_cmd(src, stick / "Flowers"), env=env, check=True)
         assert any((stick / "Flowers").iterdir())
         log = tmp_path / "strace.log"

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from flowersort import safefs
-from tests.conftest import census, small_tmpfs
+from tests.conftest import census, exfat, small_tmpfs
 
 
 def files(root):
@@ -245,6 +245,30 @@ def test_a_write_while_a_dedupe_is_journaled_keeps_the_source(tmp_path):
     assert sources[0].read_bytes() == b"a photo"  # put back from its twin
     assert sources[1].read_bytes() == b"<xmp/><rating>5</rating>"
     assert [t.read_bytes() for t in twins] == [b"a photo", b"<xmp/>"]
+
+
+def test_a_dedupe_rolled_back_puts_a_photo_back_on_exfat_from_a_private_twin(tmp_path):
+    """A removed duplicate is put back where it was (0777 on exFAT, as it was there before)
+    even when its twin is private: refusing it would leave the group split."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with exfat(tmp_path / "stick") as src:
+        sources = [src / "IMG_0001.jpg", src / "IMG_0001.xmp"]
+        twins = [dest / "IMG_0001.jpg", dest / "IMG_0001.xmp"]
+        for s, t, data in zip(sources, twins, [b"a photo", b"<xmp/>"]):
+            s.write_bytes(data)
+            t.write_bytes(data)
+            t.chmod(0o600)
+
+        def note(step, path, **details):  # a writer changes the .xmp: the dedupe rolls back
+            if step == "unlink" and path == sources[1]:
+                with open(sources[1], "ab") as f:
+                    f.write(b"<rating>5</rating>")
+
+        with pytest.raises(OSError, match="no longer a copy"):
+            safefs.remove_duplicates(sources, twins, note)
+        assert sources[0].read_bytes() == b"a photo"  # put back from its private twin
+        assert sorted(p.name for p in src.iterdir()) == ["IMG_0001.jpg", "IMG_0001.xmp"]
 
 
 @pytest.mark.parametrize("across", [False, True], ids=["same-fs", "across-fs"])

@@ -580,6 +580,132 @@ def test_moves_onto_exfat_without_hard_links_and_with_case_clashes(tmp_path):
         assert not dest.exists() and census(src) == before
 
 
+def private_archive(src):
+    """Two private groups (a photo with an .xmp, a Live Photo pair), a shared photo with a
+    private .xmp, and a shared photo; returns {name: (mode, bytes)} of every file."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    modes = {
+        "a/IMG_0001.jpg": 0o600,
+        "a/IMG_0001.xmp": 0o600,
+        "b/IMG_0002.JPG": 0o600,
+        "b/IMG_0002.MOV": 0o600,
+        "c/IMG_0003.jpg": 0o644,
+        "c/IMG_0003.xmp": 0o600,
+        "d/IMG_0004.jpg": 0o644,
+    }
+    for name, mode in modes.items():
+        path = src / name
+        if path.suffix.lower() == ".jpg":
+            write_photo(path, make_photo(rng, True))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(name.encode())
+        path.chmod(mode)
+    return {n: (stat.S_IMODE((src / n).stat().st_mode), (src / n).read_bytes()) for n in modes}
+
+
+@pytest.mark.parametrize(
+    "option,done,verb", [("--move-to", "moved", "moved"), ("--copy-to", "copied", "copied")]
+)
+def test_a_private_photo_is_not_put_where_everyone_could_read_it(
+    tmp_path, monkeypatch, option, done, verb
+):
+    """exFAT through FUSE shows every file 0777: a group with a private file stays in the
+    source, whole, and no byte of a private file is written there; the others go on."""
+    src = tmp_path / "Pictures"
+    before = private_archive(src)
+    written = []  # (file, folder) of every copy's bytes
+    real_copy_bytes = safefs._copy_bytes
+
+    def copy_bytes(src_fd, dst_fd):
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{src_fd}"))
+        written.append((name, os.path.dirname(os.readlink(f"/proc/self/fd/{dst_fd}"))))
+        real_copy_bytes(src_fd, dst_fd)
+
+    monkeypatch.setattr(safefs, "_copy_bytes", copy_bytes)
+    with exfat(tmp_path / "stick") as stick:
+        dest = stick / "Flowers"
+        result = run("classify", src, option, dest, "--threshold", 0, "--json", "--workers", 1)
+        assert result.exit_code == 1, result.output
+        said = {os.path.basename(o["path"]): o for o in map(json.loads, result.stdout.splitlines())}
+        assert {n: o["action"] for n, o in said.items()} == {
+            "IMG_0001.jpg": "failed",
+            "IMG_0002.JPG": "failed",
+            "IMG_0003.jpg": "failed",  # its .xmp is private
+            "IMG_0004.jpg": done,
+        }
+        for photo, private in [
+            ("IMG_0001.jpg", "IMG_0001.jpg"),
+            ("IMG_0002.JPG", "IMG_0002.JPG"),
+            ("IMG_0003.jpg", "IMG_0003.xmp"),
+        ]:
+            assert said[photo]["detail"] == (
+                f"{dest} cannot keep {private} private (it would be readable by everyone: "
+                f"that disk does not keep its file permissions); not {verb}"
+            )
+        line = f"failed: {src / 'a' / 'IMG_0001.jpg'}: {dest} cannot keep IMG_0001.jpg private"
+        assert line in result.stderr
+        assert names(dest) == ["IMG_0004.jpg"]  # no temporary left
+        assert sorted(written) == [("IMG_0003.jpg", str(dest)), ("IMG_0004.jpg", str(dest))]
+    kept = {n: v for n, v in before.items() if not n.startswith("d/")}
+    now = {n: (stat.S_IMODE((src / n).stat().st_mode), (src / n).read_bytes()) for n in kept}
+    assert now == kept
+
+
+def test_a_private_photo_moves_to_a_stick_mounted_to_keep_it_private(tmp_path):
+    """umask=077: exFAT shows every file 0700 (root's): a private group moves, and undo
+    gives it back its own mode."""
+    src = tmp_path / "Pictures"
+    before = private_archive(src)
+    with exfat(tmp_path / "stick", options="umask=077") as stick:
+        dest = stick / "Flowers"
+        result = classify(src, dest)
+        assert result.exit_code == 0, result.output
+        assert {json.loads(line)["action"] for line in result.stdout.splitlines()} == {"moved"}
+        assert len(names(dest)) == len(before) and not any(src.rglob("*.*"))
+        assert {stat.S_IMODE(p.stat().st_mode) for p in dest.iterdir()} == {0o700}
+        result = run("undo")
+        assert result.exit_code == 0, result.output
+    now = {n: (stat.S_IMODE((src / n).stat().st_mode), (src / n).read_bytes()) for n in before}
+    assert now == before
+
+
+@pytest.mark.parametrize(
+    "options,who,private_mode,owner,mode",
+    [
+        ("uid=1234,gid=1234,umask=077", "user 1234", 0o600, (1234, 1234), 0o600),  # files 0700
+        ("gid=1234,umask=027", "group 1234", 0o640, (0, 1234), 0o640),  # files 0750, root's
+    ],
+    ids=["owner", "group"],
+)
+def test_a_private_photo_is_not_given_to_the_user_or_group_a_stick_is_mounted_for(
+    tmp_path, options, who, private_mode, owner, mode
+):
+    """Each file on the stick is that user's or group's: a photo of root's (group root's
+    for 0640) would become readable by them; a photo they could read already moves."""
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    src = tmp_path / "Pictures"
+    private = write_photo(src / "a" / "IMG_0001.jpg", make_photo(rng, True))
+    private.chmod(private_mode)
+    os.chown(private, 0, 0)
+    theirs = write_photo(src / "b" / "IMG_0002.jpg", make_photo(rng, True))
+    theirs.chmod(mode)
+    os.chown(theirs, *owner)
+    with exfat(tmp_path / "stick", options=options) as stick:
+        dest = stick / "Flowers"
+        result = classify(src, dest)
+        assert result.exit_code == 1, result.output
+        out = {os.path.basename(o["path"]): o for o in map(json.loads, result.stdout.splitlines())}
+        assert out["IMG_0002.jpg"]["action"] == "moved"
+        assert out["IMG_0001.jpg"]["action"] == "failed"
+        assert f"it would be readable by {who}:" in out["IMG_0001.jpg"]["detail"]
+        assert names(dest) == ["IMG_0002.jpg"] and private.exists()
+
+
 def test_recovery_on_exfat_after_a_crash_at_every_step(archive, tmp_path, monkeypatch):
     """Names taken with empty files (no hard links) are recognised and taken back."""
     group_names = ("IMG_0001.jpg", "IMG_0001.xmp", "IMG_0001.CR2")
@@ -749,8 +875,9 @@ def test_a_move_journaled_with_relative_paths_by_an_older_version_is_recovered_f
 
 
 def test_undo_from_an_exfat_stick_gives_a_photo_back_its_own_mode_owner_times_and_tags(tmp_path):
-    """exFAT holds no mode, owner or tags (every file reads 0777 there): a private photo
-    moved to a stick and undone must not come back readable by everyone."""
+    """exFAT holds no mode, owner or tags (every file reads 0700 there with umask=077; without
+    it, 0777, a private photo is not moved there): a private photo moved to a stick and
+    undone must come back with its own."""
     import numpy as np
 
     src = tmp_path / "Pictures"
@@ -762,7 +889,7 @@ def test_undo_from_an_exfat_stick_gives_a_photo_back_its_own_mode_owner_times_an
         os.utime(path, ns=(1_000_000_000, 1_500_000_000_123_456_789))
     os.setxattr(photo, "user.xdg.tags", b"garden")
     kept = {p.name: safefs.metadata(p) for p in src.iterdir()}
-    with exfat(tmp_path / "stick") as stick:
+    with exfat(tmp_path / "stick", options="umask=077") as stick:
         dest = stick / "Flowers"
         assert classify(src, dest).exit_code == 0
         assert stat.S_IMODE((dest / "IMG_0001.jpg").stat().st_mode) != 0o600  # exFAT's own
@@ -790,13 +917,14 @@ def test_undo_keeps_a_mode_you_changed_in_the_target(tmp_path):
 
 def test_a_photo_edited_on_an_exfat_stick_comes_back_with_its_own_mode_and_the_edit(tmp_path):
     """Editing a photo on the stick changes its bytes and mtime, not its mode (exFAT has
-    none): undo keeps the edit and its time but must not leave the private photo 0777."""
+    none): undo keeps the edit and its time but must not leave the private photo with the
+    stick's mode (0700 with umask=077)."""
     import numpy as np
 
     src = tmp_path / "Pictures"
     photo = write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(3), True))
     os.chmod(photo, 0o600)
-    with exfat(tmp_path / "stick") as stick:
+    with exfat(tmp_path / "stick", options="umask=077") as stick:
         dest = stick / "Flowers"
         assert classify(src, dest).exit_code == 0
         with open(dest / "IMG_0001.jpg", "ab") as f:  # edited in place
