@@ -380,6 +380,14 @@ def cli() -> None:
     help="Step size of the optimiser (Adam): larger learns faster but less steadily.",
 )
 @click.option(
+    "--weight-decay",
+    default=DEFAULTS.weight_decay,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Pull of every weight towards 0 (L2): larger keeps the nets simpler; 1e-3 scored "
+    "fewest non-flowers near 1 on the held-out fold.",
+)
+@click.option(
     "--val-fraction",
     default=DEFAULTS.val_fraction,
     show_default=True,
@@ -478,6 +486,7 @@ def train(
     patience,
     batch_size,
     learning_rate,
+    weight_decay,
     val_fraction,
     members,
     seed,
@@ -518,6 +527,7 @@ def train(
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            weight_decay=weight_decay,
             patience=patience,
             val_fraction=val_fraction,
             members=members,

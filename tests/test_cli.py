@@ -145,6 +145,23 @@ def test_bad_model_is_one_line_and_exit_2(archive, tmp_path, content):
     assert "Traceback" not in result.output
 
 
+def test_weight_decay_is_an_option_saved_in_the_model(examples, tmp_path):
+    from flowersort.model import load_model
+
+    small = ("--image-size", 48, "--grid", 4, "--crops", 1, "--epochs", 2, "--workers", 1)
+    paths = {decay: tmp_path / f"{decay}.npz" for decay in ("0", "0.5")}
+    for decay, path in paths.items():
+        result = run("train", *examples, *small, "--weight-decay", decay, "--model", path)
+        assert result.exit_code == 0, result.output
+    summaries = {decay: load_model(path).summary for decay, path in paths.items()}
+    assert summaries["0.5"]["train_config"]["weight_decay"] == 0.5
+    assert summaries["0"]["train_config"]["weight_decay"] == 0
+    heavy, none = (load_model(paths[d]).nets[0].state()["tile.0.w"] for d in ("0.5", "0"))
+    assert not np.array_equal(heavy, none)  # the decay reached the optimiser
+    result = run("train", *examples, "--weight-decay", "-1", "--model", tmp_path / "x.npz")
+    assert result.exit_code == 2 and not (tmp_path / "x.npz").exists()
+
+
 def test_train_on_one_class_is_exit_2(examples, tmp_path):
     flowers, _ = examples
     empty = tmp_path / "empty"
