@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -80,14 +79,7 @@ def evaluate(
         return photo.path
 
     labelled = labelled_photos(Path(flowers), Path(noflowers), skips)
-    # one folder at a time: a score's last bits depend on the batch it was computed in
-    by_folder = (group for _, group in groupby(labelled, key=lambda photo: photo.root))
-    scores = (
-        scored
-        for group in by_folder
-        for scored in score_photos(model, map(remember, group), workers, thumbnail=thumbnail)
-    )
-    for scored in scores:
+    for scored in score_photos(model, map(remember, labelled), workers, thumbnail=thumbnail):
         if scored.score is None:
             skips(scored.path, scored.skip_reason)
             continue

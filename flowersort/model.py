@@ -94,12 +94,27 @@ class Model:
             raise
 
 
+SCORE_ROWS = 64  # photos per network call when scoring
+
+
 def probability(nets: list[TwoStageNet], x: np.ndarray, features: FeatureConfig) -> np.ndarray:
     """The nets' mean flower probability for normalised feature maps, each net over the
-    photo and its mirror image, both of which it learnt from (the mirror made once)."""
-    mirrored = flip_tiles(x, features)
-    total = sum(sigmoid(net.forward(x)) + sigmoid(net.forward(mirrored)) for net in nets)
-    return total / (2 * len(nets))
+    photo and its mirror image, both of which it learnt from (the mirror made once).
+
+    The nets always see SCORE_ROWS photos at a time, the last call padded with zeros: a
+    float32 matrix product's last digits depend on its size, so a photo's score is then the
+    same to the last bit whatever it was scored with (alone, in a folder, in a rerun where
+    its neighbours' scores were remembered)."""
+    n = len(x)
+    padded = np.zeros((-(-n // SCORE_ROWS) * SCORE_ROWS, *x.shape[1:]), x.dtype)
+    padded[:n] = x
+    parts = []
+    for start in range(0, len(padded), SCORE_ROWS):
+        chunk = padded[start : start + SCORE_ROWS]
+        mirrored = flip_tiles(chunk, features)
+        total = sum(sigmoid(net.forward(chunk)) + sigmoid(net.forward(mirrored)) for net in nets)
+        parts.append(total / (2 * len(nets)))
+    return np.concatenate(parts)[:n] if parts else np.zeros(0, np.float32)
 
 
 def _umask() -> int:

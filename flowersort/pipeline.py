@@ -192,8 +192,10 @@ def score_photos(
     thumbnail: bool = False,
 ) -> Iterator[Scored]:
     """Each photo's score (or why it was skipped), in input order; remembered scores
-    are not decoded again."""
-    batch: list[Scanned] = []
+    are not decoded again. Results wait until BATCH photos (decoded or remembered) are in
+    hand, so a new photo among remembered ones shares its network call with the next new
+    ones (each call costs as much as BATCH photos: see model.probability)."""
+    waiting: list[Scanned | Scored] = []  # in input order; Scanned: to be scored
     keys: dict[Path, tuple] = {}
 
     def remembered(path: Path):
@@ -203,10 +205,15 @@ def score_photos(
         return path
 
     def flush() -> Iterator[Scored]:
-        scores = model.scores(np.stack([photo.features for photo in batch]))
-        for photo, score in zip(batch, scores):
-            yield finish(Scored(photo.path, float(score), note=photo.note))
-        batch.clear()
+        decoded = [photo for photo in waiting if isinstance(photo, Scanned)]
+        if decoded:
+            scores = iter(model.scores(np.stack([photo.features for photo in decoded])))
+        for photo in waiting:
+            if isinstance(photo, Scanned):
+                yield finish(Scored(photo.path, float(next(scores)), note=photo.note))
+            else:
+                yield photo
+        waiting.clear()
 
     def finish(scored: Scored, lasting: bool = False) -> Scored:
         if cache is not None and (key := keys.pop(scored.path, None)) is not None:
@@ -216,20 +223,17 @@ def score_photos(
 
     for photo in scan(map(remembered, paths), model.features, workers, thumbnail):
         if photo.features is not None:
-            batch.append(photo)
-            if len(batch) >= BATCH:
-                yield from flush()
-            continue
-        if batch:  # keep input order: score what came before first
-            yield from flush()
-        if photo.known is not None:  # remembered from an earlier run
+            waiting.append(photo)
+        elif photo.known is not None:  # remembered from an earlier run
             keys.pop(photo.path, None)
             score, reason = photo.known
             if score is None:
-                yield Scored(photo.path, None, skip_reason=reason)
+                waiting.append(Scored(photo.path, None, skip_reason=reason))
             else:
-                yield Scored(photo.path, score, note=reason)
+                waiting.append(Scored(photo.path, score, note=reason))
         else:
-            yield finish(Scored(photo.path, None, skip_reason=photo.skip_reason), photo.lasting)
-    if batch:
-        yield from flush()
+            skipped = Scored(photo.path, None, skip_reason=photo.skip_reason)
+            waiting.append(finish(skipped, photo.lasting))
+        if len(waiting) >= BATCH:
+            yield from flush()
+    yield from flush()
