@@ -229,6 +229,9 @@ def copy_verified(
     return tmp
 
 
+ACCESS_ACL = "system.posix_acl_access"
+
+
 def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
     """What `mv` keeps across filesystems: extended attributes (desktop tags, ACLs), owner
     and group where permitted, mode, then the times. A target that cannot hold some of
@@ -242,6 +245,11 @@ def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
             os.setxattr(dst_fd, name, os.getxattr(src_fd, name))
         except OSError as e:
             log.debug("extended attribute %s not kept: %s", name, e.strerror)
+    if ACCESS_ACL not in names:  # as `mv`: not the ACL a folder's default gives new files
+        try:
+            os.removexattr(dst_fd, ACCESS_ACL)
+        except OSError:
+            pass
     try:
         os.fchown(dst_fd, st.st_uid, st.st_gid)
     except OSError:  # not root: keep the group if we are in it

@@ -984,3 +984,49 @@ def test_a_dry_run_gives_a_sidecar_to_one_photo_only_as_the_move_does(tmp_path):
         )
 
     assert said(classify(src, dest, "--dry-run")) == said(classify(src, dest))
+
+
+def test_a_private_photo_does_not_take_the_acl_its_new_folder_gives_new_files(tmp_path):
+    """A shared folder whose default ACL lets user 4321 read new files: a 0640 photo of
+    root's, moved there from another disk, is not readable by that user (as `mv` does, the
+    copy keeps the source's ACL, here none, not the one the folder hands out)."""
+    import struct
+
+    import numpy as np
+
+    def acl(*entries):  # the kernel's xattr form of a POSIX ACL: tag, permissions, id
+        return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+    anyone = 0xFFFFFFFF
+    src = tmp_path / "Pictures"
+    photo = write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(13), True))
+    photo.chmod(0o640)
+    with small_tmpfs(tmp_path / "shared", "4m") as shared:
+        # owner rwx, user 4321 r-x, group r-x, mask r-x, others none
+        default = acl(
+            (1, 7, anyone), (2, 5, 4321), (4, 5, anyone), (16, 5, anyone), (32, 0, anyone)
+        )
+        try:
+            os.setxattr(shared, "system.posix_acl_default", default)
+        except OSError as e:
+            pytest.skip(f"no POSIX ACLs on tmpfs: {e.strerror}")
+        dest = shared / "Flowers"
+        dest.mkdir()  # the shared folder the others open
+        result = classify(src, dest)
+        assert result.exit_code == 0, result.output
+        moved = dest / "IMG_0001.jpg"
+        assert stat.S_IMODE(moved.stat().st_mode) == 0o640
+        folder = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)  # past tmp_path's 0700
+        pid = os.fork()
+        if pid == 0:  # user 4321 tries to read it
+            try:
+                os.setgid(4321)
+                os.setuid(4321)
+                os.open(moved.name, os.O_RDONLY, dir_fd=folder)
+                os._exit(1)
+            except PermissionError:
+                os._exit(0)
+            except BaseException:
+                os._exit(2)
+        os.close(folder)
+        assert os.waitpid(pid, 0)[1] >> 8 == 0, "user 4321 could read the private photo"
