@@ -162,6 +162,16 @@ def test_weight_decay_is_an_option_saved_in_the_model(examples, tmp_path):
     assert result.exit_code == 2 and not (tmp_path / "x.npz").exists()
 
 
+@pytest.mark.parametrize("decay", ["nan", "inf", "1e400"])
+def test_a_weight_decay_that_is_no_number_is_a_usage_error(examples, tmp_path, decay):
+    """NaN or infinite decay made every weight NaN, and the model was saved (exit 0)."""
+    model = tmp_path / "m.npz"
+    result = run("train", *examples, "--weight-decay", decay, "--epochs", 1, "--model", model)
+    assert result.exit_code == 2, result.output
+    assert "Error: weight_decay must be a finite number, at least 0" in result.stderr
+    assert "Traceback" not in result.output and not model.exists()
+
+
 def test_train_on_one_class_is_exit_2(examples, tmp_path):
     flowers, _ = examples
     empty = tmp_path / "empty"
