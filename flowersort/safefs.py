@@ -207,7 +207,7 @@ def copy_verified(
         )  # private until copy_metadata
         try:
             if private:  # owner and mode as they will be, checked before any byte lands
-                copy_metadata(src_fd, dst_fd, st)
+                _copy_owner_and_mode(src_fd, dst_fd, st)
                 if who := wider_readers(st, os.fstat(dst_fd)):
                     raise Exposed(
                         errno.EPERM,
@@ -236,6 +236,13 @@ def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
     """What `mv` keeps across filesystems: extended attributes (desktop tags, ACLs), owner
     and group where permitted, mode, then the times. A target that cannot hold some of
     it (exFAT has no owners, modes or xattrs) keeps what it can."""
+    _copy_owner_and_mode(src_fd, dst_fd, st)
+    os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _copy_owner_and_mode(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
+    """copy_metadata but the times (which a user may not set on a file of root's): who
+    may read the copy."""
     try:
         names = os.listxattr(src_fd)
     except OSError:
@@ -261,7 +268,6 @@ def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
         os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
     except OSError as e:
         log.debug("mode not kept: %s", e.strerror)
-    os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def metadata(path: Path) -> dict:

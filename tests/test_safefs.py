@@ -1,5 +1,6 @@
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +292,37 @@ def test_an_io_error_syncing_the_target_folder_leaves_nothing_there(tree, monkey
     with pytest.raises(OSError, match="Input/output error"):
         safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
     assert census(src) == before and files(dest) == []
+
+
+def test_a_user_copying_a_private_photo_to_a_stick_of_roots_is_told_it_would_be_exposed(
+    tmp_path,
+):
+    """exFAT mounted by root shows every file root's and 0777: a user may write there but
+    not set a file's owner, mode or times. Their private photo is refused as exposed
+    (the reason), not with the bare EPERM of setting its times, and nothing is left."""
+    (tmp_path / "src").mkdir()
+    photo = tmp_path / "src" / "IMG_0001.jpg"
+    photo.write_bytes(b"a private photo")
+    photo.chmod(0o600)
+    for path in (tmp_path / "src", photo):
+        os.chown(path, 4321, 4321)
+    tmp_path.chmod(0o755)  # the user starts here: its parents are root's 0700
+    with exfat(tmp_path / "stick") as stick:
+        (stick / "Flowers").mkdir()
+        here = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.fchdir(here)
+                os.setgroups([])
+                os.setgid(4321)
+                os.setuid(4321)
+                safefs.copy_verified(Path("src/IMG_0001.jpg"), Path("stick/Flowers"))
+                os._exit(2)
+            except safefs.Exposed as e:
+                os._exit(0 if "readable by everyone" in str(e) else 3)
+            except BaseException:
+                os._exit(1)
+        os.close(here)
+        assert os.waitpid(pid, 0)[1] >> 8 == 0
+        assert not os.listdir(stick / "Flowers") and photo.read_bytes() == b"a private photo"
