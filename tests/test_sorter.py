@@ -1030,3 +1030,39 @@ def test_a_private_photo_does_not_take_the_acl_its_new_folder_gives_new_files(tm
                 os._exit(2)
         os.close(folder)
         assert os.waitpid(pid, 0)[1] >> 8 == 0, "user 4321 could read the private photo"
+
+
+def test_undo_of_a_move_finished_by_recovery_gives_back_each_file_its_mode(
+    archive, tmp_path, monkeypatch
+):
+    """exFAT shows every file 0777: a move to it that a crash stopped and the next run's
+    recovery finished is undone with each file's own mode, not 0777 (nor any other
+    mode the stick shows), as an uninterrupted move is."""
+    group_names = ("IMG_0001.jpg", "IMG_0001.xmp")
+    finished = 0
+    with exfat(tmp_path / "stick") as stick:
+        for step in range(1, 21):
+            src, dest = tmp_path / f"src{step}", stick / f"Flowers{step}"
+            src.mkdir()
+            dest.mkdir()
+            for name, mode in zip(group_names, (0o644, 0o604)):
+                shutil.copy2(archive / "a" / name, src / name)
+                (src / name).chmod(mode)
+            with monkeypatch.context() as m:
+                crash_during(m, step)
+                journal = Journal(state_dir())
+                run_id = journal.start_run("classify", src, dest)
+                try:
+                    journal.transfer(run_id, [src / n for n in group_names], dest)
+                except KeyboardInterrupt:
+                    pass
+                journal.close()
+            Journal(state_dir()).recover()
+            if names(src):  # rolled back
+                continue
+            finished += 1
+            result = run("undo")
+            assert result.exit_code == 0, result.output
+            modes = [stat.S_IMODE((src / n).stat().st_mode) for n in group_names]
+            assert modes == [0o644, 0o604], step
+    assert finished >= 3
