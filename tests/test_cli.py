@@ -172,6 +172,17 @@ def test_a_weight_decay_that_is_no_number_is_a_usage_error(examples, tmp_path, d
     assert "Traceback" not in result.output and not model.exists()
 
 
+@pytest.mark.parametrize("rate", ["nan", "inf", "0", "-0.01"])
+def test_a_learning_rate_that_is_no_step_is_a_usage_error(examples, tmp_path, rate):
+    """NaN or infinite steps made every weight NaN, 0 or less learnt nothing (or worse),
+    and the model was saved (exit 0)."""
+    model = tmp_path / "m.npz"
+    result = run("train", *examples, "--learning-rate", rate, "--epochs", 1, "--model", model)
+    assert result.exit_code == 2, result.output
+    assert "Error: learning_rate must be a finite number above 0" in result.stderr
+    assert "Traceback" not in result.output and not model.exists()
+
+
 def test_train_on_one_class_is_exit_2(examples, tmp_path):
     flowers, _ = examples
     empty = tmp_path / "empty"
