@@ -183,6 +183,15 @@ def test_a_learning_rate_that_is_no_step_is_a_usage_error(examples, tmp_path, ra
     assert "Traceback" not in result.output and not model.exists()
 
 
+def test_more_histogram_bins_than_a_pixel_has_values_is_a_usage_error(examples, tmp_path):
+    """--bins 100000 ran out of memory reading the first photo: exit 4, "unexpected"."""
+    model = tmp_path / "m.npz"
+    result = run("train", *examples, "--bins", 257, "--epochs", 1, "--model", model)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.endswith("\nError: histograms have at least 2 and at most 256 bins\n")
+    assert not model.exists()
+
+
 def test_train_on_one_class_is_exit_2(examples, tmp_path):
     flowers, _ = examples
     empty = tmp_path / "empty"
