@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import stat
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -208,7 +209,7 @@ def copy_verified(
         try:
             if private:  # owner and mode as they will be, checked before any byte lands
                 _copy_owner_and_mode(src_fd, dst_fd, st)
-                if who := wider_readers(st, os.fstat(dst_fd)):
+                if who := wider_readers(_as_its_group_sees(st, src_fd, dst_fd), os.fstat(dst_fd)):
                     raise Exposed(
                         errno.EPERM,
                         f"{folder} cannot keep {src.name} private (it would be readable by "
@@ -230,6 +231,26 @@ def copy_verified(
 
 
 ACCESS_ACL = "system.posix_acl_access"
+
+
+def _access_acl(fd: int) -> bytes | None:
+    try:
+        return os.getxattr(fd, ACCESS_ACL)
+    except OSError:
+        return None
+
+
+def _as_its_group_sees(st: os.stat_result, src_fd: int, dst_fd: int) -> os.stat_result:
+    """st with the group bits its owning group has: with an ACL, the mode's group bits are
+    the ACL's mask (the most any user or group it names gets), and those bits are what
+    the group gets in a copy that could not keep the ACL (a disk without ACLs: ramfs)."""
+    acl = _access_acl(src_fd)
+    if acl is None or _access_acl(dst_fd) == acl:
+        return st
+    entries = struct.iter_unpack("<HHI", acl[4:])  # after the version: tag, permissions, id
+    group = next((perms for tag, perms, _ in entries if tag == 0x04), 0)  # ACL_GROUP_OBJ
+    mode = st.st_mode & ~stat.S_IRWXG | (group & 0o7) << 3
+    return os.stat_result((mode, *st[1:]))
 
 
 def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:

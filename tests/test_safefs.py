@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from flowersort import safefs
-from tests.conftest import census, exfat, small_tmpfs
+from tests.conftest import census, exfat, mounted, small_tmpfs
 
 
 def files(root):
@@ -326,3 +326,29 @@ def test_a_user_copying_a_private_photo_to_a_stick_of_roots_is_told_it_would_be_
         os.close(here)
         assert os.waitpid(pid, 0)[1] >> 8 == 0
         assert not os.listdir(stick / "Flowers") and photo.read_bytes() == b"a private photo"
+
+
+def test_a_photo_shared_by_its_acl_is_not_given_to_its_group_on_a_disk_without_acls(tmp_path):
+    """A 0600 photo whose ACL lets one user read it shows 0640 (the group bits are the
+    ACL's mask): ramfs keeps modes but no ACL, so its copy there would be readable by the
+    photo's group, which could not read it. It is refused, and nothing is left."""
+    import struct
+
+    def acl(*entries):  # the kernel's xattr form of a POSIX ACL: tag, permissions, id
+        return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+    anyone = 0xFFFFFFFF
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(b"a photo shared with one user")
+    os.chown(photo, 0, 4002)
+    photo.chmod(0o600)
+    try:  # owner rw, user 4321 r, owning group none, mask r, others none
+        access = acl((1, 6, anyone), (2, 4, 4321), (4, 0, anyone), (16, 4, anyone), (32, 0, anyone))
+        os.setxattr(photo, "system.posix_acl_access", access)
+    except OSError as e:
+        pytest.skip(f"no POSIX ACLs here: {e.strerror}")
+    assert photo.stat().st_mode & 0o777 == 0o640
+    with mounted(tmp_path / "ram", "mount", "-t", "ramfs", "ramfs") as ram:
+        with pytest.raises(safefs.Exposed, match="readable by group 4002"):
+            safefs.copy_verified(photo, ram)
+        assert not os.listdir(ram)
