@@ -210,10 +210,16 @@ def copy_verified(
             if private:  # owner and mode as they will be, checked before any byte lands
                 _copy_owner_and_mode(src_fd, dst_fd, st)
                 if who := wider_readers(_as_its_group_sees(st, src_fd, dst_fd), os.fstat(dst_fd)):
+                    why = (
+                        "that disk does not keep its file permissions"
+                        if who == "everyone"
+                        else "that folder gives its files an owner or group other than the "
+                        "photo's, or keeps no ACL"
+                    )
                     raise Exposed(
                         errno.EPERM,
                         f"{folder} cannot keep {src.name} private (it would be readable by "
-                        f"{who}: that disk does not keep its file permissions)",
+                        f"{who}: {why})",
                     )
             _copy_bytes(src_fd, dst_fd)
             copy_metadata(src_fd, dst_fd, st)

@@ -702,7 +702,8 @@ def test_a_private_photo_is_not_given_to_the_user_or_group_a_stick_is_mounted_fo
         out = {os.path.basename(o["path"]): o for o in map(json.loads, result.stdout.splitlines())}
         assert out["IMG_0002.jpg"]["action"] == "moved"
         assert out["IMG_0001.jpg"]["action"] == "failed"
-        assert f"it would be readable by {who}:" in out["IMG_0001.jpg"]["detail"]
+        detail = out["IMG_0001.jpg"]["detail"]
+        assert f"it would be readable by {who}: that folder gives its files an owner" in detail
         assert names(dest) == ["IMG_0002.jpg"] and private.exists()
 
 
