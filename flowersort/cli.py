@@ -337,7 +337,7 @@ def cli() -> None:
     "--bins",
     default=FeatureConfig.bins,
     show_default=True,
-    help="Bins of each per-tile histogram (histogram modes; at least 10 with textures).",
+    help="Bins of each per-tile histogram (histogram modes; 2 to 256, at least 10 with textures).",
 )
 @click.option(
     "--tile-layers",

@@ -31,6 +31,7 @@ BINNINGS: tuple[str, ...] = get_args(Binning)
 FEATURES_VERSION = 2  # bump when a mode's features change: remembered features then miss
 EDGE_HUE = "hue-sat-cues-edge-hue"
 MAX_IMAGE_SIZE = 1024  # pixels a side; far above any useful size (the default is 96)
+MAX_BINS = 256  # as many as an 8-bit channel has values (the default is 12)
 GREY = 0.2  # pixels less saturated than this have no meaningful hue
 VIVID = 0.55  # saturation from which a colour counts as vivid
 CROP_SIDE = (0.75, 1.0)  # augmentation: a crop keeps this share of each side
@@ -75,8 +76,8 @@ class FeatureConfig:
                 f"the image size must be at least the grid ({self.grid}) and at most "
                 f"{MAX_IMAGE_SIZE} pixels, the grid at least 1"
             )
-        if self.bins < 2:
-            raise ValueError("histograms need at least 2 bins")
+        if not 2 <= self.bins <= MAX_BINS:
+            raise ValueError(f"histograms have at least 2 and at most {MAX_BINS} bins")
         if self.image_size % self.grid:
             raise ValueError("image_size must be a multiple of grid")
         if "textures" in COLUMNS.get(self.mode, ()) and self.bins < TEXTURE_PATTERNS:

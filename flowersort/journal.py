@@ -349,7 +349,7 @@ class Journal:
         `action` tells undo what the move was part of."""
         sources = [Path(os.path.abspath(s)) for s in sources]  # as the journal has them
         before = None if keep_source else _metadata(sources)
-        move_id, note = self._start_move(run, sources, keep_source, action)
+        move_id, note = self._start_move(run, sources, keep_source, action, before=before)
         try:
             finals = safefs.transfer(
                 sources,
@@ -394,7 +394,8 @@ class Journal:
         out = {}
         for finals, text in rows:
             recorded = json.loads(text)
-            out[tuple(_paths(finals))] = (recorded["before"], recorded["landed"])
+            if recorded.get("landed"):  # not if recovery could not read them
+                out[tuple(_paths(finals))] = (recorded["before"], recorded["landed"])
         return out
 
     def dedupe(self, run: int, sources: list[Path], twins: list[Path]) -> None:
@@ -407,12 +408,21 @@ class Journal:
             raise
         self.db.execute("UPDATE moves SET state = 'done' WHERE id = ?", (move_id,))
 
-    def _start_move(self, run, sources, keep_source, action="move", finals=None):
-        """A new journaled move, and the note() that commits each of its steps."""
+    def _start_move(self, run, sources, keep_source, action="move", finals=None, before=None):
+        """A new journaled move, and the note() that commits each of its steps. `before`,
+        its files' metadata, is kept from the start: undo needs it for a move a crash
+        stopped and recovery finished too."""
         cur = self.db.execute(
-            "INSERT INTO moves(run, sources, keep_source, state, action, finals) "
-            "VALUES (?, ?, ?, 'started', ?, ?)",
-            (run, _text(sources), int(keep_source), action, finals and _text(finals)),
+            "INSERT INTO moves(run, sources, keep_source, state, action, finals, metadata) "
+            "VALUES (?, ?, ?, 'started', ?, ?, ?)",
+            (
+                run,
+                _text(sources),
+                int(keep_source),
+                action,
+                finals and _text(finals),
+                json.dumps({"before": before}) if before else None,
+            ),
         )
         move_id = cur.lastrowid
         steps: list[list] = []
@@ -437,11 +447,11 @@ class Journal:
         """Finish or roll back every move a crash interrupted; returns how many. One that
         cannot be (an I/O error) is said and left for the next run."""
         rows = self.db.execute(
-            "SELECT id, sources, keep_source, steps, action, finals, state FROM moves "
+            "SELECT id, sources, keep_source, steps, action, finals, state, metadata FROM moves "
             "WHERE state IN ('started', 'failed')"
         ).fetchall()
         recovered = 0
-        for move_id, sources, keep_source, steps, action, twins, was in rows:
+        for move_id, sources, keep_source, steps, action, twins, was, recorded in rows:
             # a failed move cleaned up after itself unless something stopped that too (a
             # full disk, an I/O error): look again for anything it left
             try:
@@ -463,9 +473,11 @@ class Journal:
                     e.strerror or e,
                 )
                 continue
+            if recorded and state == "done":  # as transfer records a move it finished
+                recorded = json.dumps({**json.loads(recorded), "landed": _metadata(finals)})
             self.db.execute(
-                "UPDATE moves SET state = ?, finals = ? WHERE id = ?",
-                (state, _text(finals), move_id),
+                "UPDATE moves SET state = ?, finals = ?, metadata = ? WHERE id = ?",
+                (state, _text(finals), recorded, move_id),
             )
             if was == "started":
                 recovered += 1

@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import stat
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -207,12 +208,18 @@ def copy_verified(
         )  # private until copy_metadata
         try:
             if private:  # owner and mode as they will be, checked before any byte lands
-                copy_metadata(src_fd, dst_fd, st)
-                if who := wider_readers(st, os.fstat(dst_fd)):
+                _copy_owner_and_mode(src_fd, dst_fd, st)
+                if who := wider_readers(_as_its_group_sees(st, src_fd, dst_fd), os.fstat(dst_fd)):
+                    why = (
+                        "that disk does not keep its file permissions"
+                        if who == "everyone"
+                        else "that folder gives its files an owner or group other than the "
+                        "photo's, or keeps no ACL"
+                    )
                     raise Exposed(
                         errno.EPERM,
                         f"{folder} cannot keep {src.name} private (it would be readable by "
-                        f"{who}: that disk does not keep its file permissions)",
+                        f"{who}: {why})",
                     )
             _copy_bytes(src_fd, dst_fd)
             copy_metadata(src_fd, dst_fd, st)
@@ -229,10 +236,40 @@ def copy_verified(
     return tmp
 
 
+ACCESS_ACL = "system.posix_acl_access"
+
+
+def _access_acl(fd: int) -> bytes | None:
+    try:
+        return os.getxattr(fd, ACCESS_ACL)
+    except OSError:
+        return None
+
+
+def _as_its_group_sees(st: os.stat_result, src_fd: int, dst_fd: int) -> os.stat_result:
+    """st with the group bits its owning group has: with an ACL, the mode's group bits are
+    the ACL's mask (the most any user or group it names gets), and those bits are what
+    the group gets in a copy that could not keep the ACL (a disk without ACLs: ramfs)."""
+    acl = _access_acl(src_fd)
+    if acl is None or _access_acl(dst_fd) == acl:
+        return st
+    entries = struct.iter_unpack("<HHI", acl[4:])  # after the version: tag, permissions, id
+    group = next((perms for tag, perms, _ in entries if tag == 0x04), 0)  # ACL_GROUP_OBJ
+    mode = st.st_mode & ~stat.S_IRWXG | (group & 0o7) << 3
+    return os.stat_result((mode, *st[1:]))
+
+
 def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
     """What `mv` keeps across filesystems: extended attributes (desktop tags, ACLs), owner
     and group where permitted, mode, then the times. A target that cannot hold some of
     it (exFAT has no owners, modes or xattrs) keeps what it can."""
+    _copy_owner_and_mode(src_fd, dst_fd, st)
+    os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _copy_owner_and_mode(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
+    """copy_metadata but the times (which a user may not set on a file of root's): who
+    may read the copy."""
     try:
         names = os.listxattr(src_fd)
     except OSError:
@@ -242,6 +279,11 @@ def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
             os.setxattr(dst_fd, name, os.getxattr(src_fd, name))
         except OSError as e:
             log.debug("extended attribute %s not kept: %s", name, e.strerror)
+    if ACCESS_ACL not in names:  # as `mv`: not the ACL a folder's default gives new files
+        try:
+            os.removexattr(dst_fd, ACCESS_ACL)
+        except OSError:
+            pass
     try:
         os.fchown(dst_fd, st.st_uid, st.st_gid)
     except OSError:  # not root: keep the group if we are in it
@@ -253,7 +295,6 @@ def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
         os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
     except OSError as e:
         log.debug("mode not kept: %s", e.strerror)
-    os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def metadata(path: Path) -> dict:

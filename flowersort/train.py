@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -87,6 +88,10 @@ class TrainConfig:
             raise ValueError("min_precision must be above 0 and at most 1")
         if self.members < 1:
             raise ValueError("members must be at least 1")
+        if not 0 < self.learning_rate < math.inf:  # also refuses NaN
+            raise ValueError("learning_rate must be a finite number above 0")
+        if not 0 <= self.weight_decay < math.inf:  # also refuses NaN
+            raise ValueError("weight_decay must be a finite number, at least 0")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be at least 0 and below 1")
         if not self.mixup >= 0:  # also refuses NaN

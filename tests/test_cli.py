@@ -162,6 +162,36 @@ def test_weight_decay_is_an_option_saved_in_the_model(examples, tmp_path):
     assert result.exit_code == 2 and not (tmp_path / "x.npz").exists()
 
 
+@pytest.mark.parametrize("decay", ["nan", "inf", "1e400"])
+def test_a_weight_decay_that_is_no_number_is_a_usage_error(examples, tmp_path, decay):
+    """NaN or infinite decay made every weight NaN, and the model was saved (exit 0)."""
+    model = tmp_path / "m.npz"
+    result = run("train", *examples, "--weight-decay", decay, "--epochs", 1, "--model", model)
+    assert result.exit_code == 2, result.output
+    assert "Error: weight_decay must be a finite number, at least 0" in result.stderr
+    assert "Traceback" not in result.output and not model.exists()
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "0", "-0.01"])
+def test_a_learning_rate_that_is_no_step_is_a_usage_error(examples, tmp_path, rate):
+    """NaN or infinite steps made every weight NaN, 0 or less learnt nothing (or worse),
+    and the model was saved (exit 0)."""
+    model = tmp_path / "m.npz"
+    result = run("train", *examples, "--learning-rate", rate, "--epochs", 1, "--model", model)
+    assert result.exit_code == 2, result.output
+    assert "Error: learning_rate must be a finite number above 0" in result.stderr
+    assert "Traceback" not in result.output and not model.exists()
+
+
+def test_more_histogram_bins_than_a_pixel_has_values_is_a_usage_error(examples, tmp_path):
+    """--bins 100000 ran out of memory reading the first photo: exit 4, "unexpected"."""
+    model = tmp_path / "m.npz"
+    result = run("train", *examples, "--bins", 257, "--epochs", 1, "--model", model)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.endswith("\nError: histograms have at least 2 and at most 256 bins\n")
+    assert not model.exists()
+
+
 def test_train_on_one_class_is_exit_2(examples, tmp_path):
     flowers, _ = examples
     empty = tmp_path / "empty"

@@ -1,10 +1,11 @@
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
 from flowersort import safefs
-from tests.conftest import census, exfat, small_tmpfs
+from tests.conftest import census, exfat, mounted, small_tmpfs
 
 
 def files(root):
@@ -291,3 +292,63 @@ def test_an_io_error_syncing_the_target_folder_leaves_nothing_there(tree, monkey
     with pytest.raises(OSError, match="Input/output error"):
         safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
     assert census(src) == before and files(dest) == []
+
+
+def test_a_user_copying_a_private_photo_to_a_stick_of_roots_is_told_it_would_be_exposed(
+    tmp_path,
+):
+    """exFAT mounted by root shows every file root's and 0777: a user may write there but
+    not set a file's owner, mode or times. Their private photo is refused as exposed
+    (the reason), not with the bare EPERM of setting its times, and nothing is left."""
+    (tmp_path / "src").mkdir()
+    photo = tmp_path / "src" / "IMG_0001.jpg"
+    photo.write_bytes(b"a private photo")
+    photo.chmod(0o600)
+    for path in (tmp_path / "src", photo):
+        os.chown(path, 4321, 4321)
+    tmp_path.chmod(0o755)  # the user starts here: its parents are root's 0700
+    with exfat(tmp_path / "stick") as stick:
+        (stick / "Flowers").mkdir()
+        here = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.fchdir(here)
+                os.setgroups([])
+                os.setgid(4321)
+                os.setuid(4321)
+                safefs.copy_verified(Path("src/IMG_0001.jpg"), Path("stick/Flowers"))
+                os._exit(2)
+            except safefs.Exposed as e:
+                os._exit(0 if "readable by everyone" in str(e) else 3)
+            except BaseException:
+                os._exit(1)
+        os.close(here)
+        assert os.waitpid(pid, 0)[1] >> 8 == 0
+        assert not os.listdir(stick / "Flowers") and photo.read_bytes() == b"a private photo"
+
+
+def test_a_photo_shared_by_its_acl_is_not_given_to_its_group_on_a_disk_without_acls(tmp_path):
+    """A 0600 photo whose ACL lets one user read it shows 0640 (the group bits are the
+    ACL's mask): ramfs keeps modes but no ACL, so its copy there would be readable by the
+    photo's group, which could not read it. It is refused, and nothing is left."""
+    import struct
+
+    def acl(*entries):  # the kernel's xattr form of a POSIX ACL: tag, permissions, id
+        return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+    anyone = 0xFFFFFFFF
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(b"a photo shared with one user")
+    os.chown(photo, 0, 4002)
+    photo.chmod(0o600)
+    try:  # owner rw, user 4321 r, owning group none, mask r, others none
+        access = acl((1, 6, anyone), (2, 4, 4321), (4, 0, anyone), (16, 4, anyone), (32, 0, anyone))
+        os.setxattr(photo, "system.posix_acl_access", access)
+    except OSError as e:
+        pytest.skip(f"no POSIX ACLs here: {e.strerror}")
+    assert photo.stat().st_mode & 0o777 == 0o640
+    with mounted(tmp_path / "ram", "mount", "-t", "ramfs", "ramfs") as ram:
+        with pytest.raises(safefs.Exposed, match="readable by group 4002"):
+            safefs.copy_verified(photo, ram)
+        assert not os.listdir(ram)

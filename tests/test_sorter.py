@@ -702,7 +702,8 @@ def test_a_private_photo_is_not_given_to_the_user_or_group_a_stick_is_mounted_fo
         out = {os.path.basename(o["path"]): o for o in map(json.loads, result.stdout.splitlines())}
         assert out["IMG_0002.jpg"]["action"] == "moved"
         assert out["IMG_0001.jpg"]["action"] == "failed"
-        assert f"it would be readable by {who}:" in out["IMG_0001.jpg"]["detail"]
+        detail = out["IMG_0001.jpg"]["detail"]
+        assert f"it would be readable by {who}: that folder gives its files an owner" in detail
         assert names(dest) == ["IMG_0002.jpg"] and private.exists()
 
 
@@ -984,3 +985,85 @@ def test_a_dry_run_gives_a_sidecar_to_one_photo_only_as_the_move_does(tmp_path):
         )
 
     assert said(classify(src, dest, "--dry-run")) == said(classify(src, dest))
+
+
+def test_a_private_photo_does_not_take_the_acl_its_new_folder_gives_new_files(tmp_path):
+    """A shared folder whose default ACL lets user 4321 read new files: a 0640 photo of
+    root's, moved there from another disk, is not readable by that user (as `mv` does, the
+    copy keeps the source's ACL, here none, not the one the folder hands out)."""
+    import struct
+
+    import numpy as np
+
+    def acl(*entries):  # the kernel's xattr form of a POSIX ACL: tag, permissions, id
+        return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+    anyone = 0xFFFFFFFF
+    src = tmp_path / "Pictures"
+    photo = write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(13), True))
+    photo.chmod(0o640)
+    with small_tmpfs(tmp_path / "shared", "4m") as shared:
+        # owner rwx, user 4321 r-x, group r-x, mask r-x, others none
+        default = acl(
+            (1, 7, anyone), (2, 5, 4321), (4, 5, anyone), (16, 5, anyone), (32, 0, anyone)
+        )
+        try:
+            os.setxattr(shared, "system.posix_acl_default", default)
+        except OSError as e:
+            pytest.skip(f"no POSIX ACLs on tmpfs: {e.strerror}")
+        dest = shared / "Flowers"
+        dest.mkdir()  # the shared folder the others open
+        result = classify(src, dest)
+        assert result.exit_code == 0, result.output
+        moved = dest / "IMG_0001.jpg"
+        assert stat.S_IMODE(moved.stat().st_mode) == 0o640
+        folder = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)  # past tmp_path's 0700
+        pid = os.fork()
+        if pid == 0:  # user 4321 tries to read it
+            try:
+                os.setgid(4321)
+                os.setuid(4321)
+                os.open(moved.name, os.O_RDONLY, dir_fd=folder)
+                os._exit(1)
+            except PermissionError:
+                os._exit(0)
+            except BaseException:
+                os._exit(2)
+        os.close(folder)
+        assert os.waitpid(pid, 0)[1] >> 8 == 0, "user 4321 could read the private photo"
+
+
+def test_undo_of_a_move_finished_by_recovery_gives_back_each_file_its_mode(
+    archive, tmp_path, monkeypatch
+):
+    """exFAT shows every file 0777: a move to it that a crash stopped and the next run's
+    recovery finished is undone with each file's own mode, not 0777 (nor any other
+    mode the stick shows), as an uninterrupted move is."""
+    group_names = ("IMG_0001.jpg", "IMG_0001.xmp")
+    finished = 0
+    with exfat(tmp_path / "stick") as stick:
+        for step in range(1, 21):
+            src, dest = tmp_path / f"src{step}", stick / f"Flowers{step}"
+            src.mkdir()
+            dest.mkdir()
+            for name, mode in zip(group_names, (0o644, 0o604)):
+                shutil.copy2(archive / "a" / name, src / name)
+                (src / name).chmod(mode)
+            with monkeypatch.context() as m:
+                crash_during(m, step)
+                journal = Journal(state_dir())
+                run_id = journal.start_run("classify", src, dest)
+                try:
+                    journal.transfer(run_id, [src / n for n in group_names], dest)
+                except KeyboardInterrupt:
+                    pass
+                journal.close()
+            Journal(state_dir()).recover()
+            if names(src):  # rolled back
+                continue
+            finished += 1
+            result = run("undo")
+            assert result.exit_code == 0, result.output
+            modes = [stat.S_IMODE((src / n).stat().st_mode) for n in group_names]
+            assert modes == [0o644, 0o604], step
+    assert finished >= 3
