@@ -3,7 +3,9 @@ fetched from outside; and headless Chromium to run it."""
 
 import json
 import shutil
+import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 
 VOID = {"meta", "input", "br", "img"}
 
@@ -54,3 +56,19 @@ CHROMIUM_FLAGS = [  # headless, and no calls to Google's servers on a closed net
 
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def run_chromium(profile: Path, *args: str, tries: int = 2) -> str:
+    """Headless Chromium's stdout for these arguments (a fresh profile folder each try).
+    Now and then headless Chromium hangs at start on this kind of machine (a page that loads
+    in 2 s timed out after 120 s once in a quiet CI run): a hung browser is tried again,
+    since the page is under test, not the browser."""
+    for attempt in range(tries):
+        command = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}-{attempt}", *args]
+        try:
+            done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+            return done.stdout
+        except subprocess.TimeoutExpired:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -947,16 +947,9 @@ def test_evaluate_report_keeps_the_misclassified_filter(examples, trained_model,
 
 
 def chromium_dom(page: Path, profile: Path) -> str:
-    from tests.report_page import CHROMIUM_FLAGS, chromium
+    from tests.report_page import run_chromium
 
-    proc = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return run_chromium(profile, "--dump-dom", page.as_uri())
 
 
 def test_report_as_drawn_heat_on_flowers_only_links_and_path_breaks(

@@ -1,14 +1,13 @@
 """The HTML contact sheet: well formed, one entry per photo, self-contained, and it renders."""
 
 import re
-import subprocess
 
 import pytest
 from click.testing import CliRunner
 
 from flowersort.cli import cli
 from tests.conftest import make_archive
-from tests.report_page import CHROMIUM_FLAGS, chromium, data_of
+from tests.report_page import chromium, data_of, run_chromium
 
 
 @pytest.fixture
@@ -72,19 +71,8 @@ def test_report_renders_in_headless_chromium(archive, trained_model, tmp_path):
     report = tmp_path / "report.html"
     classify_with_report(archive, trained_model, report)
     shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            chromium(),
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1000,700",
-            report.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1000,700",
+                 report.as_uri())  # fmt: skip
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (700, 1000)
     assert img.std() > 20  # not blank: thumbnails and text were drawn
@@ -130,11 +118,8 @@ def test_clicks_in_chromium_mark_cards_and_save_marks_for_train(archive, trained
     scored = [r for r in rows if r["score"] is not None]  # cards in the page's order
     page = tmp_path / "clicked.html"
     page.write_text(report.read_text().replace("<head>", "<head>\n" + CLICKS, 1))
-    dom = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-        check=True, capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+    dom = run_chromium(tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
+                       page.as_uri())  # fmt: skip
     out = re.search(r'<pre id="out" data-button="([^"]*)" data-marked="(\d+)">(.*?)</pre>',
                     dom, re.S)  # fmt: skip
     assert out is not None, dom[-2000:]
@@ -153,11 +138,7 @@ def test_clicks_in_chromium_mark_cards_and_save_marks_for_train(archive, trained
 def test_where_a_photo_went_breaks_after_a_slash_like_its_path(archive, trained_model, tmp_path):
     report = tmp_path / "report.html"
     classify_with_report(archive, trained_model, report, "--move-to", tmp_path / "Flowers")
-    dom = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-         report.as_uri()],
-        check=True, capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+    dom = run_chromium(tmp_path / "profile", "--dump-dom", report.as_uri())
     moved = re.findall(r'<span class="a">moved: (.*?)</span>', dom)
     assert moved  # 'Flowers/<wbr>IMG_0001.jpg', never 'Flowers/IMG_00' + '01.jpg' on a card
     for text in moved:
