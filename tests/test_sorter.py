@@ -192,6 +192,20 @@ def test_a_source_that_vanishes_is_a_clean_failure(archive, tmp_path, monkeypatc
     assert result.exit_code == 1 and "No such file" in result.stderr
 
 
+def transfer_crashing_at(monkeypatch, step: int, sources: list, dest) -> None:
+    """One journalled classify move of `sources` into dest that stops dead (as on
+    SIGKILL) right before its step-th announced step, as crash_during says."""
+    with monkeypatch.context() as m:
+        crash_during(m, step)
+        journal = Journal(state_dir())
+        run_id = journal.start_run("classify", sources[0].parent, dest)
+        try:
+            journal.transfer(run_id, sources, dest)
+        except KeyboardInterrupt:
+            pass
+        journal.close()
+
+
 def crash_during(monkeypatch, step_to_crash, *, cross_device=False):
     """Make safefs stop dead (as on SIGKILL) right before the n-th announced step."""
     real_transfer = safefs.transfer
@@ -719,15 +733,7 @@ def test_recovery_on_exfat_after_a_crash_at_every_step(archive, tmp_path, monkey
                 shutil.copy2(archive / "a" / name, src / name)
             (dest / "img_0001.jpg").write_bytes(b"an older photo: a clash whatever the case")
             before = census(src, dest)
-            with monkeypatch.context() as m:
-                crash_during(m, step)
-                journal = Journal(state_dir())
-                run_id = journal.start_run("classify", src, dest)
-                try:
-                    journal.transfer(run_id, [src / n for n in group_names], dest)
-                except KeyboardInterrupt:
-                    pass
-                journal.close()
+            transfer_crashing_at(monkeypatch, step, [src / n for n in group_names], dest)
             assert Journal(state_dir()).recover() <= 1
             assert census(src, dest) == before, step
             assert names(src) in ([], sorted(group_names)), step
@@ -1049,15 +1055,7 @@ def test_undo_of_a_move_finished_by_recovery_gives_back_each_file_its_mode(
             for name, mode in zip(group_names, (0o644, 0o604)):
                 shutil.copy2(archive / "a" / name, src / name)
                 (src / name).chmod(mode)
-            with monkeypatch.context() as m:
-                crash_during(m, step)
-                journal = Journal(state_dir())
-                run_id = journal.start_run("classify", src, dest)
-                try:
-                    journal.transfer(run_id, [src / n for n in group_names], dest)
-                except KeyboardInterrupt:
-                    pass
-                journal.close()
+            transfer_crashing_at(monkeypatch, step, [src / n for n in group_names], dest)
             Journal(state_dir()).recover()
             if names(src):  # rolled back
                 continue
