@@ -205,10 +205,10 @@ def copy_verified(
         st = os.fstat(src_fd)
         dst_fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
-        )  # private until copy_metadata
+        )  # private until its owner and mode are the source's
         try:
-            if private:  # owner and mode as they will be, checked before any byte lands
-                _copy_owner_and_mode(src_fd, dst_fd, st)
+            copy_owner_and_mode(src_fd, dst_fd, st)  # before any byte lands: who may read it
+            if private:
                 if who := wider_readers(_as_its_group_sees(st, src_fd, dst_fd), os.fstat(dst_fd)):
                     why = (
                         "that disk does not keep its file permissions"
@@ -222,7 +222,7 @@ def copy_verified(
                         f"{who}: {why})",
                     )
             _copy_bytes(src_fd, dst_fd)
-            copy_metadata(src_fd, dst_fd, st)
+            os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))  # last: writing sets them
             _fsync(dst_fd)
         finally:
             os.close(dst_fd)
@@ -259,17 +259,11 @@ def _as_its_group_sees(st: os.stat_result, src_fd: int, dst_fd: int) -> os.stat_
     return os.stat_result((mode, *st[1:]))
 
 
-def copy_metadata(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
-    """What `mv` keeps across filesystems: extended attributes (desktop tags, ACLs), owner
-    and group where permitted, mode, then the times. A target that cannot hold some of
-    it (exFAT has no owners, modes or xattrs) keeps what it can."""
-    _copy_owner_and_mode(src_fd, dst_fd, st)
-    os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def _copy_owner_and_mode(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
-    """copy_metadata but the times (which a user may not set on a file of root's): who
-    may read the copy."""
+def copy_owner_and_mode(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
+    """What `mv` keeps across filesystems but the times (copy_verified sets those once the
+    bytes are written): extended attributes (desktop tags, ACLs), owner and group where
+    permitted, mode; so, who may read the copy. A target that cannot hold some of it
+    (exFAT has no owners, modes or xattrs) keeps what it can."""
     try:
         names = os.listxattr(src_fd)
     except OSError:
