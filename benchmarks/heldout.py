@@ -87,6 +87,10 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     "weight-decay-3e-3": (F, replace(T, weight_decay=3e-3)),
     "weight-decay-3e-3-seed1": (F, replace(T, weight_decay=3e-3, seed=1)),
     "weight-decay-1e-2": (F, replace(T, weight_decay=1e-2)),
+    # session 7: the learning rate cut to 0.3 of itself after 8 epochs without progress
+    "lr-drop-8": (F, replace(T, lr_drop_patience=8)),
+    "lr-drop-8-seed1": (F, replace(T, lr_drop_patience=8, seed=1)),
+    "lr-drop-8-seed2": (F, replace(T, lr_drop_patience=8, seed=2)),
 }
 # ------------------------------------------------------------------------------------
 

@@ -68,6 +68,10 @@ class TrainConfig:
     # mixup: each training example blended with another of its batch, both photo and label,
     # by a share drawn from Beta(mixup, mixup); 0: none
     mixup: float = 0.0
+    # after this many epochs without a better validation loss the learning rate is cut to
+    # lr_drop_factor of itself (again after as many more); 0: a constant learning rate
+    lr_drop_patience: int = 0
+    lr_drop_factor: float = 0.3
 
     @property
     def copies(self) -> int:
@@ -96,6 +100,8 @@ class TrainConfig:
             raise ValueError("ema_decay must be at least 0 and below 1")
         if not self.mixup >= 0:  # also refuses NaN
             raise ValueError("mixup must be at least 0")
+        if self.lr_drop_patience < 0 or not 0 < self.lr_drop_factor <= 1:
+            raise ValueError("lr_drop_patience must be at least 0, lr_drop_factor in (0, 1]")
         if min(self.tile_layers + self.head_layers, default=0) < 1:
             raise ValueError("tile and head layers need at least 1 row each")
         if max(self.tile_layers + self.head_layers) > MAX_LAYER_ROWS:
@@ -460,6 +466,7 @@ def fit_net(
 
     average = snapshot() if cfg.ema_decay else None
     best = (np.inf, snapshot(), 0)
+    last_change = 0  # the epoch of the last better validation loss or learning-rate cut
     history = []
     for epoch in range(cfg.epochs):
         order = rng.permutation(train_idx)
@@ -504,6 +511,11 @@ def fit_net(
             swap(average)  # back to training the weights themselves
         if not improved and epoch - best[2] >= cfg.patience:
             break
+        if improved:
+            last_change = epoch
+        elif cfg.lr_drop_patience and epoch - last_change >= cfg.lr_drop_patience:
+            opt.lr *= cfg.lr_drop_factor
+            last_change = epoch
     for layer, (w, b) in zip(layers, best[1]):
         layer.w, layer.b = w, b
     return history, best[2]

@@ -68,6 +68,25 @@ def test_mixup_blends_photos_and_labels(data):
     assert mixed["history"][-1][0] > 2 * plain["history"][-1][0]
 
 
+def test_lr_drop_cuts_the_learning_rate_when_validation_stalls(data):
+    """Labels at random: the validation loss soon stops falling. Cut to a millionth after
+    one epoch without progress, the weights all but stop: the last epochs' training losses
+    (same photos, no augmentation) agree, where the constant rate keeps moving them."""
+    x, y = data
+    idx = np.r_[0:10, 30:40]
+    noise = np.random.default_rng(0).permutation(y[idx])
+    cfg = dict(epochs=60, patience=100, val_fraction=0.2, members=1, augment=False, batch_size=8)
+    _, plain = fit(x[idx], noise, CFG, TrainConfig(**cfg))
+    _, cut = fit(x[idx], noise, CFG, TrainConfig(**cfg, lr_drop_patience=1, lr_drop_factor=1e-6))
+
+    def spread(report) -> float:
+        last = [loss for loss, _, _ in report["history"][-5:]]
+        return max(last) - min(last)
+
+    assert spread(plain) > 1e-3
+    assert spread(cut) < 1e-5
+
+
 def test_same_seed_same_weights(data):
     x, y = data
     a, _ = fit(x, y, CFG, TrainConfig(epochs=4, seed=3))
