@@ -91,6 +91,10 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     "lr-drop-8": (F, replace(T, lr_drop_patience=8)),
     "lr-drop-8-seed1": (F, replace(T, lr_drop_patience=8, seed=1)),
     "lr-drop-8-seed2": (F, replace(T, lr_drop_patience=8, seed=2)),
+    # the head sees each tile-map channel sorted: what is in the photo, not where
+    "sorted-tiles": (F, replace(T, sorted_tiles=True)),
+    "sorted-tiles-seed1": (F, replace(T, sorted_tiles=True, seed=1)),
+    "sorted-tiles-seed2": (F, replace(T, sorted_tiles=True, seed=2)),
 }
 # ------------------------------------------------------------------------------------
 

@@ -57,8 +57,8 @@ class Model:
         evidence = np.zeros(x.shape[:2])
         for net in self.nets:
             tmap = net.tile_map(x)  # (N, T, c)
-            net.head.forward(tmap)
-            dmap = net.head.backward(np.ones((x.shape[0], 1, 1)))  # d logit / d tile map
+            net.head_forward(tmap)
+            dmap = net.head_backward(np.ones(x.shape[0]))  # d logit / d tile map
             evidence += np.maximum((dmap * tmap).sum(axis=-1), 0)  # (N, T)
         peak = evidence.max(axis=1, keepdims=True)
         return (evidence / np.where(peak > 0, peak, 1)).reshape(-1, g, g)

@@ -102,6 +102,9 @@ class NetConfig:
     tile_layers: list[int] = field(default_factory=lambda: list(TILE_LAYERS))
     head_layers: list[int] = field(default_factory=lambda: list(HEAD_LAYERS))
     seed: int = 0
+    # the head sees each tile-map channel's values in descending order, not tile by tile:
+    # it can judge what is in the photo but not where (a benchmark option, off by default)
+    sorted_tiles: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -135,12 +138,28 @@ class TwoStageNet:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, tiles, a, b) -> logits (N,)."""
-        self.tmap = self.tile_map(x)  # (N, T, c)
-        return self.head.forward(self.tmap).reshape(-1)  # (N, 1, 1) -> (N,)
+        return self.head_forward(self.tile_map(x))
+
+    def head_forward(self, tmap: np.ndarray) -> np.ndarray:
+        """Tile map (N, T, c) -> logits (N,), through the sort if the net has one."""
+        if self.cfg.sorted_tiles:
+            self.order = np.argsort(-tmap, axis=1, kind="stable")
+            tmap = np.take_along_axis(tmap, self.order, axis=1)
+        return self.head.forward(tmap).reshape(-1)  # (N, 1, 1) -> (N,)
+
+    def head_backward(self, dlogits: np.ndarray) -> np.ndarray:
+        """Gradients of the head's layers; returns d logit / d tile map (N, T, c), each
+        tile's gradient back in its own place."""
+        dmap = self.head.backward(dlogits.reshape(-1, 1, 1))
+        if self.cfg.sorted_tiles:
+            unsorted = np.empty_like(dmap)
+            np.put_along_axis(unsorted, self.order, dmap, axis=1)
+            dmap = unsorted
+        return dmap
 
     def backward(self, dlogits: np.ndarray) -> np.ndarray:
         """Gradients of every layer, through the tile map into the tile net."""
-        dmap = self.head.backward(dlogits.reshape(-1, 1, 1))  # (N, T, c)
+        dmap = self.head_backward(dlogits)  # (N, T, c)
         p, q = self.tile_net.out_shape
         dtiles = dmap.reshape(*dmap.shape[:2], p, q)  # (N, T, p, q)
         return self.tile_net.backward(dtiles)  # (N, T, a, b)

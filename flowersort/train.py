@@ -68,6 +68,7 @@ class TrainConfig:
     # mixup: each training example blended with another of its batch, both photo and label,
     # by a share drawn from Beta(mixup, mixup); 0: none
     mixup: float = 0.0
+    sorted_tiles: bool = False  # see NetConfig.sorted_tiles
     # after this many epochs without a better validation loss the learning rate is cut to
     # lr_drop_factor of itself (again after as many more); 0: a constant learning rate
     lr_drop_patience: int = 0
@@ -413,6 +414,7 @@ def _fit_member(
             tile_layers=list(cfg.tile_layers),
             head_layers=list(cfg.head_layers),
             seed=seed,
+            sorted_tiles=cfg.sorted_tiles,
         )
     )
     for _, layer in net.layers():  # float32 while training: a third faster (measured)

@@ -46,11 +46,16 @@ def test_matrix_layer_gradients(act):
 
 
 @pytest.mark.parametrize(
-    "tile_shape,tile_layers",
-    [((6, 1), [5, 3, 1]), ((4, 4), [3, 1, 1]), ((4, 4), [3, 2, 2])],
+    "tile_shape,tile_layers,sorted_tiles",
+    [
+        ((6, 1), [5, 3, 1], False),
+        ((4, 4), [3, 1, 1], False),
+        ((4, 4), [3, 2, 2], False),
+        ((4, 4), [3, 2, 2], True),
+    ],
 )
-def test_two_stage_gradients(tile_shape, tile_layers):
-    cfg = NetConfig(tile_shape=tile_shape, tiles=9, tile_layers=tile_layers, head_layers=[4, 1, 1])
+def test_two_stage_gradients(tile_shape, tile_layers, sorted_tiles):
+    cfg = NetConfig(tile_shape, 9, tile_layers, [4, 1, 1], sorted_tiles=sorted_tiles)
     net = TwoStageNet(cfg)
     rng = np.random.default_rng(2)
     for _, layer in net.layers():
@@ -69,6 +74,17 @@ def test_two_stage_gradients(tile_shape, tile_layers):
         analytic = (layer.dw.copy(), layer.db.copy())  # numerical_grad reruns forward
         assert rel_error(analytic[0], numerical_grad(f, layer.w)) < 1e-5, name
         assert rel_error(analytic[1], numerical_grad(f, layer.b)) < 1e-5, name
+
+
+def test_sorted_tiles_make_the_score_blind_to_where_tiles_are():
+    """With sorted_tiles the head sees each channel's values in order, so shuffling the
+    tiles leaves the logit; by position (the default) it moves it."""
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 9, 4, 4))
+    shuffled = x[:, rng.permutation(9)]
+    for sorted_tiles, blind in ((True, True), (False, False)):
+        net = TwoStageNet(NetConfig((4, 4), 9, [3, 2, 2], [4, 1, 1], sorted_tiles=sorted_tiles))
+        assert np.allclose(net.forward(x), net.forward(shuffled)) == blind
 
 
 def test_initial_loss_is_about_ln2():
