@@ -142,17 +142,26 @@ def stops_on_signals(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        received: list[int] = []
+
         def stop(signum, frame):
+            received.append(signum)
             raise Stopped(signum)
 
         previous = {s: signal.signal(s, stop) for s in Interrupted.SIGNALS}
         try:
             result = command(*args, **kwargs)
-        except Stopped as e:
+        except BaseException as e:
+            if not received:
+                raise
+            # Stopped, or what it broke on its way out (a queue's connection cut in the
+            # middle of a message: EBADF): either way the signal is the reason
             for s in Interrupted.SIGNALS:  # a second Ctrl-C while we stop changes nothing
                 signal.signal(s, signal.SIG_IGN)
-            log.warning("stopped by %s", signal.Signals(e.signum).name)
-            sys.exit(128 + e.signum)
+            if not isinstance(e, Stopped):
+                log.debug("while stopping: %s", e)
+            log.warning("stopped by %s", signal.Signals(received[0]).name)
+            sys.exit(128 + received[0])
         finally:
             if signal.getsignal(signal.SIGINT) is stop:
                 for s, handler in previous.items():

@@ -243,6 +243,33 @@ def test_the_signal_exit_codes_are_documented():
     assert "`130` or `143`" in (ROOT / "README.md").read_text()
 
 
+def test_an_error_on_the_way_out_of_a_signal_still_says_the_signal(caplog):
+    """A signal's stop can break what it interrupts (the queue of a training's epochs,
+    cut in the middle of a message, then fails with EBADF): the signal is still the one
+    line and the exit code, not the error it caused."""
+    from flowersort.cli import CliError, Stopped, stops_on_signals
+    from flowersort.errors import UnexpectedError
+
+    @stops_on_signals
+    def command():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Stopped:
+            error = UnexpectedError("unexpected OSError: [Errno 9] Bad file descriptor")
+            raise CliError(error) from None
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            command()
+    finally:  # a stopped command leaves the signals ignored: its process is ending
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert stopped.value.code == 143
+    assert caplog.messages[-1] == "stopped by SIGTERM"
+
+
 @pytest.mark.parametrize(
     "signum,to_group,code",
     [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143), (signal.SIGKILL, False, None)],
