@@ -11,7 +11,7 @@ import signal
 import sys
 import traceback
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -298,7 +298,37 @@ def int_list(ctx, param, value: str) -> list[int]:
         raise click.BadParameter("expected numbers separated by commas, e.g. 16,4,1") from None
 
 
-@click.group(epilog=ALL_EXIT_CODES)
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2 on
+
+
+@contextmanager
+def one_line_usage():
+    """click's usage errors as one line, naming where to read more (click prints the
+    usage and a hint on lines of their own first); exit 2 as before."""
+    try:
+        yield
+    except NO_ARGS_IS_HELP:
+        raise  # no command given: the help, as click shows it
+    except click.UsageError as e:
+        where = e.ctx.command_path if e.ctx else "flowersort"
+        raise OneLineUsageError(f"{e.format_message()} (see '{where} --help')") from None
+
+
+class OneLineGroup(click.Group):
+    """A command group whose commands (and itself) report usage errors in one line."""
+
+    group_class = type  # its subgroups too
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        with one_line_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context):
+        with one_line_usage():
+            return super().invoke(ctx)
+
+
+@click.group(cls=OneLineGroup, epilog=ALL_EXIT_CODES)
 @click.version_option(package_name="flowersort")
 def cli() -> None:
     """Find the flower photos in a photo archive and move them into a folder.

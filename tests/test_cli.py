@@ -188,7 +188,7 @@ def test_more_histogram_bins_than_a_pixel_has_values_is_a_usage_error(examples, 
     model = tmp_path / "m.npz"
     result = run("train", *examples, "--bins", 257, "--epochs", 1, "--model", model)
     assert result.exit_code == 2, result.output
-    assert result.stderr.endswith("\nError: histograms have at least 2 and at most 256 bins\n")
+    assert result.stderr.startswith("Error: histograms have at least 2 and at most 256 bins (")
     assert not model.exists()
 
 
@@ -391,3 +391,26 @@ def test_an_undo_whose_reader_went_away_at_its_last_line_is_done(tmp_path):
     assert photo.exists()
     listed = [json.loads(line) for line in run("undo", "--list", "--json").stdout.splitlines()]
     assert [r["state"] for r in listed] == ["undone"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("classify", "/no/such/folder"), "Path '/no/such/folder' does not exist"),
+        (("classify", ".", "--bogus"), "No such option '--bogus'"),
+        (("nosuch",), "No such command 'nosuch'"),
+        (("corrections", "forget"), "Missing argument 'TARGET'"),
+        (("train", ".", ".", "--image-size", "0"), "the image size must be at least the grid"),
+        (("train", ".", ".", "--tile-layers", "x"), "expected numbers separated by commas"),
+    ],
+)
+def test_a_usage_error_is_one_line_that_says_where_to_read_more(args, message):
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert result.stderr.startswith("Error: ") and "--help')" in result.stderr
+
+
+def test_no_command_shows_the_help():
+    result = run()
+    assert "Commands:" in result.output and "classify" in result.output
