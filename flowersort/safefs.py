@@ -192,6 +192,58 @@ def names_in_any_case(folder: Path) -> set[str]:
         return set()
 
 
+def _umask() -> int:
+    """This process's umask, read without setting it (os.umask would, for a moment, for
+    every thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("Umask:"))
+        return int(line.split()[1], 8)
+    except (OSError, StopIteration, ValueError):
+        return 0o022
+
+
+def _kept_out(folder: Path, gid: int) -> tuple[bool, bool]:
+    """Whether a folder on the way to `folder` (itself included) keeps out everyone else,
+    and the members of group gid: neither may search it. A folder not made yet counts as
+    mkdir will make it."""
+    others = group = False
+    for part in (folder, *folder.parents):
+        try:
+            st = os.stat(part)
+            mode, owner_group = st.st_mode, st.st_gid
+        except FileNotFoundError:
+            mode, owner_group = 0o777 & ~_umask(), os.getegid()
+        others |= not mode & stat.S_IXOTH
+        group |= not mode & (stat.S_IXGRP if owner_group == gid else stat.S_IXOTH)
+    return others, group
+
+
+def readers_let_in(source: Path, folder: Path) -> str | None:
+    """Who could read the photo in `folder` but cannot reach it where it is ("everyone",
+    "group N"), or None: a 0644 photo in a 0700 folder is private by its folder, and a
+    move must not change who can read it (the photo's own mode: wider_readers)."""
+    st = os.stat(source)
+    src_others, src_group = _kept_out(source.parent.resolve(), st.st_gid)
+    dst_others, dst_group = _kept_out(folder.resolve(), st.st_gid)
+    if st.st_mode & stat.S_IROTH and src_others and not dst_others:
+        return "everyone"
+    if st.st_mode & stat.S_IRGRP and src_group and not dst_group:
+        return f"group {st.st_gid}"
+    return None
+
+
+def check_folders_keep_private(sources: list[Path], folder: Path) -> None:
+    """Raise Exposed if moving the files into `folder` would let more people read one."""
+    for source in sources:
+        if who := readers_let_in(source, folder):
+            raise Exposed(
+                errno.EPERM,
+                f"{folder} would let {who} read {source.name} (a folder above it keeps "
+                "them out where it is)",
+            )
+
+
 def copy_verified(
     src: Path, folder: Path, note: Note = _no_note, verify: bool = True, private: bool = True
 ) -> Path:
@@ -434,6 +486,7 @@ def transfer(
     sources = [Path(s) for s in sources]
     folder = Path(folder)
     stem, _ = split_name(sources[0].name)
+    check_folders_keep_private(sources, folder)
 
     def candidates() -> Iterator[list[str]]:
         if exact_names is not None:

@@ -363,9 +363,13 @@ class DryRun:
                 return Outcome(photo, action, score, True, target, _names(beside))
         group = [photo, *(s for s in sidecars(photo) if s not in self.moved)]
         try:
+            safefs.check_folders_keep_private(group, folder)
             finals = planned_finals(group, folder, self.taken)
         except OSError as e:
-            return Outcome(photo, Action.FAILED, score, True, reason=e.strerror or str(e))
+            reason = e.strerror or str(e)
+            if isinstance(e, safefs.Exposed):  # as the run will say it
+                reason += "; not copied" if self.copy else "; not moved"
+            return Outcome(photo, Action.FAILED, score, True, reason=reason)
         if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
             self.moved.update(group[1:])
         action = Action.WOULD_COPY if self.copy else Action.WOULD_MOVE

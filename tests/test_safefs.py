@@ -352,3 +352,33 @@ def test_a_photo_shared_by_its_acl_is_not_given_to_its_group_on_a_disk_without_a
         with pytest.raises(safefs.Exposed, match="readable by group 4002"):
             safefs.copy_verified(photo, ram)
         assert not os.listdir(ram)
+
+
+@pytest.mark.parametrize("mode,who", [(0o644, "everyone"), (0o640, "group")])
+def test_a_photo_private_by_its_folder_is_not_moved_where_others_can_read_it(tmp_path, mode, who):
+    """A 0644 photo in a 0700 folder is the owner's alone; moved into a folder everyone
+    can open, anyone could read it. It stays, and nothing is left in the target."""
+    import shutil
+    import tempfile
+
+    closed = tmp_path / "private"
+    closed.mkdir(mode=0o700)
+    photo = closed / "IMG_0001.jpg"
+    photo.write_bytes(b"photo")
+    photo.chmod(mode)
+    sidecar = closed / "IMG_0001.xmp"
+    sidecar.write_bytes(b"xmp")
+    sidecar.chmod(0o600)
+    open_folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        open_folder.chmod(0o755)  # and /tmp lets everyone in
+        with pytest.raises(safefs.Exposed, match=f"would let {who}.* read IMG_0001.jpg"):
+            safefs.transfer([sidecar, photo], open_folder)
+        assert photo.read_bytes() == b"photo" and sidecar.exists()
+        assert list(open_folder.iterdir()) == []
+    finally:
+        shutil.rmtree(open_folder)
+    # into a folder as closed as its own, it moves
+    inner = closed / "Flowers"
+    inner.mkdir()
+    assert safefs.move_file(photo, inner).read_bytes() == b"photo"

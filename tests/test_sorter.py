@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -1065,3 +1066,41 @@ def test_undo_of_a_move_finished_by_recovery_gives_back_each_file_its_mode(
             modes = [stat.S_IMODE((src / n).stat().st_mode) for n in group_names]
             assert modes == [0o644, 0o604], step
     assert finished >= 3
+
+
+def test_a_photo_private_by_its_folder_stays_and_the_dry_run_says_so(tmp_path):
+    """A 0644 photo in a 0700 folder, a target everyone can open: the dry run says it
+    would fail, as the run then does; the photo and its .xmp stay, whole, nothing lands
+    in the target; a photo in an open folder moves."""
+    import tempfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    src = tmp_path / "Pictures"
+    write_photo(src / "closed" / "IMG_0001.jpg", make_photo(rng, True))
+    (src / "closed" / "IMG_0001.xmp").write_bytes(b"xmp")
+    (src / "closed").chmod(0o700)
+    open_tree = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp lets everyone in
+    try:
+        open_tree.chmod(0o755)
+        write_photo(open_tree / "shared" / "IMG_0002.jpg", make_photo(rng, True))
+        for photo in (src / "closed" / "IMG_0001.jpg", open_tree / "shared" / "IMG_0002.jpg"):
+            photo.chmod(0o644)
+        before = census(src)
+        dest = open_tree / "Flowers"
+        reason = (
+            f"{dest} would let everyone read IMG_0001.jpg (a folder above it keeps them out "
+            "where it is); not moved"
+        )
+        for dry_run in (True, False):
+            extra = ["--dry-run"] if dry_run else []
+            result = classify(src, dest, *extra)
+            assert result.exit_code == 1, result.output
+            (said,) = map(json.loads, result.stdout.splitlines())
+            assert (said["action"], said["detail"]) == ("failed", reason)
+        assert census(src) == before and names(dest) == []
+        result = classify(open_tree / "shared", dest)
+        assert result.exit_code == 0 and names(dest) == ["IMG_0002.jpg"], result.output
+    finally:
+        shutil.rmtree(open_tree)
