@@ -95,6 +95,11 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     "sorted-tiles": (F, replace(T, sorted_tiles=True)),
     "sorted-tiles-seed1": (F, replace(T, sorted_tiles=True, seed=1)),
     "sorted-tiles-seed2": (F, replace(T, sorted_tiles=True, seed=2)),
+    # finer or richer inputs, measured before with the previous small net, on today's
+    "size-144-now": (replace(F, image_size=144), T),
+    "grid-8-now": (replace(F, image_size=128, grid=8), T),
+    "subject-now": (S, T),
+    "edge-hue-now": (replace(F, mode="hue-sat-cues-edge-hue"), T),
 }
 # ------------------------------------------------------------------------------------
 
