@@ -274,7 +274,14 @@ def copy_verified(
                         f"{who}: {why})",
                     )
             _copy_bytes(src_fd, dst_fd)
-            os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))  # last: writing sets them
+            try:  # last: writing sets them
+                os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            except PermissionError:  # a stick that gives its files to root, written by a user
+                raise OSError(
+                    errno.EPERM,
+                    f"{folder} cannot keep the dates of {src.name} (not permitted: its files "
+                    "there belong to another user); left in place",
+                ) from None
             _fsync(dst_fd)
         finally:
             os.close(dst_fd)

@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from flowersort import safefs
 from flowersort.errors import LockHeld
 from flowersort.journal import Journal, RunLock, state_dir
 from tests.conftest import census, exfat, make_photo, run, small_tmpfs, write_photo
+from tests.runs import ROOT
 
 
 @pytest.fixture
@@ -1104,3 +1106,31 @@ def test_a_photo_private_by_its_folder_stays_and_the_dry_run_says_so(tmp_path):
         assert result.exit_code == 0 and names(dest) == ["IMG_0002.jpg"], result.output
     finally:
         shutil.rmtree(open_tree)
+
+
+def test_a_target_that_refuses_the_dates_leaves_the_photo_in_place_and_says_why(tmp_path):
+    """A user's copy on a stick whose files belong to root cannot take the photo's dates
+    (utimensat: EPERM, injected by strace): the photo and its sidecar stay whole, nothing
+    is left on the stick, and the line says why instead of a bare 'Operation not
+    permitted'."""
+    import numpy as np
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    src = tmp_path / "Pictures"
+    write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(13), True))
+    (src / "IMG_0001.xmp").write_bytes(b"xmp")
+    before = census(src)
+    with small_tmpfs(tmp_path / "stick", "4m") as stick:
+        dest = stick / "Flowers"
+        cmd = [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)]
+        cmd += ["--threshold", "0", "--workers", "1", "--no-cache"]
+        trace = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=utimensat"]
+        trace += ["-e", "inject=utimensat:error=EPERM"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path / "state")}
+        result = subprocess.run(trace + cmd, env=env, capture_output=True, text=True)
+        assert result.returncode == 1, result.stderr
+        why = f"{dest} cannot keep the dates of IMG_0001.jpg (not permitted: its files there"
+        assert why in result.stderr, result.stderr
+        assert names(dest) == []
+    assert census(src) == before
