@@ -16,7 +16,10 @@ sources' photos. Decoded features come from the
 feature cache that `flowersort train` fills (see featcache), so each row pays only the
 fitting; rows train on one process per core.
 
-usage: python benchmarks/loso.py [SOURCE ...]     (default: every source)
+usage: python benchmarks/loso.py [--setting NAME] [SOURCE ...]     (default: every source)
+
+--setting takes the feature and train settings of a row of heldout.py instead of the
+defaults (the same cheaper training per row).
 """
 
 from __future__ import annotations
@@ -100,7 +103,14 @@ def left_out_row(name: str) -> str:
 def main() -> None:
     with open(DATA / "MANIFEST.csv", newline="") as f:
         rows = {r["path"]: r for r in csv.DictReader(f)}
+    args = sys.argv[1:]
     features, base = FeatureConfig(), TrainConfig()  # the default setting
+    if args[:1] == ["--setting"]:
+        from heldout import SETTINGS  # beside this script
+
+        features, base = SETTINGS[args[1]][:2]
+        print(f"setting {args[1]}")
+        args = args[2:]
     cfg = replace(base, **CHEAPER)
     start = time.perf_counter()
     ex = load_examples(*TRAIN, features, copies=cfg.copies, cache_folder=default_feature_cache())
@@ -108,7 +118,7 @@ def main() -> None:
     sources = np.array(
         [source_of(rows[str(Path(p).resolve().relative_to(DATA))]) for p in ex.paths]
     )
-    wanted = sys.argv[1:] or sorted(set(sources), key=lambda s: (s.startswith("flowers"), s))
+    wanted = args or sorted(set(sources), key=lambda s: (s.startswith("flowers"), s))
     print(
         f"\nLeave one source out: {features.mode}, {cfg.members} member net(s), patience "
         f"{cfg.patience} and {TRAIN_SHARE:.0%} of the other photos per row (the default: "
