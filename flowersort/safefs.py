@@ -469,6 +469,7 @@ def transfer(
     exact_names: list[str] | None = None,
     note: Note = _no_note,
     metadata: list[dict] | None = None,
+    undoing: bool = False,
 ) -> list[Path]:
     """Move (or copy, with keep_source) a group of files into folder: all or none.
 
@@ -481,12 +482,15 @@ def transfer(
     is left in folder (except a copy whose source vanished meanwhile). Returns the final
     paths, in the order of sources. `metadata` (safefs.metadata per source) is given to
     a copy before it takes its name, so it is never seen with the copy's own (undo from
-    an exFAT stick: a private photo must not appear 0777 even for a moment).
+    an exFAT stick: a private photo must not appear 0777 even for a moment). `undoing`:
+    the files go back to the folder they were in, which exposes nothing new, so its
+    folders are not checked (a photo sorted from an open card into a closed home goes back).
     """
     sources = [Path(s) for s in sources]
     folder = Path(folder)
     stem, _ = split_name(sources[0].name)
-    check_folders_keep_private(sources, folder)
+    if not undoing:
+        check_folders_keep_private(sources, folder)
 
     def candidates() -> Iterator[list[str]]:
         if exact_names is not None:

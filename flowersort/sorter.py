@@ -649,7 +649,12 @@ def _undo_one(
         untouched = _untouched_since_moved(metadata, finals)
         photo.parent.mkdir(parents=True, exist_ok=True)
         journal.transfer(
-            run, finals, photo.parent, exact_names=[s.name for s in sources], metadata=untouched
+            run,
+            finals,
+            photo.parent,
+            exact_names=[s.name for s in sources],
+            metadata=untouched,
+            undoing=True,
         )
         for source, before in zip(sources, untouched or []):
             if before is not None:
@@ -697,6 +702,7 @@ def _undo_dedupe(
                 photo.parent,
                 keep_source=True,
                 exact_names=[s.name for s, _ in gone],
+                undoing=True,
             )
             own = journal.removed_duplicates(deduped_by, sources)
             for source, _ in gone:

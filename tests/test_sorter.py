@@ -1104,3 +1104,35 @@ def test_a_photo_private_by_its_folder_stays_and_the_dry_run_says_so(tmp_path):
         assert result.exit_code == 0 and names(dest) == ["IMG_0002.jpg"], result.output
     finally:
         shutil.rmtree(open_tree)
+
+
+def test_undo_puts_photos_back_into_the_open_folder_they_came_from(tmp_path):
+    """Sorted from a folder everyone can open into a closed one (that narrows who can
+    read them: allowed), then undone: each photo goes back where it was, as readable as
+    it was there, not refused as if the way back exposed it."""
+    import tempfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(13)
+    closed = tmp_path / "private"
+    closed.mkdir(mode=0o700)
+    dest = closed / "Flowers"
+    open_tree = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp lets everyone in
+    try:
+        open_tree.chmod(0o755)
+        src = open_tree / "card"
+        write_photo(src / "IMG_0001.jpg", make_photo(rng, True))
+        (src / "IMG_0001.xmp").write_bytes(b"xmp")
+        for p in src.iterdir():
+            p.chmod(0o644)
+        before = census(src)
+        result = classify(src, dest)
+        assert result.exit_code == 0 and names(dest) == ["IMG_0001.jpg", "IMG_0001.xmp"]
+        plan = run("undo", "--dry-run")
+        assert plan.exit_code == 0, plan.output
+        result = run("undo")
+        assert result.exit_code == 0, result.output
+        assert census(src) == before and not dest.exists()  # the folder it made goes too
+    finally:
+        shutil.rmtree(open_tree)
