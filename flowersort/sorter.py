@@ -355,7 +355,12 @@ class DryRun:
                 return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
         elif self.on_conflict == "dedupe" and (twin := identical_at_target(photo, folder)):
             if (plan := dedupe_plan(photo, twin)) is not None:
-                _, twins, _, free_names = plan
+                _, twins, free, free_names = plan
+                try:  # the sidecars that move go by the twin, as a run checks them
+                    safefs.check_folders_keep_private(free, twin.parent)
+                except safefs.Exposed as e:
+                    reason = f"{e.strerror}; not moved"
+                    return Outcome(photo, Action.FAILED, score, True, reason=reason)
                 beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
                 self.taken.update(os.fsdecode(p).casefold() for p in beside)
                 target = os.fsdecode(twin)
