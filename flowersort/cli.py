@@ -146,7 +146,8 @@ def stops_on_signals(command):
 
         def stop(signum, frame):
             received.append(signum)
-            raise Stopped(signum)
+            if len(received) == 1:  # a second one must not cut short what the first
+                raise Stopped(signum)  # started: killing the workers, shutting the pool
 
         previous = {s: signal.signal(s, stop) for s in Interrupted.SIGNALS}
         try:
