@@ -430,6 +430,7 @@ class Mover:
                     return Outcome(photo, Action.DEDUPLICATED, score, True, target, sides)
             group = [photo, *sidecars(photo)]
             if folder != base:
+                safefs.check_folders_keep_private(group, folder)  # before its folders are made
                 self.journal.note_created_dirs(self.run, make_dirs(folder))
             finals = self.journal.transfer(self.run, group, folder, keep_source=self.copy)
         except OSError as e:

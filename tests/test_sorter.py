@@ -1100,6 +1100,8 @@ def test_a_photo_private_by_its_folder_stays_and_the_dry_run_says_so(tmp_path):
             (said,) = map(json.loads, result.stdout.splitlines())
             assert (said["action"], said["detail"]) == ("failed", reason)
         assert census(src) == before and names(dest) == []
+        result = classify(src, dest, "--keep-structure")  # Flowers/closed is not made
+        assert result.exit_code == 1 and names(dest) == [], result.output
         result = classify(open_tree / "shared", dest)
         assert result.exit_code == 0 and names(dest) == ["IMG_0002.jpg"], result.output
     finally:
