@@ -146,7 +146,8 @@ def stops_on_signals(command):
 
         def stop(signum, frame):
             received.append(signum)
-            raise Stopped(signum)
+            if len(received) == 1:  # a second one must not cut short what the first
+                raise Stopped(signum)  # started: killing the workers, shutting the pool
 
         previous = {s: signal.signal(s, stop) for s in Interrupted.SIGNALS}
         try:
@@ -302,26 +303,42 @@ NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.
 
 
 @contextmanager
-def one_line_usage():
+def one_line_usage(where: str = "flowersort"):
     """click's usage errors as one line, naming where to read more (click prints the
-    usage and a hint on lines of their own first); exit 2 as before."""
+    usage and a hint on lines of their own first); exit 2 as before. `where`: the
+    command, for an error that names no context (an option given no value)."""
     try:
         yield
     except NO_ARGS_IS_HELP:
         raise  # no command given: the help, as click shows it
     except click.UsageError as e:
-        where = e.ctx.command_path if e.ctx else "flowersort"
+        where = e.ctx.command_path if e.ctx else where
         raise OneLineUsageError(f"{e.format_message()} (see '{where} --help')") from None
+
+
+def _command_path(info_name: str | None, parent: click.Context | None) -> str:
+    """What click's Context.command_path will say for this command, before it exists."""
+    name = info_name or "flowersort"
+    return f"{parent.command_path} {name}" if parent else name
+
+
+class OneLineCommand(click.Command):
+    """A command whose own usage errors are one line naming its --help."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        with one_line_usage(_command_path(info_name, parent)):
+            return super().make_context(info_name, args, parent, **extra)
 
 
 class OneLineGroup(click.Group):
     """A command group whose commands (and itself) report usage errors in one line."""
 
     group_class = type  # its subgroups too
+    command_class = OneLineCommand
 
-    def make_context(self, *args, **kwargs) -> click.Context:
-        with one_line_usage():
-            return super().make_context(*args, **kwargs)
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        with one_line_usage(_command_path(info_name, parent)):
+            return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: click.Context):
         with one_line_usage():

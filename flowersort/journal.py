@@ -344,6 +344,7 @@ class Journal:
         exact_names=None,
         action="move",
         metadata: list[dict] | None = None,
+        undoing: bool = False,
     ) -> list[Path]:
         """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
@@ -358,6 +359,7 @@ class Journal:
                 exact_names=exact_names,
                 note=note,
                 metadata=metadata,
+                undoing=undoing,
             )
         except safefs.GroupSplit:
             self.db.execute("UPDATE moves SET state = 'split' WHERE id = ?", (move_id,))

@@ -12,9 +12,11 @@ functions below so tests can inject faults.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import os
+import pwd
 import secrets
 import stat
 import struct
@@ -203,26 +205,67 @@ def _umask() -> int:
         return 0o022
 
 
+def _way(folder: Path) -> list[tuple[int, int, int]]:
+    """Mode, owner and group of each folder on the way to `folder` (itself included); a
+    folder not made yet as mkdir will make it."""
+    way = []
+    for part in (folder, *folder.parents):
+        try:
+            st = os.stat(part)
+            way.append((st.st_mode, st.st_uid, st.st_gid))
+        except FileNotFoundError:
+            way.append((0o777 & ~_umask(), os.geteuid(), os.getegid()))
+    return way
+
+
 def _kept_out(folder: Path, gid: int) -> tuple[bool, bool]:
     """Whether a folder on the way to `folder` (itself included) keeps out everyone else,
     and the members of group gid: neither may search it. A folder not made yet counts as
     mkdir will make it."""
     others = group = False
-    for part in (folder, *folder.parents):
-        try:
-            st = os.stat(part)
-            mode, owner_group = st.st_mode, st.st_gid
-        except FileNotFoundError:
-            mode, owner_group = 0o777 & ~_umask(), os.getegid()
+    for mode, _, owner_group in _way(folder):
         others |= not mode & stat.S_IXOTH
         group |= not mode & (stat.S_IXGRP if owner_group == gid else stat.S_IXOTH)
     return others, group
 
 
+@functools.lru_cache(maxsize=64)
+def _user(uid: int) -> tuple[str, frozenset[int]]:
+    """A user's name and groups (none known for a uid without a name)."""
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        return str(uid), frozenset()
+    return entry.pw_name, frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
+
+
+def _may(uid: int, groups: frozenset[int], mode: int, owner: int, group: int, bits: int) -> bool:
+    """Whether user uid has `bits` (read, search: as the owner's, rwx------) on a file."""
+    shift = 6 if uid == owner else 3 if group in groups else 0
+    return bool(mode & (bits >> (6 - shift)))
+
+
+def _owner_let_in(st: os.stat_result, source: Path, folder: Path) -> str | None:
+    """A user who owns a folder on the way to `folder` (a root run sorting into another
+    user's home) and could read the photo there, but cannot reach it where it is."""
+    dst_way = _way(folder.resolve())
+    src_way = None
+    for uid in {owner for _, owner, _ in dst_way} - {st.st_uid, 0}:
+        name, groups = _user(uid)
+        if not _may(uid, groups, st.st_mode, st.st_uid, st.st_gid, stat.S_IRUSR):
+            continue
+        if all(_may(uid, groups, *part, stat.S_IXUSR) for part in dst_way):
+            src_way = src_way or _way(source.parent.resolve())
+            if not all(_may(uid, groups, *part, stat.S_IXUSR) for part in src_way):
+                return f"user {name}"
+    return None
+
+
 def readers_let_in(source: Path, folder: Path) -> str | None:
     """Who could read the photo in `folder` but cannot reach it where it is ("everyone",
-    "group N"), or None: a 0644 photo in a 0700 folder is private by its folder, and a
-    move must not change who can read it (the photo's own mode: wider_readers)."""
+    "group N", "user NAME"), or None: a 0644 photo in a 0700 folder is private by its
+    folder, and a move must not change who can read it (the photo's own mode:
+    wider_readers)."""
     st = os.stat(source)
     src_others, src_group = _kept_out(source.parent.resolve(), st.st_gid)
     dst_others, dst_group = _kept_out(folder.resolve(), st.st_gid)
@@ -230,7 +273,7 @@ def readers_let_in(source: Path, folder: Path) -> str | None:
         return "everyone"
     if st.st_mode & stat.S_IRGRP and src_group and not dst_group:
         return f"group {st.st_gid}"
-    return None
+    return _owner_let_in(st, source, folder)
 
 
 def check_folders_keep_private(sources: list[Path], folder: Path) -> None:
@@ -476,6 +519,7 @@ def transfer(
     exact_names: list[str] | None = None,
     note: Note = _no_note,
     metadata: list[dict] | None = None,
+    undoing: bool = False,
 ) -> list[Path]:
     """Move (or copy, with keep_source) a group of files into folder: all or none.
 
@@ -488,12 +532,15 @@ def transfer(
     is left in folder (except a copy whose source vanished meanwhile). Returns the final
     paths, in the order of sources. `metadata` (safefs.metadata per source) is given to
     a copy before it takes its name, so it is never seen with the copy's own (undo from
-    an exFAT stick: a private photo must not appear 0777 even for a moment).
+    an exFAT stick: a private photo must not appear 0777 even for a moment). `undoing`:
+    the files go back to the folder they were in, which exposes nothing new, so its
+    folders are not checked (a photo sorted from an open card into a closed home goes back).
     """
     sources = [Path(s) for s in sources]
     folder = Path(folder)
     stem, _ = split_name(sources[0].name)
-    check_folders_keep_private(sources, folder)
+    if not undoing:
+        check_folders_keep_private(sources, folder)
 
     def candidates() -> Iterator[list[str]]:
         if exact_names is not None:

@@ -355,7 +355,12 @@ class DryRun:
                 return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
         elif self.on_conflict == "dedupe" and (twin := identical_at_target(photo, folder)):
             if (plan := dedupe_plan(photo, twin)) is not None:
-                _, twins, _, free_names = plan
+                _, twins, free, free_names = plan
+                try:  # the sidecars that move go by the twin, as a run checks them
+                    safefs.check_folders_keep_private(free, twin.parent)
+                except safefs.Exposed as e:
+                    reason = f"{e.strerror}; not moved"
+                    return Outcome(photo, Action.FAILED, score, True, reason=reason)
                 beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
                 self.taken.update(os.fsdecode(p).casefold() for p in beside)
                 target = os.fsdecode(twin)
@@ -425,6 +430,7 @@ class Mover:
                     return Outcome(photo, Action.DEDUPLICATED, score, True, target, sides)
             group = [photo, *sidecars(photo)]
             if folder != base:
+                safefs.check_folders_keep_private(group, folder)  # before its folders are made
                 self.journal.note_created_dirs(self.run, make_dirs(folder))
             finals = self.journal.transfer(self.run, group, folder, keep_source=self.copy)
         except OSError as e:
@@ -649,7 +655,12 @@ def _undo_one(
         untouched = _untouched_since_moved(metadata, finals)
         photo.parent.mkdir(parents=True, exist_ok=True)
         journal.transfer(
-            run, finals, photo.parent, exact_names=[s.name for s in sources], metadata=untouched
+            run,
+            finals,
+            photo.parent,
+            exact_names=[s.name for s in sources],
+            metadata=untouched,
+            undoing=True,
         )
         for source, before in zip(sources, untouched or []):
             if before is not None:
@@ -697,6 +708,7 @@ def _undo_dedupe(
                 photo.parent,
                 keep_source=True,
                 exact_names=[s.name for s, _ in gone],
+                undoing=True,
             )
             own = journal.removed_duplicates(deduped_by, sources)
             for source, _ in gone:

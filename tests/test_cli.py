@@ -411,6 +411,23 @@ def test_a_usage_error_is_one_line_that_says_where_to_read_more(args, message):
     assert result.stderr.startswith("Error: ") and "--help')" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("classify", ".", "--threshold"),
+        ("undo", "--log-file"),
+        ("train", ".", ".", "--epochs"),
+        ("corrections", "list", "--json=x"),
+    ],
+)
+def test_a_usage_error_names_the_help_of_its_own_command(args):
+    """An option given no value (click's error then names no command) too."""
+    result = run(*args)
+    command = " ".join(a for a in args if a.isalpha())
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.endswith(f" {command} --help')\n"), result.stderr
+
+
 def test_no_command_shows_the_help():
     result = run()
     assert "Commands:" in result.output and "classify" in result.output

@@ -382,3 +382,46 @@ def test_a_photo_private_by_its_folder_is_not_moved_where_others_can_read_it(tmp
     inner = closed / "Flowers"
     inner.mkdir()
     assert safefs.move_file(photo, inner).read_bytes() == b"photo"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give folders to another user")
+def test_a_root_run_does_not_move_a_private_photo_into_another_users_home():
+    """A root run (cron) from alice's closed home into bob's closed home: everyone and the
+    groups stay out of both, but bob, who owns the folders on the way, could read it there."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    alice, bob = 4101, 4102  # uids without a name: in no group
+    homes = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp lets everyone in
+    try:
+        homes.chmod(0o755)
+        closed = homes / "alice"
+        closed.mkdir(mode=0o700)
+        photo = closed / "IMG_0001.jpg"
+        photo.write_bytes(b"photo")
+        photo.chmod(0o644)
+        for path in (closed, photo):
+            os.chown(path, alice, alice)
+        flowers = homes / "bob" / "Flowers"
+        flowers.mkdir(parents=True)
+        for folder in (flowers.parent, flowers):
+            folder.chmod(0o700)
+            os.chown(folder, bob, bob)
+
+        def bob_reads(path):
+            cmd = ["setpriv", f"--reuid={bob}", f"--regid={bob}", "--clear-groups", "cat", path]
+            return subprocess.run(cmd, capture_output=True).returncode == 0
+
+        if shutil.which("setpriv"):  # what the check stands for, seen by bob himself
+            assert not bob_reads(photo)
+            shutil.copy(photo, flowers / "probe")
+            assert bob_reads(flowers / "probe")
+            (flowers / "probe").unlink()
+        with pytest.raises(safefs.Exposed, match="would let user 4102 read IMG_0001.jpg"):
+            safefs.transfer([photo], flowers)
+        assert photo.read_bytes() == b"photo" and not os.listdir(flowers)
+        photo.chmod(0o600)  # her own mode keeps bob out: it moves
+        assert safefs.move_file(photo, flowers).read_bytes() == b"photo"
+    finally:
+        shutil.rmtree(homes)

@@ -314,3 +314,33 @@ def test_a_signal_during_train_stops_it_with_one_line(examples, tmp_path, signum
         kill_leftovers([proc.pid, *pids])
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # and anything else of its session
+
+
+def test_a_second_signal_does_not_cut_short_the_stop_of_the_first(caplog):
+    """Ctrl-C pressed twice (or SIGINT to the whole group, then SIGTERM): the clean-up
+    the first one started (killing the nets' workers, shutting their pool) runs to its
+    end; cut short, a worker lived on and the run hung at exit, waiting for it."""
+    from flowersort.cli import stops_on_signals
+
+    cleaned = []
+
+    @stops_on_signals
+    def command():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # the second, while the first is stopping
+            time.sleep(0.1)
+            cleaned.append(True)
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            command()
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert cleaned == [True]
+    assert stopped.value.code == 130
+    assert caplog.messages[-1] == "stopped by SIGINT"

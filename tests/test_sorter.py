@@ -1102,6 +1102,8 @@ def test_a_photo_private_by_its_folder_stays_and_the_dry_run_says_so(tmp_path):
             (said,) = map(json.loads, result.stdout.splitlines())
             assert (said["action"], said["detail"]) == ("failed", reason)
         assert census(src) == before and names(dest) == []
+        result = classify(src, dest, "--keep-structure")  # Flowers/closed is not made
+        assert result.exit_code == 1 and names(dest) == [], result.output
         result = classify(open_tree / "shared", dest)
         assert result.exit_code == 0 and names(dest) == ["IMG_0002.jpg"], result.output
     finally:
@@ -1134,3 +1136,78 @@ def test_a_target_that_refuses_the_dates_leaves_the_photo_in_place_and_says_why(
         assert why in result.stderr, result.stderr
         assert names(dest) == []
     assert census(src) == before
+
+
+def test_undo_puts_photos_back_into_the_open_folder_they_came_from(tmp_path):
+    """Sorted from a folder everyone can open into a closed one (that narrows who can
+    read them: allowed), then undone: each photo goes back where it was, as readable as
+    it was there, not refused as if the way back exposed it."""
+    import tempfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(13)
+    closed = tmp_path / "private"
+    closed.mkdir(mode=0o700)
+    dest = closed / "Flowers"
+    open_tree = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp lets everyone in
+    try:
+        open_tree.chmod(0o755)
+        src = open_tree / "card"
+        write_photo(src / "IMG_0001.jpg", make_photo(rng, True))
+        (src / "IMG_0001.xmp").write_bytes(b"xmp")
+        for p in src.iterdir():
+            p.chmod(0o644)
+        before = census(src)
+        result = classify(src, dest)
+        assert result.exit_code == 0 and names(dest) == ["IMG_0001.jpg", "IMG_0001.xmp"]
+        plan = run("undo", "--dry-run")
+        assert plan.exit_code == 0, plan.output
+        result = run("undo")
+        assert result.exit_code == 0, result.output
+        assert census(src) == before and not dest.exists()  # the folder it made goes too
+    finally:
+        shutil.rmtree(open_tree)
+
+
+def test_a_dedupe_that_would_expose_a_sidecar_is_predicted_by_the_dry_run(tmp_path):
+    """--on-conflict dedupe: the photo's twin is already in an open DEST, but its .xmp,
+    private by its folder, would have to move there: the run leaves the group in SRC, and
+    the dry run says so, in the same words."""
+    import tempfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(14)
+    closed = tmp_path / "private"
+    write_photo(closed / "IMG_0001.jpg", make_photo(rng, True))
+    (closed / "IMG_0001.xmp").write_bytes(b"xmp")
+    for p in closed.iterdir():
+        p.chmod(0o644)
+    closed.chmod(0o700)
+    open_tree = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp lets everyone in
+    try:
+        open_tree.chmod(0o755)
+        dest = open_tree / "Flowers"
+        dest.mkdir()
+        shutil.copy(closed / "IMG_0001.jpg", dest / "IMG_0001.jpg")
+        before = census(closed, dest)
+        said = []
+        for dry_run in (True, False):
+            extra = ["--dry-run"] if dry_run else []
+            result = classify(closed, dest, "--on-conflict", "dedupe", *extra)
+            assert result.exit_code == 1, result.output
+            (line,) = map(json.loads, result.stdout.splitlines())
+            said.append((line["action"], line["detail"]))
+        assert (
+            said[0]
+            == said[1]
+            == (
+                "failed",
+                f"{dest} would let everyone read IMG_0001.xmp (a folder above it keeps them out "
+                "where it is); not moved",
+            )
+        )
+        assert census(closed, dest) == before
+    finally:
+        shutil.rmtree(open_tree)
