@@ -1,3 +1,3 @@
-from flowersort.cli import main
+from flowersort.start import main
 
 main()

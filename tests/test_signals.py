@@ -243,6 +243,28 @@ def test_the_signal_exit_codes_are_documented():
     assert "`130` or `143`" in (ROOT / "README.md").read_text()
 
 
+@pytest.mark.parametrize("name", ["INT", "TERM"])
+def test_a_signal_while_the_command_still_loads_is_one_line(tmp_path, name):
+    """strace sends the signal as the command opens numpy's first file (it loads before
+    any command has its own handling): one line and exit 130 or 143, no traceback."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    cmd = [sys.executable, "-m", "flowersort", "--help"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "openat.log"
+    trace = ["strace", "-qq", "-e", "trace=openat"]
+    subprocess.run([*trace, "-o", str(log), *cmd], env=env, capture_output=True, check=True)
+    opened = [line for line in log.read_text().splitlines() if "openat(" in line]
+    n = next(i for i, line in enumerate(opened, 1) if "numpy" in line)
+    inject = f"inject=openat:signal={name}:when={n}"
+    result = subprocess.run(
+        [*trace, "-o", "/dev/null", "-e", inject, *cmd], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 128 + signal.Signals[f"SIG{name}"], result.stderr
+    assert result.stderr.splitlines() == [f"stopped by SIG{name}"]
+    assert result.stdout == ""  # stopped before the help
+
+
 def test_an_error_on_the_way_out_of_a_signal_still_says_the_signal(caplog):
     """A signal's stop can break what it interrupts (the queue of a training's epochs,
     cut in the middle of a message, then fails with EBADF): the signal is still the one

@@ -1,0 +1,19 @@
+"""The command's entry point. Ctrl-C or SIGTERM while the command is still loading (numpy,
+OpenCV and the rest: a fraction of a second) end it as they end a running command, with
+one line and exit 130 or 143, not a traceback; each command then sets its own handling."""
+
+import signal
+import sys
+
+
+def _stopped_while_loading(signum: int, frame) -> None:
+    print(f"stopped by {signal.Signals(signum).name}", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+def main() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stopped_while_loading)
+    from flowersort.cli import main as run_command
+
+    run_command()
