@@ -99,6 +99,8 @@ SETTINGS = {  # name -> (feature config, train config[, cue rows left out (set t
     "size-144-now": (replace(F, image_size=144), T),
     "grid-8-now": (replace(F, image_size=128, grid=8), T),
     "subject-now": (S, T),
+    "subject-now-seed1": (S, replace(T, seed=1)),
+    "subject-now-seed2": (S, replace(T, seed=2)),
     "edge-hue-now": (replace(F, mode="hue-sat-cues-edge-hue"), T),
 }
 # ------------------------------------------------------------------------------------
