@@ -1,0 +1,108 @@
+"""Scoring a photo over several views of it: does it rank photos better?
+
+For models saved by heldout.py (/tmp/flowersort-heldout/NAME.npz, trained there with seed
+SEED), scores the held-out fold of train (the same fold as in training), dev and the
+archive three ways: the photo alone (as `classify` scores today), the mean over the photo
+and its centre crop, and the mean over the photo, its centre and its four corners (each
+crop 85 % of each side, cut from the decoded image and read as `features` reads a
+photo). For each it chooses the threshold on the held-out fold as `train` does, and prints
+heldout.py's columns. Nothing is trained; the crops are decoded in process (a few minutes).
+
+usage: python benchmarks/views.py NAME:SEED [NAME:SEED ...]
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import flowersort  # noqa: F401  first: it limits BLAS threads before numpy loads
+
+# isort: split
+
+import numpy as np
+from heldout import DATA, OUT, TRAIN, features_of, heldout_recall, precision_at_recall
+
+from flowersort.archive import walk
+from flowersort.decode import read_image
+from flowersort.featcache import default_feature_cache
+from flowersort.features import FeatureConfig, features
+from flowersort.metrics import confusion, precision_threshold
+from flowersort.model import Model, load_model
+from flowersort.pipeline import default_workers
+from flowersort.train import TrainConfig, folds, load_examples
+
+SIDE = 0.85  # a crop keeps this share of each side
+
+
+def crop_views(path: str | Path) -> np.ndarray:
+    """The feature maps of the centre and the four corner crops: (5, tiles, a, b)."""
+    cfg = FeatureConfig()
+    img = read_image(path, cfg.image_size, False)
+    height, width = img.shape[:2]
+    h, w = max(1, round(height * SIDE)), max(1, round(width * SIDE))
+    spots = [((height - h) // 2, (width - w) // 2), (0, 0), (0, width - w)]
+    spots += [(height - h, 0), (height - h, width - w)]
+    return np.stack([features(img[t : t + h, s : s + w], cfg) for t, s in spots])
+
+
+def all_views(paths: list) -> np.ndarray:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(default_workers()) as pool:
+        return np.stack(list(pool.map(crop_views, paths, chunksize=16)))
+
+
+def scores(model: Model, photo: np.ndarray, crops: np.ndarray, views: str) -> np.ndarray:
+    out = model.scores(photo)
+    chosen = {"photo": [], "photo + centre": [0], "photo + 5 crops": [0, 1, 2, 3, 4]}[views]
+    return (out + sum(model.scores(crops[:, k]) for k in chosen)) / (1 + len(chosen))
+
+
+def main() -> None:
+    wanted = [arg.split(":") for arg in sys.argv[1:]]
+    with open(DATA / "MANIFEST.csv", newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    archive = sorted(walk(DATA / "archive" / "Pictures"))
+    truth_a = np.array(
+        [rows[str(Path(p).resolve().relative_to(DATA))]["label"] == "flower" for p in archive]
+    )
+    dev = [*walk(DATA / "dev" / "flowers"), *walk(DATA / "dev" / "noflowers")]
+    truth_d = np.array([Path(p).parent.name == "flowers" for p in dev])
+    cfg = FeatureConfig()
+    copies = TrainConfig().copies  # as heldout.py reads them: the same cache entries
+    ex = load_examples(*TRAIN, cfg, copies=copies, cache_folder=default_feature_cache())
+    k = TrainConfig().folds
+    held = {int(seed): folds(ex.y, k, int(seed))[0] for _, seed in wanted}
+    val = sorted(set(np.concatenate(list(held.values())).tolist()))
+    at = {i: n for n, i in enumerate(val)}
+    crops_val = all_views([ex.paths[i] for i in val])
+    crops_d, crops_a = all_views(dev), all_views(archive)
+    photo_d, photo_a = features_of(dev, cfg), features_of(archive, cfg)
+    print(
+        "| model | scored over | held-out: threshold | held-out: recall at P 0.95 (8 %) | "
+        "held-out: P at R 0.85 (8 %) | dev acc | archive P / R | archive P at R 0.85 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, seed in wanted:
+        model = load_model(OUT / f"{name}.npz")
+        idx = held[int(seed)]
+        y = ex.y[idx]
+        for views in ("photo", "photo + centre", "photo + 5 crops"):
+            sv = scores(model, ex.x[idx], crops_val[[at[int(i)] for i in idx]], views)
+            threshold = precision_threshold(sv, y, 0.08, 0.95)
+            sd = scores(model, photo_d, crops_d, views)
+            sa = scores(model, photo_a, crops_a, views)
+            d, a = confusion(truth_d, sd >= threshold), confusion(truth_a, sa >= threshold)
+            print(
+                f"| {name} | {views} | {threshold:.3f} | {heldout_recall(sv, y):.3f} | "
+                f"{precision_at_recall(sv, y > 0.5, 0.85, share=0.08):.3f} | "
+                f"{d['accuracy']:.3f} | {a['precision']:.3f} / {a['recall']:.3f} | "
+                f"{precision_at_recall(sa, truth_a, 0.85):.3f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
