@@ -11,6 +11,7 @@ import signal
 import sys
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -303,7 +304,7 @@ NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.
 
 
 @contextmanager
-def one_line_usage(where: str = "flowersort"):
+def one_line_usage(where: str = "flowersort") -> Iterator[None]:
     """click's usage errors as one line, naming where to read more (click prints the
     usage and a hint on lines of their own first); exit 2 as before. `where`: the
     command, for an error that names no context (an option given no value)."""

@@ -1,6 +1,7 @@
 """The command's entry point. Ctrl-C or SIGTERM while the command is still loading (numpy,
 OpenCV and the rest: a fraction of a second) end it as they end a running command, with
-one line and exit 130 or 143, not a traceback; each command then sets its own handling."""
+one line and exit 130 or 143, not a traceback. classify, undo and train then set their own
+handling; the others (evaluate, corrections) keep this one to the end."""
 
 import signal
 import sys
