@@ -108,6 +108,8 @@ def main() -> None:
     if args[:1] == ["--setting"]:
         from heldout import SETTINGS  # beside this script
 
+        if len(args) < 2 or args[1] not in SETTINGS:
+            raise SystemExit(f"--setting needs one of heldout.py's settings: {', '.join(SETTINGS)}")
         features, base = SETTINGS[args[1]][:2]
         print(f"setting {args[1]}")
         args = args[2:]
