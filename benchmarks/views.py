@@ -8,7 +8,8 @@ and its centre crop, the mean over the photo, its centre and its four corners (e
 that mean only for a photo that scores GATE or more on its own (the others keep their
 own score: the crops' cost is then paid for a few photos of an archive). For each it
 chooses the threshold on the held-out fold as `train` does, and prints heldout.py's
-columns. Nothing is trained; the crops are decoded in process (a few minutes).
+columns. Nothing is trained; the crops are decoded in process (a few minutes). The models
+must read the default features (FeatureConfig()), as every row it was run on does.
 
 usage: python benchmarks/views.py NAME:SEED [NAME:SEED ...]
 """
@@ -49,7 +50,7 @@ def crop_views(path: str | Path) -> np.ndarray:
     return np.stack([features(img[t : t + h, s : s + w], cfg) for t, s in spots])
 
 
-def all_views(paths: list) -> np.ndarray:
+def all_views(paths: list[str] | list[Path]) -> np.ndarray:
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(default_workers()) as pool:

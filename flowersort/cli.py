@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
@@ -326,7 +327,13 @@ def _command_path(info_name: str | None, parent: click.Context | None) -> str:
 class OneLineCommand(click.Command):
     """A command whose own usage errors are one line naming its --help."""
 
-    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
         with one_line_usage(_command_path(info_name, parent)):
             return super().make_context(info_name, args, parent, **extra)
 
@@ -337,11 +344,17 @@ class OneLineGroup(click.Group):
     group_class = type  # its subgroups too
     command_class = OneLineCommand
 
-    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
         with one_line_usage(_command_path(info_name, parent)):
             return super().make_context(info_name, args, parent, **extra)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         with one_line_usage():
             return super().invoke(ctx)
 
