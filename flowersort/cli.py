@@ -50,7 +50,14 @@ ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
 CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"))
 
 log = logging.getLogger("flowersort")
-once_per_run: Counter = Counter()  # skip reasons said once, in the summary, not per file
+# (what happened, why) said once, in the summary, not per file: skips with one remedy,
+# and what to do about photos not moved as private by their folder
+once_per_run: Counter[tuple[str, str]] = Counter()
+PRIVATE_BY_FOLDER = (
+    "their folders keep other people out, and the target would let them read them: sort "
+    "them into a folder only you can open (chmod 700 it first) or onto a stick mounted with "
+    "umask=077"
+)
 
 
 class CliError(click.ClickException):
@@ -229,7 +236,7 @@ def open_log_file(path: Path) -> logging.FileHandler:
 
 def report_skip(path: Path, reason: str) -> None:
     if reason == HEIC_MISSING:  # the same remedy for every file: a line each unless --quiet
-        once_per_run[reason] += 1
+        once_per_run["skipped", reason] += 1
         log.info("skipped: %s: %s", display(path), reason)
         return
     log.warning("skipped: %s: %s", display(path), reason)
@@ -237,8 +244,8 @@ def report_skip(path: Path, reason: str) -> None:
 
 def report_once_per_run() -> None:
     """'12 photos skipped: HEIC/HEIF photo: pillow-heif is not installed (...)'."""
-    for reason, n in once_per_run.items():
-        log.warning("%d photo%s skipped: %s", n, "" if n == 1 else "s", reason)
+    for (what, why), n in once_per_run.items():
+        log.warning("%d photo%s %s: %s", n, "" if n == 1 else "s", what, why)
     once_per_run.clear()  # said once, also where a command fails after saying it
 
 
@@ -1146,6 +1153,9 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             log.info(outcome_line(o), extra=FILE_ONLY)
         if o.note:
             log.info("note: %s: %s", display(o.source), o.note)
+        if o.action.is_failure and safefs.KEPT_OUT in (o.reason or ""):
+            what = "not copied" if o.reason.endswith("not copied") else "not moved"
+            once_per_run[what, PRIVATE_BY_FOLDER] += 1
         if as_json:
             say(json.dumps(o.to_json()))
         elif o.action == Action.SKIPPED:

@@ -276,14 +276,16 @@ def readers_let_in(source: Path, folder: Path) -> str | None:
     return _owner_let_in(st, source, folder)
 
 
+KEPT_OUT = "a folder above it keeps them out where it is"
+
+
 def check_folders_keep_private(sources: list[Path], folder: Path) -> None:
     """Raise Exposed if moving the files into `folder` would let more people read one."""
     for source in sources:
         if who := readers_let_in(source, folder):
             raise Exposed(
                 errno.EPERM,
-                f"{folder} would let {who} read {source.name} (a folder above it keeps "
-                "them out where it is)",
+                f"{folder} would let {who} read {source.name} ({KEPT_OUT})",
             )
 
 

@@ -1101,6 +1101,8 @@ def test_a_photo_private_by_its_folder_stays_and_the_dry_run_says_so(tmp_path):
             assert result.exit_code == 1, result.output
             (said,) = map(json.loads, result.stdout.splitlines())
             assert (said["action"], said["detail"]) == ("failed", reason)
+            hint = "1 photo not moved: their folders keep other people out"
+            assert result.stderr.count(hint) == 1, result.stderr  # what to do, said once
         assert census(src) == before and names(dest) == []
         result = classify(src, dest, "--keep-structure")  # Flowers/closed is not made
         assert result.exit_code == 1 and names(dest) == [], result.output
