@@ -345,21 +345,11 @@ class OneLineCommand(click.Command):
             return super().make_context(info_name, args, parent, **extra)
 
 
-class OneLineGroup(click.Group):
+class OneLineGroup(OneLineCommand, click.Group):
     """A command group whose commands (and itself) report usage errors in one line."""
 
     group_class = type  # its subgroups too
     command_class = OneLineCommand
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        with one_line_usage(_command_path(info_name, parent)):
-            return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: click.Context) -> Any:
         with one_line_usage():
