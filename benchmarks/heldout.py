@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import flowersort  # noqa: F401  first: it limits BLAS threads before numpy loads
 
@@ -144,16 +145,28 @@ def precision_at_recall(
     return float(weight * tp / (weight * tp + fp))
 
 
-def main() -> None:
-    rows = {}
+class Labelled(NamedTuple):
+    paths: list[str]
+    truth: np.ndarray  # True: a flower
+
+
+def dev_photos() -> Labelled:
+    """dev's photos, flowers first, and which are flowers."""
+    paths = [*walk(DATA / "dev" / "flowers"), *walk(DATA / "dev" / "noflowers")]
+    return Labelled(paths, np.array([Path(p).parent.name == "flowers" for p in paths]))
+
+
+def archive_photos() -> Labelled:
+    """The archive's photos in walk order, and which are flowers (from MANIFEST.csv)."""
     with open(DATA / "MANIFEST.csv", newline="") as f:
         rows = {r["path"]: r for r in csv.DictReader(f)}
-    archive = sorted(walk(DATA / "archive" / "Pictures"))
-    truth_a = np.array(
-        [rows[str(Path(p).resolve().relative_to(DATA))]["label"] == "flower" for p in archive]
-    )
-    dev = [*walk(DATA / "dev" / "flowers"), *walk(DATA / "dev" / "noflowers")]
-    truth_d = np.array([Path(p).parent.name == "flowers" for p in dev])
+    paths = sorted(walk(DATA / "archive" / "Pictures"))
+    labels = [rows[str(Path(p).resolve().relative_to(DATA))]["label"] for p in paths]
+    return Labelled(paths, np.array([label == "flower" for label in labels]))
+
+
+def main() -> None:
+    (archive, truth_a), (dev, truth_d) = archive_photos(), dev_photos()
     print(
         "| setting | held-out: threshold | held-out: recall at P 0.95 (8 %) | dev acc | "
         "held-out: P at R 0.85 (8 %) | archive P / R | archive P at R 0.85 | fit s |"

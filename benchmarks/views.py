@@ -16,7 +16,6 @@ usage: python benchmarks/views.py NAME:SEED [NAME:SEED ...]
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -25,9 +24,16 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 # isort: split
 
 import numpy as np
-from heldout import DATA, OUT, TRAIN, features_of, heldout_recall, precision_at_recall
+from heldout import (
+    OUT,
+    TRAIN,
+    archive_photos,
+    dev_photos,
+    features_of,
+    heldout_recall,
+    precision_at_recall,
+)
 
-from flowersort.archive import walk
 from flowersort.decode import read_image
 from flowersort.featcache import default_feature_cache
 from flowersort.features import FeatureConfig, features
@@ -70,14 +76,7 @@ def scores(model: Model, photo: np.ndarray, crops: np.ndarray, views: str) -> np
 
 def main() -> None:
     wanted = [arg.split(":") for arg in sys.argv[1:]]
-    with open(DATA / "MANIFEST.csv", newline="") as f:
-        rows = {r["path"]: r for r in csv.DictReader(f)}
-    archive = sorted(walk(DATA / "archive" / "Pictures"))
-    truth_a = np.array(
-        [rows[str(Path(p).resolve().relative_to(DATA))]["label"] == "flower" for p in archive]
-    )
-    dev = [*walk(DATA / "dev" / "flowers"), *walk(DATA / "dev" / "noflowers")]
-    truth_d = np.array([Path(p).parent.name == "flowers" for p in dev])
+    (archive, truth_a), (dev, truth_d) = archive_photos(), dev_photos()
     cfg = FeatureConfig()
     copies = TrainConfig().copies  # as heldout.py reads them: the same cache entries
     ex = load_examples(*TRAIN, cfg, copies=copies, cache_folder=default_feature_cache())
