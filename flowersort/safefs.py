@@ -205,7 +205,10 @@ def _umask() -> int:
         return 0o022
 
 
-def _way(folder: Path) -> list[tuple[int, int, int]]:
+Way = list[tuple[int, int, int]]  # mode, owner, group of each folder up to the root
+
+
+def _way(folder: Path) -> Way:
     """Mode, owner and group of each folder on the way to `folder` (itself included); a
     folder not made yet as mkdir will make it."""
     way = []
@@ -218,12 +221,11 @@ def _way(folder: Path) -> list[tuple[int, int, int]]:
     return way
 
 
-def _kept_out(folder: Path, gid: int) -> tuple[bool, bool]:
-    """Whether a folder on the way to `folder` (itself included) keeps out everyone else,
-    and the members of group gid: neither may search it. A folder not made yet counts as
-    mkdir will make it."""
+def _kept_out(way: Way, gid: int) -> tuple[bool, bool]:
+    """Whether a folder on `way` keeps out everyone else, and the members of group gid:
+    neither may search it."""
     others = group = False
-    for mode, _, owner_group in _way(folder):
+    for mode, _, owner_group in way:
         others |= not mode & stat.S_IXOTH
         group |= not mode & (stat.S_IXGRP if owner_group == gid else stat.S_IXOTH)
     return others, group
@@ -245,19 +247,17 @@ def _may(uid: int, groups: frozenset[int], mode: int, owner: int, group: int, bi
     return bool(mode & (bits >> (6 - shift)))
 
 
-def _owner_let_in(st: os.stat_result, source: Path, folder: Path) -> str | None:
-    """A user who owns a folder on the way to `folder` (a root run sorting into another
+def _owner_let_in(st: os.stat_result, src_way: Way, dst_way: Way) -> str | None:
+    """A user who owns a folder on the way to the target (a root run sorting into another
     user's home) and could read the photo there, but cannot reach it where it is."""
-    dst_way = _way(folder.resolve())
-    src_way = None
     for uid in {owner for _, owner, _ in dst_way} - {st.st_uid, 0}:
         name, groups = _user(uid)
         if not _may(uid, groups, st.st_mode, st.st_uid, st.st_gid, stat.S_IRUSR):
             continue
-        if all(_may(uid, groups, *part, stat.S_IXUSR) for part in dst_way):
-            src_way = src_way or _way(source.parent.resolve())
-            if not all(_may(uid, groups, *part, stat.S_IXUSR) for part in src_way):
-                return f"user {name}"
+        if all(_may(uid, groups, *part, stat.S_IXUSR) for part in dst_way) and not all(
+            _may(uid, groups, *part, stat.S_IXUSR) for part in src_way
+        ):
+            return f"user {name}"
     return None
 
 
@@ -267,13 +267,14 @@ def readers_let_in(source: Path, folder: Path) -> str | None:
     folder, and a move must not change who can read it (the photo's own mode:
     wider_readers)."""
     st = os.stat(source)
-    src_others, src_group = _kept_out(source.parent.resolve(), st.st_gid)
-    dst_others, dst_group = _kept_out(folder.resolve(), st.st_gid)
+    src_way, dst_way = _way(source.parent.resolve()), _way(folder.resolve())
+    src_others, src_group = _kept_out(src_way, st.st_gid)
+    dst_others, dst_group = _kept_out(dst_way, st.st_gid)
     if st.st_mode & stat.S_IROTH and src_others and not dst_others:
         return "everyone"
     if st.st_mode & stat.S_IRGRP and src_group and not dst_group:
         return f"group {st.st_gid}"
-    return _owner_let_in(st, source, folder)
+    return _owner_let_in(st, src_way, dst_way)
 
 
 KEPT_OUT = "a folder above it keeps them out where it is"
