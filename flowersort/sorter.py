@@ -338,6 +338,14 @@ def dedupe_plan(photo: Path, twin: Path):
     return dups, twins, free, free_names
 
 
+def why(error: OSError, copy: bool) -> str:
+    """A failed move's reason; a refusal to expose a photo says its group stayed whole."""
+    reason = error.strerror or str(error)
+    if isinstance(error, safefs.Exposed):
+        reason += "; not copied" if copy else "; not moved"
+    return reason
+
+
 class DryRun:
     """What a run would do, photo by photo, touching nothing: the final names (a clash
     with a file in dest or an earlier photo of this run is numbered) and the sidecars."""
@@ -359,8 +367,7 @@ class DryRun:
                 try:  # the sidecars that move go by the twin, as a run checks them
                     safefs.check_folders_keep_private(free, twin.parent)
                 except safefs.Exposed as e:
-                    reason = f"{e.strerror}; not moved"
-                    return Outcome(photo, Action.FAILED, score, True, reason=reason)
+                    return Outcome(photo, Action.FAILED, score, True, reason=why(e, self.copy))
                 beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
                 self.taken.update(os.fsdecode(p).casefold() for p in beside)
                 target = os.fsdecode(twin)
@@ -370,11 +377,8 @@ class DryRun:
         try:
             safefs.check_folders_keep_private(group, folder)
             finals = planned_finals(group, folder, self.taken)
-        except OSError as e:
-            reason = e.strerror or str(e)
-            if isinstance(e, safefs.Exposed):  # as the run will say it
-                reason += "; not copied" if self.copy else "; not moved"
-            return Outcome(photo, Action.FAILED, score, True, reason=reason)
+        except OSError as e:  # as the run will say it
+            return Outcome(photo, Action.FAILED, score, True, reason=why(e, self.copy))
         if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
             self.moved.update(group[1:])
         action = Action.WOULD_COPY if self.copy else Action.WOULD_MOVE
@@ -436,10 +440,7 @@ class Mover:
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"
-            reason = e.strerror or str(e)
-            if isinstance(e, safefs.Exposed):  # the whole group stays in the source
-                reason += "; not copied" if self.copy else "; not moved"
-            return Outcome(photo, Action.FAILED, score, True, reason=reason)
+            return Outcome(photo, Action.FAILED, score, True, reason=why(e, self.copy))
         sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
         return Outcome(photo, done, score, True, os.fsdecode(finals[0]), sidecar_finals)
 
