@@ -25,10 +25,10 @@ from flowersort.cache import ScoreCache
 from flowersort.decode import take_decode_note
 from flowersort.errors import BadImage, UnexpectedError
 from flowersort.features import FeatureConfig, load_features
-from flowersort.model import Model
+from flowersort.model import SCORE_ROWS, Model
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
-BATCH = 64  # photos per network call
+HOLD = 4096  # remembered results held at most while new photos gather for one call
 
 
 @dataclass
@@ -192,10 +192,11 @@ def score_photos(
     thumbnail: bool = False,
 ) -> Iterator[Scored]:
     """Each photo's score (or why it was skipped), in input order; remembered scores
-    are not decoded again. Results wait until BATCH photos (decoded or remembered) are in
-    hand, so a new photo among remembered ones shares its network call with the next new
-    ones (each call costs as much as BATCH photos: see model.probability)."""
+    are not decoded again. Decoded photos wait until SCORE_ROWS of them are in hand (or
+    HOLD results in all), so new photos scattered among remembered ones share network
+    calls: each call costs as much as SCORE_ROWS photos (see model.probability)."""
     waiting: list[Scanned | Scored] = []  # in input order; Scanned: to be scored
+    new = 0  # Scanned photos in waiting
     keys: dict[Path, tuple] = {}
 
     def remembered(path: Path):
@@ -224,6 +225,7 @@ def score_photos(
     for photo in scan(map(remembered, paths), model.features, workers, thumbnail):
         if photo.features is not None:
             waiting.append(photo)
+            new += 1
         elif photo.known is not None:  # remembered from an earlier run
             keys.pop(photo.path, None)
             score, reason = photo.known
@@ -234,6 +236,7 @@ def score_photos(
         else:
             skipped = Scored(photo.path, None, skip_reason=photo.skip_reason)
             waiting.append(finish(skipped, photo.lasting))
-        if len(waiting) >= BATCH:
+        if new >= SCORE_ROWS or len(waiting) >= HOLD:
             yield from flush()
+            new = 0
     yield from flush()

@@ -160,3 +160,30 @@ def test_a_score_is_the_same_to_the_bit_whatever_it_is_scored_with(tmp_path):
         for s in score_photos(model, [photo], workers=1)
     ]
     assert evaluate(model, flowers, noflowers, workers=1).scores == alone
+
+
+def test_new_photos_among_remembered_ones_share_one_network_call(tmp_path):
+    """A nightly rerun: 3 new photos scattered among 150 remembered ones are scored in one
+    call of the nets (each call costs as much as 64 photos), in input order, with the
+    scores they get alone."""
+    from flowersort.archive import walk
+    from flowersort.cache import ScoreCache
+    from flowersort.model import default_model_path
+    from flowersort.pipeline import score_photos
+    from tests.conftest import make_folders
+
+    model = load_model(default_model_path())
+    flowers, noflowers = make_folders(tmp_path / "photos", 78, seed=5)
+    photos = sorted([*walk(flowers), *walk(noflowers)])
+    new = [photos[10], photos[80], photos[150]]
+    cache = ScoreCache(tmp_path / "scores.sqlite", "model")
+    old = [p for p in photos if p not in new]
+    list(score_photos(model, old, workers=1, cache=cache))
+    calls = []
+    scores = model.scores
+    model.scores = lambda x: calls.append(len(x)) or scores(x)
+    rerun = list(score_photos(model, photos, workers=1, cache=cache))
+    assert calls == [3]
+    assert [s.path for s in rerun] == photos
+    alone = {p: next(score_photos(model, [p], workers=1)).score for p in new}
+    assert {s.path: s.score for s in rerun if s.path in new} == alone
