@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
@@ -402,13 +404,34 @@ def load_features(
     on the file's name, so a training run is the same whichever process reads which photo
     and however the folders were spelt on the command line."""
     img = read_image(path, cfg.image_size, thumbnail)
-    try:
+    with processing():
         if not copies:
             return features(img, cfg)
         rng = np.random.default_rng(zlib.crc32(os.fsencode(os.path.basename(path))))
         return np.concatenate([features(img, cfg)[None], augmented_features(img, cfg, copies, rng)])
+
+
+@contextmanager
+def processing() -> Iterator[None]:
+    """A decoded image that OpenCV or numpy cannot process is not a usable photo."""
+    try:
+        yield
     except (cv2.error, ValueError) as e:
         raise BadImage(f"cannot process the decoded image ({e})") from None
+
+
+# where view_features cuts its crops, in this order
+VIEW_CROPS = ("centre", "top left", "top right", "bottom left", "bottom right")
+
+
+def view_features(bgr: np.ndarray, cfg: FeatureConfig, crops: int, side: float) -> np.ndarray:
+    """Feature maps of the first `crops` crops of VIEW_CROPS, each keeping `side` of each
+    side of the photo: (crops, tiles, *cfg.tile_shape), for Model.score_image."""
+    height, width = bgr.shape[:2]
+    h, w = max(1, round(height * side)), max(1, round(width * side))
+    spots = [((height - h) // 2, (width - w) // 2), (0, 0), (0, width - w)]
+    spots += [(height - h, 0), (height - h, width - w)]
+    return np.stack([features(bgr[t : t + h, s : s + w], cfg) for t, s in spots[:crops]])
 
 
 def augmented_features(

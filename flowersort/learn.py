@@ -73,7 +73,14 @@ def train_model(
         )
     log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
     model, fitted = fit(
-        examples.x, examples.y, feature_cfg, cfg, on_epoch, examples.augmented, workers
+        examples.x,
+        examples.y,
+        feature_cfg,
+        cfg,
+        on_epoch,
+        examples.augmented,
+        workers,
+        examples.paths,
     )
     model.summary["skipped"] = len(examples.skipped)
     model.summary["review_band"] = review_band

@@ -1,9 +1,10 @@
 """The model file: weights plus everything needed to use them, in one .npz.
 
-Keys: ``format`` (version), ``features`` and ``nets`` (JSON configs, one per member net),
-``threshold``, ``summary`` (JSON: how it was trained and its validation figures) and one
-array per weight of each member (``net0.tile.0.w``, ``net2.head.1.b``, ...). Format 1 (one
-net: ``net`` and ``tile.0.w``, ...) is still read. Loaded with ``allow_pickle=False``.
+Keys: ``format`` (version), ``features``, ``views`` and ``nets`` (JSON configs, one per
+member net), ``threshold``, ``summary`` (JSON: how it was trained and its validation
+figures) and one array per weight of each member (``net0.tile.0.w``, ``net2.head.1.b``,
+...). Format 2 (no ``views``: each photo scored alone) and format 1 (one net: ``net`` and
+``tile.0.w``, ...) are still read. Loaded with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -13,19 +14,45 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from flowersort.errors import ModelError
-from flowersort.features import FeatureConfig, flip_tiles
+from flowersort.features import (
+    VIEW_CROPS,
+    FeatureConfig,
+    features,
+    flip_tiles,
+    processing,
+    view_features,
+)
 from flowersort.network import NetConfig, TwoStageNet, sigmoid
 
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 DEFAULT_MODEL_NAME = "default.npz"
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """How a photo is looked at when scored; saved in the model file. With `crops`, a photo
+    that scores `gate` or more on its own is looked at again in that many crops of it
+    (features.VIEW_CROPS, each keeping `side` of each side), and its score is the mean
+    over the photo and its crops: a steadier ranking than one look (benchmarks/views.py),
+    paid for only by the photos that could be flowers."""
+
+    crops: int = 0  # 0: each photo scored alone (models before format 3)
+    side: float = 0.85
+    gate: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crops <= len(VIEW_CROPS):
+            raise ValueError(f"a photo has 0 to {len(VIEW_CROPS)} crops, not {self.crops}")
+        if not 0 < self.side <= 1 or not 0 <= self.gate <= 1:
+            raise ValueError("a crop's side and the gate are shares between 0 and 1")
 
 
 @dataclass
@@ -38,6 +65,7 @@ class Model:
     input_std: np.ndarray  # (a, b): and its standard deviation
     threshold: float = 0.5
     summary: dict = field(default_factory=dict)
+    views: ViewConfig = field(default_factory=ViewConfig)
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
         """Feature maps (N, tiles, a, b) scaled to zero mean and unit variance per entry."""
@@ -47,6 +75,29 @@ class Model:
         """Flower probability in [0, 1] for a batch of feature maps (N, tiles, a, b): the
         mean of the member nets' probabilities (see `probability`)."""
         return probability(self.nets, self.normalize(x), self.features)
+
+    def alone_scores(self, x: np.ndarray) -> np.ndarray:
+        """Each photo's score over the photo alone (N, tiles, a, b) -> (N,), as
+        score_image takes it first: one network call per photo, so a score is the same to
+        the last bit whatever it was scored with."""
+        x = self.normalize(x)
+        one_by_one = [probability(self.nets, x[i : i + 1], self.features, 1) for i in range(len(x))]
+        return np.concatenate(one_by_one or [np.zeros(0)]).astype(np.float64)
+
+    def score_image(self, bgr: np.ndarray) -> float:
+        """A decoded photo's flower score in [0, 1], as classify and evaluate give it and
+        train chooses the threshold on: the photo alone, and with self.views, the mean over
+        the photo and its crops for a photo that scores views.gate or more alone. Raises
+        BadImage for an image that cannot be processed."""
+        with processing():
+            alone = float(self.alone_scores(features(bgr, self.features)[None])[0])
+            if not self.views.crops or alone < self.views.gate:
+                return alone
+            crops = view_features(bgr, self.features, self.views.crops, self.views.side)
+        total = float(
+            probability(self.nets, self.normalize(crops), self.features, len(crops)).sum()
+        )
+        return (alone + total) / (1 + len(crops))
 
     def flower_evidence(self, x: np.ndarray) -> np.ndarray:
         """Where the network saw flowers: per tile, gradient x input of each member's logit
@@ -70,6 +121,7 @@ class Model:
         arrays = {
             "format": np.array(FORMAT_VERSION),
             "features": np.array(json.dumps(self.features.to_dict())),
+            "views": np.array(json.dumps(asdict(self.views))),
             "nets": np.array([net.cfg.to_json() for net in self.nets]),
             "threshold": np.array(self.threshold),
             "input_mean": self.input_mean,
@@ -94,23 +146,24 @@ class Model:
             raise
 
 
-SCORE_ROWS = 64  # photos per network call when scoring
+SCORE_ROWS = 64  # photos per network call when scoring a batch
 
 
-def probability(nets: list[TwoStageNet], x: np.ndarray, features: FeatureConfig) -> np.ndarray:
+def probability(
+    nets: list[TwoStageNet], x: np.ndarray, features: FeatureConfig, rows: int = SCORE_ROWS
+) -> np.ndarray:
     """The nets' mean flower probability for normalised feature maps, each net over the
     photo and its mirror image, both of which it learnt from (the mirror made once).
 
-    The nets always see SCORE_ROWS photos at a time, the last call padded with zeros: a
+    The nets always see `rows` photos at a time, the last call padded with zeros: a
     float32 matrix product's last digits depend on its size, so a photo's score is then the
-    same to the last bit whatever it was scored with (alone, in a folder, in a rerun where
-    its neighbours' scores were remembered)."""
+    same to the last bit whatever it was scored with."""
     n = len(x)
-    padded = np.zeros((-(-n // SCORE_ROWS) * SCORE_ROWS, *x.shape[1:]), x.dtype)
+    padded = np.zeros((-(-n // rows) * rows, *x.shape[1:]), x.dtype)
     padded[:n] = x
     parts = []
-    for start in range(0, len(padded), SCORE_ROWS):
-        chunk = padded[start : start + SCORE_ROWS]
+    for start in range(0, len(padded), rows):
+        chunk = padded[start : start + rows]
         mirrored = flip_tiles(chunk, features)
         total = sum(sigmoid(net.forward(chunk)) + sigmoid(net.forward(mirrored)) for net in nets)
         parts.append(total / (2 * len(nets)))
@@ -154,7 +207,7 @@ def load_model(path: str | os.PathLike) -> Model:
                 f"{', '.join(map(str, READABLE_FORMATS))}: retrain it with 'flowersort train'"
             )
         features = FeatureConfig(**json.loads(str(arrays["features"])))
-        nets = _load_nets(arrays) if version == 2 else _load_nets_v1(arrays)
+        nets = _load_nets(arrays) if version >= 2 else _load_nets_v1(arrays)
         if not nets:
             raise ValueError("no member nets")
         threshold = float(arrays["threshold"])
@@ -162,6 +215,7 @@ def load_model(path: str | os.PathLike) -> Model:
         if mean.shape != features.tile_shape or std.shape != features.tile_shape:
             raise ValueError("input normalisation does not match the tile shape")
         summary = json.loads(str(arrays["summary"]))
+        views = ViewConfig(**json.loads(str(arrays["views"]))) if version >= 3 else ViewConfig()
     except ModelError:
         raise
     except (KeyError, ValueError, TypeError, AssertionError) as e:
@@ -169,7 +223,7 @@ def load_model(path: str | os.PathLike) -> Model:
             f"model file {path} is incomplete or incompatible ({e}): train it again with "
             f"'flowersort train'"
         ) from None
-    return Model(features, nets, mean, std, threshold, summary)
+    return Model(features, nets, mean, std, threshold, summary, views)
 
 
 def _check_model_file(path: Path) -> None:

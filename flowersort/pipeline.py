@@ -1,5 +1,6 @@
 """Photos to scores, on every core, streaming: memory stays bounded by a window of chunks
-in flight, whatever the number of photos; remembered scores skip the decoding."""
+in flight, whatever the number of photos; remembered scores skip the decoding. Photos are
+scored where they are decoded, each on its own (see Model.score_image)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -22,23 +23,23 @@ import numpy as np
 
 from flowersort.archive import display
 from flowersort.cache import ScoreCache
-from flowersort.decode import take_decode_note
+from flowersort.decode import read_image, take_decode_note
 from flowersort.errors import BadImage, UnexpectedError
 from flowersort.features import FeatureConfig, load_features
-from flowersort.model import SCORE_ROWS, Model
+from flowersort.model import Model
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
-HOLD = 4096  # remembered results held at most while new photos gather for one call
 
 
 @dataclass
 class Scanned:
-    """One photo read by scan: its features, or why it was skipped (with whether that
-    reason lies in the file's bytes), or what the caller already knew of it (passed
-    through undecoded)."""
+    """One photo read by scan: its features (or its score, when scan was given the model),
+    or why it was skipped (with whether that reason lies in the file's bytes), or what the
+    caller already knew of it (passed through undecoded)."""
 
     path: Path
     features: np.ndarray | None = None
+    score: float | None = None
     skip_reason: str = ""
     lasting: bool = False  # the skip reason belongs to the bytes (see BadImage.lasting)
     note: str = ""  # what the decoder said, e.g. "decoded in part (Corrupt JPEG data: ...)"
@@ -46,7 +47,7 @@ class Scanned:
 
     @property
     def skipped(self) -> bool:
-        return self.features is None and self.known is None
+        return self.features is None and self.score is None and self.known is None
 
 
 @dataclass
@@ -64,6 +65,7 @@ def _load_chunk(
     cfg: FeatureConfig,
     thumbnail: bool,
     copies: int,
+    model: Model | None,
 ) -> list[Scanned]:
     out: list[Scanned] = []
     for path, known in jobs:
@@ -71,8 +73,12 @@ def _load_chunk(
             out.append(Scanned(path, known=known))
             continue
         try:
-            x = load_features(path, cfg, thumbnail, copies)
-            out.append(Scanned(path, x, note=take_decode_note()))
+            if model is not None:
+                score = model.score_image(read_image(path, cfg.image_size, thumbnail))
+                out.append(Scanned(path, score=score, note=take_decode_note()))
+            else:
+                x = load_features(path, cfg, thumbnail, copies)
+                out.append(Scanned(path, x, note=take_decode_note()))
         except BadImage as e:  # only a photo that cannot be read or decoded is a skip
             out.append(Scanned(path, skip_reason=str(e), lasting=e.lasting))
         except Exception as e:  # anything else is a bug: stop, don't call it a skip
@@ -154,12 +160,13 @@ def scan(
     workers: int | None = None,
     thumbnail: bool = False,
     copies: int = 0,
+    model: Model | None = None,
 ) -> Iterator[Scanned]:
     """Read each photo's features on every core; one record per photo, in input order.
 
     An input may be (path, known): then `known` comes back as Scanned.known, nothing
     decoded. With `copies`, the features come with that many augmented copies (see
-    load_features).
+    load_features). With `model`, each photo comes with its score instead of features.
     """
     workers = workers or default_workers()
     jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
@@ -169,10 +176,10 @@ def scan(
         pending: deque = deque()
         for chunk in chunks:
             if workers == 1 or all(known is not None for _, known in chunk):
-                future = _done(_load_chunk(chunk, cfg, thumbnail, copies))
+                future = _done(_load_chunk(chunk, cfg, thumbnail, copies, model))
             else:
                 pool = pool or worker_pool(workers)  # not before it is needed: a rerun needs none
-                future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies)
+                future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies, model)
             pending.append(future)
             while len(pending) >= 4 * workers or (pending and pending[0].done()):
                 yield from pending.popleft().result()
@@ -192,11 +199,7 @@ def score_photos(
     thumbnail: bool = False,
 ) -> Iterator[Scored]:
     """Each photo's score (or why it was skipped), in input order; remembered scores
-    are not decoded again. Decoded photos wait until SCORE_ROWS of them are in hand (or
-    HOLD results in all), so new photos scattered among remembered ones share network
-    calls: each call costs as much as SCORE_ROWS photos (see model.probability)."""
-    waiting: list[Scanned | Scored] = []  # in input order; Scanned: to be scored
-    new = 0  # Scanned photos in waiting
+    are not decoded again."""
     keys: dict[Path, tuple] = {}
 
     def remembered(path: Path):
@@ -205,38 +208,37 @@ def score_photos(
             return path, cache.get(path, key)  # (score, reason) or None: decode it
         return path
 
-    def flush() -> Iterator[Scored]:
-        decoded = [photo for photo in waiting if isinstance(photo, Scanned)]
-        if decoded:
-            scores = iter(model.scores(np.stack([photo.features for photo in decoded])))
-        for photo in waiting:
-            if isinstance(photo, Scanned):
-                yield finish(Scored(photo.path, float(next(scores)), note=photo.note))
-            else:
-                yield photo
-        waiting.clear()
-
     def finish(scored: Scored, lasting: bool = False) -> Scored:
         if cache is not None and (key := keys.pop(scored.path, None)) is not None:
             reason = scored.note if scored.score is not None else scored.skip_reason
             cache.put(scored.path, key, scored.score, reason, lasting)
         return scored
 
-    for photo in scan(map(remembered, paths), model.features, workers, thumbnail):
-        if photo.features is not None:
-            waiting.append(photo)
-            new += 1
+    for photo in scan(map(remembered, paths), model.features, workers, thumbnail, model=model):
+        if photo.score is not None:
+            yield finish(Scored(photo.path, photo.score, note=photo.note))
         elif photo.known is not None:  # remembered from an earlier run
             keys.pop(photo.path, None)
             score, reason = photo.known
             if score is None:
-                waiting.append(Scored(photo.path, None, skip_reason=reason))
+                yield Scored(photo.path, None, skip_reason=reason)
             else:
-                waiting.append(Scored(photo.path, score, note=reason))
+                yield Scored(photo.path, score, note=reason)
         else:
-            skipped = Scored(photo.path, None, skip_reason=photo.skip_reason)
-            waiting.append(finish(skipped, photo.lasting))
-        if new >= SCORE_ROWS or len(waiting) >= HOLD:
-            yield from flush()
-            new = 0
-    yield from flush()
+            yield finish(Scored(photo.path, None, skip_reason=photo.skip_reason), photo.lasting)
+
+
+def example_scores(
+    model: Model, x: np.ndarray, paths: Sequence[str | Path], workers: int | None = None
+) -> np.ndarray:
+    """The scores score_photos gives photos whose features x are in hand (training
+    examples): each photo alone from its features, and only a photo at the model's gate
+    decoded again for its crops. A photo that can no longer be read keeps its own score."""
+    scores = model.alone_scores(x)
+    if not model.views.crops:
+        return scores
+    again = np.flatnonzero(scores >= model.views.gate)
+    for i, scored in zip(again, score_photos(model, [Path(paths[i]) for i in again], workers)):
+        if scored.score is not None:
+            scores[i] = scored.score
+    return scores

@@ -6,7 +6,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.managers import SyncManager
 from pathlib import Path
@@ -20,7 +20,7 @@ from flowersort.errors import TrainingError
 from flowersort.featcache import FeatureCache
 from flowersort.features import FeatureConfig, flip_tiles
 from flowersort.metrics import confusion, precision_threshold
-from flowersort.model import Model, probability
+from flowersort.model import Model, ViewConfig
 from flowersort.network import (
     HEAD_LAYERS,
     TILE_LAYERS,
@@ -29,7 +29,7 @@ from flowersort.network import (
     bce_with_logits,
     sigmoid,
 )
-from flowersort.pipeline import _stay_with, default_workers, scan, worker_pool
+from flowersort.pipeline import _stay_with, default_workers, example_scores, scan, worker_pool
 
 MIN_PER_CLASS = 4
 MAX_LAYER_ROWS = 4096  # far above any useful size; a larger layer would not fit in memory
@@ -73,6 +73,9 @@ class TrainConfig:
     # lr_drop_factor of itself (again after as many more); 0: a constant learning rate
     lr_drop_patience: int = 0
     lr_drop_factor: float = 0.3
+    # each photo that could be a flower is scored over this many crops of it too (see
+    # model.ViewConfig); takes effect where fit is given the examples' files
+    view_crops: int = 5
 
     @property
     def copies(self) -> int:
@@ -109,6 +112,7 @@ class TrainConfig:
             raise ValueError(f"tile and head layers have at most {MAX_LAYER_ROWS} rows each")
         if len(self.head_layers) < 2 or self.head_layers[-2:] != [1, 1]:
             raise ValueError("head_layers must end with 1,1: the score is one number")
+        ViewConfig(crops=self.view_crops)  # raises ValueError for an impossible number
 
 
 @dataclass
@@ -281,6 +285,7 @@ def fit(
     progress: Progress | None = None,
     augmented: np.ndarray | None = None,
     workers: int | None = None,
+    paths: Sequence[str] | None = None,
 ) -> tuple[Model, dict]:
     """Train cfg.members nets on the same examples, each from its own seed, and return the
     model (their average) and a report. `augmented` (N, copies, tiles, a, b)
@@ -293,6 +298,10 @@ def fit(
     itself (the members' mean) gives it. The mean of several nets is less often extreme
     than one net's probability, so a threshold chosen on single nets' scores does not
     give the model the precision and recall it was chosen for.
+
+    With `paths` (each example's file), the model scores photos over cfg.view_crops crops
+    too, and the held-out photos are scored that way (their files decoded again where
+    crops are needed); without, each photo alone.
     """
     n_flowers, n_other = int(y.sum()), int(len(y) - y.sum())
     if min(n_flowers, n_other) == 0:
@@ -302,7 +311,9 @@ def fit(
     parts = folds(y, cfg.folds, cfg.seed)
     val_idx, train_idx = parts[0], np.concatenate(parts[1:])
     model = Model(feature_cfg, [], x.mean(axis=(0, 1)), x.std(axis=(0, 1)) + 1e-6)
-    x = model.normalize(x)  # once, here; the model applies the same scaling when it scores
+    if paths is not None:
+        model.views = ViewConfig(crops=cfg.view_crops)
+    raw, x = x, model.normalize(x)  # once, here; the model applies the same scaling when it scores
     if augmented is not None and cfg.augment:
         augmented = model.normalize(augmented)
     else:
@@ -333,7 +344,8 @@ def fit(
         model.nets.append(net)
         members.append({"epochs_run": len(log), "best_epoch": best_epoch})
         history += log
-    val_scores = probability(model.nets, x[val_idx], feature_cfg)  # as model.scores
+    val_paths = [paths[i] for i in val_idx] if paths is not None else []
+    val_scores = example_scores(model, raw[val_idx], val_paths, workers)  # as classify
     y_val = y[val_idx]
     model.threshold = precision_threshold(val_scores, y_val, cfg.flower_share, cfg.min_precision)
     model.summary = {

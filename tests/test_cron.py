@@ -619,7 +619,7 @@ TRAIN_HINT = "not a flowersort model: give the .npz file written by 'flowersort 
         (
             lambda p: write_npz(p, format=9, features="{}"),
             "was written by a newer flowersort (model format 9; this version reads formats "
-            "1, 2): upgrade flowersort to use it",
+            "1, 2, 3): upgrade flowersort to use it",
         ),
         (
             lambda p: write_npz(p, format=2),

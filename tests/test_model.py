@@ -162,28 +162,64 @@ def test_a_score_is_the_same_to_the_bit_whatever_it_is_scored_with(tmp_path):
     assert evaluate(model, flowers, noflowers, workers=1).scores == alone
 
 
-def test_new_photos_among_remembered_ones_share_one_network_call(tmp_path):
-    """A nightly rerun: 3 new photos scattered among 150 remembered ones are scored in one
-    call of the nets (each call costs as much as 64 photos), in input order, with the
-    scores they get alone."""
+def crop_model():
+    from flowersort.model import ViewConfig, default_model_path
+
+    model = load_model(default_model_path())
+    model.views = ViewConfig(crops=5)
+    return model
+
+
+def test_a_photo_that_could_be_a_flower_is_scored_over_its_crops_too(tmp_path):
+    from flowersort.archive import walk
+    from flowersort.decode import read_image
+    from flowersort.features import features, view_features
+    from tests.conftest import make_folders
+
+    model = crop_model()
+    make_folders(tmp_path, 12, seed=3)
+    gated = 0
+    for photo in sorted(walk(tmp_path)):
+        img = read_image(photo, model.features.image_size)
+        alone = model.scores(features(img, model.features)[None])[0]
+        if alone < model.views.gate:
+            assert model.score_image(img) == pytest.approx(alone, abs=1e-6)
+            continue
+        gated += 1
+        crops = view_features(img, model.features, 5, model.views.side)
+        assert crops.shape == (5, model.features.grid**2, *model.features.tile_shape)
+        mean = (alone + model.scores(crops).sum()) / 6
+        assert model.score_image(img) == pytest.approx(mean, abs=1e-6)
+        assert abs(mean - alone) > 1e-4  # the crops changed the score
+    assert 0 < gated < 24
+
+
+def test_a_score_is_its_own_whatever_was_scored_with_it_and_a_rerun_decodes_only_new_photos(
+    tmp_path, monkeypatch
+):
+    """Each photo is scored on its own where it is decoded: alone, among 150 others on two
+    workers, and in a nightly rerun where 3 new photos are scattered among remembered ones
+    (only those 3 decoded), it gets the same score to the bit."""
+    from flowersort import pipeline
     from flowersort.archive import walk
     from flowersort.cache import ScoreCache
-    from flowersort.model import default_model_path
     from flowersort.pipeline import score_photos
     from tests.conftest import make_folders
 
-    model = load_model(default_model_path())
+    model = crop_model()
     flowers, noflowers = make_folders(tmp_path / "photos", 78, seed=5)
     photos = sorted([*walk(flowers), *walk(noflowers)])
     new = [photos[10], photos[80], photos[150]]
     cache = ScoreCache(tmp_path / "scores.sqlite", "model")
     old = [p for p in photos if p not in new]
-    list(score_photos(model, old, workers=1, cache=cache))
-    calls = []
-    scores = model.scores
-    model.scores = lambda x: calls.append(len(x)) or scores(x)
+    together = {s.path: s.score for s in score_photos(model, old, workers=2, cache=cache)}
+    decoded = []
+    real = pipeline.read_image
+    monkeypatch.setattr(pipeline, "read_image", lambda p, *a: decoded.append(p) or real(p, *a))
     rerun = list(score_photos(model, photos, workers=1, cache=cache))
-    assert calls == [3]
+    assert sorted(decoded) == new
     assert [s.path for s in rerun] == photos
-    alone = {p: next(score_photos(model, [p], workers=1)).score for p in new}
-    assert {s.path: s.score for s in rerun if s.path in new} == alone
+    alone = {p: next(score_photos(model, [p], workers=1)).score for p in photos}
+    assert {s.path: s.score for s in rerun} == alone
+    assert together == {p: alone[p] for p in old}
+    assert sum(score >= model.views.gate for score in alone.values()) >= 5  # crops were used

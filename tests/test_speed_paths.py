@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowersort import features
+from flowersort import features, pipeline
 from flowersort.cli import cli
 from flowersort.decode import read_image
 from flowersort.exif import read_exif
@@ -82,7 +82,8 @@ def count_decodes(monkeypatch):
         calls.append(path)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(features, "read_image", counting)
+    monkeypatch.setattr(features, "read_image", counting)  # train's way in
+    monkeypatch.setattr(pipeline, "read_image", counting)  # classify's
     return calls
 
 

@@ -231,3 +231,26 @@ def test_heldout_settings_keep_the_net_their_readme_rows_were_measured_with():
     # settings added since the model was trained take their defaults
     assert TrainConfig(**shipped) == SETTINGS["default"][1]
     assert SETTINGS["wide-deep"][1].weight_decay == 1e-4
+
+
+def test_the_threshold_is_chosen_on_the_scores_classify_gives_the_held_out_photos(examples):
+    """Given the examples' files, the model scores a photo over its crops too, and the
+    held-out fold is scored exactly as score_photos scores those files."""
+    from pathlib import Path
+
+    from flowersort.pipeline import score_photos
+
+    ex = load_examples(*examples, CFG, workers=1)
+    cfg = TrainConfig(epochs=4, flower_share=0.3, min_precision=0.9)
+    model, report = fit(ex.x, ex.y, CFG, cfg, workers=1, paths=ex.paths)
+    assert model.views.crops == 5
+    val = [Path(ex.paths[i]) for i in report["val_idx"]]
+    classified = [s.score for s in score_photos(model, val, workers=2)]
+    assert list(report["val_scores"]) == classified
+    assert any(s >= model.views.gate for s in classified)  # some were scored over crops
+    y_val = ex.y[report["val_idx"]]
+    assert model.threshold == precision_threshold(
+        np.array(classified), y_val, cfg.flower_share, cfg.min_precision
+    )
+    alone, _ = fit(ex.x, ex.y, CFG, cfg, workers=1)  # no files: each photo alone
+    assert alone.views.crops == 0
