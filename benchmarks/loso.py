@@ -2,9 +2,10 @@
 
 For each source of ../shared/datasets/train (grouped as in SOURCES, from MANIFEST.csv's
 source and category columns) a model with the default setting (`flowersort train`'s
-defaults) is trained without that source's photos and scores them at its own threshold
-(chosen as `train` chooses it: precision at the default flower share on its held-out
-fold). For a non-flower source the figure is the share of its photos called
+defaults) is trained without that source's photos and scores them as `classify` does (a
+photo at the model's gate over its crops too, decoded again for them) at its own threshold
+(chosen as `train` chooses it: precision at the default flower share on its held-out fold,
+scored the same way). For a non-flower source the figure is the share of its photos called
 flowers (what happens to a user's photos that look like nothing in train); for a flower
 source, the recall on it.
 
@@ -39,7 +40,7 @@ import numpy as np
 
 from flowersort.featcache import default_feature_cache
 from flowersort.features import FeatureConfig
-from flowersort.pipeline import default_workers
+from flowersort.pipeline import default_workers, example_scores
 from flowersort.train import TrainConfig, fit, load_examples
 
 # ----------------------------------------------------------------------------- settings
@@ -89,10 +90,18 @@ def left_out_row(name: str) -> str:
     rng = np.random.default_rng(0)
     learn = ~out & (rng.random(len(out)) < TRAIN_SHARE)
     start = time.perf_counter()
+    paths = np.array(ex.paths)
     model, _ = fit(
-        ex.x[learn], ex.y[learn], features, cfg, augmented=ex.augmented[learn], workers=1
+        ex.x[learn],
+        ex.y[learn],
+        features,
+        cfg,
+        augmented=ex.augmented[learn],
+        workers=1,
+        paths=list(paths[learn]),
     )
-    called = float(np.mean(model.scores(ex.x[out]) >= model.threshold))
+    scores = example_scores(model, ex.x[out], list(paths[out]), workers=1)
+    called = float(np.mean(scores >= model.threshold))
     label = "recall" if ex.y[out].mean() > 0.5 else "called flowers"
     return (
         f"| {name} | {int(out.sum())} | {called:.1%} ({label}) | "
