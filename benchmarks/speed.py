@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from flowersort.cache import ScoreCache  # noqa: E402
 from flowersort.decode import HEADER_BYTES, _reduced_flag, header_size  # noqa: E402
+from flowersort.features import load_features  # noqa: E402
 from flowersort.model import default_model_path, load_model, model_digest  # noqa: E402
 from flowersort.sorter import classify  # noqa: E402
 from tests.camera import camera_jpeg  # noqa: E402
@@ -285,6 +286,12 @@ def main() -> None:
         print(f"{N_LINKED} photos classified (hard links to those), all in the page cache")
 
         model = load_model(default_model_path())
+        alone = model.alone_scores(np.stack([load_features(p, model.features) for p in paths]))
+        print(
+            f"{np.mean(alone >= model.views.gate):.0%} of them score {model.views.gate} or more "
+            f"alone, so are scored over {model.views.crops} crops too",
+            flush=True,
+        )
 
         def library_rate(thumbnail: bool) -> float:
             start = time.perf_counter()

@@ -11,7 +11,11 @@ chooses the threshold on the held-out fold as `train` does, and prints heldout.p
 columns. Nothing is trained; the crops are decoded in process (a few minutes). The models
 must read the default features (FeatureConfig()), as every row it was run on does.
 
-usage: python benchmarks/views.py NAME:SEED [NAME:SEED ...]
+With `--sides 0.85,0.7` (crops' shares of a side, comma-separated) the rows are instead
+the photo alone, the gated mean over the photo and each side's five crops, and (for more
+than one side) the gated mean over the photo and all the crops.
+
+usage: python benchmarks/views.py [--sides S,S...] NAME:SEED [NAME:SEED ...]
 """
 
 from __future__ import annotations
@@ -36,24 +40,21 @@ from heldout import (
 
 from flowersort.decode import read_image
 from flowersort.featcache import default_feature_cache
-from flowersort.features import FeatureConfig, features
+from flowersort.features import FeatureConfig, view_features
 from flowersort.metrics import confusion, precision_threshold
 from flowersort.model import Model, load_model
 from flowersort.pipeline import default_workers
 from flowersort.train import TrainConfig, folds, load_examples
 
-SIDE = 0.85  # a crop keeps this share of each side
+SIDES = [0.85]  # a crop keeps this share of each side (one set of five crops per share)
 
 
 def crop_views(path: str | Path) -> np.ndarray:
-    """The feature maps of the centre and the four corner crops: (5, tiles, a, b)."""
+    """The feature maps of the centre and the four corner crops for each of SIDES:
+    (5 x len(SIDES), tiles, a, b)."""
     cfg = FeatureConfig()
     img = read_image(path, cfg.image_size, False)
-    height, width = img.shape[:2]
-    h, w = max(1, round(height * SIDE)), max(1, round(width * SIDE))
-    spots = [((height - h) // 2, (width - w) // 2), (0, 0), (0, width - w)]
-    spots += [(height - h, 0), (height - h, width - w)]
-    return np.stack([features(img[t : t + h, s : s + w], cfg) for t, s in spots])
+    return np.concatenate([view_features(img, cfg, 5, side) for side in SIDES])
 
 
 def all_views(paths: list[str] | list[Path]) -> np.ndarray:
@@ -64,18 +65,39 @@ def all_views(paths: list[str] | list[Path]) -> np.ndarray:
 
 
 GATE = 0.3  # the gated way: the crops only for a photo that scores this much on its own
-VIEWS = ("photo", "photo + centre", "photo + 5 crops", f"photo + 5 crops from {GATE}")
+# each row: its name, the crops it averages over (indices into crop_views), gated or not
+VIEWS = [
+    ("photo", [], False),
+    ("photo + centre", [0], False),
+    ("photo + 5 crops", [0, 1, 2, 3, 4], False),
+    (f"photo + 5 crops from {GATE}", [0, 1, 2, 3, 4], True),
+]
 
 
-def scores(model: Model, photo: np.ndarray, crops: np.ndarray, views: str) -> np.ndarray:
+def side_views() -> list[tuple[str, list[int], bool]]:
+    rows = [("photo", [], False)]
+    for n, side in enumerate(SIDES):
+        rows.append((f"photo + 5 crops of {side} from {GATE}", list(range(5 * n, 5 * n + 5)), True))
+    if len(SIDES) > 1:
+        rows.append(
+            (f"photo + all {5 * len(SIDES)} crops from {GATE}", list(range(5 * len(SIDES))), True)
+        )
+    return rows
+
+
+def scores(model: Model, photo: np.ndarray, crops: np.ndarray, chosen: list[int], gated: bool):
     out = model.scores(photo)
-    chosen = [] if views == "photo" else [0] if views == "photo + centre" else [0, 1, 2, 3, 4]
     mean = (out + sum(model.scores(crops[:, k]) for k in chosen)) / (1 + len(chosen))
-    return np.where(out >= GATE, mean, out) if views == VIEWS[3] else mean
+    return np.where(out >= GATE, mean, out) if gated else mean
 
 
 def main() -> None:
-    wanted = [arg.split(":") for arg in sys.argv[1:]]
+    args = sys.argv[1:]
+    views = VIEWS
+    if args[:1] == ["--sides"]:
+        SIDES[:] = [float(side) for side in args[1].split(",")]
+        views, args = side_views(), args[2:]
+    wanted = [arg.split(":") for arg in args]
     (archive, truth_a), (dev, truth_d) = archive_photos(), dev_photos()
     cfg = FeatureConfig()
     copies = TrainConfig().copies  # as heldout.py reads them: the same cache entries
@@ -96,14 +118,14 @@ def main() -> None:
         model = load_model(OUT / f"{name}.npz")
         idx = held[int(seed)]
         y = ex.y[idx]
-        for views in VIEWS:
-            sv = scores(model, ex.x[idx], crops_val[[at[int(i)] for i in idx]], views)
+        for view, chosen, gated in views:
+            sv = scores(model, ex.x[idx], crops_val[[at[int(i)] for i in idx]], chosen, gated)
             threshold = precision_threshold(sv, y, 0.08, 0.95)
-            sd = scores(model, photo_d, crops_d, views)
-            sa = scores(model, photo_a, crops_a, views)
+            sd = scores(model, photo_d, crops_d, chosen, gated)
+            sa = scores(model, photo_a, crops_a, chosen, gated)
             d, a = confusion(truth_d, sd >= threshold), confusion(truth_a, sa >= threshold)
             print(
-                f"| {name} | {views} | {threshold:.3f} | {heldout_recall(sv, y):.3f} | "
+                f"| {name} | {view} | {threshold:.3f} | {heldout_recall(sv, y):.3f} | "
                 f"{precision_at_recall(sv, y > 0.5, 0.85, share=0.08):.3f} | "
                 f"{d['accuracy']:.3f} | {a['precision']:.3f} / {a['recall']:.3f} | "
                 f"{precision_at_recall(sa, truth_a, 0.85):.3f} |",
