@@ -49,9 +49,12 @@ class ViewConfig:
     gate: float = 0.3
 
     def __post_init__(self) -> None:
-        if not 0 <= self.crops <= len(VIEW_CROPS):
+        # read from a model file's JSON: 5.0 or true would pass the comparisons below
+        whole = isinstance(self.crops, int) and not isinstance(self.crops, bool)
+        if not whole or not 0 <= self.crops <= len(VIEW_CROPS):
             raise ValueError(f"a photo has 0 to {len(VIEW_CROPS)} crops, not {self.crops}")
-        if not 0 < self.side <= 1 or not 0 <= self.gate <= 1:
+        flags = isinstance(self.side, bool) or isinstance(self.gate, bool)
+        if flags or not 0 < self.side <= 1 or not 0 <= self.gate <= 1:
             raise ValueError("a crop's side and the gate are shares between 0 and 1")
 
 
