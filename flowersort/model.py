@@ -91,11 +91,14 @@ class Model:
         """A decoded photo's flower score in [0, 1], as classify and evaluate give it and
         train chooses the threshold on: the photo alone, and with self.views, the mean over
         the photo and its crops for a photo that scores views.gate or more alone. Raises
-        BadImage for an image that cannot be processed."""
+        BadImage for an image that cannot be processed; an error of the nets is not the
+        photo's, so it is not one."""
         with processing():
-            alone = float(self.alone_scores(features(bgr, self.features)[None])[0])
-            if not self.views.crops or alone < self.views.gate:
-                return alone
+            x = features(bgr, self.features)[None]
+        alone = float(self.alone_scores(x)[0])
+        if not self.views.crops or alone < self.views.gate:
+            return alone
+        with processing():
             crops = view_features(bgr, self.features, self.views.crops, self.views.side)
         total = float(
             probability(self.nets, self.normalize(crops), self.features, len(crops)).sum()
