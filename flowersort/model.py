@@ -224,7 +224,7 @@ def load_model(path: str | os.PathLike) -> Model:
         views = ViewConfig(**json.loads(str(arrays["views"]))) if version >= 3 else ViewConfig()
     except ModelError:
         raise
-    except (KeyError, ValueError, TypeError, AssertionError) as e:
+    except (KeyError, ValueError, TypeError, AssertionError, RecursionError) as e:
         raise ModelError(
             f"model file {path} is incomplete or incompatible ({e}): train it again with "
             f"'flowersort train'"

@@ -89,6 +89,9 @@ def rewrite(path, drop=None, replace=None):
         (None, {"views": np.array('{"crops": 9, "side": 0.85, "gate": 0.3}')}, "crops"),
         (None, {"views": np.array('{"crops": 5, "side": 0.85, "x": 1}')}, "incompatible"),
         (None, {"views": np.array("not json")}, "incompatible"),
+        # JSON nested deeper than Python recurses: exit 4, "unexpected RecursionError"
+        (None, {"views": np.array("[" * 100000 + "]" * 100000)}, "incompatible"),
+        (None, {"summary": np.array("[" * 100000 + "]" * 100000)}, "incompatible"),
         ("views", None, "incomplete"),
     ],
 )
