@@ -152,12 +152,16 @@ class ScoreCache:
         self.db.close()
 
 
-def open_score_cache(path: Path | None, model_file: Path, changes_files: bool) -> ScoreCache | None:
-    """The score cache for a run of model_file (path: else the default). A run that
-    changes files stops when it cannot be used (StateError: no HOME, a folder that cannot be
-    written); a plan needs no state, so it runs without one, with a warning."""
+def open_score_cache(
+    path: Path | None, model_file: Path, changes_files: bool, thumbnail: bool = False
+) -> ScoreCache | None:
+    """The score cache for a run of model_file (path: else the default), scoring JPEGs from
+    their previews (`thumbnail`) or not: a score from a preview is not the photo's. A run
+    that changes files stops when it cannot be used (StateError: no HOME, a folder that
+    cannot be written); a plan needs no state, so it runs without one, with a warning."""
     try:
-        return ScoreCache(path or default_cache_path(), model_digest(model_file))
+        digest = model_digest(model_file) + (" thumbnails" if thumbnail else "")
+        return ScoreCache(path or default_cache_path(), digest)
     except StateError as e:
         if changes_files:
             hint = " (--no-cache runs without one)" if isinstance(e, CacheError) else ""

@@ -890,7 +890,7 @@ def classify(
     cache = None
     if not no_cache:
         changes_files = dest is not None and not dry_run
-        cache = run_library(open_score_cache, cache_path, model_file, changes_files)
+        cache = run_library(open_score_cache, cache_path, model_file, changes_files, thumbnails)
     counts: Counter = Counter()
     passed_over: Counter = Counter()  # videos and RAW files, by suffix
     outcomes = run_classify(

@@ -49,9 +49,12 @@ class ViewConfig:
     gate: float = 0.3
 
     def __post_init__(self) -> None:
-        if not 0 <= self.crops <= len(VIEW_CROPS):
+        # read from a model file's JSON: 5.0 or true would pass the comparisons below
+        whole = isinstance(self.crops, int) and not isinstance(self.crops, bool)
+        if not whole or not 0 <= self.crops <= len(VIEW_CROPS):
             raise ValueError(f"a photo has 0 to {len(VIEW_CROPS)} crops, not {self.crops}")
-        if not 0 < self.side <= 1 or not 0 <= self.gate <= 1:
+        flags = isinstance(self.side, bool) or isinstance(self.gate, bool)
+        if flags or not 0 < self.side <= 1 or not 0 <= self.gate <= 1:
             raise ValueError("a crop's side and the gate are shares between 0 and 1")
 
 
@@ -88,11 +91,14 @@ class Model:
         """A decoded photo's flower score in [0, 1], as classify and evaluate give it and
         train chooses the threshold on: the photo alone, and with self.views, the mean over
         the photo and its crops for a photo that scores views.gate or more alone. Raises
-        BadImage for an image that cannot be processed."""
+        BadImage for an image that cannot be processed; an error of the nets is not the
+        photo's, so it is not one."""
         with processing():
-            alone = float(self.alone_scores(features(bgr, self.features)[None])[0])
-            if not self.views.crops or alone < self.views.gate:
-                return alone
+            x = features(bgr, self.features)[None]
+        alone = float(self.alone_scores(x)[0])
+        if not self.views.crops or alone < self.views.gate:
+            return alone
+        with processing():
             crops = view_features(bgr, self.features, self.views.crops, self.views.side)
         total = float(
             probability(self.nets, self.normalize(crops), self.features, len(crops)).sum()
@@ -218,7 +224,7 @@ def load_model(path: str | os.PathLike) -> Model:
         views = ViewConfig(**json.loads(str(arrays["views"]))) if version >= 3 else ViewConfig()
     except ModelError:
         raise
-    except (KeyError, ValueError, TypeError, AssertionError) as e:
+    except (KeyError, ValueError, TypeError, AssertionError, RecursionError) as e:
         raise ModelError(
             f"model file {path} is incomplete or incompatible ({e}): train it again with "
             f"'flowersort train'"

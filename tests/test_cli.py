@@ -145,6 +145,22 @@ def test_bad_model_is_one_line_and_exit_2(archive, tmp_path, content):
     assert "Traceback" not in result.output
 
 
+def test_nets_that_do_not_fit_the_features_stop_the_run_not_skip_every_photo(
+    archive, trained_model, tmp_path
+):
+    """Scored in the workers, the nets' ValueError was taken for a photo's ("cannot process
+    the decoded image"): every photo skipped, exit 0, nothing said under cron."""
+    with np.load(trained_model) as data:
+        arrays = {k: data[k] for k in data.files}
+    features = json.loads(str(arrays["features"]))
+    arrays["features"] = np.array(json.dumps(dict(features, grid=6)))  # nets made for 4
+    np.savez(tmp_path / "m.npz", **arrays)
+    for workers in ("1", "2"):
+        result = run("classify", archive, "--model", tmp_path / "m.npz", "--workers", workers)
+        assert result.exit_code == 4, result.output
+        assert "unexpected ValueError" in result.stderr and "skipped" not in result.stderr
+
+
 def test_weight_decay_is_an_option_saved_in_the_model(examples, tmp_path):
     from flowersort.model import load_model
 

@@ -79,6 +79,20 @@ def rewrite(path, drop=None, replace=None):
         (None, {"net0.tile.0.w": np.zeros((3, 3))}, "incompatible"),
         (None, {"format": np.array(99)}, "format 99"),
         (None, {"features": np.array("{not json")}, "incompatible"),
+        # crops that are not a whole number were read, then every photo at the gate
+        # stopped classify with exit 4, "unexpected TypeError while reading ..."
+        (None, {"views": np.array('{"crops": 5.0, "side": 0.85, "gate": 0.3}')}, "crops"),
+        (None, {"views": np.array('{"crops": 2.5, "side": 0.85, "gate": 0.3}')}, "crops"),
+        (None, {"views": np.array('{"crops": true, "side": 0.85, "gate": 0.3}')}, "crops"),
+        (None, {"views": np.array('{"crops": 5, "side": true, "gate": 0.3}')}, "shares"),
+        (None, {"views": np.array('{"crops": 5, "side": 0.85, "gate": NaN}')}, "shares"),
+        (None, {"views": np.array('{"crops": 9, "side": 0.85, "gate": 0.3}')}, "crops"),
+        (None, {"views": np.array('{"crops": 5, "side": 0.85, "x": 1}')}, "incompatible"),
+        (None, {"views": np.array("not json")}, "incompatible"),
+        # JSON nested deeper than Python recurses: exit 4, "unexpected RecursionError"
+        (None, {"views": np.array("[" * 100000 + "]" * 100000)}, "incompatible"),
+        (None, {"summary": np.array("[" * 100000 + "]" * 100000)}, "incompatible"),
+        ("views", None, "incomplete"),
     ],
 )
 def test_broken_model_files(model, tmp_path, drop, replace, match):

@@ -11,7 +11,7 @@ from flowersort import features, pipeline
 from flowersort.cli import cli
 from flowersort.decode import read_image
 from flowersort.exif import read_exif
-from tests.camera import camera_jpeg, exif_block
+from tests.camera import camera_jpeg, exif_block, preview_of
 from tests.conftest import make_archive, make_photo
 
 
@@ -153,6 +153,26 @@ def test_thumbnail_path_agrees_with_full_decoding(tmp_path, trained_model):
     assert [r["flower"] for r in full.values()] == [r["flower"] for r in thumbs.values()]
     diffs = [abs(full[p]["score"] - thumbs[p]["score"]) for p in full]
     assert max(diffs) < 0.2
+
+
+def test_a_score_read_from_the_preview_is_not_remembered_for_a_full_decoding(
+    tmp_path, trained_model
+):
+    """The score cache was keyed by the model alone: after a --thumbnails run, a run
+    without took each photo's remembered preview score, not the score of its pixels."""
+    rng = np.random.default_rng(4)
+    root = tmp_path / "camera"
+    root.mkdir()
+    flower = cv2.resize(make_photo(rng, True, size=96), (1600, 1200))
+    other = cv2.resize(make_photo(rng, False, size=96), (1600, 1200))
+    body = cv2.imencode(".jpg", other)[1].tobytes()  # a stale preview: an editor's work
+    (root / "IMG_0001.jpg").write_bytes(body[:2] + exif_block(1, preview_of(flower)) + body[2:])
+    cache = tmp_path / "scores.sqlite"
+    full = classify(root, trained_model, "--no-cache", "--no-thumbnails")
+    thumbs = classify(root, trained_model, "--cache", cache, "--thumbnails")
+    assert [r["flower"] for r in thumbs.values()] != [r["flower"] for r in full.values()]
+    assert classify(root, trained_model, "--cache", cache, "--no-thumbnails") == full
+    assert classify(root, trained_model, "--cache", cache, "--thumbnails") == thumbs
 
 
 def test_two_runs_share_the_cache_without_harm(tmp_path):
