@@ -926,7 +926,8 @@ def classify(
     try:
         with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
             seen = [] if report_path else None
-            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet, seen)
+            copying = copy_to is not None
+            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet, seen, copying)
     except click.ClickException:
         if counts:  # what was done before the run stopped
             log.info(summary_line(counts))
@@ -1130,7 +1131,9 @@ def forget(target):
     click.echo(f"forgot: {found[0].label}: {display(found[0].path)}")
 
 
-def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, seen=None) -> None:
+def show_outcomes(
+    outcomes, bar, counts: Counter, as_json: bool, quiet: bool, seen=None, copying: bool = False
+) -> None:
     """Print each photo's outcome as it streams in: JSON or a line on stdout (none with
     --quiet), skips and failures on stderr; every move also goes to the log file; keep
     them in `seen` for a report."""
@@ -1143,9 +1146,8 @@ def show_outcomes(outcomes, bar, counts: Counter, as_json: bool, quiet: bool, se
             log.info(outcome_line(o), extra=FILE_ONLY)
         if o.note:
             log.info("note: %s: %s", display(o.source), o.note)
-        if o.action.is_failure and safefs.KEPT_OUT in (o.reason or ""):
-            what = "not copied" if o.reason.endswith("not copied") else "not moved"
-            once_per_run[what, PRIVATE_BY_FOLDER] += 1
+        if o.private_by_folder:
+            once_per_run["not copied" if copying else "not moved", PRIVATE_BY_FOLDER] += 1
         if as_json:
             say(json.dumps(o.to_json()))
         elif o.action == Action.SKIPPED:

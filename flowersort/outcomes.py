@@ -89,6 +89,7 @@ class Outcome:
     sidecars: list[str] = field(default_factory=list)  # where they went (undo: came back)
     reason: str = ""
     note: str = ""
+    private_by_folder: bool = False  # failed: the target would expose it (PrivateByFolder)
 
     @property
     def moved_into_target(self) -> bool:

@@ -277,16 +277,20 @@ def readers_let_in(source: Path, folder: Path) -> str | None:
     return _owner_let_in(st, src_way, dst_way)
 
 
-KEPT_OUT = "a folder above it keeps them out where it is"
+class PrivateByFolder(Exposed):
+    """A photo that its folders keep private would be readable by more people in the
+    target folder (see readers_let_in)."""
 
 
 def check_folders_keep_private(sources: list[Path], folder: Path) -> None:
-    """Raise Exposed if moving the files into `folder` would let more people read one."""
+    """Raise PrivateByFolder if moving the files into `folder` would let more people read
+    one."""
     for source in sources:
         if who := readers_let_in(source, folder):
-            raise Exposed(
+            raise PrivateByFolder(
                 errno.EPERM,
-                f"{folder} would let {who} read {source.name} ({KEPT_OUT})",
+                f"{folder} would let {who} read {source.name} (a folder above it keeps them "
+                "out where it is)",
             )
 
 

@@ -338,12 +338,14 @@ def dedupe_plan(photo: Path, twin: Path):
     return dups, twins, free, free_names
 
 
-def why(error: OSError, copy: bool) -> str:
-    """A failed move's reason; a refusal to expose a photo says its group stayed whole."""
+def failed(photo: Path, score: float, error: OSError, copy: bool) -> Outcome:
+    """A photo that could not be moved (copied), and why; a refusal to expose a photo
+    says its group stayed whole."""
     reason = error.strerror or str(error)
     if isinstance(error, safefs.Exposed):
         reason += "; not copied" if copy else "; not moved"
-    return reason
+    private = isinstance(error, safefs.PrivateByFolder)
+    return Outcome(photo, Action.FAILED, score, True, reason=reason, private_by_folder=private)
 
 
 class DryRun:
@@ -367,7 +369,7 @@ class DryRun:
                 try:  # the sidecars that move go by the twin, as a run checks them
                     safefs.check_folders_keep_private(free, twin.parent)
                 except safefs.Exposed as e:
-                    return Outcome(photo, Action.FAILED, score, True, reason=why(e, self.copy))
+                    return failed(photo, score, e, self.copy)
                 beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
                 self.taken.update(os.fsdecode(p).casefold() for p in beside)
                 target = os.fsdecode(twin)
@@ -378,7 +380,7 @@ class DryRun:
             safefs.check_folders_keep_private(group, folder)
             finals = planned_finals(group, folder, self.taken)
         except OSError as e:  # as the run will say it
-            return Outcome(photo, Action.FAILED, score, True, reason=why(e, self.copy))
+            return failed(photo, score, e, self.copy)
         if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
             self.moved.update(group[1:])
         action = Action.WOULD_COPY if self.copy else Action.WOULD_MOVE
@@ -440,7 +442,7 @@ class Mover:
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"
-            return Outcome(photo, Action.FAILED, score, True, reason=why(e, self.copy))
+            return failed(photo, score, e, self.copy)
         sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
         return Outcome(photo, done, score, True, os.fsdecode(finals[0]), sidecar_finals)
 

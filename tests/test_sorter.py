@@ -1104,6 +1104,9 @@ def test_a_photo_private_by_its_folder_stays_and_the_dry_run_says_so(tmp_path):
             hint = "1 photo not moved: their folders keep other people out"
             assert result.stderr.count(hint) == 1, result.stderr  # what to do, said once
         assert census(src) == before and names(dest) == []
+        result = run("classify", src, "--copy-to", dest, "--threshold", 0, "--workers", 1)
+        assert result.exit_code == 1 and names(dest) == [], result.output
+        assert result.stderr.count("1 photo not copied: their folders keep other people out") == 1
         result = classify(src, dest, "--keep-structure")  # Flowers/closed is not made
         assert result.exit_code == 1 and names(dest) == [], result.output
         result = classify(open_tree / "shared", dest)
