@@ -30,6 +30,7 @@ from flowersort.features import (
     view_features,
 )
 from flowersort.network import NetConfig, TwoStageNet, sigmoid
+from flowersort.safefs import current_umask
 
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
@@ -142,7 +143,7 @@ class Model:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes it private
+                os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp makes it private
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
@@ -174,12 +175,6 @@ def probability(
         total = sum(sigmoid(net.forward(chunk)) + sigmoid(net.forward(mirrored)) for net in nets)
         parts.append(total / (2 * len(nets)))
     return np.concatenate(parts)[:n] if parts else np.zeros(0, np.float32)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load_model(path: str | os.PathLike) -> Model:

@@ -194,7 +194,7 @@ def names_in_any_case(folder: Path) -> set[str]:
         return set()
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """This process's umask, read without setting it (os.umask would, for a moment, for
     every thread)."""
     try:
@@ -217,7 +217,7 @@ def _way(folder: Path) -> Way:
             st = os.stat(part)
             way.append((st.st_mode, st.st_uid, st.st_gid))
         except FileNotFoundError:
-            way.append((0o777 & ~_umask(), os.geteuid(), os.getegid()))
+            way.append((0o777 & ~current_umask(), os.geteuid(), os.getegid()))
     return way
 
 

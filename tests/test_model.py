@@ -237,3 +237,17 @@ def test_a_score_is_its_own_whatever_was_scored_with_it_and_a_rerun_decodes_only
     assert {s.path: s.score for s in rerun} == alone
     assert together == {p: alone[p] for p in old}
     assert sum(score >= model.views.gate for score in alone.values()) >= 5  # crops were used
+
+
+def test_a_model_file_gets_the_mode_the_umask_gives_a_new_file(model, tmp_path):
+    import os
+    import stat
+
+    m, _ = model
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        old = os.umask(mask)
+        try:
+            m.save(tmp_path / f"m{mask:o}.npz")
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE((tmp_path / f"m{mask:o}.npz").stat().st_mode) == mode
