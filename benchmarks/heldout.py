@@ -132,14 +132,20 @@ def heldout_recall(scores: np.ndarray, y: np.ndarray, share=0.08, min_precision=
     return 0.0
 
 
+def threshold_for_recall(scores: np.ndarray, truth: np.ndarray, recall: float) -> float:
+    """The highest threshold that finds `recall` of the flowers."""
+    truth = np.asarray(truth, bool)
+    need = int(np.ceil(recall * truth.sum()))
+    return float(np.sort(scores[truth])[::-1][need - 1])
+
+
 def precision_at_recall(
     scores: np.ndarray, truth: np.ndarray, recall: float, share: float | None = None
 ) -> float:
     """Precision at the highest threshold that finds `recall` of the flowers; with `share`,
     weighted to a collection with that share of flowers (as heldout_recall)."""
     truth = np.asarray(truth, bool)
-    need = int(np.ceil(recall * truth.sum()))
-    t = np.sort(scores[truth])[::-1][need - 1]
+    t = threshold_for_recall(scores, truth, recall)
     tp, fp = np.sum(truth & (scores >= t)), np.sum(~truth & (scores >= t))
     weight = 1.0 if share is None else share / (1 - share) * np.sum(~truth) / np.sum(truth)
     return float(weight * tp / (weight * tp + fp))
