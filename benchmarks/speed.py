@@ -286,7 +286,7 @@ def main() -> None:
         print(f"{N_LINKED} photos classified (hard links to those), all in the page cache")
 
         model = load_model(default_model_path())
-        alone = model.alone_scores(np.stack([load_features(p, model.features) for p in paths]))
+        alone = model.scores(np.stack([load_features(p, model.features) for p in paths]))
         print(
             f"{np.mean(alone >= model.views.gate):.0%} of them score {model.views.gate} or more "
             f"alone, so are scored over {model.views.crops} crops too",

@@ -76,17 +76,13 @@ class Model:
         return (x - self.input_mean) / self.input_std
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """Flower probability in [0, 1] for a batch of feature maps (N, tiles, a, b): the
-        mean of the member nets' probabilities (see `probability`)."""
-        return probability(self.nets, self.normalize(x), self.features)
-
-    def alone_scores(self, x: np.ndarray) -> np.ndarray:
-        """Each photo's score over the photo alone (N, tiles, a, b) -> (N,), as
-        score_image takes it first: one network call per photo, so a score is the same to
-        the last bit whatever it was scored with."""
+        """Each photo's flower probability in [0, 1] over the photo alone, for feature maps
+        (N, tiles, a, b), as score_image takes it first: the mean of the member nets'
+        probabilities (see `probability`), one network call per photo, so a score is the
+        same to the last bit whatever it was scored with."""
         x = self.normalize(x)
-        one_by_one = [probability(self.nets, x[i : i + 1], self.features, 1) for i in range(len(x))]
-        return np.concatenate(one_by_one or [np.zeros(0)]).astype(np.float64)
+        alone = [probability(self.nets, x[i : i + 1], self.features)[0] for i in range(len(x))]
+        return np.array(alone, np.float64)
 
     def score_image(self, bgr: np.ndarray) -> float:
         """A decoded photo's flower score in [0, 1], as classify and evaluate give it and
@@ -96,14 +92,12 @@ class Model:
         photo's, so it is not one."""
         with processing():
             x = features(bgr, self.features)[None]
-        alone = float(self.alone_scores(x)[0])
+        alone = float(self.scores(x)[0])
         if not self.views.crops or alone < self.views.gate:
             return alone
         with processing():
             crops = view_features(bgr, self.features, self.views.crops, self.views.side)
-        total = float(
-            probability(self.nets, self.normalize(crops), self.features, len(crops)).sum()
-        )
+        total = float(probability(self.nets, self.normalize(crops), self.features).sum())
         return (alone + total) / (1 + len(crops))
 
     def flower_evidence(self, x: np.ndarray) -> np.ndarray:
@@ -153,28 +147,16 @@ class Model:
             raise
 
 
-SCORE_ROWS = 64  # photos per network call when scoring a batch
+def probability(nets: list[TwoStageNet], x: np.ndarray, features: FeatureConfig) -> np.ndarray:
+    """The nets' mean flower probability for normalised feature maps, in one call of the
+    nets, each net over the photo and its mirror image, both of which it learnt from.
 
-
-def probability(
-    nets: list[TwoStageNet], x: np.ndarray, features: FeatureConfig, rows: int = SCORE_ROWS
-) -> np.ndarray:
-    """The nets' mean flower probability for normalised feature maps, each net over the
-    photo and its mirror image, both of which it learnt from (the mirror made once).
-
-    The nets always see `rows` photos at a time, the last call padded with zeros: a
-    float32 matrix product's last digits depend on its size, so a photo's score is then the
-    same to the last bit whatever it was scored with."""
-    n = len(x)
-    padded = np.zeros((-(-n // rows) * rows, *x.shape[1:]), x.dtype)
-    padded[:n] = x
-    parts = []
-    for start in range(0, len(padded), rows):
-        chunk = padded[start : start + rows]
-        mirrored = flip_tiles(chunk, features)
-        total = sum(sigmoid(net.forward(chunk)) + sigmoid(net.forward(mirrored)) for net in nets)
-        parts.append(total / (2 * len(nets)))
-    return np.concatenate(parts)[:n] if parts else np.zeros(0, np.float32)
+    A float32 matrix product's last digits depend on its size, so a photo is always scored
+    in calls of the same size (Model.scores: the photo alone; score_image: its crops
+    together): its score is then the same to the last bit whatever it was scored with."""
+    mirrored = flip_tiles(x, features)
+    total = sum(sigmoid(net.forward(x)) + sigmoid(net.forward(mirrored)) for net in nets)
+    return total / (2 * len(nets))
 
 
 def load_model(path: str | os.PathLike) -> Model:

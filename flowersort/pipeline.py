@@ -234,7 +234,7 @@ def example_scores(
     """The scores score_photos gives photos whose features x are in hand (training
     examples): each photo alone from its features, and only a photo at the model's gate
     decoded again for its crops. A photo that can no longer be read keeps its own score."""
-    scores = model.alone_scores(x)
+    scores = model.scores(x)
     if not model.views.crops:
         return scores
     again = np.flatnonzero(scores >= model.views.gate)

@@ -151,8 +151,8 @@ def test_a_score_is_the_same_to_the_bit_whatever_it_is_scored_with(tmp_path):
     """A float32 matrix product's last digits depend on its size: scored in batches of 2, 7,
     16 and 33, 1, 3, 8 and 11 of those photos got scores an ulp or two (up to 1.2e-7) off
     their scores among 64 (so evaluate, which scores both folders in one stream, gave other
-    digits than classify, and a rerun other digits than the first run). The nets now always
-    see 64 photos at a time."""
+    digits than classify, and a rerun other digits than the first run). The nets now see
+    each photo alone."""
     from flowersort.evaluate import evaluate
     from flowersort.model import default_model_path
     from tests.conftest import make_folders
