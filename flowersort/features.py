@@ -141,23 +141,23 @@ def _soft_histograms(
     low = np.floor(pos)
     frac = pos - low
     low = low.astype(np.int64)
+    # values in [0, 1] put low in [-1, bins - 1] and high in [0, bins]: only those two
+    # ends leave the histogram, to the other end (circular) or to their own (not); cheaper
+    # than a remainder, which costs as much here as a whole histogram
     high = low + 1
     if np.ndim(circular) == 0:
-        wrap = bool(circular)
-        low, high = (low % bins, high % bins) if wrap else (_clip(low, bins), _clip(high, bins))
+        low_end, high_end = (bins - 1, 0) if circular else (0, bins - 1)
     else:
-        low = np.where(circular, low % bins, _clip(low, bins))
-        high = np.where(circular, high % bins, _clip(high, bins))
-    base = np.arange(rows)[:, None] * (bins * columns) + column  # flat (row, bin, column)
+        low_end = np.where(circular, bins - 1, 0)
+        high_end = np.where(circular, 0, bins - 1)
+    low = np.where(low < 0, low_end, low)
+    high = np.where(high == bins, high_end, high)
+    base = np.arange(0, rows * bins * columns, bins * columns)[:, None] + column
     size = rows * bins * columns
     hist = np.bincount((base + columns * low).ravel(), (weight * (1 - frac)).ravel(), size)
     hist += np.bincount((base + columns * high).ravel(), (weight * frac).ravel(), size)
     shape = (rows, bins) if columns == 1 else (rows, bins, columns)
     return (hist.reshape(shape) / n).astype(np.float32)
-
-
-def _clip(index: np.ndarray, bins: int) -> np.ndarray:
-    return np.clip(index, 0, bins - 1)
 
 
 def _hard_histograms(values, weight, bins: int, column=0, columns: int = 1) -> np.ndarray:
@@ -205,7 +205,7 @@ def hue_sat_histograms(
     hue, sat, val = tiles[..., 0], tiles[..., 1], tiles[..., 2]
     # every pixel votes in exactly one of the three histograms: all three in one pass
     grey = sat < GREY
-    column = np.where(grey, 2, np.where(sat >= VIVID, 1, 0))
+    column = 2 * grey + (sat >= VIVID)  # 0, 1 or 2: no pixel is both grey and vivid
     values = np.where(grey, val, hue)
     weight = np.where(grey, np.float32(1), val)
     return _histograms(binning, values, weight, bins, ~grey, column, 3)  # brightness: no wrap
@@ -228,7 +228,10 @@ def edge_orientations(
     degrees (bin 0 starts at a horizontal gradient) and binned circularly. Petals, leaves
     and stems give many edges in all directions; plates, fur, skies and walls few or one
     way."""
-    direction = (degrees % 180.0) / 180.0
+    # modulo 180 by subtraction, exact for angles in [0, 360] (cartToPolar can round up to
+    # 360): a float remainder costs as much as the histogram itself
+    direction = np.where(degrees >= 180.0, degrees - 180.0, degrees)
+    direction = np.where(direction >= 180.0, direction - 180.0, direction) / 180.0
     magnitude = cut_tiles(magnitude, tile).reshape(-1, tile * tile)
     direction = cut_tiles(direction, tile).reshape(-1, tile * tile)
     return _histograms(binning, direction, magnitude, bins, True)
@@ -272,14 +275,15 @@ def texture_histograms(hsv: np.ndarray, tile: int, bins: int) -> np.ndarray:
     it (rotation-invariant uniform local binary patterns): 0 a bright spot or flat area,
     8 a dark spot, 1-7 edges and corners, 9 the rest. Petals, fur, food and walls differ
     here where their colours do not."""
-    value = hsv[..., 2]
+    value = np.ascontiguousarray(hsv[..., 2])
     height, width = value.shape
-    padded = np.pad(value, 1, mode="edge")
-    code = np.zeros((height, width), np.int64)
+    padded = cv2.copyMakeBorder(value, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    level = value + TEXTURE_STEP
+    code = np.zeros((height, width), np.uint8)
     for bit, (dy, dx) in enumerate(RING):
-        brighter = padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] >= value + TEXTURE_STEP
-        code |= brighter.astype(np.int64) << bit
-    labels = cut_tiles(TEXTURE_LABELS[code], tile).reshape(-1, tile * tile)
+        brighter = padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] >= level
+        code |= brighter.view(np.uint8) << bit
+    labels = cut_tiles(np.take(TEXTURE_LABELS, code), tile).reshape(-1, tile * tile)
     rows = labels.shape[0]
     index = (labels + np.arange(rows)[:, None] * bins).ravel()
     counts = np.bincount(index, minlength=rows * bins).reshape(rows, bins)
