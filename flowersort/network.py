@@ -45,8 +45,7 @@ class MatrixLayer:
         n_out, n_in = self.w.shape
         self.shape = x.shape  # (..., n_in, k)
         self.xt = x.swapaxes(-1, -2).reshape(-1, n_in)  # (... * k, n_in)
-        z = self.xt @ self.w.T
-        z += self.b.T  # (... * k, n_out)
+        z = self.xt @ self.w.T + self.b.T  # (... * k, n_out)
         if self.act == "leaky_relu":
             self.y = np.maximum(z, LEAK * z)  # the same as np.where(z > 0, z, LEAK * z)
         elif self.act == "sigmoid":
