@@ -22,7 +22,9 @@ from flowersort.xdg import base_dir
 
 log = logging.getLogger("flowersort")
 
-VERSION = 2
+# 3: scores read from JPEG previews have their own key; a cache of version 2 may hold some
+# under the photo's key, so it is started afresh (one night decodes everything again)
+VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     dir BLOB, name BLOB, size INTEGER, mtime_ns INTEGER, inode INTEGER,

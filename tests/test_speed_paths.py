@@ -175,6 +175,28 @@ def test_a_score_read_from_the_preview_is_not_remembered_for_a_full_decoding(
     assert classify(root, trained_model, "--cache", cache, "--thumbnails") == thumbs
 
 
+def test_a_cache_written_before_previews_had_their_own_key_is_not_trusted(tmp_path, trained_model):
+    """A cache from before the fix above holds preview scores under the plain key: a run
+    without --thumbnails would take them for good. Its older layout version drops them."""
+    import sqlite3
+
+    rng = np.random.default_rng(4)
+    root = tmp_path / "camera"
+    root.mkdir()
+    flower = cv2.resize(make_photo(rng, True, size=96), (1600, 1200))
+    other = cv2.resize(make_photo(rng, False, size=96), (1600, 1200))
+    body = cv2.imencode(".jpg", other)[1].tobytes()  # a stale preview
+    (root / "IMG_0001.jpg").write_bytes(body[:2] + exif_block(1, preview_of(flower)) + body[2:])
+    cache = tmp_path / "scores.sqlite"
+    full = classify(root, trained_model, "--no-cache", "--no-thumbnails")
+    thumbs = classify(root, trained_model, "--cache", cache, "--thumbnails")
+    assert thumbs != full
+    with sqlite3.connect(cache) as db:  # as the code before that fix wrote it: one key
+        db.execute("UPDATE scores SET model = replace(model, ' thumbnails', '')")
+        db.execute("PRAGMA user_version = 2")
+    assert classify(root, trained_model, "--cache", cache, "--no-thumbnails") == full
+
+
 def test_two_runs_share_the_cache_without_harm(tmp_path):
     import sqlite3
     import subprocess
