@@ -9,7 +9,9 @@ from flowersort.errors import BadImage
 from flowersort.features import (
     MODES,
     FeatureConfig,
+    _soft_histograms,
     cut_tiles,
+    edge_orientations,
     features,
     flip_tiles,
     hue_histograms,
@@ -115,6 +117,40 @@ def test_edge_orientations_point_across_the_stripes():
     assert set(horizontal_edges.argmax(axis=1)) <= {5, 6}
     flat = features(np.full((32, 32, 3), 128, np.uint8), cfg)[..., 3]
     assert flat.sum() == 0  # no edges, no votes
+
+
+@pytest.mark.parametrize("binning", ["soft", "hard", "unweighted"])
+def test_edge_directions_a_full_turn_and_a_half_turn_are_no_turn(binning):
+    """Directions are taken modulo 180 degrees by subtraction (cheaper than a remainder):
+    cartToPolar gives 360 for a gradient just below the horizontal, which must vote as 0
+    and 180 do; nothing just short of 360 may wrap."""
+    magnitude = np.ones((4, 4), np.float32)
+
+    def hist(degrees):
+        return edge_orientations(magnitude, np.full((4, 4), degrees, np.float32), 4, 12, binning)
+
+    assert cv2.cartToPolar(np.float32([[1]]), np.float32([[-1e-9]]), angleInDegrees=True)[1] == 360
+    assert np.array_equal(hist(360.0), hist(0.0)) and np.array_equal(hist(180.0), hist(0.0))
+    below = np.nextafter(np.float32(360), np.float32(0))  # 180 less is exact in float32
+    assert np.array_equal(hist(below), hist(below - np.float32(180)))
+    assert not np.array_equal(hist(below), hist(0.0))
+
+
+@pytest.mark.parametrize("circular", [False, True, np.array([[False]]), np.array([[True]])])
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_line_histograms_keep_their_ends_circular_ones_wrap(circular, value):
+    """_soft_histograms sends only the out-of-range neighbour of a value at 0 or 1 to the
+    other end (circular) or back to its own end (not), by comparison, not by a remainder or
+    a clip: on a line the value votes whole in its end bin, on a circle it splits between
+    the two end bins; `circular` may be said per value."""
+    one = np.ones((1, 1), np.float32)
+    hist = _soft_histograms(one * value, one, 12, circular)[0]
+    expected = np.zeros(12, np.float32)
+    if np.all(circular):
+        expected[[0, -1]] = 0.5
+    else:
+        expected[0 if value == 0 else -1] = 1
+    assert np.array_equal(hist, expected)
 
 
 def test_edge_hue_counts_the_colour_of_outlines():
