@@ -325,7 +325,8 @@ def main() -> None:
         original = original_pipeline(paths[:N_ORIGINAL])
         print(
             f"\n| pipeline (median of {ROUNDS} rounds where repeated) | photos/s | vs original "
-            "| vs decoding limit |\n|---|---|---|---|"
+            "| vs decoding limit (where repeated: the median of the rounds' own shares, not "
+            "the ratio of the medians) |\n|---|---|---|---|"
         )
         for name, rate, share in [
             ("original (seed_ref.py: full decode, 400x400, tile loop, 1 process)", original, None),

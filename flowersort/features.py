@@ -152,7 +152,7 @@ def _soft_histograms(
         high_end = np.where(circular, 0, bins - 1)
     low = np.where(low < 0, low_end, low)
     high = np.where(high == bins, high_end, high)
-    base = np.arange(0, rows * bins * columns, bins * columns)[:, None] + column
+    base = np.arange(rows)[:, None] * (bins * columns) + column  # flat (row, bin, column)
     size = rows * bins * columns
     hist = np.bincount((base + columns * low).ravel(), (weight * (1 - frac)).ravel(), size)
     hist += np.bincount((base + columns * high).ravel(), (weight * frac).ravel(), size)
@@ -212,8 +212,9 @@ def hue_sat_histograms(
 
 
 def brightness_edges(hsv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel's brightness-gradient magnitude and direction (degrees in [0, 360)), from
-    3 x 3 Sobel filters: computed once per photo for the edge columns."""
+    """Each pixel's brightness-gradient magnitude and direction (degrees in [0, 360]: OpenCV's
+    cartToPolar can round a direction just below 0 up to 360), from 3 x 3 Sobel filters:
+    computed once per photo for the edge columns."""
     value = np.ascontiguousarray(hsv[..., 2])
     gx = cv2.Sobel(value, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(value, cv2.CV_32F, 0, 1, ksize=3)
