@@ -200,7 +200,7 @@ def hue_sat_histograms(
     """Per tile a (bins, 3) matrix: the circular hue histogram of softly saturated pixels,
     that of vivid pixels (both weighted by value, so dark pixels barely vote), and the
     brightness histogram of grey pixels, whose hue means nothing but whose brightness
-    tells white petals from grey walls. Saturation and value help here: see the README."""
+    tells white petals from grey walls. Saturation and value help here: see docs/experiments.md."""
     tiles = cut_tiles(hsv, tile).reshape(-1, tile * tile, 3)  # (T, t*t, 3)
     hue, sat, val = tiles[..., 0], tiles[..., 1], tiles[..., 2]
     # every pixel votes in exactly one of the three histograms: all three in one pass
