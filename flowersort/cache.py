@@ -78,6 +78,7 @@ class ScoreCache:
                 except OSError as e:
                     raise self._error(e.strerror or str(e)) from None
         self.pending = 0
+        self.lost = False  # said once that this run's scores cannot be remembered
         self.folder: str | Path | None = None
         self.rows: dict[bytes, tuple] = {}
 
@@ -142,6 +143,17 @@ class ScoreCache:
                 self.db.commit()
                 self.pending = 0
         except sqlite3.DatabaseError as e:  # e.g. another run holds the write lock too long
+            self._not_remembered(e)
+
+    def _not_remembered(self, e: sqlite3.DatabaseError) -> None:
+        """A full disk or a cache made read-only during the run will not pass: say so once
+        (every later run would decode these photos again); a busy moment only costs a few."""
+        if _cannot_write(e) and not self.lost:
+            self.lost = True
+            log.warning(
+                "warning: score cache %s: %s; this run's scores are not remembered", self.path, e
+            )
+        else:
             log.debug("score cache: %s", e)
 
     def close(self) -> None:
@@ -149,8 +161,8 @@ class ScoreCache:
             return
         try:
             self.db.commit()
-        except sqlite3.DatabaseError:
-            pass
+        except sqlite3.DatabaseError as e:
+            self._not_remembered(e)
         self.db.close()
 
 

@@ -3,6 +3,7 @@ folder that is a file or read-only, a damaged journal, no HOME. Each is one line
 2, nothing is moved unless the journal can be written, nothing is left half-moved; a dry
 run needs no state at all."""
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -339,3 +340,27 @@ def test_a_long_journal_is_not_read_whole_for_each_photo_moved(tmp_path):
     )
     assert journal.earlier_final(odd, tmp_path / "Flowers") == tmp_path / "Flowers" / "x.jpg"
     journal.close()
+
+
+def test_a_cache_that_fills_its_disk_during_a_run_says_so_once(tmp_path, caplog):
+    """The cache opened, then its disk filled: scores can no longer be remembered (every
+    later night decodes them again), which the run says once rather than only in --verbose."""
+    import logging
+
+    from flowersort.cache import COMMIT_EVERY, ScoreCache
+    from tests.conftest import small_tmpfs
+
+    with small_tmpfs(tmp_path / "disk", "256k") as disk:
+        cache = ScoreCache(disk / "scores.sqlite", "model")
+        with open(disk / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"x" * 4096)
+        with caplog.at_level(logging.WARNING, logger="flowersort"):
+            try:
+                for i in range(2 * COMMIT_EVERY + 1):
+                    cache.put(tmp_path / f"IMG_{i:05d}.jpg", (i, i, i), 0.5, "")
+            finally:
+                cache.close()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1, lines
+    assert "score cache" in lines[0] and "not remembered" in lines[0]
