@@ -53,8 +53,10 @@ class ScoreCache:
     """Raises CacheError when the cache cannot be opened or written (a folder that cannot
     be written, a full disk); a busy cache is not used, a damaged one is rebuilt."""
 
-    def __init__(self, path: Path, model_digest: str):
-        self.path, self.model = Path(path), model_digest
+    def __init__(self, path: Path, model_digest: str, thumbnail: bool = False):
+        self.path, self.thumbnail = Path(path), thumbnail
+        # a score read from a JPEG's preview is not the photo's: each has its own key
+        self.model = model_digest + (" thumbnails" if thumbnail else "")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -170,12 +172,11 @@ def open_score_cache(
     path: Path | None, model_file: Path, changes_files: bool, thumbnail: bool = False
 ) -> ScoreCache | None:
     """The score cache for a run of model_file (path: else the default), scoring JPEGs from
-    their previews (`thumbnail`) or not: a score from a preview is not the photo's. A run
-    that changes files stops when it cannot be used (StateError: no HOME, a folder that
-    cannot be written); a plan needs no state, so it runs without one, with a warning."""
+    their previews (`thumbnail`) or not. A run that changes files stops when it cannot be
+    used (StateError: no HOME, a folder that cannot be written); a plan needs no state, so
+    it runs without one, with a warning."""
     try:
-        digest = model_digest(model_file) + (" thumbnails" if thumbnail else "")
-        return ScoreCache(path or default_cache_path(), digest)
+        return ScoreCache(path or default_cache_path(), model_digest(model_file), thumbnail)
     except StateError as e:
         if changes_files:
             hint = " (--no-cache runs without one)" if isinstance(e, CacheError) else ""

@@ -199,7 +199,10 @@ def score_photos(
     thumbnail: bool = False,
 ) -> Iterator[Scored]:
     """Each photo's score (or why it was skipped), in input order; remembered scores
-    are not decoded again."""
+    are not decoded again. The cache must have been opened for the same reading
+    (`thumbnail`): a preview's score is not the photo's."""
+    if cache is not None and cache.thumbnail != thumbnail:
+        raise ValueError("the score cache was opened for the other reading (--thumbnails)")
     keys: dict[Path, tuple] = {}
 
     def remembered(path: Path):

@@ -197,6 +197,25 @@ def test_a_cache_written_before_previews_had_their_own_key_is_not_trusted(tmp_pa
     assert classify(root, trained_model, "--cache", cache, "--no-thumbnails") == full
 
 
+def test_a_cache_opened_for_one_reading_is_refused_for_the_other(tmp_path, trained_model):
+    """The library took any cache: one opened for full decodings, given to a --thumbnails
+    scoring, stored preview scores under the photo's key (the fault above, by another way
+    in). The cache now keys the reading itself, and a mismatch is refused."""
+    from flowersort.cache import ScoreCache
+    from flowersort.model import load_model
+    from flowersort.pipeline import score_photos
+
+    model = load_model(trained_model)
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(camera_jpeg(make_photo(np.random.default_rng(4), True, size=96)))
+    plain = ScoreCache(tmp_path / "scores.sqlite", "digest")
+    with pytest.raises(ValueError, match="other reading"):
+        list(score_photos(model, [photo], 1, cache=plain, thumbnail=True))
+    previews = ScoreCache(tmp_path / "scores.sqlite", "digest", thumbnail=True)
+    assert previews.model != plain.model
+    assert [s.score for s in score_photos(model, [photo], 1, cache=previews, thumbnail=True)]
+
+
 def test_two_runs_share_the_cache_without_harm(tmp_path):
     import sqlite3
     import subprocess
