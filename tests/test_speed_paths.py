@@ -155,18 +155,25 @@ def test_thumbnail_path_agrees_with_full_decoding(tmp_path, trained_model):
     assert max(diffs) < 0.2
 
 
-def test_a_score_read_from_the_preview_is_not_remembered_for_a_full_decoding(
-    tmp_path, trained_model
-):
-    """The score cache was keyed by the model alone: after a --thumbnails run, a run
-    without took each photo's remembered preview score, not the score of its pixels."""
+def stale_preview_folder(tmp_path):
+    """A folder with one photo whose EXIF preview shows a flower and whose pixels do not:
+    a stale preview, an editor's work."""
     rng = np.random.default_rng(4)
     root = tmp_path / "camera"
     root.mkdir()
     flower = cv2.resize(make_photo(rng, True, size=96), (1600, 1200))
     other = cv2.resize(make_photo(rng, False, size=96), (1600, 1200))
-    body = cv2.imencode(".jpg", other)[1].tobytes()  # a stale preview: an editor's work
+    body = cv2.imencode(".jpg", other)[1].tobytes()
     (root / "IMG_0001.jpg").write_bytes(body[:2] + exif_block(1, preview_of(flower)) + body[2:])
+    return root
+
+
+def test_a_score_read_from_the_preview_is_not_remembered_for_a_full_decoding(
+    tmp_path, trained_model
+):
+    """The score cache was keyed by the model alone: after a --thumbnails run, a run
+    without took each photo's remembered preview score, not the score of its pixels."""
+    root = stale_preview_folder(tmp_path)
     cache = tmp_path / "scores.sqlite"
     full = classify(root, trained_model, "--no-cache", "--no-thumbnails")
     thumbs = classify(root, trained_model, "--cache", cache, "--thumbnails")
@@ -180,13 +187,7 @@ def test_a_cache_written_before_previews_had_their_own_key_is_not_trusted(tmp_pa
     without --thumbnails would take them for good. Its older layout version drops them."""
     import sqlite3
 
-    rng = np.random.default_rng(4)
-    root = tmp_path / "camera"
-    root.mkdir()
-    flower = cv2.resize(make_photo(rng, True, size=96), (1600, 1200))
-    other = cv2.resize(make_photo(rng, False, size=96), (1600, 1200))
-    body = cv2.imencode(".jpg", other)[1].tobytes()  # a stale preview
-    (root / "IMG_0001.jpg").write_bytes(body[:2] + exif_block(1, preview_of(flower)) + body[2:])
+    root = stale_preview_folder(tmp_path)
     cache = tmp_path / "scores.sqlite"
     full = classify(root, trained_model, "--no-cache", "--no-thumbnails")
     thumbs = classify(root, trained_model, "--cache", cache, "--thumbnails")
