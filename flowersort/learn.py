@@ -12,7 +12,7 @@ from pathlib import Path
 from flowersort.archive import OnSkip
 from flowersort.corrections import Store, training_examples, with_corrections
 from flowersort.features import FeatureConfig
-from flowersort.model import Model
+from flowersort.model import Model, library_versions
 from flowersort.pipeline import default_workers
 from flowersort.report import Entry, write_report
 from flowersort.train import Examples, Progress, TrainConfig, check_example_folders, fit
@@ -84,6 +84,7 @@ def train_model(
     )
     model.summary["skipped"] = len(examples.skipped)
     model.summary["review_band"] = review_band
+    model.summary["versions"] = library_versions()
     if learnt is not None:
         model.summary["corrections"] = learnt
     model.save(model_path)

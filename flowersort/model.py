@@ -59,6 +59,17 @@ class ViewConfig:
             raise ValueError("a crop's side and the gate are shares between 0 and 1")
 
 
+def library_versions() -> dict[str, str]:
+    """The versions a model's scores depend on: a new OpenCV decodes and resizes a photo to
+    other pixels, a new numpy may sum in another order. Saved in a trained model's summary
+    and in models/default.reference.json beside the shipped model's reference scores."""
+    import platform
+
+    import cv2
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__}
+
+
 @dataclass
 class Model:
     """Member two-stage nets over the same input; the score is their mean probability."""

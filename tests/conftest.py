@@ -17,6 +17,18 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def flowersort_logger_as_it_was():
+    """A CLI run sets up the "flowersort" logger (its own handlers, no propagation): put it
+    back after each test, so that caplog sees the library's messages whatever ran before."""
+    import logging
+
+    logger = logging.getLogger("flowersort")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
 def make_photo(rng: np.random.Generator, flower: bool, size: int = 96) -> np.ndarray:
     """A BGR photo: flowers are saturated magenta/yellow blobs on green; others are
     blue or cyan scenes, often greyish. Noise and blob placement vary with rng."""

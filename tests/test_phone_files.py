@@ -30,7 +30,10 @@ def avif_with_orientation(bgr: np.ndarray, orientation: int) -> bytes:
 
 
 def opencv_reads_avif() -> bool:
-    ok, data = cv2.imencode(".avif", np.zeros((16, 16, 3), np.uint8))
+    try:  # OpenCV before 4.9 raises for an extension it has no encoder for
+        ok, data = cv2.imencode(".avif", np.zeros((16, 16, 3), np.uint8))
+    except cv2.error:
+        return False
     return bool(ok) and cv2.imdecode(data, cv2.IMREAD_COLOR) is not None
 
 
