@@ -1112,23 +1112,32 @@ def list_corrections(as_json):
 @corrections.command(epilog=CORRECTIONS_EXIT_CODES)
 @click.argument("target")
 def forget(target):
-    """Forget the correction for TARGET: a photo (found by content) or a SHA-256 prefix.
+    """Forget the correction for TARGET: a photo (found by content), a SHA-256 prefix, or a
+    folder (every photo in it now, or last seen there).
 
-    A forgotten veto lets the photo be moved again on the next run.
+    A forgotten veto lets the photo be moved again on the next run; a forgotten flower
+    still in the target is not learnt again.
     """
-    from flowersort.corrections import Store, find
+    from flowersort.corrections import Store, find, in_folder, unlabel
 
     store = run_library(Store)
     try:
-        found = run_library(find, store, target)
-        if not found:
-            raise CliError(FlowersortError(f"no correction for {target}"))
-        if len(found) > 1:
-            raise CliError(FlowersortError(f"{target} matches {len(found)} corrections"))
-        store.forget(found[0].key)
+        if os.path.isdir(target):
+            found = run_library(in_folder, store, target)
+            if not found:
+                raise CliError(FlowersortError(f"no correction for a photo in {target}"))
+        else:
+            found = run_library(find, store, target)
+            if not found:
+                raise CliError(FlowersortError(f"no correction for {target}"))
+            if len(found) > 1:
+                raise CliError(FlowersortError(f"{target} matches {len(found)} corrections"))
+        for c in found:
+            run_library(unlabel, store, c, c.path.parent)
     finally:
         store.close()
-    click.echo(f"forgot: {found[0].label}: {display(found[0].path)}")
+    for c in found:
+        click.echo(f"forgot: {c.label}: {display(c.path)}")
 
 
 def show_outcomes(

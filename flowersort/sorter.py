@@ -15,7 +15,7 @@ from typing import Literal
 from flowersort import safefs
 from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
-from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
+from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch, take_back
 from flowersort.errors import FlowersortError
 from flowersort.journal import Journal, RunInfo, RunLock, earlier_target, state_dir
 from flowersort.model import Model
@@ -158,12 +158,21 @@ def classify(
         plan.keep_below = src if keep_structure else None
     if dest is not None:
         try:
-            watch = Watch(dest, review, dry_run=dry_run)
+            watch = Watch(dest, review, dry_run=dry_run, run=mover.run if mover else None)
             learnt = watch.start()
         except BaseException:
             if mover:
                 mover.close()
             raise
+        if learnt.found:
+            log.warning(
+                "the target %s already holds %d photo%s that flowersort did not put there: "
+                "left there, and not taken as flowers you chose (photos you put there from "
+                "now on are)",
+                dest,
+                learnt.found,
+                "" if learnt.found == 1 else "s",
+            )
         if learnt.confirmations:
             log.info(
                 "%d photos put into %s by you: flower examples", len(learnt.confirmations), dest
@@ -685,6 +694,9 @@ def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
             already,
         )
     journal.mark_undone(run_id)
+    info = journal.runs(run_id)
+    if labels := take_back(run_id, info[0].dest if info else None):
+        log.info("%d flower label%s learnt by that run taken back", labels, "s"[: labels != 1])
     remove_empty_dirs(journal.created_dirs(run_id))
     journal.finish_run(run)
 
