@@ -86,6 +86,38 @@ def check_target(src: Path, dest: Path) -> None:
             )
 
 
+def check_writable(folder: Path, probe: bool) -> None:
+    """A target that cannot be written (a read-only disk, a folder without write permission,
+    a file in the way) stops the run before its first photo, in one line naming it, rather
+    than once per photo. Asked of the folder, or of the nearest folder above it that exists;
+    with `probe`, an empty file is also created in the folder and removed (a network share
+    can refuse what access() allows). A dry run only asks, and so touches nothing."""
+    target = Path(os.path.abspath(folder))
+    there = target
+    while not os.path.lexists(there) and there != there.parent:
+        there = there.parent
+    what = f"write into the target {folder}"
+    if there != target:
+        what = f"create the target {folder} in {there}"
+    if not there.is_dir():
+        if there == target:
+            raise FlowersortError(f"the target {folder} is not a folder")
+        raise FlowersortError(f"cannot {what}: {there} is not a folder")
+    if not os.access(there, os.W_OK | os.X_OK):
+        read_only = os.statvfs(there).f_flag & os.ST_RDONLY
+        why = os.strerror(errno.EROFS if read_only else errno.EACCES)
+        raise FlowersortError(f"cannot {what}: {why}")
+    if probe and there == target:
+        name = target / f".flowersort-probe-{os.getpid()}"
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:  # left by a run of this pid killed outright: writable
+            return
+        except OSError as e:
+            raise FlowersortError(f"cannot {what}: {e.strerror}") from None
+        os.unlink(name)
+
+
 def same_photo(photo: Path, there: Path) -> bool:
     """there is another file holding photo's bytes (not photo itself, as after undo)."""
     try:
@@ -136,6 +168,9 @@ def classify(
         raise FlowersortError(f"no such file or folder: {src}")
     if dest is not None:
         check_target(src, Path(dest))
+        for folder in (dest, review):
+            if folder is not None:
+                check_writable(Path(folder), probe=not dry_run)
     if review_band is None:  # a threshold set by hand is the line itself: no band
         band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
         # near 0 or 1 the model's band shrinks so that at least half the room on each side
