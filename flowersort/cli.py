@@ -660,6 +660,8 @@ def train(
             f"{model.summary['seconds']} s"
         )
         tell(f"validation report written to {result.report_path}")
+        # classify's default is the shipped model: say how to use this one
+        tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")
 
 
 @cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"]))
@@ -719,6 +721,7 @@ def evaluate(
             "misclassified": wrong,
             "threshold": result.threshold,
             "skipped": len(result.skipped),
+            "model": os.fsdecode(model_path or default_model_path()),
         }
         if sweep:
             out["sweep"] = result.sweep()
@@ -788,8 +791,9 @@ def evaluate(
     "as_json",
     is_flag=True,
     help='One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
-    '"sidecars", "note"}; detail is where the photo went (or why it was skipped or failed), '
-    "note what the decoder said (a photo decoded in part).",
+    '"sidecars", "note", "model"}; detail is where the photo went (or why it was skipped or '
+    "failed), note what the decoder said (a photo decoded in part), model the model file "
+    "that scored it.",
 )
 @click.option(
     "--on-conflict",
@@ -927,10 +931,13 @@ def classify(
         with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
             seen = [] if report_path else None
             copying = copy_to is not None
-            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet, seen, copying)
+            model_key = {"model": os.fsdecode(model_file)}
+            run_library(
+                show_outcomes, outcomes, bar, counts, as_json, quiet, seen, copying, model_key
+            )
     except click.ClickException:
         if counts:  # what was done before the run stopped
-            log.info(summary_line(counts))
+            log.info(summary_line(counts, model=model_file))
         raise
     finally:
         outcomes.close()  # a run stopped half-way releases the lock and journal now
@@ -943,7 +950,7 @@ def classify(
         title = f"flowersort classify {src}"
         write_html(report_path, entries, model, title, workers, thumbnails)
         log.info("report written to %s", report_path)
-    log.info(summary_line(counts, passed_over))
+    log.info(summary_line(counts, passed_over, model=model_file))
     report_once_per_run()
     interrupted.exit_if_stopped()
     if counts[Action.FAILED] or counts[Action.NOT_ATTEMPTED]:
@@ -964,11 +971,15 @@ UNDO_ALWAYS = (Action.FAILED,)
 
 
 def summary_line(
-    counts: Counter, passed_over: Counter | None = None, always=CLASSIFY_ALWAYS
+    counts: Counter,
+    passed_over: Counter | None = None,
+    always=CLASSIFY_ALWAYS,
+    model: Path | None = None,
 ) -> str:
     """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts `always`
     shown, the others when they happened; then the videos and RAW files passed over
-    (counted by suffix), if any: '; 2 videos, 1 RAW file passed over'."""
+    (counted by suffix), if any: '; 2 videos, 1 RAW file passed over'; then the model
+    that scored them: '; model models/mine.npz'."""
     words = {Action.VETOED: "kept by your earlier choice", Action.REVIEW: "for review"}
     parts = [
         f"{counts[action]} {words.get(action, action.words)}"
@@ -986,6 +997,8 @@ def summary_line(
             if n
         ]
         line += f"; {', '.join(kinds)} passed over"
+    if model is not None:
+        line += f"; model {display(model)}"
     return line
 
 
@@ -1141,11 +1154,18 @@ def forget(target):
 
 
 def show_outcomes(
-    outcomes, bar, counts: Counter, as_json: bool, quiet: bool, seen=None, copying: bool = False
+    outcomes,
+    bar,
+    counts: Counter,
+    as_json: bool,
+    quiet: bool,
+    seen=None,
+    copying: bool = False,
+    json_extra: dict | None = None,
 ) -> None:
-    """Print each photo's outcome as it streams in: JSON or a line on stdout (none with
-    --quiet), skips and failures on stderr; every move also goes to the log file; keep
-    them in `seen` for a report."""
+    """Print each photo's outcome as it streams in: JSON (with the keys of `json_extra`
+    too) or a line on stdout (none with --quiet), skips and failures on stderr; every move
+    also goes to the log file; keep them in `seen` for a report."""
     for o in outcomes:
         if seen is not None:
             seen.append(o)
@@ -1158,7 +1178,7 @@ def show_outcomes(
         if o.private_by_folder:
             once_per_run["not copied" if copying else "not moved", PRIVATE_BY_FOLDER] += 1
         if as_json:
-            say(json.dumps(o.to_json()))
+            say(json.dumps({**o.to_json(), **(json_extra or {})}))
         elif o.action == Action.SKIPPED:
             report_skip(o.source, o.reason)
         elif o.action.is_failure:

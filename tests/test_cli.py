@@ -236,7 +236,30 @@ def test_installed_entry_point(archive, trained_model):
     )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 12
-    assert proc.stderr.strip().endswith("0 failed")  # the summary line, no bar off a terminal
+    # the summary line, no bar off a terminal
+    assert proc.stderr.strip().endswith(f"0 failed; model {trained_model}")
+
+
+def test_classify_names_the_model_it_scores_with(archive, trained_model, examples, tmp_path):
+    from flowersort.model import default_model_path
+
+    mine = run("classify", archive, "--model", trained_model, "--workers", 1, "--json")
+    assert mine.stderr.splitlines()[-1].endswith(f"; model {trained_model}")
+    rows = [json.loads(line) for line in mine.stdout.splitlines()]
+    assert len(rows) == 12 and {row["model"] for row in rows} == {str(trained_model)}
+    shipped = run("classify", archive / "2023", "--workers", 1)
+    assert shipped.stderr.splitlines()[-1].endswith(f"; model {default_model_path()}")
+    evaluated = run("evaluate", *examples, "--model", trained_model, "--json", "--workers", 1)
+    assert json.loads(evaluated.stdout)["model"] == str(trained_model)
+
+
+def test_train_says_how_to_sort_with_the_model_it_wrote(examples, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--epochs", 2, "--members", 1, "--image-size", 48, "--grid", 4, "--crops", 1]
+    result = run("train", *examples, *tiny, "--workers", 1)  # no --model: ./model.npz
+    assert result.exit_code == 0, result.output
+    hint = f"to sort with it: flowersort classify SRC --model {tmp_path / 'model.npz'}"
+    assert result.stdout.splitlines()[-1] == hint
 
 
 def test_classify_without_target_lists_the_flowers(archive, trained_model):

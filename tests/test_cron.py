@@ -64,6 +64,7 @@ def test_quiet_log_file_names_every_move_with_its_sidecars(archive, trained_mode
     assert "kept:" not in text  # one line per photo per night is not a log
     kept = 12 - len(moves)
     summary = f"INFO 12 photos: {len(moves)} moved, 0 copied, {kept} kept, 0 skipped, 0 failed"
+    summary += f"; model {trained_model}"
     assert text.splitlines()[-1].endswith(summary)
 
 
@@ -234,7 +235,8 @@ def test_readme_cron_line_as_written(tmp_path):
     lines = log.read_text().splitlines()
     assert len(lines) == len(moves) + 2
     assert re.search(
-        r"INFO \d+ photos: 0 moved, 0 copied, (\d+ borderline, )?\d+ kept, 0 skipped, 0 failed$",
+        r"INFO \d+ photos: 0 moved, 0 copied, (\d+ borderline, )?\d+ kept, 0 skipped, 0 failed; "
+        r"model \S+default.npz$",
         lines[-1],
     )
 
@@ -254,16 +256,10 @@ def test_nightly_copy_to_leaves_what_is_already_there(archive, trained_model, tm
         assert again.exit_code == 0 and again.stdout == "" and again.stderr == "", again.output
     assert sorted(dest.iterdir()) == copies
     n = len([p for p in copies if p.suffix == ".jpg"])
-    summary = run(*args).stderr.splitlines()[-1]
-    assert (
-        summary
-        == f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
-    )
-    dry = run(*args, "--dry-run").stderr.splitlines()[-1]
-    assert (
-        dry
-        == f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
-    )
+    said = f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
+    said += f"; model {trained_model}"
+    assert run(*args).stderr.splitlines()[-1] == said
+    assert run(*args, "--dry-run").stderr.splitlines()[-1] == said
     lines = [json.loads(line) for line in run(*args, "--json").stdout.splitlines()]
     there = [line for line in lines if line["action"] == "already-there"]
     assert len(there) == n and all(Path(line["detail"]).parent == dest for line in there)
