@@ -43,7 +43,7 @@ DEFAULTS = TrainConfig()
 COMMAND_EXIT_CODES = {
     "train": ("0", "2", "4", "130/143"),
     "evaluate": ("0", "2", "4"),
-    "classify": ("0", "1", "2", "3", "4", "130/143", "141"),
+    "classify": ("0", "1", "2", "3", "4", "5", "130/143", "141"),
     "undo": ("0", "1", "2", "3", "4", "130/143", "141"),
 }
 ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
@@ -183,6 +183,9 @@ def stops_on_signals(command):
 
 # log records with this extra go to the log file only: their text is already on stdout
 FILE_ONLY = {"file_only": True}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+# the running command's log file (setup_logging): the error that ends it is written there too
+log_file_handler: logging.Handler | None = None
 
 
 def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
@@ -195,9 +198,11 @@ def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
     handlers[0].addFilter(lambda record: not getattr(record, "file_only", False))
     if log_file:
         file_handler = open_log_file(log_file)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
         file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         handlers.append(file_handler)
+    global log_file_handler
+    log_file_handler = handlers[-1] if log_file else None
     log.handlers[:] = handlers
     log.setLevel(logging.DEBUG)
     log.propagate = False
@@ -234,7 +239,15 @@ def open_log_file(path: Path) -> logging.FileHandler:
         raise OneLineUsageError(message) from None
 
 
-def report_skip(path: Path, reason: str) -> None:
+# skips the score cache remembered: said the first night, then only counted (INFO: the log)
+SKIPPED_BEFORE = ("skipped as on an earlier run", "unchanged since; --verbose lists them")
+
+
+def report_skip(path: Path, reason: str, before: bool = False) -> None:
+    if before:  # a file that could not be read last night either: cron mails it once
+        once_per_run[SKIPPED_BEFORE] += 1
+        log.debug("skipped: %s: %s", display(path), reason)
+        return
     if reason == HEIC_MISSING:  # the same remedy for every file: a line each unless --quiet
         once_per_run["skipped", reason] += 1
         log.info("skipped: %s: %s", display(path), reason)
@@ -245,7 +258,8 @@ def report_skip(path: Path, reason: str) -> None:
 def report_once_per_run() -> None:
     """'12 photos skipped: HEIC/HEIF photo: pillow-heif is not installed (...)'."""
     for (what, why), n in once_per_run.items():
-        log.warning("%d photo%s %s: %s", n, "" if n == 1 else "s", what, why)
+        tell = log.info if (what, why) == SKIPPED_BEFORE else log.warning
+        tell("%d photo%s %s: %s", n, "" if n == 1 else "s", what, why)
     once_per_run.clear()  # said once, also where a command fails after saying it
 
 
@@ -331,8 +345,43 @@ def _command_path(info_name: str | None, parent: click.Context | None) -> str:
     return f"{parent.command_path} {name}" if parent else name
 
 
+def named_log_file(args: list[str]) -> Path | None:
+    """The --log-file given in a command's arguments, read before click has parsed them."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--log-file" and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--log-file="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def log_error(error: click.ClickException, args: list[str] | None = None) -> None:
+    """Write the line that ends a command to its --log-file too (cron mails stderr; the log
+    is what is kept): the log file the command opened or, for an error before it opened one
+    (SRC does not exist), the one named in its arguments."""
+    if getattr(error, "logged", False):
+        return
+    error.logged = True  # type: ignore[attr-defined]  # an enclosing group: said already
+    handler, opened = log_file_handler, False
+    if handler is None and args and (path := named_log_file(args)) is not None:
+        try:
+            handler, opened = open_log_file(path), True
+        except click.ClickException:
+            return  # the error in hand is the one to show
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    if handler is None:
+        return
+    args_ = (error.format_message(),)
+    handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "Error: %s", args_, None))
+    if opened:
+        handler.close()
+
+
 class OneLineCommand(click.Command):
-    """A command whose own usage errors are one line naming its --help."""
+    """A command whose own usage errors are one line naming its --help (and go to the
+    --log-file it names, too)."""
 
     def make_context(
         self,
@@ -341,19 +390,31 @@ class OneLineCommand(click.Command):
         parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
-        with one_line_usage(_command_path(info_name, parent)):
-            return super().make_context(info_name, args, parent, **extra)
+        named = list(args)  # click consumes the list
+        try:
+            with one_line_usage(_command_path(info_name, parent)):
+                return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as e:
+            log_error(e, named)
+            raise
 
 
 class OneLineGroup(OneLineCommand, click.Group):
-    """A command group whose commands (and itself) report usage errors in one line."""
+    """A command group whose commands (and itself) report usage errors in one line, and
+    write the error that ends a command to its --log-file too."""
 
     group_class = type  # its subgroups too
     command_class = OneLineCommand
 
     def invoke(self, ctx: click.Context) -> Any:
-        with one_line_usage():
-            return super().invoke(ctx)
+        global log_file_handler
+        log_file_handler = None  # an earlier command's (in the same process) is not ours
+        try:
+            with one_line_usage():
+                return super().invoke(ctx)
+        except click.ClickException as e:
+            log_error(e)
+            raise
 
 
 @click.group(cls=OneLineGroup, epilog=ALL_EXIT_CODES)
@@ -1180,7 +1241,7 @@ def show_outcomes(
         if as_json:
             say(json.dumps({**o.to_json(), **(json_extra or {})}))
         elif o.action == Action.SKIPPED:
-            report_skip(o.source, o.reason)
+            report_skip(o.source, o.reason, o.skipped_before)
         elif o.action.is_failure:
             log.error("%s: %s: %s", o.action.words, display(o.source), o.reason)
         elif o.action == Action.KEPT and o.flower and not quiet:  # no target: list them
@@ -1196,7 +1257,7 @@ def show_outcomes(
         else:
             say(outcome_line(o))
         if as_json and o.action == Action.SKIPPED:
-            report_skip(o.source, o.reason)
+            report_skip(o.source, o.reason, o.skipped_before)
         elif as_json and o.action.is_failure:
             log.warning("%s: %s: %s", o.action, display(o.source), o.reason)
 

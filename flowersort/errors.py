@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     LOCKED = 3
     BUG = 4
+    EMPTY_SOURCE = 5  # SRC is an empty folder: an unmounted disk's mount point, say
     PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program killed by it
 
 
@@ -22,6 +23,7 @@ EXIT_MEANING = {
     "2": "usage, model, data or state error, or nothing to undo",
     "3": "another run holds the lock",
     "4": "stopped by an unexpected error (a bug, not a bad photo; --verbose shows where)",
+    "5": "SRC is an empty folder (a disk not mounted?): nothing was done or created",
     "130/143": "stopped by SIGINT/SIGTERM (a move in hand is finished, no other started)",
     "141": "stopped because the program reading the output went away (| head)",
 }
@@ -65,6 +67,12 @@ class LockHeld(FlowersortError):
     """Another run holds the lock on this archive or target."""
 
     exit_code = ExitCode.LOCKED
+
+
+class EmptySource(FlowersortError):
+    """SRC is an empty folder: most often the mount point of a disk that is not mounted."""
+
+    exit_code = ExitCode.EMPTY_SOURCE
 
 
 class UnexpectedError(FlowersortError):

@@ -90,6 +90,7 @@ class Outcome:
     reason: str = ""
     note: str = ""
     private_by_folder: bool = False  # failed: the target would expose it (PrivateByFolder)
+    skipped_before: bool = False  # skipped for a lasting reason on an earlier run, unchanged
 
     @property
     def moved_into_target(self) -> bool:

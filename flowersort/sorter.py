@@ -16,7 +16,7 @@ from flowersort import safefs
 from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch, take_back
-from flowersort.errors import FlowersortError
+from flowersort.errors import EmptySource, FlowersortError
 from flowersort.journal import Journal, RunInfo, RunLock, earlier_target, state_dir
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
@@ -118,6 +118,16 @@ def check_writable(folder: Path, probe: bool) -> None:
         os.unlink(name)
 
 
+def is_empty_folder(folder: Path) -> bool:
+    """A folder holding nothing at all, as the mount point of a disk that is not mounted (an
+    archive whose photos all went to the target still holds their folders)."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:  # a file, or a folder that cannot be read: the walk says so
+        return False
+
+
 def same_photo(photo: Path, there: Path) -> bool:
     """there is another file holding photo's bytes (not photo itself, as after undo)."""
     try:
@@ -171,6 +181,8 @@ def classify(
         for folder in (dest, review):
             if folder is not None:
                 check_writable(Path(folder), probe=not dry_run)
+    if is_empty_folder(src):  # before any folder is made: none in a NAS's bare mount point
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
     if review_band is None:  # a threshold set by hand is the line itself: no band
         band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
         # near 0 or 1 the model's band shrinks so that at least half the room on each side
@@ -246,7 +258,8 @@ def classify(
                 skipped, why = walk_skips.popleft()
                 yield Outcome(skipped, Action.SKIPPED, reason=why)
             if score is None:
-                yield Outcome(path, Action.SKIPPED, reason=scored.skip_reason)
+                why = scored.skip_reason
+                yield Outcome(path, Action.SKIPPED, reason=why, skipped_before=scored.remembered)
                 continue
             flower = score >= threshold
             borderline = abs(score - threshold) < review_band

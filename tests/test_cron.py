@@ -533,7 +533,7 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
     [
         ("train", ["0", "2", "4", "130/143"]),
         ("evaluate", ["0", "2", "4"]),
-        ("classify", ["0", "1", "2", "3", "4", "130/143", "141"]),
+        ("classify", ["0", "1", "2", "3", "4", "5", "130/143", "141"]),
         ("undo", ["0", "1", "2", "3", "4", "130/143", "141"]),
         ("corrections", ["0", "2", "4"]),
         ("corrections list", ["0", "2", "4"]),
@@ -1053,3 +1053,60 @@ def test_undo_list_reads_a_journal_it_cannot_write(tmp_path, state_home):
     runs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["run"], r["photos"], r["state"]) for r in runs] == [(1, 12, "done")]
     assert after == before  # nothing written
+
+
+# ---------------------------------------------------------------- quiet nights
+
+
+def test_an_empty_source_creates_nothing_and_exits_5(trained_model, tmp_path):
+    """An unmounted NAS: its mount point is an empty folder. No Flowers/ is made in it."""
+    mount_point, log = tmp_path / "nas", tmp_path / "flowersort.log"
+    mount_point.mkdir()
+    for how in (["--move-to", mount_point / "Flowers"], ["--dry-run"], []):
+        args = ["classify", mount_point, *how, "--model", trained_model, "--quiet"]
+        result = run(*args, "--log-file", log)
+        assert result.exit_code == 5, result.output
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"Error: {mount_point} is empty: nothing to do, nothing created (is it mounted?)\n"
+        )
+        assert os.listdir(mount_point) == []
+    assert log.read_text().count(f"ERROR Error: {mount_point} is empty") == 3
+    assert "5 SRC is an empty folder" in " ".join(run("classify", "--help").output.split())
+
+
+def test_errors_before_the_run_starts_go_to_the_log_file_too(archive, trained_model, tmp_path):
+    from flowersort.journal import RunLock, state_dir
+
+    log = tmp_path / "logs" / "flowersort.log"
+    missing = tmp_path / "unmounted" / "Pictures"
+    result = run("classify", missing, "--move-to", tmp_path / "F", "-q", "--log-file", log)
+    assert result.exit_code == 2
+    (line,) = log.read_text().splitlines()
+    assert line.endswith(f"ERROR {result.stderr.strip()}") and str(missing) in line
+    with RunLock(state_dir()):
+        locked = run("classify", archive, "--move-to", tmp_path / "F", "-q", f"--log-file={log}")
+    assert locked.exit_code == 3
+    assert log.read_text().splitlines()[-1].endswith(f"ERROR {locked.stderr.strip()}")
+    assert len(log.read_text().splitlines()) == 2  # said once, not by each group around it
+
+
+def test_a_photo_skipped_for_a_lasting_reason_is_said_once_then_counted(
+    archive, trained_model, tmp_path
+):
+    (archive / "notes.jpg").write_text("shopping list")
+    log = tmp_path / "flowersort.log"
+    args = ["classify", archive, "--move-to", archive / "Flowers", "--model", trained_model]
+    first = run(*args, "--quiet", "--log-file", log)
+    assert first.exit_code == 0
+    notes = f"skipped: {archive / 'notes.jpg'}: not an image OpenCV can decode"
+    assert notes in first.stderr  # the first night's mail says it
+    for _ in range(2):
+        again = run(*args, "--quiet", "--log-file", log)
+        assert again.exit_code == 0 and again.stderr == "", again.stderr  # no mail
+    text = log.read_text()
+    assert text.count(notes) == 1
+    assert text.count("INFO 1 photo skipped as on an earlier run: unchanged since") == 2
+    assert text.count(", 1 skipped, 0 failed") == 3  # still counted
+    (archive / "notes.jpg").write_text("a new shopping list")  # changed: said again
+    assert notes in run(*args, "--quiet").stderr
