@@ -47,7 +47,7 @@ COMMAND_EXIT_CODES = {
     "undo": ("0", "1", "2", "3", "4", "130/143", "141"),
 }
 ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
-CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"))
+CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"), moves=False)
 
 log = logging.getLogger("flowersort")
 # (what happened, why) said once, in the summary, not per file: skips with one remedy,
@@ -276,21 +276,28 @@ LOG_FILE_HELP = {
     "moves": "Also write, with times, every move, copy and undo (from -> to, with sidecars), "
     "warnings and errors to this file, even with --quiet; kept photos only with --verbose. "
     "Its folder is created.",
+    "puts back": "Also write, with times, every photo put back and every copy removed "
+    "(from -> to, with sidecars), warnings and errors to this file, even with --quiet. Its "
+    "folder is created.",
     "reads": "Also write, with times, the messages (photos read and skipped, warnings, "
     "errors) to this file, even with --quiet. Its folder is created.",
+}
+VERBOSE_HELP = {
+    "moves": "Say more, e.g. every photo kept and every photo already in the target.",
+    "puts back": "Say more, e.g. where an unexpected error came from (its traceback).",
+    "reads": "Say more, e.g. where an unexpected error came from (its traceback).",
 }
 
 
 def logging_options(what: str):
-    """--log-file, --verbose and --quiet; `what` the log file holds: "moves" or "reads"."""
+    """--log-file, --verbose and --quiet; `what` the log file holds: "moves", "puts back"
+    (undo) or "reads"."""
 
     def add(fn):
         fn = click.option("--log-file", type=click.Path(path_type=Path), help=LOG_FILE_HELP[what])(
             fn
         )
-        fn = click.option("-v", "--verbose", is_flag=True, help="Say more, e.g. every photo kept.")(
-            fn
-        )
+        fn = click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP[what])(fn)
         return click.option(
             "-q", "--quiet", is_flag=True, help="Only warnings and errors; no bar."
         )(fn)
@@ -428,7 +435,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], moves=False))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -725,7 +732,7 @@ def train(
         tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"], moves=False))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
@@ -854,7 +861,7 @@ def evaluate(
     help='One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
     '"sidecars", "note", "model"}; detail is where the photo went (or why it was skipped or '
     "failed), note what the decoder said (a photo decoded in part), model the model file "
-    "that scored it.",
+    "that scored it; where the name is not UTF-8, also path_bytes: its bytes in base64.",
 )
 @click.option(
     "--on-conflict",
@@ -958,6 +965,16 @@ def classify(
         cache = run_library(open_score_cache, cache_path, model_file, changes_files, thumbnails)
     counts: Counter = Counter()
     passed_over: Counter = Counter()  # videos and RAW files, by suffix
+    said: dict[str, Any] = {"model": model_file}  # for the summary line
+    if dest is None:  # no target: the flowers listed are counted too
+        said["flowers"] = 0
+
+    def counting(outcomes):
+        for o in outcomes:
+            if dest is None:
+                said["flowers"] += bool(o.flower)
+            yield o
+
     outcomes = run_classify(
         model,
         src,
@@ -978,7 +995,9 @@ def classify(
         stop=interrupted,
         keep_structure=keep_structure,
         on_passed_over=lambda path: passed_over.update([os.path.splitext(path)[1].lower()]),
+        on_stopped=lambda n: said.update(not_looked_at=n),
     )
+
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
         total = count_photos(
@@ -993,12 +1012,11 @@ def classify(
             seen = [] if report_path else None
             copying = copy_to is not None
             model_key = {"model": os.fsdecode(model_file)}
-            run_library(
-                show_outcomes, outcomes, bar, counts, as_json, quiet, seen, copying, model_key
-            )
+            shown = counting(outcomes)
+            run_library(show_outcomes, shown, bar, counts, as_json, quiet, seen, copying, model_key)
     except click.ClickException:
         if counts:  # what was done before the run stopped
-            log.info(summary_line(counts, model=model_file))
+            log.info(summary_line(counts, **said))
         raise
     finally:
         outcomes.close()  # a run stopped half-way releases the lock and journal now
@@ -1011,7 +1029,7 @@ def classify(
         title = f"flowersort classify {src}"
         write_html(report_path, entries, model, title, workers, thumbnails)
         log.info("report written to %s", report_path)
-    log.info(summary_line(counts, passed_over, model=model_file))
+    log.info(summary_line(counts, passed_over, **said))
     report_once_per_run()
     interrupted.exit_if_stopped()
     if counts[Action.FAILED] or counts[Action.NOT_ATTEMPTED]:
@@ -1036,10 +1054,13 @@ def summary_line(
     passed_over: Counter | None = None,
     always=CLASSIFY_ALWAYS,
     model: Path | None = None,
+    flowers: int | None = None,
+    not_looked_at: int | None = None,
 ) -> str:
     """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts `always`
-    shown, the others when they happened; then the videos and RAW files passed over
-    (counted by suffix), if any: '; 2 videos, 1 RAW file passed over'; then the model
+    shown, the others when they happened; then, without a target, '; 7 flowers'; the
+    videos and RAW files passed over (counted by suffix), if any: '; 2 videos, 1 RAW file
+    passed over'; after a stop, '; 120 photos not looked at (stopped)'; then the model
     that scored them: '; model models/mine.npz'."""
     words = {Action.VETOED: "kept by your earlier choice", Action.REVIEW: "for review"}
     parts = [
@@ -1049,6 +1070,8 @@ def summary_line(
     ]
     n = sum(counts.values())
     line = f"{n} photo{'' if n == 1 else 's'}: " + ", ".join(parts)
+    if flowers is not None:
+        line += f"; {flowers} flower{'' if flowers == 1 else 's'}"
     if passed_over:
         videos = sum(n for suffix, n in passed_over.items() if suffix in VIDEO_SUFFIXES)
         raws = sum(passed_over.values()) - videos
@@ -1058,6 +1081,9 @@ def summary_line(
             if n
         ]
         line += f"; {', '.join(kinds)} passed over"
+    if not_looked_at is not None:
+        plural = "" if not_looked_at == 1 else "s"
+        line += f"; {not_looked_at} photo{plural} not looked at (stopped)"
     if model is not None:
         line += f"; model {display(model)}"
     return line
@@ -1075,7 +1101,7 @@ def summary_line(
     help="One JSON object a line per photo (with --list: per run, with the keys run, kind, "
     "started, photos, state, src, dest).",
 )
-@logging_options("moves")
+@logging_options("puts back")
 def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     """Put the photos moved by the last classify run (or by run RUN) back where they were.
 

@@ -29,9 +29,19 @@ EXIT_MEANING = {
 }
 
 
-def exit_codes_text(codes: tuple[str, ...]) -> str:
-    """'Exit codes: 0 all done (...), 2 usage ...' for a command's --help."""
-    return "Exit codes: " + ", ".join(f"{code} {EXIT_MEANING[code]}" for code in codes) + "."
+# what a code means for a command that moves nothing (train, evaluate, corrections)
+READ_ONLY_MEANING = {
+    "0": "all done (unreadable files are reported as skipped)",
+    "2": "usage, model, data or state error",
+    "130/143": "stopped by SIGINT/SIGTERM (no model is written)",
+}
+
+
+def exit_codes_text(codes: tuple[str, ...], moves: bool = True) -> str:
+    """'Exit codes: 0 all done (...), 2 usage ...' for a command's --help; a command that
+    moves nothing (`moves` false) says nothing of undo or of a move in hand."""
+    meaning = EXIT_MEANING if moves else {**EXIT_MEANING, **READ_ONLY_MEANING}
+    return "Exit codes: " + ", ".join(f"{code} {meaning[code]}" for code in codes) + "."
 
 
 class FlowersortError(Exception):

@@ -3,6 +3,7 @@ and the report."""
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -98,9 +99,11 @@ class Outcome:
         return self.action in (Action.MOVED, Action.DEDUPLICATED, Action.REVIEW)
 
     def to_json(self) -> dict:
-        """The --json line: "detail" is the target, else the reason (a contract)."""
+        """The --json line: "detail" is the target, else the reason (a contract); a name
+        that is not UTF-8 (a Latin-1 é) also comes as "path_bytes", its bytes in base64, as
+        "path" can only hold it as a lone surrogate ("\udce9"), which jq turns into U+FFFD."""
         score = None if self.score is None else round(self.score, 6)
-        return {
+        row = {
             "path": os.fsdecode(self.source),
             "score": score,
             "flower": self.flower,
@@ -109,3 +112,9 @@ class Outcome:
             "sidecars": [os.fsdecode(s) for s in self.sidecars],
             "note": self.note,
         }
+        raw = os.fsencode(self.source)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            row["path_bytes"] = base64.b64encode(raw).decode("ascii")
+        return row

@@ -159,6 +159,7 @@ def classify(
     stop: Callable[[], bool] | None = None,
     keep_structure: bool = False,
     on_passed_over: OnPass | None = None,
+    on_stopped: Callable[[int], None] | None = None,
 ) -> Iterator[Outcome]:
     """Score every photo under src; move (or copy) the flowers into dest unless dry_run
     (with keep_structure, into the photo's folder below src recreated under dest).
@@ -170,7 +171,7 @@ def classify(
     else left in place; and the user's earlier choices are learnt and kept (see
     corrections.Watch).
     When `stop()` turns true (a signal), no new photo is started: the run ends after the
-    move in hand.
+    move in hand, and `on_stopped` is told how many photos were never looked at.
     Videos and RAW files that are no photo's companion go to `on_passed_over`.
     """
     src = Path(src)
@@ -220,10 +221,11 @@ def classify(
                 learnt.found,
                 "" if learnt.found == 1 else "s",
             )
-        if learnt.confirmations:
-            log.info(
-                "%d photos put into %s by you: flower examples", len(learnt.confirmations), dest
-            )
+        if n := len(learnt.confirmations):
+            examples = "photo put into %s by you: a flower example"
+            if n > 1:
+                examples = "photos put into %s by you: flower examples"
+            log.info("%d " + examples, n, dest)
     walk_skips: deque[tuple[str, str]] = deque()
     scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
 
@@ -251,6 +253,8 @@ def classify(
             model, noting_identity(photos), workers, cache=cache, thumbnail=thumbnail
         ):
             if stop is not None and stop():
+                if on_stopped is not None:  # read but not reported, and the walk's rest
+                    on_stopped(len(scored_as) + sum(1 for _ in photos))
                 return
             path, score, note = scored.path, scored.score, scored.note
             was = scored_as.pop(path, None)
