@@ -211,7 +211,7 @@ def test_readme_cron_line_as_written(tmp_path):
     line = readme_cron_line()
     home = tmp_path / "home"  # no .cache, no .local: a fresh account
     pictures = home / "Pictures"
-    for i, photo in enumerate(sorted((ROOT / "sample_photos").glob("*.[jp][pn]g"))):
+    for i, photo in enumerate(sorted((ROOT / "sample_photos").rglob("*.[jp][pn]g"))):
         album = pictures / ("2020/07 Отпуск в Крыму" if i % 2 else "2021/08 京都旅行")
         album.mkdir(parents=True, exist_ok=True)
         shutil.copy(photo, album / photo.name)
@@ -573,7 +573,7 @@ def test_classify_json_help_lists_the_keys_of_the_output(tmp_path, trained_model
     listed = re.search(r"One JSON object a line per photo: \{([^}]*)\}", text).group(1)
     keys = [k.strip(' "') for k in listed.split(",")]
     (tmp_path / "p").mkdir()
-    shutil.copy(ROOT / "sample_photos" / "flower_Garden.jpg", tmp_path / "p")
+    shutil.copy(ROOT / "sample_photos" / "flowers" / "flower_Garden.jpg", tmp_path / "p")
     line = run("classify", tmp_path / "p", "--json", "--model", trained_model).stdout
     assert keys == list(json.loads(line))
 
@@ -603,7 +603,7 @@ TRAIN_HINT = "not a flowersort model: give the .npz file written by 'flowersort 
         (lambda p: p.write_text("hello\n"), f"is a text file, {TRAIN_HINT}"),
         (lambda p: p.write_bytes(b""), f"is empty, {TRAIN_HINT}"),
         (
-            lambda p: shutil.copy(ROOT / "sample_photos" / "flower_Garden.jpg", p),
+            lambda p: shutil.copy(ROOT / "sample_photos" / "flowers" / "flower_Garden.jpg", p),
             f"is an image, {TRAIN_HINT}",
         ),
         (

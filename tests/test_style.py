@@ -76,3 +76,18 @@ def test_every_option_is_in_the_readme():
             yield from options(sub)
 
     assert [name for name in options(cli) if f"`{name}" not in readme and name not in readme] == []
+
+
+def test_readme_tryout_of_train_on_the_sample_photos_works_as_typed(tmp_path, monkeypatch):
+    import shlex
+
+    from tests.conftest import run
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("not for sorting an archive):\n\n", 1)[1].split("\n\n", 1)[0]
+    monkeypatch.chdir(ROOT)  # a checkout, as after "Set up"
+    for line in block.splitlines():
+        words = shlex.split(line.replace("/tmp/sample.npz", str(tmp_path / "sample.npz")))
+        assert words[0] == "flowersort"
+        result = run(*words[1:], "--workers", 1)
+        assert result.exit_code == 0, (line, result.output)
