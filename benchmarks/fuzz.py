@@ -45,7 +45,7 @@ def main() -> None:
         ]
     else:
         seeds = [encode(photo(600, 800)), encode(photo(600, 800), ".png")]
-        seeds += [p.read_bytes() for p in sorted((ROOT / "sample_photos").glob("*.[jp][pn]g"))]
+        seeds += [p.read_bytes() for p in sorted((ROOT / "sample_photos").rglob("*.[jp][pn]g"))]
     outcomes: Counter = Counter()
     reasons: Counter = Counter()
     slowest = (0.0, -1)

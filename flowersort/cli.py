@@ -43,11 +43,11 @@ DEFAULTS = TrainConfig()
 COMMAND_EXIT_CODES = {
     "train": ("0", "2", "4", "130/143"),
     "evaluate": ("0", "2", "4"),
-    "classify": ("0", "1", "2", "3", "4", "130/143", "141"),
+    "classify": ("0", "1", "2", "3", "4", "5", "130/143", "141"),
     "undo": ("0", "1", "2", "3", "4", "130/143", "141"),
 }
 ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
-CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"))
+CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"), moves=False)
 
 log = logging.getLogger("flowersort")
 # (what happened, why) said once, in the summary, not per file: skips with one remedy,
@@ -183,6 +183,9 @@ def stops_on_signals(command):
 
 # log records with this extra go to the log file only: their text is already on stdout
 FILE_ONLY = {"file_only": True}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+# the running command's log file (setup_logging): the error that ends it is written there too
+log_file_handler: logging.Handler | None = None
 
 
 def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
@@ -195,9 +198,11 @@ def setup_logging(quiet: bool, verbose: bool, log_file: Path | None) -> None:
     handlers[0].addFilter(lambda record: not getattr(record, "file_only", False))
     if log_file:
         file_handler = open_log_file(log_file)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
         file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         handlers.append(file_handler)
+    global log_file_handler
+    log_file_handler = handlers[-1] if log_file else None
     log.handlers[:] = handlers
     log.setLevel(logging.DEBUG)
     log.propagate = False
@@ -234,7 +239,15 @@ def open_log_file(path: Path) -> logging.FileHandler:
         raise OneLineUsageError(message) from None
 
 
-def report_skip(path: Path, reason: str) -> None:
+# skips the score cache remembered: said the first night, then only counted (INFO: the log)
+SKIPPED_BEFORE = ("skipped as on an earlier run", "unchanged since; --verbose lists them")
+
+
+def report_skip(path: Path, reason: str, before: bool = False) -> None:
+    if before:  # a file that could not be read last night either: cron mails it once
+        once_per_run[SKIPPED_BEFORE] += 1
+        log.debug("skipped: %s: %s", display(path), reason)
+        return
     if reason == HEIC_MISSING:  # the same remedy for every file: a line each unless --quiet
         once_per_run["skipped", reason] += 1
         log.info("skipped: %s: %s", display(path), reason)
@@ -245,7 +258,8 @@ def report_skip(path: Path, reason: str) -> None:
 def report_once_per_run() -> None:
     """'12 photos skipped: HEIC/HEIF photo: pillow-heif is not installed (...)'."""
     for (what, why), n in once_per_run.items():
-        log.warning("%d photo%s %s: %s", n, "" if n == 1 else "s", what, why)
+        tell = log.info if (what, why) == SKIPPED_BEFORE else log.warning
+        tell("%d photo%s %s: %s", n, "" if n == 1 else "s", what, why)
     once_per_run.clear()  # said once, also where a command fails after saying it
 
 
@@ -262,21 +276,28 @@ LOG_FILE_HELP = {
     "moves": "Also write, with times, every move, copy and undo (from -> to, with sidecars), "
     "warnings and errors to this file, even with --quiet; kept photos only with --verbose. "
     "Its folder is created.",
+    "puts back": "Also write, with times, every photo put back and every copy removed "
+    "(from -> to, with sidecars), warnings and errors to this file, even with --quiet. Its "
+    "folder is created.",
     "reads": "Also write, with times, the messages (photos read and skipped, warnings, "
     "errors) to this file, even with --quiet. Its folder is created.",
+}
+VERBOSE_HELP = {
+    "moves": "Say more, e.g. every photo kept and every photo already in the target.",
+    "puts back": "Say more, e.g. where an unexpected error came from (its traceback).",
+    "reads": "Say more, e.g. where an unexpected error came from (its traceback).",
 }
 
 
 def logging_options(what: str):
-    """--log-file, --verbose and --quiet; `what` the log file holds: "moves" or "reads"."""
+    """--log-file, --verbose and --quiet; `what` the log file holds: "moves", "puts back"
+    (undo) or "reads"."""
 
     def add(fn):
         fn = click.option("--log-file", type=click.Path(path_type=Path), help=LOG_FILE_HELP[what])(
             fn
         )
-        fn = click.option("-v", "--verbose", is_flag=True, help="Say more, e.g. every photo kept.")(
-            fn
-        )
+        fn = click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP[what])(fn)
         return click.option(
             "-q", "--quiet", is_flag=True, help="Only warnings and errors; no bar."
         )(fn)
@@ -331,8 +352,43 @@ def _command_path(info_name: str | None, parent: click.Context | None) -> str:
     return f"{parent.command_path} {name}" if parent else name
 
 
+def named_log_file(args: list[str]) -> Path | None:
+    """The --log-file given in a command's arguments, read before click has parsed them."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--log-file" and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--log-file="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def log_error(error: click.ClickException, args: list[str] | None = None) -> None:
+    """Write the line that ends a command to its --log-file too (cron mails stderr; the log
+    is what is kept): the log file the command opened or, for an error before it opened one
+    (SRC does not exist), the one named in its arguments."""
+    if getattr(error, "logged", False):
+        return
+    error.logged = True  # type: ignore[attr-defined]  # an enclosing group: said already
+    handler, opened = log_file_handler, False
+    if handler is None and args and (path := named_log_file(args)) is not None:
+        try:
+            handler, opened = open_log_file(path), True
+        except click.ClickException:
+            return  # the error in hand is the one to show
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    if handler is None:
+        return
+    args_ = (error.format_message(),)
+    handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "Error: %s", args_, None))
+    if opened:
+        handler.close()
+
+
 class OneLineCommand(click.Command):
-    """A command whose own usage errors are one line naming its --help."""
+    """A command whose own usage errors are one line naming its --help (and go to the
+    --log-file it names, too)."""
 
     def make_context(
         self,
@@ -341,19 +397,31 @@ class OneLineCommand(click.Command):
         parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
-        with one_line_usage(_command_path(info_name, parent)):
-            return super().make_context(info_name, args, parent, **extra)
+        named = list(args)  # click consumes the list
+        try:
+            with one_line_usage(_command_path(info_name, parent)):
+                return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as e:
+            log_error(e, named)
+            raise
 
 
 class OneLineGroup(OneLineCommand, click.Group):
-    """A command group whose commands (and itself) report usage errors in one line."""
+    """A command group whose commands (and itself) report usage errors in one line, and
+    write the error that ends a command to its --log-file too."""
 
     group_class = type  # its subgroups too
     command_class = OneLineCommand
 
     def invoke(self, ctx: click.Context) -> Any:
-        with one_line_usage():
-            return super().invoke(ctx)
+        global log_file_handler
+        log_file_handler = None  # an earlier command's (in the same process) is not ours
+        try:
+            with one_line_usage():
+                return super().invoke(ctx)
+        except click.ClickException as e:
+            log_error(e)
+            raise
 
 
 @click.group(cls=OneLineGroup, epilog=ALL_EXIT_CODES)
@@ -367,7 +435,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], moves=False))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -660,9 +728,11 @@ def train(
             f"{model.summary['seconds']} s"
         )
         tell(f"validation report written to {result.report_path}")
+        # classify's default is the shipped model: say how to use this one
+        tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"], moves=False))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
@@ -719,6 +789,7 @@ def evaluate(
             "misclassified": wrong,
             "threshold": result.threshold,
             "skipped": len(result.skipped),
+            "model": os.fsdecode(model_path or default_model_path()),
         }
         if sweep:
             out["sweep"] = result.sweep()
@@ -788,8 +859,9 @@ def evaluate(
     "as_json",
     is_flag=True,
     help='One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
-    '"sidecars", "note"}; detail is where the photo went (or why it was skipped or failed), '
-    "note what the decoder said (a photo decoded in part).",
+    '"sidecars", "note", "model"}; detail is where the photo went (or why it was skipped or '
+    "failed), note what the decoder said (a photo decoded in part), model the model file "
+    "that scored it; where the name is not UTF-8, also path_bytes: its bytes in base64.",
 )
 @click.option(
     "--on-conflict",
@@ -893,6 +965,16 @@ def classify(
         cache = run_library(open_score_cache, cache_path, model_file, changes_files, thumbnails)
     counts: Counter = Counter()
     passed_over: Counter = Counter()  # videos and RAW files, by suffix
+    said: dict[str, Any] = {"model": model_file}  # for the summary line
+    if dest is None:  # no target: the flowers listed are counted too
+        said["flowers"] = 0
+
+    def counting(outcomes):
+        for o in outcomes:
+            if dest is None:
+                said["flowers"] += bool(o.flower)
+            yield o
+
     outcomes = run_classify(
         model,
         src,
@@ -913,7 +995,9 @@ def classify(
         stop=interrupted,
         keep_structure=keep_structure,
         on_passed_over=lambda path: passed_over.update([os.path.splitext(path)[1].lower()]),
+        on_stopped=lambda n: said.update(not_looked_at=n),
     )
+
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
         total = count_photos(
@@ -927,10 +1011,12 @@ def classify(
         with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
             seen = [] if report_path else None
             copying = copy_to is not None
-            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet, seen, copying)
+            model_key = {"model": os.fsdecode(model_file)}
+            shown = counting(outcomes)
+            run_library(show_outcomes, shown, bar, counts, as_json, quiet, seen, copying, model_key)
     except click.ClickException:
         if counts:  # what was done before the run stopped
-            log.info(summary_line(counts))
+            log.info(summary_line(counts, **said))
         raise
     finally:
         outcomes.close()  # a run stopped half-way releases the lock and journal now
@@ -943,7 +1029,7 @@ def classify(
         title = f"flowersort classify {src}"
         write_html(report_path, entries, model, title, workers, thumbnails)
         log.info("report written to %s", report_path)
-    log.info(summary_line(counts, passed_over))
+    log.info(summary_line(counts, passed_over, **said))
     report_once_per_run()
     interrupted.exit_if_stopped()
     if counts[Action.FAILED] or counts[Action.NOT_ATTEMPTED]:
@@ -964,11 +1050,18 @@ UNDO_ALWAYS = (Action.FAILED,)
 
 
 def summary_line(
-    counts: Counter, passed_over: Counter | None = None, always=CLASSIFY_ALWAYS
+    counts: Counter,
+    passed_over: Counter | None = None,
+    always=CLASSIFY_ALWAYS,
+    model: Path | None = None,
+    flowers: int | None = None,
+    not_looked_at: int | None = None,
 ) -> str:
     """'12 photos: 3 moved, 0 copied, 9 kept, 1 skipped, 0 failed': the counts `always`
-    shown, the others when they happened; then the videos and RAW files passed over
-    (counted by suffix), if any: '; 2 videos, 1 RAW file passed over'."""
+    shown, the others when they happened; then, without a target, '; 7 flowers'; the
+    videos and RAW files passed over (counted by suffix), if any: '; 2 videos, 1 RAW file
+    passed over'; after a stop, '; 120 photos not looked at (stopped)'; then the model
+    that scored them: '; model models/mine.npz'."""
     words = {Action.VETOED: "kept by your earlier choice", Action.REVIEW: "for review"}
     parts = [
         f"{counts[action]} {words.get(action, action.words)}"
@@ -977,6 +1070,8 @@ def summary_line(
     ]
     n = sum(counts.values())
     line = f"{n} photo{'' if n == 1 else 's'}: " + ", ".join(parts)
+    if flowers is not None:
+        line += f"; {flowers} flower{'' if flowers == 1 else 's'}"
     if passed_over:
         videos = sum(n for suffix, n in passed_over.items() if suffix in VIDEO_SUFFIXES)
         raws = sum(passed_over.values()) - videos
@@ -986,6 +1081,11 @@ def summary_line(
             if n
         ]
         line += f"; {', '.join(kinds)} passed over"
+    if not_looked_at is not None:
+        plural = "" if not_looked_at == 1 else "s"
+        line += f"; {not_looked_at} photo{plural} not looked at (stopped)"
+    if model is not None:
+        line += f"; model {display(model)}"
     return line
 
 
@@ -1001,7 +1101,7 @@ def summary_line(
     help="One JSON object a line per photo (with --list: per run, with the keys run, kind, "
     "started, photos, state, src, dest).",
 )
-@logging_options("moves")
+@logging_options("puts back")
 def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     """Put the photos moved by the last classify run (or by run RUN) back where they were.
 
@@ -1112,31 +1212,47 @@ def list_corrections(as_json):
 @corrections.command(epilog=CORRECTIONS_EXIT_CODES)
 @click.argument("target")
 def forget(target):
-    """Forget the correction for TARGET: a photo (found by content) or a SHA-256 prefix.
+    """Forget the correction for TARGET: a photo (found by content), a SHA-256 prefix, or a
+    folder (every photo in it now, or last seen there).
 
-    A forgotten veto lets the photo be moved again on the next run.
+    A forgotten veto lets the photo be moved again on the next run; a forgotten flower
+    still in the target is not learnt again.
     """
-    from flowersort.corrections import Store, find
+    from flowersort.corrections import Store, find, in_folder, unlabel
 
     store = run_library(Store)
     try:
-        found = run_library(find, store, target)
-        if not found:
-            raise CliError(FlowersortError(f"no correction for {target}"))
-        if len(found) > 1:
-            raise CliError(FlowersortError(f"{target} matches {len(found)} corrections"))
-        store.forget(found[0].key)
+        if os.path.isdir(target):
+            found = run_library(in_folder, store, target)
+            if not found:
+                raise CliError(FlowersortError(f"no correction for a photo in {target}"))
+        else:
+            found = run_library(find, store, target)
+            if not found:
+                raise CliError(FlowersortError(f"no correction for {target}"))
+            if len(found) > 1:
+                raise CliError(FlowersortError(f"{target} matches {len(found)} corrections"))
+        for c in found:
+            run_library(unlabel, store, c, c.path.parent)
     finally:
         store.close()
-    click.echo(f"forgot: {found[0].label}: {display(found[0].path)}")
+    for c in found:
+        click.echo(f"forgot: {c.label}: {display(c.path)}")
 
 
 def show_outcomes(
-    outcomes, bar, counts: Counter, as_json: bool, quiet: bool, seen=None, copying: bool = False
+    outcomes,
+    bar,
+    counts: Counter,
+    as_json: bool,
+    quiet: bool,
+    seen=None,
+    copying: bool = False,
+    json_extra: dict | None = None,
 ) -> None:
-    """Print each photo's outcome as it streams in: JSON or a line on stdout (none with
-    --quiet), skips and failures on stderr; every move also goes to the log file; keep
-    them in `seen` for a report."""
+    """Print each photo's outcome as it streams in: JSON (with the keys of `json_extra`
+    too) or a line on stdout (none with --quiet), skips and failures on stderr; every move
+    also goes to the log file; keep them in `seen` for a report."""
     for o in outcomes:
         if seen is not None:
             seen.append(o)
@@ -1149,9 +1265,9 @@ def show_outcomes(
         if o.private_by_folder:
             once_per_run["not copied" if copying else "not moved", PRIVATE_BY_FOLDER] += 1
         if as_json:
-            say(json.dumps(o.to_json()))
+            say(json.dumps({**o.to_json(), **(json_extra or {})}))
         elif o.action == Action.SKIPPED:
-            report_skip(o.source, o.reason)
+            report_skip(o.source, o.reason, o.skipped_before)
         elif o.action.is_failure:
             log.error("%s: %s: %s", o.action.words, display(o.source), o.reason)
         elif o.action == Action.KEPT and o.flower and not quiet:  # no target: list them
@@ -1167,7 +1283,7 @@ def show_outcomes(
         else:
             say(outcome_line(o))
         if as_json and o.action == Action.SKIPPED:
-            report_skip(o.source, o.reason)
+            report_skip(o.source, o.reason, o.skipped_before)
         elif as_json and o.action.is_failure:
             log.warning("%s: %s: %s", o.action, display(o.source), o.reason)
 

@@ -12,8 +12,11 @@ The store is `corrections.sqlite` beside the journal ($XDG_STATE_HOME/flowersort
 table `corrections` holds what the user taught (one row per content key, with the label,
 how it was learnt and where the photo was last seen) and `placed` every photo flowersort
 put into DEST or the review folder (content key, path, journal run), which is how a photo
-missing from DEST is recognised when it turns up elsewhere in the archive. Read it with
-`flowersort corrections list` or the sqlite3 shell; back it up by copying the file.
+missing from DEST is recognised when it turns up elsewhere in the archive. The table
+`found` holds the photos that were already in a target before flowersort's first run into
+it (and those whose flower label was forgotten or undone): they are nobody's choice, and
+never learnt as flowers. Read it with `flowersort corrections list` or the sqlite3 shell;
+back it up by copying the file.
 """
 
 from __future__ import annotations
@@ -54,15 +57,19 @@ WEAK_AFTER_DAYS = 14
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS corrections (
     size INTEGER NOT NULL, sha256 TEXT NOT NULL, label TEXT NOT NULL, kind TEXT NOT NULL,
-    path BLOB NOT NULL, noted REAL NOT NULL, PRIMARY KEY (size, sha256)
+    path BLOB NOT NULL, noted REAL NOT NULL, run INTEGER, PRIMARY KEY (size, sha256)
+);
+CREATE TABLE IF NOT EXISTS found (
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, target BLOB NOT NULL, path BLOB NOT NULL,
+    noted REAL NOT NULL, PRIMARY KEY (size, sha256)
 );
 CREATE TABLE IF NOT EXISTS placed (
     path BLOB PRIMARY KEY, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     folder TEXT NOT NULL, run INTEGER, placed REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS placed_key ON placed(size, sha256);
-PRAGMA user_version = 1;
 """
+VERSION = 2  # 2: corrections.run (the classify run that learnt it) and the table found
 
 
 def _blob(path: str | os.PathLike) -> bytes:
@@ -153,6 +160,10 @@ class Store:
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
+                columns = {row[1] for row in self.db.execute("PRAGMA table_info(corrections)")}
+                if "run" not in columns:  # a version 1 store: its labels have no run
+                    self.db.execute("ALTER TABLE corrections ADD COLUMN run INTEGER")
+                self.db.execute(f"PRAGMA user_version = {VERSION}")
         except sqlite3.DatabaseError as e:
             if not _damaged(e):  # a full disk, a read-only folder: not the file's fault
                 raise StateError(f"cannot write the corrections file {self.path}: {e}") from None
@@ -178,13 +189,16 @@ class Store:
         ).fetchall()
         return [Correction(s, h, lab, k, _path(p), t) for s, h, lab, k, p, t in rows]
 
-    def note(self, key: Key, label: Label, kind: Kind, path: str | os.PathLike) -> Correction:
-        """Record what the user taught about this content (the newest choice wins)."""
+    def note(
+        self, key: Key, label: Label, kind: Kind, path: str | os.PathLike, run: int | None = None
+    ) -> Correction:
+        """Record what the user taught about this content (the newest choice wins); run:
+        the classify run that learnt it, whose undo takes a flower label back."""
         now = time.time()
         self._write(
-            "INSERT OR REPLACE INTO corrections(size, sha256, label, kind, path, noted) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (key[0], key[1], label, kind, _blob(path), now),
+            "INSERT OR REPLACE INTO corrections(size, sha256, label, kind, path, noted, run) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key[0], key[1], label, kind, _blob(path), now, run),
         )
         return Correction(key[0], key[1], label, kind, Path(os.fsdecode(path)), now)
 
@@ -201,6 +215,34 @@ class Store:
             "DELETE FROM corrections WHERE size = ? AND sha256 = ?", (key[0], key[1])
         )
         return cur.rowcount > 0
+
+    def learnt_by(self, run: int) -> list[Correction]:
+        """The flower labels a classify run learnt from photos it found in its target."""
+        try:
+            rows = self.db.execute(
+                "SELECT size, sha256, label, kind, path, noted FROM corrections "
+                "WHERE run = ? AND label = 'flower' AND kind IN ('added', 'review-in')",
+                (run,),
+            ).fetchall()
+        except sqlite3.OperationalError:  # a version 1 store, read only: no run column
+            return []
+        return [Correction(s, h, lab, k, _path(p), t) for s, h, lab, k, p, t in rows]
+
+    # ------------------------------------------------------------------ found photos
+
+    def found(self) -> set[Key]:
+        """Photos that are nobody's choice: in a target before our first run into it."""
+        try:
+            return {(s, h) for s, h in self.db.execute("SELECT size, sha256 FROM found")}
+        except sqlite3.OperationalError:  # a version 1 store, read only: no such table
+            return set()
+
+    def add_found(self, key: Key, target: Path, path: Path) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO found(size, sha256, target, path, noted) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (key[0], key[1], _blob(target), _blob(path), time.time()),
+        )
 
     # ------------------------------------------------------------------ placed photos
 
@@ -264,12 +306,34 @@ def _journal_runs() -> tuple[set[int | Path], set[Path]]:
         db.close()
 
 
+def _earlier_run_into(target: Path, run: int | None) -> bool:
+    """Whether a run other than `run` had this target (the journal read only)."""
+    try:
+        path = state_dir() / "journal.sqlite"
+    except StateError:
+        return False
+    if not path.exists():
+        return False
+    db = _read_only(path)
+    try:
+        rows = db.execute(
+            "SELECT DISTINCT dest FROM runs WHERE dest IS NOT NULL AND id IS NOT ?", (run,)
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        db.close()
+    real = os.path.realpath(target)
+    return any(os.path.realpath(dest) == real for (dest,) in rows)
+
+
 @dataclass
 class Learnt:
     """What the start of a run found: new vetoes come later, as the walk meets them."""
 
     confirmations: list[Correction]
     pending: int  # photos flowersort placed that are no longer where it put them
+    found: int = 0  # photos in a target no run of ours had used yet: nobody's choice
 
 
 class Watch:
@@ -280,13 +344,18 @@ class Watch:
     place becomes pending. `held` is asked for each photo of the walk: a photo whose content
     the user vetoed, or a pending one found back in the archive (a new veto), is held.
     `finish`, after a complete walk, forgets the pending photos it did not meet (deleted).
+    On the first run into a target, the photos already there are nobody's choice: they are
+    remembered as found, never learnt as flowers (only photos put there later are).
     """
 
-    def __init__(self, dest: Path, review: Path | None, *, dry_run: bool = False):
+    def __init__(
+        self, dest: Path, review: Path | None, *, dry_run: bool = False, run: int | None = None
+    ):
         # absolute, as the places it records: a relative spelling must find them too
         self.dest = Path(os.path.abspath(dest))
         self.review = Path(os.path.abspath(review)) if review is not None else None
         self.store = Store(dry_run=dry_run)
+        self.run = run  # the journal's run: its undo takes back the flower labels it learnt
         self.by_key: dict[Key, Correction] = {}
         self.pending: dict[Key, Placed] = {}
         self.sizes: set[int] = set()  # sizes worth hashing a photo for
@@ -331,6 +400,9 @@ class Watch:
         found: set[Path] = set()
         flowers_in_dest: set[Key] = set()  # the user's flowers still in DEST, anywhere
         confirmations = []
+        nobodys = self.store.found()  # in a target before our first run into it
+        first_run = not (placed or _earlier_run_into(self.dest, self.run))
+        there_before = 0
         in_dest = walk(self.dest, prune=[self.review] if self.review else [])
         for text in in_dest if self.dest.is_dir() else ():
             path = Path(text)
@@ -373,6 +445,12 @@ class Watch:
                 confirmations.append(self._learn(key, "flower", "review-in", path))
             elif key in self.by_key and self.by_key[key].label == "flower":
                 self.store.seen_at(key, path)
+            elif first_run or key in nobodys:
+                if first_run:
+                    self.store.add_found(key, self.dest, path)
+                    nobodys.add(key)
+                    there_before += 1
+                continue
             else:
                 confirmations.append(self._learn(key, "flower", "added", path))
             flowers_in_dest.add(key)
@@ -397,7 +475,7 @@ class Watch:
         self.sizes = {k[0] for k in self.pending} | {
             c.size for c in self.by_key.values() if c.label == "not-flower"
         }
-        return Learnt(confirmations, len(self.pending))
+        return Learnt(confirmations, len(self.pending), there_before)
 
     def _rekey(self, p: Placed) -> None:
         """A placed photo edited where it is (its size changed; an edit that keeps the size
@@ -409,7 +487,7 @@ class Watch:
         self.store.add_placed(p.path, p.key, p.folder, p.run, p.placed)
 
     def _learn(self, key: Key, label: Label, kind: Kind, path: Path) -> Correction:
-        correction = self.store.note(key, label, kind, path)
+        correction = self.store.note(key, label, kind, path, self.run)
         self.by_key[key] = correction
         return correction
 
@@ -492,6 +570,57 @@ def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[
     for p in store.placed():
         if p.folder == "dest" and p.placed < cutoff and _size(p.path) == p.size:
             yield p
+
+
+def take_back(run: int, target: str | None) -> int:
+    """The undo of classify run `run`: the flower labels it learnt from photos it found in
+    its target are forgotten, and those photos become nobody's choice (not learnt again by
+    the next run). Vetoes are kept: taking a photo out happened before the run, and undo
+    does not put it back. Returns how many."""
+    try:
+        path = store_path()
+    except StateError:
+        return 0
+    if not path.exists():
+        return 0
+    store = Store(path)
+    try:
+        labels = store.learnt_by(run)
+        for c in labels:
+            unlabel(store, c, Path(target) if target else c.path.parent)
+    finally:
+        store.close()
+    return len(labels)
+
+
+def unlabel(store: Store, c: Correction, target: Path) -> None:
+    """Forget a correction; a flower label of a photo that is still where it was seen (in
+    a target, most likely) becomes nobody's choice, or the next run would learn it again."""
+    store.forget(c.key)
+    if c.label == "flower" and _size(c.path) == c.size:
+        store.add_found(c.key, Path(os.path.abspath(target)), c.path)
+
+
+def in_folder(store: Store, folder: str | os.PathLike) -> list[Correction]:
+    """The corrections of the photos in a folder now (found by content), or last seen in it."""
+    root = os.path.abspath(folder)
+    rows = store.corrections()
+    sizes = {c.size for c in rows}
+    here: dict[Key, Path] = {}
+    for text in walk(folder, include_hidden=True):
+        if _size(text) in sizes:
+            try:
+                here[content_key(text)] = Path(os.path.abspath(text))
+            except OSError:
+                continue
+    matched = []
+    for c in rows:
+        if c.key in here:
+            c.path = here[c.key]
+        elif not _below(os.path.abspath(c.path), [root]):
+            continue
+        matched.append(c)
+    return matched
 
 
 def find(store: Store, target: str) -> list[Correction]:

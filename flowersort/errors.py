@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     LOCKED = 3
     BUG = 4
+    EMPTY_SOURCE = 5  # SRC is an empty folder: an unmounted disk's mount point, say
     PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program killed by it
 
 
@@ -22,14 +23,25 @@ EXIT_MEANING = {
     "2": "usage, model, data or state error, or nothing to undo",
     "3": "another run holds the lock",
     "4": "stopped by an unexpected error (a bug, not a bad photo; --verbose shows where)",
+    "5": "SRC is an empty folder (a disk not mounted?): nothing was done or created",
     "130/143": "stopped by SIGINT/SIGTERM (a move in hand is finished, no other started)",
     "141": "stopped because the program reading the output went away (| head)",
 }
 
 
-def exit_codes_text(codes: tuple[str, ...]) -> str:
-    """'Exit codes: 0 all done (...), 2 usage ...' for a command's --help."""
-    return "Exit codes: " + ", ".join(f"{code} {EXIT_MEANING[code]}" for code in codes) + "."
+# what a code means for a command that moves nothing (train, evaluate, corrections)
+READ_ONLY_MEANING = {
+    "0": "all done (unreadable files are reported as skipped)",
+    "2": "usage, model, data or state error",
+    "130/143": "stopped by SIGINT/SIGTERM (no model is written)",
+}
+
+
+def exit_codes_text(codes: tuple[str, ...], moves: bool = True) -> str:
+    """'Exit codes: 0 all done (...), 2 usage ...' for a command's --help; a command that
+    moves nothing (`moves` false) says nothing of undo or of a move in hand."""
+    meaning = EXIT_MEANING if moves else {**EXIT_MEANING, **READ_ONLY_MEANING}
+    return "Exit codes: " + ", ".join(f"{code} {meaning[code]}" for code in codes) + "."
 
 
 class FlowersortError(Exception):
@@ -65,6 +77,12 @@ class LockHeld(FlowersortError):
     """Another run holds the lock on this archive or target."""
 
     exit_code = ExitCode.LOCKED
+
+
+class EmptySource(FlowersortError):
+    """SRC is an empty folder: most often the mount point of a disk that is not mounted."""
+
+    exit_code = ExitCode.EMPTY_SOURCE
 
 
 class UnexpectedError(FlowersortError):

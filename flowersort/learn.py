@@ -9,8 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from flowersort.archive import OnSkip
 from flowersort.corrections import Store, training_examples, with_corrections
+from flowersort.errors import FlowersortError
 from flowersort.features import FeatureConfig
 from flowersort.model import Model, library_versions
 from flowersort.pipeline import default_workers
@@ -71,7 +74,9 @@ def train_model(
         examples, learnt = _add_corrections(
             examples, corrections, feature_cfg, cfg, workers, on_skip or _ignore
         )
-    log.info("%d photos read, %d skipped", len(examples.y), len(examples.skipped))
+    n = len(examples.y)
+    log.info("%d photo%s read, %d skipped", n, "" if n == 1 else "s", len(examples.skipped))
+    warn_if_swapped(examples, flowers, noflowers, workers)
     model, fitted = fit(
         examples.x,
         examples.y,
@@ -102,6 +107,41 @@ def train_model(
     title = f"flowersort train: held-out fold ({model_path})"
     write_report(report_path, entries, model, title, workers or default_workers())
     return TrainResult(model, examples, report_path, learnt)
+
+
+SWAP_SAMPLE = 16  # photos of each folder the shipped model scores: about a second
+
+
+def warn_if_swapped(
+    examples: Examples, flowers: Path, noflowers: Path, workers: int | None = None
+) -> None:
+    """Folders given the wrong way round train a model that is just as sure, the wrong way
+    (its validation accuracy is as high): the shipped model scoring a sample of FLOWERS
+    below one of NOFLOWERS says so before the training starts."""
+    from flowersort.model import default_model_path, load_model
+    from flowersort.pipeline import score_photos
+
+    try:
+        shipped = load_model(default_model_path())
+    except FlowersortError:
+        return  # a checkout without models/: nothing to compare with
+    medians = []
+    for label in (1.0, 0.0):
+        paths = [Path(p) for p, y in zip(examples.paths, examples.y) if y == label]
+        scored = score_photos(shipped, paths[:SWAP_SAMPLE], workers)
+        scores = [s.score for s in scored if s.score is not None]
+        if not scores:
+            return
+        medians.append(float(np.median(scores)))
+    if medians[0] < medians[1]:
+        log.warning(
+            "warning: the shipped model scores the photos of %s lower than those of %s "
+            "(median %.3f against %.3f): are the two folders the wrong way round? "
+            "(train FLOWERS NOFLOWERS)",
+            flowers,
+            noflowers,
+            *medians,
+        )
 
 
 def _add_corrections(

@@ -3,6 +3,7 @@ and the report."""
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -90,6 +91,7 @@ class Outcome:
     reason: str = ""
     note: str = ""
     private_by_folder: bool = False  # failed: the target would expose it (PrivateByFolder)
+    skipped_before: bool = False  # skipped for a lasting reason on an earlier run, unchanged
 
     @property
     def moved_into_target(self) -> bool:
@@ -97,9 +99,11 @@ class Outcome:
         return self.action in (Action.MOVED, Action.DEDUPLICATED, Action.REVIEW)
 
     def to_json(self) -> dict:
-        """The --json line: "detail" is the target, else the reason (a contract)."""
+        """The --json line: "detail" is the target, else the reason (a contract); a name
+        that is not UTF-8 (a Latin-1 é) also comes as "path_bytes", its bytes in base64, as
+        "path" can only hold it as a lone surrogate ("\udce9"), which jq turns into U+FFFD."""
         score = None if self.score is None else round(self.score, 6)
-        return {
+        row = {
             "path": os.fsdecode(self.source),
             "score": score,
             "flower": self.flower,
@@ -108,3 +112,9 @@ class Outcome:
             "sidecars": [os.fsdecode(s) for s in self.sidecars],
             "note": self.note,
         }
+        raw = os.fsencode(self.source)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            row["path_bytes"] = base64.b64encode(raw).decode("ascii")
+        return row

@@ -58,6 +58,7 @@ class Scored:
     score: float | None  # None: skipped
     skip_reason: str = ""
     note: str = ""  # what the decoder said (a photo decoded in part)
+    remembered: bool = False  # a skip the cache remembered: reported on an earlier run
 
 
 def _load_chunk(
@@ -224,7 +225,7 @@ def score_photos(
             keys.pop(photo.path, None)
             score, reason = photo.known
             if score is None:
-                yield Scored(photo.path, None, skip_reason=reason)
+                yield Scored(photo.path, None, skip_reason=reason, remembered=True)
             else:
                 yield Scored(photo.path, score, note=reason)
         else:

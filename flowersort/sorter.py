@@ -15,8 +15,8 @@ from typing import Literal
 from flowersort import safefs
 from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
-from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
-from flowersort.errors import FlowersortError
+from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch, take_back
+from flowersort.errors import EmptySource, FlowersortError
 from flowersort.journal import Journal, RunInfo, RunLock, earlier_target, state_dir
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
@@ -86,6 +86,48 @@ def check_target(src: Path, dest: Path) -> None:
             )
 
 
+def check_writable(folder: Path, probe: bool) -> None:
+    """A target that cannot be written (a read-only disk, a folder without write permission,
+    a file in the way) stops the run before its first photo, in one line naming it, rather
+    than once per photo. Asked of the folder, or of the nearest folder above it that exists;
+    with `probe`, an empty file is also created in the folder and removed (a network share
+    can refuse what access() allows). A dry run only asks, and so touches nothing."""
+    target = Path(os.path.abspath(folder))
+    there = target
+    while not os.path.lexists(there) and there != there.parent:
+        there = there.parent
+    what = f"write into the target {folder}"
+    if there != target:
+        what = f"create the target {folder} in {there}"
+    if not there.is_dir():
+        if there == target:
+            raise FlowersortError(f"the target {folder} is not a folder")
+        raise FlowersortError(f"cannot {what}: {there} is not a folder")
+    if not os.access(there, os.W_OK | os.X_OK):
+        read_only = os.statvfs(there).f_flag & os.ST_RDONLY
+        why = os.strerror(errno.EROFS if read_only else errno.EACCES)
+        raise FlowersortError(f"cannot {what}: {why}")
+    if probe and there == target:
+        name = target / f".flowersort-probe-{os.getpid()}"
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:  # left by a run of this pid killed outright: writable
+            return
+        except OSError as e:
+            raise FlowersortError(f"cannot {what}: {e.strerror}") from None
+        os.unlink(name)
+
+
+def is_empty_folder(folder: Path) -> bool:
+    """A folder holding nothing at all, as the mount point of a disk that is not mounted (an
+    archive whose photos all went to the target still holds their folders)."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:  # a file, or a folder that cannot be read: the walk says so
+        return False
+
+
 def same_photo(photo: Path, there: Path) -> bool:
     """there is another file holding photo's bytes (not photo itself, as after undo)."""
     try:
@@ -117,6 +159,7 @@ def classify(
     stop: Callable[[], bool] | None = None,
     keep_structure: bool = False,
     on_passed_over: OnPass | None = None,
+    on_stopped: Callable[[int], None] | None = None,
 ) -> Iterator[Outcome]:
     """Score every photo under src; move (or copy) the flowers into dest unless dry_run
     (with keep_structure, into the photo's folder below src recreated under dest).
@@ -128,7 +171,7 @@ def classify(
     else left in place; and the user's earlier choices are learnt and kept (see
     corrections.Watch).
     When `stop()` turns true (a signal), no new photo is started: the run ends after the
-    move in hand.
+    move in hand, and `on_stopped` is told how many photos were never looked at.
     Videos and RAW files that are no photo's companion go to `on_passed_over`.
     """
     src = Path(src)
@@ -136,6 +179,11 @@ def classify(
         raise FlowersortError(f"no such file or folder: {src}")
     if dest is not None:
         check_target(src, Path(dest))
+        for folder in (dest, review):
+            if folder is not None:
+                check_writable(Path(folder), probe=not dry_run)
+    if is_empty_folder(src):  # before any folder is made: none in a NAS's bare mount point
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
     if review_band is None:  # a threshold set by hand is the line itself: no band
         band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
         # near 0 or 1 the model's band shrinks so that at least half the room on each side
@@ -158,16 +206,26 @@ def classify(
         plan.keep_below = src if keep_structure else None
     if dest is not None:
         try:
-            watch = Watch(dest, review, dry_run=dry_run)
+            watch = Watch(dest, review, dry_run=dry_run, run=mover.run if mover else None)
             learnt = watch.start()
         except BaseException:
             if mover:
                 mover.close()
             raise
-        if learnt.confirmations:
-            log.info(
-                "%d photos put into %s by you: flower examples", len(learnt.confirmations), dest
+        if learnt.found:
+            log.warning(
+                "the target %s already holds %d photo%s that flowersort did not put there: "
+                "left there, and not taken as flowers you chose (photos you put there from "
+                "now on are)",
+                dest,
+                learnt.found,
+                "" if learnt.found == 1 else "s",
             )
+        if n := len(learnt.confirmations):
+            examples = "photo put into %s by you: a flower example"
+            if n > 1:
+                examples = "photos put into %s by you: flower examples"
+            log.info("%d " + examples, n, dest)
     walk_skips: deque[tuple[str, str]] = deque()
     scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
 
@@ -195,6 +253,8 @@ def classify(
             model, noting_identity(photos), workers, cache=cache, thumbnail=thumbnail
         ):
             if stop is not None and stop():
+                if on_stopped is not None:  # read but not reported, and the walk's rest
+                    on_stopped(len(scored_as) + sum(1 for _ in photos))
                 return
             path, score, note = scored.path, scored.score, scored.note
             was = scored_as.pop(path, None)
@@ -202,7 +262,8 @@ def classify(
                 skipped, why = walk_skips.popleft()
                 yield Outcome(skipped, Action.SKIPPED, reason=why)
             if score is None:
-                yield Outcome(path, Action.SKIPPED, reason=scored.skip_reason)
+                why = scored.skip_reason
+                yield Outcome(path, Action.SKIPPED, reason=why, skipped_before=scored.remembered)
                 continue
             flower = score >= threshold
             borderline = abs(score - threshold) < review_band
@@ -685,6 +746,9 @@ def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
             already,
         )
     journal.mark_undone(run_id)
+    info = journal.runs(run_id)
+    if labels := take_back(run_id, info[0].dest if info else None):
+        log.info("%d flower label%s learnt by that run taken back", labels, "s"[: labels != 1])
     remove_empty_dirs(journal.created_dirs(run_id))
     journal.finish_run(run)
 

@@ -283,7 +283,7 @@ def test_fuzzed_jpeg_and_png_never_raise_anything_but_bad_image(tmp_path):
     seeds = [
         encode(photo(300, 400)),
         encode(photo(300, 400), ".png"),
-        (SAMPLES / "noflower_coffee.jpg").read_bytes(),
+        (SAMPLES / "noflowers" / "noflower_coffee.jpg").read_bytes(),
     ]
     path = tmp_path / "fuzz.jpg"
     outcomes = {"classified": 0, "skipped": 0}

@@ -236,7 +236,30 @@ def test_installed_entry_point(archive, trained_model):
     )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 12
-    assert proc.stderr.strip().endswith("0 failed")  # the summary line, no bar off a terminal
+    # the summary line, no bar off a terminal
+    assert proc.stderr.strip().endswith(f" flowers; model {trained_model}")
+
+
+def test_classify_names_the_model_it_scores_with(archive, trained_model, examples, tmp_path):
+    from flowersort.model import default_model_path
+
+    mine = run("classify", archive, "--model", trained_model, "--workers", 1, "--json")
+    assert mine.stderr.splitlines()[-1].endswith(f"; model {trained_model}")
+    rows = [json.loads(line) for line in mine.stdout.splitlines()]
+    assert len(rows) == 12 and {row["model"] for row in rows} == {str(trained_model)}
+    shipped = run("classify", archive / "2023", "--workers", 1)
+    assert shipped.stderr.splitlines()[-1].endswith(f"; model {default_model_path()}")
+    evaluated = run("evaluate", *examples, "--model", trained_model, "--json", "--workers", 1)
+    assert json.loads(evaluated.stdout)["model"] == str(trained_model)
+
+
+def test_train_says_how_to_sort_with_the_model_it_wrote(examples, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--epochs", 2, "--members", 1, "--image-size", 48, "--grid", 4, "--crops", 1]
+    result = run("train", *examples, *tiny, "--workers", 1)  # no --model: ./model.npz
+    assert result.exit_code == 0, result.output
+    hint = f"to sort with it: flowersort classify SRC --model {tmp_path / 'model.npz'}"
+    assert result.stdout.splitlines()[-1] == hint
 
 
 def test_classify_without_target_lists_the_flowers(archive, trained_model):
@@ -246,6 +269,7 @@ def test_classify_without_target_lists_the_flowers(archive, trained_model):
     assert len(lines) >= 5 and all(line.startswith("flower: ") for line in lines)
     assert all("garden" in line for line in lines)
     assert "12 photos: 0 moved, 0 copied, 12 kept, 0 skipped, 0 failed" in result.stderr
+    assert f"0 failed; {len(lines)} flowers; model" in result.stderr  # the flowers listed
 
 
 @pytest.mark.parametrize("head", ["8,1", "8,2,1", "1"])
@@ -447,3 +471,53 @@ def test_a_usage_error_names_the_help_of_its_own_command(args):
 def test_no_command_shows_the_help():
     result = run()
     assert "Commands:" in result.output and "classify" in result.output
+
+
+def test_json_names_that_are_not_utf8_come_with_their_bytes(trained_model, tmp_path):
+    import base64
+
+    folder = tmp_path / "p"
+    rng = np.random.default_rng(5)
+    write_photo(folder / "plain.jpg", make_photo(rng, True))
+    latin1 = os.fsencode(folder) + b"/caf\xe9.jpg"  # a Latin-1 name from an old camera
+    Path(os.fsdecode(latin1)).write_bytes((folder / "plain.jpg").read_bytes())
+    result = run("classify", folder, "--json", "--model", trained_model, "--workers", 1)
+    rows = {Path(row["path"]).name: row for row in map(json.loads, result.stdout.splitlines())}
+    assert "path_bytes" not in rows["plain.jpg"]
+    assert base64.b64decode(rows["caf\udce9.jpg"]["path_bytes"]) == latin1
+
+
+def test_training_with_the_folders_swapped_warns(examples, tmp_path):
+    flowers, noflowers = examples
+    tiny = ["--epochs", 1, "--members", 1, "--image-size", 48, "--grid", 4, "--crops", 0]
+    swapped = run("train", noflowers, flowers, *tiny, "--model", tmp_path / "a.npz")
+    assert swapped.exit_code == 0, swapped.output
+    assert (
+        f"warning: the shipped model scores the photos of {noflowers} lower than those of "
+        f"{flowers} (median " in swapped.stderr
+    )
+    assert "wrong way round" in swapped.stderr
+    right = run("train", flowers, noflowers, *tiny, "--model", tmp_path / "b.npz")
+    assert right.exit_code == 0 and "wrong way round" not in right.stderr
+
+
+def test_help_is_written_per_command():
+    def help_of(*command):
+        return " ".join(run(*command, "--help").output.split())
+
+    train = help_of("train")
+    assert "undo" not in train and "move" not in train  # train moves nothing
+    assert "undo" not in help_of("evaluate") and "move" not in help_of("evaluate")
+    verbose = re.compile(r"-v, --verbose (.*?)(?: -q,| --)")
+    assert verbose.search(train).group(1) != verbose.search(help_of("classify")).group(1)
+    assert "kept" not in verbose.search(help_of("undo")).group(1)
+    undo_log = re.search(r"--log-file PATH (.*?) --help", help_of("undo")).group(1)
+    assert "kept" not in undo_log and "put back" in undo_log
+
+
+def test_one_photo_put_into_the_target_is_said_in_the_singular(archive, trained_model, tmp_path):
+    dest = tmp_path / "Flowers"
+    args = ["classify", archive, "--move-to", dest, "--model", trained_model, "--workers", 1]
+    assert run(*args).exit_code == 0
+    write_photo(dest / "rose.jpg", make_photo(np.random.default_rng(6), True))
+    assert f"1 photo put into {dest} by you: a flower example" in run(*args).stderr

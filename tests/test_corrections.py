@@ -537,6 +537,7 @@ def test_marks_naming_a_folder_or_a_fifo_are_skipped(examples, tmp_path):
 def test_a_photo_put_into_dest_by_hand_and_taken_out_again_stays_out(archive, tmp_path):
     """The newest choice wins: put in by hand (a flower), then taken back out (not one)."""
     dest = tmp_path / "Flowers"
+    nightly(archive, dest)
     write_photo(dest / "mine.jpg", make_photo(np.random.default_rng(11), True))
     nightly(archive, dest)
     os.rename(dest / "mine.jpg", dest / "renamed.jpg")  # moved inside DEST: still in
@@ -618,3 +619,90 @@ def test_with_copies_a_review_photo_sorted_into_dest_under_a_new_name_is_not_cop
         again = outcomes(run(*cron))
         assert again[mid_high]["action"] == "kept"
         assert census(mixed, dest) == before
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["elsewhere", "album-inside-the-archive"])
+def test_photos_in_a_target_before_our_first_run_are_nobodys_choice(archive, tmp_path, inside):
+    """Desktop holding 3 photos of dogs, or an album inside the archive: not flowers."""
+    dest = archive / "Holiday" if inside else tmp_path / "Desktop"
+    rng = np.random.default_rng(21)
+    for i in range(3):
+        write_photo(dest / f"dog {i}.jpg", make_photo(rng, False))
+    first = nightly(archive, dest, "--quiet")
+    assert Store().corrections() == []
+    said = [line for line in first.stderr.splitlines() if "did not put there" in line]
+    assert said == [
+        f"the target {dest} already holds 3 photos that flowersort did not put there: left "
+        "there, and not taken as flowers you chose (photos you put there from now on are)"
+    ]
+    write_photo(dest / "rose.jpg", make_photo(rng, True))  # put there after our run: yours
+    second = nightly(archive, dest, "--quiet")
+    assert "did not put there" not in second.stderr
+    assert [(c.label, c.kind, c.path.name) for c in Store().corrections()] == [
+        ("flower", "added", "rose.jpg")
+    ]
+    assert all((dest / f"dog {i}.jpg").exists() for i in range(3))
+
+
+def test_undo_takes_back_the_flower_labels_its_run_learnt(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    rng = np.random.default_rng(22)
+    write_photo(dest / "by hand.jpg", make_photo(rng, True))
+    write_photo(archive / "new.jpg", make_photo(rng, True))  # so that run 2 moves a photo
+    assert outcomes(nightly(archive, dest))["new.jpg"]["action"] == "moved"
+    assert [c.kind for c in Store().corrections()] == ["added"]
+    undone = run("undo")
+    assert undone.exit_code == 0 and "1 flower label learnt by that run taken back" in undone.output
+    assert Store().corrections() == []
+    assert outcomes(nightly(archive, dest))["new.jpg"]["action"] == "moved"
+    assert Store().corrections() == []  # not learnt again from the photo still in DEST
+
+
+def test_forget_takes_a_folder(archive, tmp_path):
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    rng = np.random.default_rng(23)
+    for name in ("a.jpg", "old/b.jpg"):
+        write_photo(dest / name, make_photo(rng, True))
+    take_out(dest, "IMG_0001.jpg", archive / "not one.jpg")
+    nightly(archive, dest)
+    assert len(Store().corrections()) == 3
+    forgot = run("corrections", "forget", dest)
+    assert forgot.exit_code == 0, forgot.output
+    assert sorted(forgot.output.splitlines()) == [
+        f"forgot: flower: {dest / 'a.jpg'}",
+        f"forgot: flower: {dest / 'old' / 'b.jpg'}",
+    ]
+    assert [c.path.name for c in Store().corrections()] == ["not one.jpg"]  # not in the folder
+    nightly(archive, dest)
+    assert [c.path.name for c in Store().corrections()] == ["not one.jpg"]  # not learnt again
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = run("corrections", "forget", empty)
+    assert (
+        nothing.exit_code == 2
+        and nothing.output == f"Error: no correction for a photo in {empty}\n"
+    )
+
+
+def test_a_store_of_version_1_takes_the_run_of_each_label(archive, tmp_path):
+    """A store written before labels had a run: upgraded in place, its labels kept."""
+    import sqlite3
+
+    path = store_path()
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE corrections (size INTEGER NOT NULL, sha256 TEXT NOT NULL, label TEXT "
+        "NOT NULL, kind TEXT NOT NULL, path BLOB NOT NULL, noted REAL NOT NULL, "
+        "PRIMARY KEY (size, sha256)); PRAGMA user_version = 1;"
+    )
+    db.execute("INSERT INTO corrections VALUES (1, 'ab', 'not-flower', 'mark', x'2f61', 0)")
+    db.commit()
+    db.close()
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    write_photo(dest / "by hand.jpg", make_photo(np.random.default_rng(24), True))
+    nightly(archive, dest)
+    assert sorted(c.kind for c in Store().corrections()) == ["added", "mark"]

@@ -46,7 +46,10 @@ def test_quiet_log_file_names_every_move_with_its_sidecars(archive, trained_mode
     args = ["classify", archive, "--move-to", dest, "--model", trained_model]
     result = run(*args, "--quiet", "--log-file", log)
     assert result.exit_code == 0, result.output
-    assert result.stdout == "" and result.stderr == ""
+    assert result.stdout == "" and result.stderr.startswith(
+        f"the target {dest} already holds 1 photo that flowersort did not put there: "
+    )  # said once, by the first run into it
+    assert len(result.stderr.splitlines()) == 1
     moves = log_moves(log)
     arrived = sorted(p for p in dest.iterdir() if p.suffix == ".jpg" and p.name != "fl_001.jpg")
     assert len(arrived) >= 5
@@ -61,6 +64,7 @@ def test_quiet_log_file_names_every_move_with_its_sidecars(archive, trained_mode
     assert "kept:" not in text  # one line per photo per night is not a log
     kept = 12 - len(moves)
     summary = f"INFO 12 photos: {len(moves)} moved, 0 copied, {kept} kept, 0 skipped, 0 failed"
+    summary += f"; model {trained_model}"
     assert text.splitlines()[-1].endswith(summary)
 
 
@@ -207,7 +211,7 @@ def test_readme_cron_line_as_written(tmp_path):
     line = readme_cron_line()
     home = tmp_path / "home"  # no .cache, no .local: a fresh account
     pictures = home / "Pictures"
-    for i, photo in enumerate(sorted((ROOT / "sample_photos").glob("*.[jp][pn]g"))):
+    for i, photo in enumerate(sorted((ROOT / "sample_photos").rglob("*.[jp][pn]g"))):
         album = pictures / ("2020/07 Отпуск в Крыму" if i % 2 else "2021/08 京都旅行")
         album.mkdir(parents=True, exist_ok=True)
         shutil.copy(photo, album / photo.name)
@@ -231,7 +235,8 @@ def test_readme_cron_line_as_written(tmp_path):
     lines = log.read_text().splitlines()
     assert len(lines) == len(moves) + 2
     assert re.search(
-        r"INFO \d+ photos: 0 moved, 0 copied, (\d+ borderline, )?\d+ kept, 0 skipped, 0 failed$",
+        r"INFO \d+ photos: 0 moved, 0 copied, (\d+ borderline, )?\d+ kept, 0 skipped, 0 failed; "
+        r"model \S+default.npz$",
         lines[-1],
     )
 
@@ -251,16 +256,10 @@ def test_nightly_copy_to_leaves_what_is_already_there(archive, trained_model, tm
         assert again.exit_code == 0 and again.stdout == "" and again.stderr == "", again.output
     assert sorted(dest.iterdir()) == copies
     n = len([p for p in copies if p.suffix == ".jpg"])
-    summary = run(*args).stderr.splitlines()[-1]
-    assert (
-        summary
-        == f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
-    )
-    dry = run(*args, "--dry-run").stderr.splitlines()[-1]
-    assert (
-        dry
-        == f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
-    )
+    said = f"12 photos: 0 moved, 0 copied, {n} already there, {12 - n} kept, 0 skipped, 0 failed"
+    said += f"; model {trained_model}"
+    assert run(*args).stderr.splitlines()[-1] == said
+    assert run(*args, "--dry-run").stderr.splitlines()[-1] == said
     lines = [json.loads(line) for line in run(*args, "--json").stdout.splitlines()]
     there = [line for line in lines if line["action"] == "already-there"]
     assert len(there) == n and all(Path(line["detail"]).parent == dest for line in there)
@@ -534,7 +533,7 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
     [
         ("train", ["0", "2", "4", "130/143"]),
         ("evaluate", ["0", "2", "4"]),
-        ("classify", ["0", "1", "2", "3", "4", "130/143", "141"]),
+        ("classify", ["0", "1", "2", "3", "4", "5", "130/143", "141"]),
         ("undo", ["0", "1", "2", "3", "4", "130/143", "141"]),
         ("corrections", ["0", "2", "4"]),
         ("corrections list", ["0", "2", "4"]),
@@ -574,7 +573,7 @@ def test_classify_json_help_lists_the_keys_of_the_output(tmp_path, trained_model
     listed = re.search(r"One JSON object a line per photo: \{([^}]*)\}", text).group(1)
     keys = [k.strip(' "') for k in listed.split(",")]
     (tmp_path / "p").mkdir()
-    shutil.copy(ROOT / "sample_photos" / "flower_Garden.jpg", tmp_path / "p")
+    shutil.copy(ROOT / "sample_photos" / "flowers" / "flower_Garden.jpg", tmp_path / "p")
     line = run("classify", tmp_path / "p", "--json", "--model", trained_model).stdout
     assert keys == list(json.loads(line))
 
@@ -604,7 +603,7 @@ TRAIN_HINT = "not a flowersort model: give the .npz file written by 'flowersort 
         (lambda p: p.write_text("hello\n"), f"is a text file, {TRAIN_HINT}"),
         (lambda p: p.write_bytes(b""), f"is empty, {TRAIN_HINT}"),
         (
-            lambda p: shutil.copy(ROOT / "sample_photos" / "flower_Garden.jpg", p),
+            lambda p: shutil.copy(ROOT / "sample_photos" / "flowers" / "flower_Garden.jpg", p),
             f"is an image, {TRAIN_HINT}",
         ),
         (
@@ -995,7 +994,7 @@ def test_a_target_that_is_a_file_is_one_line_and_exit_2(archive, trained_model, 
 
     target = tmp_path / "Flowers"
     target.write_text("a file, not a folder")
-    with pytest.raises(FlowersortError, match="^cannot create .*Flowers: Not a directory$"):
+    with pytest.raises(FlowersortError, match="^the target .*Flowers is not a folder$"):
         list(classify(load_model(trained_model), archive, target, threshold=0))
     assert target.read_text() == "a file, not a folder"
 
@@ -1054,3 +1053,60 @@ def test_undo_list_reads_a_journal_it_cannot_write(tmp_path, state_home):
     runs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["run"], r["photos"], r["state"]) for r in runs] == [(1, 12, "done")]
     assert after == before  # nothing written
+
+
+# ---------------------------------------------------------------- quiet nights
+
+
+def test_an_empty_source_creates_nothing_and_exits_5(trained_model, tmp_path):
+    """An unmounted NAS: its mount point is an empty folder. No Flowers/ is made in it."""
+    mount_point, log = tmp_path / "nas", tmp_path / "flowersort.log"
+    mount_point.mkdir()
+    for how in (["--move-to", mount_point / "Flowers"], ["--dry-run"], []):
+        args = ["classify", mount_point, *how, "--model", trained_model, "--quiet"]
+        result = run(*args, "--log-file", log)
+        assert result.exit_code == 5, result.output
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"Error: {mount_point} is empty: nothing to do, nothing created (is it mounted?)\n"
+        )
+        assert os.listdir(mount_point) == []
+    assert log.read_text().count(f"ERROR Error: {mount_point} is empty") == 3
+    assert "5 SRC is an empty folder" in " ".join(run("classify", "--help").output.split())
+
+
+def test_errors_before_the_run_starts_go_to_the_log_file_too(archive, trained_model, tmp_path):
+    from flowersort.journal import RunLock, state_dir
+
+    log = tmp_path / "logs" / "flowersort.log"
+    missing = tmp_path / "unmounted" / "Pictures"
+    result = run("classify", missing, "--move-to", tmp_path / "F", "-q", "--log-file", log)
+    assert result.exit_code == 2
+    (line,) = log.read_text().splitlines()
+    assert line.endswith(f"ERROR {result.stderr.strip()}") and str(missing) in line
+    with RunLock(state_dir()):
+        locked = run("classify", archive, "--move-to", tmp_path / "F", "-q", f"--log-file={log}")
+    assert locked.exit_code == 3
+    assert log.read_text().splitlines()[-1].endswith(f"ERROR {locked.stderr.strip()}")
+    assert len(log.read_text().splitlines()) == 2  # said once, not by each group around it
+
+
+def test_a_photo_skipped_for_a_lasting_reason_is_said_once_then_counted(
+    archive, trained_model, tmp_path
+):
+    (archive / "notes.jpg").write_text("shopping list")
+    log = tmp_path / "flowersort.log"
+    args = ["classify", archive, "--move-to", archive / "Flowers", "--model", trained_model]
+    first = run(*args, "--quiet", "--log-file", log)
+    assert first.exit_code == 0
+    notes = f"skipped: {archive / 'notes.jpg'}: not an image OpenCV can decode"
+    assert notes in first.stderr  # the first night's mail says it
+    for _ in range(2):
+        again = run(*args, "--quiet", "--log-file", log)
+        assert again.exit_code == 0 and again.stderr == "", again.stderr  # no mail
+    text = log.read_text()
+    assert text.count(notes) == 1
+    assert text.count("INFO 1 photo skipped as on an earlier run: unchanged since") == 2
+    assert text.count(", 1 skipped, 0 failed") == 3  # still counted
+    (archive / "notes.jpg").write_text("a new shopping list")  # changed: said again
+    assert notes in run(*args, "--quiet").stderr

@@ -102,7 +102,8 @@ def test_passed_over_files_are_counted_once_in_the_summary(phone_folder, trained
     assert all(json.loads(line)["action"] != "skipped" for line in result.stdout.splitlines())
     assert "skipped: " not in result.stderr
     summary = (
-        "3 photos: 0 moved, 0 copied, 3 kept, 0 skipped, 0 failed; 2 videos, 1 RAW file passed over"
+        "3 photos: 0 moved, 0 copied, 3 kept, 0 skipped, 0 failed; 3 flowers; 2 videos, 1 RAW "
+        f"file passed over; model {trained_model}"
     )
     assert result.stderr.splitlines() == ([] if quiet else [summary])
 

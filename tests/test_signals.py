@@ -113,6 +113,7 @@ def test_a_signal_stops_the_run_cleanly(signum, tmp_path, across, state_home):
     assert f"stopped by {signal.Signals(signum).name}" in err
     moved = 10 + out.count("moved: ")
     assert f"{moved} photos: {moved} moved" in err  # the summary
+    assert f"; {photos - moved} photos not looked at (stopped)" in err
     assert moved < photos  # the signal interrupted the run
     assert not any(alive(pid) for pid in workers)
     assert unfinished_moves(state_home) == 0  # nothing left for recovery

@@ -15,7 +15,7 @@ import pytest
 from flowersort import safefs
 from flowersort.errors import LockHeld
 from flowersort.journal import Journal, RunLock, state_dir
-from tests.conftest import census, exfat, make_photo, run, small_tmpfs, write_photo
+from tests.conftest import census, exfat, make_photo, mounted, run, small_tmpfs, write_photo
 from tests.runs import ROOT
 
 
@@ -169,16 +169,58 @@ def test_failed_moves_are_exit_1_and_lose_nothing(archive, tmp_path, monkeypatch
     assert census(archive) == before and names(dest) == []
 
 
-def test_read_only_target(archive, tmp_path):
+@contextlib.contextmanager
+def unwritable(tmp_path, kind):
+    """A target that cannot be written: on a read-only filesystem (a real read-only tmpfs
+    as root, else a folder of mode 555), a new folder on one, or a file in the way."""
+    if kind == "a file in the way":
+        (tmp_path / "Flowers").write_text("not a folder")  # click refuses a file as DEST
+        yield tmp_path / "Flowers" / "Best"
+        return
+    mount = tmp_path / "mnt"
     if os.geteuid() == 0:
-        pytest.skip("root ignores folder permissions")
-    dest = tmp_path / "Flowers"
-    dest.mkdir()
-    dest.chmod(0o555)
+        with mounted(mount, "mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"):
+            yield mount if kind == "read-only" else mount / "Flowers"
+        return
+    mount.mkdir(mode=0o555)
+    try:
+        yield mount if kind == "read-only" else mount / "Flowers"
+    finally:
+        mount.chmod(0o755)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["move", "dry-run-copy"])
+@pytest.mark.parametrize(
+    "kind", ["read-only", "a new folder on a read-only disk", "a file in the way"]
+)
+def test_a_target_that_cannot_be_written_stops_the_run_before_the_first_photo(
+    archive, tmp_path, kind, dry_run
+):
     before = census(archive)
-    result = classify(archive, dest)
-    dest.chmod(0o755)
-    assert result.exit_code == 1 and census(archive) == before
+    with unwritable(tmp_path, kind) as dest:
+        how = ["--copy-to", dest, "--dry-run"] if dry_run else ["--move-to", dest]
+        result = run("classify", archive, *how, "--threshold", 0, "--json", "--workers", 1)
+        assert result.exit_code == 2, result.output
+        assert result.stdout == ""  # no photo was looked at
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("Error: ") and str(dest) in line
+        why = "is not a folder" if kind == "a file in the way" else "Read-only file system"
+        if os.geteuid() != 0 and kind != "a file in the way":
+            why = "Permission denied"
+        assert line.endswith(why)
+    assert census(archive) == before
+
+
+def test_a_target_that_refuses_what_access_allows_is_found_by_a_probe(
+    archive, tmp_path, monkeypatch
+):
+    with unwritable(tmp_path, "read-only") as dest:
+        with monkeypatch.context() as m:
+            m.setattr(os, "access", lambda *args, **kwargs: True)  # a share that says yes
+            result = classify(archive, dest)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr.startswith(f"Error: cannot write into the target {dest}: ")
+        assert os.listdir(dest) == []
 
 
 def test_a_source_that_vanishes_is_a_clean_failure(archive, tmp_path, monkeypatch):

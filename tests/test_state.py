@@ -179,7 +179,8 @@ def test_no_home(src, tmp_path, trained_model):
     trained_model = Path(shutil.copy(trained_model, tmp_path / "model.npz"))
     for path in [src, *src.iterdir(), trained_model]:
         path.chmod(0o777 if path.is_dir() else 0o666)
-    (tmp_path / "out").mkdir(mode=0o777)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out").chmod(0o777)  # mkdir's mode is cut by the umask: the target's folder
     env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_STATE_HOME")}
     env = {k: v for k, v in env.items() if k != "XDG_CACHE_HOME"} | {"PYTHONPATH": str(ROOT)}
     stranger = ["setpriv", "--reuid", "54321", "--regid", "54321", "--clear-groups"]

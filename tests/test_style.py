@@ -24,3 +24,70 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci_line = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert f"    {ci_line}\n" in readme
+
+
+def readme_section_block(heading: str) -> list[str]:
+    """The first indented block of lines under a README heading."""
+    text = (ROOT / "README.md").read_text().split(f"\n## {heading}\n", 1)[1]
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    "))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line.strip())
+    return block
+
+
+def test_readme_use_lines_work_as_typed_after_the_set_up_line():
+    """A new user types "Set up", then "Use": flowersort must be on PATH, and the classify
+    lines must use the model the block trained (not silently the shipped one)."""
+    import shlex
+
+    (set_up,) = readme_section_block("Set up")[:1]
+    venv = shlex.split(set_up)[shlex.split(set_up).index("venv") + 2]
+    use = readme_section_block("Use")
+    assert use[0] == f". {venv}/bin/activate"
+    trained = None
+    for line in use[1:]:
+        words = shlex.split(line)
+        assert words[0] == "flowersort", line
+        model = words[words.index("--model") + 1] if "--model" in words else None
+        if words[1] == "train":
+            assert model and (trained != model or "--force" in words), line  # it exists now
+            trained = model
+        elif words[1] in ("classify", "evaluate"):
+            assert model == trained, line
+
+
+def test_every_option_is_in_the_readme():
+    import click
+
+    from flowersort.cli import cli
+
+    readme = (ROOT / "README.md").read_text()
+
+    def options(command: click.Command):
+        for param in command.params:
+            for name in [*param.opts, *getattr(param, "secondary_opts", [])]:
+                if name.startswith("--") and name not in ("--help", "--version"):
+                    yield name
+        for sub in getattr(command, "commands", {}).values():
+            yield from options(sub)
+
+    assert [name for name in options(cli) if f"`{name}" not in readme and name not in readme] == []
+
+
+def test_readme_tryout_of_train_on_the_sample_photos_works_as_typed(tmp_path, monkeypatch):
+    import shlex
+
+    from tests.conftest import run
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("not for sorting an archive):\n\n", 1)[1].split("\n\n", 1)[0]
+    monkeypatch.chdir(ROOT)  # a checkout, as after "Set up"
+    for line in block.splitlines():
+        words = shlex.split(line.replace("/tmp/sample.npz", str(tmp_path / "sample.npz")))
+        assert words[0] == "flowersort"
+        result = run(*words[1:], "--workers", 1)
+        assert result.exit_code == 0, (line, result.output)
