@@ -54,10 +54,14 @@ def category(row: dict) -> str:
     return row["category"].split(":")[0]
 
 
-def classify(model: Path | None) -> tuple[list[str], np.ndarray, np.ndarray, float]:
-    """Run the CLI over the archive: (paths relative to the data folder, scores, the CLI's
-    flower decisions, seconds)."""
+def classify(
+    model: Path | None, target: Path
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, float]:
+    """Run the CLI over the archive as a dry run of `--move-to target`: (paths relative to
+    the data folder, scores, the CLI's flower decisions at the threshold, what would move
+    with the review band held back as the user gets it, seconds)."""
     cmd = [sys.executable, "-m", "flowersort", "classify", str(ARCHIVE), "--json", "--no-cache"]
+    cmd += ["--move-to", str(target), "--dry-run"]
     if model is not None:
         cmd += ["--model", str(model)]
     start = time.perf_counter()
@@ -67,7 +71,9 @@ def classify(model: Path | None) -> tuple[list[str], np.ndarray, np.ndarray, flo
     rows = [r for r in rows if r["score"] is not None]
     paths = [str(Path(r["path"]).resolve().relative_to(DATA)) for r in rows]
     scores = np.array([r["score"] for r in rows])
-    return paths, scores, np.array([r["flower"] for r in rows], bool), seconds
+    called = np.array([r["flower"] for r in rows], bool)
+    moved = np.array([r["action"] == "would-move" for r in rows], bool)
+    return paths, scores, called, moved, seconds
 
 
 def figures(truth: np.ndarray, called: np.ndarray) -> dict:
@@ -77,13 +83,17 @@ def figures(truth: np.ndarray, called: np.ndarray) -> dict:
     return {"precision": precision, "recall": tp / (tp + fn), "tp": tp, "fp": fp, "fn": fn}
 
 
-def report(name: str, paths: list[str], scores: np.ndarray, called: np.ndarray, rows: dict):
+def report(name: str, paths: list[str], scores, called, moved, rows: dict):
     truth = np.array([rows[p]["label"] == "flower" for p in paths])
     cats = [category(rows[p]) for p in paths]
     f = figures(truth, called)
+    m = figures(truth, moved)
     print(f"\n### {name}\n")
     print(
-        f"{len(paths)} photos scored, {int(called.sum())} called flowers: precision "
+        f"{len(paths)} photos scored. What `classify --move-to` moves (the review band held "
+        f"back): {int(moved.sum())} photos, precision {m['precision']:.3f}, recall "
+        f"{m['recall']:.3f} (tp {m['tp']}, fp {m['fp']}, fn {m['fn']}); "
+        f"{int(called.sum())} at or above the threshold: precision "
         f"{f['precision']:.3f}, recall {f['recall']:.3f} (tp {f['tp']}, fp {f['fp']}, "
         f"fn {f['fn']})\n"
     )
@@ -149,15 +159,17 @@ def main() -> None:
         tmp = Path(tmp)
         seed_ref = None if "--no-seed-ref" in sys.argv else start_seed_ref(tmp, rows)
         print("## flowersort on a home archive (benchmarks/archive.py)")
-        paths, scores, called, seconds = classify(None)
-        report(f"default model (models/default.npz), {seconds:.0f} s", paths, scores, called, rows)
+        target = tmp / "Flowers"  # a dry run: nothing is moved or created
+        paths, scores, called, moved, seconds = classify(None, target)
+        name = f"default model (models/default.npz), {seconds:.0f} s"
+        report(name, paths, scores, called, moved, rows)
         previous = previous_model(tmp)
         if previous is None:
             print(f"\n(previous model: no git history with {PREVIOUS}; skipped)")
         else:
-            paths, scores, called, seconds = classify(previous)
+            paths, scores, called, moved, seconds = classify(previous, target)
             name = f"previous default model (models/default.npz at {PREVIOUS}), {seconds:.0f} s"
-            report(name, paths, scores, called, rows)
+            report(name, paths, scores, called, moved, rows)
         if seed_ref is not None:
             out, _ = seed_ref.communicate()
             line = out.strip().splitlines()[-1]
