@@ -136,6 +136,7 @@ def what_moves(model_path: Path, src: Path, dest: Path, review: Path, labels: di
     tp = sum(labels[n] for n in moved)
     flowers = sum(labels[n] for n in left)
     return {
+        "tp": tp,
         "moved": len(moved),
         "precision": tp / len(moved) if moved else float("nan"),
         "recall": tp / flowers if flowers else float("nan"),
@@ -260,7 +261,12 @@ def run(name, left_out, seed, quick, examples, work: Path) -> dict:
         )
         adapt_s.append(time.perf_counter() - t1)
         result[total] = what_moves(current, src, dest, review, labels)
-        result[total]["answered_flowers"] = sum(1 for _ in dest.glob("p*"))
+        result[total]["control"] = what_moves(base, src, dest, review, labels)
+        # what the user has in the target after that night: answered flowers and moved ones
+        answered = sum(1 for _ in dest.glob("p*"))
+        m = result[total]
+        m["dest_precision"] = (m["tp"] + answered) / (m["moved"] + answered)
+        m["dest_recall"] = (m["tp"] + answered) / result["flowers"]
     result["adapt_s"] = max(adapt_s)
     everything = sorted(p for p in src.rglob("p*") if p.is_file())
     truth = np.array([labels[p.name] for p in everything], float)
@@ -282,6 +288,14 @@ def show(r: dict) -> None:
     )
     for k in (0, 25, 50, 100):
         m = r[k]
+        if k:
+            c = m["control"]
+            print(
+                f"      (the base model on the same photos: {c['moved']} would move, precision "
+                f"{c['precision']:.3f}, recall {c['recall']:.3f}, scores {c['ranking']:.3f}; "
+                f"in the target with the answered flowers: precision "
+                f"{m['dest_precision']:.3f}, recall {m['dest_recall']:.3f})"
+            )
         print(
             f"  {k:3d} answers: {m['moved']:4d} would move, precision {m['precision']:.3f}, "
             f"recall {m['recall']:.3f}; scores' precision at recall {RECALL_AT} {m['ranking']:.3f}"
@@ -316,7 +330,8 @@ def main() -> None:
         sys.stdout.flush()
     print("\nover runs: mean (min-max)")
     for k in (0, 25, 50, 100):
-        for key in ("precision", "recall", "ranking"):
+        keys = ("precision", "recall", "ranking") + (("dest_precision", "dest_recall") if k else ())
+        for key in keys:
             v = np.array([r[k][key] for r in results])
             print(
                 f"  {k:3d} answers {key:9s} {np.nanmean(v):.3f} ({np.nanmin(v):.3f}-"

@@ -48,6 +48,7 @@ class AdaptConfig:
     # L2 pull towards the starting weights: what the model learnt from its examples is kept
     # where the answers say nothing
     anchor: float = 0.01
+    layers: int = 3  # the head's last this many layers learn; the others stay the model's
     answer_weight: float = 1.0  # each answer's weight in the loss (the mean is over answers)
 
 
@@ -224,13 +225,18 @@ def fine_tune(model: Model, x: np.ndarray, y: np.ndarray, cfg: AdaptConfig | Non
     x = model.normalize(x).astype(np.float32)
     x = np.concatenate([x, flip_tiles(x, model.features)])  # as the model scores
     y = np.concatenate([y, y]).astype(np.float32)
+    # each class weighs half: the photos asked about are mostly non-flowers near the
+    # threshold, and answers of one kind alone would pull every score that way
+    n_flowers = y.sum()
     weight = np.full(len(y), cfg.answer_weight, np.float32)
+    if 0 < n_flowers < len(y):
+        weight *= np.where(y > 0.5, len(y) / (2 * n_flowers), len(y) / (2 * (len(y) - n_flowers)))
     nets = []
     for member in model.nets:
         net = type(member)(member.cfg)
         net.load_state(member.state())
         tmap = net.tile_map(x)  # (N, T, c): fixed, only the head learns
-        heads = net.head.layers
+        heads = net.head.layers[-cfg.layers :]
         start = [(la.w.copy(), la.b.copy()) for la in heads]
         opt = Adam(heads, cfg.learning_rate, 0.0)
         for _ in range(cfg.epochs):
