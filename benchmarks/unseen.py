@@ -288,6 +288,10 @@ def show(r: dict) -> None:
     )
     for k in (0, 25, 50, 100):
         m = r[k]
+        print(
+            f"  {k:3d} answers: {m['moved']:4d} would move, precision {m['precision']:.3f}, "
+            f"recall {m['recall']:.3f}; scores' precision at recall {RECALL_AT} {m['ranking']:.3f}"
+        )
         if k:
             c = m["control"]
             print(
@@ -296,10 +300,6 @@ def show(r: dict) -> None:
                 f"in the target with the answered flowers: precision "
                 f"{m['dest_precision']:.3f}, recall {m['dest_recall']:.3f})"
             )
-        print(
-            f"  {k:3d} answers: {m['moved']:4d} would move, precision {m['precision']:.3f}, "
-            f"recall {m['recall']:.3f}; scores' precision at recall {RECALL_AT} {m['ranking']:.3f}"
-        )
     print(
         f"  ceiling (CV logistic head on tile maps) precision at recall {RECALL_AT}: "
         f"{r['ceiling']:.3f}"
@@ -337,6 +337,12 @@ def main() -> None:
                 f"  {k:3d} answers {key:9s} {np.nanmean(v):.3f} ({np.nanmin(v):.3f}-"
                 f"{np.nanmax(v):.3f})"
             )
+    for k in (25, 50, 100):
+        v = np.array([r[k]["control"]["ranking"] for r in results])
+        print(
+            f"  {k:3d} answers, base model's scores on the same photos {v.mean():.3f} "
+            f"({v.min():.3f}-{v.max():.3f})"
+        )
     v = np.array([r["ceiling"] for r in results])
     print(f"  ceiling {v.mean():.3f} ({v.min():.3f}-{v.max():.3f})")
 

@@ -149,8 +149,9 @@ def ask(
             mover.close()
             raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
         mover.journal.note_created_dirs(mover.run, created)
-    watch = Watch(dest, review, dry_run=dry_run)
+    watch = None
     try:
+        watch = Watch(dest, review, dry_run=dry_run)
         watch.start()
         skipped: list[Outcome] = []
         photos = walk(
@@ -183,7 +184,8 @@ def ask(
                 outcome.action = Action.REVIEW
             yield outcome
     finally:
-        watch.close()
+        if watch:
+            watch.close()
         if mover:
             mover.close()
 
