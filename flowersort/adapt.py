@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from flowersort.archive import OnSkip, walk
+from flowersort.cache import ScoreCache
 from flowersort.corrections import Watch
 from flowersort.decode import read_image
 from flowersort.errors import BadImage, FlowersortError
@@ -130,11 +131,13 @@ def ask(
     workers: int | None = None,
     exclude: Iterable[str] = (),
     wait: bool = False,
+    cache: ScoreCache | None = None,
 ) -> Iterator[Outcome]:
     """Move the n photos under src whose answers would teach the model most into the review
     folder (journalled, as classify moves borderline photos: `undo` puts them back). Photos
     the user already answered are not asked again. With dry_run nothing changes: each
-    chosen photo comes back as `would-review`."""
+    chosen photo comes back as `would-review`. With `cache` (the nightly classify's), the
+    photos it scored already are not decoded again."""
     src, dest, review = Path(src), Path(dest), Path(review)
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
@@ -162,7 +165,7 @@ def ask(
         )
         candidates: list[tuple[str, float]] = []
         was: dict[str, tuple | None] = {}
-        for scored in score_photos(model, (Path(p) for p in photos), workers):
+        for scored in score_photos(model, (Path(p) for p in photos), workers, cache=cache):
             path = os.fspath(scored.path)
             if scored.score is None:
                 skipped.append(Outcome(path, Action.SKIPPED, reason=scored.skip_reason))

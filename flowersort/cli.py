@@ -1123,7 +1123,8 @@ def ask(
 ):
     """Put the photos of SRC whose answers would teach flowersort most into --review-to.
 
-    They are the photos the model is least sure of, taken from many folders, no two alike.
+    They are the photos the model is least sure of, taken from many folders, no two alike
+    (scores the nightly classify cached with the same model are not computed again).
     Answer by moving files: a flower into the --move-to folder, anything else back into
     the archive (any folder). Then 'flowersort adapt' fits a model to your answers. Each
     move is journalled: 'flowersort undo' puts the photos back. Photos you answered before
@@ -1134,7 +1135,9 @@ def ask(
     setup_logging(quiet, verbose, log_file)
     if os.path.realpath(review_to) == os.path.realpath(move_to):
         raise click.UsageError("--review-to must be another folder than the target")
-    model = open_model(model_path)
+    model_file = model_path or default_model_path()
+    model = open_model(model_file)
+    cache = run_library(open_score_cache, None, model_file, not dry_run)
     counts: Counter = Counter()
     outcomes = run_ask(
         model,
@@ -1146,12 +1149,15 @@ def ask(
         workers=workers,
         exclude=exclude,
         wait=wait,
+        cache=cache,
     )
     with progress(quiet, desc="choosing", unit="photo") as bar:
         try:
             run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
         finally:
             outcomes.close()
+            if cache is not None:
+                cache.close()
     asked = counts[Action.REVIEW] + counts[Action.WOULD_REVIEW]
     verb = "would be put" if dry_run else "put"
     log.info(
