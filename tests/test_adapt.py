@@ -1,0 +1,146 @@
+"""`ask` and `adapt`: the photos worth answering go to review, the answers are the user's
+moves, and the adapted model learns them."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from flowersort.adapt import pick
+from flowersort.model import load_model
+from tests.conftest import census, make_photo, run, write_photo
+
+
+def test_pick_takes_the_most_uncertain_spread_over_folders_without_near_duplicates():
+    scored = [
+        ("A/1.jpg", 0.50),  # threshold 0.5: the most uncertain
+        ("A/2.jpg", 0.51),
+        ("A/3.jpg", 0.52),
+        ("B/1.jpg", 0.55),
+        ("B/2.jpg", 0.56),  # a near-duplicate of A/1 (one bit apart)
+        ("C/1.jpg", 0.99),  # sure: never asked while others are uncertain
+    ]
+    hashes = {"A/1.jpg": 0b1111, "A/2.jpg": 0xF0F0F0, "A/3.jpg": 0xFF00FF00, "B/1.jpg": 1 << 40}
+    hashes |= {"B/2.jpg": 0b1110, "C/1.jpg": 1 << 50}
+    assert pick(scored, 0.5, 2, hashes) == ["A/1.jpg", "B/1.jpg"]  # one folder each
+    assert pick(scored, 0.5, 4, hashes) == ["A/1.jpg", "B/1.jpg", "A/2.jpg", "A/3.jpg"]
+
+
+def archive(root, n=12, seed=3):
+    """n generated photos in two folders, flowers named fl_*, others no_*."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        flower = i % 2 == 0
+        name = f"{'fl' if flower else 'no'}_{i:02d}.jpg"
+        write_photo(root / f"20{20 + i % 3}" / name, make_photo(rng, flower))
+    return root
+
+
+def lines(result):
+    return [json.loads(x) for x in result.output.splitlines() if x.startswith("{")]
+
+
+def scores(model_path, folder):
+    result = run("classify", folder, "--model", model_path, "--json", "--no-cache")
+    return {os.path.basename(o["path"]): o["score"] for o in lines(result)}
+
+
+def test_ask_moves_the_least_sure_photos_into_review_and_only_them(trained_model, tmp_path):
+    pictures = archive(tmp_path / "Pictures")
+    dest, review = tmp_path / "Flowers", tmp_path / "Review"
+    before, score = census(pictures), scores(trained_model, pictures)
+    base = ("ask", pictures, "--move-to", dest, "--review-to", review, "--model", trained_model)
+
+    plan = run(*base, "-n", 3, "--dry-run", "--json")
+    assert plan.exit_code == 0, plan.output
+    planned = [os.path.basename(o["path"]) for o in lines(plan)]
+    assert [o["action"] for o in lines(plan)] == ["would-review"] * 3
+    assert census(pictures) == before and not review.exists()
+
+    done = run(*base, "-n", 3)
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in review.iterdir()) == sorted(planned)
+    assert census(pictures, review) == before  # moved, not copied: each photo once
+    t = load_model(trained_model).threshold
+    margin = sorted(abs(s - t) for s in score.values())
+    assert all(abs(score[name] - t) <= margin[len(margin) // 2] for name in planned)
+
+    undo = run("undo")
+    assert undo.exit_code == 0 and not review.exists() and census(pictures) == before
+
+
+def test_adapt_learns_the_answers_given_by_moving_files(trained_model, tmp_path):
+    pictures = archive(tmp_path / "Pictures")
+    dest, review = tmp_path / "Flowers", tmp_path / "Review"
+    asked = run(
+        "ask",
+        pictures,
+        "--move-to",
+        dest,
+        "--review-to",
+        review,
+        "--model",
+        trained_model,
+        "-n",
+        12,
+    )
+    assert asked.exit_code == 0, asked.output
+    out = tmp_path / "mine.npz"
+    adapt = (
+        "adapt",
+        pictures,
+        "--move-to",
+        dest,
+        "--review-to",
+        review,
+        "--model",
+        trained_model,
+        "--out",
+        out,
+    )
+    nothing = run(*adapt)
+    assert nothing.exit_code == 2 and "no answers yet" in nothing.output and not out.exists()
+
+    # this user's taste is the opposite of the examples': every answer contradicts the model
+    dest.mkdir()
+    said = {"flowers": 0, "noflowers": 0}
+    for photo in sorted(review.iterdir()):
+        if photo.name.startswith("no_"):
+            os.rename(photo, dest / photo.name)
+            said["flowers"] += 1
+        else:
+            os.rename(photo, pictures / "2020" / photo.name)
+            said["noflowers"] += 1
+    assert min(said.values()) >= 3
+    dry = run(*adapt, "--dry-run")
+    assert dry.exit_code == 0 and not out.exists(), dry.output
+    done = run(*adapt, "--json")
+    assert done.exit_code == 0, done.output
+    summary = lines(done)[0]
+    assert {k: summary[k] for k in said} == said
+    assert load_model(out).summary["adapted"]["answers"] == said
+
+    shutil.copytree(dest, tmp_path / "said-flower")
+    old, new = (
+        scores(trained_model, tmp_path / "said-flower"),
+        scores(out, tmp_path / "said-flower"),
+    )
+    assert all(new[n] > old[n] for n in old)
+    old, new = scores(trained_model, pictures), scores(out, pictures)
+    assert all(new[n] < old[n] for n in old if n.startswith("fl_"))
+
+
+def test_adapt_will_not_replace_the_model_it_starts_from(trained_model, tmp_path):
+    result = run(
+        "adapt",
+        tmp_path,
+        "--move-to",
+        tmp_path / "F",
+        "--model",
+        trained_model,
+        "--out",
+        trained_model,
+    )
+    assert result.exit_code == 2
+    assert result.output == "Error: --out must be another file than the model it starts from\n"
