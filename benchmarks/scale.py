@@ -159,12 +159,19 @@ def case(name: str, folders: int, n: int, pool, scores, threshold, base: float, 
     which = make_photos(where, n, pool)
     made = time.perf_counter() - start
     flowers = sum(scores[k] >= threshold for k in which)
-    print(f"\n{name}: {n:,} photos in {len(where)} folder(s), made in {made:.1f} s; "
-          f"{flowers:,} ({flowers / n:.0%}) above the threshold", flush=True)
+    print(
+        f"\n{name}: {n:,} photos in {len(where)} folder(s), made in {made:.1f} s; "
+        f"{flowers:,} ({flowers / n:.0%}) above the threshold",
+        flush=True,
+    )
     env = environment(top)
     common = [str(src), "--move-to", str(dest), "--threshold", f"{threshold:.6f}"]
-    steps = [("dry", [*common, "--dry-run"]), ("dry2", [*common, "--dry-run"]),
-             ("move", common), ("rerun", common)]
+    steps = [
+        ("dry", [*common, "--dry-run"]),
+        ("dry2", [*common, "--dry-run"]),
+        ("move", common),
+        ("rerun", common),
+    ]
     for step, args in steps:
         report(step, args, env, base, src, dest, n)
     moved = sorted(dest.iterdir())
@@ -200,17 +207,21 @@ def main() -> None:
     if opts.sizes:
         sizes = tuple(int(s) for s in opts.sizes.split(","))
     tree = opts.tree if opts.tree is not None else QUICK_TREE if opts.quick else TREE
-    print(f"flowersort scale benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
-          f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python "
-          f"{platform.python_version()}, commit {git_commit()}")
+    print(
+        f"flowersort scale benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
+        f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python "
+        f"{platform.python_version()}, commit {git_commit()}"
+    )
     with tempfile.TemporaryDirectory(dir=opts.keep) as tmp:
         work = Path(tmp)
         pool = pictures(np.random.default_rng(0))
         scores = pool_scores(pool, work)
         threshold = float(np.quantile(scores, 1 - SHARE))
         base = startup(work)
-        print(f"start-up (a run over an empty folder, median of {STARTS}): {base:.2f} s; "
-              f"threshold {threshold:.4f}")
+        print(
+            f"start-up (a run over an empty folder, median of {STARTS}): {base:.2f} s; "
+            f"threshold {threshold:.4f}"
+        )
         for n in sizes:
             case(f"one-folder-{n}", 1, n, pool, scores, threshold, base, work)
         if tree:
