@@ -214,6 +214,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(dir=opts.keep) as tmp:
         work = Path(tmp)
+        # compiled modules kept, as an installed flowersort has them (outside the tree)
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         pool = pictures(np.random.default_rng(0))
         scores = pool_scores(pool, work)
         threshold = float(np.quantile(scores, 1 - SHARE))

@@ -5,6 +5,8 @@ keeps case and on one that ignores it (exFAT)."""
 import contextlib
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -109,3 +111,15 @@ def test_companions_move_with_their_photo_onto_either_kind_of_disk(tmp_path, dis
     expected = [n if "0002" not in n else "img_0002 (1)" + n[8:] for n in expected]
     expected.append("IMG_0002.JPG")
     assert got == sorted(expected), got
+
+
+def test_a_run_that_decodes_nothing_does_not_load_opencv(tmp_path):
+    """Start-up: a run over an empty folder (or a rerun that finds nothing new) needs no
+    decoder, and OpenCV is a tenth of what a run imports."""
+    empty = tmp_path / "Pictures"
+    empty.mkdir()
+    args = ["-X", "importtime", "-m", "flowersort", "classify", empty, "--move-to", tmp_path / "F"]
+    done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line]
+    assert "numpy" in imported and "cv2" not in imported
