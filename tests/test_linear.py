@@ -123,3 +123,21 @@ def test_a_run_that_decodes_nothing_does_not_load_opencv(tmp_path):
     assert done.returncode == 0, done.stderr
     imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line]
     assert "numpy" in imported and "cv2" not in imported
+
+
+def test_the_model_goes_to_each_worker_once_not_with_every_chunk(tmp_path, monkeypatch):
+    from flowersort.model import Model, default_model_path, load_model
+    from flowersort.pipeline import CHUNK, score_photos
+
+    rng = np.random.default_rng(5)
+    photos = [write_photo(tmp_path / f"{i}.jpg", make_photo(rng, True, 32)) for i in range(64)]
+    model, pickled = load_model(default_model_path()), []
+
+    def counted(self, protocol):
+        pickled.append(self)
+        return object.__reduce_ex__(self, protocol)
+
+    monkeypatch.setattr(Model, "__reduce_ex__", counted, raising=False)
+    scores = [s.score for s in score_photos(model, photos, workers=2)]
+    assert len(photos) // CHUNK == 4 and None not in scores
+    assert len(pickled) <= 2  # none when the workers are forked, one each when spawned
