@@ -13,11 +13,11 @@ classify SRC --move-to DEST --threshold T -q`, own state and cache folders):
   veto    VETOES of the moved photos taken back into SRC by hand, then the run again
           (it learns them as vetoes), then this run once more: `veto` is that last one
 
-Each is printed as time per file (after the start-up of a run over an empty folder is
-taken off) and as a multiple of the bare walk's time per file over SRC and DEST (walked
-just before), with the run's peak RSS (the main process or a worker, whichever is
-larger). T is set from the scores of the generated pictures so that SHARE of the photos
-would move.
+Each is printed as time per file (after the start-up of a run over an empty folder, a
+dry one for a dry run, is taken off) and as a multiple of the bare walk's time per file
+over SRC and DEST (walked just before), with the run's peak RSS (the main process or a
+worker, whichever is larger). T is set from the scores of the generated pictures so that
+SHARE of the photos would move.
 
 usage: python benchmarks/scale.py [--quick] [--sizes 1000,10000] [--tree N] [--keep DIR]
 """
@@ -47,7 +47,7 @@ PIXELS = 16  # each photo is PIXELS x PIXELS
 POOL = 64  # distinct pictures; each photo is one of them with its own comment
 SHARE = 0.2  # of the photos above the threshold: moved (planned) by a run
 VETOES = 0.01  # of the moved photos taken back by hand for the `veto` run
-STARTS = 3  # runs over an empty folder; the median is the start-up
+STARTS = 5  # runs over an empty folder; the fastest is the start-up
 # ------------------------------------------------------------------------------------
 
 
@@ -138,16 +138,16 @@ def environment(work: Path) -> dict:
     return env
 
 
-def startup(work: Path) -> float:
-    """Median seconds of a run over an empty folder, with a target."""
+def startup(work: Path, *extra: str) -> float:
+    """The fastest of STARTS runs over an empty folder, with a target: the fixed cost, with
+    the journal's few fsyncs, whose time varies most on a shared disk."""
     empty, dest = work / "empty", work / "empty-dest"
-    empty.mkdir()
+    empty.mkdir(exist_ok=True)
     env = environment(work / "empty-state")
-    times = sorted(run([str(empty), "--move-to", str(dest)], env)[0] for _ in range(STARTS))
-    return times[len(times) // 2]
+    return min(run([str(empty), "--move-to", str(dest), *extra], env)[0] for _ in range(STARTS))
 
 
-def case(name: str, folders: int, n: int, pool, scores, threshold, base: float, work: Path):
+def case(name: str, folders: int, n: int, pool, scores, threshold, bases, work: Path):
     """One archive: generate it, run each step, print a line per step."""
     top = work / name
     src, dest = top / "Pictures", top / "Flowers"
@@ -161,7 +161,8 @@ def case(name: str, folders: int, n: int, pool, scores, threshold, base: float, 
     flowers = sum(scores[k] >= threshold for k in which)
     print(
         f"\n{name}: {n:,} photos in {len(where)} folder(s), made in {made:.1f} s; "
-        f"{flowers:,} ({flowers / n:.0%}) above the threshold",
+        f"{flowers:,} ({flowers / n:.0%}) above the threshold; load average "
+        f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
     env = environment(top)
@@ -173,19 +174,20 @@ def case(name: str, folders: int, n: int, pool, scores, threshold, base: float, 
         ("rerun", common),
     ]
     for step, args in steps:
-        report(step, args, env, base, src, dest, n)
+        report(step, args, env, bases, src, dest, n)
     moved = sorted(dest.iterdir())
     back = moved[: max(1, int(len(moved) * VETOES))]
     for i, photo in enumerate(back):  # taken back by hand, under a name of the user's
         photo.rename(src / f"kept {i}.jpg")
     run(common, env)  # learns the vetoes
-    report("veto", common, env, base, src, dest, n, note=f"{len(back)} vetoes held")
+    report("veto", common, env, bases, src, dest, n, note=f"{len(back)} vetoes held")
     shutil.rmtree(top)
 
 
-def report(step, args, env, base, src, dest, n, note=""):
+def report(step, args, env, bases, src, dest, n, note=""):
     walk_s, files = bare_walk(src, dest)
     seconds, rss = run(args, env)
+    base = bases[1] if "--dry-run" in args else bases[0]
     per_file = max(seconds - base, 0.0) / n
     walk_per_file = walk_s / files
     print(
@@ -220,15 +222,16 @@ def main() -> None:
         pool = pictures(np.random.default_rng(0))
         scores = pool_scores(pool, work)
         threshold = float(np.quantile(scores, 1 - SHARE))
-        base = startup(work)
+        base, plan = startup(work), startup(work, "--dry-run")
         print(
-            f"start-up (a run over an empty folder, median of {STARTS}): {base:.2f} s; "
-            f"threshold {threshold:.4f}"
+            f"start-up (a run over an empty folder, fastest of {STARTS}): {base:.2f} s "
+            f"({plan:.2f} s for a dry run; each taken off its kind of step); threshold "
+            f"{threshold:.4f}"
         )
         for n in sizes:
-            case(f"one-folder-{n}", 1, n, pool, scores, threshold, base, work)
+            case(f"one-folder-{n}", 1, n, pool, scores, threshold, (base, plan), work)
         if tree:
-            case(f"tree-{tree}", YEARS * 12, tree, pool, scores, threshold, base, work)
+            case(f"tree-{tree}", YEARS * 12, tree, pool, scores, threshold, (base, plan), work)
 
 
 def git_commit() -> str:
