@@ -83,13 +83,12 @@ def _passed_over(entries: list[os.DirEntry], photos: list[os.DirEntry]) -> list[
     """Videos and RAW files among entries that are no companion of one of `photos` (the
     photos walk yields: a RAW's twin, a Live Photo's still): nothing classifies them,
     nothing moves them."""
+    suffixes = RAW_SUFFIXES + VIDEO_SUFFIXES
+    found = [e for e in entries if os.path.splitext(e.name)[1].lower() in suffixes]
+    if not found:  # most folders: no companions worth working out
+        return []
     companions = set().union(*(companion_names(e.name) for e in photos if is_photo_name(e.name)))
-    return [
-        e.path
-        for e in entries
-        if os.path.splitext(e.name)[1].lower() in RAW_SUFFIXES + VIDEO_SUFFIXES
-        and e.name.lower() not in companions
-    ]
+    return [e.path for e in found if e.name.lower() not in companions]
 
 
 def _is_file(entry: os.DirEntry, follow_symlinks: bool = False) -> bool:

@@ -36,7 +36,7 @@ import numpy as np
 from flowersort.archive import OnSkip, walk
 from flowersort.errors import FlowersortError, StateError
 from flowersort.features import FeatureConfig
-from flowersort.journal import _damaged, _make_state_dir, state_dir
+from flowersort.journal import _damaged, _make_state_dir, first_path_is, state_dir
 from flowersort.journal import read_only as _read_only
 from flowersort.pipeline import scan
 from flowersort.safefs import Key, content_key
@@ -272,38 +272,62 @@ def _below(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def _journal_runs() -> tuple[set[int | Path], set[Path]]:
-    """From the journal, read only: the runs undone since and the paths any undo took out
-    of a target (their photos went back, which is no veto), and every path a live classify
-    run moved into a target folder (photos moved before corrections were recorded are
-    flowersort's, not the user's)."""
-    try:
-        path = state_dir() / "journal.sqlite"
-    except StateError:  # no state folder (a dry run without HOME): no journal either
-        return set(), set()
-    if not path.exists():
-        return set(), set()
-    db = _read_only(path)
-    try:
-        undone = {r for (r,) in db.execute("SELECT id FROM runs WHERE undone = 1")}
-        # an undo that was stopped half-way leaves its run not undone, but the photos it
-        # already took back out of the target are no veto either
-        for (text,) in db.execute(
-            "SELECT sources FROM moves JOIN runs ON runs.id = moves.run "
-            "WHERE moves.state = 'done' AND runs.kind = 'undo'"
-        ):
-            undone.update(Path(os.path.abspath(p)) for p in json.loads(text or "[]"))
-        finals: set[Path] = set()
-        for (text,) in db.execute(
-            "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
-            "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
-        ):
-            finals.update(Path(os.path.abspath(p)) for p in json.loads(text or "[]"))
-        return undone, finals
-    except sqlite3.DatabaseError:
-        return set(), set()
-    finally:
-        db.close()
+class _JournalView:
+    """What Watch.start asks of the journal, read only, each by an index: the runs undone
+    since and the paths any undo took out of a target (their photos went back, which is no
+    veto), and whether a live classify run moved a photo to a path (photos moved before
+    corrections were recorded are flowersort's, not the user's). A journal older than its
+    index of finals is read whole, once."""
+
+    def __init__(self) -> None:
+        self.db: sqlite3.Connection | None = None
+        self.finals: set[str] | None = None  # a journal without the index: all, read once
+        try:
+            path = state_dir() / "journal.sqlite"
+        except StateError:  # no state folder (a dry run without HOME): no journal either
+            return
+        if path.exists():
+            self.db = _read_only(path)
+
+    def undone(self) -> set[int | Path]:
+        if self.db is None:
+            return set()
+        try:
+            undone = {r for (r,) in self.db.execute("SELECT id FROM runs WHERE undone = 1")}
+            # an undo that was stopped half-way leaves its run not undone, but the photos it
+            # already took back out of the target are no veto either
+            for (text,) in self.db.execute(
+                "SELECT sources FROM moves WHERE run IN (SELECT id FROM runs WHERE kind = 'undo') "
+                "AND +state = 'done'"  # by the index of runs (+: not by the state's)
+            ):
+                undone.update(Path(os.path.abspath(p)) for p in json.loads(text or "[]"))
+        except sqlite3.DatabaseError:
+            return set()
+        return undone
+
+    def moved_to(self, path: Path) -> bool:
+        if self.db is None:
+            return False
+        live = (
+            "FROM moves JOIN runs ON runs.id = moves.run WHERE moves.state = 'done' "
+            "AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
+        )
+        index = "SELECT 1 FROM sqlite_master WHERE name = 'moves_first_final'"
+        try:
+            if self.finals is None and not self.db.execute(index).fetchone():
+                rows = self.db.execute(f"SELECT finals {live}")
+                self.finals = {os.path.abspath(p) for (t,) in rows for p in json.loads(t or "[]")}
+            if self.finals is not None:
+                return os.path.abspath(path) in self.finals
+            where, params = first_path_is("moves.finals", path)
+            query = f"SELECT 1 {live} AND {where} LIMIT 1"
+            return self.db.execute(query, params).fetchone() is not None
+        except sqlite3.DatabaseError:
+            return False
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
 
 
 def _earlier_run_into(target: Path, run: int | None) -> bool:
@@ -362,7 +386,14 @@ class Watch:
         self.gone_flowers: set[Key] = set()  # pending: flowers the user had put into DEST
 
     def start(self) -> Learnt:
-        undone, journal_finals = _journal_runs()
+        journal = _JournalView()
+        try:
+            return self._start(journal)
+        finally:
+            journal.close()
+
+    def _start(self, journal: _JournalView) -> Learnt:
+        undone = journal.undone()
         placed = {}
         elsewhere: dict[Key, list[Placed]] = {}  # placed into another target (or an old place)
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
@@ -422,7 +453,7 @@ class Watch:
                 key = content_key(path)
             except OSError:
                 continue
-            if path in journal_finals and path not in placed:
+            if path not in placed and journal.moved_to(path):
                 # moved by a flowersort that kept no `placed` rows (an upgrade): note it now
                 self.store.add_placed(path, key, "dest", None)
                 placed[path] = Placed(path, key[0], key[1], "dest", None, time.time())

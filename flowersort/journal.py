@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS moves (
 );
 CREATE INDEX IF NOT EXISTS moves_state ON moves(state);
 CREATE INDEX IF NOT EXISTS moves_first_source ON moves(json_extract(sources, '$[0]'));
+CREATE INDEX IF NOT EXISTS moves_first_final ON moves(json_extract(finals, '$[0]'));
+CREATE INDEX IF NOT EXISTS moves_run ON moves(run);
 """
 
 
@@ -345,6 +347,7 @@ class Journal:
         action="move",
         metadata: list[dict] | None = None,
         undoing: bool = False,
+        present: set[str] | None = None,
     ) -> list[Path]:
         """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
@@ -360,6 +363,7 @@ class Journal:
                 note=note,
                 metadata=metadata,
                 undoing=undoing,
+                present=present,
             )
         except safefs.GroupSplit:
             self.db.execute("UPDATE moves SET state = 'split' WHERE id = ?", (move_id,))
@@ -541,13 +545,7 @@ class Journal:
 
     def earlier_final(self, source: Path, dest: Path) -> Path | None:
         """Where the latest run not undone put the file that was at source, if inside dest."""
-        path = os.path.abspath(source)
-        try:  # by the index of first sources: a journal of many moves is not read whole
-            path.encode()
-            where, params = "json_extract(moves.sources, '$[0]') = ?", (path,)
-        except UnicodeEncodeError:  # a name that is not UTF-8: compared as JSON text
-            first = "[" + json.dumps(path)  # sources[0], whole: a quote ends it
-            where, params = "substr(moves.sources, 1, ?) = ?", (len(first), first)
+        where, params = first_path_is("moves.sources", source)
         row = self.db.execute(
             "SELECT finals FROM moves JOIN runs ON runs.id = moves.run "
             "WHERE moves.state = 'done' AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
@@ -595,6 +593,19 @@ class Journal:
 
     def mark_undone(self, run: int) -> None:
         self.db.execute("UPDATE runs SET undone = 1 WHERE id = ?", (run,))
+
+
+def first_path_is(column: str, path: str | os.PathLike) -> tuple[str, tuple]:
+    """SQL (and its parameters) for "the first path in this JSON column is path", by the
+    column's index (moves_first_source, moves_first_final): a journal of many moves is not
+    read whole. A name that is not UTF-8 is compared as JSON text, without the index."""
+    path = os.path.abspath(path)
+    try:
+        path.encode()
+        return f"json_extract({column}, '$[0]') = ?", (path,)
+    except UnicodeEncodeError:
+        first = "[" + json.dumps(path)  # the first path, whole: a quote ends it
+        return f"substr({column}, 1, ?) = ?", (len(first), first)
 
 
 def _recover_one(

@@ -88,12 +88,22 @@ def _load_chunk(
     return out
 
 
-def _stay_with(parent: int, from_main_thread: bool) -> None:
+_given: tuple = ()  # in a worker: what worker_pool gave it, once (scan: its settings, the model)
+
+
+def _load_given_chunk(jobs: list[tuple[Path, Any]]) -> list[Scanned]:
+    return _load_chunk(jobs, *_given)
+
+
+def _stay_with(parent: int, from_main_thread: bool, given: tuple = ()) -> None:
     """Pool initializer: a worker leaves SIGINT and SIGTERM to the main process, which
     stops the pool itself, and dies with it, even when it is killed outright (SIGKILL,
     the OOM killer): the kernel's parent-death signal where the main process is the
     direct parent (Linux, fork; the signal comes when the forking *thread* ends, so only
-    when that is the main thread), else a thread that looks for it every second."""
+    when that is the main thread), else a thread that looks for it every second. It keeps
+    `given` for the tasks it will run."""
+    global _given
+    _given = given
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if from_main_thread and os.getppid() == parent and _parent_death_signal(signal.SIGKILL):
@@ -122,15 +132,17 @@ def _watch(parent: int) -> None:
             os._exit(1)
 
 
-def worker_pool(workers: int) -> ProcessPoolExecutor:
+def worker_pool(workers: int, given: tuple = ()) -> ProcessPoolExecutor:
     """A process pool whose workers die with this process and ignore Ctrl-C; they are
     started at once, with SIGINT and SIGTERM held back meanwhile, so none can catch
-    one before its initializer ran."""
+    one before its initializer ran. Each worker gets `given` once (see _load_given_chunk),
+    not with every task."""
     held = {signal.SIGINT, signal.SIGTERM}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     main = threading.current_thread() is threading.main_thread()
     try:
-        pool = ProcessPoolExecutor(workers, initializer=_stay_with, initargs=(os.getpid(), main))
+        args = (os.getpid(), main, given)
+        pool = ProcessPoolExecutor(workers, initializer=_stay_with, initargs=args)
         try:
             pool.submit(int).result()  # a pool forks its workers at the first task
         except BaseException:  # such as no memory for its thread: its forked workers would
@@ -179,8 +191,9 @@ def scan(
             if workers == 1 or all(known is not None for _, known in chunk):
                 future = _done(_load_chunk(chunk, cfg, thumbnail, copies, model))
             else:
-                pool = pool or worker_pool(workers)  # not before it is needed: a rerun needs none
-                future = pool.submit(_load_chunk, chunk, cfg, thumbnail, copies, model)
+                # not before it is needed (a rerun needs none); the model goes once per worker
+                pool = pool or worker_pool(workers, (cfg, thumbnail, copies, model))
+                future = pool.submit(_load_given_chunk, chunk)
             pending.append(future)
             while len(pending) >= 4 * workers or (pending and pending[0].done()):
                 yield from pending.popleft().result()

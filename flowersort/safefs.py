@@ -527,6 +527,7 @@ def transfer(
     note: Note = _no_note,
     metadata: list[dict] | None = None,
     undoing: bool = False,
+    present: set[str] | None = None,
 ) -> list[Path]:
     """Move (or copy, with keep_source) a group of files into folder: all or none.
 
@@ -542,6 +543,9 @@ def transfer(
     an exFAT stick: a private photo must not appear 0777 even for a moment). `undoing`:
     the files go back to the folder they were in, which exposes nothing new, so its
     folders are not checked (a photo sorted from an open card into a closed home goes back).
+    `present`: folder's names in hand (names_in_any_case, kept by the caller over many
+    moves), else it is listed now; the names taken are added to it. Only a hint for
+    choosing names: a name is still claimed only by link or O_EXCL.
     """
     sources = [Path(s) for s in sources]
     folder = Path(folder)
@@ -553,10 +557,10 @@ def transfer(
         if exact_names is not None:
             yield exact_names
             return
-        present = names_in_any_case(folder)
+        there = names_in_any_case(folder) if present is None else present
         for new_stem in numbered_stems(stem):
             names = [member_name(s.name, stem, new_stem) for s in sources]
-            if not present & {n.casefold() for n in names}:
+            if not there & {n.casefold() for n in names}:
                 yield names
 
     temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
@@ -579,6 +583,8 @@ def transfer(
     finally:
         for tmp in temps:
             _remove_quietly(tmp)
+    if present is not None:
+        present.update(f.name.casefold() for f in finals)
     try:
         fsync_dir(folder)
     except OSError:  # the names may not last (EIO): give them up, the sources stay

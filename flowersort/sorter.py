@@ -27,14 +27,16 @@ ConflictMode = Literal["rename", "skip", "dedupe"]
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def sidecars(photo: Path) -> list[Path]:
+def sidecars(photo: Path, listed: Iterable[str] | None = None) -> list[Path]:
     """Files that belong to a photo (archive.companion_names), as the folder lists them, so
-    a case-insensitive disk (exFAT, FAT, macOS) gives each file once."""
+    a case-insensitive disk (exFAT, FAT, macOS) gives each file once. `listed`: names of
+    the folder already in hand (see Companions), else it is listed now."""
     wanted = companion_names(photo.name)
-    try:
-        listed = os.listdir(photo.parent)
-    except OSError:
-        return []
+    if listed is None:
+        try:
+            listed = os.listdir(photo.parent)
+        except OSError:
+            return []
     found = []
     for name in listed:
         if name.lower() in wanted and name != photo.name:
@@ -42,6 +44,42 @@ def sidecars(photo: Path) -> list[Path]:
             if candidate.is_file() and not candidate.is_symlink():
                 found.append(candidate)
     return sorted(found)
+
+
+class Companions:
+    """sidecars() from one listing of each folder, kept while the run works in it: a
+    listing per photo made a folder of n photos cost n * n. The listing is a hint: each
+    companion is looked at on disk before it is taken (one moved or deleted since is not)."""
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        self.names: dict[str, list[str]] = {}  # lower-cased -> the names so spelt
+
+    def __call__(self, photo: Path) -> list[Path]:
+        if photo.parent != self.folder:  # the walk has moved on: the new folder, once
+            self.folder, self.names = photo.parent, {}
+            try:
+                for name in os.listdir(photo.parent):
+                    self.names.setdefault(name.lower(), []).append(name)
+            except OSError:
+                pass
+        wanted = companion_names(photo.name)
+        return sidecars(photo, [n for w in wanted for n in self.names.get(w, ())])
+
+
+class TargetNames:
+    """Each target folder's names, casefolded (safefs.names_in_any_case), listed once per
+    run and kept up to date as the run claims names: a listing per move made a target of
+    n photos cost n * n. Only a hint for choosing a name: safefs claims it with link() or
+    O_EXCL, which fails when another process took it meanwhile."""
+
+    def __init__(self) -> None:
+        self.folders: dict[Path, set[str]] = {}
+
+    def __call__(self, folder: Path) -> set[str]:
+        if folder not in self.folders:
+            self.folders[folder] = safefs.names_in_any_case(folder)
+        return self.folders[folder]
 
 
 def identical_at_target(photo: Path, dest: Path) -> Path | None:
@@ -363,11 +401,15 @@ def target_folder(dest: Path, photo: Path, keep_below: Path | None) -> Path:
     return dest if rel == "." or rel.startswith("..") else dest / rel
 
 
-def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Path]:
+def planned_finals(
+    group: list[Path], folder: Path, taken: set[str], present: set[str] | None = None
+) -> list[Path]:
     """The names safefs.transfer would give a photo and its sidecars in folder now: the
-    first numbered stem free for every member and not planned for an earlier photo."""
+    first numbered stem free for every member and not planned for an earlier photo.
+    `present`: folder's names in hand (TargetNames), else it is listed now."""
     stem, _ = safefs.split_name(group[0].name)
-    present = safefs.names_in_any_case(folder)
+    if present is None:
+        present = safefs.names_in_any_case(folder)
     for new_stem in safefs.numbered_stems(stem):
         names = [safefs.member_name(p.name, stem, new_stem) for p in group]
         paths = [os.path.join(folder, n) for n in names]
@@ -379,13 +421,13 @@ def planned_finals(group: list[Path], folder: Path, taken: set[str]) -> list[Pat
     raise FileExistsError(errno.EEXIST, "no free name", str(folder))
 
 
-def dedupe_plan(photo: Path, twin: Path):
-    """How a dedupe would take photo's sidecars: (duplicates, their twins, sidecars to move
-    by the twin, their names there); None when another file holds such a name, and the
-    group is moved as with rename."""
+def dedupe_plan(photo: Path, twin: Path, sides: list[Path] | None = None):
+    """How a dedupe would take photo's sidecars (`sides`, else sidecars(photo)):
+    (duplicates, their twins, sidecars to move by the twin, their names there); None when
+    another file holds such a name, and the group is moved as with rename."""
     stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
     dups, twins, free, free_names = [photo], [twin], [], []
-    for side in sidecars(photo):
+    for side in sidecars(photo) if sides is None else sides:
         name = safefs.member_name(side.name, stem, twin_stem)
         there = twin.parent / name  # by the twin: with --keep-structure, in its album
         if not os.path.lexists(there):
@@ -418,6 +460,7 @@ class DryRun:
         self.taken: set[str] = set()
         self.moved: set[Path] = set()  # sidecars an earlier photo would take with it
         self.keep_below: Path | None = None
+        self.sidecars, self.names = Companions(), TargetNames()
 
     def outcome(self, photo: Path, score: float) -> Outcome:
         folder = target_folder(self.dest, photo, self.keep_below)
@@ -425,7 +468,7 @@ class DryRun:
             if twin := identical_at_target(photo, folder):
                 return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
         elif self.on_conflict == "dedupe" and (twin := identical_at_target(photo, folder)):
-            if (plan := dedupe_plan(photo, twin)) is not None:
+            if (plan := dedupe_plan(photo, twin, self.sidecars(photo))) is not None:
                 _, twins, free, free_names = plan
                 try:  # the sidecars that move go by the twin, as a run checks them
                     safefs.check_folders_keep_private(free, twin.parent)
@@ -436,10 +479,10 @@ class DryRun:
                 target = os.fsdecode(twin)
                 action = Action.WOULD_DEDUPLICATE
                 return Outcome(photo, action, score, True, target, _names(beside))
-        group = [photo, *(s for s in sidecars(photo) if s not in self.moved)]
+        group = [photo, *(s for s in self.sidecars(photo) if s not in self.moved)]
         try:
             safefs.check_folders_keep_private(group, folder)
-            finals = planned_finals(group, folder, self.taken)
+            finals = planned_finals(group, folder, self.taken, self.names(folder))
         except OSError as e:  # as the run will say it
             return failed(photo, score, e, self.copy)
         if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
@@ -466,6 +509,7 @@ class Mover:
             raise
         self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
         self.full: str | None = None  # why the target took no more: no space, quota
+        self.sidecars, self.names = Companions(), TargetNames()
 
     def move(
         self,
@@ -495,11 +539,13 @@ class Mover:
                 if (beside := self.dedupe(photo, twin)) is not None:
                     target, sides = os.fsdecode(twin), _names(beside)
                     return Outcome(photo, Action.DEDUPLICATED, score, True, target, sides)
-            group = [photo, *sidecars(photo)]
+            group = [photo, *self.sidecars(photo)]
             if folder != base:
                 safefs.check_folders_keep_private(group, folder)  # before its folders are made
                 self.journal.note_created_dirs(self.run, make_dirs(folder))
-            finals = self.journal.transfer(self.run, group, folder, keep_source=self.copy)
+            finals = self.journal.transfer(
+                self.run, group, folder, keep_source=self.copy, present=self.names(folder)
+            )
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"
@@ -524,12 +570,17 @@ class Mover:
         is free. Journaled, so undo copies them back. Returns where the sidecars are now,
         by the twin; None (the group is to be moved as usual) when another file holds a
         sidecar's name by the twin."""
-        if (plan := dedupe_plan(photo, twin)) is None:
+        if (plan := dedupe_plan(photo, twin, self.sidecars(photo))) is None:
             return None
         dups, twins, free, free_names = plan
         if free:
             self.journal.transfer(
-                self.run, free, twin.parent, exact_names=free_names, action="dedupe-sidecars"
+                self.run,
+                free,
+                twin.parent,
+                exact_names=free_names,
+                action="dedupe-sidecars",
+                present=self.names(twin.parent),
             )
         self.journal.dedupe(self.run, dups, twins)
         return sorted(twins[1:] + [twin.parent / name for name in free_names])

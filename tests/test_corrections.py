@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from flowersort.corrections import Store, store_path, training_examples
+from flowersort.journal import state_dir
 from tests.conftest import census, make_photo, run, write_photo
 
 
@@ -355,6 +357,26 @@ def test_moves_from_before_corrections_existed_are_not_confirmations(archive, tm
     assert Store().corrections() == []
     take_out(dest, "IMG_0002.jpg", archive / "x.jpg")  # and they can be vetoed
     assert outcomes(nightly(archive, dest))["x.jpg"]["action"] == "vetoed"
+
+
+@pytest.mark.parametrize("index", [True, False], ids=["indexed", "journal-without-index"])
+def test_a_dry_run_finds_moves_from_before_corrections_existed_by_the_journal(
+    archive, tmp_path, index
+):
+    """The journal is asked by its index of finals; one written before that index (a dry
+    run does not add it) is read whole: either way, flowersort's moves are not yours."""
+    dest = tmp_path / "Flowers"
+    nightly(archive, dest)
+    store = Store()
+    store.db.execute("DELETE FROM placed")
+    store.close()
+    if not index:
+        db = sqlite3.connect(state_dir() / "journal.sqlite")
+        db.execute("DROP INDEX moves_first_final")
+        db.close()
+    plan = nightly(archive, dest, "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    assert "by you" not in plan.output
 
 
 def test_photos_left_in_dest_are_weak_confirmations_listed_not_learnt(archive, tmp_path):

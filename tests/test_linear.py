@@ -1,0 +1,143 @@
+"""Linear in the archive (issue 28): a folder is listed once per run, not once per photo,
+and a photo's sidecars, Live Photo .MOV and RAW twin still go with it, on a disk that
+keeps case and on one that ignores it (exFAT)."""
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import census, exfat, make_photo, run, write_photo
+
+PHOTOS = 60
+
+
+def archive_of_groups(folder: Path, n: int) -> list[str]:
+    """n photos in one folder, most with companions in other cases: a sidecar, a Live
+    Photo .MOV, a RAW twin, a Google Takeout NAME.jpg.json. Returns every file's name."""
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        photo = write_photo(folder / f"IMG_{i:04d}.jpg", make_photo(rng, True, size=32))
+        companion = ("IMG_%04d.XMP", "img_%04d.MOV", "IMG_%04d.CR2", "IMG_%04d.jpg.json")[i % 4]
+        if i % 5:  # every fifth photo comes alone
+            (folder / (companion % i)).write_bytes(f"companion of {photo.name}".encode())
+    return sorted(p.name for p in folder.iterdir())
+
+
+@contextlib.contextmanager
+def counting_listings(monkeypatch):
+    """Count os.listdir and os.scandir calls by folder (absolute)."""
+    listed: Counter = Counter()
+    listdir, scandir = os.listdir, os.scandir
+
+    def counted(real):
+        def wrapper(path="."):
+            listed[os.path.abspath(path)] += 1
+            return real(path)
+
+        return wrapper
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "listdir", counted(listdir))
+        m.setattr(os, "scandir", counted(scandir))
+        yield listed
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["move", "dry-run"])
+def test_a_folder_is_listed_once_per_run_not_once_per_photo(tmp_path, monkeypatch, dry_run):
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    files = archive_of_groups(src, PHOTOS)
+    dest.mkdir()
+    (dest / "IMG_0006.JPG").write_bytes(b"an older photo: the group of IMG_0006 is numbered")
+    before = census(src, dest)
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--json", "--workers", 1]
+    with counting_listings(monkeypatch) as listed:
+        result = run(*args, *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 0, result.output
+    # the walk, the companions (once), the target's names (once), the corrections' walk
+    assert listed[str(src)] <= 3, listed
+    assert listed[str(dest)] <= 3, listed
+    outcomes = [json.loads(s) for s in result.output.splitlines() if s.startswith("{")]
+    assert len(outcomes) == PHOTOS
+    sides = {os.path.basename(o["path"]): o["sidecars"] for o in outcomes}
+    assert sum(len(s) for s in sides.values()) == len(files) - PHOTOS  # each companion once
+    assert [os.path.basename(s) for s in sides["IMG_0006.jpg"]] == ["IMG_0006 (1).CR2"]
+    if dry_run:
+        assert census(src, dest) == before
+    else:
+        assert os.listdir(src) == []
+        assert census(dest) == before
+        assert sorted(os.listdir(dest)) == sorted(
+            ["IMG_0006.JPG"] + [n.replace("0006", "0006 (1)") for n in files]
+        )
+
+
+def live_and_raw(folder: Path) -> None:
+    """Stills whose companions a renamer left in other cases, and a clash to number."""
+    rng = np.random.default_rng(4)
+    for i in range(6):
+        write_photo(folder / f"img_{i:04d}.jpg", make_photo(rng, True, size=32))
+        (folder / f"IMG_{i:04d}.MOV").write_bytes(b"the motion of a live photo %d" % i)
+        (folder / f"IMG_{i:04d}.cr2").write_bytes(b"the raw twin %d" % i)
+        (folder / f"img_{i:04d}.jpg.json").write_bytes(b"{}")
+        (folder / f"Img_{i:04d}.AAE").write_bytes(b"edits %d" % i)
+
+
+@pytest.mark.parametrize("disk", ["keeps-case", "exfat"])
+def test_companions_move_with_their_photo_onto_either_kind_of_disk(tmp_path, disk):
+    src = tmp_path / "Pictures"
+    live_and_raw(src)
+    target = tmp_path / "Flowers"
+    with exfat(target) if disk == "exfat" else contextlib.nullcontext(target) as dest:
+        dest.mkdir(exist_ok=True)
+        (dest / "IMG_0002.JPG").write_bytes(b"an older photo in another case")
+        before = census(src, dest)
+        result = run("classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1)
+        assert result.exit_code == 0, result.output
+        assert os.listdir(src) == []
+        got = sorted(p.name for p in dest.iterdir())
+        assert census(dest) == before
+    expected = []
+    for i in range(6):
+        expected += [f"img_{i:04d}.jpg", f"IMG_{i:04d}.MOV", f"IMG_{i:04d}.cr2"]
+        expected += [f"img_{i:04d}.jpg.json", f"Img_{i:04d}.AAE"]
+    # img_0002.jpg clashes in any case: its whole group takes the numbered stem
+    expected = [n if "0002" not in n else "img_0002 (1)" + n[8:] for n in expected]
+    expected.append("IMG_0002.JPG")
+    assert got == sorted(expected), got
+
+
+def test_a_run_that_decodes_nothing_does_not_load_opencv(tmp_path):
+    """Start-up: a run over an empty folder (or a rerun that finds nothing new) needs no
+    decoder, and OpenCV is a tenth of what a run imports."""
+    empty = tmp_path / "Pictures"
+    empty.mkdir()
+    args = ["-X", "importtime", "-m", "flowersort", "classify", empty, "--move-to", tmp_path / "F"]
+    done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line]
+    assert "numpy" in imported and "cv2" not in imported
+
+
+def test_the_model_goes_to_each_worker_once_not_with_every_chunk(tmp_path, monkeypatch):
+    from flowersort.model import Model, default_model_path, load_model
+    from flowersort.pipeline import CHUNK, score_photos
+
+    rng = np.random.default_rng(5)
+    photos = [write_photo(tmp_path / f"{i}.jpg", make_photo(rng, True, 32)) for i in range(64)]
+    model, pickled = load_model(default_model_path()), []
+
+    def counted(self, protocol):
+        pickled.append(self)
+        return object.__reduce_ex__(self, protocol)
+
+    monkeypatch.setattr(Model, "__reduce_ex__", counted, raising=False)
+    scores = [s.score for s in score_photos(model, photos, workers=2)]
+    assert len(photos) // CHUNK == 4 and None not in scores
+    assert len(pickled) <= 2  # none when the workers are forked, one each when spawned
