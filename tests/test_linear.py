@@ -118,6 +118,7 @@ def test_a_run_that_decodes_nothing_does_not_load_opencv(tmp_path):
     decoder, and OpenCV is a tenth of what a run imports."""
     empty = tmp_path / "Pictures"
     empty.mkdir()
+    (empty / "notes.txt").write_text("no photo here")  # an empty SRC is exit 5: a mount point
     args = ["-X", "importtime", "-m", "flowersort", "classify", empty, "--move-to", tmp_path / "F"]
     done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
