@@ -165,11 +165,11 @@ class RunLock:
     def __init__(self, folder: Path, wait: bool = False):
         _make_state_dir(folder)
         try:  # never inherited by a program we start (O_CLOEXEC)
-            self.fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW  # a link: refused
+            self.fd = os.open(folder / "lock", flags, 0o644)
         except OSError as e:
-            raise StateError(
-                f"cannot create the run lock {folder / 'lock'}: {e.strerror}"
-            ) from None
+            why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror
+            raise StateError(f"cannot create the run lock {folder / 'lock'}: {why}") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as e:

@@ -1054,3 +1054,16 @@ def test_undo_list_reads_a_journal_it_cannot_write(tmp_path, state_home):
     runs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["run"], r["photos"], r["state"]) for r in runs] == [(1, 12, "done")]
     assert after == before  # nothing written
+
+
+def test_log_file_that_is_a_link_is_refused(archive, trained_model, tmp_path):
+    """A root run's --log-file in a folder its owner writes: the owner's link to a file of
+    root's is not followed (the lines hold the owner's file names)."""
+    victim = tmp_path / "bashrc"
+    victim.write_text("# root's start-up file\n")
+    log = tmp_path / "flowersort.log"
+    log.symlink_to(victim)
+    result = run("classify", archive, "--model", trained_model, "-q", "--log-file", log)
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: cannot write the log file {log}: it is a symbolic link\n"
+    assert victim.read_text() == "# root's start-up file\n"
