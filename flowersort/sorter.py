@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
@@ -86,6 +87,23 @@ def check_target(src: Path, dest: Path) -> None:
             )
 
 
+def check_no_foreign_links(folder: Path) -> None:
+    """A target or review folder reached through a link that another user owns (not root,
+    not us) is refused: a root run into ~owner/Pictures/Flowers must not follow the owner's
+    link to a folder of root's."""
+    path = Path(os.path.abspath(folder))
+    for part in (path, *path.parents):
+        try:
+            st = os.lstat(part)
+        except OSError:
+            continue  # not made yet: make_dirs makes a folder, never a link
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+            raise FlowersortError(
+                f"{folder}: {part} is a symbolic link of another user's (uid {st.st_uid}); "
+                "give the folder it points to, or run as that user"
+            )
+
+
 def same_photo(photo: Path, there: Path) -> bool:
     """there is another file holding photo's bytes (not photo itself, as after undo)."""
     try:
@@ -135,6 +153,9 @@ def classify(
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
     if dest is not None:
+        for folder in (dest, review):
+            if folder is not None:
+                check_no_foreign_links(Path(folder))
         check_target(src, Path(dest))
     if review_band is None:  # a threshold set by hand is the line itself: no band
         band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)

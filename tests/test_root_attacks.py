@@ -1,0 +1,62 @@
+"""Issue 32: a root run (cron) over folders another user can write. Each test plays one of
+the attacks of ../shared/probes as that user would, with links made and owned as theirs."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_photo, run, write_photo
+
+OWNER = 4321  # the archive's owner: an unprivileged user
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to play another user")
+
+
+@pytest.fixture
+def archive(tmp_path):
+    root = tmp_path / "home" / "owner" / "Pictures"
+    write_photo(root / "album" / "daemon.jpg", make_photo(np.random.default_rng(3), True))
+    (root / "album" / "daemon.json").write_text('{"x": 1}')
+    return root
+
+
+def classify(archive, dest, *extra):
+    return run("classify", archive, "--move-to", dest, "--threshold", 0, "--workers", 1, *extra)
+
+
+def owners_link(link, to):
+    link.symlink_to(to)
+    os.lchown(link, OWNER, OWNER)
+
+
+@as_root
+def test_target_that_is_another_users_link_is_refused(archive, tmp_path):
+    rootonly = tmp_path / "rootonly"
+    rootonly.mkdir()
+    owners_link(archive / "Flowers", rootonly)
+    result = classify(archive, archive / "Flowers")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {archive / 'Flowers'}: {archive / 'Flowers'} is a symbolic link of another "
+        f"user's (uid {OWNER}); give the folder it points to, or run as that user\n"
+    )
+    assert list(rootonly.iterdir()) == []
+    assert (archive / "album" / "daemon.jpg").exists()
+
+
+@as_root
+def test_review_folder_below_another_users_link_is_refused(archive, tmp_path):
+    rootonly = tmp_path / "rootonly"
+    rootonly.mkdir()
+    owners_link(tmp_path / "home" / "owner" / "Review", rootonly)
+    review = tmp_path / "home" / "owner" / "Review" / "maybe"
+    result = classify(archive, tmp_path / "out", "--review-to", review)
+    assert result.exit_code == 2 and "is a symbolic link of another user's" in result.stderr
+    assert list(rootonly.iterdir()) == []
+
+
+def test_own_link_to_the_target_is_followed(archive, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "Flowers").symlink_to(tmp_path / "real")
+    assert classify(archive, tmp_path / "Flowers").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["daemon.jpg", "daemon.json"]
