@@ -538,6 +538,7 @@ def undo(
                 yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
             restored = journal.restored_by_undo(run_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
+            left = 0  # moves that failed to go back
             held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
             moves = journal.done_moves(run_id)
             metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
@@ -558,20 +559,26 @@ def undo(
                     continue
                 if action == "dedupe":
                     held = _undo_dedupe(journal, run, sources, finals, run_id)
+                    left += held.action == Action.FAILED
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
                     out = _undo_one(journal, run, sources, finals, False, metadata)
-                    complete = i == len(moves) - 1
+                    complete = i == len(moves) - 1 and not left
                     if out.action == Action.FAILED:
+                        left += 1
                         yield out
                     elif held and held.action == Action.RESTORED:
                         held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
                     out = _undo_one(journal, run, sources, finals, keep_source, metadata)
-                    complete = i == len(moves) - 1
+                    left += out.action == Action.FAILED
+                    complete = i == len(moves) - 1 and not left
                     yield out
-            complete = True
+            complete = not left
             if held:
                 yield held
+            if left:  # the run stays open: the next undo tries what is left
+                journal.finish_run(run)
+                return
             _undone(journal, run_id, run, already)
         except GeneratorExit:  # the reader went away: the run is undone if every move is back
             if complete:

@@ -60,3 +60,30 @@ def test_own_link_to_the_target_is_followed(archive, tmp_path):
     (tmp_path / "Flowers").symlink_to(tmp_path / "real")
     assert classify(archive, tmp_path / "Flowers").exit_code == 0
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["daemon.jpg", "daemon.json"]
+
+
+def test_undo_whose_photos_failed_stays_open(tmp_path, monkeypatch):
+    """The source disk full during undo: the run is not marked undone, and the next undo
+    puts the photos back."""
+    import errno
+    import json
+
+    from flowersort import safefs
+
+    archive = tmp_path / "Pictures"
+    for i in range(3):
+        write_photo(archive / f"IMG_{i}.jpg", make_photo(np.random.default_rng(i), True))
+    dest = tmp_path / "Flowers"
+    assert classify(archive, dest).exit_code == 0
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(safefs, "_link", full)
+        assert run("undo", "-q").exit_code == 1
+    assert len(list(dest.iterdir())) == 3
+    [listed] = [json.loads(line) for line in run("undo", "--list", "--json").stdout.splitlines()]
+    assert listed["state"] != "undone"
+    assert run("undo", "-q").exit_code == 0
+    assert not dest.exists() and len(list(archive.iterdir())) == 3
