@@ -198,6 +198,35 @@ class RunLock:
         self.release()
 
 
+class FolderLock:
+    """An exclusive flock on a folder itself (its own file descriptor): runs over the same
+    archive or target with different state folders (root's cron and the user's shell)
+    wait for each other or exit 3 as two runs with the same one do. A filesystem that
+    cannot lock (some FUSE ones) is not locked."""
+
+    def __init__(self, folder: Path, wait: bool = False):
+        self.fd: int | None = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            os.close(self.fd)
+            self.fd = None
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise LockHeld(
+                    f"another flowersort run is moving photos in {folder}; try again later "
+                    "or use --wait"
+                ) from None
+            log.debug("%s cannot be locked: %s", folder, e.strerror)
+            return
+        _held_locks.add(self.fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            _held_locks.discard(self.fd)
+            os.close(self.fd)  # the lock goes with it
+            self.fd = None
+
+
 class _Db:
     """The journal's connection: any SQLite error (a full disk, a read-only folder, damage)
     becomes a StateError, one line for the user."""

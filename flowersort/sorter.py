@@ -18,7 +18,14 @@ from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch
 from flowersort.errors import FlowersortError
-from flowersort.journal import Journal, RunInfo, RunLock, earlier_target, state_dir
+from flowersort.journal import (
+    FolderLock,
+    Journal,
+    RunInfo,
+    RunLock,
+    earlier_target,
+    state_dir,
+)
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
@@ -173,6 +180,14 @@ def classify(
             mover.close()
             raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
         mover.journal.note_created_dirs(mover.run, created)
+        try:  # the source, then the target: the same order in every run
+            folder = src if src.is_dir() else src.parent
+            mover.folder_locks = []
+            for f in (folder, Path(dest)):
+                mover.folder_locks.append(FolderLock(f, wait))
+        except BaseException:
+            mover.close()
+            raise
         mover.keep_below = src if keep_structure else None
     plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
     if plan is not None:
@@ -412,6 +427,7 @@ class Mover:
     """Moves (or copies) photos with their sidecars into dest, under the lock and journal."""
 
     keep_below: Path | None = None  # --keep-structure: src, whose sub-folders are kept
+    folder_locks: list = []  # FolderLock on src and dest, once dest is made
 
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode, wait: bool, src: Path):
         folder = state_dir()
@@ -495,6 +511,8 @@ class Mover:
         return sorted(twins[1:] + [twin.parent / name for name in free_names])
 
     def close(self) -> None:
+        for lock in self.folder_locks:
+            lock.release()
         self.journal.finish_run(self.run)
         self.journal.close()
         self.lock.release()

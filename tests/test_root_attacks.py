@@ -87,3 +87,22 @@ def test_undo_whose_photos_failed_stays_open(tmp_path, monkeypatch):
     assert listed["state"] != "undone"
     assert run("undo", "-q").exit_code == 0
     assert not dest.exists() and len(list(archive.iterdir())) == 3
+
+
+@pytest.mark.parametrize("which", ["source", "target"])
+def test_runs_with_other_state_folders_share_the_folder_locks(archive, tmp_path, which):
+    """Root's cron (its own state folder) and the owner's shell (another) over the same
+    archive and target: the second waits or exits 3 as with one state folder."""
+    from flowersort.journal import FolderLock
+
+    dest = tmp_path / "Flowers"
+    dest.mkdir()
+    lock = FolderLock(archive if which == "source" else dest)  # the other run's, held
+    try:
+        result = classify(archive, dest)
+    finally:
+        lock.release()
+    assert result.exit_code == 3
+    assert "another flowersort run is moving photos in" in result.stderr
+    assert list(dest.iterdir()) == [] and (archive / "album" / "daemon.jpg").exists()
+    assert classify(archive, dest).exit_code == 0
