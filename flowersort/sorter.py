@@ -94,10 +94,9 @@ def check_target(src: Path, dest: Path) -> None:
             )
 
 
-def check_no_foreign_links(folder: Path) -> None:
-    """A target or review folder reached through a link that another user owns (not root,
-    not us) is refused: a root run into ~owner/Pictures/Flowers must not follow the owner's
-    link to a folder of root's."""
+def foreign_link(folder: Path) -> tuple[Path, int] | None:
+    """A symbolic link on the way to folder that another user owns (not root, not us), and
+    its owner: a root run must not follow where that user points it."""
     path = Path(os.path.abspath(folder))
     for part in (path, *path.parents):
         try:
@@ -105,10 +104,30 @@ def check_no_foreign_links(folder: Path) -> None:
         except OSError:
             continue  # not made yet: make_dirs makes a folder, never a link
         if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
-            raise FlowersortError(
-                f"{folder}: {part} is a symbolic link of another user's (uid {st.st_uid}); "
-                "give the folder it points to, or run as that user"
-            )
+            return part, st.st_uid
+    return None
+
+
+def check_no_foreign_links(folder: Path) -> None:
+    """A target or review folder reached through a link that another user owns is
+    refused: a root run into ~owner/Pictures/Flowers must not follow the owner's link to a
+    folder of root's."""
+    if found := foreign_link(folder):
+        part, uid = found
+        raise FlowersortError(
+            f"{folder}: {part} is a symbolic link of another user's (uid {uid}); "
+            "give the folder it points to, or run as that user"
+        )
+
+
+def _link_in_the_way(photo: Path) -> Outcome | None:
+    """Undo: a folder of photo's old place that another user replaced by a link since (a
+    stand-in for /etc/cron.d) is never followed; the photo stays in the target."""
+    if found := foreign_link(photo.parent):
+        part, uid = found
+        why = f"{part} is now a symbolic link of another user's (uid {uid}); left in the target"
+        return Outcome(photo, Action.FAILED, reason=why)
+    return None
 
 
 def same_photo(photo: Path, there: Path) -> bool:
@@ -700,6 +719,8 @@ def _undo_one(
     present = [f for f in finals if f.exists()]
     if len(present) != len(finals):
         return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
+    if refused := _link_in_the_way(photo):
+        return refused
     try:
         untouched = _untouched_since_moved(metadata, finals)
         photo.parent.mkdir(parents=True, exist_ok=True)
@@ -748,6 +769,8 @@ def _undo_dedupe(
     gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
     if not all(t.exists() for _, t in gone):
         return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
+    if refused := _link_in_the_way(photo):
+        return refused
     try:
         photo.parent.mkdir(parents=True, exist_ok=True)
         if gone:

@@ -106,3 +106,20 @@ def test_runs_with_other_state_folders_share_the_folder_locks(archive, tmp_path,
     assert "another flowersort run is moving photos in" in result.stderr
     assert list(dest.iterdir()) == [] and (archive / "album" / "daemon.jpg").exists()
     assert classify(archive, dest).exit_code == 0
+
+
+@as_root
+def test_undo_never_follows_a_link_put_where_a_folder_was(archive, tmp_path):
+    """After the nightly move the owner replaces album/ by a link to a root-only folder:
+    undo writes nothing there, says why, and the photo stays in the target."""
+    rootonly = tmp_path / "rootonly"
+    rootonly.mkdir()
+    dest = tmp_path / "out" / "Flowers"
+    assert classify(archive, dest).exit_code == 0
+    (archive / "album").rename(archive / "album.old")
+    owners_link(archive / "album", rootonly)
+    result = run("undo")
+    assert result.exit_code == 1
+    assert f"{archive / 'album'} is now a symbolic link of another user's" in result.stderr
+    assert list(rootonly.iterdir()) == []
+    assert sorted(p.name for p in dest.iterdir()) == ["daemon.jpg", "daemon.json"]
