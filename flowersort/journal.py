@@ -374,6 +374,7 @@ class Journal:
         action="move",
         metadata: list[dict] | None = None,
         undoing: bool = False,
+        follow: bool = False,
     ) -> list[Path]:
         """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
@@ -389,6 +390,7 @@ class Journal:
                 note=note,
                 metadata=metadata,
                 undoing=undoing,
+                follow=follow,
             )
         except safefs.GroupSplit:
             self.db.execute("UPDATE moves SET state = 'split' WHERE id = ?", (move_id,))

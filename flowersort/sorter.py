@@ -208,6 +208,7 @@ def classify(
             mover.close()
             raise
         mover.keep_below = src if keep_structure else None
+        mover.follow = follow_symlinks
     plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
     if plan is not None:
         plan.keep_below = src if keep_structure else None
@@ -447,6 +448,7 @@ class Mover:
 
     keep_below: Path | None = None  # --keep-structure: src, whose sub-folders are kept
     folder_locks: list = []  # FolderLock on src and dest, once dest is made
+    follow: bool = False  # --follow-symlinks: a photo that is a link is moved by its link
 
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode, wait: bool, src: Path):
         folder = state_dir()
@@ -494,7 +496,9 @@ class Mover:
             if folder != base:
                 safefs.check_folders_keep_private(group, folder)  # before its folders are made
                 self.journal.note_created_dirs(self.run, make_dirs(folder))
-            finals = self.journal.transfer(self.run, group, folder, keep_source=self.copy)
+            finals = self.journal.transfer(
+                self.run, group, folder, keep_source=self.copy, follow=self.follow
+            )
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"

@@ -123,3 +123,78 @@ def test_undo_never_follows_a_link_put_where_a_folder_was(archive, tmp_path):
     assert f"{archive / 'album'} is now a symbolic link of another user's" in result.stderr
     assert list(rootonly.iterdir()) == []
     assert sorted(p.name for p in dest.iterdir()) == ["daemon.jpg", "daemon.json"]
+
+
+# The swaps below are made by the owner while root's transfer works: each is injected at the
+# step the probes catch it (a copy's bytes written, a name linked).
+
+
+def test_a_sidecar_swapped_for_a_link_during_the_copy_is_not_copied(tmp_path, monkeypatch):
+    from flowersort import safefs
+
+    secret = tmp_path / "other" / "notes.txt"
+    secret.parent.mkdir()
+    secret.write_text("OTHER-USER-SECRET")
+    photo, side = tmp_path / "big.jpg", tmp_path / "big.xmp"
+    photo.write_bytes(b"photo bytes")
+    side.write_text("<xmp/>")
+    copy_bytes = safefs._copy_bytes
+
+    def swap_after_the_photo(src_fd, dst_fd):
+        copy_bytes(src_fd, dst_fd)
+        if not side.is_symlink():
+            side.unlink()
+            side.symlink_to(secret)
+
+    monkeypatch.setattr(safefs, "_copy_bytes", swap_after_the_photo)
+    folder = tmp_path / "Flowers"
+    folder.mkdir()
+    with pytest.raises(OSError, match="big.xmp is now a symbolic link; left in place"):
+        safefs.transfer([photo, side], folder, keep_source=True)
+    assert list(folder.iterdir()) == []
+
+
+def test_a_photo_that_became_a_link_is_neither_moved_nor_copied(tmp_path):
+    from flowersort import safefs
+
+    secret = tmp_path / "private.jpg"
+    secret.write_bytes(b"another user's photo")
+    photo = tmp_path / "Pictures" / "p299.jpg"
+    photo.parent.mkdir()
+    photo.symlink_to(secret)
+    folder = tmp_path / "Flowers"
+    folder.mkdir()
+    for keep_source in (True, False):
+        with pytest.raises(OSError, match="p299.jpg is now a symbolic link"):
+            safefs.transfer([photo], folder, keep_source=keep_source)
+    assert list(folder.iterdir()) == [] and photo.is_symlink()
+    [copy] = safefs.transfer([photo], folder, keep_source=True, follow=True)  # asked for
+    assert copy.read_bytes() == secret.read_bytes()
+
+
+def test_a_folder_swapped_for_a_link_mid_move_never_removes_the_file_it_leads_to(
+    tmp_path, monkeypatch
+):
+    """The owner swaps album/ for a link to a folder of root's holding a byte-identical
+    file: the "same bytes" check passed and root removed its own file."""
+    from flowersort import safefs
+
+    album, rootshare = tmp_path / "Pictures" / "album", tmp_path / "rootshare"
+    album.mkdir(parents=True)
+    rootshare.mkdir()
+    (rootshare / "big.jpg").write_bytes(b"the same bytes")
+    (album / "big.jpg").write_bytes(b"the same bytes")
+    link = safefs._link
+
+    def swap_after_linking(src, dst):
+        link(src, dst)
+        album.rename(album.with_name("album.old"))
+        album.symlink_to(rootshare)
+
+    monkeypatch.setattr(safefs, "_link", swap_after_linking)
+    folder = tmp_path / "Flowers"
+    folder.mkdir()
+    with pytest.raises(OSError, match="big.jpg changed while being moved; left in place"):
+        safefs.transfer([album / "big.jpg"], folder)
+    assert (rootshare / "big.jpg").read_bytes() == b"the same bytes"
+    assert (album.with_name("album.old") / "big.jpg").exists()
