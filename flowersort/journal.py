@@ -58,6 +58,7 @@ class RunInfo:
     undone: bool
     photos: int  # photos moved or copied (each with its sidecars)
     restored: int = 0  # of them, put back by an undo that was stopped half-way
+    stopped: bool = False  # ended by a signal (Ctrl-C, SIGTERM) before its last photo
 
     @property
     def state(self) -> str:
@@ -65,7 +66,9 @@ class RunInfo:
             return "undone"
         if self.restored:
             return "partly undone"
-        return "done" if self.finished else "interrupted"
+        if not self.finished:
+            return "interrupted"
+        return "stopped" if self.stopped else "done"
 
     def when(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
@@ -304,6 +307,8 @@ class Journal:
             self.db.execute("ALTER TABLE moves ADD COLUMN action TEXT NOT NULL DEFAULT 'move'")
         if "metadata" not in have:
             self.db.execute("ALTER TABLE moves ADD COLUMN metadata TEXT")
+        if "stopped" not in {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}:
+            self.db.execute("ALTER TABLE runs ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0")
         self._absolute_paths()
 
     def _absolute_paths(self) -> None:
@@ -357,9 +362,12 @@ class Journal:
         )
         return cur.lastrowid
 
-    def finish_run(self, run: int) -> None:
+    def finish_run(self, run: int, stopped: bool = False) -> None:
+        """The run ended (`stopped`: by a signal, before its last photo)."""
         try:  # informative only: a journal that failed during the run need not fail again
             self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (time.time(), run))
+            if stopped:
+                self.db.execute("UPDATE runs SET stopped = 1 WHERE id = ?", (run,))
         except StateError:
             pass
 
@@ -594,15 +602,18 @@ class Journal:
 
     def runs(self, run: int | None = None) -> list[RunInfo]:
         """The classify and copy runs that moved photos, oldest first (or just `run`)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        stopped = "stopped" if "stopped" in columns else "0"  # a journal of an older version
         rows = self.db.execute(
-            "SELECT runs.id, kind, started, finished, src, dest, undone, COUNT(moves.id) "
+            "SELECT runs.id, kind, started, finished, src, dest, undone, COUNT(moves.id), "
+            f"{stopped} "
             "FROM runs JOIN moves ON moves.run = runs.id AND moves.state IN ('done', 'split') "
             "AND moves.action != 'dedupe-sidecars' "
             "WHERE kind IN ('classify', 'copy') AND (? IS NULL OR runs.id = ?) "
             "GROUP BY runs.id ORDER BY runs.id",
             (run, run),
         ).fetchall()
-        infos = [RunInfo(*row[:6], bool(row[6]), row[7]) for row in rows]
+        infos = [RunInfo(*row[:6], bool(row[6]), row[7], stopped=bool(row[8])) for row in rows]
         for info in infos:
             if not info.undone and (restored := self.restored_by_undo(info.id)):
                 info.restored = sum(

@@ -251,6 +251,8 @@ def classify(
             model, noting_identity(photos), workers, cache=cache, thumbnail=thumbnail
         ):
             if stop is not None and stop():
+                if mover:
+                    mover.stopped = True
                 return
             path, score, note = scored.path, scored.score, scored.note
             was = scored_as.pop(path, None)
@@ -449,6 +451,7 @@ class Mover:
     keep_below: Path | None = None  # --keep-structure: src, whose sub-folders are kept
     folder_locks: list = []  # FolderLock on src and dest, once dest is made
     follow: bool = False  # --follow-symlinks: a photo that is a link is moved by its link
+    stopped = False  # by a signal: undo --list says so
 
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode, wait: bool, src: Path):
         folder = state_dir()
@@ -536,7 +539,7 @@ class Mover:
     def close(self) -> None:
         for lock in self.folder_locks:
             lock.release()
-        self.journal.finish_run(self.run)
+        self.journal.finish_run(self.run, self.stopped)
         self.journal.close()
         self.lock.release()
 

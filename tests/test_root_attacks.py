@@ -198,3 +198,27 @@ def test_a_folder_swapped_for_a_link_mid_move_never_removes_the_file_it_leads_to
         safefs.transfer([album / "big.jpg"], folder)
     assert (rootshare / "big.jpg").read_bytes() == b"the same bytes"
     assert (album.with_name("album.old") / "big.jpg").exists()
+
+
+def test_a_classify_stopped_by_a_signal_is_listed_stopped(tmp_path):
+    from flowersort import sorter
+    from flowersort.model import default_model_path, load_model
+
+    archive = tmp_path / "Pictures"
+    for i in range(4):
+        write_photo(archive / f"IMG_{i}.jpg", make_photo(np.random.default_rng(i), True))
+    calls = []
+
+    def stop():  # the signal comes as the second photo's turn starts
+        calls.append(1)
+        return len(calls) > 1
+
+    model = load_model(default_model_path())
+    outcomes = sorter.classify(
+        model, archive, tmp_path / "Flowers", threshold=0.0, workers=1, stop=stop
+    )
+    assert len(list(outcomes)) == 1
+    [info] = sorter.list_runs()
+    assert info.state == "stopped" and info.to_json()["state"] == "stopped"
+    assert run("undo", "-q").exit_code == 0
+    assert len(list(archive.iterdir())) == 4
