@@ -321,6 +321,8 @@ class Journal:
             "JOIN runs ON runs.id = moves.run WHERE substr(sources, 3, 1) != '/'"
         ).fetchall()
         for move_id, sources, steps, finals, src, dest in rows:
+            if not _parses(sources, steps, finals or "[]"):
+                continue  # damaged: recover sets it aside
             steps = json.loads(steps)
             base = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
             if base is None:
@@ -495,6 +497,9 @@ class Journal:
         for move_id, sources, keep_source, steps, action, twins, was, recorded in rows:
             # a failed move cleaned up after itself unless something stopped that too (a
             # full disk, an I/O error): look again for anything it left
+            if not _parses(sources, steps, twins if action == "dedupe" else "[]"):
+                self._set_aside_row(move_id)
+                continue
             try:
                 if action == "dedupe":
                     state, finals = _recover_dedupe(
@@ -526,6 +531,17 @@ class Journal:
                     "recovered an interrupted move of %s: %s", json.loads(sources)[0], state
                 )
         return recovered
+
+    def _set_aside_row(self, move_id: int) -> None:
+        """A move whose record does not parse (the journal damaged by hand or by a disk) is
+        never acted on: its state becomes 'damaged', kept for a person to look at."""
+        self.db.execute("UPDATE moves SET state = 'damaged' WHERE id = ?", (move_id,))
+        log.warning(
+            "warning: move %d of the journal %s is damaged and set aside (not finished, "
+            "not undone): look for .flowersort-tmp-* files in its target",
+            move_id,
+            self.db.path,
+        )
 
     # ------------------------------------------------------------------ undo
 
@@ -637,6 +653,29 @@ class Journal:
 
     def mark_undone(self, run: int) -> None:
         self.db.execute("UPDATE runs SET undone = 1 WHERE id = ?", (run,))
+
+
+def _parses(sources: str, steps: str, twins: str) -> bool:
+    """Whether a move's record is what the journal writes: lists of paths and of steps
+    ([step, path, details?])."""
+
+    def is_step(item) -> bool:
+        return (
+            isinstance(item, list) and len(item) > 1 and all(isinstance(x, str) for x in item[:2])
+        )
+
+    try:
+        paths, twins, steps = json.loads(sources), json.loads(twins), json.loads(steps)
+    except (TypeError, ValueError):
+        return False
+    return (
+        isinstance(paths, list)
+        and isinstance(twins, list)
+        and paths != []
+        and all(isinstance(p, str) for p in paths + twins)
+        and isinstance(steps, list)
+        and all(is_step(step) for step in steps)
+    )
 
 
 def _recover_one(

@@ -222,3 +222,26 @@ def test_a_classify_stopped_by_a_signal_is_listed_stopped(tmp_path):
     assert info.state == "stopped" and info.to_json()["state"] == "stopped"
     assert run("undo", "-q").exit_code == 0
     assert len(list(archive.iterdir())) == 4
+
+
+# (sources cannot hold bad JSON: the journal's index on its first path refuses it)
+@pytest.mark.parametrize("column, garbage", [("steps", "[not json"), ("sources", '{"a": 1}')])
+def test_a_journal_row_that_does_not_parse_is_set_aside(tmp_path, state_home, column, garbage):
+    """A move's record damaged (bad JSON) stopped every later run with exit 4; now it is
+    set aside with one warning, never acted on, and the runs go on."""
+    import sqlite3
+
+    archive = tmp_path / "Pictures"
+    for i in range(2):
+        write_photo(archive / f"IMG_{i}.jpg", make_photo(np.random.default_rng(i), True))
+    dest = tmp_path / "Flowers"
+    assert classify(archive, dest, "--exclude", "IMG_1.jpg").exit_code == 0
+    db = sqlite3.connect(state_home / "flowersort" / "journal.sqlite")
+    db.execute(f"UPDATE moves SET state = 'started', {column} = ?", (garbage,))
+    db.commit()
+    db.close()
+    result = classify(archive, dest)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("is damaged and set aside") == 1
+    assert sorted(p.name for p in dest.iterdir()) == ["IMG_0.jpg", "IMG_1.jpg"]
+    assert classify(archive, dest).stderr.count("damaged") == 0  # said once
