@@ -647,7 +647,15 @@ def transfer(
             ) from None
         removed.append(i)
     for parent in {s.parent for s in sources}:
-        fsync_dir(parent)
+        try:
+            fsync_dir(parent)
+        except OSError as e:  # the move is done: its copies are fsynced in their folder
+            log.warning(
+                "warning: %s could not be synced after the move (%s): a power cut now may "
+                "bring a moved source back",
+                parent,
+                e.strerror,
+            )
     return finals
 
 

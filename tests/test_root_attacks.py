@@ -245,3 +245,29 @@ def test_a_journal_row_that_does_not_parse_is_set_aside(tmp_path, state_home, co
     assert result.stderr.count("is damaged and set aside") == 1
     assert sorted(p.name for p in dest.iterdir()) == ["IMG_0.jpg", "IMG_1.jpg"]
     assert classify(archive, dest).stderr.count("damaged") == 0  # said once
+
+
+def test_an_fsync_error_of_the_source_folder_after_the_move_is_a_warning(tmp_path, monkeypatch):
+    """EIO from fsync of the source's folder once the source is gone reported a completed
+    move as failed (exit 1, journal 'failed')."""
+    import errno
+
+    from flowersort import safefs
+
+    archive = tmp_path / "Pictures"
+    write_photo(archive / "IMG_0.jpg", make_photo(np.random.default_rng(0), True))
+    fsync_dir = safefs.fsync_dir
+
+    def eio_for_the_archive(folder):
+        if folder == archive:
+            raise OSError(errno.EIO, "Input/output error")
+        fsync_dir(folder)
+
+    with monkeypatch.context() as m:
+        m.setattr(safefs, "fsync_dir", eio_for_the_archive)
+        result = classify(archive, tmp_path / "Flowers")
+    assert result.exit_code == 0, result.output
+    assert "could not be synced after the move (Input/output error)" in result.stderr
+    assert [p.name for p in (tmp_path / "Flowers").iterdir()] == ["IMG_0.jpg"]
+    assert list(archive.iterdir()) == []
+    assert run("undo", "-q").exit_code == 0 and (archive / "IMG_0.jpg").exists()
