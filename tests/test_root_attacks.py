@@ -271,3 +271,26 @@ def test_an_fsync_error_of_the_source_folder_after_the_move_is_a_warning(tmp_pat
     assert [p.name for p in (tmp_path / "Flowers").iterdir()] == ["IMG_0.jpg"]
     assert list(archive.iterdir()) == []
     assert run("undo", "-q").exit_code == 0 and (archive / "IMG_0.jpg").exists()
+
+
+@pytest.mark.parametrize("score, reason", [("0.5x", ""), (None, ""), (None, None)])
+def test_a_damaged_cache_row_is_scored_again(tmp_path, score, reason):
+    """A text score stopped every later run with exit 4; a NULL one was 'skipped' with an
+    empty reason. Either is scored again, with one warning."""
+    import json
+    import sqlite3
+
+    archive = tmp_path / "Pictures"
+    for i in range(2):
+        write_photo(archive / f"IMG_{i}.jpg", make_photo(np.random.default_rng(i), True))
+    assert run("classify", archive, "--json", "-q").exit_code == 0
+    db = sqlite3.connect(tmp_path / "cache" / "flowersort" / "scores.sqlite")
+    assert db.execute("UPDATE scores SET score = ?, reason = ?", (score, reason)).rowcount == 2
+    db.commit()
+    db.close()
+    result = run("classify", archive, "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["action"] for r in rows] == ["kept", "kept"]
+    assert all(isinstance(r["score"], float) for r in rows)
+    assert result.stderr.count("holds damaged rows; they are scored again") == 1
