@@ -294,3 +294,19 @@ def test_a_damaged_cache_row_is_scored_again(tmp_path, score, reason):
     assert [r["action"] for r in rows] == ["kept", "kept"]
     assert all(isinstance(r["score"], float) for r in rows)
     assert result.stderr.count("holds damaged rows; they are scored again") == 1
+
+
+def test_a_model_with_nan_weights_is_refused(tmp_path):
+    from flowersort.model import default_model_path
+
+    with np.load(default_model_path(), allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    name = next(k for k, a in arrays.items() if a.dtype.kind == "f" and a.size > 1)
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] = np.nan
+    bad = tmp_path / "nan.npz"
+    np.savez(bad, **arrays)
+    (tmp_path / "Pictures").mkdir()
+    result = run("classify", tmp_path / "Pictures", "--model", bad)
+    assert result.exit_code == 2
+    assert "is incomplete or incompatible (it holds NaN or infinite numbers)" in result.stderr
