@@ -52,6 +52,23 @@ def sidecars(photo: Path) -> list[Path]:
     return sorted(found)
 
 
+def own_sidecars(photo: Path) -> list[Path]:
+    """The photo's sidecars that belong to its owner: another user's file with the same
+    stem (a 0600 RAW twin in a shared folder) is not moved with the photo."""
+    try:
+        owner = os.lstat(photo).st_uid
+    except OSError:
+        return []
+    found = []
+    for side in sidecars(photo):
+        try:
+            if os.lstat(side).st_uid == owner:
+                found.append(side)
+        except OSError:
+            continue
+    return found
+
+
 def identical_at_target(photo: Path, dest: Path) -> Path | None:
     """A byte-identical copy of photo already in dest under its name or a numbered one."""
     stem, suffix = safefs.split_name(photo.name)
@@ -382,7 +399,7 @@ def dedupe_plan(photo: Path, twin: Path):
     group is moved as with rename."""
     stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
     dups, twins, free, free_names = [photo], [twin], [], []
-    for side in sidecars(photo):
+    for side in own_sidecars(photo):
         name = safefs.member_name(side.name, stem, twin_stem)
         there = twin.parent / name  # by the twin: with --keep-structure, in its album
         if not os.path.lexists(there):
@@ -433,7 +450,7 @@ class DryRun:
                 target = os.fsdecode(twin)
                 action = Action.WOULD_DEDUPLICATE
                 return Outcome(photo, action, score, True, target, _names(beside))
-        group = [photo, *(s for s in sidecars(photo) if s not in self.moved)]
+        group = [photo, *(s for s in own_sidecars(photo) if s not in self.moved)]
         try:
             safefs.check_folders_keep_private(group, folder)
             finals = planned_finals(group, folder, self.taken)
@@ -495,7 +512,7 @@ class Mover:
                 if (beside := self.dedupe(photo, twin)) is not None:
                     target, sides = os.fsdecode(twin), _names(beside)
                     return Outcome(photo, Action.DEDUPLICATED, score, True, target, sides)
-            group = [photo, *sidecars(photo)]
+            group = [photo, *own_sidecars(photo)]
             if folder != base:
                 safefs.check_folders_keep_private(group, folder)  # before its folders are made
                 self.journal.note_created_dirs(self.run, make_dirs(folder))

@@ -310,3 +310,22 @@ def test_a_model_with_nan_weights_is_refused(tmp_path):
     result = run("classify", tmp_path / "Pictures", "--model", bad)
     assert result.exit_code == 2
     assert "is incomplete or incompatible (it holds NaN or infinite numbers)" in result.stderr
+
+
+@as_root
+def test_another_users_raw_twin_stays(tmp_path):
+    """A 0600 RAW file of another user with the photo's stem, in a folder both write, is
+    not the photo's sidecar: it stays, unread."""
+    archive = tmp_path / "shared"
+    write_photo(archive / "IMG_1.jpg", make_photo(np.random.default_rng(1), True))
+    os.chown(archive / "IMG_1.jpg", OWNER, OWNER)
+    theirs = archive / "IMG_1.CR2"
+    theirs.write_bytes(b"another user's raw")
+    os.chown(theirs, OWNER + 1, OWNER + 1)
+    theirs.chmod(0o600)
+    dest = tmp_path / "Flowers"
+    for extra in ("--dry-run", "--json"):
+        result = classify(archive, dest, "--json", extra)
+        assert result.exit_code == 0, result.output
+        assert "CR2" not in result.stdout
+    assert theirs.exists() and [p.name for p in dest.iterdir()] == ["IMG_1.jpg"]
