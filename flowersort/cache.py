@@ -11,6 +11,7 @@ share it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -81,6 +82,7 @@ class ScoreCache:
                     raise self._error(e.strerror or str(e)) from None
         self.pending = 0
         self.lost = False  # said once that this run's scores cannot be remembered
+        self.damaged_said = False  # said once that a row held no usable score
         self.folder: str | Path | None = None
         self.rows: dict[bytes, tuple] = {}
 
@@ -126,7 +128,17 @@ class ScoreCache:
         row = self.rows.get(os.fsencode(name_text))
         if row is None or row[:3] != key:
             return None
-        return row[3], row[4] or ""
+        score, reason = row[3], row[4]
+        if isinstance(score, (int, float)) and math.isfinite(score):
+            return float(score), reason if isinstance(reason, str) else ""
+        if score is None and isinstance(reason, str) and reason:
+            return None, reason
+        if not self.damaged_said:  # a text or NULL score without a reason: scored again
+            self.damaged_said = True
+            log.warning(
+                "warning: score cache %s holds damaged rows; they are scored again", self.path
+            )
+        return None
 
     def put(
         self, path: str | Path, key: Key, score: float | None, reason: str, lasting: bool = False

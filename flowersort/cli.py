@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -229,7 +230,7 @@ def say(line: str) -> None:
     tqdm.write(line, file=sys.stdout)
 
 
-def open_log_file(path: Path) -> logging.FileHandler:
+def open_log_file(path: Path) -> logging.StreamHandler:
     """Append to the log file, creating its folder (cron's $HOME/.cache may not exist
     yet); a path that cannot be written is one line and exit 2."""
     try:
@@ -237,9 +238,14 @@ def open_log_file(path: Path) -> logging.FileHandler:
             path.parent.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
             pass  # a file in the way: opening the log says "Not a directory"
-        return logging.FileHandler(path, encoding="utf-8")
+        # never through a link: a root run's log in a folder another user writes must not
+        # append to a file that user points it at
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        stream = open(os.open(path, flags, 0o644), "a", encoding="utf-8")
+        return logging.StreamHandler(stream)
     except OSError as e:
-        message = f"cannot write the log file {display(path)}: {e.strerror or e}"
+        why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror or e
+        message = f"cannot write the log file {display(path)}: {why}"
         raise OneLineUsageError(message) from None
 
 

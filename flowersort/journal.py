@@ -60,6 +60,7 @@ class RunInfo:
     undone: bool
     photos: int  # photos moved or copied (each with its sidecars)
     restored: int = 0  # of them, put back by an undo that was stopped half-way
+    stopped: bool = False  # ended by a signal (Ctrl-C, SIGTERM) before its last photo
 
     @property
     def state(self) -> str:
@@ -67,7 +68,9 @@ class RunInfo:
             return "undone"
         if self.restored:
             return "partly undone"
-        return "done" if self.finished else "interrupted"
+        if not self.finished:
+            return "interrupted"
+        return "stopped" if self.stopped else "done"
 
     def when(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
@@ -167,11 +170,11 @@ class RunLock:
     def __init__(self, folder: Path, wait: bool = False):
         _make_state_dir(folder)
         try:  # never inherited by a program we start (O_CLOEXEC)
-            self.fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW  # a link: refused
+            self.fd = os.open(folder / "lock", flags, 0o644)
         except OSError as e:
-            raise StateError(
-                f"cannot create the run lock {folder / 'lock'}: {e.strerror}"
-            ) from None
+            why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror
+            raise StateError(f"cannot create the run lock {folder / 'lock'}: {why}") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as e:
@@ -198,6 +201,35 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+class FolderLock:
+    """An exclusive flock on a folder itself (its own file descriptor): runs over the same
+    archive or target with different state folders (root's cron and the user's shell)
+    wait for each other or exit 3 as two runs with the same one do. A filesystem that
+    cannot lock (some FUSE ones) is not locked."""
+
+    def __init__(self, folder: Path, wait: bool = False):
+        self.fd: int | None = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            os.close(self.fd)
+            self.fd = None
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise LockHeld(
+                    f"another flowersort run is moving photos in {folder}; try again later "
+                    "or use --wait"
+                ) from None
+            log.debug("%s cannot be locked: %s", folder, e.strerror)
+            return
+        _held_locks.add(self.fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            _held_locks.discard(self.fd)
+            os.close(self.fd)  # the lock goes with it
+            self.fd = None
 
 
 class _Db:
@@ -277,6 +309,8 @@ class Journal:
             self.db.execute("ALTER TABLE moves ADD COLUMN action TEXT NOT NULL DEFAULT 'move'")
         if "metadata" not in have:
             self.db.execute("ALTER TABLE moves ADD COLUMN metadata TEXT")
+        if "stopped" not in {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}:
+            self.db.execute("ALTER TABLE runs ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0")
         self._absolute_paths()
 
     def _absolute_paths(self) -> None:
@@ -289,6 +323,8 @@ class Journal:
             "JOIN runs ON runs.id = moves.run WHERE substr(sources, 3, 1) != '/'"
         ).fetchall()
         for move_id, sources, steps, finals, src, dest in rows:
+            if not _parses(sources, steps, finals or "[]"):
+                continue  # damaged: recover sets it aside
             steps = json.loads(steps)
             base = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
             if base is None:
@@ -330,9 +366,12 @@ class Journal:
         )
         return cur.lastrowid
 
-    def finish_run(self, run: int) -> None:
+    def finish_run(self, run: int, stopped: bool = False) -> None:
+        """The run ended (`stopped`: by a signal, before its last photo)."""
         try:  # informative only: a journal that failed during the run need not fail again
             self.db.execute("UPDATE runs SET finished = ? WHERE id = ?", (time.time(), run))
+            if stopped:
+                self.db.execute("UPDATE runs SET stopped = 1 WHERE id = ?", (run,))
         except StateError:
             pass
 
@@ -348,6 +387,7 @@ class Journal:
         metadata: list[dict] | None = None,
         undoing: bool = False,
         present: set[str] | None = None,
+        follow: bool = False,
     ) -> list[Path]:
         """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
@@ -364,6 +404,7 @@ class Journal:
                 metadata=metadata,
                 undoing=undoing,
                 present=present,
+                follow=follow,
             )
         except safefs.GroupSplit:
             self.db.execute("UPDATE moves SET state = 'split' WHERE id = ?", (move_id,))
@@ -460,6 +501,9 @@ class Journal:
         for move_id, sources, keep_source, steps, action, twins, was, recorded in rows:
             # a failed move cleaned up after itself unless something stopped that too (a
             # full disk, an I/O error): look again for anything it left
+            if not _parses(sources, steps, twins if action == "dedupe" else "[]"):
+                self._set_aside_row(move_id)
+                continue
             try:
                 if action == "dedupe":
                     state, finals = _recover_dedupe(
@@ -491,6 +535,17 @@ class Journal:
                     "recovered an interrupted move of %s: %s", json.loads(sources)[0], state
                 )
         return recovered
+
+    def _set_aside_row(self, move_id: int) -> None:
+        """A move whose record does not parse (the journal damaged by hand or by a disk) is
+        never acted on: its state becomes 'damaged', kept for a person to look at."""
+        self.db.execute("UPDATE moves SET state = 'damaged' WHERE id = ?", (move_id,))
+        log.warning(
+            "warning: move %d of the journal %s is damaged and set aside (not finished, "
+            "not undone): look for .flowersort-tmp-* files in its target",
+            move_id,
+            self.db.path,
+        )
 
     # ------------------------------------------------------------------ undo
 
@@ -561,15 +616,18 @@ class Journal:
 
     def runs(self, run: int | None = None) -> list[RunInfo]:
         """The classify and copy runs that moved photos, oldest first (or just `run`)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        stopped = "stopped" if "stopped" in columns else "0"  # a journal of an older version
         rows = self.db.execute(
-            "SELECT runs.id, kind, started, finished, src, dest, undone, COUNT(moves.id) "
+            "SELECT runs.id, kind, started, finished, src, dest, undone, COUNT(moves.id), "
+            f"{stopped} "
             "FROM runs JOIN moves ON moves.run = runs.id AND moves.state IN ('done', 'split') "
             "AND moves.action != 'dedupe-sidecars' "
             "WHERE kind IN ('classify', 'copy') AND (? IS NULL OR runs.id = ?) "
             "GROUP BY runs.id ORDER BY runs.id",
             (run, run),
         ).fetchall()
-        infos = [RunInfo(*row[:6], bool(row[6]), row[7]) for row in rows]
+        infos = [RunInfo(*row[:6], bool(row[6]), row[7], stopped=bool(row[8])) for row in rows]
         for info in infos:
             if not info.undone and (restored := self.restored_by_undo(info.id)):
                 info.restored = sum(
@@ -606,6 +664,29 @@ def first_path_is(column: str, path: str | os.PathLike) -> tuple[str, tuple]:
     except UnicodeEncodeError:
         first = "[" + json.dumps(path)  # the first path, whole: a quote ends it
         return f"substr({column}, 1, ?) = ?", (len(first), first)
+
+
+def _parses(sources: str, steps: str, twins: str) -> bool:
+    """Whether a move's record is what the journal writes: lists of paths and of steps
+    ([step, path, details?])."""
+
+    def is_step(item) -> bool:
+        return (
+            isinstance(item, list) and len(item) > 1 and all(isinstance(x, str) for x in item[:2])
+        )
+
+    try:
+        paths, twins, steps = json.loads(sources), json.loads(twins), json.loads(steps)
+    except (TypeError, ValueError):
+        return False
+    return (
+        isinstance(paths, list)
+        and isinstance(twins, list)
+        and paths != []
+        and all(isinstance(p, str) for p in paths + twins)
+        and isinstance(steps, list)
+        and all(is_step(step) for step in steps)
+    )
 
 
 def _recover_one(

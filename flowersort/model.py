@@ -208,6 +208,9 @@ def load_model(path: str | os.PathLike) -> Model:
         mean, std = arrays["input_mean"], arrays["input_std"]
         if mean.shape != features.tile_shape or std.shape != features.tile_shape:
             raise ValueError("input normalisation does not match the tile shape")
+        numbers = [a for a in arrays.values() if np.issubdtype(a.dtype, np.number)]
+        if not all(np.isfinite(a).all() for a in numbers) or not np.isfinite(threshold):
+            raise ValueError("it holds NaN or infinite numbers")
         summary = json.loads(str(arrays["summary"]))
         views = ViewConfig(**json.loads(str(arrays["views"]))) if version >= 3 else ViewConfig()
     except ModelError:

@@ -133,7 +133,7 @@ def write_report(
     threshold = model.threshold
     rows.sort(key=lambda r: (r["score"] is None, abs((r["score"] or 0) - threshold)))
     page = TEMPLATE.replace("__TITLE__", html.escape(title))
-    page = page.replace("__DATA__", json.dumps(rows).replace("</", "<\\/"))
+    page = page.replace("__DATA__", script_json(rows))
     page = page.replace("__THRESHOLD__", f"{threshold:.3f}")
     if not any(r["truth"] is not None for r in rows):  # no labels: nothing can be wrong
         page = page.replace(WRONG_FILTER, "")
@@ -148,6 +148,13 @@ def write_report(
 def _file_url(path: str | os.PathLike) -> str:
     """file:// link to the photo where it is now (names in any script or bytes)."""
     return Path(os.path.abspath(path)).as_uri()
+
+
+def script_json(value) -> str:
+    """JSON to embed in a <script>: `<`, `>` and `&` as \\u escapes (as Django's json_script),
+    so no file name ends the script (`</script>`) or hides the rest of it (`<!--`)."""
+    text = json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 WRONG_FILTER = '<label><input type="radio" name="f" value="wrong"> misclassified</label>\n'

@@ -101,13 +101,17 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _open_to_read(path: Path) -> int:
+def _open_to_read(path: Path, follow: bool = True) -> int:
     """Reading to compare must not change what a move keeps: no access time, where the
-    kernel lets us (the owner, or root)."""
+    kernel lets us (the owner, or root). Without `follow`, a link is refused (ELOOP)."""
+    flags = os.O_RDONLY | (0 if follow else os.O_NOFOLLOW)
     try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
-    except OSError:  # not ours (EPERM), or a filesystem that refuses the flag
-        return os.open(path, os.O_RDONLY)
+        return os.open(path, flags | getattr(os, "O_NOATIME", 0))
+    except OSError as e:  # not ours (EPERM), or a filesystem that refuses the flag
+        if e.errno == errno.ELOOP:
+            why = f"{path.name} is now a symbolic link; left in place"
+            raise OSError(errno.ELOOP, why) from None
+        return os.open(path, flags)
 
 
 def same_bytes(a: Path, b: Path) -> bool:
@@ -295,16 +299,28 @@ def check_folders_keep_private(sources: list[Path], folder: Path) -> None:
 
 
 def copy_verified(
-    src: Path, folder: Path, note: Note = _no_note, verify: bool = True, private: bool = True
+    src: Path,
+    folder: Path,
+    note: Note = _no_note,
+    verify: bool = True,
+    private: bool = True,
+    *,
+    follow: bool = False,
+    expect: tuple[int, int] | None = None,
 ) -> Path:
     """Copy src to a fresh temporary name in `folder`, fsync it and verify it byte for byte
     (a move verifies later, right before it removes the source). With `private`, a copy
-    that `folder` would make readable by more people than src raises Exposed first."""
+    that `folder` would make readable by more people than src raises Exposed first. A
+    link at src is refused unless `follow`; `expect` (device, inode) is the file the move
+    started with: another one now at src (swapped meanwhile) is refused, and the bytes
+    copied are those of the file checked."""
     tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
     note("tmp", path=tmp)
-    src_fd = _open_to_read(src)
+    src_fd = _open_to_read(src, follow)
     try:
         st = os.fstat(src_fd)
+        if expect is not None and (st.st_dev, st.st_ino) != expect:
+            raise OSError(errno.EAGAIN, f"{src.name} {CHANGED}; left in place")
         dst_fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
         )  # private until its owner and mode are the source's
@@ -528,6 +544,7 @@ def transfer(
     metadata: list[dict] | None = None,
     undoing: bool = False,
     present: set[str] | None = None,
+    follow: bool = False,
 ) -> list[Path]:
     """Move (or copy, with keep_source) a group of files into folder: all or none.
 
@@ -546,9 +563,14 @@ def transfer(
     `present`: folder's names in hand (names_in_any_case, kept by the caller over many
     moves), else it is listed now; the names taken are added to it. Only a hint for
     choosing names: a name is still claimed only by link or O_EXCL.
+    A source that is a link is refused unless `follow` (--follow-symlinks), and each
+    source must stay the file (device, inode) it was when the move started: one swapped
+    meanwhile, or reached through a folder swapped for a link, is neither copied nor
+    removed.
     """
     sources = [Path(s) for s in sources]
     folder = Path(folder)
+    born = [_file_at(s, follow) for s in sources]
     stem, _ = split_name(sources[0].name)
     if not undoing:
         check_folders_keep_private(sources, folder)
@@ -567,16 +589,16 @@ def transfer(
     try:
         stand_ins = sources
         if keep_source:
-            for s in sources:
-                temps.append(copy_verified(s, folder, note))
+            for s, b in zip(sources, born):
+                temps.append(copy_verified(s, folder, note, follow=follow, expect=b))
             stand_ins = list(temps)
         try:
             finals = _claim_first_free(stand_ins, folder, candidates(), note, keep_source)
         except OSError as e:
             if keep_source or e.errno not in CROSS_DEVICE:
                 raise
-            for s in sources:
-                temps.append(copy_verified(s, folder, note, verify=False))
+            for s, b in zip(sources, born):
+                temps.append(copy_verified(s, folder, note, False, follow=follow, expect=b))
             for temp, meta in zip(temps, metadata or []):
                 set_metadata(temp, meta)
             finals = _claim_first_free(temps, folder, candidates(), note, True)
@@ -600,7 +622,7 @@ def transfer(
         if not os.path.lexists(source):  # deleted meanwhile: the copy is all there is now
             raise OSError(errno.ENOENT, f"{source.name} vanished while being moved", str(final))
         checked.append(_version(source, final))
-        if not same_file(source, final):
+        if _file_at(source, follow) != born[len(checked) - 1] or not same_file(source, final):
             for f in finals:
                 _remove_quietly(f)
             raise OSError(errno.EAGAIN, f"{source.name} {CHANGED}; left in place")
@@ -631,8 +653,24 @@ def transfer(
             ) from None
         removed.append(i)
     for parent in {s.parent for s in sources}:
-        fsync_dir(parent)
+        try:
+            fsync_dir(parent)
+        except OSError as e:  # the move is done: its copies are fsynced in their folder
+            log.warning(
+                "warning: %s could not be synced after the move (%s): a power cut now may "
+                "bring a moved source back",
+                parent,
+                e.strerror,
+            )
     return finals
+
+
+def _file_at(path: Path, follow: bool) -> tuple[int, int]:
+    """(device, inode) of the file at path; a link is refused unless `follow`."""
+    st = os.stat(path) if follow else os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(errno.ELOOP, f"{path.name} is now a symbolic link; left in place")
+    return st.st_dev, st.st_ino
 
 
 def put_back(kept: Path, source: Path, note: Note = _no_note, *, link: bool = True) -> None:

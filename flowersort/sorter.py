@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
@@ -17,7 +18,14 @@ from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch, take_back
 from flowersort.errors import EmptySource, FlowersortError
-from flowersort.journal import Journal, RunInfo, RunLock, earlier_target, state_dir
+from flowersort.journal import (
+    FolderLock,
+    Journal,
+    RunInfo,
+    RunLock,
+    earlier_target,
+    state_dir,
+)
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
@@ -80,6 +88,23 @@ class TargetNames:
         if folder not in self.folders:
             self.folders[folder] = safefs.names_in_any_case(folder)
         return self.folders[folder]
+
+
+def own_sidecars(photo: Path, found: list[Path]) -> list[Path]:
+    """Of the photo's sidecars `found`, those that belong to its owner: another user's file
+    with the same stem (a 0600 RAW twin in a shared folder) is not moved with the photo."""
+    try:
+        owner = os.lstat(photo).st_uid
+    except OSError:
+        return []
+    own = []
+    for side in found:
+        try:
+            if os.lstat(side).st_uid == owner:
+                own.append(side)
+        except OSError:
+            continue
+    return own
 
 
 def identical_at_target(photo: Path, dest: Path) -> Path | None:
@@ -166,6 +191,42 @@ def is_empty_folder(folder: Path) -> bool:
         return False
 
 
+def foreign_link(folder: Path) -> tuple[Path, int] | None:
+    """A symbolic link on the way to folder that another user owns (not root, not us), and
+    its owner: a root run must not follow where that user points it."""
+    path = Path(os.path.abspath(folder))
+    for part in (path, *path.parents):
+        try:
+            st = os.lstat(part)
+        except OSError:
+            continue  # not made yet: make_dirs makes a folder, never a link
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+            return part, st.st_uid
+    return None
+
+
+def check_no_foreign_links(folder: Path) -> None:
+    """A target or review folder reached through a link that another user owns is
+    refused: a root run into ~owner/Pictures/Flowers must not follow the owner's link to a
+    folder of root's."""
+    if found := foreign_link(folder):
+        part, uid = found
+        raise FlowersortError(
+            f"{folder}: {part} is a symbolic link of another user's (uid {uid}); "
+            "give the folder it points to, or run as that user"
+        )
+
+
+def _link_in_the_way(photo: Path) -> Outcome | None:
+    """Undo: a folder of photo's old place that another user replaced by a link since (a
+    stand-in for /etc/cron.d) is never followed; the photo stays in the target."""
+    if found := foreign_link(photo.parent):
+        part, uid = found
+        why = f"{part} is now a symbolic link of another user's (uid {uid}); left in the target"
+        return Outcome(photo, Action.FAILED, reason=why)
+    return None
+
+
 def same_photo(photo: Path, there: Path) -> bool:
     """there is another file holding photo's bytes (not photo itself, as after undo)."""
     try:
@@ -216,6 +277,9 @@ def classify(
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
     if dest is not None:
+        for folder in (dest, review):
+            if folder is not None:
+                check_no_foreign_links(Path(folder))
         check_target(src, Path(dest))
         for folder in (dest, review):
             if folder is not None:
@@ -238,7 +302,16 @@ def classify(
             mover.close()
             raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
         mover.journal.note_created_dirs(mover.run, created)
+        try:  # the source, then the target: the same order in every run
+            folder = src if src.is_dir() else src.parent
+            mover.folder_locks = []
+            for f in (folder, Path(dest)):
+                mover.folder_locks.append(FolderLock(f, wait))
+        except BaseException:
+            mover.close()
+            raise
         mover.keep_below = src if keep_structure else None
+        mover.follow = follow_symlinks
     plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
     if plan is not None:
         plan.keep_below = src if keep_structure else None
@@ -293,6 +366,8 @@ def classify(
             if stop is not None and stop():
                 if on_stopped is not None:  # read but not reported, and the walk's rest
                     on_stopped(len(scored_as) + sum(1 for _ in photos))
+                if mover:
+                    mover.stopped = True
                 return
             path, score, note = scored.path, scored.score, scored.note
             was = scored_as.pop(path, None)
@@ -427,7 +502,7 @@ def dedupe_plan(photo: Path, twin: Path, sides: list[Path] | None = None):
     another file holds such a name, and the group is moved as with rename."""
     stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
     dups, twins, free, free_names = [photo], [twin], [], []
-    for side in sidecars(photo) if sides is None else sides:
+    for side in own_sidecars(photo, sidecars(photo) if sides is None else sides):
         name = safefs.member_name(side.name, stem, twin_stem)
         there = twin.parent / name  # by the twin: with --keep-structure, in its album
         if not os.path.lexists(there):
@@ -479,7 +554,10 @@ class DryRun:
                 target = os.fsdecode(twin)
                 action = Action.WOULD_DEDUPLICATE
                 return Outcome(photo, action, score, True, target, _names(beside))
-        group = [photo, *(s for s in self.sidecars(photo) if s not in self.moved)]
+        group = [
+            photo,
+            *(s for s in own_sidecars(photo, self.sidecars(photo)) if s not in self.moved),
+        ]
         try:
             safefs.check_folders_keep_private(group, folder)
             finals = planned_finals(group, folder, self.taken, self.names(folder))
@@ -495,6 +573,9 @@ class Mover:
     """Moves (or copies) photos with their sidecars into dest, under the lock and journal."""
 
     keep_below: Path | None = None  # --keep-structure: src, whose sub-folders are kept
+    folder_locks: list = []  # FolderLock on src and dest, once dest is made
+    follow: bool = False  # --follow-symlinks: a photo that is a link is moved by its link
+    stopped = False  # by a signal: undo --list says so
 
     def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode, wait: bool, src: Path):
         folder = state_dir()
@@ -539,12 +620,17 @@ class Mover:
                 if (beside := self.dedupe(photo, twin)) is not None:
                     target, sides = os.fsdecode(twin), _names(beside)
                     return Outcome(photo, Action.DEDUPLICATED, score, True, target, sides)
-            group = [photo, *self.sidecars(photo)]
+            group = [photo, *own_sidecars(photo, self.sidecars(photo))]
             if folder != base:
                 safefs.check_folders_keep_private(group, folder)  # before its folders are made
                 self.journal.note_created_dirs(self.run, make_dirs(folder))
             finals = self.journal.transfer(
-                self.run, group, folder, keep_source=self.copy, present=self.names(folder)
+                self.run,
+                group,
+                folder,
+                keep_source=self.copy,
+                present=self.names(folder),
+                follow=self.follow,
             )
         except OSError as e:
             if e.errno in FULL:
@@ -586,7 +672,9 @@ class Mover:
         return sorted(twins[1:] + [twin.parent / name for name in free_names])
 
     def close(self) -> None:
-        self.journal.finish_run(self.run)
+        for lock in self.folder_locks:
+            lock.release()
+        self.journal.finish_run(self.run, self.stopped)
         self.journal.close()
         self.lock.release()
 
@@ -629,6 +717,7 @@ def undo(
                 yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
             restored = journal.restored_by_undo(run_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
+            left = 0  # moves that failed to go back
             held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
             moves = journal.done_moves(run_id)
             metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
@@ -649,20 +738,26 @@ def undo(
                     continue
                 if action == "dedupe":
                     held = _undo_dedupe(journal, run, sources, finals, run_id)
+                    left += held.action == Action.FAILED
                 elif action == "dedupe-sidecars":  # part of the dedupe above: said there
                     out = _undo_one(journal, run, sources, finals, False, metadata)
-                    complete = i == len(moves) - 1
+                    complete = i == len(moves) - 1 and not left
                     if out.action == Action.FAILED:
+                        left += 1
                         yield out
                     elif held and held.action == Action.RESTORED:
                         held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
                     out = _undo_one(journal, run, sources, finals, keep_source, metadata)
-                    complete = i == len(moves) - 1
+                    left += out.action == Action.FAILED
+                    complete = i == len(moves) - 1 and not left
                     yield out
-            complete = True
+            complete = not left
             if held:
                 yield held
+            if left:  # the run stays open: the next undo tries what is left
+                journal.finish_run(run)
+                return
             _undone(journal, run_id, run, already)
         except GeneratorExit:  # the reader went away: the run is undone if every move is back
             if complete:
@@ -766,6 +861,8 @@ def _undo_one(
     present = [f for f in finals if f.exists()]
     if len(present) != len(finals):
         return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
+    if refused := _link_in_the_way(photo):
+        return refused
     try:
         untouched = _untouched_since_moved(metadata, finals)
         photo.parent.mkdir(parents=True, exist_ok=True)
@@ -817,6 +914,8 @@ def _undo_dedupe(
     gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
     if not all(t.exists() for _, t in gone):
         return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
+    if refused := _link_in_the_way(photo):
+        return refused
     try:
         photo.parent.mkdir(parents=True, exist_ok=True)
         if gone:

@@ -1110,3 +1110,16 @@ def test_a_photo_skipped_for_a_lasting_reason_is_said_once_then_counted(
     assert text.count(", 1 skipped, 0 failed") == 3  # still counted
     (archive / "notes.jpg").write_text("a new shopping list")  # changed: said again
     assert notes in run(*args, "--quiet").stderr
+
+
+def test_log_file_that_is_a_link_is_refused(archive, trained_model, tmp_path):
+    """A root run's --log-file in a folder its owner writes: the owner's link to a file of
+    root's is not followed (the lines hold the owner's file names)."""
+    victim = tmp_path / "bashrc"
+    victim.write_text("# root's start-up file\n")
+    log = tmp_path / "flowersort.log"
+    log.symlink_to(victim)
+    result = run("classify", archive, "--model", trained_model, "-q", "--log-file", log)
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: cannot write the log file {log}: it is a symbolic link\n"
+    assert victim.read_text() == "# root's start-up file\n"

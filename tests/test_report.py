@@ -162,3 +162,19 @@ def test_the_heat_map_describes_the_input_that_was_scored(archive, trained_model
             x = load_features(r["file"], model.features, thumbnail=bool(extra))
             expected = np.round(model.flower_evidence(x[None])[0], 2)
             assert np.allclose(r["heat"], expected, atol=0.011), r["path"]
+
+
+def test_a_name_that_opens_a_comment_stays_data(archive, trained_model, tmp_path):
+    """A photo named `<!--<script>.jpg` hid every photo of the page (the parser took
+    the rest for a comment); the data holds `<` only as \\u003c."""
+    import shutil
+
+    photo = next(archive.rglob("*.jpg"))
+    names = ["<!--<script>.jpg", "a&b>c.jpg"]
+    for name in names:
+        shutil.copy(photo, photo.with_name(name))
+    report = tmp_path / "report.html"
+    rows = classify_with_report(archive, trained_model, report)
+    script = report.read_text().split("const DATA = ", 1)[1].split(";\nconst grid", 1)[0]
+    assert "<" not in script and ">" not in script
+    assert set(names) <= {r["file"].rsplit("/", 1)[-1] for r in rows}

@@ -112,6 +112,18 @@ def test_lock_held_is_exit_3(archive, tmp_path):
             RunLock(state_dir())
 
 
+def test_lock_file_that_is_a_link_is_refused(archive, tmp_path):
+    """A lock file another user replaced by a link to a file of root's is not truncated."""
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0\n")
+    state_dir().mkdir(parents=True)
+    (state_dir() / "lock").symlink_to(victim)
+    result = classify(archive, tmp_path / "Flowers")
+    assert result.exit_code == 2
+    assert "run lock" in result.stderr and "it is a symbolic link" in result.stderr
+    assert victim.read_text() == "root:x:0:0\n"
+
+
 def test_dry_run_needs_no_lock(archive, tmp_path):
     with RunLock(state_dir()):
         result = classify(archive, tmp_path / "Flowers", "--dry-run")
