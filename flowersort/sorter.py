@@ -177,13 +177,15 @@ def classify(
     src = Path(src)
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
+    # before any folder is made (none in a NAS's bare mount point), and before the target's
+    # checks: a mount point the user cannot write is still a disk not mounted
+    if is_empty_folder(src):
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
     if dest is not None:
         check_target(src, Path(dest))
         for folder in (dest, review):
             if folder is not None:
                 check_writable(Path(folder), probe=not dry_run)
-    if is_empty_folder(src):  # before any folder is made: none in a NAS's bare mount point
-        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
     if review_band is None:  # a threshold set by hand is the line itself: no band
         band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
         # near 0 or 1 the model's band shrinks so that at least half the room on each side
