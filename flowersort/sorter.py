@@ -115,7 +115,11 @@ def check_writable(folder: Path, probe: bool) -> None:
             return
         except OSError as e:
             raise FlowersortError(f"cannot {what}: {e.strerror}") from None
-        os.unlink(name)
+        try:
+            os.unlink(name)
+        except OSError as e:  # an append-only folder (chattr +a), a write-once share
+            why = f"a file made there cannot be removed ({e.strerror})"
+            raise FlowersortError(f"cannot {what}: {why}: remove {name}") from None
 
 
 def is_empty_folder(folder: Path) -> bool:
