@@ -871,7 +871,8 @@ def evaluate(
     help='One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
     '"sidecars", "note", "model"}; detail is where the photo went (or why it was skipped or '
     "failed), note what the decoder said (a photo decoded in part), model the model file "
-    "that scored it; where the name is not UTF-8, also path_bytes: its bytes in base64.",
+    "that scored it; where the name is not UTF-8, also path_bytes: its bytes in base64 "
+    "(and detail_bytes for the target's name).",
 )
 @click.option(
     "--on-conflict",

@@ -432,7 +432,9 @@ class Watch:
         flowers_in_dest: set[Key] = set()  # the user's flowers still in DEST, anywhere
         confirmations = []
         nobodys = self.store.found()  # in a target before our first run into it
-        first_run = not (placed or _earlier_run_into(self.dest, self.run))
+        # asked of the journal: photos placed below this target (by runs into a folder inside
+        # it) or into a review folder it shares with another target are no run into it
+        first_run = not _earlier_run_into(self.dest, self.run)
         there_before = 0
         in_dest = walk(self.dest, prune=[self.review] if self.review else [])
         for text in in_dest if self.dest.is_dir() else ():

@@ -101,7 +101,8 @@ class Outcome:
     def to_json(self) -> dict:
         """The --json line: "detail" is the target, else the reason (a contract); a name
         that is not UTF-8 (a Latin-1 é) also comes as "path_bytes", its bytes in base64, as
-        "path" can only hold it as a lone surrogate ("\udce9"), which jq turns into U+FFFD."""
+        "path" can only hold it as a lone surrogate ("\udce9"), which jq turns into U+FFFD; a target
+        that is not UTF-8 likewise as "detail_bytes"."""
         score = None if self.score is None else round(self.score, 6)
         row = {
             "path": os.fsdecode(self.source),
@@ -112,9 +113,10 @@ class Outcome:
             "sidecars": [os.fsdecode(s) for s in self.sidecars],
             "note": self.note,
         }
-        raw = os.fsencode(self.source)
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            row["path_bytes"] = base64.b64encode(raw).decode("ascii")
+        for key, name in (("path", self.source), ("detail", self.target)):
+            raw = os.fsencode(name)  # the target (where it went) is a name too: detail_bytes
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                row[f"{key}_bytes"] = base64.b64encode(raw).decode("ascii")
         return row

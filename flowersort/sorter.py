@@ -178,7 +178,11 @@ def check_writable(folder: Path, probe: bool) -> None:
             return
         except OSError as e:
             raise FlowersortError(f"cannot {what}: {e.strerror}") from None
-        os.unlink(name)
+        try:
+            os.unlink(name)
+        except OSError as e:  # an append-only folder (chattr +a), a write-once share
+            why = f"a file made there cannot be removed ({e.strerror})"
+            raise FlowersortError(f"cannot {what}: {why}: remove {name}") from None
 
 
 def is_empty_folder(folder: Path) -> bool:
@@ -276,6 +280,10 @@ def classify(
     src = Path(src)
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
+    # before any folder is made (none in a NAS's bare mount point), and before the target's
+    # checks: a mount point the user cannot write is still a disk not mounted
+    if is_empty_folder(src):
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
     if dest is not None:
         for folder in (dest, review):
             if folder is not None:
@@ -284,8 +292,6 @@ def classify(
         for folder in (dest, review):
             if folder is not None:
                 check_writable(Path(folder), probe=not dry_run)
-    if is_empty_folder(src):  # before any folder is made: none in a NAS's bare mount point
-        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
     if review_band is None:  # a threshold set by hand is the line itself: no band
         band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
         # near 0 or 1 the model's band shrinks so that at least half the room on each side

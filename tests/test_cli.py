@@ -485,6 +485,14 @@ def test_json_names_that_are_not_utf8_come_with_their_bytes(trained_model, tmp_p
     rows = {Path(row["path"]).name: row for row in map(json.loads, result.stdout.splitlines())}
     assert "path_bytes" not in rows["plain.jpg"]
     assert base64.b64decode(rows["caf\udce9.jpg"]["path_bytes"]) == latin1
+    # where it went, too: the target's name is the same bytes (a script must find it there)
+    dest = tmp_path / "Flowers"
+    how = ["--move-to", dest, "--threshold", 0, "--json", "--model", trained_model]
+    moved = run("classify", folder, *how, "--workers", 1)
+    rows = {Path(row["path"]).name: row for row in map(json.loads, moved.stdout.splitlines())}
+    assert "detail_bytes" not in rows["plain.jpg"]
+    went = base64.b64decode(rows["caf\udce9.jpg"]["detail_bytes"])
+    assert went == os.fsencode(dest) + b"/caf\xe9.jpg" and os.path.exists(went)
 
 
 def test_training_with_the_folders_swapped_warns(examples, tmp_path):

@@ -666,6 +666,31 @@ def test_photos_in_a_target_before_our_first_run_are_nobodys_choice(archive, tmp
     assert all((dest / f"dog {i}.jpg").exists() for i in range(3))
 
 
+@pytest.mark.parametrize("earlier", ["shared-review-folder", "a-folder-inside-it"])
+def test_a_first_run_into_a_target_is_first_whatever_other_targets_hold(archive, tmp_path, earlier):
+    """Photos flowersort put into another target (its folder below this one, or the review
+    folder shared with it) do not make this target's photos the user's choice: a Desktop of
+    dogs given as the target after runs into Desktop/Flowers, or after runs into another
+    target with the same --review-to, were taken as flowers."""
+    desktop, review = tmp_path / "Desktop", tmp_path / "Review"
+    rng = np.random.default_rng(24)
+    if earlier == "shared-review-folder":
+        first = ("--review-to", review, "--review-band", 0.99)  # everything for review
+        nightly(archive, tmp_path / "Flowers", *first)
+        assert len(os.listdir(review)) == 4
+        again = ("--review-to", review)
+    else:
+        nightly(archive, desktop / "Flowers")
+        again = ()
+    for i in range(3):
+        write_photo(desktop / f"dog {i}.jpg", make_photo(rng, False))
+    write_photo(archive / "new.jpg", make_photo(rng, True))
+    moved = nightly(archive, desktop, *again)
+    assert outcomes(moved)["new.jpg"]["action"] in ("moved", "review")
+    assert "already holds 3 photos that flowersort did not put there" in moved.stderr
+    assert Store().corrections() == []
+
+
 def test_undo_takes_back_the_flower_labels_its_run_learnt(archive, tmp_path):
     dest = tmp_path / "Flowers"
     nightly(archive, dest)
