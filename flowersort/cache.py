@@ -93,10 +93,18 @@ class ScoreCache:
         db = sqlite3.connect(self.path, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a decode
-        if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
-            db.execute("DROP TABLE IF EXISTS scores")  # an older layout: start afresh
-            db.execute(f"PRAGMA user_version = {VERSION}")
-        db.execute(SCHEMA)
+        # one transaction, so that two runs opening a new cache at once cannot both see the
+        # old version and the second drop the rows the first has written meanwhile
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+                db.execute("DROP TABLE IF EXISTS scores")  # an older layout: start afresh
+                db.execute(f"PRAGMA user_version = {VERSION}")
+            db.execute(SCHEMA)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
         db.execute("SELECT count(*) FROM scores WHERE rowid = 1").fetchone()
         return db
 
