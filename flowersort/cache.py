@@ -93,6 +93,8 @@ class ScoreCache:
         db = sqlite3.connect(self.path, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a decode
+        if self._ready(db):  # the usual case: read only, so a run that holds the cache's
+            return db  # write lock (another run, stopped mid-write) does not hold this one up
         # one transaction, so that two runs opening a new cache at once cannot both see the
         # old version and the second drop the rows the first has written meanwhile
         db.execute("BEGIN IMMEDIATE")
@@ -107,6 +109,17 @@ class ScoreCache:
             raise
         db.execute("SELECT count(*) FROM scores WHERE rowid = 1").fetchone()
         return db
+
+    @staticmethod
+    def _ready(db: sqlite3.Connection) -> bool:
+        """The cache already has this version's layout."""
+        if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            return False
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'")
+        if found.fetchone() is None:
+            return False
+        db.execute("SELECT count(*) FROM scores WHERE rowid = 1").fetchone()
+        return True
 
     @staticmethod
     def key(path: str | Path) -> Key | None:
