@@ -43,6 +43,7 @@ class Entry:
     detail: str = ""
     truth: bool | None = None  # known label (evaluate, train), else None
     shown_from: str | None = None  # where the photo is now, if it moved
+    went_to: str = ""  # where it was moved or copied to, if anywhere
 
 
 def outcome_entries(outcomes: Iterable[Outcome]) -> list[Entry]:
@@ -53,8 +54,9 @@ def outcome_entries(outcomes: Iterable[Outcome]) -> list[Entry]:
             o.score,
             o.flower,
             o.action.value,
-            "; ".join(filter(None, [o.target or o.reason, o.note])),
+            "; ".join(filter(None, [o.reason, o.note])),
             shown_from=o.target if o.moved_into_target else None,
+            went_to=os.fspath(o.target) if o.target else "",
         )
         for o in outcomes
     ]
@@ -125,6 +127,7 @@ def write_report(
                 "truth": e.truth,
                 "action": e.action,
                 "detail": e.detail,
+                "went_to": _text(e.went_to),
                 "href": _file_url(e.shown_from or e.path),
                 "thumb": thumb,
                 "heat": heat,
@@ -293,8 +296,10 @@ function card(r) {
     el.appendChild(document.createTextNode(part + (i < all.length - 1 ? "/" : "")));
     if (i < all.length - 1) el.appendChild(document.createElement("wbr"));
   });
-  breakable(m.querySelector(".a"), r.action + (r.detail ? ": " + r.detail : ""));
-  breakable(m.querySelector(".p"), r.path);
+  // each path says what it is: where the photo went, and where it was (or is)
+  breakable(m.querySelector(".a"), r.action + (r.went_to ? " to: " + r.went_to : "") +
+                                   (r.detail ? (r.went_to ? "; " : ": ") + r.detail : ""));
+  breakable(m.querySelector(".p"), (r.went_to ? "from: " : "in: ") + r.path);
   const mark = document.createElement("div");
   mark.className = "mark";
   mark.textContent = "marked: " + (r.flower ? "not a flower" : "a flower");

@@ -977,6 +977,27 @@ def test_report_as_drawn_heat_on_flowers_only_links_and_path_breaks(
     )
 
 
+def test_report_cards_say_which_path_is_where_the_photo_went(archive, trained_model, tmp_path):
+    """A moved photo's card shows two paths: each says what it is."""
+    from tests.report_page import chromium
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed")
+    report, dest = tmp_path / "report.html", tmp_path / "Flowers"
+    args = ["classify", archive, "--move-to", dest, "--report", report, "--workers", 1]
+    assert run(*args, "--model", trained_model).exit_code == 0
+    dom = chromium_dom(report, tmp_path / "profile")
+    cards = [c.split('<div class="mark"')[0] for c in dom.split('<div class="card')[1:]]
+    texts = [re.sub(r"<[^>]+>", "", c) for c in cards]
+    moved = [t for t in texts if "moved" in t]
+    kept = [t for t in texts if "kept" in t]
+    assert moved and kept
+    for text in moved:
+        assert f"moved to: {dest}/" in text and f"from: {archive}/" in text, text
+    for text in kept:
+        assert f"in: {archive}/" in text, text
+
+
 def test_a_locked_out_run_creates_no_target_folder(archive, trained_model, tmp_path):
     from flowersort.journal import RunLock, state_dir
 
