@@ -105,3 +105,13 @@ def test_the_documented_option_finder_finds_what_it_should():
             "--move-to",
         }
     }
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/design.md"])
+def test_the_other_docs_name_only_options_that_exist(doc):
+    """The README's and design.md's prose and examples may name an option only if some
+    command has it: a renamed or removed option cannot linger there."""
+    every = set().union(*(option_names(command) for _, command in commands())) | {"--help"}
+    every |= {"--clear", "--write"}  # other programs': python3 -m venv, reference_scores.py
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", (ROOT / doc).read_text()))
+    assert sorted(named - every) == []
