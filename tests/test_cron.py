@@ -174,9 +174,9 @@ def run_cron_line(home: Path, line: str) -> subprocess.CompletedProcess:
     return with_opt_install(f"exec setsid env -i {cron_env} /bin/sh -c {shlex.quote(command)}")
 
 
-def readme_block(after: str) -> str:
-    """The indented block that follows the README line ending with `after`."""
-    lines = (ROOT / "README.md").read_text().splitlines()
+def usage_block(after: str) -> str:
+    """The indented block that follows the docs/usage.md line ending with `after`."""
+    lines = (ROOT / "docs" / "usage.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.endswith(after)) + 1
     block = []
     for line in lines[start:]:
@@ -186,14 +186,14 @@ def readme_block(after: str) -> str:
     return "\n".join(block).strip() + "\n"
 
 
-def test_readme_systemd_units_verify(tmp_path):
+def test_usage_systemd_units_verify(tmp_path):
     why_not = cron_can_run()
     if why_not or not shutil.which("systemd-analyze"):
         pytest.skip(why_not or "needs systemd-analyze")
     units = tmp_path / "units"
     units.mkdir()
-    service = readme_block("flowersort.service`:")
-    timer = readme_block("flowersort.timer`:")
+    service = usage_block("flowersort.service`:")
+    timer = usage_block("flowersort.timer`:")
     assert "ExecStart=/opt/flowersort/bin/flowersort classify %h/Pictures" in service
     (units / "flowersort.service").write_text(service)
     (units / "flowersort.timer").write_text(timer)

@@ -60,24 +60,6 @@ def test_readme_use_lines_work_as_typed_after_the_set_up_line():
             assert model == trained, line
 
 
-def test_every_option_is_in_the_readme():
-    import click
-
-    from flowersort.cli import cli
-
-    readme = (ROOT / "README.md").read_text()
-
-    def options(command: click.Command):
-        for param in command.params:
-            for name in [*param.opts, *getattr(param, "secondary_opts", [])]:
-                if name.startswith("--") and name not in ("--help", "--version"):
-                    yield name
-        for sub in getattr(command, "commands", {}).values():
-            yield from options(sub)
-
-    assert [name for name in options(cli) if f"`{name}" not in readme and name not in readme] == []
-
-
 def test_readme_tryout_of_train_on_the_sample_photos_works_as_typed(tmp_path, monkeypatch):
     import shlex
 
