@@ -1,0 +1,242 @@
+"""Differential check: the CLI of two versions of flowersort over the same generated mixed
+archive, step by step, compared on what they print (--json lines, stderr, exit codes) and the
+files they leave. For a refactoring that must change nothing a user can see.
+
+    git worktree add /tmp/house-base a15b4ee   # the version to compare against
+    python benchmarks/differential.py /tmp/house-base .
+
+Each scenario runs in a fresh sandbox per version (archive, target, state and cache folders),
+from the sandbox as working folder, with PYTHONPATH set to the version's tree. Sandbox paths
+and the run's start time are normalised before comparing. Exits 1 on any difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_photos"
+FLOWERS = sorted((SAMPLES / "flowers").iterdir())  # FreshFlower scores 0.575: borderline
+OTHERS = sorted((SAMPLES / "noflowers").iterdir())
+
+
+def make_archive(root: Path) -> None:
+    """Moves, name clashes (the same name in two folders and in the target), sidecars, a
+    byte-identical twin in the target, a file that is no photo, a video passed over."""
+    src, dest = root / "archive", root / "target"
+    for folder in ("2020/07 Trip", "2021", "2021/Phone"):
+        (src / folder).mkdir(parents=True)
+    dest.mkdir()
+    for i, f in enumerate(FLOWERS):
+        shutil.copy(f, src / "2020/07 Trip" / f"IMG_{i:04d}.jpg")
+    (src / "2020/07 Trip/IMG_0001.xmp").write_text("<xmp one/>")
+    (src / "2020/07 Trip/IMG_0002.AAE").write_text("<aae/>")
+    (src / "2020/07 Trip/IMG_0002.jpg.json").write_text("{}")
+    # the same name in another folder, other bytes: a clash within the run
+    shutil.copy(FLOWERS[2], src / "2021" / "IMG_0001.jpg")
+    (src / "2021/IMG_0001.xmp").write_text("<xmp two/>")
+    # a byte-identical twin already in the target, with a sidecar beside the source
+    shutil.copy(FLOWERS[3], src / "2021/Phone" / "twin.jpg")
+    (src / "2021/Phone/twin.xmp").write_text("<xmp twin/>")
+    shutil.copy(FLOWERS[3], dest / "twin.jpg")
+    # a file of the name a photo would take, other bytes: numbered
+    shutil.copy(OTHERS[1], dest / "IMG_0003.jpg")
+    for i, f in enumerate(OTHERS):
+        shutil.copy(f, src / "2021" / f"other_{i}{f.suffix}")
+    (src / "2021/broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (src / "2021/clip.mp4").write_bytes(b"\x00" * 64)
+
+
+# (name, [(step name, argv after "flowersort" or a callable(root))])
+def veto(root: Path) -> None:
+    """The user takes a moved photo back out of the target: a veto on the next run."""
+    moved = sorted((root / "target").rglob("IMG_0001.jpg"))
+    if moved:
+        moved[0].rename(root / "archive" / "taken back.jpg")
+
+
+def confirm(root: Path) -> None:
+    """The user drops a photo into the target: a flower example."""
+    shutil.copy(OTHERS[0], root / "target" / "mine.jpg")
+
+
+MOVE = ["classify", "archive", "--move-to", "target"]
+COPY = ["classify", "archive", "--copy-to", "target"]
+REVIEW = ["--review-to", "review", "--threshold", "0.6", "--review-band", "0.05"]
+BAND = ["--threshold", "0.6", "--review-band", "0.05"]  # FreshFlower (0.575) borderline
+KEEP = ["--keep-structure"]
+DRY = ["--dry-run"]
+SCENARIOS = {
+    "move-review-veto-undo": [
+        ("dry", MOVE + REVIEW + DRY),
+        ("move", MOVE + REVIEW),
+        ("veto", veto),
+        ("confirm", confirm),
+        ("dry-again", MOVE + REVIEW + DRY),
+        ("again", MOVE + REVIEW),
+        ("list", ["undo", "--list"]),
+        ("undo-dry", ["undo", "--dry-run"]),
+        ("undo", ["undo"]),
+        ("undo-first-dry", ["undo", "1", "--dry-run"]),
+        ("undo-first", ["undo", "1"]),
+        ("undo-twice", ["undo", "1"]),
+    ],
+    "borderline-no-review": [
+        ("dry", MOVE + BAND + DRY),
+        ("move", MOVE + BAND),
+        ("undo", ["undo"]),
+    ],
+    "copy-keep-structure": [
+        ("dry", COPY + KEEP + DRY),
+        ("copy", COPY + KEEP),
+        ("dry-again", COPY + KEEP + DRY),
+        ("again", COPY + KEEP),
+        ("undo-dry", ["undo", "--dry-run"]),
+        ("undo", ["undo"]),
+    ],
+    "move-keep-structure": [
+        ("dry", MOVE + KEEP + DRY),
+        ("move", MOVE + KEEP),
+        ("dry-again", MOVE + KEEP + DRY),
+        ("again", MOVE + KEEP),
+        ("undo-dry", ["undo", "--dry-run"]),
+        ("undo", ["undo"]),
+    ],
+    "dedupe": [
+        ("dry", MOVE + ["--on-conflict", "dedupe"] + DRY),
+        ("dedupe", MOVE + ["--on-conflict", "dedupe"]),
+        ("undo-dry", ["undo", "--dry-run"]),
+        ("undo", ["undo"]),
+    ],
+    "skip": [
+        ("dry", MOVE + ["--on-conflict", "skip"] + DRY),
+        ("skip", MOVE + ["--on-conflict", "skip"]),
+        ("undo", ["undo"]),
+    ],
+    "copy-twice-rename": [
+        ("copy", COPY),
+        ("dry-again", COPY + DRY),
+        ("again", COPY),
+        ("undo", ["undo"]),
+    ],
+    "list-only": [
+        ("list", ["classify", "archive", "--threshold", "0.5"]),
+    ],
+}
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under root (but the state and cache folders), by relative path: its
+    sha256, and its mode."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel.split("/")[0] in ("state", "cache"):
+            continue
+        if path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            out[rel] = f"{digest} {oct(path.stat().st_mode & 0o777)}"
+        elif path.is_dir():
+            out[rel + "/"] = "dir"
+    return out
+
+
+def normalise(text: str, root: Path, code: Path) -> str:
+    text = text.replace(str(root), "<ROOT>").replace(str(code), "<CODE>")
+    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "<TIME>", text)
+    return text
+
+
+def run_scenario(code: Path, steps, work: Path) -> list[dict]:
+    root = work / "sandbox"
+    make_archive(root)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(code),
+        "XDG_STATE_HOME": str(root / "state"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "HOME": str(root),
+    }
+    env.pop("FLOWERSORT_MODEL", None)
+    record = []
+    for name, step in steps:
+        if callable(step):
+            step(root)
+            record.append({"step": name, "tree": tree(root)})
+            continue
+        argv = [sys.executable, "-m", "flowersort", *step, "--workers", "1"]
+        if step[0] == "undo":
+            argv = argv[:-2]
+        argv.append("--json")
+        done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True)
+        lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+        for line in lines:
+            line.pop("model", None)  # the model file's path: the version's own tree
+        record.append(
+            {
+                "step": name,
+                "exit": done.returncode,
+                "json": normalise(json.dumps(lines, indent=1, sort_keys=True), root, code),
+                "stderr": normalise(done.stderr, root, code),
+                "tree": tree(root),
+            }
+        )
+    return record
+
+
+def compare(a: list[dict], b: list[dict]) -> list[str]:
+    diffs = []
+    for x, y in zip(a, b):
+        for key in ("exit", "json", "stderr", "tree"):
+            if x.get(key) != y.get(key):
+                diffs.append(
+                    f"{x['step']}: {key} differs:\n  old: {x.get(key)}\n  new: {y.get(key)}"
+                )
+    return diffs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=Path, help="tree of the version to compare against")
+    parser.add_argument("new", type=Path, nargs="?", default=ROOT, help="tree of this version")
+    parser.add_argument("--show", action="store_true", help="print each step's outcomes")
+    args = parser.parse_args()
+    failures = 0
+    for name, steps in SCENARIOS.items():
+        results = []
+        for code in (args.old, args.new):
+            with tempfile.TemporaryDirectory(prefix="fs-diff-") as work:
+                results.append(run_scenario(code.resolve(), steps, Path(work)))
+        diffs = compare(*results)
+        actions = sorted(
+            {
+                r["action"]
+                for s in results[1]
+                for r in json.loads(s.get("json", "[]"))
+                if "action" in r
+            }
+        )
+        print(
+            f"{name}: {len(steps)} steps, actions {', '.join(actions)}: "
+            + ("same" if not diffs else f"{len(diffs)} differences")
+        )
+        if args.show:
+            for s in results[1]:
+                print("  ", s["step"], s.get("exit"), s.get("json", "")[:2000])
+        for d in diffs:
+            print("  " + d)
+        failures += bool(diffs)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
