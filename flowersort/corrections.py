@@ -36,7 +36,7 @@ import numpy as np
 from flowersort.archive import OnSkip, walk
 from flowersort.errors import FlowersortError, StateError
 from flowersort.features import FeatureConfig
-from flowersort.journal import _damaged, _make_state_dir, first_path_is, state_dir
+from flowersort.journal import Journal, _damaged, _make_state_dir, state_dir
 from flowersort.journal import read_only as _read_only
 from flowersort.pipeline import scan
 from flowersort.safefs import Key, content_key
@@ -273,82 +273,53 @@ def _below(path: str, roots: list[str]) -> bool:
 
 
 class _JournalView:
-    """What Watch.start asks of the journal, read only, each by an index: the runs undone
-    since and the paths any undo took out of a target (their photos went back, which is no
-    veto), and whether a live classify run moved a photo to a path (photos moved before
-    corrections were recorded are flowersort's, not the user's). A journal older than its
-    index of finals is read whole, once."""
+    """What Watch.start asks of the journal (see Journal.undone_since and moved_to), read
+    only; a journal that cannot be read is taken for none."""
 
     def __init__(self) -> None:
-        self.db: sqlite3.Connection | None = None
-        self.finals: set[str] | None = None  # a journal without the index: all, read once
+        self.journal: Journal | None = None
         try:
-            path = state_dir() / "journal.sqlite"
+            self.journal = Journal.reader(state_dir())
         except StateError:  # no state folder (a dry run without HOME): no journal either
             return
-        if path.exists():
-            self.db = _read_only(path)
 
     def undone(self) -> set[int | Path]:
-        if self.db is None:
+        if self.journal is None:
             return set()
         try:
-            undone = {r for (r,) in self.db.execute("SELECT id FROM runs WHERE undone = 1")}
-            # an undo that was stopped half-way leaves its run not undone, but the photos it
-            # already took back out of the target are no veto either
-            for (text,) in self.db.execute(
-                "SELECT sources FROM moves WHERE run IN (SELECT id FROM runs WHERE kind = 'undo') "
-                "AND +state = 'done'"  # by the index of runs (+: not by the state's)
-            ):
-                undone.update(Path(os.path.abspath(p)) for p in json.loads(text or "[]"))
-        except sqlite3.DatabaseError:
+            return self.journal.undone_since()
+        except StateError:
             return set()
-        return undone
 
     def moved_to(self, path: Path) -> bool:
-        if self.db is None:
+        if self.journal is None:
             return False
-        live = (
-            "FROM moves JOIN runs ON runs.id = moves.run WHERE moves.state = 'done' "
-            "AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
-        )
-        index = "SELECT 1 FROM sqlite_master WHERE name = 'moves_first_final'"
         try:
-            if self.finals is None and not self.db.execute(index).fetchone():
-                rows = self.db.execute(f"SELECT finals {live}")
-                self.finals = {os.path.abspath(p) for (t,) in rows for p in json.loads(t or "[]")}
-            if self.finals is not None:
-                return os.path.abspath(path) in self.finals
-            where, params = first_path_is("moves.finals", path)
-            query = f"SELECT 1 {live} AND {where} LIMIT 1"
-            return self.db.execute(query, params).fetchone() is not None
-        except sqlite3.DatabaseError:
+            return self.journal.moved_to(path)
+        except StateError:
             return False
 
     def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
+        if self.journal is not None:
+            self.journal.close()
 
 
 def _earlier_run_into(target: Path, run: int | None) -> bool:
     """Whether a run other than `run` had this target (the journal read only)."""
     try:
-        path = state_dir() / "journal.sqlite"
+        journal = Journal.reader(state_dir())
     except StateError:
         return False
-    if not path.exists():
+    if journal is None:
         return False
-    db = _read_only(path)
     try:
-        rows = db.execute(
-            "SELECT DISTINCT dest FROM runs WHERE dest IS NOT NULL AND id IS NOT ?", (run,)
-        ).fetchall()
-    except sqlite3.DatabaseError:
+        dests = journal.targets(but=run)
+    except StateError:
         return False
     finally:
-        db.close()
+        journal.close()
     real = os.path.realpath(target)
-    return any(os.path.realpath(dest) == real for (dest,) in rows)
+    return any(os.path.realpath(dest) == real for dest in dests)
 
 
 @dataclass

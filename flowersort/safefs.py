@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from flowersort.records import StepKind
+
 log = logging.getLogger("flowersort")
 TMP_PREFIX = ".flowersort-tmp-"
 BUF = 1024 * 1024
@@ -31,17 +33,17 @@ MAX_NAME_TRIES = 10_000
 CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK)
 NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.ENOSYS)  # link() refused: exFAT, FAT
 
-# note(step, path=..., **details) before each step: "tmp" (a temporary copy is made),
-# "claim" (a final name is tried), "claimed" (it was linked; details: its identity()),
-# "create" and "created" (without hard links: an empty file takes the name; details: at),
-# "unlink" (a source is removed), "rollback" (a group that could not be removed whole is
-# being put back), "restore" (a removed source gets its name back)
+# note(step, path=..., **details) before each step (records.StepKind says what each is)
 Note = Callable[..., None]
 
 
 class GroupSplit(OSError):
     """A group left partly moved: a source could not be removed and one removed before it
     could not be put back. Nothing is lost, but the group is in two places."""
+
+
+class Changed(OSError):
+    """A source changed (was written, or replaced) while it was being moved: left in place."""
 
 
 class Exposed(OSError):
@@ -315,12 +317,12 @@ def copy_verified(
     started with: another one now at src (swapped meanwhile) is refused, and the bytes
     copied are those of the file checked."""
     tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-    note("tmp", path=tmp)
+    note(StepKind.TMP, path=tmp)
     src_fd = _open_to_read(src, follow)
     try:
         st = os.fstat(src_fd)
         if expect is not None and (st.st_dev, st.st_ino) != expect:
-            raise OSError(errno.EAGAIN, f"{src.name} {CHANGED}; left in place")
+            raise Changed(errno.EAGAIN, f"{src.name} {CHANGED}; left in place")
         dst_fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
         )  # private until its owner and mode are the source's
@@ -497,19 +499,19 @@ def _claim_first_free(
             for stand_in, name in zip(stand_ins, names):
                 target = folder / name
                 if without_links:
-                    note("create", path=target, at=time.time_ns())
+                    note(StepKind.CREATE, path=target, at=time.time_ns())
                     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                     claimed.append(target)
-                    note("created", path=target)
+                    note(StepKind.CREATED, path=target)
                     continue
-                note("claim", path=target)
+                note(StepKind.CLAIM, path=target)
                 _link(stand_in, target)
                 claimed.append(target)  # before the note: if noting fails, it is still undone
-                note("claimed", path=target, **identity(target))
+                note(StepKind.CLAIMED, path=target, **identity(target))
             if without_links:
                 for stand_in, target in zip(stand_ins, claimed):
                     _rename(stand_in, target)  # over the empty file this move made
-                    note("claimed", path=target, **identity(target))
+                    note(StepKind.CLAIMED, path=target, **identity(target))
             return claimed
         except FileExistsError:
             for target in claimed:  # our own links or empty files
@@ -625,16 +627,16 @@ def transfer(
         if _file_at(source, follow) != born[len(checked) - 1] or not same_file(source, final):
             for f in finals:
                 _remove_quietly(f)
-            raise OSError(errno.EAGAIN, f"{source.name} {CHANGED}; left in place")
+            raise Changed(errno.EAGAIN, f"{source.name} {CHANGED}; left in place")
     removed: list[int] = []
     for i, source in enumerate(sources):
-        note("unlink", path=source)  # a journal commit: writes may land meanwhile
+        note(StepKind.UNLINK, path=source)  # a journal commit: writes may land meanwhile
         try:
             if _version(source, finals[i]) != checked[i]:
-                raise OSError(errno.EAGAIN, CHANGED)
+                raise Changed(errno.EAGAIN, CHANGED)
             _unlink(source)
         except OSError as e:  # (an immutable sidecar, a writer): the group goes back whole
-            note("rollback", path=source)
+            note(StepKind.ROLLBACK, path=source)
             try:
                 for j in removed:
                     put_back(finals[j], sources[j], note)
@@ -646,8 +648,8 @@ def transfer(
                 ) from None
             for final in finals:
                 _remove_quietly(final)
-            if e.strerror == CHANGED:
-                raise OSError(e.errno, f"{source.name} {CHANGED}; left in place") from None
+            if isinstance(e, Changed):
+                raise Changed(e.errno, f"{source.name} {CHANGED}; left in place") from None
             raise OSError(
                 e.errno, f"{source.name} cannot be removed ({e.strerror}); the group stays"
             ) from None
@@ -676,7 +678,7 @@ def _file_at(path: Path, follow: bool) -> tuple[int, int]:
 def put_back(kept: Path, source: Path, note: Note = _no_note, *, link: bool = True) -> None:
     """Give a removed source its name back from `kept`, its copy (a hard link where
     `link` and the filesystem allow, else a verified copy); never overwriting."""
-    note("restore", path=source)
+    note(StepKind.RESTORE, path=source)
     if link:
         try:
             _link(kept, source)
@@ -700,22 +702,22 @@ def remove_duplicates(sources: list[Path], twins: list[Path], note: Note = _no_n
     for source, twin in zip(sources, twins):
         checked.append(before := _version(source, twin))
         if before is None or not same_bytes(source, twin):
-            raise OSError(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
+            raise Changed(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
     removed: list[tuple[Path, Path, dict]] = []
     for i, (source, twin) in enumerate(zip(sources, twins)):
         own = metadata(source)  # the twin has its own: undo gives the source back its
-        note("unlink", path=source, kept=own)  # a journal commit: writes may land meanwhile
+        note(StepKind.UNLINK, path=source, kept=own)  # a journal commit: writes may land meanwhile
         try:
             if _version(source, twin) != checked[i]:
-                raise OSError(errno.EAGAIN, CHANGED)
+                raise Changed(errno.EAGAIN, CHANGED)
             _unlink(source)
         except OSError as e:
-            note("rollback", path=source)
+            note(StepKind.ROLLBACK, path=source)
             for gone, kept, meta in removed:
                 put_back(kept, gone, note, link=False)
                 set_metadata(gone, meta)
-            if e.strerror == CHANGED:
-                raise OSError(e.errno, f"{source.name} is no longer a copy of {twin}") from None
+            if isinstance(e, Changed):
+                raise Changed(e.errno, f"{source.name} is no longer a copy of {twin}") from None
             raise OSError(e.errno, f"{source.name} cannot be removed: {e.strerror}") from None
         removed.append((source, twin, own))
     for parent in {s.parent for s in sources}:

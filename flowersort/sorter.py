@@ -29,10 +29,12 @@ from flowersort.journal import (
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
+from flowersort.records import MoveAction, RunKind
 
 log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
 FULL = (errno.ENOSPC, errno.EDQUOT)
+DEDUPE_SIDECARS = MoveAction.DEDUPE_SIDECARS
 
 
 def sidecars(photo: Path, listed: Iterable[str] | None = None) -> list[Path]:
@@ -589,7 +591,8 @@ class Mover:
         try:
             self.journal = Journal(folder)
             self.journal.recover()
-            kind = "copy" if copy else "classify"  # absolute: undo --list is read from anywhere
+            kind = RunKind.COPY if copy else RunKind.CLASSIFY
+            # absolute: undo --list is read from anywhere
             self.run = self.journal.start_run(kind, src.absolute(), dest.absolute())
         except BaseException:
             self.lock.release()
@@ -671,7 +674,7 @@ class Mover:
                 free,
                 twin.parent,
                 exact_names=free_names,
-                action="dedupe-sidecars",
+                action=MoveAction.DEDUPE_SIDECARS,
                 present=self.names(twin.parent),
             )
         self.journal.dedupe(self.run, dups, twins)
@@ -706,18 +709,18 @@ def undo(
                 held = None  # a dedupe's line, until its moved sidecars (the next entry)
                 for sources, finals, keep_source, action in journal.done_moves(run_id):
                     out = _undo_plan(sources, finals, keep_source)
-                    if action == "dedupe-sidecars" and held and out.action != "failed":
+                    if action == DEDUPE_SIDECARS and held and out.action != Action.FAILED:
                         held.sidecars = sorted(held.sidecars + _names(sources))
                         continue
                     if held:
                         yield held
-                    held = out if action == "dedupe" else None
+                    held = out if action == MoveAction.DEDUPE else None
                     if held is None:
                         yield out
                 if held:
                     yield held
                 return
-            run = journal.start_run("undo", None, None)
+            run = journal.start_run(RunKind.UNDO, None, None)
             for sources, finals in journal.split_moves(run_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
                 yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
@@ -728,7 +731,7 @@ def undo(
             moves = journal.done_moves(run_id)
             metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
             for i, (sources, finals, keep_source, action) in enumerate(moves):
-                if action != "dedupe-sidecars":  # a dedupe's group is done: say it
+                if action != DEDUPE_SIDECARS:  # a dedupe's group is done: say it
                     if held:
                         yield held
                     held = None
@@ -736,16 +739,16 @@ def undo(
                         journal.finish_run(run)
                         return
                 if tuple(finals) in restored or (
-                    (keep_source or action == "dedupe")
+                    (keep_source or action == MoveAction.DEDUPE)
                     and all(s.exists() for s in sources)
                     and not (keep_source and any(f.exists() for f in finals))
                 ):
-                    already += action != "dedupe-sidecars"
+                    already += action != DEDUPE_SIDECARS
                     continue
-                if action == "dedupe":
+                if action == MoveAction.DEDUPE:
                     held = _undo_dedupe(journal, run, sources, finals, run_id)
                     left += held.action == Action.FAILED
-                elif action == "dedupe-sidecars":  # part of the dedupe above: said there
+                elif action == DEDUPE_SIDECARS:  # part of the dedupe above: said there
                     out = _undo_one(journal, run, sources, finals, False, metadata)
                     complete = i == len(moves) - 1 and not left
                     if out.action == Action.FAILED:
