@@ -13,6 +13,7 @@ and the run's start time are normalised before comparing. Exits 1 on any differe
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
 import os
@@ -194,14 +195,55 @@ def run_scenario(code: Path, steps, work: Path) -> list[dict]:
 
 
 def compare(a: list[dict], b: list[dict]) -> list[str]:
+    """Each step's differences, as unified diffs (old -> new)."""
     diffs = []
     for x, y in zip(a, b):
         for key in ("exit", "json", "stderr", "tree"):
-            if x.get(key) != y.get(key):
-                diffs.append(
-                    f"{x['step']}: {key} differs:\n  old: {x.get(key)}\n  new: {y.get(key)}"
-                )
+            old, new = x.get(key), y.get(key)
+            if old == new:
+                continue
+            if isinstance(old, dict):
+                old = "\n".join(f"{k} {v}" for k, v in old.items())
+                new = "\n".join(f"{k} {v}" for k, v in new.items())
+            lines = difflib.unified_diff(
+                str(old).splitlines(), str(new).splitlines(), "old", "new", lineterm="", n=1
+            )
+            diffs.append(f"{x['step']}: {key} differs:\n    " + "\n    ".join(lines))
     return diffs
+
+
+WOULD = {
+    "would-move": "moved",
+    "would-copy": "copied",
+    "would-deduplicate": "deduplicated",
+    "would-review": "review",
+    "would-restore": "restored",
+    "would-remove-copy": "removed-copy",
+}
+
+
+def dry_vs_real(steps, record: list[dict]) -> list[str]:
+    """Where a dry run and the same command run for real, next, disagree (would-move vs
+    moved, the names, the sidecars): what a dry run failed to foresee."""
+    out = []
+    for (name, argv), (_, nxt), dry, real in zip(steps, steps[1:], record, record[1:]):
+        if callable(argv) or callable(nxt) or argv != [*nxt, "--dry-run"]:
+            continue
+        said = json.loads(dry["json"])
+        for row in said:
+            row["action"] = WOULD.get(row["action"], row["action"])
+        done = json.loads(real["json"])
+        if said != done:
+            lines = difflib.unified_diff(
+                json.dumps(said, indent=1).splitlines(),
+                json.dumps(done, indent=1).splitlines(),
+                "dry run",
+                "real run",
+                lineterm="",
+                n=1,
+            )
+            out.append(f"{name}: the dry run says otherwise:\n    " + "\n    ".join(lines))
+    return out
 
 
 def main() -> int:
@@ -235,6 +277,12 @@ def main() -> int:
         for d in diffs:
             print("  " + d)
         failures += bool(diffs)
+        for label, record in zip(("old", "new"), results):
+            unforeseen = dry_vs_real(steps, record)
+            print(f"  dry run vs real run, {label}: {len(unforeseen)} steps disagree")
+            if args.show:
+                for u in unforeseen:
+                    print("  " + u)
     return 1 if failures else 0
 
 

@@ -168,6 +168,19 @@ def numbered_stems(stem: str) -> Iterator[str]:
         yield f"{stem} ({n})"
 
 
+def free_names(names: list[str], present: set[str]) -> Iterator[list[str]]:
+    """The names a group (names[0] is its photo's) may take in a folder that holds
+    `present` (casefolded, names_in_any_case), in the order transfer tries them: its own
+    names, then the first numbered stem free for every member ("IMG_0001 (1).jpg" with
+    "IMG_0001 (1).xmp"), and so on. The one place the names of a move are chosen: a dry
+    run plans with it what transfer then claims."""
+    stem, _ = split_name(names[0])
+    for new_stem in numbered_stems(stem):
+        candidate = [member_name(n, stem, new_stem) for n in names]
+        if not present & {n.casefold() for n in candidate}:
+            yield candidate
+
+
 def member_name(name: str, stem: str, new_stem: str) -> str:
     """A group member's name when its photo's stem becomes new_stem: IMG_0001.xmp goes
     with IMG_0001 (1).jpg as IMG_0001 (1).xmp. The stem matches in any case (img_0001.heic's
@@ -582,10 +595,7 @@ def transfer(
             yield exact_names
             return
         there = names_in_any_case(folder) if present is None else present
-        for new_stem in numbered_stems(stem):
-            names = [member_name(s.name, stem, new_stem) for s in sources]
-            if not there & {n.casefold() for n in names}:
-                yield names
+        yield from free_names([s.name for s in sources], there)
 
     temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
     try:

@@ -17,8 +17,9 @@ from flowersort import safefs
 from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch, take_back
-from flowersort.errors import EmptySource, FlowersortError
+from flowersort.errors import EmptySource, FlowersortError, StateError
 from flowersort.journal import (
+    DoneMove,
     FolderLock,
     Journal,
     RunInfo,
@@ -29,7 +30,7 @@ from flowersort.journal import (
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
-from flowersort.records import MoveAction, RunKind
+from flowersort.records import MoveAction, RunKind, StrEnum
 
 log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
@@ -302,8 +303,11 @@ def classify(
         review_band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
     threshold = model.threshold if threshold is None else threshold
     mover = watch = None
-    if dest is not None and not dry_run:
-        mover = Mover(dest, copy, on_conflict, wait, src)  # a locked-out run creates nothing
+    if dest is not None:
+        mover = Mover(dest, copy, on_conflict, wait, src, dry_run)  # locked out: makes nothing
+        mover.keep_below = src if keep_structure else None
+        mover.follow = follow_symlinks
+    if mover is not None and not dry_run:
         try:
             created = make_dirs(dest) + (make_dirs(review) if review is not None else [])
         except OSError as e:
@@ -318,14 +322,9 @@ def classify(
         except BaseException:
             mover.close()
             raise
-        mover.keep_below = src if keep_structure else None
-        mover.follow = follow_symlinks
-    plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
-    if plan is not None:
-        plan.keep_below = src if keep_structure else None
     if dest is not None:
         try:
-            watch = Watch(dest, review, dry_run=dry_run, run=mover.run if mover else None)
+            watch = Watch(dest, review, dry_run=dry_run, run=mover.run)
             learnt = watch.start()
         except BaseException:
             if mover:
@@ -388,29 +387,32 @@ def classify(
                 continue
             flower = score >= threshold
             borderline = abs(score - threshold) < review_band
-            if dest is not None and (veto := watch.held(path)):
+            veto = watch.held(path) if watch is not None else None
+            decision = decide(
+                flower,
+                borderline,
+                has_target=dest is not None,
+                has_review=review is not None,
+                vetoed=veto is not None,
+                confirmed=bool(watch and borderline and not veto and watch.confirmed(path)),
+            )
+            if decision == Decision.VETOED:
                 why = KIND_TEXT[veto.kind]
                 yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), note)
-            elif dest is not None and borderline and watch.confirmed(path):
-                # the user sorted it into dest already (a copy run keeps the original here)
+            elif decision in (Decision.CONFIRMED, Decision.KEEP):
+                # confirmed: the user sorted it into dest already (a copy run keeps the
+                # original here)
                 yield noted(Outcome(path, Action.KEPT, score, flower), note)
-            elif dest is not None and borderline:
-                if review is None:
-                    yield noted(Outcome(path, Action.BORDERLINE, score, flower), note)
-                elif dry_run:
-                    out = Outcome(path, Action.WOULD_REVIEW, score, flower, os.fsdecode(review))
-                    yield noted(out, note)
-                else:
-                    outcome = mover.move(path, score, was, folder=review)
-                    outcome.flower = flower
-                    if outcome.action in (Action.MOVED, Action.COPIED):
-                        watch.placed(outcome.target, "review", mover.run)
-                        outcome.action = Action.REVIEW
-                    yield noted(outcome, note)
-            elif not flower or dest is None:
-                yield noted(Outcome(path, Action.KEPT, score, flower), note)
-            elif dry_run:
-                yield noted(plan.outcome(Path(path), score), note)
+            elif decision == Decision.BORDERLINE:
+                yield noted(Outcome(path, Action.BORDERLINE, score, flower), note)
+            elif decision == Decision.REVIEW:
+                outcome = mover.move(path, score, was, folder=review)
+                outcome.flower = flower
+                if outcome.action in (Action.MOVED, Action.COPIED):
+                    watch.placed(outcome.target, "review", mover.run)
+                if outcome.action in (Action.MOVED, Action.COPIED, *DRY_DONE):
+                    outcome.action = mover.said(Action.REVIEW)
+                yield noted(outcome, note)
             else:
                 outcome = mover.move(path, score, was)
                 if outcome.action in (Action.MOVED, Action.COPIED):
@@ -484,26 +486,6 @@ def target_folder(dest: Path, photo: Path, keep_below: Path | None) -> Path:
     return dest if rel == "." or rel.startswith("..") else dest / rel
 
 
-def planned_finals(
-    group: list[Path], folder: Path, taken: set[str], present: set[str] | None = None
-) -> list[Path]:
-    """The names safefs.transfer would give a photo and its sidecars in folder now: the
-    first numbered stem free for every member and not planned for an earlier photo.
-    `present`: folder's names in hand (TargetNames), else it is listed now."""
-    stem, _ = safefs.split_name(group[0].name)
-    if present is None:
-        present = safefs.names_in_any_case(folder)
-    for new_stem in safefs.numbered_stems(stem):
-        names = [safefs.member_name(p.name, stem, new_stem) for p in group]
-        paths = [os.path.join(folder, n) for n in names]
-        if not any(p.casefold() in taken for p in paths) and not (
-            present & {n.casefold() for n in names}
-        ):
-            taken.update(p.casefold() for p in paths)
-            return [folder / n for n in names]
-    raise FileExistsError(errno.EEXIST, "no free name", str(folder))
-
-
 def dedupe_plan(photo: Path, twin: Path, sides: list[Path] | None = None):
     """How a dedupe would take photo's sidecars (`sides`, else sidecars(photo)):
     (duplicates, their twins, sidecars to move by the twin, their names there); None when
@@ -534,58 +516,80 @@ def failed(photo: Path, score: float, error: OSError, copy: bool) -> Outcome:
     return Outcome(photo, Action.FAILED, score, True, reason=reason, private_by_folder=private)
 
 
-class DryRun:
-    """What a run would do, photo by photo, touching nothing: the final names (a clash
-    with a file in dest or an earlier photo of this run is numbered) and the sidecars."""
+# what a dry run says for what a run does
+WOULD = {
+    Action.MOVED: Action.WOULD_MOVE,
+    Action.COPIED: Action.WOULD_COPY,
+    Action.DEDUPLICATED: Action.WOULD_DEDUPLICATE,
+    Action.REVIEW: Action.WOULD_REVIEW,
+}
 
-    def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode):
-        self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
-        self.taken: set[str] = set()
-        self.moved: set[Path] = set()  # sidecars an earlier photo would take with it
-        self.keep_below: Path | None = None
-        self.sidecars, self.names = Companions(), TargetNames()
 
-    def outcome(self, photo: Path, score: float) -> Outcome:
-        folder = target_folder(self.dest, photo, self.keep_below)
-        if self.copy or self.on_conflict == "skip":
-            if twin := identical_at_target(photo, folder):
-                return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
-        elif self.on_conflict == "dedupe" and (twin := identical_at_target(photo, folder)):
-            if (plan := dedupe_plan(photo, twin, self.sidecars(photo))) is not None:
-                _, twins, free, free_names = plan
-                try:  # the sidecars that move go by the twin, as a run checks them
-                    safefs.check_folders_keep_private(free, twin.parent)
-                except safefs.Exposed as e:
-                    return failed(photo, score, e, self.copy)
-                beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
-                self.taken.update(os.fsdecode(p).casefold() for p in beside)
-                target = os.fsdecode(twin)
-                action = Action.WOULD_DEDUPLICATE
-                return Outcome(photo, action, score, True, target, _names(beside))
-        group = [
-            photo,
-            *(s for s in own_sidecars(photo, self.sidecars(photo)) if s not in self.moved),
-        ]
-        try:
-            safefs.check_folders_keep_private(group, folder)
-            finals = planned_finals(group, folder, self.taken, self.names(folder))
-        except OSError as e:  # as the run will say it
-            return failed(photo, score, e, self.copy)
-        if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
-            self.moved.update(group[1:])
-        action = Action.WOULD_COPY if self.copy else Action.WOULD_MOVE
-        return Outcome(photo, action, score, True, os.fsdecode(finals[0]), _names(finals[1:]))
+DRY_DONE = (Action.WOULD_MOVE, Action.WOULD_COPY)
+
+
+class Decision(StrEnum):
+    """What a run does with a photo it scored (decide)."""
+
+    VETOED = "vetoed"  # the user took it back out of the target earlier: kept
+    CONFIRMED = "confirmed"  # borderline, and the user sorted it into the target: kept
+    BORDERLINE = "borderline"  # borderline, no review folder: left in place
+    REVIEW = "review"  # borderline: into the review folder
+    KEEP = "keep"  # not a flower, or no target
+    MOVE = "move"  # into the target
+
+
+def decide(
+    flower: bool,
+    borderline: bool,
+    *,
+    has_target: bool,
+    has_review: bool,
+    vetoed: bool = False,
+    confirmed: bool = False,
+) -> Decision:
+    """The one rule from a score (flower: at or over the threshold; borderline: within the
+    review band of it) and the user's earlier choices to what the run does."""
+    if has_target and vetoed:
+        return Decision.VETOED
+    if has_target and borderline:
+        if confirmed:
+            return Decision.CONFIRMED
+        return Decision.REVIEW if has_review else Decision.BORDERLINE
+    if not flower or not has_target:
+        return Decision.KEEP
+    return Decision.MOVE
 
 
 class Mover:
-    """Moves (or copies) photos with their sidecars into dest, under the lock and journal."""
+    """Moves (or copies) photos with their sidecars into dest. Each photo is planned (a
+    copy already at the target, a dedupe, else the final names of its group from
+    safefs.free_names) and the plan applied: under the lock and journal, or in a dry run
+    only said (would-move ...). The two differ only where a file would change."""
 
     keep_below: Path | None = None  # --keep-structure: src, whose sub-folders are kept
     folder_locks: list = []  # FolderLock on src and dest, once dest is made
     follow: bool = False  # --follow-symlinks: a photo that is a link is moved by its link
     stopped = False  # by a signal: undo --list says so
 
-    def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode, wait: bool, src: Path):
+    def __init__(
+        self,
+        dest: Path,
+        copy: bool,
+        on_conflict: ConflictMode,
+        wait: bool,
+        src: Path,
+        dry_run: bool = False,
+    ):
+        self.dest, self.copy, self.on_conflict, self.dry_run = dest, copy, on_conflict, dry_run
+        self.full: str | None = None  # why the target took no more: no space, quota
+        self.sidecars, self.names = Companions(), TargetNames()
+        self.moved: set[Path] = set()  # sidecars an earlier photo took with it
+        self.lock: RunLock | None = None
+        self.run: int | None = None
+        if dry_run:  # read only, for where earlier runs put photos
+            self.journal = _journal_reader()
+            return
         folder = state_dir()
         self.lock = RunLock(folder, wait)
         try:
@@ -597,9 +601,9 @@ class Mover:
         except BaseException:
             self.lock.release()
             raise
-        self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
-        self.full: str | None = None  # why the target took no more: no space, quota
-        self.sidecars, self.names = Companions(), TargetNames()
+
+    def said(self, action: Action) -> Action:
+        return WOULD.get(action, action) if self.dry_run else action
 
     def move(
         self,
@@ -612,7 +616,6 @@ class Mover:
         it was scored; a photo replaced or changed since is left where it is (its score is
         not its own)."""
         photo = Path(path)
-        done = Action.COPIED if self.copy else Action.MOVED
         base = folder or self.dest
         folder = target_folder(base, photo, self.keep_below)
         if self.full:  # every further try would fail the same way, and cost a full copy
@@ -628,31 +631,42 @@ class Mover:
                     return Outcome(photo, Action.SKIPPED, score, True, reason=f"already at {twin}")
                 if (beside := self.dedupe(photo, twin)) is not None:
                     target, sides = os.fsdecode(twin), _names(beside)
-                    return Outcome(photo, Action.DEDUPLICATED, score, True, target, sides)
-            group = [photo, *own_sidecars(photo, self.sidecars(photo))]
-            if folder != base:
-                safefs.check_folders_keep_private(group, folder)  # before its folders are made
-                self.journal.note_created_dirs(self.run, make_dirs(folder))
-            finals = self.journal.transfer(
-                self.run,
-                group,
-                folder,
-                keep_source=self.copy,
-                present=self.names(folder),
-                follow=self.follow,
-            )
+                    action = self.said(Action.DEDUPLICATED)
+                    return Outcome(photo, action, score, True, target, sides)
+            sides = own_sidecars(photo, self.sidecars(photo))
+            group = [photo, *(s for s in sides if s not in self.moved)]
+            finals = self.transfer(group, folder, made=folder != base)
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"
             return failed(photo, score, e, self.copy)
-        sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
-        return Outcome(photo, done, score, True, os.fsdecode(finals[0]), sidecar_finals)
+        if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
+            self.moved.update(group[1:])
+        done = self.said(Action.COPIED if self.copy else Action.MOVED)
+        return Outcome(photo, done, score, True, os.fsdecode(finals[0]), _names(finals[1:]))
+
+    def transfer(self, group: list[Path], folder: Path, made: bool) -> list[Path]:
+        """Move (copy) group into folder under the names safefs.free_names gives it;
+        `made`: folder is the photo's own below the target (--keep-structure), made now."""
+        present = self.names(folder)
+        safefs.check_folders_keep_private(group, folder)  # before its folders are made
+        if self.dry_run:
+            names = next(safefs.free_names([p.name for p in group], present), None)
+            if names is None:
+                raise FileExistsError(errno.EEXIST, "no free name", str(folder))
+            present.update(n.casefold() for n in names)
+            return [folder / n for n in names]
+        if made:
+            self.journal.note_created_dirs(self.run, make_dirs(folder))
+        return self.journal.transfer(
+            self.run, group, folder, keep_source=self.copy, present=present, follow=self.follow
+        )
 
     def already_there(self, photo: Path, folder: Path) -> Path | None:
         """Where an earlier run put this photo, if it is still there with the same bytes;
         for a copy (or --on-conflict skip), also a byte-identical twin under its name or a
         numbered one: a nightly --copy-to must not pile up copies."""
-        earlier = self.journal.earlier_final(photo, self.dest)
+        earlier = self.journal.earlier_final(photo, self.dest) if self.journal else None
         if earlier is not None and same_photo(photo, earlier):
             return earlier
         if self.copy or self.on_conflict == "skip":
@@ -668,7 +682,10 @@ class Mover:
         if (plan := dedupe_plan(photo, twin, self.sidecars(photo))) is None:
             return None
         dups, twins, free, free_names = plan
-        if free:
+        if free and self.dry_run:  # as transfer checks them
+            safefs.check_folders_keep_private(free, twin.parent)
+            self.names(twin.parent).update(n.casefold() for n in free_names)
+        elif free:
             self.journal.transfer(
                 self.run,
                 free,
@@ -677,15 +694,29 @@ class Mover:
                 action=MoveAction.DEDUPE_SIDECARS,
                 present=self.names(twin.parent),
             )
-        self.journal.dedupe(self.run, dups, twins)
+        if not self.dry_run:
+            self.journal.dedupe(self.run, dups, twins)
+        self.moved.update(free)
         return sorted(twins[1:] + [twin.parent / name for name in free_names])
 
     def close(self) -> None:
+        if self.dry_run:
+            if self.journal is not None:
+                self.journal.close()
+            return
         for lock in self.folder_locks:
             lock.release()
         self.journal.finish_run(self.run, self.stopped)
         self.journal.close()
         self.lock.release()
+
+
+def _journal_reader() -> Journal | None:
+    """The journal read only (a dry run writes nothing), or None."""
+    try:
+        return Journal.reader(state_dir())
+    except StateError:
+        return None
 
 
 def undo(
@@ -695,32 +726,21 @@ def undo(
     stop: Callable[[], bool] | None = None,
 ) -> Iterator[Outcome]:
     """Put a classify run's moves back where they were (the last run, or run_id), never
-    overwriting; then remove the folders that run created, if now empty. A dry run only
-    says what would happen. When `stop()` turns true, stop after the photo in hand."""
+    overwriting; then remove the folders that run created, if now empty. A dry run goes
+    the same way and says what would happen (would-restore ...), touching nothing. When
+    `stop()` turns true, stop after the photo in hand."""
     folder = state_dir()
     with nullcontext() if dry_run else RunLock(folder, wait):
         journal = Journal(folder)
         complete = False  # every move put back: a reader gone at the last line (| head) is late
+        run = None
         try:
             if not dry_run:
                 journal.recover()
             run_id = run_to_undo(journal, run_id)
-            if dry_run:
-                held = None  # a dedupe's line, until its moved sidecars (the next entry)
-                for sources, finals, keep_source, action in journal.done_moves(run_id):
-                    out = _undo_plan(sources, finals, keep_source)
-                    if action == DEDUPE_SIDECARS and held and out.action != Action.FAILED:
-                        held.sidecars = sorted(held.sidecars + _names(sources))
-                        continue
-                    if held:
-                        yield held
-                    held = out if action == MoveAction.DEDUPE else None
-                    if held is None:
-                        yield out
-                if held:
-                    yield held
-                return
-            run = journal.start_run(RunKind.UNDO, None, None)
+            if not dry_run:
+                run = journal.start_run(RunKind.UNDO, None, None)
+            undoing = Undoing(journal, run, run_id, dry_run)
             for sources, finals in journal.split_moves(run_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
                 yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
@@ -729,14 +749,15 @@ def undo(
             left = 0  # moves that failed to go back
             held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
             moves = journal.done_moves(run_id)
-            metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
-            for i, (sources, finals, keep_source, action) in enumerate(moves):
+            for i, move in enumerate(moves):
+                sources, finals, keep_source, action = move
                 if action != DEDUPE_SIDECARS:  # a dedupe's group is done: say it
                     if held:
                         yield held
                     held = None
                     if stop is not None and stop():
-                        journal.finish_run(run)
+                        if run is not None:
+                            journal.finish_run(run)
                         return
                 if tuple(finals) in restored or (
                     (keep_source or action == MoveAction.DEDUPE)
@@ -745,31 +766,32 @@ def undo(
                 ):
                     already += action != DEDUPE_SIDECARS
                     continue
+                out = undoing.take_back(move)
                 if action == MoveAction.DEDUPE:
-                    held = _undo_dedupe(journal, run, sources, finals, run_id)
+                    held = out
                     left += held.action == Action.FAILED
                 elif action == DEDUPE_SIDECARS:  # part of the dedupe above: said there
-                    out = _undo_one(journal, run, sources, finals, False, metadata)
                     complete = i == len(moves) - 1 and not left
                     if out.action == Action.FAILED:
                         left += 1
                         yield out
-                    elif held and held.action == Action.RESTORED:
+                    elif held and held.action in (Action.RESTORED, Action.WOULD_RESTORE):
                         held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
-                    out = _undo_one(journal, run, sources, finals, keep_source, metadata)
                     left += out.action == Action.FAILED
                     complete = i == len(moves) - 1 and not left
                     yield out
             complete = not left
             if held:
                 yield held
+            if run is None:  # a dry run: nothing to record
+                return
             if left:  # the run stays open: the next undo tries what is left
                 journal.finish_run(run)
                 return
             _undone(journal, run_id, run, already)
         except GeneratorExit:  # the reader went away: the run is undone if every move is back
-            if complete:
+            if complete and run is not None:
                 _undone(journal, run_id, run, already)
             raise
         finally:
@@ -816,24 +838,6 @@ def remove_empty_dirs(folders: list[Path]) -> None:
         log.info("removed empty folder %s", display(f))
 
 
-def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
-    """What _undo_one would do, checked the same way, touching nothing."""
-    photo = sources[0]
-    if keep_source:
-        if all(
-            s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
-        ):
-            target, sides = os.fsdecode(finals[0]), _names(sources[1:])
-            return Outcome(photo, Action.WOULD_REMOVE_COPY, target=target, sidecars=sides)
-        return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
-    if not all(f.exists() for f in finals):
-        return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
-    if any(os.path.lexists(s) for s in sources):
-        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
-    target = os.fsdecode(finals[0])
-    return Outcome(photo, Action.WOULD_RESTORE, target=target, sidecars=_names(sources[1:]))
-
-
 def _untouched_since_moved(metadata: dict, finals) -> list[dict] | None:
     """For each file of a move, its mode, owner, times and tags from before the move if
     they are still as the move left them (a disk without them, such as exFAT, made a
@@ -854,44 +858,104 @@ def _untouched_since_moved(metadata: dict, finals) -> list[dict] | None:
     return out
 
 
-def _undo_one(
-    journal: Journal, run: int, sources, finals, keep_source: bool, metadata: dict
-) -> Outcome:
-    photo = sources[0]
-    if keep_source:  # a copy: remove it only while the original is still there, unchanged
-        if all(
+class Undoing:
+    """Takes back the moves of run `run_id`, one journaled move at a time, as undo run
+    `run`; in a dry run each is checked the same way and only said (would-restore ...)."""
+
+    def __init__(self, journal: Journal, run: int | None, run_id: int, dry_run: bool):
+        self.journal, self.run, self.run_id, self.dry_run = journal, run, run_id, dry_run
+        self.metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
+
+    def said(self, action: Action) -> Action:
+        if not self.dry_run:
+            return action
+        return {
+            Action.RESTORED: Action.WOULD_RESTORE,
+            Action.REMOVED_COPY: Action.WOULD_REMOVE_COPY,
+        }[action]
+
+    def take_back(self, move: DoneMove) -> Outcome:
+        if move.action == MoveAction.DEDUPE:
+            return self.dedupe(move.sources, move.finals)
+        keep_source = move.keep_source and move.action != DEDUPE_SIDECARS
+        if keep_source:
+            return self.remove_copy(move.sources, move.finals)
+        return self.move_back(move.sources, move.finals)
+
+    def remove_copy(self, sources: list[Path], finals: list[Path]) -> Outcome:
+        """A copy: removed only while the original is still there, unchanged."""
+        photo = sources[0]
+        if not all(
             s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
         ):
+            return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
+        if not self.dry_run:
             for f in finals:
                 safefs._unlink(f)
-            target = os.fsdecode(finals[0])
-            return Outcome(photo, Action.REMOVED_COPY, target=target, sidecars=_names(sources[1:]))
-        return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
-    present = [f for f in finals if f.exists()]
-    if len(present) != len(finals):
-        return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
-    if refused := _link_in_the_way(photo):
-        return refused
-    try:
-        untouched = _untouched_since_moved(metadata, finals)
-        photo.parent.mkdir(parents=True, exist_ok=True)
-        journal.transfer(
-            run,
-            finals,
-            photo.parent,
-            exact_names=[s.name for s in sources],
-            metadata=untouched,
-            undoing=True,
-        )
-        for source, before in zip(sources, untouched or []):
-            if before is not None:
-                safefs.set_metadata(source, before)
-    except FileExistsError:
-        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
-    except OSError as e:
-        return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
-    target = os.fsdecode(finals[0])
-    return Outcome(photo, Action.RESTORED, target=target, sidecars=_names(sources[1:]))
+        target, sides = os.fsdecode(finals[0]), _names(sources[1:])
+        return Outcome(photo, self.said(Action.REMOVED_COPY), target=target, sidecars=sides)
+
+    def move_back(self, sources: list[Path], finals: list[Path]) -> Outcome:
+        photo = sources[0]
+        if not all(f.exists() for f in finals):
+            return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
+        if refused := _link_in_the_way(photo):
+            return refused
+        try:
+            if self.dry_run:
+                if any(os.path.lexists(s) for s in sources):
+                    raise FileExistsError
+            else:
+                untouched = _untouched_since_moved(self.metadata, finals)
+                photo.parent.mkdir(parents=True, exist_ok=True)
+                self.journal.transfer(
+                    self.run,
+                    finals,
+                    photo.parent,
+                    exact_names=[s.name for s in sources],
+                    metadata=untouched,
+                    undoing=True,
+                )
+                for source, before in zip(sources, untouched or []):
+                    if before is not None:
+                        safefs.set_metadata(source, before)
+        except FileExistsError:
+            return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
+        except OSError as e:
+            return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
+        target, sides = os.fsdecode(finals[0]), _names(sources[1:])
+        return Outcome(photo, self.said(Action.RESTORED), target=target, sidecars=sides)
+
+    def dedupe(self, sources: list[Path], twins: list[Path]) -> Outcome:
+        """A removed duplicate comes back as a copy of the twin that stayed, with its own
+        mode, times and tags (where the run journaled them)."""
+        photo = sources[0]
+        gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
+        if not all(t.exists() for _, t in gone):
+            return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
+        if refused := _link_in_the_way(photo):
+            return refused
+        try:
+            if gone and not self.dry_run:
+                photo.parent.mkdir(parents=True, exist_ok=True)
+                self.journal.transfer(
+                    self.run,
+                    [t for _, t in gone],
+                    photo.parent,
+                    keep_source=True,
+                    exact_names=[s.name for s, _ in gone],
+                    undoing=True,
+                )
+                own = self.journal.removed_duplicates(self.run_id, sources)
+                for source, _ in gone:
+                    if source in own:  # the copy has the twin's mode, times and tags
+                        safefs.set_metadata(source, own[source])
+        except FileExistsError:
+            return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
+        except OSError as e:
+            return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
+        target, sides = os.fsdecode(twins[0]), _names(sources[1:])
+        return Outcome(photo, self.said(Action.RESTORED), target=target, sidecars=sides)
 
 
 def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
@@ -912,37 +976,3 @@ def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
 
 def _names(paths) -> list[str]:
     return [os.fsdecode(p) for p in paths]
-
-
-def _undo_dedupe(
-    journal: Journal, run: int, sources: list[Path], twins: list[Path], deduped_by: int
-) -> Outcome:
-    """A removed duplicate comes back as a copy of the twin that stayed, with its own
-    mode, times and tags (where run `deduped_by` journaled them)."""
-    photo = sources[0]
-    gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
-    if not all(t.exists() for _, t in gone):
-        return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
-    if refused := _link_in_the_way(photo):
-        return refused
-    try:
-        photo.parent.mkdir(parents=True, exist_ok=True)
-        if gone:
-            journal.transfer(
-                run,
-                [t for _, t in gone],
-                photo.parent,
-                keep_source=True,
-                exact_names=[s.name for s, _ in gone],
-                undoing=True,
-            )
-            own = journal.removed_duplicates(deduped_by, sources)
-            for source, _ in gone:
-                if source in own:  # the copy has the twin's mode, times and tags
-                    safefs.set_metadata(source, own[source])
-    except FileExistsError:
-        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
-    except OSError as e:
-        return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
-    target, sides = os.fsdecode(twins[0]), _names(sources[1:])
-    return Outcome(photo, Action.RESTORED, target=target, sidecars=sides)
