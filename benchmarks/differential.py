@@ -13,6 +13,7 @@ and the run's start time are normalised before comparing. Exits 1 on any differe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import hashlib
 import json
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +38,7 @@ def make_archive(root: Path) -> None:
     src, dest = root / "archive", root / "target"
     for folder in ("2020/07 Trip", "2021", "2021/Phone"):
         (src / folder).mkdir(parents=True)
-    dest.mkdir()
+    dest.mkdir(exist_ok=True)  # a mount point already, for an exFAT target
     for i, f in enumerate(FLOWERS):
         shutil.copy(f, src / "2020/07 Trip" / f"IMG_{i:04d}.jpg")
     (src / "2020/07 Trip/IMG_0001.xmp").write_text("<xmp one/>")
@@ -129,6 +131,16 @@ SCENARIOS = {
         ("again", COPY),
         ("undo", ["undo"]),
     ],
+    # the target on exFAT (a USB stick: no hard links, no modes, names in any case)
+    "exfat-move-copy-undo": [
+        ("dry", MOVE + DRY),
+        ("move", MOVE),
+        ("undo", ["undo"]),
+        ("copy", COPY),
+        ("dry-again", COPY + DRY),
+        ("again", COPY),
+        ("undo", ["undo"]),
+    ],
     "list-only": [
         ("list", ["classify", "archive", "--threshold", "0.5"]),
     ],
@@ -157,9 +169,42 @@ def normalise(text: str, root: Path, code: Path) -> str:
     return text
 
 
-def run_scenario(code: Path, steps, work: Path) -> list[dict]:
+@contextlib.contextmanager
+def exfat(folder: Path) -> Iterator[bool]:
+    """folder becomes an exFAT filesystem on a loop device (FUSE); False where the machine
+    cannot (not root, no mkfs.exfat): the scenario is left out."""
+    tools = ("mkfs.exfat", "mount.exfat-fuse", "losetup", "truncate", "fusermount")
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in tools):
+        yield False
+        return
+    folder.mkdir(parents=True)
+    image = Path(tempfile.mkstemp(suffix=".img")[1])  # outside the tree compared
+    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
+    subprocess.run(["mkfs.exfat", str(image)], capture_output=True, check=True)
+    loop = subprocess.run(
+        ["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        subprocess.run(["mount.exfat-fuse", loop, str(folder)], check=True, capture_output=True)
+        try:
+            yield True
+        finally:
+            subprocess.run(["fusermount", "-u", str(folder)], check=False)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+        image.unlink()
+
+
+def run_scenario(code: Path, steps, work: Path, on_exfat: bool = False) -> list[dict] | None:
     root = work / "sandbox"
-    make_archive(root)
+    with exfat(root / "target") if on_exfat else contextlib.nullcontext(True) as ready:
+        if not ready:
+            return None
+        make_archive(root)
+        return _run_steps(code, steps, root)
+
+
+def _run_steps(code: Path, steps, root: Path) -> list[dict]:
     env = {
         **os.environ,
         "PYTHONPATH": str(code),
@@ -257,7 +302,12 @@ def main() -> int:
         results = []
         for code in (args.old, args.new):
             with tempfile.TemporaryDirectory(prefix="fs-diff-") as work:
-                results.append(run_scenario(code.resolve(), steps, Path(work)))
+                results.append(
+                    run_scenario(code.resolve(), steps, Path(work), name.startswith("exfat"))
+                )
+        if None in results:
+            print(f"{name}: left out (an exFAT target needs root, mkfs.exfat and FUSE)")
+            continue
         diffs = compare(*results)
         actions = sorted(
             {

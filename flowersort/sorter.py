@@ -10,8 +10,9 @@ import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from flowersort import safefs
 from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
@@ -243,43 +244,129 @@ def same_photo(photo: Path, there: Path) -> bool:
         return False
 
 
-def classify(
-    model: Model,
-    src: Path,
-    dest: Path | None = None,
-    *,
-    threshold: float | None = None,
-    dry_run: bool = False,
-    copy: bool = False,
-    follow_symlinks: bool = False,
-    include_hidden: bool = False,
-    exclude: Iterable[str] = (),
-    workers: int | None = None,
-    on_conflict: ConflictMode = "rename",
-    wait: bool = False,
-    cache: ScoreCache | None = None,
-    thumbnail: bool = False,
-    on_walk_skip: OnSkip | None = None,
-    review: Path | None = None,
-    review_band: float | None = None,
-    stop: Callable[[], bool] | None = None,
-    keep_structure: bool = False,
-    on_passed_over: OnPass | None = None,
-    on_stopped: Callable[[int], None] | None = None,
-) -> Iterator[Outcome]:
-    """Score every photo under src; move (or copy) the flowers into dest unless dry_run
-    (with keep_structure, into the photo's folder below src recreated under dest).
+@dataclass(frozen=True)
+class WalkOptions:
+    """Which files under SRC a run looks at (archive.walk)."""
 
-    A run that changes files holds the lock for its whole length, first finishes or
-    rolls back what an interrupted run left in the journal, and journals every move.
-    With dest, a score within review_band of the threshold (default: the model's band,
-    none when the threshold is set by hand) is borderline: moved into `review` if given,
-    else left in place; and the user's earlier choices are learnt and kept (see
-    corrections.Watch).
-    When `stop()` turns true (a signal), no new photo is started: the run ends after the
-    move in hand, and `on_stopped` is told how many photos were never looked at.
-    Videos and RAW files that are no photo's companion go to `on_passed_over`.
-    """
+    include_hidden: bool = False
+    follow_symlinks: bool = False
+    exclude: tuple[str, ...] = ()
+
+    def photos(
+        self,
+        src: Path,
+        prune: Iterable[Path | None] = (),
+        on_skip: OnSkip | None = None,
+        on_pass: OnPass | None = None,
+    ) -> Iterator[str]:
+        return walk(
+            src,
+            prune=[p for p in prune if p is not None],
+            include_hidden=self.include_hidden,
+            follow_symlinks=self.follow_symlinks,
+            exclude=self.exclude,
+            on_skip=on_skip,
+            on_pass=on_pass,
+        )
+
+
+@dataclass(frozen=True)
+class SortOptions:
+    """How a classify run sorts (the CLI's options, built once). dest None: only scored.
+    threshold None: the model's; review_band None: the model's band (none with a
+    threshold set by hand); keep_structure: into the photo's folder below src recreated
+    under dest."""
+
+    dest: Path | None = None
+    copy: bool = False
+    dry_run: bool = False
+    threshold: float | None = None
+    review: Path | None = None
+    review_band: float | None = None
+    on_conflict: ConflictMode = "rename"
+    keep_structure: bool = False
+    wait: bool = False
+    workers: int | None = None
+    thumbnail: bool = False
+    walk: WalkOptions = field(default_factory=WalkOptions)
+
+    @property
+    def targets(self) -> tuple[Path | None, Path | None]:
+        return self.dest, self.review
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a run tells its caller as it goes, and asks it. stop(): a signal came, so no
+    new photo is started (on_stopped is told how many were never looked at);
+    on_walk_skip: a file the walk skipped; on_passed_over: a video or RAW file that is
+    no photo's companion."""
+
+    stop: Callable[[], bool] | None = None
+    on_walk_skip: OnSkip | None = None
+    on_passed_over: OnPass | None = None
+    on_stopped: Callable[[int], None] | None = None
+
+
+class SortRun:
+    """One classify run: `with SortRun(model, src, options) as run: for outcome in run:`.
+    Score every photo under src; move (or copy) the flowers into options.dest unless a
+    dry run. A run that changes files holds the lock from its first outcome to the end
+    of the with block, first finishes or rolls back what an interrupted run left in the
+    journal, and journals every move. With a target, a score within the review band of
+    the threshold is borderline: moved into the review folder if given, else left in
+    place; and the user's earlier choices are learnt and kept (see corrections.Watch)."""
+
+    def __init__(
+        self,
+        model: Model,
+        src: Path,
+        options: SortOptions | None = None,
+        *,
+        cache: ScoreCache | None = None,
+        hooks: Hooks | None = None,
+    ):
+        options = options or SortOptions()
+        self._outcomes = _sort(model, Path(src), options, hooks or Hooks(), cache)
+
+    def __enter__(self) -> SortRun:
+        return self
+
+    def __iter__(self) -> Iterator[Outcome]:
+        return self._outcomes
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock, the journal and the corrections store (a run stopped half-way
+        releases them now)."""
+        self._outcomes.close()
+
+
+def classify(
+    model: Model, src: Path, dest: Path | None = None, **options: Any
+) -> Iterator[Outcome]:
+    """SortRun for a library caller (tests, benchmarks): the keywords are those of
+    SortOptions, WalkOptions and Hooks, and `cache`."""
+    walk_keys = {f.name for f in fields(WalkOptions)}
+    hook_keys = {f.name for f in fields(Hooks)}
+    cache = options.pop("cache", None)
+    walk_options = WalkOptions(**{k: options.pop(k) for k in walk_keys & options.keys()})
+    hooks = Hooks(**{k: options.pop(k) for k in hook_keys & options.keys()})
+    sort = SortOptions(dest=dest, walk=walk_options, **options)
+    with SortRun(model, src, sort, cache=cache, hooks=hooks) as run:
+        yield from run
+
+
+def _sort(
+    model: Model, src: Path, options: SortOptions, hooks: Hooks, cache: ScoreCache | None
+) -> Iterator[Outcome]:
+    """SortRun's outcomes, as a generator: closing it ends the run."""
+    o, walk_options = options, options.walk
+    dest, review, dry_run, copy = o.dest, o.review, o.dry_run, o.copy
+    threshold, review_band = o.threshold, o.review_band
+    stop, on_stopped = hooks.stop, hooks.on_stopped
     src = Path(src)
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
@@ -304,9 +391,9 @@ def classify(
     threshold = model.threshold if threshold is None else threshold
     mover = watch = None
     if dest is not None:
-        mover = Mover(dest, copy, on_conflict, wait, src, dry_run)  # locked out: makes nothing
-        mover.keep_below = src if keep_structure else None
-        mover.follow = follow_symlinks
+        mover = Mover(dest, copy, o.on_conflict, o.wait, src, dry_run)  # locked out: makes nothing
+        mover.keep_below = src if o.keep_structure else None
+        mover.follow = walk_options.follow_symlinks
     if mover is not None and not dry_run:
         try:
             created = make_dirs(dest) + (make_dirs(review) if review is not None else [])
@@ -318,7 +405,7 @@ def classify(
             folder = src if src.is_dir() else src.parent
             mover.folder_locks = []
             for f in (folder, Path(dest)):
-                mover.folder_locks.append(FolderLock(f, wait))
+                mover.folder_locks.append(FolderLock(f, o.wait))
         except BaseException:
             mover.close()
             raise
@@ -354,21 +441,13 @@ def classify(
 
     def note_skip(path: str, reason: str) -> None:
         walk_skips.append((path, reason))
-        if on_walk_skip:
-            on_walk_skip(path, reason)
+        if hooks.on_walk_skip:
+            hooks.on_walk_skip(path, reason)
 
-    photos = walk(
-        src,
-        prune=[p for p in (dest, review) if p is not None],
-        include_hidden=include_hidden,
-        follow_symlinks=follow_symlinks,
-        exclude=exclude,
-        on_skip=note_skip,
-        on_pass=on_passed_over,
-    )
+    photos = walk_options.photos(src, o.targets, on_skip=note_skip, on_pass=hooks.on_passed_over)
     try:
         for scored in score_photos(
-            model, noting_identity(photos), workers, cache=cache, thumbnail=thumbnail
+            model, noting_identity(photos), o.workers, cache=cache, thumbnail=o.thumbnail
         ):
             if stop is not None and stop():
                 if on_stopped is not None:  # read but not reported, and the walk's rest
@@ -434,26 +513,9 @@ def classify(
             mover.close()
 
 
-def count_photos(
-    src: Path,
-    targets: Iterable[Path | None],
-    *,
-    include_hidden: bool = False,
-    follow_symlinks: bool = False,
-    exclude: Iterable[str] = (),
-) -> int:
+def count_photos(src: Path, targets: Iterable[Path | None], walk_options: WalkOptions) -> int:
     """How many files classify would look at (for a progress bar's ETA)."""
-    prune = [p for p in targets if p is not None]
-    return sum(
-        1
-        for _ in walk(
-            src,
-            prune=prune,
-            include_hidden=include_hidden,
-            follow_symlinks=follow_symlinks,
-            exclude=exclude,
-        )
-    )
+    return sum(1 for _ in walk_options.photos(src, targets))
 
 
 def noted(outcome: Outcome, note: str) -> Outcome:

@@ -1371,3 +1371,20 @@ def test_decide(flower, borderline, target, review, vetoed, confirmed, expected)
         confirmed=confirmed,
     )
     assert got == expected
+
+
+def test_a_sort_run_holds_the_lock_until_its_with_block_ends(archive, tmp_path):
+    from flowersort.model import default_model_path, load_model
+    from flowersort.sorter import SortOptions, SortRun, WalkOptions, count_photos
+
+    model = load_model(default_model_path())
+    options = SortOptions(dest=tmp_path / "Flowers", threshold=0.0, workers=1)
+    with SortRun(model, archive, options) as sort_run:
+        first = next(iter(sort_run))  # stopped half-way: one photo of two
+        with pytest.raises(LockHeld):
+            RunLock(state_dir())
+    assert first.action == "moved"
+    RunLock(state_dir()).release()  # released by the with block, not by the collector
+    walk_options = WalkOptions(exclude=("b",))
+    assert count_photos(archive, options.targets, walk_options) == 0  # a's photo moved
+    assert count_photos(archive, options.targets, WalkOptions()) == 1
