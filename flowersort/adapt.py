@@ -143,9 +143,8 @@ def ask(
         raise FlowersortError(f"no such file or folder: {src}")
     check_target(src, dest)
     check_target(src, review)
-    mover = None
+    mover = Mover(dest, False, "rename", wait, src, dry_run)  # a dry run only says
     if not dry_run:
-        mover = Mover(dest, False, "rename", wait, src)
         try:
             created = make_dirs(review)
         except OSError as e:
@@ -177,20 +176,17 @@ def ask(
         score_of = dict(candidates)
         for path in pick(candidates, model.threshold, n):
             flower = score_of[path] >= model.threshold
-            if mover is None:
-                yield Outcome(path, Action.WOULD_REVIEW, score_of[path], flower, os.fspath(review))
-                continue
             outcome = mover.move(path, score_of[path], was[path], folder=review)
             outcome.flower = flower
             if outcome.action is Action.MOVED:
                 watch.placed(outcome.target, "review", mover.run)
-                outcome.action = Action.REVIEW
+            if outcome.action in (Action.MOVED, Action.WOULD_MOVE):
+                outcome.action = mover.said(Action.REVIEW)
             yield outcome
     finally:
         if watch:
             watch.close()
-        if mover:
-            mover.close()
+        mover.close()
 
 
 def answers(
