@@ -150,7 +150,7 @@ def ask(
         except OSError as e:
             mover.close()
             raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
-        mover.journal.note_created_dirs(mover.run, created)
+        mover.note_created_dirs(created)
     watch = None
     try:
         watch = Watch(dest, review, dry_run=dry_run)
@@ -200,9 +200,9 @@ def answers(
         watch.start()
         seen: dict[Key, Path] = {}  # where a photo is now, if the walk met it
         prune = [p for p in (dest, review) if p is not None]
-        for path in walk(src, prune=prune, exclude=exclude):
-            if (c := watch.held(path)) is not None:
-                seen[c.key] = Path(path)
+        for name in walk(src, prune=prune, exclude=exclude):
+            if (c := watch.held(name)) is not None:
+                seen[c.key] = Path(name)
         watch.finish()
         found = []
         for c in watch.by_key.values():
@@ -296,6 +296,7 @@ def adapt(
             skipped.append((os.fspath(photo.path), photo.skip_reason))
             on_skip(os.fspath(photo.path), photo.skip_reason)
             continue
+        assert photo.features is not None  # not skipped, and scan was given no scores
         xs.append(photo.features)
         ys.append(float(label[os.fspath(photo.path)]))
     if not xs:

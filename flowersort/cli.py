@@ -68,7 +68,8 @@ class CliError(click.ClickException):
 
     def __init__(self, error: FlowersortError):
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        # click declares exit_code on the class and reads it from the instance
+        self.exit_code = error.exit_code  # type: ignore[misc, unused-ignore]
 
 
 class PipeClosed(click.ClickException):

@@ -141,6 +141,7 @@ class Store:
     and a missing file is not created."""
 
     def __init__(self, path: Path | None = None, *, dry_run: bool = False):
+        self.path: Path | None
         try:
             self.path = path or store_path()
         except StateError:  # no state folder at all: a dry run needs none
@@ -152,6 +153,8 @@ class Store:
             if dry_run and (self.path is None or not self.path.exists()):
                 self.db = sqlite3.connect(":memory:")
                 self.db.executescript(SCHEMA)
+            elif self.path is None:  # only a dry run goes without a state folder
+                raise AssertionError("no corrections file")
             elif dry_run:
                 self.db = _read_only(self.path)
                 self.db.execute("SELECT count(*) FROM corrections").fetchone()
@@ -611,7 +614,7 @@ def in_folder(store: Store, folder: str | os.PathLike) -> list[Correction]:
     rows = store.corrections()
     sizes = {c.size for c in rows}
     here: dict[Key, Path] = {}
-    for text in walk(folder, include_hidden=True):
+    for text in walk(os.fspath(folder), include_hidden=True):
         if _size(text) in sizes:
             try:
                 here[content_key(text)] = Path(os.path.abspath(text))
@@ -735,6 +738,7 @@ def with_corrections(
             skipped.append((os.fspath(path), photo.skip_reason))
             on_skip(os.fspath(path), photo.skip_reason)
             continue
+        assert photo.features is not None  # not skipped, and scan was given no scores
         xs.append(photo.features)
         ys.append(float(ex.label == "flower"))
         paths.append(os.fspath(path))

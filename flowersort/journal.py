@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -143,6 +144,17 @@ def _make_state_dir(folder: Path) -> None:
 
 def _paths(text: str) -> list[Path]:
     return [Path(p) for p in json.loads(text)]
+
+
+def _absolute(base: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(base, path)
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT made (always one: the journal's tables have ids)."""
+    if cursor.lastrowid is None:
+        raise StateError("the journal made no row")
+    return cursor.lastrowid
 
 
 def _steps(text: str) -> list[Step]:
@@ -362,13 +374,11 @@ class Journal:
             if not _parses(sources, steps, finals or "[]"):
                 continue  # damaged: recover sets it aside
             steps = json.loads(steps)
-            base = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
-            if base is None:
+            started_in = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
+            if started_in is None:
                 continue
 
-            def absolute(path: str, base: str = base) -> str:
-                return path if os.path.isabs(path) else os.path.join(base, path)
-
+            absolute = functools.partial(_absolute, started_in)
             for step in steps:
                 step[1] = absolute(step[1])
             self.db.execute(
@@ -400,7 +410,7 @@ class Journal:
             "INSERT INTO runs(kind, started, src, dest) VALUES (?, ?, ?, ?)",
             (RunKind(kind).value, time.time(), src and os.fspath(src), dest and os.fspath(dest)),
         )
-        return cur.lastrowid
+        return _rowid(cur)
 
     def finish_run(self, run: int, stopped: bool = False) -> None:
         """The run ended (`stopped`: by a signal, before its last photo)."""
@@ -460,10 +470,10 @@ class Journal:
                 log.error("journal: cannot tidy up the move of %s: %s", sources[0], e)
             raise
         landed = before and _metadata(finals)
-        metadata = json.dumps({"before": before, "landed": landed}) if landed else None
+        recorded = json.dumps({"before": before, "landed": landed}) if landed else None
         self.db.execute(
             "UPDATE moves SET state = ?, finals = ?, metadata = ? WHERE id = ?",
-            (MoveState.DONE.value, _text(finals), metadata, move_id),
+            (MoveState.DONE.value, _text(finals), recorded, move_id),
         )
         return finals
 
@@ -521,7 +531,8 @@ class Journal:
                 json.dumps({"before": before}) if before else None,
             ),
         )
-        return cur.lastrowid, JournalNote(self.db, cur.lastrowid)
+        move_id = _rowid(cur)
+        return move_id, JournalNote(self.db, move_id)
 
     # ------------------------------------------------------------------ recovery
 
@@ -660,7 +671,17 @@ class Journal:
             (run, run),
         ).fetchall()
         infos = [
-            RunInfo(row[0], RunKind(row[1]), *row[2:6], bool(row[6]), row[7], stopped=bool(row[8]))
+            RunInfo(
+                id=row[0],
+                kind=RunKind(row[1]),
+                started=row[2],
+                finished=row[3],
+                src=row[4],
+                dest=row[5],
+                undone=bool(row[6]),
+                photos=row[7],
+                stopped=bool(row[8]),
+            )
             for row in rows
         ]
         for info in infos:

@@ -108,8 +108,8 @@ def write_report(
     for start in range(0, len(found), 256):  # the heat maps, a batch at a time
         batch = found[start : start + 256]
         heat = model.flower_evidence(np.stack([x for _, (_, x) in batch]))  # (n, grid, grid)
-        for (path, (thumb, _)), h in zip(batch, heat):
-            by_path[path] = (thumb, np.round(h, 2).tolist())
+        for (path, (card, _)), h in zip(batch, heat):
+            by_path[path] = (card, np.round(h, 2).tolist())
     rows = []
     for e in entries:
         thumb, heat = by_path.get(e.shown_from or e.path, (None, None))

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from flowersort.records import StepKind
+from flowersort.xdg import current_umask
 
 log = logging.getLogger("flowersort")
 TMP_PREFIX = ".flowersort-tmp-"
@@ -211,17 +212,6 @@ def names_in_any_case(folder: Path) -> set[str]:
         return {n.casefold() for n in os.listdir(folder)}
     except OSError:
         return set()
-
-
-def current_umask() -> int:
-    """This process's umask, read without setting it (os.umask would, for a moment, for
-    every thread)."""
-    try:
-        with open("/proc/self/status") as status:
-            line = next(line for line in status if line.startswith("Umask:"))
-        return int(line.split()[1], 8)
-    except (OSError, StopIteration, ValueError):
-        return 0o022
 
 
 Way = list[tuple[int, int, int]]  # mode, owner, group of each folder up to the root

@@ -8,7 +8,7 @@ import logging
 import os
 import stat
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -244,6 +244,10 @@ def same_photo(photo: Path, there: Path) -> bool:
         return False
 
 
+def _no_skip(path: str, reason: str) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class WalkOptions:
     """Which files under SRC a run looks at (archive.walk)."""
@@ -265,7 +269,7 @@ class WalkOptions:
             include_hidden=self.include_hidden,
             follow_symlinks=self.follow_symlinks,
             exclude=self.exclude,
-            on_skip=on_skip,
+            on_skip=on_skip or _no_skip,
             on_pass=on_pass,
         )
 
@@ -327,7 +331,9 @@ class SortRun:
         hooks: Hooks | None = None,
     ):
         options = options or SortOptions()
-        self._outcomes = _sort(model, Path(src), options, hooks or Hooks(), cache)
+        self._outcomes: Generator[Outcome, None, None] = _sort(
+            model, Path(src), options, hooks or Hooks(), cache
+        )
 
     def __enter__(self) -> SortRun:
         return self
@@ -361,7 +367,7 @@ def classify(
 
 def _sort(
     model: Model, src: Path, options: SortOptions, hooks: Hooks, cache: ScoreCache | None
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """SortRun's outcomes, as a generator: closing it ends the run."""
     o, walk_options = options, options.walk
     dest, review, dry_run, copy = o.dest, o.review, o.dry_run, o.copy
@@ -389,29 +395,30 @@ def _sort(
         t = model.threshold
         review_band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
     threshold = model.threshold if threshold is None else threshold
-    mover = watch = None
+    mover: Mover | None = None
+    watch: Watch | None = None
     if dest is not None:
         mover = Mover(dest, copy, o.on_conflict, o.wait, src, dry_run)  # locked out: makes nothing
         mover.keep_below = src if o.keep_structure else None
         mover.follow = walk_options.follow_symlinks
     if mover is not None and not dry_run:
         try:
-            created = make_dirs(dest) + (make_dirs(review) if review is not None else [])
+            created = make_dirs(mover.dest) + (make_dirs(review) if review is not None else [])
         except OSError as e:
             mover.close()
             raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
-        mover.journal.note_created_dirs(mover.run, created)
+        mover.note_created_dirs(created)
         try:  # the source, then the target: the same order in every run
             folder = src if src.is_dir() else src.parent
             mover.folder_locks = []
-            for f in (folder, Path(dest)):
+            for f in (folder, mover.dest):
                 mover.folder_locks.append(FolderLock(f, o.wait))
         except BaseException:
             mover.close()
             raise
-    if dest is not None:
+    if mover is not None:
         try:
-            watch = Watch(dest, review, dry_run=dry_run, run=mover.run)
+            watch = Watch(mover.dest, review, dry_run=dry_run, run=mover.run)
             learnt = watch.start()
         except BaseException:
             if mover:
@@ -455,7 +462,7 @@ def _sort(
                 if mover:
                     mover.stopped = True
                 return
-            path, score, note = scored.path, scored.score, scored.note
+            path, score, note = os.fspath(scored.path), scored.score, scored.note
             was = scored_as.pop(path, None)
             while walk_skips:
                 skipped, why = walk_skips.popleft()
@@ -475,7 +482,7 @@ def _sort(
                 vetoed=veto is not None,
                 confirmed=bool(watch and borderline and not veto and watch.confirmed(path)),
             )
-            if decision == Decision.VETOED:
+            if decision == Decision.VETOED and veto is not None:
                 why = KIND_TEXT[veto.kind]
                 yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), note)
             elif decision in (Decision.CONFIRMED, Decision.KEEP):
@@ -485,6 +492,7 @@ def _sort(
             elif decision == Decision.BORDERLINE:
                 yield noted(Outcome(path, Action.BORDERLINE, score, flower), note)
             elif decision == Decision.REVIEW:
+                assert mover is not None and watch is not None  # review: there is a target
                 outcome = mover.move(path, score, was, folder=review)
                 outcome.flower = flower
                 if outcome.action in (Action.MOVED, Action.COPIED):
@@ -493,6 +501,7 @@ def _sort(
                     outcome.action = mover.said(Action.REVIEW)
                 yield noted(outcome, note)
             else:
+                assert mover is not None and watch is not None  # a move: there is a target
                 outcome = mover.move(path, score, was)
                 if outcome.action in (Action.MOVED, Action.COPIED):
                     watch.placed(outcome.target, "dest", mover.run)
@@ -623,6 +632,15 @@ def decide(
     return Decision.MOVE
 
 
+@dataclass
+class Live:
+    """What a run that changes files holds: the lock, the journal and its run there."""
+
+    lock: RunLock
+    journal: Journal
+    run: int
+
+
 class Mover:
     """Moves (or copies) photos with their sidecars into dest. Each photo is planned (a
     copy already at the target, a dedupe, else the final names of its group from
@@ -647,29 +665,45 @@ class Mover:
         self.full: str | None = None  # why the target took no more: no space, quota
         self.sidecars, self.names = Companions(), TargetNames()
         self.moved: set[Path] = set()  # sidecars an earlier photo took with it
-        self.lock: RunLock | None = None
-        self.run: int | None = None
+        self.live: Live | None = None  # None: a dry run
+        self.journal: Journal | None = None  # read by both, written by a live run
         if dry_run:  # read only, for where earlier runs put photos
             self.journal = _journal_reader()
             return
         folder = state_dir()
-        self.lock = RunLock(folder, wait)
+        lock = RunLock(folder, wait)
         try:
-            self.journal = Journal(folder)
-            self.journal.recover()
+            self.journal = journal = Journal(folder)
+            journal.recover()
             kind = RunKind.COPY if copy else RunKind.CLASSIFY
             # absolute: undo --list is read from anywhere
-            self.run = self.journal.start_run(kind, src.absolute(), dest.absolute())
+            self.live = Live(
+                lock, journal, journal.start_run(kind, src.absolute(), dest.absolute())
+            )
         except BaseException:
-            self.lock.release()
+            lock.release()
             raise
+
+    @property
+    def run(self) -> int | None:
+        """The run's id in the journal (None: a dry run)."""
+        return self.live.run if self.live else None
+
+    def _live(self) -> Live:
+        if self.live is None:
+            raise AssertionError("a dry run changes no file")
+        return self.live
+
+    def note_created_dirs(self, folders: list[Path]) -> None:
+        live = self._live()
+        live.journal.note_created_dirs(live.run, folders)
 
     def said(self, action: Action) -> Action:
         return WOULD.get(action, action) if self.dry_run else action
 
     def move(
         self,
-        path: str,
+        path: str | Path,
         score: float,
         scored_as: tuple | None = None,
         folder: Path | None = None,
@@ -695,8 +729,8 @@ class Mover:
                     target, sides = os.fsdecode(twin), _names(beside)
                     action = self.said(Action.DEDUPLICATED)
                     return Outcome(photo, action, score, True, target, sides)
-            sides = own_sidecars(photo, self.sidecars(photo))
-            group = [photo, *(s for s in sides if s not in self.moved)]
+            found = own_sidecars(photo, self.sidecars(photo))
+            group = [photo, *(s for s in found if s not in self.moved)]
             finals = self.transfer(group, folder, made=folder != base)
         except OSError as e:
             if e.errno in FULL:
@@ -718,10 +752,11 @@ class Mover:
                 raise FileExistsError(errno.EEXIST, "no free name", str(folder))
             present.update(n.casefold() for n in names)
             return [folder / n for n in names]
+        live = self._live()
         if made:
-            self.journal.note_created_dirs(self.run, make_dirs(folder))
-        return self.journal.transfer(
-            self.run, group, folder, keep_source=self.copy, present=present, follow=self.follow
+            live.journal.note_created_dirs(live.run, make_dirs(folder))
+        return live.journal.transfer(
+            live.run, group, folder, keep_source=self.copy, present=present, follow=self.follow
         )
 
     def already_there(self, photo: Path, folder: Path) -> Path | None:
@@ -748,8 +783,9 @@ class Mover:
             safefs.check_folders_keep_private(free, twin.parent)
             self.names(twin.parent).update(n.casefold() for n in free_names)
         elif free:
-            self.journal.transfer(
-                self.run,
+            live = self._live()
+            live.journal.transfer(
+                live.run,
                 free,
                 twin.parent,
                 exact_names=free_names,
@@ -757,20 +793,21 @@ class Mover:
                 present=self.names(twin.parent),
             )
         if not self.dry_run:
-            self.journal.dedupe(self.run, dups, twins)
+            live = self._live()
+            live.journal.dedupe(live.run, dups, twins)
         self.moved.update(free)
         return sorted(twins[1:] + [twin.parent / name for name in free_names])
 
     def close(self) -> None:
-        if self.dry_run:
+        if self.live is None:
             if self.journal is not None:
                 self.journal.close()
             return
         for lock in self.folder_locks:
             lock.release()
-        self.journal.finish_run(self.run, self.stopped)
-        self.journal.close()
-        self.lock.release()
+        self.live.journal.finish_run(self.live.run, self.stopped)
+        self.live.journal.close()
+        self.live.lock.release()
 
 
 def _journal_reader() -> Journal | None:
@@ -799,18 +836,18 @@ def undo(
         try:
             if not dry_run:
                 journal.recover()
-            run_id = run_to_undo(journal, run_id)
+            undo_id = run_to_undo(journal, run_id)
             if not dry_run:
                 run = journal.start_run(RunKind.UNDO, None, None)
-            undoing = Undoing(journal, run, run_id, dry_run)
-            for sources, finals in journal.split_moves(run_id):  # said, never skipped
+            undoing = Undoing(journal, run, undo_id, dry_run)
+            for sources, finals in journal.split_moves(undo_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
                 yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
-            restored = journal.restored_by_undo(run_id)
+            restored = journal.restored_by_undo(undo_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
             left = 0  # moves that failed to go back
             held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
-            moves = journal.done_moves(run_id)
+            moves = journal.done_moves(undo_id)
             for i, move in enumerate(moves):
                 sources, finals, keep_source, action = move
                 if action != DEDUPE_SIDECARS:  # a dedupe's group is done: say it
@@ -851,10 +888,10 @@ def undo(
             if left:  # the run stays open: the next undo tries what is left
                 journal.finish_run(run)
                 return
-            _undone(journal, run_id, run, already)
+            _undone(journal, undo_id, run, already)
         except GeneratorExit:  # the reader went away: the run is undone if every move is back
             if complete and run is not None:
-                _undone(journal, run_id, run, already)
+                _undone(journal, undo_id, run, already)
             raise
         finally:
             journal.close()
@@ -928,6 +965,11 @@ class Undoing:
         self.journal, self.run, self.run_id, self.dry_run = journal, run, run_id, dry_run
         self.metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
 
+    def _run(self) -> int:
+        if self.run is None:
+            raise AssertionError("a dry run changes no file")
+        return self.run
+
     def said(self, action: Action) -> Action:
         if not self.dry_run:
             return action
@@ -971,7 +1013,7 @@ class Undoing:
                 untouched = _untouched_since_moved(self.metadata, finals)
                 photo.parent.mkdir(parents=True, exist_ok=True)
                 self.journal.transfer(
-                    self.run,
+                    self._run(),
                     finals,
                     photo.parent,
                     exact_names=[s.name for s in sources],
@@ -1001,7 +1043,7 @@ class Undoing:
             if gone and not self.dry_run:
                 photo.parent.mkdir(parents=True, exist_ok=True)
                 self.journal.transfer(
-                    self.run,
+                    self._run(),
                     [t for _, t in gone],
                     photo.parent,
                     keep_source=True,

@@ -220,7 +220,7 @@ def load_examples(
 
     photos = labelled_photos(Path(flowers), Path(noflowers), skips)
     for photo in scan(map(lookup, photos), cfg, workers, copies=copies):
-        path = photo.path
+        path = os.fspath(photo.path)  # as lookup gave it
         if on_photo:
             on_photo()
         if photo.skipped:
@@ -245,7 +245,7 @@ def folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     """k disjoint stratified folds of indices (each class dealt round the folds), fixed by
     the seed; together they hold every example once."""
     rng = np.random.default_rng(seed)
-    parts = [[] for _ in range(k)]
+    parts: list[list[np.ndarray]] = [[] for _ in range(k)]
     for label in (0.0, 1.0):
         idx = rng.permutation(np.flatnonzero(y == label))
         for i in range(k):
