@@ -244,6 +244,51 @@ def same_photo(photo: Path, there: Path) -> bool:
         return False
 
 
+# what a dry run says for what a run does
+WOULD = {
+    Action.MOVED: Action.WOULD_MOVE,
+    Action.COPIED: Action.WOULD_COPY,
+    Action.DEDUPLICATED: Action.WOULD_DEDUPLICATE,
+    Action.REVIEW: Action.WOULD_REVIEW,
+}
+
+
+DRY_DONE = (Action.WOULD_MOVE, Action.WOULD_COPY)
+
+
+class Decision(StrEnum):
+    """What a run does with a photo it scored (decide)."""
+
+    VETOED = "vetoed"  # the user took it back out of the target earlier: kept
+    CONFIRMED = "confirmed"  # borderline, and the user sorted it into the target: kept
+    BORDERLINE = "borderline"  # borderline, no review folder: left in place
+    REVIEW = "review"  # borderline: into the review folder
+    KEEP = "keep"  # not a flower, or no target
+    MOVE = "move"  # into the target
+
+
+def decide(
+    flower: bool,
+    borderline: bool,
+    *,
+    has_target: bool,
+    has_review: bool,
+    vetoed: bool = False,
+    confirmed: bool = False,
+) -> Decision:
+    """The one rule from a score (flower: at or over the threshold; borderline: within the
+    review band of it) and the user's earlier choices to what the run does."""
+    if has_target and vetoed:
+        return Decision.VETOED
+    if has_target and borderline:
+        if confirmed:
+            return Decision.CONFIRMED
+        return Decision.REVIEW if has_review else Decision.BORDERLINE
+    if not flower or not has_target:
+        return Decision.KEEP
+    return Decision.MOVE
+
+
 def _no_skip(path: str, reason: str) -> None:
     pass
 
@@ -369,75 +414,10 @@ def _sort(
     model: Model, src: Path, options: SortOptions, hooks: Hooks, cache: ScoreCache | None
 ) -> Generator[Outcome, None, None]:
     """SortRun's outcomes, as a generator: closing it ends the run."""
-    o, walk_options = options, options.walk
-    dest, review, dry_run, copy = o.dest, o.review, o.dry_run, o.copy
-    threshold, review_band = o.threshold, o.review_band
-    stop, on_stopped = hooks.stop, hooks.on_stopped
     src = Path(src)
-    if not src.exists():
-        raise FlowersortError(f"no such file or folder: {src}")
-    # before any folder is made (none in a NAS's bare mount point), and before the target's
-    # checks: a mount point the user cannot write is still a disk not mounted
-    if is_empty_folder(src):
-        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
-    if dest is not None:
-        for folder in (dest, review):
-            if folder is not None:
-                check_no_foreign_links(Path(folder))
-        check_target(src, Path(dest))
-        for folder in (dest, review):
-            if folder is not None:
-                check_writable(Path(folder), probe=not dry_run)
-    if review_band is None:  # a threshold set by hand is the line itself: no band
-        band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
-        # near 0 or 1 the model's band shrinks so that at least half the room on each side
-        # is sure (a precision-first threshold of 0.96 with 0.1 would otherwise move nothing)
-        t = model.threshold
-        review_band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
-    threshold = model.threshold if threshold is None else threshold
-    mover: Mover | None = None
-    watch: Watch | None = None
-    if dest is not None:
-        mover = Mover(dest, copy, o.on_conflict, o.wait, src, dry_run)  # locked out: makes nothing
-        mover.keep_below = src if o.keep_structure else None
-        mover.follow = walk_options.follow_symlinks
-    if mover is not None and not dry_run:
-        try:
-            created = make_dirs(mover.dest) + (make_dirs(review) if review is not None else [])
-        except OSError as e:
-            mover.close()
-            raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
-        mover.note_created_dirs(created)
-        try:  # the source, then the target: the same order in every run
-            folder = src if src.is_dir() else src.parent
-            mover.folder_locks = []
-            for f in (folder, mover.dest):
-                mover.folder_locks.append(FolderLock(f, o.wait))
-        except BaseException:
-            mover.close()
-            raise
-    if mover is not None:
-        try:
-            watch = Watch(mover.dest, review, dry_run=dry_run, run=mover.run)
-            learnt = watch.start()
-        except BaseException:
-            if mover:
-                mover.close()
-            raise
-        if learnt.found:
-            log.warning(
-                "the target %s already holds %d photo%s that flowersort did not put there: "
-                "left there, and not taken as flowers you chose (photos you put there from "
-                "now on are)",
-                dest,
-                learnt.found,
-                "" if learnt.found == 1 else "s",
-            )
-        if n := len(learnt.confirmations):
-            examples = "photo put into %s by you: a flower example"
-            if n > 1:
-                examples = "photos put into %s by you: flower examples"
-            log.info("%d " + examples, n, dest)
+    check_run(src, options)
+    threshold, band = decision_line(model, options)
+    targets = Targets.open(src, options) if options.dest is not None else None
     walk_skips: deque[tuple[str, str]] = deque()
     scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
 
@@ -451,18 +431,20 @@ def _sort(
         if hooks.on_walk_skip:
             hooks.on_walk_skip(path, reason)
 
-    photos = walk_options.photos(src, o.targets, on_skip=note_skip, on_pass=hooks.on_passed_over)
+    on_pass = hooks.on_passed_over
+    photos = options.walk.photos(src, options.targets, on_skip=note_skip, on_pass=on_pass)
+    scoring = noting_identity(photos)
     try:
         for scored in score_photos(
-            model, noting_identity(photos), o.workers, cache=cache, thumbnail=o.thumbnail
+            model, scoring, options.workers, cache=cache, thumbnail=options.thumbnail
         ):
-            if stop is not None and stop():
-                if on_stopped is not None:  # read but not reported, and the walk's rest
-                    on_stopped(len(scored_as) + sum(1 for _ in photos))
-                if mover:
-                    mover.stopped = True
+            if hooks.stop is not None and hooks.stop():
+                if hooks.on_stopped is not None:  # read but not reported, and the walk's rest
+                    hooks.on_stopped(len(scored_as) + sum(1 for _ in photos))
+                if targets:
+                    targets.mover.stopped = True
                 return
-            path, score, note = os.fspath(scored.path), scored.score, scored.note
+            path, score = os.fspath(scored.path), scored.score
             was = scored_as.pop(path, None)
             while walk_skips:
                 skipped, why = walk_skips.popleft()
@@ -471,55 +453,164 @@ def _sort(
                 why = scored.skip_reason
                 yield Outcome(path, Action.SKIPPED, reason=why, skipped_before=scored.remembered)
                 continue
-            flower = score >= threshold
-            borderline = abs(score - threshold) < review_band
-            veto = watch.held(path) if watch is not None else None
-            decision = decide(
-                flower,
-                borderline,
-                has_target=dest is not None,
-                has_review=review is not None,
-                vetoed=veto is not None,
-                confirmed=bool(watch and borderline and not veto and watch.confirmed(path)),
-            )
-            if decision == Decision.VETOED and veto is not None:
-                why = KIND_TEXT[veto.kind]
-                yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), note)
-            elif decision in (Decision.CONFIRMED, Decision.KEEP):
-                # confirmed: the user sorted it into dest already (a copy run keeps the
-                # original here)
-                yield noted(Outcome(path, Action.KEPT, score, flower), note)
-            elif decision == Decision.BORDERLINE:
-                yield noted(Outcome(path, Action.BORDERLINE, score, flower), note)
-            elif decision == Decision.REVIEW:
-                assert mover is not None and watch is not None  # review: there is a target
-                outcome = mover.move(path, score, was, folder=review)
-                outcome.flower = flower
-                if outcome.action in (Action.MOVED, Action.COPIED):
-                    watch.placed(outcome.target, "review", mover.run)
-                if outcome.action in (Action.MOVED, Action.COPIED, *DRY_DONE):
-                    outcome.action = mover.said(Action.REVIEW)
-                yield noted(outcome, note)
-            else:
-                assert mover is not None and watch is not None  # a move: there is a target
-                outcome = mover.move(path, score, was)
-                if outcome.action in (Action.MOVED, Action.COPIED):
-                    watch.placed(outcome.target, "dest", mover.run)
-                yield noted(outcome, note)
+            flower, borderline = score >= threshold, abs(score - threshold) < band
+            yield noted(sort_one(path, score, flower, borderline, targets, was), scored.note)
         for skipped, why in walk_skips:
             yield Outcome(skipped, Action.SKIPPED, reason=why)
-        if watch and (gone := watch.finish()):  # a stopped run never gets here
+        if targets:  # a stopped run never gets here
+            targets.finish()
+    finally:
+        if targets:
+            targets.close()
+
+
+def check_run(src: Path, options: SortOptions) -> None:
+    """What stops a run before it starts, in one line: no SRC, an empty one (a disk not
+    mounted), a target that is SRC itself, reached through another user's link, or that
+    cannot be written."""
+    if not src.exists():
+        raise FlowersortError(f"no such file or folder: {src}")
+    # before any folder is made (none in a NAS's bare mount point), and before the target's
+    # checks: a mount point the user cannot write is still a disk not mounted
+    if is_empty_folder(src):
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
+    if options.dest is None:
+        return
+    folders = [Path(f) for f in options.targets if f is not None]
+    for folder in folders:
+        check_no_foreign_links(folder)
+    check_target(src, Path(options.dest))
+    for folder in folders:
+        check_writable(folder, probe=not options.dry_run)
+
+
+def decision_line(model: Model, options: SortOptions) -> tuple[float, float]:
+    """(threshold, review band): the options', else the model's. A threshold set by hand
+    is the line itself: no band unless one is given too."""
+    threshold, band = options.threshold, options.review_band
+    if band is None:
+        band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
+        # near 0 or 1 the model's band shrinks so that at least half the room on each side
+        # is sure (a precision-first threshold of 0.96 with 0.1 would otherwise move nothing)
+        t = model.threshold
+        band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
+    return (model.threshold if threshold is None else threshold), band
+
+
+# what a decision that changes no file says
+SAID = {
+    Decision.KEEP: Action.KEPT,
+    Decision.CONFIRMED: Action.KEPT,  # the user sorted it into dest already (a copy run
+    Decision.BORDERLINE: Action.BORDERLINE,  # keeps the original here)
+}
+
+
+def sort_one(
+    path: str,
+    score: float,
+    flower: bool,
+    borderline: bool,
+    targets: Targets | None,
+    scored_as: tuple | None,
+) -> Outcome:
+    """One scored photo: decided (decide), then left, or acted on by the targets."""
+    veto = targets.watch.held(path) if targets else None
+    decision = decide(
+        flower,
+        borderline,
+        has_target=targets is not None,
+        has_review=targets is not None and targets.review is not None,
+        vetoed=veto is not None,
+        confirmed=bool(targets and borderline and not veto and targets.watch.confirmed(path)),
+    )
+    if decision in SAID:
+        return Outcome(path, SAID[decision], score, flower)
+    if veto is not None:  # Decision.VETOED
+        return Outcome(path, Action.VETOED, score, flower, reason=KIND_TEXT[veto.kind])
+    assert targets is not None  # decide acts only with a target
+    return targets.act(decision, path, score, flower, scored_as)
+
+
+class Targets:
+    """The target side of a run: the Mover (moves and copies, in a dry run only said)
+    and the Watch (what the user taught by moving files). `act` applies each decision
+    that changes files: another kind of action (tagging a sidecar, say) is one more
+    Decision and one more branch there."""
+
+    def __init__(self, mover: Mover, watch: Watch, review: Path | None):
+        self.mover, self.watch, self.review = mover, watch, review
+
+    @classmethod
+    def open(cls, src: Path, options: SortOptions) -> Targets:
+        """Take the lock and open the journal (a dry run: neither), make the target
+        folders, lock the source and target folders, and learn what the user did since
+        the last run."""
+        assert options.dest is not None
+        dry_run, review = options.dry_run, options.review
+        # a locked-out run makes nothing
+        mover = Mover(options.dest, options.copy, options.on_conflict, options.wait, src, dry_run)
+        mover.keep_below = src if options.keep_structure else None
+        mover.follow = options.walk.follow_symlinks
+        try:
+            if not dry_run:
+                try:
+                    created = make_dirs(mover.dest) + (make_dirs(review) if review else [])
+                except OSError as e:
+                    raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
+                mover.note_created_dirs(created)
+                # the source, then the target: the same order in every run
+                mover.folder_locks = []
+                for f in (src if src.is_dir() else src.parent, mover.dest):
+                    mover.folder_locks.append(FolderLock(f, options.wait))
+            watch = Watch(mover.dest, review, dry_run=dry_run, run=mover.run)
+            learnt = watch.start()
+        except BaseException:
+            mover.close()
+            raise
+        if learnt.found:
+            log.warning(
+                "the target %s already holds %d photo%s that flowersort did not put there: "
+                "left there, and not taken as flowers you chose (photos you put there from "
+                "now on are)",
+                options.dest,
+                learnt.found,
+                "" if learnt.found == 1 else "s",
+            )
+        if n := len(learnt.confirmations):
+            examples = "photo put into %s by you: a flower example"
+            if n > 1:
+                examples = "photos put into %s by you: flower examples"
+            log.info("%d " + examples, n, options.dest)
+        return cls(mover, watch, review)
+
+    def act(
+        self, decision: Decision, path: str, score: float, flower: bool, scored_as: tuple | None
+    ) -> Outcome:
+        """MOVE: into the target; REVIEW: into the review folder. A photo placed is
+        recorded, so that taking it back out later is a veto."""
+        review = decision == Decision.REVIEW
+        outcome = self.mover.move(path, score, scored_as, self.review if review else None)
+        if outcome.action in (Action.MOVED, Action.COPIED):
+            self.watch.placed(outcome.target, "review" if review else "dest", self.mover.run)
+        if review:
+            outcome.flower = flower
+            if outcome.action in (Action.MOVED, Action.COPIED, *DRY_DONE):
+                outcome.action = self.mover.said(Action.REVIEW)
+        return outcome
+
+    def finish(self) -> None:
+        """The walk is complete: the photos placed earlier that it never met are gone."""
+        if gone := self.watch.finish():
             said = (
                 "photo flowersort had placed is"
                 if gone == 1
                 else "photos flowersort had placed are"
             )
             log.info("%d %s gone (deleted, or moved out of the archive)", gone, said)
-    finally:
-        if watch:
-            watch.close()
-        if mover:
-            mover.close()
+
+    def close(self) -> None:
+        self.watch.close()
+        self.mover.close()
 
 
 def count_photos(src: Path, targets: Iterable[Path | None], walk_options: WalkOptions) -> int:
@@ -585,51 +676,6 @@ def failed(photo: Path, score: float, error: OSError, copy: bool) -> Outcome:
         reason += "; not copied" if copy else "; not moved"
     private = isinstance(error, safefs.PrivateByFolder)
     return Outcome(photo, Action.FAILED, score, True, reason=reason, private_by_folder=private)
-
-
-# what a dry run says for what a run does
-WOULD = {
-    Action.MOVED: Action.WOULD_MOVE,
-    Action.COPIED: Action.WOULD_COPY,
-    Action.DEDUPLICATED: Action.WOULD_DEDUPLICATE,
-    Action.REVIEW: Action.WOULD_REVIEW,
-}
-
-
-DRY_DONE = (Action.WOULD_MOVE, Action.WOULD_COPY)
-
-
-class Decision(StrEnum):
-    """What a run does with a photo it scored (decide)."""
-
-    VETOED = "vetoed"  # the user took it back out of the target earlier: kept
-    CONFIRMED = "confirmed"  # borderline, and the user sorted it into the target: kept
-    BORDERLINE = "borderline"  # borderline, no review folder: left in place
-    REVIEW = "review"  # borderline: into the review folder
-    KEEP = "keep"  # not a flower, or no target
-    MOVE = "move"  # into the target
-
-
-def decide(
-    flower: bool,
-    borderline: bool,
-    *,
-    has_target: bool,
-    has_review: bool,
-    vetoed: bool = False,
-    confirmed: bool = False,
-) -> Decision:
-    """The one rule from a score (flower: at or over the threshold; borderline: within the
-    review band of it) and the user's earlier choices to what the run does."""
-    if has_target and vetoed:
-        return Decision.VETOED
-    if has_target and borderline:
-        if confirmed:
-            return Decision.CONFIRMED
-        return Decision.REVIEW if has_review else Decision.BORDERLINE
-    if not flower or not has_target:
-        return Decision.KEEP
-    return Decision.MOVE
 
 
 @dataclass
@@ -1005,30 +1051,25 @@ class Undoing:
             return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
         if refused := _link_in_the_way(photo):
             return refused
-        try:
-            if self.dry_run:
-                if any(os.path.lexists(s) for s in sources):
-                    raise FileExistsError
-            else:
-                untouched = _untouched_since_moved(self.metadata, finals)
-                photo.parent.mkdir(parents=True, exist_ok=True)
-                self.journal.transfer(
-                    self._run(),
-                    finals,
-                    photo.parent,
-                    exact_names=[s.name for s in sources],
-                    metadata=untouched,
-                    undoing=True,
-                )
-                for source, before in zip(sources, untouched or []):
-                    if before is not None:
-                        safefs.set_metadata(source, before)
-        except FileExistsError:
-            return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
-        except OSError as e:
-            return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
-        target, sides = os.fsdecode(finals[0]), _names(sources[1:])
-        return Outcome(photo, self.said(Action.RESTORED), target=target, sidecars=sides)
+        if self.dry_run and any(os.path.lexists(s) for s in sources):  # as transfer finds
+            return Outcome(photo, Action.FAILED, reason=APPEARED)
+
+        def move() -> None:
+            untouched = _untouched_since_moved(self.metadata, finals)
+            photo.parent.mkdir(parents=True, exist_ok=True)
+            self.journal.transfer(
+                self._run(),
+                finals,
+                photo.parent,
+                exact_names=[s.name for s in sources],
+                metadata=untouched,
+                undoing=True,
+            )
+            for source, before in zip(sources, untouched or []):
+                if before is not None:
+                    safefs.set_metadata(source, before)
+
+        return self._put_back(sources, finals[0], move)
 
     def dedupe(self, sources: list[Path], twins: list[Path]) -> Outcome:
         """A removed duplicate comes back as a copy of the twin that stayed, with its own
@@ -1039,27 +1080,44 @@ class Undoing:
             return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
         if refused := _link_in_the_way(photo):
             return refused
+
+        def copy_back() -> None:
+            if not gone:
+                return
+            photo.parent.mkdir(parents=True, exist_ok=True)
+            self.journal.transfer(
+                self._run(),
+                [t for _, t in gone],
+                photo.parent,
+                keep_source=True,
+                exact_names=[s.name for s, _ in gone],
+                undoing=True,
+            )
+            own = self.journal.removed_duplicates(self.run_id, sources)
+            for source, _ in gone:
+                if source in own:  # the copy has the twin's mode, times and tags
+                    safefs.set_metadata(source, own[source])
+
+        return self._put_back(sources, twins[0], copy_back)
+
+    def _put_back(self, sources: list[Path], target: Path, act: Callable[[], None]) -> Outcome:
+        """act() (not in a dry run), and the photo is restored (would be); a name taken
+        since, or an I/O error, and it stays where it is."""
+        photo = sources[0]
         try:
-            if gone and not self.dry_run:
-                photo.parent.mkdir(parents=True, exist_ok=True)
-                self.journal.transfer(
-                    self._run(),
-                    [t for _, t in gone],
-                    photo.parent,
-                    keep_source=True,
-                    exact_names=[s.name for s, _ in gone],
-                    undoing=True,
-                )
-                own = self.journal.removed_duplicates(self.run_id, sources)
-                for source, _ in gone:
-                    if source in own:  # the copy has the twin's mode, times and tags
-                        safefs.set_metadata(source, own[source])
+            if not self.dry_run:
+                act()
         except FileExistsError:
-            return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
+            return Outcome(photo, Action.FAILED, reason=APPEARED)
         except OSError as e:
             return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
-        target, sides = os.fsdecode(twins[0]), _names(sources[1:])
-        return Outcome(photo, self.said(Action.RESTORED), target=target, sidecars=sides)
+        sides = _names(sources[1:])
+        return Outcome(
+            photo, self.said(Action.RESTORED), target=os.fsdecode(target), sidecars=sides
+        )
+
+
+APPEARED = "a file of that name has appeared since"
 
 
 def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
