@@ -98,6 +98,14 @@ def _is_file(entry: os.DirEntry, follow_symlinks: bool = False) -> bool:
         return False
 
 
+def size_of(path: str | os.PathLike) -> int | None:
+    """A file's size, or None where there is none (gone, unreadable)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
 def display(path: os.PathLike | str) -> str:
     """A path as one printable line, whatever bytes its name holds."""
     text = os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

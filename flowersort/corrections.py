@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from flowersort.archive import OnSkip, walk
+from flowersort.archive import OnSkip, size_of, walk
 from flowersort.errors import FlowersortError, StateError
 from flowersort.features import FeatureConfig
 from flowersort.journal import Journal, _damaged, _make_state_dir, state_dir
@@ -383,7 +383,7 @@ class Watch:
             """A photo placed at a path that is gone, now in this target: the archive was
             moved (another disk, another name) with its target, so it is flowersort's still."""
             for p in elsewhere.get(key, []):
-                if p.folder == folder and _size(p.path) is None:
+                if p.folder == folder and size_of(p.path) is None:
                     elsewhere[key].remove(p)
                     self.store.move_placed(p.path, path)
                     p.path = path
@@ -394,7 +394,7 @@ class Watch:
         if elsewhere and self.review is not None and self.review.is_dir():
             sizes = {k[0] for k in elsewhere}
             for text in walk(self.review):
-                if Path(text) not in placed and _size(text) in sizes:
+                if Path(text) not in placed and size_of(text) in sizes:
                     try:
                         moved_along(content_key(text), Path(text), "review")
                     except OSError:
@@ -413,7 +413,7 @@ class Watch:
         in_dest = walk(self.dest, prune=[self.review] if self.review else [])
         for text in in_dest if self.dest.is_dir() else ():
             path = Path(text)
-            size = _size(path)
+            size = size_of(path)
             if size is None:
                 continue
             if path in placed:  # still where it was put (edited there, perhaps): kept
@@ -440,7 +440,7 @@ class Watch:
                 found.add(path)
                 continue
             if mine is not None and mine.folder == "dest":
-                if mine.path in placed and _size(mine.path) is None:  # renamed inside DEST
+                if mine.path in placed and size_of(mine.path) is None:  # renamed inside DEST
                     self.store.move_placed(mine.path, path)
                     placed[path] = placed.pop(mine.path)
                     placed[path].path = path
@@ -464,8 +464,8 @@ class Watch:
         for p in placed.values():
             if p.path in found:
                 continue
-            if p.folder == "review" and _size(p.path) is not None:
-                if _size(p.path) != p.size:
+            if p.folder == "review" and size_of(p.path) is not None:
+                if size_of(p.path) != p.size:
                     self._rekey(p)
                 continue  # still waiting in the review folder
             self.pending[p.key] = p
@@ -500,7 +500,7 @@ class Watch:
 
     def held(self, path: str | os.PathLike) -> Correction | None:
         """The veto that keeps this photo where it is, if any (hashes only on a size match)."""
-        if not self.sizes or _size(path) not in self.sizes:
+        if not self.sizes or size_of(path) not in self.sizes:
             return None
         try:
             key = content_key(path)
@@ -535,7 +535,7 @@ class Watch:
         """Whether the user called this photo a flower (a copy of one sorted from the review
         folder into DEST, say): a borderline score of it is not sent to review again."""
         flowers = {c.size for c in self.by_key.values() if c.label == "flower"}
-        if _size(path) not in flowers:
+        if size_of(path) not in flowers:
             return False
         try:
             known = self.by_key.get(content_key(path))
@@ -555,13 +555,6 @@ class Watch:
         self.store.close()
 
 
-def _size(path: str | os.PathLike) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
-
-
 def _file_size(path: str | os.PathLike) -> int | None:
     """The size of a regular file (a folder or a FIFO named in a marks file is none)."""
     try:
@@ -575,7 +568,7 @@ def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[
     """Photos flowersort moved into DEST that are still there after `days`."""
     cutoff = time.time() - days * 86400
     for p in store.placed():
-        if p.folder == "dest" and p.placed < cutoff and _size(p.path) == p.size:
+        if p.folder == "dest" and p.placed < cutoff and size_of(p.path) == p.size:
             yield p
 
 
@@ -604,7 +597,7 @@ def unlabel(store: Store, c: Correction, target: Path) -> None:
     """Forget a correction; a flower label of a photo that is still where it was seen (in
     a target, most likely) becomes nobody's choice, or the next run would learn it again."""
     store.forget(c.key)
-    if c.label == "flower" and _size(c.path) == c.size:
+    if c.label == "flower" and size_of(c.path) == c.size:
         store.add_found(c.key, Path(os.path.abspath(target)), c.path)
 
 
@@ -615,7 +608,7 @@ def in_folder(store: Store, folder: str | os.PathLike) -> list[Correction]:
     sizes = {c.size for c in rows}
     here: dict[Key, Path] = {}
     for text in walk(os.fspath(folder), include_hidden=True):
-        if _size(text) in sizes:
+        if size_of(text) in sizes:
             try:
                 here[content_key(text)] = Path(os.path.abspath(text))
             except OSError:

@@ -827,7 +827,7 @@ def _recover_one(
         stand_ins = [p for p in sources + temps if p.exists()]
         for path in set(claimed + cut_short + created):
             if path not in sources and ours(path):
-                safefs._unlink(path)
+                safefs.remove(path)
         state = MoveState.FAILED_CLEAN if failed else MoveState.ROLLED_BACK
         finals = []
     else:
@@ -835,13 +835,13 @@ def _recover_one(
         finals = claimed[-len(sources) :]
         for source, final in zip(sources, finals):
             if source.exists() and final.exists() and safefs.same_file(source, final):
-                safefs._unlink(source)
+                safefs.remove(source)
             elif not final.exists() and not failed:
                 log.error("journal: %s is missing at %s", source, final)
         state = MoveState.DONE
     for tmp in temps:
         if tmp.exists():
-            safefs._unlink(tmp)
+            safefs.remove(tmp)
     return state, finals
 
 
@@ -892,7 +892,7 @@ def _recover_dedupe(
         for source, twin in zip(sources, twins):
             if source.exists() and twin.exists() and not os.path.samefile(source, twin):
                 if safefs.same_bytes(source, twin):
-                    safefs._unlink(source)
+                    safefs.remove(source)
         return MoveState.DONE, twins
     kept = {Path(s.path): s.details["kept"] for s in steps if _kept(s)}
     for source, twin in zip(sources, twins):
@@ -902,7 +902,7 @@ def _recover_dedupe(
                 safefs.set_metadata(source, kept[source])
     for tmp in _paths_of(steps, StepKind.TMP):
         if tmp.exists():
-            safefs._unlink(tmp)
+            safefs.remove(tmp)
     return (MoveState.FAILED_CLEAN if failed else MoveState.ROLLED_BACK), []
 
 

@@ -81,6 +81,13 @@ class Model:
     summary: dict = field(default_factory=dict)
     views: ViewConfig = field(default_factory=ViewConfig)
 
+    @property
+    def review_band(self) -> float | None:
+        """The review band train chose (kept in the file's summary), None in a model
+        trained before it was."""
+        band = self.summary.get("review_band")
+        return None if band is None else float(band)
+
     def normalize(self, x: np.ndarray) -> np.ndarray:
         """Feature maps (N, tiles, a, b) scaled to zero mean and unit variance per entry."""
         return (x - self.input_mean) / self.input_std

@@ -135,6 +135,15 @@ def _watch(parent: int) -> None:
             os._exit(1)
 
 
+def kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers now and shut it down without waiting (a start that failed,
+    Ctrl-C in training). ProcessPoolExecutor has no public way: its _processes are read
+    here only."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def worker_pool(workers: int, given: tuple = ()) -> ProcessPoolExecutor:
     """A process pool whose workers die with this process and ignore Ctrl-C; they are
     started at once, with SIGINT and SIGTERM held back meanwhile, so none can catch
@@ -149,9 +158,7 @@ def worker_pool(workers: int, given: tuple = ()) -> ProcessPoolExecutor:
         try:
             pool.submit(int).result()  # a pool forks its workers at the first task
         except BaseException:  # such as no memory for its thread: its forked workers would
-            for process in list(pool._processes.values()):  # hold up our exit forever
-                process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+            kill_pool(pool)  # would hold up our exit forever
             raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)

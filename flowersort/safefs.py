@@ -89,6 +89,11 @@ def _unlink(path: Path) -> None:
     os.unlink(path)
 
 
+def remove(path: Path) -> None:
+    """Remove a file, through the seam the tests inject faults at (_unlink)."""
+    _unlink(path)
+
+
 def _copy_bytes(src_fd: int, dst_fd: int) -> None:
     while chunk := os.read(src_fd, BUF):
         view = memoryview(chunk)

@@ -489,7 +489,7 @@ def decision_line(model: Model, options: SortOptions) -> tuple[float, float]:
     is the line itself: no band unless one is given too."""
     threshold, band = options.threshold, options.review_band
     if band is None:
-        band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
+        band = DEFAULT_REVIEW_BAND if model.review_band is None else model.review_band
         # near 0 or 1 the model's band shrinks so that at least half the room on each side
         # is sure (a precision-first threshold of 0.96 with 0.1 would otherwise move nothing)
         t = model.threshold
@@ -1041,7 +1041,7 @@ class Undoing:
             return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
         if not self.dry_run:
             for f in finals:
-                safefs._unlink(f)
+                safefs.remove(f)
         target, sides = os.fsdecode(finals[0]), _names(sources[1:])
         return Outcome(photo, self.said(Action.REMOVED_COPY), target=target, sidecars=sides)
 

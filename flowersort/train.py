@@ -29,7 +29,14 @@ from flowersort.network import (
     bce_with_logits,
     sigmoid,
 )
-from flowersort.pipeline import _stay_with, default_workers, example_scores, scan, worker_pool
+from flowersort.pipeline import (
+    _stay_with,
+    default_workers,
+    example_scores,
+    kill_pool,
+    scan,
+    worker_pool,
+)
 
 MIN_PER_CLASS = 4
 MAX_LAYER_ROWS = 4096  # far above any useful size; a larger layer would not fit in memory
@@ -391,9 +398,7 @@ def _train_members(jobs: list[dict], workers: int, progress: Progress | None) ->
                 report(member)(epoch, stats)
             results = [f.result() for f in futures]
         except BaseException:  # Ctrl-C, SIGTERM: stop the nets in training now, not after
-            for process in list(pool._processes.values()):
-                process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+            kill_pool(pool)
             raise
         pool.shutdown()
         return results
