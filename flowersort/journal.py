@@ -146,6 +146,9 @@ def _paths(text: str) -> list[Path]:
     return [Path(p) for p in json.loads(text)]
 
 
+TAKES_A_NAME = (StepKind.CLAIM, StepKind.CLAIMED, StepKind.TMP)  # a name in the target
+
+
 def _absolute(base: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.join(base, path)
 
@@ -370,22 +373,20 @@ class Journal:
             "SELECT moves.id, sources, steps, finals, src, dest FROM moves "
             "JOIN runs ON runs.id = moves.run WHERE substr(sources, 3, 1) != '/'"
         ).fetchall()
-        for move_id, sources, steps, finals, src, dest in rows:
-            if not _parses(sources, steps, finals or "[]"):
+        for move_id, sources, text, finals, src, dest in rows:
+            if not _parses(sources, text, finals or "[]"):
                 continue  # damaged: recover sets it aside
-            steps = json.loads(steps)
+            steps = _steps(text)
             started_in = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
             if started_in is None:
                 continue
-
             absolute = functools.partial(_absolute, started_in)
-            for step in steps:
-                step[1] = absolute(step[1])
+            steps = [Step(s.kind, absolute(s.path), s.details) for s in steps]
             self.db.execute(
                 "UPDATE moves SET sources = ?, steps = ?, finals = ? WHERE id = ?",
                 (
                     json.dumps([absolute(p) for p in json.loads(sources)]),
-                    json.dumps(steps),
+                    json.dumps([s.to_json() for s in steps]),
                     finals and json.dumps([absolute(p) for p in json.loads(finals)]),
                     move_id,
                 ),
@@ -845,7 +846,9 @@ def _recover_one(
     return state, finals
 
 
-def _started_in(src: str | None, sources: list[Path], dest: str | None, steps: list) -> str | None:
+def _started_in(
+    src: str | None, sources: list[Path], dest: str | None, steps: list[Step]
+) -> str | None:
     """The folder a run was started in, from its src (that folder + the src argument, as
     Path.absolute made it) and a source relative to that folder (the src argument + the
     rest): the prefix of src left when the argument is taken off its end. The dest and
@@ -858,7 +861,7 @@ def _started_in(src: str | None, sources: list[Path], dest: str | None, steps: l
         if k and parts[-k:] != first[:k]:
             continue
         base = Path(*parts[: len(parts) - k]) if k else Path(src)
-        taken = [Path(s[1]) for s in steps if s[0] in ("claim", "claimed", "tmp")]  # raw rows
+        taken = [Path(s.path) for s in steps if s.kind in TAKES_A_NAME]
         if (
             dest
             and taken
