@@ -150,6 +150,34 @@ SCENARIOS = {
     ],
 }
 
+# journals written by one version, read by the other (recovery, undo, an earlier run's
+# copy found through the journal): each compared with the same steps all run by the old one
+DEDUPE = MOVE + ["--on-conflict", "dedupe"]
+CROSS = {
+    "old journal, new undo": [
+        ("dedupe", DEDUPE, "old"),
+        ("list", ["undo", "--list"], "new"),
+        ("undo-dry", ["undo", "--dry-run"], "new"),
+        ("undo", ["undo"], "new"),
+    ],
+    "new journal, old undo": [
+        ("dedupe", DEDUPE, "new"),
+        ("list", ["undo", "--list"], "old"),
+        ("undo-dry", ["undo", "--dry-run"], "old"),
+        ("undo", ["undo"], "old"),
+    ],
+    "old copy, new copy again": [
+        ("copy", COPY + KEEP, "old"),
+        ("again", COPY + KEEP, "new"),
+        ("undo", ["undo"], "new"),
+    ],
+    "new copy, old copy again": [
+        ("copy", COPY + KEEP, "new"),
+        ("again", COPY + KEEP, "old"),
+        ("undo", ["undo"], "old"),
+    ],
+}
+
 
 def tree(root: Path) -> dict[str, str]:
     """Every file under root (but the state and cache folders), by relative path: its
@@ -199,26 +227,31 @@ def exfat(folder: Path) -> Iterator[bool]:
         image.unlink()
 
 
-def run_scenario(code: Path, steps, work: Path, on_exfat: bool = False) -> list[dict] | None:
+def run_scenario(
+    code: Path, steps, work: Path, on_exfat: bool = False, codes: dict | None = None
+) -> list[dict] | None:
+    """The steps run by the version in `code`; a step (name, argv, "old" or "new") runs
+    with codes[...] instead (CROSS)."""
     root = work / "sandbox"
     with exfat(root / "target") if on_exfat else contextlib.nullcontext(True) as ready:
         if not ready:
             return None
         make_archive(root)
-        return _run_steps(code, steps, root)
+        return _run_steps(code, steps, root, codes or {})
 
 
-def _run_steps(code: Path, steps, root: Path) -> list[dict]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(code),
-        "XDG_STATE_HOME": str(root / "state"),
-        "XDG_CACHE_HOME": str(root / "cache"),
-        "HOME": str(root),
-    }
-    env.pop("FLOWERSORT_MODEL", None)
+def _run_steps(default: Path, steps, root: Path, codes: dict) -> list[dict]:
     record = []
-    for name, step in steps:
+    for name, step, *which in steps:
+        code = codes[which[0]] if which and codes else default
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(code),
+            "XDG_STATE_HOME": str(root / "state"),
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "HOME": str(root),
+        }
+        env.pop("FLOWERSORT_MODEL", None)
         if callable(step):
             step(root)
             record.append({"step": name, "tree": tree(root)})
@@ -352,6 +385,19 @@ def main() -> int:
         for _, d in wrong:
             print("  " + d)
         failures += bool(wrong) + bool(unforeseen[1])
+    codes = {"old": args.old.resolve(), "new": args.new.resolve()}
+    for name, steps in CROSS.items():
+        results = []
+        for mixed in (False, True):
+            with tempfile.TemporaryDirectory(prefix="fs-diff-") as work:
+                results.append(
+                    run_scenario(codes["old"], steps, Path(work), codes=codes if mixed else None)
+                )
+        diffs = compare(*results)
+        print(f"{name}: {len(steps)} steps, {len({s for s, _ in diffs})} differ from the old alone")
+        for _, d in diffs:
+            print("  " + d)
+        failures += bool(diffs)
     return 1 if failures else 0
 
 

@@ -1,6 +1,7 @@
 """The journal's typed records read the rows journals hold today, and write them the same."""
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -69,3 +70,29 @@ def test_a_journaled_move_stores_its_steps_as_lists(tmp_path):
 def test_changed_is_an_oserror_with_the_message_of_before():
     e = safefs.Changed(11, "a.jpg changed while being moved; left in place")
     assert isinstance(e, OSError) and e.strerror.endswith("left in place")
+
+
+def test_a_move_cut_short_in_a_row_of_today_is_finished_by_recovery(tmp_path):
+    """A row as the journal has always written it (raw SQL, steps as JSON lists): the
+    source was linked to its final name and its removal had begun when the run died."""
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    src.mkdir()
+    dest.mkdir()
+    photo, final = src / "a.jpg", dest / "a.jpg"
+    photo.write_bytes(b"photo")
+    os.link(photo, final)
+    st = os.lstat(final)
+    claimed = {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    steps = [["claim", str(final)], ["claimed", str(final), claimed], ["unlink", str(photo)]]
+    journal = Journal(tmp_path / "state")
+    run = journal.start_run(RunKind.CLASSIFY, src, dest)
+    journal.db.execute(
+        "INSERT INTO moves(run, sources, keep_source, state, action, steps) "
+        "VALUES (?, ?, 0, 'started', 'move', ?)",
+        (run, json.dumps([str(photo)]), json.dumps(steps)),
+    )
+    assert journal.recover() == 1
+    state, finals = journal.db.execute("SELECT state, finals FROM moves").fetchone()
+    journal.close()
+    assert (state, json.loads(finals)) == ("done", [str(final)])
+    assert not photo.exists() and final.read_bytes() == b"photo"
