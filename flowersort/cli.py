@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -1127,12 +1127,12 @@ def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     interrupted = Interrupted.install()
     counts: Counter = Counter()
     try:
-        with progress(quiet, desc="undoing", unit="photo") as bar:
-            outcomes = run_undo(wait, run_id=run, dry_run=dry_run, stop=interrupted)
-            try:
-                run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
-            finally:
-                outcomes.close()
+        # closing: an undo stopped half-way releases the lock and journal as the block ends
+        with (
+            progress(quiet, desc="undoing", unit="photo") as bar,
+            closing(run_undo(wait, run_id=run, dry_run=dry_run, stop=interrupted)) as outcomes,
+        ):
+            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
     except click.ClickException:
         if counts:  # what was done before the run stopped
             log.info(summary_line(counts, always=UNDO_ALWAYS))

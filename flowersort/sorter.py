@@ -869,7 +869,7 @@ def undo(
     run_id: int | None = None,
     dry_run: bool = False,
     stop: Callable[[], bool] | None = None,
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Put a classify run's moves back where they were (the last run, or run_id), never
     overwriting; then remove the folders that run created, if now empty. A dry run goes
     the same way and says what would happen (would-restore ...), touching nothing. When
