@@ -31,16 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from flowersort.archive import OnSkip, size_of, walk
 from flowersort.errors import FlowersortError, StateError
-from flowersort.features import FeatureConfig
 from flowersort.journal import Journal, _damaged, _make_state_dir, state_dir
 from flowersort.journal import read_only as _read_only
-from flowersort.pipeline import scan
 from flowersort.safefs import Key, content_key
-from flowersort.train import Examples as TrainExamples
 
 Label = Literal["flower", "not-flower"]
 # how a correction was learnt
@@ -703,48 +698,3 @@ def training_examples(
             continue
         examples[c.key] = Example(c.path, c.label, "corrections")
     return list(examples.values())
-
-
-def with_corrections(
-    examples: TrainExamples,
-    corrections: list[Example],
-    cfg: FeatureConfig,
-    on_skip: OnSkip,
-    workers: int | None = None,
-    copies: int = 0,
-) -> TrainExamples:
-    """The example folders' photos plus the corrected ones (not flowers as 0, flowers as
-    1); a corrected photo that is already an example takes its corrected label."""
-    index = {os.path.realpath(p): i for i, p in enumerate(examples.paths)}
-    y = examples.y.copy()
-    extra: list[Example] = []
-    for ex in corrections:
-        i = index.get(os.path.realpath(ex.path))
-        if i is None:
-            extra.append(ex)
-        else:
-            y[i] = float(ex.label == "flower")
-    xs, ys, paths, skipped = [], [], [], list(examples.skipped)
-    for photo, ex in zip(scan([e.path for e in extra], cfg, workers, copies=copies), extra):
-        path = photo.path
-        if photo.skipped:
-            skipped.append((os.fspath(path), photo.skip_reason))
-            on_skip(os.fspath(path), photo.skip_reason)
-            continue
-        assert photo.features is not None  # not skipped, and scan was given no scores
-        xs.append(photo.features)
-        ys.append(float(ex.label == "flower"))
-        paths.append(os.fspath(path))
-    if not xs:
-        return TrainExamples(examples.x, y, examples.paths, skipped, examples.augmented)
-    x = np.stack(xs)
-    augmented = examples.augmented
-    if copies:
-        x, augmented = x[:, 0], np.concatenate([augmented, x[:, 1:]])
-    return TrainExamples(
-        np.concatenate([examples.x, x]),
-        np.concatenate([y, ys]),
-        examples.paths + paths,
-        skipped,
-        augmented,
-    )
