@@ -10,6 +10,7 @@ share it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -18,10 +19,15 @@ import time
 from pathlib import Path
 
 from flowersort.errors import CacheError, StateError
-from flowersort.model import model_digest
 from flowersort.xdg import base_dir
 
 log = logging.getLogger("flowersort")
+
+
+def model_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of the model file: ties cached scores to the model that made them."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
 
 # 3: scores read from JPEG previews have their own key; a cache of version 2 may hold some
 # under the photo's key, so it is started afresh (one night decodes everything again)

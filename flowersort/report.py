@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flowersort.archive import size_of
 from flowersort.decode import cv2, jpeg_thumbnail, read_image
 from flowersort.errors import BadImage
 from flowersort.features import FeatureConfig, features
@@ -79,13 +80,6 @@ def _text(path) -> str:
     return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _size(path) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
-
-
 def write_report(
     out: Path,
     entries: Iterable[Entry],
@@ -110,8 +104,8 @@ def write_report(
     for start in range(0, len(found), 256):  # the heat maps, a batch at a time
         batch = found[start : start + 256]
         heat = model.flower_evidence(np.stack([x for _, (_, x) in batch]))  # (n, grid, grid)
-        for (path, (thumb, _)), h in zip(batch, heat):
-            by_path[path] = (thumb, np.round(h, 2).tolist())
+        for (path, (card, _)), h in zip(batch, heat):
+            by_path[path] = (card, np.round(h, 2).tolist())
     rows = []
     for e in entries:
         thumb, heat = by_path.get(e.shown_from or e.path, (None, None))
@@ -121,7 +115,7 @@ def write_report(
                 # where it is now, in full: train reads the marks from any folder; a
                 # name's bytes that are not UTF-8 stay as surrogate escapes in the JSON
                 "file": os.fsdecode(os.path.abspath(e.shown_from or e.path)),
-                "size": _size(e.shown_from or e.path),
+                "size": size_of(e.shown_from or e.path),
                 "score": None if e.score is None else round(e.score, 4),
                 "flower": e.flower,
                 "truth": e.truth,

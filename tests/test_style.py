@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,16 @@ def test_readme_tryout_of_train_on_the_sample_photos_works_as_typed(tmp_path, mo
         assert words[0] == "flowersort"
         result = run(*words[1:], "--workers", 1)
         assert result.exit_code == 0, (line, result.output)
+
+
+def test_mypy_clean():
+    """mypy flowersort, with the settings of pyproject.toml ([tool.mypy]): no error."""
+    pytest.importorskip("mypy", reason="mypy is not installed")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("Success: no issues found")
