@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
@@ -1006,8 +1007,10 @@ def classify(
         on_stopped=lambda n: said.update(not_looked_at=n),
     )
     total = None
-    if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
+    on_terminal = not quiet and sys.stderr.isatty()
+    if on_terminal:  # count first, for the bar's ETA
         total = count_photos(src, options.targets, options.walk)
+    started = time.monotonic()
     try:
         # a run stopped half-way releases the lock and journal as the with block ends
         with (
@@ -1033,6 +1036,16 @@ def classify(
         title = f"flowersort classify {src}"
         write_html(report_path, entries, model, title, workers, thumbnails)
         log.info("report written to %s", report_path)
+    if on_terminal:  # the bar is gone: say how long it took
+        log.info("classifying took %s", elapsed_words(time.monotonic() - started))
+    if counts[Action.BORDERLINE] and not quiet:
+        n = counts[Action.BORDERLINE]
+        log.info(
+            "%d borderline photo%s left in place: --review-to FOLDER puts them aside for you "
+            "to sort by hand (and flowersort learns from how you sort them)",
+            n,
+            " was" if n == 1 else "s were",
+        )
     log.info(summary_line(counts, passed_over, **said))
     report_once_per_run()
     interrupted.exit_if_stopped()
@@ -1051,6 +1064,16 @@ def write_html(
 
 CLASSIFY_ALWAYS = (Action.MOVED, Action.COPIED, Action.SKIPPED, Action.FAILED)
 UNDO_ALWAYS = (Action.FAILED,)
+
+
+def elapsed_words(seconds: float) -> str:
+    """'4.2 s', '3 min 05 s', '1 h 02 min'."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def summary_line(
