@@ -45,8 +45,8 @@ DEFAULTS = TrainConfig()
 COMMAND_EXIT_CODES = {
     "train": ("0", "2", "4", "130/143"),
     "evaluate": ("0", "2", "4"),
-    "classify": ("0", "1", "2", "3", "4", "5", "130/143", "141"),
-    "undo": ("0", "1", "2", "3", "4", "130/143", "141"),
+    "classify": ("0", "1", "2", "3", "4", "5", "6", "130/143", "141"),
+    "undo": ("0", "1", "2", "3", "4", "6", "130/143", "141"),
     "ask": ("0", "1", "2", "3", "4"),
     "adapt": ("0", "2", "4"),
 }
@@ -82,6 +82,20 @@ class PipeClosed(click.ClickException):
         super().__init__("the output pipe was closed: stopped; the photos above are done")
 
 
+class OutputFailed(click.ClickException):
+    """Standard output cannot be written (a full disk behind `> FILE`, an I/O error): stop
+    after the photo in hand, whose line is lost; the journal still knows every move."""
+
+    exit_code = ExitCode.OUTPUT_FAILED
+
+    def __init__(self, error: OSError) -> None:
+        why = error.strerror or str(error)
+        super().__init__(
+            f"cannot write the output ({why}): stopped; every move so far is done and in "
+            "the journal (flowersort undo --list)"
+        )
+
+
 class OneLineUsageError(click.ClickException):
     """A usage problem shown as one line with exit 2 (click's UsageError adds the usage)."""
 
@@ -96,6 +110,8 @@ def run_library(fn, *args, **kwargs):
     except BrokenPipeError:  # `flowersort classify ... --json | head`: the reader is gone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         raise PipeClosed() from None
+    except click.ClickException:  # already one line and its exit code (OutputFailed)
+        raise
     except UnexpectedError as e:
         log.debug("%s", e.details)
         raise CliError(e) from None
@@ -229,7 +245,14 @@ class BarSafeHandler(logging.StreamHandler):
 
 def say(line: str) -> None:
     """A line on stdout, written through the bar like the messages on stderr."""
-    tqdm.write(line, file=sys.stdout)
+    try:
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()  # now, so that a full disk is seen at this photo, not at exit
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # ENOSPC, EIO: the lines still buffered cannot be written either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OutputFailed(e) from None
 
 
 def open_log_file(path: Path) -> logging.StreamHandler:

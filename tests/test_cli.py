@@ -594,3 +594,31 @@ def test_borderline_photos_left_in_place_come_with_a_hint_about_review_to(
         tmp_path / "Review",
     )
     assert "left in place" not in with_folder.stderr
+
+
+def test_an_output_that_cannot_be_written_stops_the_run_with_one_line(
+    archive, trained_model, tmp_path
+):
+    """`flowersort classify ... --json > out.json` on a full disk (/dev/full: every write
+    is ENOSPC): exit 6 with one line, not 'unexpected OSError'; nothing lost."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    dest = tmp_path / "Flowers"
+    before = census(archive)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, "-m", "flowersort", "classify", str(archive), "--move-to", str(dest)]
+    args += ["--threshold", "0", "--json", "--workers", "1", "--model", str(trained_model)]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(args, env=env, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 6, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
+    assert errors == [
+        "Error: cannot write the output (No space left on device): stopped; every move so far "
+        "is done and in the journal (flowersort undo --list)"
+    ], proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert 0 < len(list(dest.iterdir())) < 12  # it stopped at the first photo's line
+    assert census(archive, dest) == before
+    undo = run("undo")
+    assert undo.exit_code == 0, undo.output
+    assert census(archive) == before
