@@ -420,9 +420,16 @@ def copy_owner_and_mode(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
             os.fchown(dst_fd, -1, st.st_gid)
         except OSError:
             pass
+    wanted = stat.S_IMODE(st.st_mode)
     try:
-        os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
+        os.fchmod(dst_fd, wanted)  # after chown, which clears set-id bits
     except OSError as e:
+        # a disk without modes (exFAT) shows its own, and that is fine; but a copy left
+        # with fewer read bits than the photo had (the temporary's 0600) would shut out
+        # those who could read it: then the move is not done
+        lost = wanted & 0o444 & ~os.fstat(dst_fd).st_mode
+        if lost:
+            raise OSError(e.errno, f"cannot give the copy the photo's mode ({e.strerror})") from e
         log.debug("mode not kept: %s", e.strerror)
 
 

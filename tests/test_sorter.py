@@ -1232,6 +1232,33 @@ def test_a_target_that_refuses_the_dates_leaves_the_photo_in_place_and_says_why(
     assert census(src) == before
 
 
+def test_a_copy_that_cannot_take_the_photos_mode_is_not_a_move(tmp_path):
+    """fchmod of the copy on another disk fails (EIO, injected by strace): the copy would
+    stay 0600, shutting out the group and others who could read the 0644 photo; so the
+    photo stays in place, whole, nothing is left on the other disk, and the line says why."""
+    import numpy as np
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    src = tmp_path / "Pictures"
+    write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(13), True))
+    (src / "IMG_0001.jpg").chmod(0o644)
+    before = census(src)
+    with small_tmpfs(tmp_path / "other", "4m") as other:
+        dest = other / "Flowers"
+        cmd = [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)]
+        cmd += ["--threshold", "0", "--workers", "1", "--no-cache"]
+        trace = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fchmod"]
+        trace += ["-e", "inject=fchmod:error=EIO"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path / "state")}
+        result = subprocess.run(trace + cmd, env=env, capture_output=True, text=True)
+        assert result.returncode == 1, result.stderr
+        assert "cannot give the copy the photo's mode (Input/output error)" in result.stderr
+        assert names(dest) == []
+    assert census(src) == before
+    assert stat.S_IMODE((src / "IMG_0001.jpg").stat().st_mode) == 0o644
+
+
 def test_undo_puts_photos_back_into_the_open_folder_they_came_from(tmp_path):
     """Sorted from a folder everyone can open into a closed one (that narrows who can
     read them: allowed), then undone: each photo goes back where it was, as readable as
