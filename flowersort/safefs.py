@@ -490,6 +490,16 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
+def _remove_temporary(tmp: Path) -> None:
+    """Remove a temporary whose job is done; one that cannot be removed (EIO) does not
+    undo a move whose final names hold the bytes, nor hide the error a failed one has:
+    it is named in a warning, for the user to remove."""
+    try:
+        _remove_quietly(tmp)
+    except OSError as e:
+        log.warning("warning: could not remove the temporary file %s (%s)", tmp, e.strerror)
+
+
 def _claim_first_free(
     stand_ins: list[Path],
     folder: Path,
@@ -617,8 +627,8 @@ def transfer(
                 set_metadata(temp, meta)
             finals = _claim_first_free(temps, folder, candidates(), note, True)
     finally:
-        for tmp in temps:
-            _remove_quietly(tmp)
+        for tmp in temps:  # each final name holds its bytes now (or the move failed)
+            _remove_temporary(tmp)
     if present is not None:
         present.update(f.name.casefold() for f in finals)
     try:
