@@ -38,6 +38,7 @@ from flowersort.errors import FlowersortError, StateError
 from flowersort.features import FeatureConfig
 from flowersort.journal import _damaged, _make_state_dir, first_path_is, state_dir
 from flowersort.journal import read_only as _read_only
+from flowersort.metrics import DEFAULT_REVIEW_BAND  # noqa: F401  (where it lived before)
 from flowersort.pipeline import scan
 from flowersort.safefs import Key, content_key
 from flowersort.train import Examples as TrainExamples
@@ -47,10 +48,6 @@ Label = Literal["flower", "not-flower"]
 Kind = Literal["taken-out", "review-out", "review-in", "added", "mark"]
 Folder = Literal["dest", "review"]
 
-# Scores this close to the threshold are borderline: sent to --review-to, else left in
-# place. Narrowed near 0 or 1 (sorter.classify): the default model's threshold 0.964 gets
-# 0.018, 40 of ../shared/datasets/archive's 2,540 photos (README, "Learning from you").
-DEFAULT_REVIEW_BAND = 0.1
 # a photo flowersort moved that stayed in DEST this long is a weak confirmation
 WEAK_AFTER_DAYS = 14
 

@@ -16,7 +16,7 @@ from typing import Literal
 from flowersort import safefs
 from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
-from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch, take_back
+from flowersort.corrections import KIND_TEXT, Watch, take_back
 from flowersort.errors import EmptySource, FlowersortError
 from flowersort.journal import (
     FolderLock,
@@ -26,6 +26,7 @@ from flowersort.journal import (
     earlier_target,
     state_dir,
 )
+from flowersort.metrics import DEFAULT_REVIEW_BAND, effective_band
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
@@ -294,10 +295,7 @@ def classify(
                 check_writable(Path(folder), probe=not dry_run)
     if review_band is None:  # a threshold set by hand is the line itself: no band
         band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
-        # near 0 or 1 the model's band shrinks so that at least half the room on each side
-        # is sure (a precision-first threshold of 0.96 with 0.1 would otherwise move nothing)
-        t = model.threshold
-        review_band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
+        review_band = effective_band(model.threshold, band) if threshold is None else 0.0
     threshold = model.threshold if threshold is None else threshold
     mover = watch = None
     if dest is not None and not dry_run:
