@@ -478,20 +478,22 @@ def _fold_summary(
     own = np.array(fold_thresholds)[fold_of]
     band = cfg.review_band if cfg.review_band is not None else DEFAULT_REVIEW_BAND
     own_move = np.array([t + effective_band(t, band) for t in fold_thresholds])[fold_of]
-    moves = oof >= lines.move
+    moves, own_moves = oof >= lines.move, oof >= own_move
     per_source = {}
     for name in np.unique(sources):
         at = sources == name
-        per_source[str(name)] = {
-            "photos": int(at.sum()),
-            "flowers": int(truth[at].sum()),
-            "fold": int(fold_of[at][0]),
-            "called": int((oof[at] >= lines.threshold).sum()),
-            "moved": int(moves[at].sum()),
-            "held_back": int(((oof[at] >= lines.low) & ~moves[at]).sum()),
-            "own_called": int((oof[at] >= own[at]).sum()),
-            "own_moved": int((oof[at] >= own_move[at]).sum()),
-        }
+        entry: dict = {"fold": int(fold_of[at][0])}
+        for kind, of_kind in (("flower", truth), ("other", ~truth)):
+            sel = at & of_kind
+            entry[kind] = {
+                "photos": int(sel.sum()),
+                "called": int((oof[sel] >= lines.threshold).sum()),
+                "moved": int(moves[sel].sum()),
+                "held_back": int(((oof[sel] >= lines.low) & ~moves[sel]).sum()),
+                "own_called": int((oof[sel] >= own[sel]).sum()),
+                "own_moved": int(own_moves[sel].sum()),
+            }
+        per_source[str(name)] = entry
     return {
         "folds": len(parts),
         "move_line": lines.move,
@@ -499,7 +501,7 @@ def _fold_summary(
         "heldout_threshold": heldout_threshold,
         "fold_thresholds": fold_thresholds,
         "what_moves": confusion(truth, moves),
-        "own_lines_move": confusion(truth, oof >= own_move),
+        "own_lines_move": confusion(truth, own_moves),
         "sources": per_source,
     }
 

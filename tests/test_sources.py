@@ -92,5 +92,7 @@ def test_the_threshold_is_chosen_on_scores_of_sources_the_nets_never_saw(example
     assert model.summary["review_band"] == lines.band
     folds = model.summary["source_folds"]
     assert folds["folds"] == 3 and len(folds["fold_thresholds"]) == 3
-    assert sum(s["photos"] for s in folds["sources"].values()) == len(ex.y)
+    per_source = folds["sources"].values()
+    assert sum(s["flower"]["photos"] + s["other"]["photos"] for s in per_source) == len(ex.y)
+    assert sum(s["flower"]["moved"] for s in per_source) == folds["what_moves"]["tp"]
     assert folds["what_moves"]["tp"] == int(((oof >= lines.move) & (ex.y > 0.5)).sum())
