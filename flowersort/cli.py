@@ -1347,8 +1347,9 @@ def adapt(
     the ones you took out of it or out of the review folder are not.
 
     The model's head nets are fitted to every answer given so far, started from --model
-    (default: the shipped one) and held close to it, in seconds; the file has the same
-    format. Run it after answering, with the same --model each time, and give the new file
+    (default: the shipped one) and held close to it and to its scores of the archive's
+    other photos; the threshold is set so that the new model moves as many of them as
+    --model did, the ones it now ranks highest. The file has the same format. Run it after answering, with the same --model each time, and give the new file
     to the nightly classify (--model OUT).
     """
     from flowersort.adapt import adapt as run_adapt
