@@ -1349,8 +1349,9 @@ def adapt(
     The model's head nets are fitted to every answer given so far, started from --model
     (default: the shipped one) and held close to it and to its scores of the archive's
     other photos; the threshold is set so that the new model moves as many of them as
-    --model did, the ones it now ranks highest. The file has the same format. Run it after answering, with the same --model each time, and give the new file
-    to the nightly classify (--model OUT).
+    --model did, the ones it now ranks highest. The file has the same format. Run it
+    after answering, with the same --model each time, and give the new file to the nightly
+    classify (--model OUT).
     """
     from flowersort.adapt import adapt as run_adapt
 
