@@ -595,8 +595,8 @@ def cli() -> None:
     type=click.FloatRange(0, 1),
     help="Saved in the model: classify calls scores this close to the threshold borderline "
     "(sent to --review-to, else left in place). Default: with folds of whole sources, "
-    "reaching down from what moves as far as its photos stay half flowers on sources the "
-    f"nets never saw; else {DEFAULT_REVIEW_BAND}.",
+    "reaching down from the sure side as far as its photos stay half flowers on sources "
+    f"the nets never saw; else {DEFAULT_REVIEW_BAND}.",
 )
 @click.option(
     "--sources",
@@ -680,8 +680,8 @@ def train(
     the members, none of which learnt from it). With 5 or more sources (--sources, else
     subfolders), the threshold and review band are chosen instead on folds of whole
     sources, each scored by the same training on the others, so that the precision asked of
-    what classify moves holds on sources the nets never saw. The model file holds every
-    member; a photo's score is their mean probability.
+    the photos sure to be flowers (above the band) holds on sources the nets never saw.
+    The model file holds every member; a photo's score is their mean probability.
     """
     from flowersort.learn import Corrections, train_model
 
