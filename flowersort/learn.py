@@ -62,6 +62,7 @@ def train_model(
     its subfolder: see flowersort.sources) lets the threshold and the review band be chosen
     on folds of whole sources (TrainConfig.source_folds)."""
     check_example_folders(flowers, noflowers)
+    listed = read_sources(sources_file) if sources_file is not None else None  # before reading
     examples = read_examples(
         flowers,
         noflowers,
@@ -80,7 +81,6 @@ def train_model(
     n = len(examples.y)
     log.info("%d photo%s read, %d skipped", n, "" if n == 1 else "s", len(examples.skipped))
     warn_if_swapped(examples, flowers, noflowers, workers)
-    listed = read_sources(sources_file) if sources_file is not None else None
     sources = photo_sources(examples.paths, [flowers, noflowers], listed)
     if cfg.source_folds:
         log.info(

@@ -96,3 +96,37 @@ def test_the_threshold_is_chosen_on_scores_of_sources_the_nets_never_saw(example
     assert sum(s["flower"]["photos"] + s["other"]["photos"] for s in per_source) == len(ex.y)
     assert sum(s["flower"]["moved"] for s in per_source) == folds["what_moves"]["tp"]
     assert folds["what_moves"]["tp"] == int(((oof >= lines.move) & (ex.y > 0.5)).sum())
+
+
+def test_a_sources_file_without_its_columns_is_refused_in_one_line(examples, tmp_path):
+    from tests.conftest import run
+
+    bad = tmp_path / "sources.csv"
+    bad.write_text("file,origin\na.jpg,phone\n")
+    result = run("train", *examples, "--sources", bad, "--model", tmp_path / "m.npz")
+    assert result.exit_code != 0 and not (tmp_path / "m.npz").exists()
+    assert result.output.splitlines()[-1] == (
+        f"Error: the sources file {bad} needs a header with 'path' and 'source' columns (one "
+        f"row per photo: its path, relative to the file's folder, and its source)"
+    )
+
+
+def test_train_chooses_the_lines_on_source_folds_when_it_knows_the_sources(examples, tmp_path):
+    import json
+
+    from flowersort.archive import walk
+    from tests.conftest import run
+
+    listing = tmp_path / "sources.csv"
+    photos = sorted(p for folder in examples for p in walk(folder))
+    rows = [f"{p},camera{i % 5}" for i, p in enumerate(photos)]
+    listing.write_text("path,source\n" + "\n".join(rows) + "\n")
+    tiny = ("--epochs", 2, "--members", 1, "--image-size", 48, "--grid", 4, "--bins", 12)
+    model = tmp_path / "m.npz"
+    result = run("train", *examples, *tiny, "--sources", listing, "--model", model, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.splitlines()[-1])
+    assert summary["source_folds"]["folds"] == 5
+    assert sorted(summary["source_folds"]["sources"]) == [f"camera{i}" for i in range(5)]
+    plain = run("train", *examples, *tiny, "--model", tmp_path / "p.npz", "--json")
+    assert "source_folds" not in json.loads(plain.output.splitlines()[-1])  # 2 flat folders
