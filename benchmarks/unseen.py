@@ -20,7 +20,11 @@ home-archive-like tree (Pictures/<source>/<batch>/, FLOWER_SHARE of them flowers
 
 Figures are printed per run, then the mean and the spread (min-max) over runs.
 
-usage: python benchmarks/unseen.py [--quick]
+The training passes each photo's source (its MANIFEST repository) as `flowersort train
+--sources` does, so the threshold and review band are chosen on folds of whole sources (five
+more trainings per run); --no-sources chooses them on the held-out fold, as before.
+
+usage: python benchmarks/unseen.py [--quick] [--no-sources]
 --quick: half the other sources' photos for training and a patience of 10 (as loso.py), an
 archive of at most QUICK_ARCHIVE photos.
 """
@@ -49,6 +53,7 @@ from flowersort.model import load_model
 from flowersort.outcomes import Action
 from flowersort.pipeline import scan
 from flowersort.sorter import classify
+from flowersort.sources import source_name
 from flowersort.train import TrainConfig, fit, load_examples
 
 # ----------------------------------------------------------------------------- settings
@@ -203,7 +208,7 @@ def ceiling(model_path: Path, paths: list[Path], y: np.ndarray, seed: int) -> fl
     return precision_at_recall(logistic_cv(z, y[keep], seed), y[keep], RECALL_AT)
 
 
-def run(name, left_out, seed, quick, examples, work: Path) -> dict:
+def run(name, left_out, seed, quick, examples, work: Path, by_source: bool = True) -> dict:
     rng = np.random.default_rng(seed)
     rows = train_rows()
     out_rows = [r for r in rows if repo(r["source"]) in left_out]
@@ -213,6 +218,8 @@ def run(name, left_out, seed, quick, examples, work: Path) -> dict:
     if quick:
         keep &= rng.random(len(keep)) < QUICK_SHARE
     cfg = TrainConfig(seed=seed, **(QUICK if quick else {}))
+    source_of = {os.fspath(DATA / r["path"]): source_name(r["source"]) for r in rows}
+    sources = np.array([source_of[p] for p, k in zip(paths, keep) if k]) if by_source else None
     t0 = time.perf_counter()
     model, _ = fit(
         x[keep],
@@ -221,12 +228,16 @@ def run(name, left_out, seed, quick, examples, work: Path) -> dict:
         cfg,
         augmented=aug[keep],
         paths=[p for p, k in zip(paths, keep) if k],
+        sources=sources,
     )
-    model.summary["review_band"] = adapt_band()
     base = work / "base.npz"
     model.save(base)
     trained = time.perf_counter() - t0
-    print(f"{name}: trained in {trained:.0f} s", flush=True)
+    print(
+        f"{name}: trained in {trained:.0f} s; threshold {model.threshold:.3f}, band "
+        f"{model.summary['review_band']:.3f}",
+        flush=True,
+    )
     labels = build_archive(work, out_rows, rng, QUICK_ARCHIVE if quick else None)
     src, dest = work / "Pictures", work / "Pictures" / "Flowers"
     review = dest / "Review"
@@ -274,12 +285,6 @@ def run(name, left_out, seed, quick, examples, work: Path) -> dict:
     return result
 
 
-def adapt_band() -> float:
-    from flowersort.corrections import DEFAULT_REVIEW_BAND
-
-    return DEFAULT_REVIEW_BAND
-
-
 def show(r: dict) -> None:
     print(
         f"\n{r['name']} (seed {r['seed']}): {r['photos']} photos, {r['flowers']} flowers; "
@@ -310,6 +315,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=len(CHOICES))
+    parser.add_argument("--no-sources", action="store_true")
     args = parser.parse_args()
     cfg = TrainConfig()
     t0 = time.perf_counter()
@@ -325,7 +331,9 @@ def main() -> None:
     results = []
     for name, left_out, seed in CHOICES[: args.runs]:
         with tempfile.TemporaryDirectory(prefix="unseen-") as work:
-            results.append(run(name, left_out, seed, args.quick, examples, Path(work)))
+            results.append(
+                run(name, left_out, seed, args.quick, examples, Path(work), not args.no_sources)
+            )
         show(results[-1])
         sys.stdout.flush()
     print("\nover runs: mean (min-max)")

@@ -5,7 +5,9 @@ most uncertain scores, spread over the archive's folders, no two near-duplicates
 other. The user answers as with any review: a photo moved into the target folder is a
 flower, one moved back into the archive is not (corrections.Watch records both). `adapt`
 then fine-tunes a model's head nets on those answers, started from the model's own weights
-and held close to them, and writes a model file of the same format.
+and held close to them and to the model's own scores of the archive's other photos, sets
+the threshold so that it moves as many of them as the model did, and writes a model file
+of the same format.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from flowersort.corrections import Watch
 from flowersort.decode import read_image
 from flowersort.errors import BadImage, FlowersortError
 from flowersort.features import flip_tiles
+from flowersort.metrics import DEFAULT_REVIEW_BAND, effective_band, lines_for
 from flowersort.model import Model
-from flowersort.network import bce_with_logits
+from flowersort.network import bce_with_logits, sigmoid
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import scan, score_photos
 from flowersort.safefs import Key, content_key
@@ -51,6 +54,13 @@ class AdaptConfig:
     anchor: float = 0.01
     layers: int = 3  # the head's last this many layers learn; the others stay the model's
     answer_weight: float = 1.0  # each answer's weight in the loss (the mean is over answers)
+    # photos of the archive not answered, which the adapted nets must go on scoring as the
+    # model did (each member's own probability is their target): answers teach where they
+    # speak and nothing moves elsewhere. Without them a few answers near the threshold,
+    # most of them "not a flower", pulled every score down: fewer flowers moved after
+    # 25 answers than before any (benchmarks/unseen.py)
+    keep_photos: int = 400
+    keep_weight: float = 1.0  # their loss's weight against the answers' (each a mean)
 
 
 @dataclass
@@ -218,10 +228,17 @@ def answers(
         watch.close()
 
 
-def fine_tune(model: Model, x: np.ndarray, y: np.ndarray, cfg: AdaptConfig | None = None) -> Model:
+def fine_tune(
+    model: Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: AdaptConfig | None = None,
+    keep: np.ndarray | None = None,
+) -> Model:
     """A copy of model whose member nets' heads are fitted to the feature maps x (N, tiles,
-    a, b) with labels y (1.0 = flower), each photo also seen mirrored; the tile nets, the
-    input scaling, the threshold and the views stay the model's."""
+    a, b) with labels y (1.0 = flower), each photo also seen mirrored, while on the feature
+    maps `keep` (photos not answered) each member is held to its own probabilities; the
+    tile nets, the input scaling, the threshold and the views stay the model's."""
     cfg = cfg or AdaptConfig()
     x = model.normalize(x).astype(np.float32)
     x = np.concatenate([x, flip_tiles(x, model.features)])  # as the model scores
@@ -229,20 +246,33 @@ def fine_tune(model: Model, x: np.ndarray, y: np.ndarray, cfg: AdaptConfig | Non
     # each class weighs half: the photos asked about are mostly non-flowers near the
     # threshold, and answers of one kind alone would pull every score that way
     n_flowers = y.sum()
-    weight = np.full(len(y), cfg.answer_weight, np.float32)
+    weight = np.full(len(y), cfg.answer_weight / len(y), np.float32)
     if 0 < n_flowers < len(y):
         weight *= np.where(y > 0.5, len(y) / (2 * n_flowers), len(y) / (2 * (len(y) - n_flowers)))
+    if keep is not None and len(keep) and cfg.keep_weight:
+        k = model.normalize(keep).astype(np.float32)
+        k = np.concatenate([k, flip_tiles(k, model.features)])
+        weight = np.concatenate([weight, np.full(len(k), cfg.keep_weight / len(k), np.float32)])
+    else:
+        k = x[:0]
+    inputs = np.concatenate([x, k])
     nets = []
     for member in model.nets:
         net = type(member)(member.cfg)
         net.load_state(member.state())
-        tmap = net.tile_map(x)  # (N, T, c): fixed, only the head learns
+        tmap = net.tile_map(inputs)  # (N, T, c): fixed, only the head learns
+        targets = y
+        if len(k):  # each member's own probabilities for the kept photos
+            targets = np.concatenate([y, sigmoid(net.head_forward(tmap[len(x) :]))])
+        targets = targets.astype(np.float32)
         heads = net.head.layers[-cfg.layers :]
         start = [(la.w.copy(), la.b.copy()) for la in heads]
         opt = Adam(heads, cfg.learning_rate, 0.0)
         for _ in range(cfg.epochs):
             logits = net.head_forward(tmap)
-            _, grad = bce_with_logits(logits, y, weight)
+            # bce_with_logits averages over its rows: the weights (summing to the answers'
+            # and the kept photos' shares) are scaled back by that count
+            _, grad = bce_with_logits(logits, targets, weight * len(targets))
             net.head_backward(grad)
             for la, (w0, b0) in zip(heads, start):
                 la.dw += cfg.anchor * (la.w - w0)
@@ -252,6 +282,7 @@ def fine_tune(model: Model, x: np.ndarray, y: np.ndarray, cfg: AdaptConfig | Non
     summary = dict(model.summary)
     summary["adapted"] = {
         "answers": {"flowers": int(y.sum() // 2), "noflowers": int((len(y) - y.sum()) // 2)},
+        "kept_photos": len(k) // 2,
         "config": cfg.__dict__,
         "from": model.summary.get("adapted", {}).get("from"),
     }
@@ -266,6 +297,29 @@ def fine_tune(model: Model, x: np.ndarray, y: np.ndarray, cfg: AdaptConfig | Non
     )
 
 
+def same_count_threshold(
+    model: Model, adapted: Model, base: list[tuple[str, float]], workers: int | None = None
+) -> int:
+    """Set the adapted model's threshold so that it moves as many of the archive's photos
+    (`base`: each with the model's score) as the model did, with the model's review band:
+    the photos it now ranks highest. A few answers, most of them "not a flower" near the
+    threshold, shift every score of the refitted head, so the model's own threshold no
+    longer means what it was chosen for (precision on sources the nets never saw), while
+    the ranking gets better (benchmarks/unseen.py). Returns that count."""
+    band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
+    line = model.threshold + effective_band(model.threshold, band)
+    count = sum(s >= line for _, s in base)
+    if not count:
+        return 0  # nothing to match: the model's own threshold
+    scored = score_photos(adapted, (Path(p) for p, _ in base), workers)
+    scores = np.sort([s.score for s in scored if s.score is not None])[::-1]
+    if count >= len(scores):
+        return count
+    move = float(scores[count - 1] + scores[count]) / 2
+    adapted.threshold = lines_for(move, band).threshold
+    return count
+
+
 def adapt(
     model: Model,
     src: Path,
@@ -278,9 +332,13 @@ def adapt(
     workers: int | None = None,
     on_skip: OnSkip,
     source: str = "",
+    cache: ScoreCache | None = None,
 ) -> AdaptResult:
     """Fit model to the answers the user gave under src (into dest: flowers; back into
-    the archive: not) and write it to `out` (nothing written with dry_run)."""
+    the archive: not), held to its own scores on the archive's other photos, with the
+    threshold that moves as many of them as the model did (same_count_threshold), and write
+    it to `out` (nothing written with dry_run). With `cache` (the nightly classify's), the
+    model's scores of the archive are taken from there."""
     t0 = time.perf_counter()
     found = answers(Path(src), Path(dest), review, dry_run=dry_run)
     if not found:
@@ -302,8 +360,25 @@ def adapt(
     if not xs:
         raise FlowersortError("none of the answered photos could be read")
     y = np.array(ys)
-    adapted = fine_tune(model, np.stack(xs), y, cfg)
+    cfg = cfg or AdaptConfig()
+    # the archive's other photos: the head is held to the model's own scores on a spread
+    # of them, and the adapted model moves as many of them as the model did
+    prune = [p for p in (dest, review) if p is not None]
+    archive = sorted(p for p in walk(Path(src), prune=prune) if p not in label)
+    scored = score_photos(model, map(Path, archive), workers, cache=cache)
+    base = [(os.fspath(s.path), s.score) for s in scored if s.score is not None]
+    step = max(1, len(base) // cfg.keep_photos) if cfg.keep_photos else 0
+    spread = [Path(p) for p, _ in base[::step][: cfg.keep_photos]] if step else []
+    keep = [
+        photo.features
+        for photo in scan(spread, model.features, workers)
+        if photo.features is not None
+    ]
+    adapted = fine_tune(model, np.stack(xs), y, cfg, np.stack(keep) if keep else None)
     adapted.summary["adapted"]["from"] = source
+    if base:
+        moved = same_count_threshold(model, adapted, base, workers)
+        adapted.summary["adapted"]["archive"] = {"photos": len(base), "moved": moved}
     if not dry_run and out is not None:
         adapted.save(out)
     flowers = int(y.sum())

@@ -24,7 +24,6 @@ from tqdm import tqdm
 from flowersort import safefs
 from flowersort.archive import VIDEO_SUFFIXES, display
 from flowersort.cache import open_score_cache
-from flowersort.corrections import DEFAULT_REVIEW_BAND
 from flowersort.errors import (
     EXIT_MEANING,
     ExitCode,
@@ -35,6 +34,7 @@ from flowersort.errors import (
 from flowersort.featcache import default_feature_cache
 from flowersort.features import MODES, FeatureConfig
 from flowersort.heic import MISSING as HEIC_MISSING
+from flowersort.metrics import DEFAULT_REVIEW_BAND
 from flowersort.model import default_model_path, load_model
 from flowersort.outcomes import Action, Outcome
 from flowersort.train import TrainConfig
@@ -617,11 +617,29 @@ def cli() -> None:
 )
 @click.option(
     "--review-band",
-    default=DEFAULT_REVIEW_BAND,
-    show_default=True,
     type=click.FloatRange(0, 1),
     help="Saved in the model: classify calls scores this close to the threshold borderline "
-    "(sent to --review-to, else left in place).",
+    "(sent to --review-to, else left in place). Default: with folds of whole sources, "
+    "reaching down from the sure side as far as its photos stay half flowers on sources "
+    f"the nets never saw; else {DEFAULT_REVIEW_BAND}.",
+)
+@click.option(
+    "--sources",
+    "sources_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A CSV file with 'path' and 'source' columns (e.g. a data set's MANIFEST.csv; "
+    "paths relative to its folder) saying where each example comes from. Default: each "
+    "example's first subfolder below FLOWERS or NOFLOWERS. With 5 or more sources, the "
+    "threshold and review band are chosen on scores of sources the nets never saw (folds "
+    "of whole sources, each scored by nets trained on the others): five more trainings.",
+)
+@click.option(
+    "--source-folds",
+    default=DEFAULTS.source_folds,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Folds of whole sources the threshold is chosen on; 0: on the held-out fold "
+    "(one training, a threshold that holds on the examples' own sources).",
 )
 @click.option(
     "--with-corrections",
@@ -668,6 +686,8 @@ def train(
     no_feature_cache,
     freeze_tile_net,
     review_band,
+    sources_file,
+    source_folds,
     with_corrections,
     marks_files,
     as_json,
@@ -682,8 +702,11 @@ def train(
     Both nets are trained end to end. The examples are cut into folds; one fold is kept
     aside from every member net, each stops training when its loss there stops improving,
     and the decision threshold is chosen on that fold as the model scores it (the mean of
-    the members, none of which learnt from it). The model file holds every member; a
-    photo's score is their mean probability.
+    the members, none of which learnt from it). With 5 or more sources (--sources, else
+    subfolders), the threshold and review band are chosen instead on folds of whole
+    sources, each scored by the same training on the others, so that the precision asked of
+    the photos sure to be flowers (above the band) holds on sources the nets never saw.
+    The model file holds every member; a photo's score is their mean probability.
     """
     from flowersort.learn import Corrections, train_model
 
@@ -709,6 +732,8 @@ def train(
             tile_layers=tile_layers,
             head_layers=head_layers,
             train_tile_net=not freeze_tile_net,
+            source_folds=source_folds,
+            review_band=review_band,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
@@ -726,6 +751,7 @@ def train(
                 )
             training.update(1)
             training.set_postfix(
+                fold=stats.get("fold", "-"),
                 net=f"{stats['member'] + 1}/{members}",
                 loss=f"{stats['loss']:.3f}",
                 val_acc=f"{stats['val_acc']:.3f}",
@@ -740,7 +766,7 @@ def train(
                 feature_cfg,
                 cfg,
                 corrections=Corrections(with_corrections, tuple(marks_files)),
-                review_band=review_band,
+                sources_file=sources_file,
                 workers=workers,
                 cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
                 on_skip=report_skip,
@@ -1360,9 +1386,11 @@ def adapt(
     the ones you took out of it or out of the review folder are not.
 
     The model's head nets are fitted to every answer given so far, started from --model
-    (default: the shipped one) and held close to it, in seconds; the file has the same
-    format. Run it after answering, with the same --model each time, and give the new file
-    to the nightly classify (--model OUT).
+    (default: the shipped one) and held close to it and to its scores of the archive's
+    other photos; the threshold is set so that the new model moves as many of them as
+    --model did, the ones it now ranks highest. The file has the same format. Run it
+    after answering, with the same --model each time, and give the new file to the nightly
+    classify (--model OUT).
     """
     from flowersort.adapt import adapt as run_adapt
 

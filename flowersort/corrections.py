@@ -42,10 +42,6 @@ Label = Literal["flower", "not-flower"]
 Kind = Literal["taken-out", "review-out", "review-in", "added", "mark"]
 Folder = Literal["dest", "review"]
 
-# Scores this close to the threshold are borderline: sent to --review-to, else left in
-# place. Narrowed near 0 or 1 (sorter.classify): the default model's threshold 0.964 gets
-# 0.018, 40 of ../shared/datasets/archive's 2,540 photos (README, "Learning from you").
-DEFAULT_REVIEW_BAND = 0.1
 # a photo flowersort moved that stayed in DEST this long is a weak confirmation
 WEAK_AFTER_DAYS = 14
 

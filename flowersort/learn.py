@@ -19,6 +19,7 @@ from flowersort.features import FeatureConfig
 from flowersort.model import Model, library_versions
 from flowersort.pipeline import default_workers, scan
 from flowersort.report import Entry, write_report
+from flowersort.sources import photo_sources, read_sources
 from flowersort.train import Examples, Progress, TrainConfig, check_example_folders, fit
 from flowersort.train import load_examples as read_examples
 
@@ -49,7 +50,7 @@ def train_model(
     cfg: TrainConfig,
     *,
     corrections: Corrections | None = None,
-    review_band: float,
+    sources_file: Path | None = None,
     workers: int | None = None,
     cache_folder: Path | None = None,
     on_skip: OnSkip | None = None,
@@ -58,8 +59,11 @@ def train_model(
 ) -> TrainResult:
     """Train on FLOWERS and NOFLOWERS and write the model to model_path, and beside it
     MODEL.validation.html: the held-out fold, each photo scored by the model (the mean of
-    its members, none of which learnt from it)."""
+    its members, none of which learnt from it). Each photo's source (`sources_file`, else
+    its subfolder: see flowersort.sources) lets the threshold and the review band be chosen
+    on folds of whole sources (TrainConfig.source_folds)."""
     check_example_folders(flowers, noflowers)
+    listed = read_sources(sources_file) if sources_file is not None else None  # before reading
     examples = read_examples(
         flowers,
         noflowers,
@@ -78,6 +82,15 @@ def train_model(
     n = len(examples.y)
     log.info("%d photo%s read, %d skipped", n, "" if n == 1 else "s", len(examples.skipped))
     warn_if_swapped(examples, flowers, noflowers, workers)
+    sources = photo_sources(examples.paths, [flowers, noflowers], listed)
+    if cfg.source_folds:
+        log.info(
+            "%d sources: the threshold is chosen on %s",
+            len(set(sources)),
+            f"{cfg.source_folds} folds of whole sources"
+            if len(set(sources)) >= cfg.source_folds
+            else "the held-out fold (too few sources for folds of whole sources)",
+        )
     model, fitted = fit(
         examples.x,
         examples.y,
@@ -87,9 +100,9 @@ def train_model(
         examples.augmented,
         workers,
         examples.paths,
+        sources,
     )
     model.summary["skipped"] = len(examples.skipped)
-    model.summary["review_band"] = review_band
     model.summary["versions"] = library_versions()
     if learnt is not None:
         model.summary["corrections"] = learnt

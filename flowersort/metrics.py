@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+# Scores this close to the threshold are borderline: sent to --review-to, else left in
+# place (train --review-band, saved in the model; narrowed near 0 or 1: effective_band).
+DEFAULT_REVIEW_BAND = 0.1
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict:
@@ -78,3 +84,79 @@ def sweep(scores: np.ndarray, truth: np.ndarray, thresholds=None) -> list[dict]:
     """Precision and recall at several thresholds."""
     thresholds = np.round(np.arange(0.1, 0.95, 0.1), 2) if thresholds is None else thresholds
     return [{"threshold": float(t), **confusion(truth, scores >= t)} for t in thresholds]
+
+
+def effective_band(threshold: float, band: float) -> float:
+    """The review band classify applies around `threshold`: near 0 or 1 a model's band
+    shrinks so that at least half the room on each side is sure (a threshold of 0.96 with
+    a band of 0.1 would otherwise move nothing)."""
+    return min(band, (1 - threshold) / 2, threshold / 2)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Where a model's scores are cut, as classify cuts them: at or above `move` a photo
+    moves; from `low` up to `move` it is borderline (the review band); `threshold` and
+    `band` are what the model file stores (classify derives the two lines from them)."""
+
+    threshold: float
+    band: float
+    move: float
+    low: float
+
+
+def lines_for(move: float, band: float) -> Lines:
+    """The threshold to store with `band` so that classify moves from `move` up: found by
+    bisection, since threshold + effective band rises with the threshold. The band then
+    reaches down to `low` (less far than `band` where it narrows near 1)."""
+    lo, hi = 0.0, move
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if mid + effective_band(mid, band) < move:
+            lo = mid
+        else:
+            hi = mid
+    threshold = hi  # threshold + its band reaches `move`, never falls short of it
+    return Lines(threshold, band, move, threshold - effective_band(threshold, band))
+
+
+def review_low(
+    scores: np.ndarray, truth: np.ndarray, share: float, move: float, min_precision: float
+) -> float:
+    """The lowest line below `move` such that the photos from it up to `move` are still at
+    least `min_precision` flowers in a collection with `share` flowers (weighted as in
+    precision_threshold): the review band holds the photos worth a look. `move` itself when
+    the photos just below it are mostly not flowers."""
+    scores, truth = np.asarray(scores, float), np.asarray(truth) > 0.5
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    below = scores < move
+    if not n_pos or not n_neg or not below.any():
+        return move
+    weight = share / (1 - share) * n_neg / n_pos
+    order = np.argsort(-scores[below], kind="stable")
+    s, t = scores[below][order], truth[below][order]
+    tp, fp = np.cumsum(t) * weight, np.cumsum(~t)
+    ok = np.flatnonzero(tp / (tp + fp) >= min_precision)
+    if not len(ok):
+        return move
+    k = ok[-1]  # the photos s[0..k] are in the band: the line sits below s[k]
+    return float((s[k] + s[k + 1]) / 2) if k + 1 < len(s) else float(s[k])
+
+
+def choose_lines(
+    scores: np.ndarray,
+    truth: np.ndarray,
+    share: float,
+    min_precision: float,
+    review_precision: float,
+    band: float | None = None,
+) -> Lines:
+    """The lines for scores of photos from sources the model's nets never saw (out-of-fold
+    scores): what moves is the photos at or above the lowest line whose precision reaches
+    `min_precision` at `share` flowers (precision_threshold), and the review band below it
+    reaches down as far as its photos stay `review_precision` flowers (review_low), or is
+    `band` wide around the threshold when given."""
+    move = precision_threshold(scores, truth, share, min_precision)
+    if band is None:
+        band = (move - review_low(scores, truth, share, move, review_precision)) / 2
+    return lines_for(move, band)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from flowersort import safefs
 from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
-from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch, take_back
+from flowersort.corrections import KIND_TEXT, Watch, take_back
 from flowersort.errors import EmptySource, FlowersortError, StateError
 from flowersort.journal import (
     DoneMove,
@@ -28,6 +28,7 @@ from flowersort.journal import (
     earlier_target,
     state_dir,
 )
+from flowersort.metrics import DEFAULT_REVIEW_BAND, effective_band
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
@@ -490,10 +491,7 @@ def decision_line(model: Model, options: SortOptions) -> tuple[float, float]:
     threshold, band = options.threshold, options.review_band
     if band is None:
         band = DEFAULT_REVIEW_BAND if model.review_band is None else model.review_band
-        # near 0 or 1 the model's band shrinks so that at least half the room on each side
-        # is sure (a precision-first threshold of 0.96 with 0.1 would otherwise move nothing)
-        t = model.threshold
-        band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
+        band = effective_band(model.threshold, band) if threshold is None else 0.0
     return (model.threshold if threshold is None else threshold), band
 
 

@@ -19,7 +19,14 @@ from flowersort.archive import Labelled, Skips, display, labelled_photos, walk
 from flowersort.errors import TrainingError
 from flowersort.featcache import FeatureCache
 from flowersort.features import FeatureConfig, flip_tiles
-from flowersort.metrics import confusion, precision_threshold
+from flowersort.metrics import (
+    DEFAULT_REVIEW_BAND,
+    Lines,
+    choose_lines,
+    confusion,
+    effective_band,
+    precision_threshold,
+)
 from flowersort.model import Model, ViewConfig
 from flowersort.network import (
     HEAD_LAYERS,
@@ -37,6 +44,7 @@ from flowersort.pipeline import (
     scan,
     worker_pool,
 )
+from flowersort.sources import source_folds
 
 MIN_PER_CLASS = 4
 MAX_LAYER_ROWS = 4096  # far above any useful size; a larger layer would not fit in memory
@@ -83,6 +91,15 @@ class TrainConfig:
     # each photo that could be a flower is scored over this many crops of it too (see
     # model.ViewConfig); takes effect where fit is given the examples' files
     view_crops: int = 5
+    # with the examples' sources (see flowersort.sources): this many folds, each source in
+    # one, each scored by nets trained on the others; the threshold and the review band are
+    # chosen on those scores, so that they hold on sources the model never saw. 0, or too
+    # few sources: chosen on the held-out fold, as before
+    source_folds: int = 5
+    # the review band reaches down as far as its photos stay this share flowers (at
+    # flower_share); review_band, when given, is its width instead
+    review_precision: float = 0.5
+    review_band: float | None = None
 
     @property
     def copies(self) -> int:
@@ -120,6 +137,12 @@ class TrainConfig:
         if len(self.head_layers) < 2 or self.head_layers[-2:] != [1, 1]:
             raise ValueError("head_layers must end with 1,1: the score is one number")
         ViewConfig(crops=self.view_crops)  # raises ValueError for an impossible number
+        if self.source_folds < 0 or self.source_folds == 1:
+            raise ValueError("source_folds must be 0 (none) or at least 2")
+        if not 0 < self.review_precision <= 1:
+            raise ValueError("review_precision must be above 0 and at most 1")
+        if self.review_band is not None and not 0 <= self.review_band <= 1:
+            raise ValueError("review_band must be between 0 and 1")
 
 
 @dataclass
@@ -293,6 +316,7 @@ def fit(
     augmented: np.ndarray | None = None,
     workers: int | None = None,
     paths: Sequence[str] | None = None,
+    sources: np.ndarray | None = None,
 ) -> tuple[Model, dict]:
     """Train cfg.members nets on the same examples, each from its own seed, and return the
     model (their average) and a report. `augmented` (N, copies, tiles, a, b)
@@ -301,10 +325,19 @@ def fit(
     `workers` processes (default: one per core); each depends only on its own seed.
 
     One fold of k = round(1 / val_fraction) stratified folds is held out from every
-    member: it stops their training, and the threshold is chosen on the scores the model
-    itself (the members' mean) gives it. The mean of several nets is less often extreme
-    than one net's probability, so a threshold chosen on single nets' scores does not
-    give the model the precision and recall it was chosen for.
+    member: it stops their training. Without `sources` (each example's source), the
+    threshold is chosen on the scores the model itself (the members' mean) gives that
+    fold. The mean of several nets is less often extreme than one net's probability, so a
+    threshold chosen on single nets' scores does not give the model the precision and
+    recall it was chosen for.
+
+    With `sources` and cfg.source_folds, the examples are also cut into that many folds,
+    each source whole in one (sources.source_folds); for each fold the same training on
+    the other folds scores it, and the threshold and review band are chosen on those
+    out-of-fold scores, all photos scored by nets that never saw their source
+    (metrics.choose_lines): the precision asked of what moves then holds on sources the
+    model never saw, where a threshold chosen on the held-out fold, whose sources the nets
+    learnt, is too high for them. The model's nets are the same either way.
 
     With `paths` (each example's file), the model scores photos over cfg.view_crops crops
     too, and the held-out photos are scored that way (their files decoded again where
@@ -315,6 +348,74 @@ def fit(
         raise TrainingError("training needs photos of both classes (flowers and noflowers)")
     if min(n_flowers, n_other) < MIN_PER_CLASS:
         raise TrainingError(f"too few photos: each class needs at least {MIN_PER_CLASS}")
+    t0 = time.perf_counter()
+    parts = None
+    if sources is not None and cfg.source_folds:
+        parts = source_folds(np.asarray(sources), y, cfg.source_folds)
+    oof = None
+    fold_thresholds = []
+    if parts is not None:
+        oof = np.zeros(len(y))
+        for f, part in enumerate(parts):
+            rest = np.setdiff1d(np.arange(len(y)), part)
+            inner, _, inner_t = _fit_model(
+                x[rest],
+                y[rest],
+                feature_cfg,
+                cfg,
+                _fold_progress(progress, f + 1),
+                None if augmented is None else augmented[rest],
+                workers,
+                None if paths is None else [paths[i] for i in rest],
+            )
+            part_paths = [paths[i] for i in part] if paths is not None else []
+            oof[part] = example_scores(inner, x[part], part_paths, workers)
+            fold_thresholds.append(inner_t)
+    model, fitted, heldout_threshold = _fit_model(
+        x, y, feature_cfg, cfg, progress, augmented, workers, paths
+    )
+    val_idx, val_scores = fitted["val_idx"], fitted["val_scores"]
+    y_val = y[val_idx]
+    summary = {
+        "train_config": asdict(cfg),
+        "examples": {"flowers": n_flowers, "noflowers": n_other},
+        "train_size": len(y) - len(val_idx),
+        "val_size": len(val_idx),
+        "epochs_run": sum(m["epochs_run"] for m in fitted["members"]),
+        "members": fitted["members"],
+    }
+    if oof is None:
+        model.threshold = heldout_threshold
+        summary["review_band"] = DEFAULT_REVIEW_BAND if cfg.review_band is None else cfg.review_band
+    else:
+        assert parts is not None  # out-of-fold scores come from the folds
+        lines = choose_lines(
+            oof, y, cfg.flower_share, cfg.min_precision, cfg.review_precision, cfg.review_band
+        )
+        model.threshold = lines.threshold
+        summary["review_band"] = lines.band
+        summary["source_folds"] = _fold_summary(
+            oof, y, np.asarray(sources), parts, lines, heldout_threshold, fold_thresholds, cfg
+        )
+        fitted["oof_scores"] = oof
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["validation"] = confusion(y_val > 0.5, val_scores >= model.threshold)
+    model.summary = summary
+    return model, fitted
+
+
+def _fit_model(
+    x: np.ndarray,
+    y: np.ndarray,
+    feature_cfg: FeatureConfig,
+    cfg: TrainConfig,
+    progress: Progress | None,
+    augmented: np.ndarray | None,
+    workers: int | None,
+    paths: Sequence[str] | None,
+) -> tuple[Model, dict, float]:
+    """The members trained on all folds but the first, stopped on it; the model, the
+    report (val_idx, val_scores, history, members) and the threshold chosen on that fold."""
     parts = folds(y, cfg.folds, cfg.seed)
     val_idx, train_idx = parts[0], np.concatenate(parts[1:])
     model = Model(feature_cfg, [], x.mean(axis=(0, 1)), x.std(axis=(0, 1)) + 1e-6)
@@ -325,7 +426,6 @@ def fit(
         augmented = model.normalize(augmented)
     else:
         augmented = None
-    t0 = time.perf_counter()
     jobs = [
         {
             "x": x,
@@ -353,19 +453,65 @@ def fit(
         history += log
     val_paths = [paths[i] for i in val_idx] if paths is not None else []
     val_scores = example_scores(model, raw[val_idx], val_paths, workers)  # as classify
-    y_val = y[val_idx]
-    model.threshold = precision_threshold(val_scores, y_val, cfg.flower_share, cfg.min_precision)
-    model.summary = {
-        "train_config": asdict(cfg),
-        "examples": {"flowers": n_flowers, "noflowers": n_other},
-        "train_size": len(train_idx),
-        "val_size": len(val_idx),
-        "epochs_run": sum(m["epochs_run"] for m in members),
-        "members": members,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "validation": confusion(y_val > 0.5, val_scores >= model.threshold),
+    threshold = precision_threshold(val_scores, y[val_idx], cfg.flower_share, cfg.min_precision)
+    model.threshold = threshold
+    report = {"val_idx": val_idx, "val_scores": val_scores, "history": history, "members": members}
+    return model, report, threshold
+
+
+def _fold_progress(progress: Progress | None, fold: int) -> Progress | None:
+    """progress, told which source fold (1, 2, ...) an epoch belongs to."""
+    if progress is None:
+        return None
+    return lambda epoch, stats: progress(epoch, {**stats, "fold": fold})
+
+
+def _fold_summary(
+    oof: np.ndarray,
+    y: np.ndarray,
+    sources: np.ndarray,
+    parts: list[np.ndarray],
+    lines: Lines,
+    heldout_threshold: float,
+    fold_thresholds: list[float],
+    cfg: TrainConfig,
+) -> dict:
+    """What the out-of-fold scores say: the lines, what moves and what each source's
+    photos would do, at these lines and at the threshold each fold's own training chose on
+    its held-out fold (the rule without sources) with the same band rule."""
+    truth = y > 0.5
+    fold_of = np.empty(len(y), int)
+    for f, part in enumerate(parts):
+        fold_of[part] = f
+    own = np.array(fold_thresholds)[fold_of]
+    band = cfg.review_band if cfg.review_band is not None else DEFAULT_REVIEW_BAND
+    own_move = np.array([t + effective_band(t, band) for t in fold_thresholds])[fold_of]
+    moves, own_moves = oof >= lines.move, oof >= own_move
+    per_source = {}
+    for name in np.unique(sources):
+        at = sources == name
+        entry: dict = {"fold": int(fold_of[at][0])}
+        for kind, of_kind in (("flower", truth), ("other", ~truth)):
+            sel = at & of_kind
+            entry[kind] = {
+                "photos": int(sel.sum()),
+                "called": int((oof[sel] >= lines.threshold).sum()),
+                "moved": int(moves[sel].sum()),
+                "held_back": int(((oof[sel] >= lines.low) & ~moves[sel]).sum()),
+                "own_called": int((oof[sel] >= own[sel]).sum()),
+                "own_moved": int(own_moves[sel].sum()),
+            }
+        per_source[str(name)] = entry
+    return {
+        "folds": len(parts),
+        "move_line": lines.move,
+        "review_low": lines.low,
+        "heldout_threshold": heldout_threshold,
+        "fold_thresholds": fold_thresholds,
+        "what_moves": confusion(truth, moves),
+        "own_lines_move": confusion(truth, own_moves),
+        "sources": per_source,
     }
-    return model, {"val_idx": val_idx, "val_scores": val_scores, "history": history}
 
 
 def _train_members(jobs: list[dict], workers: int, progress: Progress | None) -> list[tuple]:

@@ -146,3 +146,65 @@ def test_adapt_will_not_replace_the_model_it_starts_from(trained_model, tmp_path
     )
     assert result.exit_code == 2
     assert result.output == "Error: --out must be another file than the model it starts from\n"
+
+
+def moving(model_path, pictures, dest):
+    """What classify --move-to dest would move out of pictures with this model."""
+    result = run(
+        "classify",
+        pictures,
+        "--move-to",
+        dest,
+        "--model",
+        model_path,
+        "--dry-run",
+        "--json",
+        "--no-cache",
+    )
+    assert result.exit_code == 0, result.output
+    return sorted(os.path.basename(o["path"]) for o in lines(result) if o["action"] == "would-move")
+
+
+def test_an_adapted_model_moves_as_many_of_the_archive_as_the_model_did(trained_model, tmp_path):
+    """A refitted head shifts every score (here: all lower, as a few "not a flower" answers
+    near the threshold did in benchmarks/unseen.py); the adapted model's threshold follows,
+    so that it moves as many of the archive's photos, the ones it ranks highest."""
+    from flowersort.adapt import same_count_threshold
+    from flowersort.pipeline import score_photos
+
+    pictures = archive(tmp_path / "Pictures", n=30)
+    model = load_model(trained_model)
+    model.threshold = 0.5
+    base = [(str(s.path), s.score) for s in score_photos(model, sorted(pictures.rglob("*.jpg")))]
+    shifted = load_model(trained_model)
+    for net in shifted.nets:
+        net.head.layers[-1].b -= 4.0  # every logit 4 lower: the same ranking
+    shifted.threshold = model.threshold
+    count = same_count_threshold(model, shifted, base)
+    band = model.summary.get("review_band", 0.1)
+    line = 0.5 + min(band, 0.25)
+    assert count == sum(s >= line for _, s in base) > 0
+    moved_before = sorted(p for p, s in base if s >= line)
+    path = tmp_path / "shifted.npz"
+    shifted.save(path)
+    assert moving(path, pictures, tmp_path / "Flowers") == sorted(
+        os.path.basename(p) for p in moved_before
+    )
+
+
+def test_the_photos_not_answered_keep_the_scores_the_model_gave_them(trained_model, tmp_path):
+    from flowersort.adapt import AdaptConfig, fine_tune
+    from flowersort.pipeline import scan
+
+    pictures = archive(tmp_path / "Pictures", n=30)
+    model = load_model(trained_model)
+    photos = sorted(pictures.rglob("*.jpg"))
+    x = np.stack([p.features for p in scan(photos, model.features, 1)])
+    y = np.array([0.0 if p.name.startswith("fl_") else 1.0 for p in photos])  # all contradict
+    answered, others = x[:6], x[6:]
+    free = fine_tune(model, answered, y[:6], AdaptConfig(keep_weight=0))
+    held = fine_tune(model, answered, y[:6], AdaptConfig(), keep=others)
+    before = model.scores(others)
+    moved = [np.abs(m.scores(others) - before).mean() for m in (free, held)]
+    assert moved[1] < moved[0] / 2
+    assert held.summary["adapted"]["kept_photos"] == len(others)
