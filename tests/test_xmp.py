@@ -159,7 +159,8 @@ MALFORMED = {
     "truncated": DARKTABLE[: len(DARKTABLE) // 2],
     "not xml": b"not a sidecar at all\n",
     "no rdf": b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>",
-    "dtd": b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x:xmpmeta xmlns:x="adobe:ns:meta/">&a;</x:xmpmeta>',
+    "dtd": b'<!DOCTYPE x [<!ENTITY a "Flowers">]>'
+    + DIGIKAM.split(b"?>\n", 1)[1].replace(b"<rdf:li>Rome</rdf:li>", b"<rdf:li>&a;</rdf:li>"),
     "latin-1": DIGIKAM.replace(b"Anna", b"J\xf6rg"),
     "text subject": DARKTABLE.replace(
         b"<rdf:Bag>\n     <rdf:li>Trip</rdf:li>\n    </rdf:Bag>", b"Trip"
@@ -351,6 +352,36 @@ def test_a_sidecar_changed_meanwhile_is_not_overwritten(photo, monkeypatch):
         xmp.tag(photo, "Flowers")
     assert side.read_bytes() == theirs
     assert sorted(p.name for p in photo.parent.iterdir()) == ["IMG_0001.jpg", side.name]
+
+
+def test_a_sidecar_created_meanwhile_is_not_overwritten(photo, monkeypatch):
+    side = photo.parent / "IMG_0001.jpg.xmp"
+    real = xmp._fsync
+
+    def darktable_imports(fd):  # our new sidecar is written, not yet given its name
+        real(fd)
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(xmp.TMP_PREFIX):
+            side.write_bytes(DARKTABLE)
+
+    monkeypatch.setattr(xmp, "_fsync", darktable_imports)
+    with pytest.raises(xmp.SidecarChanged):
+        xmp.tag(photo, "Flowers")
+    assert side.read_bytes() == DARKTABLE
+    assert sorted(p.name for p in photo.parent.iterdir()) == ["IMG_0001.jpg", side.name]
+
+
+def test_a_splice_that_went_wrong_never_lands(photo, monkeypatch):
+    """The edited bytes are parsed again before they are written: a splice that lost a
+    keyword (here: one that drops the first rdf:li it meets) leaves the sidecar as it was."""
+    side = photo.parent / "IMG_0001.jpg.xmp"
+    side.write_bytes(DIGIKAM)
+    real = xmp._apply
+    monkeypatch.setattr(
+        xmp, "_apply", lambda data, edits: re.sub(rb"<rdf:li>Rome</rdf:li>", b"", real(data, edits))
+    )
+    with pytest.raises(xmp.SidecarUnreadable):
+        xmp.tag(photo, "Flowers")
+    assert side.read_bytes() == DIGIKAM
 
 
 @pytest.mark.parametrize(
