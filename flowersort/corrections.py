@@ -44,7 +44,9 @@ from flowersort.train import Examples as TrainExamples
 
 Label = Literal["flower", "not-flower"]
 # how a correction was learnt
-Kind = Literal["taken-out", "review-out", "review-in", "added", "mark"]
+Kind = Literal[
+    "taken-out", "review-out", "review-in", "added", "mark", "tag-removed", "tagged-by-hand"
+]
 Folder = Literal["dest", "review"]
 
 # Scores this close to the threshold are borderline: sent to --review-to, else left in
@@ -117,6 +119,8 @@ KIND_TEXT = {
     "review-in": "sorted from the review folder into the target",
     "added": "put into the target folder by hand",
     "mark": "marked in a report",
+    "tag-removed": "its keyword removed by you in a photo manager",
+    "tagged-by-hand": "given the keyword by you",
 }
 
 

@@ -590,7 +590,7 @@ def _write_sidecar(
     dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}.xmp"
-        note("tmp", path=folder / tmp)
+        note("tmp", path=folder / tmp, digest=digest(data))  # what the sidecar will hold
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(tmp, flags, 0o600, dir_fd=dfd)  # private until its owner and mode are set
         try:
@@ -667,7 +667,8 @@ def _current(sidecar: Path) -> _Found | None:
     return _Found(data, st)
 
 
-def _digest(data: bytes) -> str:
+def digest(data: bytes) -> str:
+    """sha256 of a sidecar's bytes, as the journal keeps it."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -700,7 +701,7 @@ def tag(
         raise
     except OSError as e:
         raise SidecarWriteFailed(sidecar, e.strerror or str(e), e.errno) from None
-    return Result(Action.TAGGED, sidecar, changed, created=found is None, digest=_digest(out))
+    return Result(Action.TAGGED, sidecar, changed, created=found is None, digest=digest(out))
 
 
 def untag(
@@ -721,7 +722,7 @@ def untag(
     found = _current(sidecar)
     if found is None:
         return Result(Action.NOT_TAGGED, sidecar)
-    if created is not None and _digest(found.data) == created:
+    if created is not None and digest(found.data) == created:
         if dry_run:
             return Result(Action.WOULD_UNTAG, sidecar, only or (), removed=True)
         try:
@@ -751,4 +752,4 @@ def untag(
         raise
     except OSError as e:
         raise SidecarWriteFailed(sidecar, e.strerror or str(e), e.errno) from None
-    return Result(Action.UNTAGGED, sidecar, changed, digest=_digest(out))
+    return Result(Action.UNTAGGED, sidecar, changed, digest=digest(out))

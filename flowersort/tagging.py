@@ -1,0 +1,385 @@
+"""classify --tag: a keyword in each flower photo's XMP sidecar instead of a move.
+
+Nothing is renamed or moved and no photo's bytes change: the keyword goes into the photo's
+sidecar (xmp.find_sidecar; one is made if there is none) where digiKam, darktable,
+Lightroom and Immich read keywords. Each write is journaled in the table `tags` of the
+journal before it starts (with the temporary file it will use and the digest of the bytes
+it will write), so the next run finishes or forgets one a crash interrupted and `undo`
+takes the keyword out again, and only it.
+
+The photo manager is the interface for corrections, as the file manager is for moves: a
+keyword flowersort wrote that the user removed is a veto (the photo is never tagged
+again, and is a non-flower example for `train --with-corrections`); a photo the user gave
+the keyword by hand is a flower example. Both are kept in the corrections store by
+content, as corrections.Watch keeps those of moves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowersort import xmp
+from flowersort.corrections import Correction, Store
+from flowersort.errors import FlowersortError, StateError
+from flowersort.journal import FolderLock, Journal, RunLock, state_dir
+from flowersort.outcomes import Action, Outcome
+from flowersort.safefs import Key, content_key
+
+log = logging.getLogger("flowersort")
+
+RUN_KIND = "tag"
+TAGS = """
+CREATE TABLE IF NOT EXISTS tags (
+    id INTEGER PRIMARY KEY, run INTEGER NOT NULL, photo BLOB NOT NULL, sidecar BLOB NOT NULL,
+    keyword TEXT NOT NULL, fields TEXT NOT NULL DEFAULT '[]', created INTEGER NOT NULL,
+    digest TEXT, tmp BLOB, state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_photo ON tags(photo);
+CREATE INDEX IF NOT EXISTS tags_run ON tags(run);
+"""
+# a tag's state: started (journaled, being written), done, failed (nothing changed),
+# undone (undo took it out), removed (the user took it out: a veto)
+STARTED, DONE, FAILED, UNDONE, REMOVED = "started", "done", "failed", "undone", "removed"
+
+
+def review_keyword(keyword: str) -> str:
+    """The review band's keyword: "Flowers" -> "Flowers?"."""
+    return keyword + "?"
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One journaled keyword write."""
+
+    id: int
+    run: int
+    photo: Path
+    sidecar: Path
+    keyword: str
+    fields: tuple[str, ...]
+    created: bool
+    digest: str | None
+    tmp: Path | None
+    state: str
+
+
+def _tag(row: tuple) -> Tag:
+    id_, run, photo, sidecar, keyword, fields, created, digest, tmp, state = row
+    return Tag(
+        id_,
+        run,
+        Path(os.fsdecode(photo)),
+        Path(os.fsdecode(sidecar)),
+        keyword,
+        tuple(json.loads(fields)),
+        bool(created),
+        digest,
+        Path(os.fsdecode(tmp)) if tmp else None,
+        state,
+    )
+
+
+COLUMNS = "id, run, photo, sidecar, keyword, fields, created, digest, tmp, state"
+
+
+class TagJournal:
+    """The table `tags` in the journal's database."""
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.db = journal.db
+        for statement in TAGS.strip().split(";"):
+            if statement.strip():
+                self.db.execute(statement)
+
+    def start(self, run: int, photo: Path, sidecar: Path, keyword: str, plan: xmp.Result):
+        """A new journaled write and the note() xmp.tag calls before each step."""
+        cur = self.db.execute(
+            "INSERT INTO tags(run, photo, sidecar, keyword, fields, created, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                run,
+                os.fsencode(os.path.abspath(photo)),
+                os.fsencode(os.path.abspath(sidecar)),
+                keyword,
+                json.dumps(plan.fields),
+                int(plan.created),
+                STARTED,
+            ),
+        )
+        tag_id = cur.lastrowid
+
+        def note(step: str, path: Path, **details) -> None:
+            if step == "tmp":  # committed before the file exists: recovery removes it
+                self.db.execute(
+                    "UPDATE tags SET tmp = ?, digest = ? WHERE id = ?",
+                    (os.fsencode(os.path.abspath(path)), details.get("digest"), tag_id),
+                )
+
+        return tag_id, note
+
+    def finish(self, tag_id: int, result: xmp.Result | None) -> None:
+        """The write is done (result) or failed having changed nothing (None)."""
+        if result is None:
+            self.db.execute("UPDATE tags SET state = ?, tmp = NULL WHERE id = ?", (FAILED, tag_id))
+            return
+        self.db.execute(
+            "UPDATE tags SET state = ?, fields = ?, created = ?, digest = ?, tmp = NULL "
+            "WHERE id = ?",
+            (DONE, json.dumps(result.fields), int(result.created), result.digest, tag_id),
+        )
+
+    def set_state(self, tag_id: int, state: str) -> None:
+        self.db.execute("UPDATE tags SET state = ? WHERE id = ?", (state, tag_id))
+
+    def recover(self) -> int:
+        """Finish or forget each write a crash interrupted: its temporary is removed; the
+        sidecar is either as before (the tag is forgotten) or complete (done)."""
+        rows = self.db.execute(f"SELECT {COLUMNS} FROM tags WHERE state = ?", (STARTED,))
+        recovered = 0
+        for t in [_tag(r) for r in rows.fetchall()]:
+            if t.tmp is not None:
+                _remove_temporary(t.tmp)
+            try:
+                data = _read_bytes(t.sidecar)
+                words = xmp.parse_keywords(data, t.sidecar) if data is not None else None
+            except (OSError, xmp.SidecarError):
+                data = words = None
+            done = words is not None and (xmp.digest(data) == t.digest or words.has(t.keyword))
+            if done:
+                self.db.execute(
+                    "UPDATE tags SET state = ?, digest = ?, tmp = NULL WHERE id = ?",
+                    (DONE, xmp.digest(data), t.id),
+                )
+            else:
+                self.finish(t.id, None)
+            recovered += 1
+            log.warning(
+                "recovered an interrupted tag of %s: %s", t.photo, "done" if done else "not made"
+            )
+        return recovered
+
+    def ours(self) -> dict[Path, list[Tag]]:
+        """The keywords flowersort wrote and nobody took back, by photo."""
+        rows = self.db.execute(f"SELECT {COLUMNS} FROM tags WHERE state = ?", (DONE,))
+        found: dict[Path, list[Tag]] = {}
+        for t in map(_tag, rows.fetchall()):
+            found.setdefault(t.photo, []).append(t)
+        return found
+
+    def done(self, run: int) -> list[Tag]:
+        """A run's tags still in place, the last first."""
+        rows = self.db.execute(
+            f"SELECT {COLUMNS} FROM tags WHERE run = ? AND state = ? ORDER BY id DESC",
+            (run, DONE),
+        )
+        return [_tag(r) for r in rows.fetchall()]
+
+    def runs(self) -> set[int]:
+        """The runs that wrote a keyword still in place."""
+        rows = self.db.execute("SELECT DISTINCT run FROM tags WHERE state = ?", (DONE,))
+        return {r[0] for r in rows.fetchall()}
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        data, _ = xmp._read(path)
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def _remove_temporary(path: Path) -> None:
+    """A temporary flowersort made, if it is one (never a link or another name)."""
+    if not path.name.startswith(xmp.TMP_PREFIX):
+        return
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+class Tagger:
+    """One tag run's side effects: under the run lock, journaled; with dry_run nothing is
+    written (not the sidecars, not the journal, not the corrections store)."""
+
+    stopped = False  # by a signal: the run is marked so
+
+    def __init__(
+        self, src: Path, keyword: str, review: str | None, *, dry_run: bool, wait: bool = False
+    ):
+        for word in (keyword, review):
+            if word is not None:
+                try:
+                    xmp.split_keyword(word)
+                except ValueError as e:
+                    raise FlowersortError(str(e)) from None
+        self.keyword, self.review, self.dry_run = keyword, review, dry_run
+        folder = state_dir()
+        self.lock = self.folder_lock = None
+        self.run: int | None = None
+        self.journal: Journal | None = None
+        try:
+            if dry_run:
+                self.journal = Journal.reader(folder)
+            else:
+                self.lock = RunLock(folder, wait)
+                self.journal = Journal(folder)
+                self.journal.recover()
+            self.tags = TagJournal(self.journal) if self.journal is not None else None
+            if self.tags is not None and not dry_run:
+                self.tags.recover()
+                self.run = self.journal.start_run(RUN_KIND, Path(src).absolute(), None)
+                self.folder_lock = FolderLock(src if src.is_dir() else src.parent, wait)
+            self.ours = self.tags.ours() if self.tags is not None else {}
+            self.store = Store(dry_run=dry_run)
+        except BaseException:
+            self.close()
+            raise
+        self.by_key: dict[Key, Correction] = {c.key: c for c in self.store.corrections()}
+        self.sizes = {c.size for c in self.by_key.values()}
+
+    # ------------------------------------------------------------------ corrections
+
+    def _keywords(self, photo: Path) -> xmp.Keywords | None:
+        try:
+            return xmp.read_keywords(xmp.find_sidecar(photo))
+        except (OSError, xmp.SidecarError):
+            return None  # tag() says why
+
+    def _key(self, photo: Path) -> Key | None:
+        try:
+            return content_key(photo)
+        except OSError:
+            return None
+
+    def held(self, path: str | os.PathLike) -> Correction | None:
+        """The veto that keeps this photo untagged: its content vetoed before, or a keyword
+        flowersort wrote that the user has removed since (a new veto)."""
+        photo = Path(os.path.abspath(path))
+        removed = []
+        if photo in self.ours and (words := self._keywords(photo)) is not None:
+            removed = [t for t in self.ours[photo] if not words.has(t.keyword)]
+        if removed and (key := self._key(photo)) is not None:
+            for t in removed:
+                if not self.dry_run:
+                    self.tags.set_state(t.id, REMOVED)
+            correction = self.store.note(key, "not-flower", "tag-removed", photo, self.run)
+            self.by_key[key] = correction
+            self.sizes.add(key[0])
+            return correction
+        if not self.sizes:
+            return None
+        try:
+            if os.lstat(photo).st_size not in self.sizes:
+                return None
+        except OSError:
+            return None
+        key = self._key(photo)
+        known = self.by_key.get(key) if key is not None else None
+        return known if known is not None and known.label == "not-flower" else None
+
+    def hand_tagged(self, path: str | os.PathLike) -> bool:
+        """The user gave this photo the keyword (not flowersort): a flower example, noted
+        once in the corrections store."""
+        photo = Path(os.path.abspath(path))
+        if any(t.keyword == self.keyword for t in self.ours.get(photo, [])):
+            return False
+        words = self._keywords(photo)
+        if words is None or not words.has(self.keyword):
+            return False
+        key = self._key(photo)
+        if key is not None and self.by_key.get(key, None) is None:
+            self.by_key[key] = self.store.note(key, "flower", "tagged-by-hand", photo, self.run)
+            self.sizes.add(key[0])
+        return True
+
+    # ------------------------------------------------------------------ tagging
+
+    def tag(self, path: str, score: float, flower: bool, review: bool = False) -> Outcome:
+        """Give the photo the keyword (the review band's, with review)."""
+        photo = Path(path)
+        keyword = self.review if review else self.keyword
+        assert keyword is not None
+        mine = self.ours.get(Path(os.path.abspath(photo)), [])
+        if review and any(t.keyword == self.keyword for t in mine):
+            keyword = self.keyword  # tagged as a flower before: not also as borderline
+        try:
+            plan = xmp.tag(photo, keyword, dry_run=True)
+            if plan.action is xmp.Action.ALREADY_TAGGED or self.dry_run:
+                action = (
+                    Action.ALREADY_TAGGED
+                    if plan.action is xmp.Action.ALREADY_TAGGED
+                    else Action.WOULD_TAG
+                )
+                return Outcome(
+                    photo, action, score, flower, os.fsdecode(plan.sidecar), keyword=keyword
+                )
+            tag_id, note = self.tags.start(self.run, photo, plan.sidecar, keyword, plan)
+            try:
+                result = xmp.tag(photo, keyword, sidecar=plan.sidecar, note=note)
+            except xmp.SidecarWriteFailed as e:
+                if e.reason.startswith("written"):  # only the folder's fsync failed
+                    self.tags.recover()
+                else:
+                    self.tags.finish(tag_id, None)
+                raise
+            except BaseException:
+                self.tags.finish(tag_id, None)
+                raise
+            self.tags.finish(tag_id, result)
+        except xmp.SidecarError as e:
+            return Outcome(photo, Action.FAILED, score, flower, reason=str(e), keyword=keyword)
+        except StateError:
+            raise
+        action = Action.TAGGED if result.action is xmp.Action.TAGGED else Action.ALREADY_TAGGED
+        return Outcome(photo, action, score, flower, os.fsdecode(result.sidecar), keyword=keyword)
+
+    def close(self) -> None:
+        if self.folder_lock is not None:
+            self.folder_lock.release()
+        if self.journal is not None:
+            if self.run is not None:
+                self.journal.finish_run(self.run, self.stopped)
+            self.journal.close()
+        if getattr(self, "store", None) is not None:
+            self.store.close()
+        if self.lock is not None:
+            self.lock.release()
+
+
+def undo_tags(journal: Journal, run_id: int, *, dry_run: bool = False) -> Iterator[Outcome]:
+    """Take the keywords a tag run wrote out again, each only from the lists it added it
+    to; a keyword the user added meanwhile stays, and a sidecar the run created is removed
+    if it still holds just what the run wrote."""
+    tags = TagJournal(journal)
+    if not dry_run:
+        tags.recover()
+    for t in tags.done(run_id):
+        created = t.digest if t.created else None
+        try:
+            result = xmp.untag(
+                t.photo,
+                t.keyword,
+                sidecar=t.sidecar,
+                only=t.fields,
+                created=created,
+                dry_run=dry_run,
+            )
+        except xmp.SidecarError as e:
+            yield Outcome(t.photo, Action.FAILED, reason=str(e), keyword=t.keyword)
+            continue
+        if not dry_run:
+            tags.set_state(t.id, UNDONE)
+        action = {
+            xmp.Action.UNTAGGED: Action.UNTAGGED,
+            xmp.Action.WOULD_UNTAG: Action.WOULD_UNTAG,
+        }.get(result.action, Action.NOT_TAGGED)
+        yield Outcome(t.photo, action, target=os.fsdecode(t.sidecar), keyword=t.keyword)
