@@ -142,3 +142,14 @@ def test_recovery_removes_the_temporary_of_an_interrupted_write(album, monkeypat
     journal.close()
     assert not tmp.exists()
     assert (album / "IMG_0002.jpg.xmp").read_bytes() == DIGIKAM
+
+
+def test_undo_leaves_the_keyword_where_the_user_had_put_it_before(album):
+    side = album / "IMG_0002.jpg.xmp"
+    theirs = DIGIKAM.replace(
+        b"<rdf:li>Anna</rdf:li>", b"<rdf:li>Anna</rdf:li><rdf:li>Flowers</rdf:li>"
+    )
+    side.write_bytes(theirs)
+    assert tag_all(album)[1].action is Action.TAGGED  # into the other two lists
+    undo_last()
+    assert side.read_bytes() == theirs
