@@ -36,10 +36,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flowersort.cache import ScoreCache  # noqa: E402
+from flowersort.cache import ScoreCache, model_digest  # noqa: E402
 from flowersort.decode import HEADER_BYTES, _reduced_flag, header_size  # noqa: E402
 from flowersort.features import load_features  # noqa: E402
-from flowersort.model import default_model_path, load_model, model_digest  # noqa: E402
+from flowersort.model import default_model_path, load_model  # noqa: E402
 from flowersort.sorter import classify  # noqa: E402
 from tests.camera import camera_jpeg  # noqa: E402
 

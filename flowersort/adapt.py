@@ -143,15 +143,14 @@ def ask(
         raise FlowersortError(f"no such file or folder: {src}")
     check_target(src, dest)
     check_target(src, review)
-    mover = None
+    mover = Mover(dest, False, "rename", wait, src, dry_run)  # a dry run only says
     if not dry_run:
-        mover = Mover(dest, False, "rename", wait, src)
         try:
             created = make_dirs(review)
         except OSError as e:
             mover.close()
             raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
-        mover.journal.note_created_dirs(mover.run, created)
+        mover.note_created_dirs(created)
     watch = None
     try:
         watch = Watch(dest, review, dry_run=dry_run)
@@ -177,20 +176,17 @@ def ask(
         score_of = dict(candidates)
         for path in pick(candidates, model.threshold, n):
             flower = score_of[path] >= model.threshold
-            if mover is None:
-                yield Outcome(path, Action.WOULD_REVIEW, score_of[path], flower, os.fspath(review))
-                continue
             outcome = mover.move(path, score_of[path], was[path], folder=review)
             outcome.flower = flower
             if outcome.action is Action.MOVED:
                 watch.placed(outcome.target, "review", mover.run)
-                outcome.action = Action.REVIEW
+            if outcome.action in (Action.MOVED, Action.WOULD_MOVE):
+                outcome.action = mover.said(Action.REVIEW)
             yield outcome
     finally:
         if watch:
             watch.close()
-        if mover:
-            mover.close()
+        mover.close()
 
 
 def answers(
@@ -204,9 +200,9 @@ def answers(
         watch.start()
         seen: dict[Key, Path] = {}  # where a photo is now, if the walk met it
         prune = [p for p in (dest, review) if p is not None]
-        for path in walk(src, prune=prune, exclude=exclude):
-            if (c := watch.held(path)) is not None:
-                seen[c.key] = Path(path)
+        for name in walk(src, prune=prune, exclude=exclude):
+            if (c := watch.held(name)) is not None:
+                seen[c.key] = Path(name)
         watch.finish()
         found = []
         for c in watch.by_key.values():
@@ -300,6 +296,7 @@ def adapt(
             skipped.append((os.fspath(photo.path), photo.skip_reason))
             on_skip(os.fspath(photo.path), photo.skip_reason)
             continue
+        assert photo.features is not None  # not skipped, and scan was given no scores
         xs.append(photo.features)
         ys.append(float(label[os.fspath(photo.path)]))
     if not xs:

@@ -72,7 +72,7 @@ def companion_names(photo_name: str) -> set[str]:
     for a HEIC or JPEG still the .MOV that makes it a Live Photo. Names match in any case:
     a renamer may have lower-cased the still but not its .MOV."""
     stem, photo_suffix = os.path.splitext(photo_name)
-    suffixes = SIDECAR_SUFFIXES + RAW_SUFFIXES
+    suffixes: tuple[str, ...] = SIDECAR_SUFFIXES + RAW_SUFFIXES
     if photo_suffix.lower() in LIVE_PHOTO_STILLS:
         suffixes += (".mov",)
     names = {(stem + s).lower() for s in suffixes}
@@ -98,6 +98,14 @@ def _is_file(entry: os.DirEntry, follow_symlinks: bool = False) -> bool:
         return False
 
 
+def size_of(path: str | os.PathLike) -> int | None:
+    """A file's size, or None where there is none (gone, unreadable)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
 def display(path: os.PathLike | str) -> str:
     """A path as one printable line, whatever bytes its name holds."""
     text = os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -109,7 +117,8 @@ def exclude_matcher(root: str | Path, patterns: Iterable[str]) -> Callable[[str,
     ('2020/*', '2020/01', '*/Screenshots'; '*' also matches '/'), whatever root's spelling
     ('Pictures', './Pictures/', an absolute path); a glob starting with '/' matches the
     absolute path. Excluding a folder excludes everything in it."""
-    relative, absolute = [], []
+    relative: list[str] = []
+    absolute: list[str] = []
     for pattern in patterns:
         pattern = os.path.normpath(pattern) if pattern not in ("", ".") else pattern
         (absolute if os.path.isabs(pattern) else relative).append(pattern)

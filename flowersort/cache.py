@@ -10,6 +10,7 @@ share it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -18,10 +19,15 @@ import time
 from pathlib import Path
 
 from flowersort.errors import CacheError, StateError
-from flowersort.model import model_digest
 from flowersort.xdg import base_dir
 
 log = logging.getLogger("flowersort")
+
+
+def model_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of the model file: ties cached scores to the model that made them."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
 
 # 3: scores read from JPEG previews have their own key; a cache of version 2 may hold some
 # under the photo's key, so it is started afresh (one night decodes everything again)
@@ -93,6 +99,8 @@ class ScoreCache:
         db = sqlite3.connect(self.path, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a decode
+        if self._ready(db):  # the usual case: read only, so a run that holds the cache's
+            return db  # write lock (another run, stopped mid-write) does not hold this one up
         # one transaction, so that two runs opening a new cache at once cannot both see the
         # old version and the second drop the rows the first has written meanwhile
         db.execute("BEGIN IMMEDIATE")
@@ -107,6 +115,17 @@ class ScoreCache:
             raise
         db.execute("SELECT count(*) FROM scores WHERE rowid = 1").fetchone()
         return db
+
+    @staticmethod
+    def _ready(db: sqlite3.Connection) -> bool:
+        """The cache already has this version's layout."""
+        if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            return False
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'")
+        if found.fetchone() is None:
+            return False
+        db.execute("SELECT count(*) FROM scores WHERE rowid = 1").fetchone()
+        return True
 
     @staticmethod
     def key(path: str | Path) -> Key | None:

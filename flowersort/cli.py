@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ class CliError(click.ClickException):
 
     def __init__(self, error: FlowersortError):
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        # click declares exit_code on the class and reads it from the instance
+        self.exit_code = error.exit_code  # type: ignore[misc, unused-ignore]
 
 
 class PipeClosed(click.ClickException):
@@ -956,8 +957,7 @@ def classify(
     back out of the target (under any name, into any folder) is never moved again; a photo
     you put into the target yourself is a flower example (see 'flowersort corrections').
     """
-    from flowersort.sorter import classify as run_classify
-    from flowersort.sorter import count_photos
+    from flowersort.sorter import Hooks, SortOptions, SortRun, WalkOptions, count_photos
 
     setup_logging(quiet, verbose, log_file)
     interrupted = Interrupted.install()
@@ -986,51 +986,44 @@ def classify(
                 said["flowers"] += bool(o.flower)
             yield o
 
-    outcomes = run_classify(
-        model,
-        src,
-        dest,
-        threshold=threshold,
-        dry_run=dry_run,
+    options = SortOptions(
+        dest=dest,
         copy=copy_to is not None,
-        follow_symlinks=follow_symlinks,
-        include_hidden=include_hidden,
-        exclude=exclude,
-        workers=workers,
-        on_conflict=on_conflict,
-        wait=wait,
-        cache=cache,
-        thumbnail=thumbnails,
+        dry_run=dry_run,
+        threshold=threshold,
         review=review_to,
         review_band=review_band,
-        stop=interrupted,
+        on_conflict=on_conflict,
         keep_structure=keep_structure,
+        wait=wait,
+        workers=workers,
+        thumbnail=thumbnails,
+        walk=WalkOptions(include_hidden, follow_symlinks, tuple(exclude)),
+    )
+    hooks = Hooks(
+        stop=interrupted,
         on_passed_over=lambda path: passed_over.update([os.path.splitext(path)[1].lower()]),
         on_stopped=lambda n: said.update(not_looked_at=n),
     )
-
     total = None
     if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
-        total = count_photos(
-            src,
-            [dest, review_to],
-            include_hidden=include_hidden,
-            follow_symlinks=follow_symlinks,
-            exclude=exclude,
-        )
+        total = count_photos(src, options.targets, options.walk)
     try:
-        with progress(quiet, desc="classifying", unit="photo", total=total) as bar:
+        # a run stopped half-way releases the lock and journal as the with block ends
+        with (
+            SortRun(model, src, options, cache=cache, hooks=hooks) as sort_run,
+            progress(quiet, desc="classifying", unit="photo", total=total) as bar,
+        ):
             seen = [] if report_path else None
             copying = copy_to is not None
             model_key = {"model": os.fsdecode(model_file)}
-            shown = counting(outcomes)
+            shown = counting(sort_run)
             run_library(show_outcomes, shown, bar, counts, as_json, quiet, seen, copying, model_key)
     except click.ClickException:
         if counts:  # what was done before the run stopped
             log.info(summary_line(counts, **said))
         raise
     finally:
-        outcomes.close()  # a run stopped half-way releases the lock and journal now
         if cache is not None:
             cache.close()
     if report_path:
@@ -1134,12 +1127,12 @@ def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     interrupted = Interrupted.install()
     counts: Counter = Counter()
     try:
-        with progress(quiet, desc="undoing", unit="photo") as bar:
-            outcomes = run_undo(wait, run_id=run, dry_run=dry_run, stop=interrupted)
-            try:
-                run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
-            finally:
-                outcomes.close()
+        # closing: an undo stopped half-way releases the lock and journal as the block ends
+        with (
+            progress(quiet, desc="undoing", unit="photo") as bar,
+            closing(run_undo(wait, run_id=run, dry_run=dry_run, stop=interrupted)) as outcomes,
+        ):
+            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
     except click.ClickException:
         if counts:  # what was done before the run stopped
             log.info(summary_line(counts, always=UNDO_ALWAYS))

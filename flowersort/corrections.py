@@ -31,16 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
-from flowersort.archive import OnSkip, walk
+from flowersort.archive import OnSkip, size_of, walk
 from flowersort.errors import FlowersortError, StateError
-from flowersort.features import FeatureConfig
-from flowersort.journal import _damaged, _make_state_dir, first_path_is, state_dir
+from flowersort.journal import Journal, _damaged, _make_state_dir, state_dir
 from flowersort.journal import read_only as _read_only
-from flowersort.pipeline import scan
 from flowersort.safefs import Key, content_key
-from flowersort.train import Examples as TrainExamples
 
 Label = Literal["flower", "not-flower"]
 # how a correction was learnt
@@ -145,6 +140,7 @@ class Store:
     and a missing file is not created."""
 
     def __init__(self, path: Path | None = None, *, dry_run: bool = False):
+        self.path: Path | None
         try:
             self.path = path or store_path()
         except StateError:  # no state folder at all: a dry run needs none
@@ -156,6 +152,8 @@ class Store:
             if dry_run and (self.path is None or not self.path.exists()):
                 self.db = sqlite3.connect(":memory:")
                 self.db.executescript(SCHEMA)
+            elif self.path is None:  # only a dry run goes without a state folder
+                raise AssertionError("no corrections file")
             elif dry_run:
                 self.db = _read_only(self.path)
                 self.db.execute("SELECT count(*) FROM corrections").fetchone()
@@ -277,82 +275,53 @@ def _below(path: str, roots: list[str]) -> bool:
 
 
 class _JournalView:
-    """What Watch.start asks of the journal, read only, each by an index: the runs undone
-    since and the paths any undo took out of a target (their photos went back, which is no
-    veto), and whether a live classify run moved a photo to a path (photos moved before
-    corrections were recorded are flowersort's, not the user's). A journal older than its
-    index of finals is read whole, once."""
+    """What Watch.start asks of the journal (see Journal.undone_since and moved_to), read
+    only; a journal that cannot be read is taken for none."""
 
     def __init__(self) -> None:
-        self.db: sqlite3.Connection | None = None
-        self.finals: set[str] | None = None  # a journal without the index: all, read once
+        self.journal: Journal | None = None
         try:
-            path = state_dir() / "journal.sqlite"
+            self.journal = Journal.reader(state_dir())
         except StateError:  # no state folder (a dry run without HOME): no journal either
             return
-        if path.exists():
-            self.db = _read_only(path)
 
     def undone(self) -> set[int | Path]:
-        if self.db is None:
+        if self.journal is None:
             return set()
         try:
-            undone = {r for (r,) in self.db.execute("SELECT id FROM runs WHERE undone = 1")}
-            # an undo that was stopped half-way leaves its run not undone, but the photos it
-            # already took back out of the target are no veto either
-            for (text,) in self.db.execute(
-                "SELECT sources FROM moves WHERE run IN (SELECT id FROM runs WHERE kind = 'undo') "
-                "AND +state = 'done'"  # by the index of runs (+: not by the state's)
-            ):
-                undone.update(Path(os.path.abspath(p)) for p in json.loads(text or "[]"))
-        except sqlite3.DatabaseError:
+            return self.journal.undone_since()
+        except StateError:
             return set()
-        return undone
 
     def moved_to(self, path: Path) -> bool:
-        if self.db is None:
+        if self.journal is None:
             return False
-        live = (
-            "FROM moves JOIN runs ON runs.id = moves.run WHERE moves.state = 'done' "
-            "AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
-        )
-        index = "SELECT 1 FROM sqlite_master WHERE name = 'moves_first_final'"
         try:
-            if self.finals is None and not self.db.execute(index).fetchone():
-                rows = self.db.execute(f"SELECT finals {live}")
-                self.finals = {os.path.abspath(p) for (t,) in rows for p in json.loads(t or "[]")}
-            if self.finals is not None:
-                return os.path.abspath(path) in self.finals
-            where, params = first_path_is("moves.finals", path)
-            query = f"SELECT 1 {live} AND {where} LIMIT 1"
-            return self.db.execute(query, params).fetchone() is not None
-        except sqlite3.DatabaseError:
+            return self.journal.moved_to(path)
+        except StateError:
             return False
 
     def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
+        if self.journal is not None:
+            self.journal.close()
 
 
 def _earlier_run_into(target: Path, run: int | None) -> bool:
     """Whether a run other than `run` had this target (the journal read only)."""
     try:
-        path = state_dir() / "journal.sqlite"
+        journal = Journal.reader(state_dir())
     except StateError:
         return False
-    if not path.exists():
+    if journal is None:
         return False
-    db = _read_only(path)
     try:
-        rows = db.execute(
-            "SELECT DISTINCT dest FROM runs WHERE dest IS NOT NULL AND id IS NOT ?", (run,)
-        ).fetchall()
-    except sqlite3.DatabaseError:
+        dests = journal.targets(but=run)
+    except StateError:
         return False
     finally:
-        db.close()
+        journal.close()
     real = os.path.realpath(target)
-    return any(os.path.realpath(dest) == real for (dest,) in rows)
+    return any(os.path.realpath(dest) == real for dest in dests)
 
 
 @dataclass
@@ -413,7 +382,7 @@ class Watch:
             """A photo placed at a path that is gone, now in this target: the archive was
             moved (another disk, another name) with its target, so it is flowersort's still."""
             for p in elsewhere.get(key, []):
-                if p.folder == folder and _size(p.path) is None:
+                if p.folder == folder and size_of(p.path) is None:
                     elsewhere[key].remove(p)
                     self.store.move_placed(p.path, path)
                     p.path = path
@@ -424,7 +393,7 @@ class Watch:
         if elsewhere and self.review is not None and self.review.is_dir():
             sizes = {k[0] for k in elsewhere}
             for text in walk(self.review):
-                if Path(text) not in placed and _size(text) in sizes:
+                if Path(text) not in placed and size_of(text) in sizes:
                     try:
                         moved_along(content_key(text), Path(text), "review")
                     except OSError:
@@ -443,7 +412,7 @@ class Watch:
         in_dest = walk(self.dest, prune=[self.review] if self.review else [])
         for text in in_dest if self.dest.is_dir() else ():
             path = Path(text)
-            size = _size(path)
+            size = size_of(path)
             if size is None:
                 continue
             if path in placed:  # still where it was put (edited there, perhaps): kept
@@ -470,7 +439,7 @@ class Watch:
                 found.add(path)
                 continue
             if mine is not None and mine.folder == "dest":
-                if mine.path in placed and _size(mine.path) is None:  # renamed inside DEST
+                if mine.path in placed and size_of(mine.path) is None:  # renamed inside DEST
                     self.store.move_placed(mine.path, path)
                     placed[path] = placed.pop(mine.path)
                     placed[path].path = path
@@ -494,8 +463,8 @@ class Watch:
         for p in placed.values():
             if p.path in found:
                 continue
-            if p.folder == "review" and _size(p.path) is not None:
-                if _size(p.path) != p.size:
+            if p.folder == "review" and size_of(p.path) is not None:
+                if size_of(p.path) != p.size:
                     self._rekey(p)
                 continue  # still waiting in the review folder
             self.pending[p.key] = p
@@ -530,7 +499,7 @@ class Watch:
 
     def held(self, path: str | os.PathLike) -> Correction | None:
         """The veto that keeps this photo where it is, if any (hashes only on a size match)."""
-        if not self.sizes or _size(path) not in self.sizes:
+        if not self.sizes or size_of(path) not in self.sizes:
             return None
         try:
             key = content_key(path)
@@ -565,7 +534,7 @@ class Watch:
         """Whether the user called this photo a flower (a copy of one sorted from the review
         folder into DEST, say): a borderline score of it is not sent to review again."""
         flowers = {c.size for c in self.by_key.values() if c.label == "flower"}
-        if _size(path) not in flowers:
+        if size_of(path) not in flowers:
             return False
         try:
             known = self.by_key.get(content_key(path))
@@ -585,13 +554,6 @@ class Watch:
         self.store.close()
 
 
-def _size(path: str | os.PathLike) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
-
-
 def _file_size(path: str | os.PathLike) -> int | None:
     """The size of a regular file (a folder or a FIFO named in a marks file is none)."""
     try:
@@ -605,7 +567,7 @@ def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[
     """Photos flowersort moved into DEST that are still there after `days`."""
     cutoff = time.time() - days * 86400
     for p in store.placed():
-        if p.folder == "dest" and p.placed < cutoff and _size(p.path) == p.size:
+        if p.folder == "dest" and p.placed < cutoff and size_of(p.path) == p.size:
             yield p
 
 
@@ -634,7 +596,7 @@ def unlabel(store: Store, c: Correction, target: Path) -> None:
     """Forget a correction; a flower label of a photo that is still where it was seen (in
     a target, most likely) becomes nobody's choice, or the next run would learn it again."""
     store.forget(c.key)
-    if c.label == "flower" and _size(c.path) == c.size:
+    if c.label == "flower" and size_of(c.path) == c.size:
         store.add_found(c.key, Path(os.path.abspath(target)), c.path)
 
 
@@ -644,8 +606,8 @@ def in_folder(store: Store, folder: str | os.PathLike) -> list[Correction]:
     rows = store.corrections()
     sizes = {c.size for c in rows}
     here: dict[Key, Path] = {}
-    for text in walk(folder, include_hidden=True):
-        if _size(text) in sizes:
+    for text in walk(os.fspath(folder), include_hidden=True):
+        if size_of(text) in sizes:
             try:
                 here[content_key(text)] = Path(os.path.abspath(text))
             except OSError:
@@ -740,47 +702,3 @@ def training_examples(
             continue
         examples[c.key] = Example(c.path, c.label, "corrections")
     return list(examples.values())
-
-
-def with_corrections(
-    examples: TrainExamples,
-    corrections: list[Example],
-    cfg: FeatureConfig,
-    on_skip: OnSkip,
-    workers: int | None = None,
-    copies: int = 0,
-) -> TrainExamples:
-    """The example folders' photos plus the corrected ones (not flowers as 0, flowers as
-    1); a corrected photo that is already an example takes its corrected label."""
-    index = {os.path.realpath(p): i for i, p in enumerate(examples.paths)}
-    y = examples.y.copy()
-    extra: list[Example] = []
-    for ex in corrections:
-        i = index.get(os.path.realpath(ex.path))
-        if i is None:
-            extra.append(ex)
-        else:
-            y[i] = float(ex.label == "flower")
-    xs, ys, paths, skipped = [], [], [], list(examples.skipped)
-    for photo, ex in zip(scan([e.path for e in extra], cfg, workers, copies=copies), extra):
-        path = photo.path
-        if photo.skipped:
-            skipped.append((os.fspath(path), photo.skip_reason))
-            on_skip(os.fspath(path), photo.skip_reason)
-            continue
-        xs.append(photo.features)
-        ys.append(float(ex.label == "flower"))
-        paths.append(os.fspath(path))
-    if not xs:
-        return TrainExamples(examples.x, y, examples.paths, skipped, examples.augmented)
-    x = np.stack(xs)
-    augmented = examples.augmented
-    if copies:
-        x, augmented = x[:, 0], np.concatenate([augmented, x[:, 1:]])
-    return TrainExamples(
-        np.concatenate([examples.x, x]),
-        np.concatenate([y, ys]),
-        examples.paths + paths,
-        skipped,
-        augmented,
-    )

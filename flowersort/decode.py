@@ -48,7 +48,7 @@ class _OpenCV:
         return value
 
 
-cv2 = _OpenCV()
+cv2: Any = _OpenCV()  # cv2 itself once imported
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 FIRST_READ = 80 * 1024  # EXIF (with its preview) is at most 64 KiB and comes first
@@ -167,10 +167,10 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         raise BadImage("file vanished") from None
     except OSError as e:
         raise BadImage(e.strerror or str(e)) from None
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(memoryview(data))):
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(data.data)):
         raise BadImage(f"damaged image: {damage}", lasting=True)
     if (heif := heic.kind(head)) == "heic":  # OpenCV has no HEVC decoder
-        return heic.decode(memoryview(data), need, MAX_PIXELS, thumbnail)
+        return heic.decode(data.data, need, MAX_PIXELS, thumbnail)
     flag = _reduced_flag(size, is_jpeg, need)
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always
@@ -184,12 +184,12 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         img = None
     if img is None or img.size == 0:
         if heif == "avif" and heic.can_decode("avif"):
-            return heic.decode(memoryview(data), need, MAX_PIXELS, thumbnail)
+            return heic.decode(data.data, need, MAX_PIXELS, thumbnail)
         if heif == "avif" and opencv_reads_avif():  # the codec is there: the file is bad
             raise BadImage("damaged image: AVIF: OpenCV cannot decode it", lasting=True)
         raise _undecodable(head)
     if heif == "avif":  # OpenCV's AVIF reader ignores the file's rotation and mirroring
-        return heic.upright(img, memoryview(data))
+        return heic.upright(img, data.data)
     return orient(img, exif.orientation) if exif else img
 
 
@@ -203,7 +203,7 @@ def _read_rest(f, head: bytes, size: int) -> np.ndarray:
         data = np.empty(max(size, len(head)), np.uint8)
     except MemoryError:
         raise BadImage(f"not enough memory to read it ({size // 2**20} MiB)") from None
-    view = memoryview(data)
+    view = data.data  # a memoryview: no copy
     view[: len(head)] = head
     filled = len(head)
     while filled < len(data) and (n := f.readinto(view[filled:])):

@@ -80,14 +80,15 @@ def evaluate(
 
     labelled = labelled_photos(Path(flowers), Path(noflowers), skips)
     for scored in score_photos(model, map(remember, labelled), workers, thumbnail=thumbnail):
+        path = os.fspath(scored.path)  # as remember gave it
         if scored.score is None:
-            skips(scored.path, scored.skip_reason)
+            skips(path, scored.skip_reason)
             continue
-        photo = photos[scored.path]
-        result.paths.append(scored.path)
+        photo = photos[path]
+        result.paths.append(path)
         result.truth.append(photo.flower)
         result.scores.append(scored.score)
-        result.folders.append(os.path.relpath(os.path.dirname(scored.path), photo.root))
+        result.folders.append(os.path.relpath(os.path.dirname(path), photo.root))
     result.skipped = skips.found
     if not result.paths:
         raise FlowersortError("no readable photos in the two folders")

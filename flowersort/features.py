@@ -145,6 +145,8 @@ def _soft_histograms(
     # ends leave the histogram, to the other end (circular) or to their own (not); cheaper
     # than a remainder, which costs as much here as a whole histogram
     high = low + 1
+    low_end: int | np.ndarray
+    high_end: int | np.ndarray
     if np.ndim(circular) == 0:
         low_end, high_end = (bins - 1, 0) if circular else (0, bins - 1)
     else:

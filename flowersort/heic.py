@@ -12,7 +12,7 @@ otherwise from the full image.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,7 +81,9 @@ def can_decode(what: Kind) -> bool:
     return ("hevc" in decoders or "de265" in decoders) if what == "heic" else "av1" in decoders
 
 
-def decode(data: bytes, need: int, max_pixels: int, preview: bool = False) -> np.ndarray:
+def decode(
+    data: bytes | memoryview, need: int, max_pixels: int, preview: bool = False
+) -> np.ndarray:
     """Decode a HEIF file's primary image to 8-bit BGR, as it is displayed, from its
     thumbnail when that has THUMBNAIL_MARGIN times `need` pixels a side (just `need` with
     `preview`, as --thumbnails and the report ask). Raises BadImage.
@@ -116,7 +118,7 @@ def decode(data: bytes, need: int, max_pixels: int, preview: bool = False) -> np
     return np.ascontiguousarray(pixels[..., :3])  # BGR, without alpha
 
 
-def _thumbnail(primary, need: int) -> tuple[object, np.ndarray | None]:
+def _thumbnail(primary: Any, need: float) -> tuple[Any, np.ndarray | None]:
     """The smallest embedded thumbnail with at least `need` pixels a side and the
     photo's own aspect ratio (a cropped or letterboxed one is not a scaled copy), and its
     pixels; (None, None) if there is none or it does not decode."""
@@ -145,7 +147,7 @@ def _thumbnail(primary, need: int) -> tuple[object, np.ndarray | None]:
 # ---------------------------------------------------------------- AVIF through OpenCV
 
 
-def upright(img: np.ndarray, data: bytes) -> np.ndarray:
+def upright(img: np.ndarray, data: bytes | memoryview) -> np.ndarray:
     """Apply the primary item's rotation and mirroring (irot, imir) to an image decoded
     by a decoder that ignores them (OpenCV's AVIF reader), in the order the file lists."""
     for kind, value in transformations(data):
@@ -156,7 +158,7 @@ def upright(img: np.ndarray, data: bytes) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def transformations(data: bytes) -> list[tuple[str, int]]:
+def transformations(data: bytes | memoryview) -> list[tuple[str, int]]:
     """[("irot", quarter turns anticlockwise) or ("imir", axis), ...] of a HEIF/AVIF
     file's primary item, read from its meta box; [] when there are none or the boxes are
     malformed."""
@@ -186,7 +188,7 @@ def transformations(data: bytes) -> list[tuple[str, int]]:
         return []
 
 
-def _boxes(data: bytes, start: int, end: int):
+def _boxes(data: bytes | memoryview, start: int, end: int):
     """(type, body start, body end) of each box between start and end."""
     pos = start
     while pos + 8 <= end:
@@ -205,14 +207,14 @@ def _boxes(data: bytes, start: int, end: int):
         pos += size
 
 
-def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+def _child(data: bytes | memoryview, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
     for found, body, box_end in _boxes(data, start, end):
         if found == kind:
             return body, box_end
     return None
 
 
-def _associations(data: bytes, start: int, end: int, item: int) -> list[int]:
+def _associations(data: bytes | memoryview, start: int, end: int, item: int) -> list[int]:
     """Property indices associated with `item`, in order, from an ipma box."""
     version, flags = data[start], int.from_bytes(data[start + 1 : start + 4], "big")
     pos = start + 4

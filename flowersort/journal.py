@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -19,9 +20,11 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from flowersort import safefs
 from flowersort.errors import LockHeld, StateError
+from flowersort.records import MoveAction, MoveState, RunKind, Step, StepKind
 from flowersort.xdg import base_dir
 
 log = logging.getLogger("flowersort")
@@ -52,7 +55,7 @@ class RunInfo:
     """A classify or copy run that moved photos, for undo --list."""
 
     id: int
-    kind: str  # "classify" (moves) or "copy"
+    kind: RunKind  # CLASSIFY (moves) or COPY
     started: float
     finished: float | None  # None: interrupted (or still running)
     src: str | None
@@ -78,7 +81,7 @@ class RunInfo:
     def to_json(self) -> dict:
         return {
             "run": self.id,
-            "kind": "copy" if self.kind == "copy" else "move",
+            "kind": "copy" if self.kind == RunKind.COPY else "move",
             "started": self.when(),
             "photos": self.photos,
             "state": self.state,
@@ -116,15 +119,17 @@ def earlier_target(folder: Path) -> bool:
     if not path.exists():
         return False
     try:
-        db = read_only(path)
+        journal = Journal.reader(path.parent)
+        if journal is None:
+            return False
         try:
-            rows = db.execute("SELECT DISTINCT dest FROM runs WHERE dest IS NOT NULL").fetchall()
+            dests = journal.targets()
         finally:
-            db.close()
-    except sqlite3.Error:
+            journal.close()
+    except (sqlite3.Error, StateError):
         return False
     real = os.path.realpath(folder)
-    return any(os.path.realpath(dest) == real for (dest,) in rows)
+    return any(os.path.realpath(dest) == real for dest in dests)
 
 
 def _make_state_dir(folder: Path) -> None:
@@ -139,6 +144,24 @@ def _make_state_dir(folder: Path) -> None:
 
 def _paths(text: str) -> list[Path]:
     return [Path(p) for p in json.loads(text)]
+
+
+TAKES_A_NAME = (StepKind.CLAIM, StepKind.CLAIMED, StepKind.TMP)  # a name in the target
+
+
+def _absolute(base: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(base, path)
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT made (always one: the journal's tables have ids)."""
+    if cursor.lastrowid is None:
+        raise StateError("the journal made no row")
+    return cursor.lastrowid
+
+
+def _steps(text: str) -> list[Step]:
+    return [Step.from_json(item) for item in json.loads(text)]
 
 
 def _text(paths) -> str:
@@ -280,6 +303,34 @@ def _set_aside(path: Path, why: str) -> StateError:
     )
 
 
+class JournalNote:
+    """safefs's note() for one journaled move: each step is committed before it happens.
+    `steps`: what the journal holds of the move, for transfer's clean-up."""
+
+    def __init__(self, db: _Db, move_id: int):
+        self.db, self.move_id = db, move_id
+        self.steps: list[Step] = []
+
+    def __call__(self, step: StepKind, path: Path, **details: Any) -> None:
+        # absolute, as _text: valid from any working folder
+        self.steps.append(Step(StepKind(step), os.path.abspath(path), details))
+        text = json.dumps([s.to_json() for s in self.steps])
+        try:
+            self.db.execute("UPDATE moves SET steps = ? WHERE id = ?", (text, self.move_id))
+        except StateError:
+            self.steps.pop()  # noted before it happens: it did not happen (safefs undoes
+            raise  # a link whose "claimed" note failed)
+
+
+class DoneMove(NamedTuple):
+    """A move undo can take back; for a dedupe, the finals are the twins that stayed."""
+
+    sources: list[Path]
+    finals: list[Path]
+    keep_source: bool
+    action: MoveAction
+
+
 class Journal:
     def __init__(self, folder: Path):
         _make_state_dir(folder)
@@ -322,24 +373,20 @@ class Journal:
             "SELECT moves.id, sources, steps, finals, src, dest FROM moves "
             "JOIN runs ON runs.id = moves.run WHERE substr(sources, 3, 1) != '/'"
         ).fetchall()
-        for move_id, sources, steps, finals, src, dest in rows:
-            if not _parses(sources, steps, finals or "[]"):
+        for move_id, sources, text, finals, src, dest in rows:
+            if not _parses(sources, text, finals or "[]"):
                 continue  # damaged: recover sets it aside
-            steps = json.loads(steps)
-            base = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
-            if base is None:
+            steps = _steps(text)
+            started_in = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
+            if started_in is None:
                 continue
-
-            def absolute(path: str, base: str = base) -> str:
-                return path if os.path.isabs(path) else os.path.join(base, path)
-
-            for step in steps:
-                step[1] = absolute(step[1])
+            absolute = functools.partial(_absolute, started_in)
+            steps = [Step(s.kind, absolute(s.path), s.details) for s in steps]
             self.db.execute(
                 "UPDATE moves SET sources = ?, steps = ?, finals = ? WHERE id = ?",
                 (
                     json.dumps([absolute(p) for p in json.loads(sources)]),
-                    json.dumps(steps),
+                    json.dumps([s.to_json() for s in steps]),
                     finals and json.dumps([absolute(p) for p in json.loads(finals)]),
                     move_id,
                 ),
@@ -359,12 +406,12 @@ class Journal:
         self.db = _Db(path, connection=read_only(path))
         return self
 
-    def start_run(self, kind: str, src: Path | None, dest: Path | None) -> int:
+    def start_run(self, kind: RunKind, src: Path | None, dest: Path | None) -> int:
         cur = self.db.execute(
             "INSERT INTO runs(kind, started, src, dest) VALUES (?, ?, ?, ?)",
-            (kind, time.time(), src and os.fspath(src), dest and os.fspath(dest)),
+            (RunKind(kind).value, time.time(), src and os.fspath(src), dest and os.fspath(dest)),
         )
-        return cur.lastrowid
+        return _rowid(cur)
 
     def finish_run(self, run: int, stopped: bool = False) -> None:
         """The run ended (`stopped`: by a signal, before its last photo)."""
@@ -383,7 +430,7 @@ class Journal:
         *,
         keep_source=False,
         exact_names=None,
-        action="move",
+        action: MoveAction = MoveAction.MOVE,
         metadata: list[dict] | None = None,
         undoing: bool = False,
         present: set[str] | None = None,
@@ -393,7 +440,9 @@ class Journal:
         `action` tells undo what the move was part of."""
         sources = [Path(os.path.abspath(s)) for s in sources]  # as the journal has them
         before = None if keep_source else _metadata(sources)
-        move_id, note = self._start_move(run, sources, keep_source, action, before=before)
+        move_id, note = self._start_move(
+            run, sources, keep_source, MoveAction(action), before=before
+        )
         try:
             finals = safefs.transfer(
                 sources,
@@ -407,10 +456,10 @@ class Journal:
                 follow=follow,
             )
         except safefs.GroupSplit:
-            self.db.execute("UPDATE moves SET state = 'split' WHERE id = ?", (move_id,))
+            self._set_state(move_id, MoveState.SPLIT)
             raise
         except OSError:
-            self.db.execute("UPDATE moves SET state = 'failed' WHERE id = ?", (move_id,))
+            self._set_state(move_id, MoveState.FAILED)
             raise
         except StateError:
             # the journal cannot take the next step, so the move stops here, whole: from
@@ -422,10 +471,10 @@ class Journal:
                 log.error("journal: cannot tidy up the move of %s: %s", sources[0], e)
             raise
         landed = before and _metadata(finals)
-        metadata = json.dumps({"before": before, "landed": landed}) if landed else None
+        recorded = json.dumps({"before": before, "landed": landed}) if landed else None
         self.db.execute(
-            "UPDATE moves SET state = 'done', finals = ?, metadata = ? WHERE id = ?",
-            (_text(finals), metadata, move_id),
+            "UPDATE moves SET state = ?, finals = ?, metadata = ? WHERE id = ?",
+            (MoveState.DONE.value, _text(finals), recorded, move_id),
         )
         return finals
 
@@ -447,46 +496,44 @@ class Journal:
 
     def dedupe(self, run: int, sources: list[Path], twins: list[Path]) -> None:
         """safefs.remove_duplicates, journaled: undo copies the twins back."""
-        move_id, note = self._start_move(run, sources, False, "dedupe", twins)
+        move_id, note = self._start_move(run, sources, False, MoveAction.DEDUPE, twins)
         try:
             safefs.remove_duplicates(sources, twins, note)
         except OSError:
-            self.db.execute("UPDATE moves SET state = 'failed' WHERE id = ?", (move_id,))
+            self._set_state(move_id, MoveState.FAILED)
             raise
-        self.db.execute("UPDATE moves SET state = 'done' WHERE id = ?", (move_id,))
+        self._set_state(move_id, MoveState.DONE)
 
-    def _start_move(self, run, sources, keep_source, action="move", finals=None, before=None):
+    def _set_state(self, move_id: int, state: MoveState) -> None:
+        self.db.execute("UPDATE moves SET state = ? WHERE id = ?", (state.value, move_id))
+
+    def _start_move(
+        self,
+        run: int,
+        sources: list[Path],
+        keep_source: bool,
+        action: MoveAction = MoveAction.MOVE,
+        finals: list[Path] | None = None,
+        before: list[dict] | None = None,
+    ) -> tuple[int, JournalNote]:
         """A new journaled move, and the note() that commits each of its steps. `before`,
         its files' metadata, is kept from the start: undo needs it for a move a crash
         stopped and recovery finished too."""
         cur = self.db.execute(
             "INSERT INTO moves(run, sources, keep_source, state, action, finals, metadata) "
-            "VALUES (?, ?, ?, 'started', ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 run,
                 _text(sources),
                 int(keep_source),
-                action,
+                MoveState.STARTED.value,
+                action.value,
                 finals and _text(finals),
                 json.dumps({"before": before}) if before else None,
             ),
         )
-        move_id = cur.lastrowid
-        steps: list[list] = []
-
-        def note(step: str, path: Path, **details) -> None:
-            path = os.path.abspath(path)  # as _text: valid from any working folder
-            steps.append([step, path, details] if details else [step, path])
-            try:
-                self.db.execute(
-                    "UPDATE moves SET steps = ? WHERE id = ?", (json.dumps(steps), move_id)
-                )
-            except StateError:
-                steps.pop()  # noted before it happens: it did not happen (safefs undoes
-                raise  # a link whose "claimed" note failed)
-
-        note.steps = steps  # what the journal holds of this move, for transfer's clean-up
-        return move_id, note
+        move_id = _rowid(cur)
+        return move_id, JournalNote(self.db, move_id)
 
     # ------------------------------------------------------------------ recovery
 
@@ -501,20 +548,18 @@ class Journal:
         for move_id, sources, keep_source, steps, action, twins, was, recorded in rows:
             # a failed move cleaned up after itself unless something stopped that too (a
             # full disk, an I/O error): look again for anything it left
-            if not _parses(sources, steps, twins if action == "dedupe" else "[]"):
+            if not _parses(sources, steps, twins if action == MoveAction.DEDUPE else "[]"):
                 self._set_aside_row(move_id)
                 continue
             try:
-                if action == "dedupe":
+                failed = was == MoveState.FAILED
+                if action == MoveAction.DEDUPE:
                     state, finals = _recover_dedupe(
-                        _paths(sources), _paths(twins), json.loads(steps), failed=was == "failed"
+                        _paths(sources), _paths(twins), _steps(steps), failed=failed
                     )
                 else:
                     state, finals = _recover_one(
-                        _paths(sources),
-                        bool(keep_source),
-                        json.loads(steps),
-                        failed=was == "failed",
+                        _paths(sources), bool(keep_source), _steps(steps), failed=failed
                     )
             except OSError as e:  # left as it is, to be tried again by the next run
                 log.error(
@@ -523,13 +568,13 @@ class Journal:
                     e.strerror or e,
                 )
                 continue
-            if recorded and state == "done":  # as transfer records a move it finished
+            if recorded and state == MoveState.DONE:  # as transfer records a move it finished
                 recorded = json.dumps({**json.loads(recorded), "landed": _metadata(finals)})
             self.db.execute(
                 "UPDATE moves SET state = ?, finals = ?, metadata = ? WHERE id = ?",
-                (state, _text(finals), recorded, move_id),
+                (state.value, _text(finals), recorded, move_id),
             )
-            if was == "started":
+            if was == MoveState.STARTED:
                 recovered += 1
                 log.warning(
                     "recovered an interrupted move of %s: %s", json.loads(sources)[0], state
@@ -539,7 +584,7 @@ class Journal:
     def _set_aside_row(self, move_id: int) -> None:
         """A move whose record does not parse (the journal damaged by hand or by a disk) is
         never acted on: its state becomes 'damaged', kept for a person to look at."""
-        self.db.execute("UPDATE moves SET state = 'damaged' WHERE id = ?", (move_id,))
+        self._set_state(move_id, MoveState.DAMAGED)
         log.warning(
             "warning: move %d of the journal %s is damaged and set aside (not finished, "
             "not undone): look for .flowersort-tmp-* files in its target",
@@ -556,15 +601,14 @@ class Journal:
             "ORDER BY id DESC LIMIT 1"
         ).fetchone()
 
-    def done_moves(self, run: int) -> list[tuple[list[Path], list[Path], bool, str]]:
-        """(sources, finals, keep_source, action) of each move done, the last first; a
-        dedupe's finals are the twins that stayed."""
+    def done_moves(self, run: int) -> list[DoneMove]:
+        """Each move of `run` done, the last first."""
         rows = self.db.execute(
             "SELECT sources, finals, keep_source, action FROM moves "
             "WHERE run = ? AND state = 'done' ORDER BY id DESC",
             (run,),
         ).fetchall()
-        return [(_paths(s), _paths(f), bool(k), a) for s, f, k, a in rows]
+        return [DoneMove(_paths(s), _paths(f), bool(k), MoveAction(a)) for s, f, k, a in rows]
 
     def restored_by_undo(self, run: int) -> set[tuple[Path, ...]]:
         """The finals of `run`'s moves that a later undo (one interrupted, say) already
@@ -583,8 +627,8 @@ class Journal:
             "SELECT steps FROM moves WHERE run = ? AND action = 'dedupe' AND sources = ?",
             (run, _text(sources)),
         ).fetchall()
-        steps = [s for (text,) in rows for s in json.loads(text)]
-        return {Path(s[1]): s[2]["kept"] for s in steps if s[0] == "unlink" and len(s) > 2}
+        steps = [s for (text,) in rows for s in _steps(text)]
+        return {Path(s.path): s.details["kept"] for s in steps if _kept(s)}
 
     def split_moves(self, run: int) -> list[tuple[list[Path], list[Path]]]:
         """Groups a failed move left in two places (see safefs.GroupSplit), with the
@@ -594,7 +638,7 @@ class Journal:
         ).fetchall()
         out = []
         for sources, steps in rows:
-            claimed = [Path(s[1]) for s in json.loads(steps) if s[0] == "claimed"]
+            claimed = [Path(s.path) for s in _steps(steps) if s.kind == StepKind.CLAIMED]
             out.append((_paths(sources), claimed[-len(_paths(sources)) :]))
         return out
 
@@ -627,12 +671,25 @@ class Journal:
             "GROUP BY runs.id ORDER BY runs.id",
             (run, run),
         ).fetchall()
-        infos = [RunInfo(*row[:6], bool(row[6]), row[7], stopped=bool(row[8])) for row in rows]
+        infos = [
+            RunInfo(
+                id=row[0],
+                kind=RunKind(row[1]),
+                started=row[2],
+                finished=row[3],
+                src=row[4],
+                dest=row[5],
+                undone=bool(row[6]),
+                photos=row[7],
+                stopped=bool(row[8]),
+            )
+            for row in rows
+        ]
         for info in infos:
             if not info.undone and (restored := self.restored_by_undo(info.id)):
                 info.restored = sum(
-                    tuple(finals) in restored and action != "dedupe-sidecars"
-                    for _, finals, _, action in self.done_moves(info.id)
+                    tuple(m.finals) in restored and m.action != MoveAction.DEDUPE_SIDECARS
+                    for m in self.done_moves(info.id)
                 )
         return infos
 
@@ -652,6 +709,47 @@ class Journal:
     def mark_undone(self, run: int) -> None:
         self.db.execute("UPDATE runs SET undone = 1 WHERE id = ?", (run,))
 
+    # ------------------------------------------------------------ corrections
+
+    def undone_since(self) -> set[int | Path]:
+        """The runs undone, and the paths any undo took out of a target (their photos went
+        back: no veto), an undo stopped half-way included."""
+        undone: set[int | Path] = {
+            r for (r,) in self.db.execute("SELECT id FROM runs WHERE undone = 1")
+        }
+        for (text,) in self.db.execute(
+            "SELECT sources FROM moves WHERE run IN (SELECT id FROM runs WHERE kind = 'undo') "
+            "AND +state = 'done'"  # by the index of runs (+: not by the state's)
+        ):
+            undone.update(Path(os.path.abspath(p)) for p in json.loads(text or "[]"))
+        return undone
+
+    _finals: set[str] | None = None  # a journal without the index of finals: all, read once
+
+    def moved_to(self, path: Path) -> bool:
+        """Whether a live classify or copy run moved a photo to path, by the index of
+        finals; a journal older than that index is read whole, once."""
+        live = (
+            "FROM moves JOIN runs ON runs.id = moves.run WHERE moves.state = 'done' "
+            "AND runs.undone = 0 AND runs.kind IN ('classify', 'copy')"
+        )
+        index = "SELECT 1 FROM sqlite_master WHERE name = 'moves_first_final'"
+        if self._finals is None and not self.db.execute(index).fetchone():
+            rows = self.db.execute(f"SELECT finals {live}")
+            self._finals = {os.path.abspath(p) for (t,) in rows for p in json.loads(t or "[]")}
+        if self._finals is not None:
+            return os.path.abspath(path) in self._finals
+        where, params = first_path_is("moves.finals", path)
+        query = f"SELECT 1 {live} AND {where} LIMIT 1"
+        return self.db.execute(query, params).fetchone() is not None
+
+    def targets(self, but: int | None = None) -> list[str]:
+        """Every target a run (other than run `but`) moved or copied into."""
+        rows = self.db.execute(
+            "SELECT DISTINCT dest FROM runs WHERE dest IS NOT NULL AND id IS NOT ?", (but,)
+        ).fetchall()
+        return [dest for (dest,) in rows]
+
 
 def first_path_is(column: str, path: str | os.PathLike) -> tuple[str, tuple]:
     """SQL (and its parameters) for "the first path in this JSON column is path", by the
@@ -670,11 +768,6 @@ def _parses(sources: str, steps: str, twins: str) -> bool:
     """Whether a move's record is what the journal writes: lists of paths and of steps
     ([step, path, details?])."""
 
-    def is_step(item) -> bool:
-        return (
-            isinstance(item, list) and len(item) > 1 and all(isinstance(x, str) for x in item[:2])
-        )
-
     try:
         paths, twins, steps = json.loads(sources), json.loads(twins), json.loads(steps)
     except (TypeError, ValueError):
@@ -685,28 +778,28 @@ def _parses(sources: str, steps: str, twins: str) -> bool:
         and paths != []
         and all(isinstance(p, str) for p in paths + twins)
         and isinstance(steps, list)
-        and all(is_step(step) for step in steps)
+        and all(Step.parses(step) for step in steps)
     )
 
 
 def _recover_one(
-    sources: list[Path], keep_source: bool, steps: list[list], failed: bool = False
-) -> tuple[str, list[Path]]:
-    temps = [Path(s[1]) for s in steps if s[0] == "tmp"]
-    claimed = [Path(s[1]) for s in steps if s[0] == "claimed"]
-    noted = {Path(s[1]): s[2] for s in steps if s[0] == "claimed" and len(s) > 2}
+    sources: list[Path], keep_source: bool, steps: list[Step], failed: bool = False
+) -> tuple[MoveState, list[Path]]:
+    temps = _paths_of(steps, StepKind.TMP)
+    claimed = _paths_of(steps, StepKind.CLAIMED)
+    noted = {Path(s.path): s.details for s in steps if s.kind == StepKind.CLAIMED and s.details}
     # a last try cut short by the crash: linked or not (an earlier try followed by another
     # one failed: that name was never ours)
-    cut_short = [Path(steps[-1][1])] if steps and steps[-1][0] == "claim" else []
+    cut_short = [Path(steps[-1].path)] if steps and steps[-1].kind == StepKind.CLAIM else []
     # without hard links: names taken with an empty file, and one perhaps taken that way
     # as the crash came (only an empty file made since it was noted can be that one)
-    created = [Path(s[1]) for s in steps if s[0] == "created"]
-    if steps and steps[-1][0] == "create":
-        path, at = Path(steps[-1][1]), steps[-1][2]["at"]
+    created = _paths_of(steps, StepKind.CREATED)
+    if steps and steps[-1].kind == StepKind.CREATE:
+        path, at = Path(steps[-1].path), steps[-1].details["at"]
         if _empty_since(path, at - 2_000_000_000):  # FAT times are 2 s coarse
             created.append(path)
     # sources had started to go, and were not being put back
-    removing = any(s[0] == "unlink" for s in steps) and not any(s[0] == "rollback" for s in steps)
+    removing = bool(_paths_of(steps, StepKind.UNLINK)) and not _paths_of(steps, StepKind.ROLLBACK)
     stand_ins = [p for p in sources + temps if p.exists()]
 
     def linked_to_ours(path: Path) -> bool:  # a link to one of our own files, by inode
@@ -729,30 +822,33 @@ def _recover_one(
         # no source is gone for good: put back those removed before a rollback, take back
         # every name we took, and the temporaries
         for source, final in zip(sources, claimed[-len(sources) :]):
-            if any(s[0] == "unlink" and Path(s[1]) == source for s in steps):
+            if source in _paths_of(steps, StepKind.UNLINK):
                 if not os.path.lexists(source) and final.exists():
                     safefs.put_back(final, source)
         stand_ins = [p for p in sources + temps if p.exists()]
         for path in set(claimed + cut_short + created):
             if path not in sources and ours(path):
-                safefs._unlink(path)
-        state, finals = "failed-clean" if failed else "rolled-back", []
+                safefs.remove(path)
+        state = MoveState.FAILED_CLEAN if failed else MoveState.ROLLED_BACK
+        finals = []
     else:
         # sources had started to go, so every final name was taken: finish the job
         finals = claimed[-len(sources) :]
         for source, final in zip(sources, finals):
             if source.exists() and final.exists() and safefs.same_file(source, final):
-                safefs._unlink(source)
+                safefs.remove(source)
             elif not final.exists() and not failed:
                 log.error("journal: %s is missing at %s", source, final)
-        state = "done"
+        state = MoveState.DONE
     for tmp in temps:
         if tmp.exists():
-            safefs._unlink(tmp)
+            safefs.remove(tmp)
     return state, finals
 
 
-def _started_in(src: str | None, sources: list[Path], dest: str | None, steps: list) -> str | None:
+def _started_in(
+    src: str | None, sources: list[Path], dest: str | None, steps: list[Step]
+) -> str | None:
     """The folder a run was started in, from its src (that folder + the src argument, as
     Path.absolute made it) and a source relative to that folder (the src argument + the
     rest): the prefix of src left when the argument is taken off its end. The dest and
@@ -765,7 +861,7 @@ def _started_in(src: str | None, sources: list[Path], dest: str | None, steps: l
         if k and parts[-k:] != first[:k]:
             continue
         base = Path(*parts[: len(parts) - k]) if k else Path(src)
-        taken = [Path(s[1]) for s in steps if s[0] in ("claim", "claimed", "tmp")]
+        taken = [Path(s.path) for s in steps if s.kind in TAKES_A_NAME]
         if (
             dest
             and taken
@@ -790,24 +886,33 @@ def _empty_since(path: Path, since_ns: int) -> bool:
 
 
 def _recover_dedupe(
-    sources: list[Path], twins: list[Path], steps: list[list], failed: bool = False
-) -> tuple[str, list[Path]]:
+    sources: list[Path], twins: list[Path], steps: list[Step], failed: bool = False
+) -> tuple[MoveState, list[Path]]:
     """A dedupe cut short: finish it if sources had started to go (never removing one that
     is no longer its twin's copy), else give back any source removed from its twin."""
-    unlinked = [Path(s[1]) for s in steps if s[0] == "unlink"]
-    if unlinked and not failed and not any(s[0] == "rollback" for s in steps):
+    unlinked = _paths_of(steps, StepKind.UNLINK)
+    if unlinked and not failed and not _paths_of(steps, StepKind.ROLLBACK):
         for source, twin in zip(sources, twins):
             if source.exists() and twin.exists() and not os.path.samefile(source, twin):
                 if safefs.same_bytes(source, twin):
-                    safefs._unlink(source)
-        return "done", twins
-    kept = {Path(s[1]): s[2]["kept"] for s in steps if s[0] == "unlink" and len(s) > 2}
+                    safefs.remove(source)
+        return MoveState.DONE, twins
+    kept = {Path(s.path): s.details["kept"] for s in steps if _kept(s)}
     for source, twin in zip(sources, twins):
         if source in unlinked and not source.exists() and twin.exists():
             safefs.put_back(twin, source, link=False)
             if source in kept:
                 safefs.set_metadata(source, kept[source])
-    for tmp in (Path(s[1]) for s in steps if s[0] == "tmp"):
+    for tmp in _paths_of(steps, StepKind.TMP):
         if tmp.exists():
-            safefs._unlink(tmp)
-    return ("failed-clean" if failed else "rolled-back"), []
+            safefs.remove(tmp)
+    return (MoveState.FAILED_CLEAN if failed else MoveState.ROLLED_BACK), []
+
+
+def _paths_of(steps: list[Step], kind: StepKind) -> list[Path]:
+    return [Path(s.path) for s in steps if s.kind == kind]
+
+
+def _kept(step: Step) -> bool:
+    """A dedupe's unlink that recorded the removed file's metadata (newer journals)."""
+    return step.kind == StepKind.UNLINK and "kept" in step.details

@@ -5,6 +5,7 @@ held-out folds."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from flowersort.archive import OnSkip
-from flowersort.corrections import Store, training_examples, with_corrections
+from flowersort.corrections import Example, Store, training_examples
 from flowersort.errors import FlowersortError
 from flowersort.features import FeatureConfig
 from flowersort.model import Model, library_versions
-from flowersort.pipeline import default_workers
+from flowersort.pipeline import default_workers, scan
 from flowersort.report import Entry, write_report
 from flowersort.train import Examples, Progress, TrainConfig, check_example_folders, fit
 from flowersort.train import load_examples as read_examples
@@ -168,3 +169,48 @@ def _add_corrections(
 
 def _ignore(path: str, reason: str) -> None:
     pass
+
+
+def with_corrections(
+    examples: Examples,
+    corrections: list[Example],
+    cfg: FeatureConfig,
+    on_skip: OnSkip,
+    workers: int | None = None,
+    copies: int = 0,
+) -> Examples:
+    """The example folders' photos plus the corrected ones (not flowers as 0, flowers as
+    1); a corrected photo that is already an example takes its corrected label."""
+    index = {os.path.realpath(p): i for i, p in enumerate(examples.paths)}
+    y = examples.y.copy()
+    extra: list[Example] = []
+    for ex in corrections:
+        i = index.get(os.path.realpath(ex.path))
+        if i is None:
+            extra.append(ex)
+        else:
+            y[i] = float(ex.label == "flower")
+    xs, ys, paths, skipped = [], [], [], list(examples.skipped)
+    for photo, ex in zip(scan([e.path for e in extra], cfg, workers, copies=copies), extra):
+        path = photo.path
+        if photo.skipped:
+            skipped.append((os.fspath(path), photo.skip_reason))
+            on_skip(os.fspath(path), photo.skip_reason)
+            continue
+        assert photo.features is not None  # not skipped, and scan was given no scores
+        xs.append(photo.features)
+        ys.append(float(ex.label == "flower"))
+        paths.append(os.fspath(path))
+    if not xs:
+        return Examples(examples.x, y, examples.paths, skipped, examples.augmented)
+    x = np.stack(xs)
+    augmented = examples.augmented
+    if copies:
+        x, augmented = x[:, 0], np.concatenate([augmented, x[:, 1:]])
+    return Examples(
+        np.concatenate([examples.x, x]),
+        np.concatenate([y, ys]),
+        examples.paths + paths,
+        skipped,
+        augmented,
+    )

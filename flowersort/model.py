@@ -9,7 +9,6 @@ figures) and one array per weight of each member (``net0.tile.0.w``, ``net2.head
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -30,7 +29,7 @@ from flowersort.features import (
     view_features,
 )
 from flowersort.network import NetConfig, TwoStageNet, sigmoid
-from flowersort.safefs import current_umask
+from flowersort.xdg import current_umask
 
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
@@ -81,6 +80,13 @@ class Model:
     threshold: float = 0.5
     summary: dict = field(default_factory=dict)
     views: ViewConfig = field(default_factory=ViewConfig)
+
+    @property
+    def review_band(self) -> float | None:
+        """The review band train chose (kept in the file's summary), None in a model
+        trained before it was."""
+        band = self.summary.get("review_band")
+        return None if band is None else float(band)
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
         """Feature maps (N, tiles, a, b) scaled to zero mean and unit variance per entry."""
@@ -149,7 +155,8 @@ class Model:
         try:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp makes it private
-                np.savez(f, **arrays)
+                # numpy's later stubs take **arrays for its allow_pickle: bool as well
+                np.savez(f, **arrays)  # type: ignore[arg-type, unused-ignore]
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -278,14 +285,9 @@ def _load_nets_v1(arrays: dict) -> list[TwoStageNet]:
     return [net]
 
 
-def model_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of the model file: ties cached scores to the model that made them."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def default_model_path() -> Path:
     """The model shipped with flowersort: in the installed package, else in the checkout."""
-    packaged = resources.files("flowersort").joinpath("models", DEFAULT_MODEL_NAME)
+    packaged = resources.files("flowersort").joinpath("models").joinpath(DEFAULT_MODEL_NAME)
     if packaged.is_file():
         return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME

@@ -122,7 +122,9 @@ class TwoStageNet:
     def __init__(self, cfg: NetConfig):
         rng = np.random.default_rng(cfg.seed)
         self.cfg = cfg
-        self.tile_net = MatrixNet(tuple(cfg.tile_shape), cfg.tile_layers, "sigmoid", rng)
+        self.tile_net = MatrixNet(
+            (cfg.tile_shape[0], cfg.tile_shape[1]), cfg.tile_layers, "sigmoid", rng
+        )
         self.channels = int(np.prod(self.tile_net.out_shape))
         self.head = MatrixNet((cfg.tiles, self.channels), cfg.head_layers, "linear", rng)
         assert self.head.out_shape == (1, 1), "head_layers must end with 1, 1"

@@ -29,6 +29,9 @@ from flowersort.features import FeatureConfig, load_features
 from flowersort.model import Model
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
+# a photo's path as its caller gave it, and as it comes back: str from the walk (for speed),
+# Path from elsewhere
+PathName = str | Path
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Scanned:
     or why it was skipped (with whether that reason lies in the file's bytes), or what the
     caller already knew of it (passed through undecoded)."""
 
-    path: Path
+    path: PathName
     features: np.ndarray | None = None
     score: float | None = None
     skip_reason: str = ""
@@ -54,7 +57,7 @@ class Scanned:
 class Scored:
     """One photo's flower score, or why it was skipped."""
 
-    path: Path
+    path: PathName
     score: float | None  # None: skipped
     skip_reason: str = ""
     note: str = ""  # what the decoder said (a photo decoded in part)
@@ -62,7 +65,7 @@ class Scored:
 
 
 def _load_chunk(
-    jobs: list[tuple[Path, Any]],
+    jobs: list[tuple[PathName, Any]],
     cfg: FeatureConfig,
     thumbnail: bool,
     copies: int,
@@ -91,7 +94,7 @@ def _load_chunk(
 _given: tuple = ()  # in a worker: what worker_pool gave it, once (scan: its settings, the model)
 
 
-def _load_given_chunk(jobs: list[tuple[Path, Any]]) -> list[Scanned]:
+def _load_given_chunk(jobs: list[tuple[PathName, Any]]) -> list[Scanned]:
     return _load_chunk(jobs, *_given)
 
 
@@ -132,6 +135,15 @@ def _watch(parent: int) -> None:
             os._exit(1)
 
 
+def kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers now and shut it down without waiting (a start that failed,
+    Ctrl-C in training). ProcessPoolExecutor has no public way: its _processes are read
+    here only."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def worker_pool(workers: int, given: tuple = ()) -> ProcessPoolExecutor:
     """A process pool whose workers die with this process and ignore Ctrl-C; they are
     started at once, with SIGINT and SIGTERM held back meanwhile, so none can catch
@@ -146,9 +158,7 @@ def worker_pool(workers: int, given: tuple = ()) -> ProcessPoolExecutor:
         try:
             pool.submit(int).result()  # a pool forks its workers at the first task
         except BaseException:  # such as no memory for its thread: its forked workers would
-            for process in list(pool._processes.values()):  # hold up our exit forever
-                process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+            kill_pool(pool)  # would hold up our exit forever
             raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
@@ -168,7 +178,7 @@ def _done(value) -> Future:
 
 
 def scan(
-    paths: Iterable[Path | tuple[Path, Any]],
+    paths: Iterable[PathName | tuple[PathName, Any]],
     cfg: FeatureConfig,
     workers: int | None = None,
     thumbnail: bool = False,
@@ -206,7 +216,7 @@ def scan(
 
 def score_photos(
     model: Model,
-    paths: Iterable[Path],
+    paths: Iterable[PathName],
     workers: int | None = None,
     *,
     cache: ScoreCache | None = None,
@@ -217,9 +227,9 @@ def score_photos(
     (`thumbnail`): a preview's score is not the photo's."""
     if cache is not None and cache.thumbnail != thumbnail:
         raise ValueError("the score cache was opened for the other reading (--thumbnails)")
-    keys: dict[Path, tuple] = {}
+    keys: dict[PathName, tuple] = {}
 
-    def remembered(path: Path):
+    def remembered(path: PathName) -> PathName | tuple[PathName, Any]:
         if cache is not None and (key := cache.key(path)) is not None:
             keys[path] = key
             return path, cache.get(path, key)  # (score, reason) or None: decode it
@@ -255,7 +265,7 @@ def example_scores(
     if not model.views.crops:
         return scores
     again = np.flatnonzero(scores >= model.views.gate)
-    for i, scored in zip(again, score_photos(model, [Path(paths[i]) for i in again], workers)):
+    for i, scored in zip(again, score_photos(model, [Path(paths[int(i)]) for i in again], workers)):
         if scored.score is not None:
             scores[i] = scored.score
     return scores

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flowersort.archive import size_of
 from flowersort.decode import cv2, jpeg_thumbnail, read_image
 from flowersort.errors import BadImage
 from flowersort.features import FeatureConfig, features
@@ -43,6 +44,7 @@ class Entry:
     detail: str = ""
     truth: bool | None = None  # known label (evaluate, train), else None
     shown_from: str | None = None  # where the photo is now, if it moved
+    went_to: str = ""  # where it was moved or copied to, if anywhere
 
 
 def outcome_entries(outcomes: Iterable[Outcome]) -> list[Entry]:
@@ -53,8 +55,9 @@ def outcome_entries(outcomes: Iterable[Outcome]) -> list[Entry]:
             o.score,
             o.flower,
             o.action.value,
-            "; ".join(filter(None, [o.target or o.reason, o.note])),
+            "; ".join(filter(None, [o.reason, o.note])),
             shown_from=o.target if o.moved_into_target else None,
+            went_to=os.fspath(o.target) if o.target else "",
         )
         for o in outcomes
     ]
@@ -75,13 +78,6 @@ def _thumb_and_features(
 
 def _text(path) -> str:
     return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _size(path) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
 
 
 def write_report(
@@ -108,8 +104,8 @@ def write_report(
     for start in range(0, len(found), 256):  # the heat maps, a batch at a time
         batch = found[start : start + 256]
         heat = model.flower_evidence(np.stack([x for _, (_, x) in batch]))  # (n, grid, grid)
-        for (path, (thumb, _)), h in zip(batch, heat):
-            by_path[path] = (thumb, np.round(h, 2).tolist())
+        for (path, (card, _)), h in zip(batch, heat):
+            by_path[path] = (card, np.round(h, 2).tolist())
     rows = []
     for e in entries:
         thumb, heat = by_path.get(e.shown_from or e.path, (None, None))
@@ -119,12 +115,13 @@ def write_report(
                 # where it is now, in full: train reads the marks from any folder; a
                 # name's bytes that are not UTF-8 stay as surrogate escapes in the JSON
                 "file": os.fsdecode(os.path.abspath(e.shown_from or e.path)),
-                "size": _size(e.shown_from or e.path),
+                "size": size_of(e.shown_from or e.path),
                 "score": None if e.score is None else round(e.score, 4),
                 "flower": e.flower,
                 "truth": e.truth,
                 "action": e.action,
                 "detail": e.detail,
+                "went_to": _text(e.went_to),
                 "href": _file_url(e.shown_from or e.path),
                 "thumb": thumb,
                 "heat": heat,
@@ -293,8 +290,10 @@ function card(r) {
     el.appendChild(document.createTextNode(part + (i < all.length - 1 ? "/" : "")));
     if (i < all.length - 1) el.appendChild(document.createElement("wbr"));
   });
-  breakable(m.querySelector(".a"), r.action + (r.detail ? ": " + r.detail : ""));
-  breakable(m.querySelector(".p"), r.path);
+  // each path says what it is: where the photo went, and where it was (or is)
+  breakable(m.querySelector(".a"), r.action + (r.went_to ? " to: " + r.went_to : "") +
+                                   (r.detail ? (r.went_to ? "; " : ": ") + r.detail : ""));
+  breakable(m.querySelector(".p"), (r.went_to ? "from: " : "in: ") + r.path);
   const mark = document.createElement("div");
   mark.className = "mark";
   mark.textContent = "marked: " + (r.flower ? "not a flower" : "a flower");

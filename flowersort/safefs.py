@@ -24,6 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from flowersort.records import StepKind
+from flowersort.xdg import current_umask
+
 log = logging.getLogger("flowersort")
 TMP_PREFIX = ".flowersort-tmp-"
 BUF = 1024 * 1024
@@ -31,17 +34,17 @@ MAX_NAME_TRIES = 10_000
 CROSS_DEVICE = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK)
 NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.ENOSYS)  # link() refused: exFAT, FAT
 
-# note(step, path=..., **details) before each step: "tmp" (a temporary copy is made),
-# "claim" (a final name is tried), "claimed" (it was linked; details: its identity()),
-# "create" and "created" (without hard links: an empty file takes the name; details: at),
-# "unlink" (a source is removed), "rollback" (a group that could not be removed whole is
-# being put back), "restore" (a removed source gets its name back)
+# note(step, path=..., **details) before each step (records.StepKind says what each is)
 Note = Callable[..., None]
 
 
 class GroupSplit(OSError):
     """A group left partly moved: a source could not be removed and one removed before it
     could not be put back. Nothing is lost, but the group is in two places."""
+
+
+class Changed(OSError):
+    """A source changed (was written, or replaced) while it was being moved: left in place."""
 
 
 class Exposed(OSError):
@@ -84,6 +87,11 @@ def _rename(src: Path, dst: Path) -> None:
 
 def _unlink(path: Path) -> None:
     os.unlink(path)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, through the seam the tests inject faults at (_unlink)."""
+    _unlink(path)
 
 
 def _copy_bytes(src_fd: int, dst_fd: int) -> None:
@@ -166,6 +174,19 @@ def numbered_stems(stem: str) -> Iterator[str]:
         yield f"{stem} ({n})"
 
 
+def free_names(names: list[str], present: set[str]) -> Iterator[list[str]]:
+    """The names a group (names[0] is its photo's) may take in a folder that holds
+    `present` (casefolded, names_in_any_case), in the order transfer tries them: its own
+    names, then the first numbered stem free for every member ("IMG_0001 (1).jpg" with
+    "IMG_0001 (1).xmp"), and so on. The one place the names of a move are chosen: a dry
+    run plans with it what transfer then claims."""
+    stem, _ = split_name(names[0])
+    for new_stem in numbered_stems(stem):
+        candidate = [member_name(n, stem, new_stem) for n in names]
+        if not present & {n.casefold() for n in candidate}:
+            yield candidate
+
+
 def member_name(name: str, stem: str, new_stem: str) -> str:
     """A group member's name when its photo's stem becomes new_stem: IMG_0001.xmp goes
     with IMG_0001 (1).jpg as IMG_0001 (1).xmp. The stem matches in any case (img_0001.heic's
@@ -196,17 +217,6 @@ def names_in_any_case(folder: Path) -> set[str]:
         return {n.casefold() for n in os.listdir(folder)}
     except OSError:
         return set()
-
-
-def current_umask() -> int:
-    """This process's umask, read without setting it (os.umask would, for a moment, for
-    every thread)."""
-    try:
-        with open("/proc/self/status") as status:
-            line = next(line for line in status if line.startswith("Umask:"))
-        return int(line.split()[1], 8)
-    except (OSError, StopIteration, ValueError):
-        return 0o022
 
 
 Way = list[tuple[int, int, int]]  # mode, owner, group of each folder up to the root
@@ -315,12 +325,12 @@ def copy_verified(
     started with: another one now at src (swapped meanwhile) is refused, and the bytes
     copied are those of the file checked."""
     tmp = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-    note("tmp", path=tmp)
+    note(StepKind.TMP, path=tmp)
     src_fd = _open_to_read(src, follow)
     try:
         st = os.fstat(src_fd)
         if expect is not None and (st.st_dev, st.st_ino) != expect:
-            raise OSError(errno.EAGAIN, f"{src.name} {CHANGED}; left in place")
+            raise Changed(errno.EAGAIN, f"{src.name} {CHANGED}; left in place")
         dst_fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
         )  # private until its owner and mode are the source's
@@ -497,19 +507,19 @@ def _claim_first_free(
             for stand_in, name in zip(stand_ins, names):
                 target = folder / name
                 if without_links:
-                    note("create", path=target, at=time.time_ns())
+                    note(StepKind.CREATE, path=target, at=time.time_ns())
                     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                     claimed.append(target)
-                    note("created", path=target)
+                    note(StepKind.CREATED, path=target)
                     continue
-                note("claim", path=target)
+                note(StepKind.CLAIM, path=target)
                 _link(stand_in, target)
                 claimed.append(target)  # before the note: if noting fails, it is still undone
-                note("claimed", path=target, **identity(target))
+                note(StepKind.CLAIMED, path=target, **identity(target))
             if without_links:
                 for stand_in, target in zip(stand_ins, claimed):
                     _rename(stand_in, target)  # over the empty file this move made
-                    note("claimed", path=target, **identity(target))
+                    note(StepKind.CLAIMED, path=target, **identity(target))
             return claimed
         except FileExistsError:
             for target in claimed:  # our own links or empty files
@@ -580,10 +590,7 @@ def transfer(
             yield exact_names
             return
         there = names_in_any_case(folder) if present is None else present
-        for new_stem in numbered_stems(stem):
-            names = [member_name(s.name, stem, new_stem) for s in sources]
-            if not there & {n.casefold() for n in names}:
-                yield names
+        yield from free_names([s.name for s in sources], there)
 
     temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
     try:
@@ -625,16 +632,16 @@ def transfer(
         if _file_at(source, follow) != born[len(checked) - 1] or not same_file(source, final):
             for f in finals:
                 _remove_quietly(f)
-            raise OSError(errno.EAGAIN, f"{source.name} {CHANGED}; left in place")
+            raise Changed(errno.EAGAIN, f"{source.name} {CHANGED}; left in place")
     removed: list[int] = []
     for i, source in enumerate(sources):
-        note("unlink", path=source)  # a journal commit: writes may land meanwhile
+        note(StepKind.UNLINK, path=source)  # a journal commit: writes may land meanwhile
         try:
             if _version(source, finals[i]) != checked[i]:
-                raise OSError(errno.EAGAIN, CHANGED)
+                raise Changed(errno.EAGAIN, CHANGED)
             _unlink(source)
         except OSError as e:  # (an immutable sidecar, a writer): the group goes back whole
-            note("rollback", path=source)
+            note(StepKind.ROLLBACK, path=source)
             try:
                 for j in removed:
                     put_back(finals[j], sources[j], note)
@@ -646,8 +653,8 @@ def transfer(
                 ) from None
             for final in finals:
                 _remove_quietly(final)
-            if e.strerror == CHANGED:
-                raise OSError(e.errno, f"{source.name} {CHANGED}; left in place") from None
+            if isinstance(e, Changed):
+                raise Changed(e.errno, f"{source.name} {CHANGED}; left in place") from None
             raise OSError(
                 e.errno, f"{source.name} cannot be removed ({e.strerror}); the group stays"
             ) from None
@@ -676,7 +683,7 @@ def _file_at(path: Path, follow: bool) -> tuple[int, int]:
 def put_back(kept: Path, source: Path, note: Note = _no_note, *, link: bool = True) -> None:
     """Give a removed source its name back from `kept`, its copy (a hard link where
     `link` and the filesystem allow, else a verified copy); never overwriting."""
-    note("restore", path=source)
+    note(StepKind.RESTORE, path=source)
     if link:
         try:
             _link(kept, source)
@@ -700,22 +707,22 @@ def remove_duplicates(sources: list[Path], twins: list[Path], note: Note = _no_n
     for source, twin in zip(sources, twins):
         checked.append(before := _version(source, twin))
         if before is None or not same_bytes(source, twin):
-            raise OSError(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
+            raise Changed(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
     removed: list[tuple[Path, Path, dict]] = []
     for i, (source, twin) in enumerate(zip(sources, twins)):
         own = metadata(source)  # the twin has its own: undo gives the source back its
-        note("unlink", path=source, kept=own)  # a journal commit: writes may land meanwhile
+        note(StepKind.UNLINK, path=source, kept=own)  # a journal commit: writes may land meanwhile
         try:
             if _version(source, twin) != checked[i]:
-                raise OSError(errno.EAGAIN, CHANGED)
+                raise Changed(errno.EAGAIN, CHANGED)
             _unlink(source)
         except OSError as e:
-            note("rollback", path=source)
+            note(StepKind.ROLLBACK, path=source)
             for gone, kept, meta in removed:
                 put_back(kept, gone, note, link=False)
                 set_metadata(gone, meta)
-            if e.strerror == CHANGED:
-                raise OSError(e.errno, f"{source.name} is no longer a copy of {twin}") from None
+            if isinstance(e, Changed):
+                raise Changed(e.errno, f"{source.name} is no longer a copy of {twin}") from None
             raise OSError(e.errno, f"{source.name} cannot be removed: {e.strerror}") from None
         removed.append((source, twin, own))
     for parent in {s.parent for s in sources}:

@@ -8,17 +8,19 @@ import logging
 import os
 import stat
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from flowersort import safefs
 from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import DEFAULT_REVIEW_BAND, KIND_TEXT, Watch, take_back
-from flowersort.errors import EmptySource, FlowersortError
+from flowersort.errors import EmptySource, FlowersortError, StateError
 from flowersort.journal import (
+    DoneMove,
     FolderLock,
     Journal,
     RunInfo,
@@ -29,10 +31,12 @@ from flowersort.journal import (
 from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
+from flowersort.records import MoveAction, RunKind, StrEnum
 
 log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
 FULL = (errno.ENOSPC, errno.EDQUOT)
+DEDUPE_SIDECARS = MoveAction.DEDUPE_SIDECARS
 
 
 def sidecars(photo: Path, listed: Iterable[str] | None = None) -> list[Path]:
@@ -240,109 +244,180 @@ def same_photo(photo: Path, there: Path) -> bool:
         return False
 
 
-def classify(
-    model: Model,
-    src: Path,
-    dest: Path | None = None,
-    *,
-    threshold: float | None = None,
-    dry_run: bool = False,
-    copy: bool = False,
-    follow_symlinks: bool = False,
-    include_hidden: bool = False,
-    exclude: Iterable[str] = (),
-    workers: int | None = None,
-    on_conflict: ConflictMode = "rename",
-    wait: bool = False,
-    cache: ScoreCache | None = None,
-    thumbnail: bool = False,
-    on_walk_skip: OnSkip | None = None,
-    review: Path | None = None,
-    review_band: float | None = None,
-    stop: Callable[[], bool] | None = None,
-    keep_structure: bool = False,
-    on_passed_over: OnPass | None = None,
-    on_stopped: Callable[[int], None] | None = None,
-) -> Iterator[Outcome]:
-    """Score every photo under src; move (or copy) the flowers into dest unless dry_run
-    (with keep_structure, into the photo's folder below src recreated under dest).
+# what a dry run says for what a run does
+WOULD = {
+    Action.MOVED: Action.WOULD_MOVE,
+    Action.COPIED: Action.WOULD_COPY,
+    Action.DEDUPLICATED: Action.WOULD_DEDUPLICATE,
+    Action.REVIEW: Action.WOULD_REVIEW,
+}
 
-    A run that changes files holds the lock for its whole length, first finishes or
-    rolls back what an interrupted run left in the journal, and journals every move.
-    With dest, a score within review_band of the threshold (default: the model's band,
-    none when the threshold is set by hand) is borderline: moved into `review` if given,
-    else left in place; and the user's earlier choices are learnt and kept (see
-    corrections.Watch).
-    When `stop()` turns true (a signal), no new photo is started: the run ends after the
-    move in hand, and `on_stopped` is told how many photos were never looked at.
-    Videos and RAW files that are no photo's companion go to `on_passed_over`.
-    """
+
+DRY_DONE = (Action.WOULD_MOVE, Action.WOULD_COPY)
+
+
+class Decision(StrEnum):
+    """What a run does with a photo it scored (decide)."""
+
+    VETOED = "vetoed"  # the user took it back out of the target earlier: kept
+    CONFIRMED = "confirmed"  # borderline, and the user sorted it into the target: kept
+    BORDERLINE = "borderline"  # borderline, no review folder: left in place
+    REVIEW = "review"  # borderline: into the review folder
+    KEEP = "keep"  # not a flower, or no target
+    MOVE = "move"  # into the target
+
+
+def decide(
+    flower: bool,
+    borderline: bool,
+    *,
+    has_target: bool,
+    has_review: bool,
+    vetoed: bool = False,
+    confirmed: bool = False,
+) -> Decision:
+    """The one rule from a score (flower: at or over the threshold; borderline: within the
+    review band of it) and the user's earlier choices to what the run does."""
+    if has_target and vetoed:
+        return Decision.VETOED
+    if has_target and borderline:
+        if confirmed:
+            return Decision.CONFIRMED
+        return Decision.REVIEW if has_review else Decision.BORDERLINE
+    if not flower or not has_target:
+        return Decision.KEEP
+    return Decision.MOVE
+
+
+def _no_skip(path: str, reason: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class WalkOptions:
+    """Which files under SRC a run looks at (archive.walk)."""
+
+    include_hidden: bool = False
+    follow_symlinks: bool = False
+    exclude: tuple[str, ...] = ()
+
+    def photos(
+        self,
+        src: Path,
+        prune: Iterable[Path | None] = (),
+        on_skip: OnSkip | None = None,
+        on_pass: OnPass | None = None,
+    ) -> Iterator[str]:
+        return walk(
+            src,
+            prune=[p for p in prune if p is not None],
+            include_hidden=self.include_hidden,
+            follow_symlinks=self.follow_symlinks,
+            exclude=self.exclude,
+            on_skip=on_skip or _no_skip,
+            on_pass=on_pass,
+        )
+
+
+@dataclass(frozen=True)
+class SortOptions:
+    """How a classify run sorts (the CLI's options, built once). dest None: only scored.
+    threshold None: the model's; review_band None: the model's band (none with a
+    threshold set by hand); keep_structure: into the photo's folder below src recreated
+    under dest."""
+
+    dest: Path | None = None
+    copy: bool = False
+    dry_run: bool = False
+    threshold: float | None = None
+    review: Path | None = None
+    review_band: float | None = None
+    on_conflict: ConflictMode = "rename"
+    keep_structure: bool = False
+    wait: bool = False
+    workers: int | None = None
+    thumbnail: bool = False
+    walk: WalkOptions = field(default_factory=WalkOptions)
+
+    @property
+    def targets(self) -> tuple[Path | None, Path | None]:
+        return self.dest, self.review
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a run tells its caller as it goes, and asks it. stop(): a signal came, so no
+    new photo is started (on_stopped is told how many were never looked at);
+    on_walk_skip: a file the walk skipped; on_passed_over: a video or RAW file that is
+    no photo's companion."""
+
+    stop: Callable[[], bool] | None = None
+    on_walk_skip: OnSkip | None = None
+    on_passed_over: OnPass | None = None
+    on_stopped: Callable[[int], None] | None = None
+
+
+class SortRun:
+    """One classify run: `with SortRun(model, src, options) as run: for outcome in run:`.
+    Score every photo under src; move (or copy) the flowers into options.dest unless a
+    dry run. A run that changes files holds the lock from its first outcome to the end
+    of the with block, first finishes or rolls back what an interrupted run left in the
+    journal, and journals every move. With a target, a score within the review band of
+    the threshold is borderline: moved into the review folder if given, else left in
+    place; and the user's earlier choices are learnt and kept (see corrections.Watch)."""
+
+    def __init__(
+        self,
+        model: Model,
+        src: Path,
+        options: SortOptions | None = None,
+        *,
+        cache: ScoreCache | None = None,
+        hooks: Hooks | None = None,
+    ):
+        options = options or SortOptions()
+        self._outcomes: Generator[Outcome, None, None] = _sort(
+            model, Path(src), options, hooks or Hooks(), cache
+        )
+
+    def __enter__(self) -> SortRun:
+        return self
+
+    def __iter__(self) -> Iterator[Outcome]:
+        return self._outcomes
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock, the journal and the corrections store (a run stopped half-way
+        releases them now)."""
+        self._outcomes.close()
+
+
+def classify(
+    model: Model, src: Path, dest: Path | None = None, **options: Any
+) -> Iterator[Outcome]:
+    """SortRun for a library caller (tests, benchmarks): the keywords are those of
+    SortOptions, WalkOptions and Hooks, and `cache`."""
+    walk_keys = {f.name for f in fields(WalkOptions)}
+    hook_keys = {f.name for f in fields(Hooks)}
+    cache = options.pop("cache", None)
+    walk_options = WalkOptions(**{k: options.pop(k) for k in walk_keys & options.keys()})
+    hooks = Hooks(**{k: options.pop(k) for k in hook_keys & options.keys()})
+    sort = SortOptions(dest=dest, walk=walk_options, **options)
+    with SortRun(model, src, sort, cache=cache, hooks=hooks) as run:
+        yield from run
+
+
+def _sort(
+    model: Model, src: Path, options: SortOptions, hooks: Hooks, cache: ScoreCache | None
+) -> Generator[Outcome, None, None]:
+    """SortRun's outcomes, as a generator: closing it ends the run."""
     src = Path(src)
-    if not src.exists():
-        raise FlowersortError(f"no such file or folder: {src}")
-    # before any folder is made (none in a NAS's bare mount point), and before the target's
-    # checks: a mount point the user cannot write is still a disk not mounted
-    if is_empty_folder(src):
-        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
-    if dest is not None:
-        for folder in (dest, review):
-            if folder is not None:
-                check_no_foreign_links(Path(folder))
-        check_target(src, Path(dest))
-        for folder in (dest, review):
-            if folder is not None:
-                check_writable(Path(folder), probe=not dry_run)
-    if review_band is None:  # a threshold set by hand is the line itself: no band
-        band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
-        # near 0 or 1 the model's band shrinks so that at least half the room on each side
-        # is sure (a precision-first threshold of 0.96 with 0.1 would otherwise move nothing)
-        t = model.threshold
-        review_band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
-    threshold = model.threshold if threshold is None else threshold
-    mover = watch = None
-    if dest is not None and not dry_run:
-        mover = Mover(dest, copy, on_conflict, wait, src)  # a locked-out run creates nothing
-        try:
-            created = make_dirs(dest) + (make_dirs(review) if review is not None else [])
-        except OSError as e:
-            mover.close()
-            raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
-        mover.journal.note_created_dirs(mover.run, created)
-        try:  # the source, then the target: the same order in every run
-            folder = src if src.is_dir() else src.parent
-            mover.folder_locks = []
-            for f in (folder, Path(dest)):
-                mover.folder_locks.append(FolderLock(f, wait))
-        except BaseException:
-            mover.close()
-            raise
-        mover.keep_below = src if keep_structure else None
-        mover.follow = follow_symlinks
-    plan = DryRun(dest, copy, on_conflict) if dest is not None and dry_run else None
-    if plan is not None:
-        plan.keep_below = src if keep_structure else None
-    if dest is not None:
-        try:
-            watch = Watch(dest, review, dry_run=dry_run, run=mover.run if mover else None)
-            learnt = watch.start()
-        except BaseException:
-            if mover:
-                mover.close()
-            raise
-        if learnt.found:
-            log.warning(
-                "the target %s already holds %d photo%s that flowersort did not put there: "
-                "left there, and not taken as flowers you chose (photos you put there from "
-                "now on are)",
-                dest,
-                learnt.found,
-                "" if learnt.found == 1 else "s",
-            )
-        if n := len(learnt.confirmations):
-            examples = "photo put into %s by you: a flower example"
-            if n > 1:
-                examples = "photos put into %s by you: flower examples"
-            log.info("%d " + examples, n, dest)
+    check_run(src, options)
+    threshold, band = decision_line(model, options)
+    targets = Targets.open(src, options) if options.dest is not None else None
     walk_skips: deque[tuple[str, str]] = deque()
     scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
 
@@ -353,29 +428,23 @@ def classify(
 
     def note_skip(path: str, reason: str) -> None:
         walk_skips.append((path, reason))
-        if on_walk_skip:
-            on_walk_skip(path, reason)
+        if hooks.on_walk_skip:
+            hooks.on_walk_skip(path, reason)
 
-    photos = walk(
-        src,
-        prune=[p for p in (dest, review) if p is not None],
-        include_hidden=include_hidden,
-        follow_symlinks=follow_symlinks,
-        exclude=exclude,
-        on_skip=note_skip,
-        on_pass=on_passed_over,
-    )
+    on_pass = hooks.on_passed_over
+    photos = options.walk.photos(src, options.targets, on_skip=note_skip, on_pass=on_pass)
+    scoring = noting_identity(photos)
     try:
         for scored in score_photos(
-            model, noting_identity(photos), workers, cache=cache, thumbnail=thumbnail
+            model, scoring, options.workers, cache=cache, thumbnail=options.thumbnail
         ):
-            if stop is not None and stop():
-                if on_stopped is not None:  # read but not reported, and the walk's rest
-                    on_stopped(len(scored_as) + sum(1 for _ in photos))
-                if mover:
-                    mover.stopped = True
+            if hooks.stop is not None and hooks.stop():
+                if hooks.on_stopped is not None:  # read but not reported, and the walk's rest
+                    hooks.on_stopped(len(scored_as) + sum(1 for _ in photos))
+                if targets:
+                    targets.mover.stopped = True
                 return
-            path, score, note = scored.path, scored.score, scored.note
+            path, score = os.fspath(scored.path), scored.score
             was = scored_as.pop(path, None)
             while walk_skips:
                 skipped, why = walk_skips.popleft()
@@ -384,72 +453,169 @@ def classify(
                 why = scored.skip_reason
                 yield Outcome(path, Action.SKIPPED, reason=why, skipped_before=scored.remembered)
                 continue
-            flower = score >= threshold
-            borderline = abs(score - threshold) < review_band
-            if dest is not None and (veto := watch.held(path)):
-                why = KIND_TEXT[veto.kind]
-                yield noted(Outcome(path, Action.VETOED, score, flower, reason=why), note)
-            elif dest is not None and borderline and watch.confirmed(path):
-                # the user sorted it into dest already (a copy run keeps the original here)
-                yield noted(Outcome(path, Action.KEPT, score, flower), note)
-            elif dest is not None and borderline:
-                if review is None:
-                    yield noted(Outcome(path, Action.BORDERLINE, score, flower), note)
-                elif dry_run:
-                    out = Outcome(path, Action.WOULD_REVIEW, score, flower, os.fsdecode(review))
-                    yield noted(out, note)
-                else:
-                    outcome = mover.move(path, score, was, folder=review)
-                    outcome.flower = flower
-                    if outcome.action in (Action.MOVED, Action.COPIED):
-                        watch.placed(outcome.target, "review", mover.run)
-                        outcome.action = Action.REVIEW
-                    yield noted(outcome, note)
-            elif not flower or dest is None:
-                yield noted(Outcome(path, Action.KEPT, score, flower), note)
-            elif dry_run:
-                yield noted(plan.outcome(Path(path), score), note)
-            else:
-                outcome = mover.move(path, score, was)
-                if outcome.action in (Action.MOVED, Action.COPIED):
-                    watch.placed(outcome.target, "dest", mover.run)
-                yield noted(outcome, note)
+            flower, borderline = score >= threshold, abs(score - threshold) < band
+            yield noted(sort_one(path, score, flower, borderline, targets, was), scored.note)
         for skipped, why in walk_skips:
             yield Outcome(skipped, Action.SKIPPED, reason=why)
-        if watch and (gone := watch.finish()):  # a stopped run never gets here
+        if targets:  # a stopped run never gets here
+            targets.finish()
+    finally:
+        if targets:
+            targets.close()
+
+
+def check_run(src: Path, options: SortOptions) -> None:
+    """What stops a run before it starts, in one line: no SRC, an empty one (a disk not
+    mounted), a target that is SRC itself, reached through another user's link, or that
+    cannot be written."""
+    if not src.exists():
+        raise FlowersortError(f"no such file or folder: {src}")
+    # before any folder is made (none in a NAS's bare mount point), and before the target's
+    # checks: a mount point the user cannot write is still a disk not mounted
+    if is_empty_folder(src):
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
+    if options.dest is None:
+        return
+    folders = [Path(f) for f in options.targets if f is not None]
+    for folder in folders:
+        check_no_foreign_links(folder)
+    check_target(src, Path(options.dest))
+    for folder in folders:
+        check_writable(folder, probe=not options.dry_run)
+
+
+def decision_line(model: Model, options: SortOptions) -> tuple[float, float]:
+    """(threshold, review band): the options', else the model's. A threshold set by hand
+    is the line itself: no band unless one is given too."""
+    threshold, band = options.threshold, options.review_band
+    if band is None:
+        band = DEFAULT_REVIEW_BAND if model.review_band is None else model.review_band
+        # near 0 or 1 the model's band shrinks so that at least half the room on each side
+        # is sure (a precision-first threshold of 0.96 with 0.1 would otherwise move nothing)
+        t = model.threshold
+        band = min(band, (1 - t) / 2, t / 2) if threshold is None else 0.0
+    return (model.threshold if threshold is None else threshold), band
+
+
+# what a decision that changes no file says
+SAID = {
+    Decision.KEEP: Action.KEPT,
+    Decision.CONFIRMED: Action.KEPT,  # the user sorted it into dest already (a copy run
+    Decision.BORDERLINE: Action.BORDERLINE,  # keeps the original here)
+}
+
+
+def sort_one(
+    path: str,
+    score: float,
+    flower: bool,
+    borderline: bool,
+    targets: Targets | None,
+    scored_as: tuple | None,
+) -> Outcome:
+    """One scored photo: decided (decide), then left, or acted on by the targets."""
+    veto = targets.watch.held(path) if targets else None
+    decision = decide(
+        flower,
+        borderline,
+        has_target=targets is not None,
+        has_review=targets is not None and targets.review is not None,
+        vetoed=veto is not None,
+        confirmed=bool(targets and borderline and not veto and targets.watch.confirmed(path)),
+    )
+    if decision in SAID:
+        return Outcome(path, SAID[decision], score, flower)
+    if veto is not None:  # Decision.VETOED
+        return Outcome(path, Action.VETOED, score, flower, reason=KIND_TEXT[veto.kind])
+    assert targets is not None  # decide acts only with a target
+    return targets.act(decision, path, score, flower, scored_as)
+
+
+class Targets:
+    """The target side of a run: the Mover (moves and copies, in a dry run only said)
+    and the Watch (what the user taught by moving files). `act` applies each decision
+    that changes files: another kind of action (tagging a sidecar, say) is one more
+    Decision and one more branch there."""
+
+    def __init__(self, mover: Mover, watch: Watch, review: Path | None):
+        self.mover, self.watch, self.review = mover, watch, review
+
+    @classmethod
+    def open(cls, src: Path, options: SortOptions) -> Targets:
+        """Take the lock and open the journal (a dry run: neither), make the target
+        folders, lock the source and target folders, and learn what the user did since
+        the last run."""
+        assert options.dest is not None
+        dry_run, review = options.dry_run, options.review
+        # a locked-out run makes nothing
+        mover = Mover(options.dest, options.copy, options.on_conflict, options.wait, src, dry_run)
+        mover.keep_below = src if options.keep_structure else None
+        mover.follow = options.walk.follow_symlinks
+        try:
+            if not dry_run:
+                try:
+                    created = make_dirs(mover.dest) + (make_dirs(review) if review else [])
+                except OSError as e:
+                    raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
+                mover.note_created_dirs(created)
+                # the source, then the target: the same order in every run
+                mover.folder_locks = []
+                for f in (src if src.is_dir() else src.parent, mover.dest):
+                    mover.folder_locks.append(FolderLock(f, options.wait))
+            watch = Watch(mover.dest, review, dry_run=dry_run, run=mover.run)
+            learnt = watch.start()
+        except BaseException:
+            mover.close()
+            raise
+        if learnt.found:
+            log.warning(
+                "the target %s already holds %d photo%s that flowersort did not put there: "
+                "left there, and not taken as flowers you chose (photos you put there from "
+                "now on are)",
+                options.dest,
+                learnt.found,
+                "" if learnt.found == 1 else "s",
+            )
+        if n := len(learnt.confirmations):
+            examples = "photo put into %s by you: a flower example"
+            if n > 1:
+                examples = "photos put into %s by you: flower examples"
+            log.info("%d " + examples, n, options.dest)
+        return cls(mover, watch, review)
+
+    def act(
+        self, decision: Decision, path: str, score: float, flower: bool, scored_as: tuple | None
+    ) -> Outcome:
+        """MOVE: into the target; REVIEW: into the review folder. A photo placed is
+        recorded, so that taking it back out later is a veto."""
+        review = decision == Decision.REVIEW
+        outcome = self.mover.move(path, score, scored_as, self.review if review else None)
+        if outcome.action in (Action.MOVED, Action.COPIED):
+            self.watch.placed(outcome.target, "review" if review else "dest", self.mover.run)
+        if review:
+            outcome.flower = flower
+            if outcome.action in (Action.MOVED, Action.COPIED, *DRY_DONE):
+                outcome.action = self.mover.said(Action.REVIEW)
+        return outcome
+
+    def finish(self) -> None:
+        """The walk is complete: the photos placed earlier that it never met are gone."""
+        if gone := self.watch.finish():
             said = (
                 "photo flowersort had placed is"
                 if gone == 1
                 else "photos flowersort had placed are"
             )
             log.info("%d %s gone (deleted, or moved out of the archive)", gone, said)
-    finally:
-        if watch:
-            watch.close()
-        if mover:
-            mover.close()
+
+    def close(self) -> None:
+        self.watch.close()
+        self.mover.close()
 
 
-def count_photos(
-    src: Path,
-    targets: Iterable[Path | None],
-    *,
-    include_hidden: bool = False,
-    follow_symlinks: bool = False,
-    exclude: Iterable[str] = (),
-) -> int:
+def count_photos(src: Path, targets: Iterable[Path | None], walk_options: WalkOptions) -> int:
     """How many files classify would look at (for a progress bar's ETA)."""
-    prune = [p for p in targets if p is not None]
-    return sum(
-        1
-        for _ in walk(
-            src,
-            prune=prune,
-            include_hidden=include_hidden,
-            follow_symlinks=follow_symlinks,
-            exclude=exclude,
-        )
-    )
+    return sum(1 for _ in walk_options.photos(src, targets))
 
 
 def noted(outcome: Outcome, note: str) -> Outcome:
@@ -482,26 +648,6 @@ def target_folder(dest: Path, photo: Path, keep_below: Path | None) -> Path:
     return dest if rel == "." or rel.startswith("..") else dest / rel
 
 
-def planned_finals(
-    group: list[Path], folder: Path, taken: set[str], present: set[str] | None = None
-) -> list[Path]:
-    """The names safefs.transfer would give a photo and its sidecars in folder now: the
-    first numbered stem free for every member and not planned for an earlier photo.
-    `present`: folder's names in hand (TargetNames), else it is listed now."""
-    stem, _ = safefs.split_name(group[0].name)
-    if present is None:
-        present = safefs.names_in_any_case(folder)
-    for new_stem in safefs.numbered_stems(stem):
-        names = [safefs.member_name(p.name, stem, new_stem) for p in group]
-        paths = [os.path.join(folder, n) for n in names]
-        if not any(p.casefold() in taken for p in paths) and not (
-            present & {n.casefold() for n in names}
-        ):
-            taken.update(p.casefold() for p in paths)
-            return [folder / n for n in names]
-    raise FileExistsError(errno.EEXIST, "no free name", str(folder))
-
-
 def dedupe_plan(photo: Path, twin: Path, sides: list[Path] | None = None):
     """How a dedupe would take photo's sidecars (`sides`, else sidecars(photo)):
     (duplicates, their twins, sidecars to move by the twin, their names there); None when
@@ -532,75 +678,78 @@ def failed(photo: Path, score: float, error: OSError, copy: bool) -> Outcome:
     return Outcome(photo, Action.FAILED, score, True, reason=reason, private_by_folder=private)
 
 
-class DryRun:
-    """What a run would do, photo by photo, touching nothing: the final names (a clash
-    with a file in dest or an earlier photo of this run is numbered) and the sidecars."""
+@dataclass
+class Live:
+    """What a run that changes files holds: the lock, the journal and its run there."""
 
-    def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode):
-        self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
-        self.taken: set[str] = set()
-        self.moved: set[Path] = set()  # sidecars an earlier photo would take with it
-        self.keep_below: Path | None = None
-        self.sidecars, self.names = Companions(), TargetNames()
-
-    def outcome(self, photo: Path, score: float) -> Outcome:
-        folder = target_folder(self.dest, photo, self.keep_below)
-        if self.copy or self.on_conflict == "skip":
-            if twin := identical_at_target(photo, folder):
-                return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
-        elif self.on_conflict == "dedupe" and (twin := identical_at_target(photo, folder)):
-            if (plan := dedupe_plan(photo, twin, self.sidecars(photo))) is not None:
-                _, twins, free, free_names = plan
-                try:  # the sidecars that move go by the twin, as a run checks them
-                    safefs.check_folders_keep_private(free, twin.parent)
-                except safefs.Exposed as e:
-                    return failed(photo, score, e, self.copy)
-                beside = sorted(twins[1:] + [twin.parent / name for name in free_names])
-                self.taken.update(os.fsdecode(p).casefold() for p in beside)
-                target = os.fsdecode(twin)
-                action = Action.WOULD_DEDUPLICATE
-                return Outcome(photo, action, score, True, target, _names(beside))
-        group = [
-            photo,
-            *(s for s in own_sidecars(photo, self.sidecars(photo)) if s not in self.moved),
-        ]
-        try:
-            safefs.check_folders_keep_private(group, folder)
-            finals = planned_finals(group, folder, self.taken, self.names(folder))
-        except OSError as e:  # as the run will say it
-            return failed(photo, score, e, self.copy)
-        if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
-            self.moved.update(group[1:])
-        action = Action.WOULD_COPY if self.copy else Action.WOULD_MOVE
-        return Outcome(photo, action, score, True, os.fsdecode(finals[0]), _names(finals[1:]))
+    lock: RunLock
+    journal: Journal
+    run: int
 
 
 class Mover:
-    """Moves (or copies) photos with their sidecars into dest, under the lock and journal."""
+    """Moves (or copies) photos with their sidecars into dest. Each photo is planned (a
+    copy already at the target, a dedupe, else the final names of its group from
+    safefs.free_names) and the plan applied: under the lock and journal, or in a dry run
+    only said (would-move ...). The two differ only where a file would change."""
 
     keep_below: Path | None = None  # --keep-structure: src, whose sub-folders are kept
     folder_locks: list = []  # FolderLock on src and dest, once dest is made
     follow: bool = False  # --follow-symlinks: a photo that is a link is moved by its link
     stopped = False  # by a signal: undo --list says so
 
-    def __init__(self, dest: Path, copy: bool, on_conflict: ConflictMode, wait: bool, src: Path):
-        folder = state_dir()
-        self.lock = RunLock(folder, wait)
-        try:
-            self.journal = Journal(folder)
-            self.journal.recover()
-            kind = "copy" if copy else "classify"  # absolute: undo --list is read from anywhere
-            self.run = self.journal.start_run(kind, src.absolute(), dest.absolute())
-        except BaseException:
-            self.lock.release()
-            raise
-        self.dest, self.copy, self.on_conflict = dest, copy, on_conflict
+    def __init__(
+        self,
+        dest: Path,
+        copy: bool,
+        on_conflict: ConflictMode,
+        wait: bool,
+        src: Path,
+        dry_run: bool = False,
+    ):
+        self.dest, self.copy, self.on_conflict, self.dry_run = dest, copy, on_conflict, dry_run
         self.full: str | None = None  # why the target took no more: no space, quota
         self.sidecars, self.names = Companions(), TargetNames()
+        self.moved: set[Path] = set()  # sidecars an earlier photo took with it
+        self.live: Live | None = None  # None: a dry run
+        self.journal: Journal | None = None  # read by both, written by a live run
+        if dry_run:  # read only, for where earlier runs put photos
+            self.journal = _journal_reader()
+            return
+        folder = state_dir()
+        lock = RunLock(folder, wait)
+        try:
+            self.journal = journal = Journal(folder)
+            journal.recover()
+            kind = RunKind.COPY if copy else RunKind.CLASSIFY
+            # absolute: undo --list is read from anywhere
+            self.live = Live(
+                lock, journal, journal.start_run(kind, src.absolute(), dest.absolute())
+            )
+        except BaseException:
+            lock.release()
+            raise
+
+    @property
+    def run(self) -> int | None:
+        """The run's id in the journal (None: a dry run)."""
+        return self.live.run if self.live else None
+
+    def _live(self) -> Live:
+        if self.live is None:
+            raise AssertionError("a dry run changes no file")
+        return self.live
+
+    def note_created_dirs(self, folders: list[Path]) -> None:
+        live = self._live()
+        live.journal.note_created_dirs(live.run, folders)
+
+    def said(self, action: Action) -> Action:
+        return WOULD.get(action, action) if self.dry_run else action
 
     def move(
         self,
-        path: str,
+        path: str | Path,
         score: float,
         scored_as: tuple | None = None,
         folder: Path | None = None,
@@ -609,7 +758,6 @@ class Mover:
         it was scored; a photo replaced or changed since is left where it is (its score is
         not its own)."""
         photo = Path(path)
-        done = Action.COPIED if self.copy else Action.MOVED
         base = folder or self.dest
         folder = target_folder(base, photo, self.keep_below)
         if self.full:  # every further try would fail the same way, and cost a full copy
@@ -625,31 +773,43 @@ class Mover:
                     return Outcome(photo, Action.SKIPPED, score, True, reason=f"already at {twin}")
                 if (beside := self.dedupe(photo, twin)) is not None:
                     target, sides = os.fsdecode(twin), _names(beside)
-                    return Outcome(photo, Action.DEDUPLICATED, score, True, target, sides)
-            group = [photo, *own_sidecars(photo, self.sidecars(photo))]
-            if folder != base:
-                safefs.check_folders_keep_private(group, folder)  # before its folders are made
-                self.journal.note_created_dirs(self.run, make_dirs(folder))
-            finals = self.journal.transfer(
-                self.run,
-                group,
-                folder,
-                keep_source=self.copy,
-                present=self.names(folder),
-                follow=self.follow,
-            )
+                    action = self.said(Action.DEDUPLICATED)
+                    return Outcome(photo, action, score, True, target, sides)
+            found = own_sidecars(photo, self.sidecars(photo))
+            group = [photo, *(s for s in found if s not in self.moved)]
+            finals = self.transfer(group, folder, made=folder != base)
         except OSError as e:
             if e.errno in FULL:
                 self.full = f"{folder} is full ({e.strerror})"
             return failed(photo, score, e, self.copy)
-        sidecar_finals = [os.fsdecode(f) for f in finals[1:]]
-        return Outcome(photo, done, score, True, os.fsdecode(finals[0]), sidecar_finals)
+        if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
+            self.moved.update(group[1:])
+        done = self.said(Action.COPIED if self.copy else Action.MOVED)
+        return Outcome(photo, done, score, True, os.fsdecode(finals[0]), _names(finals[1:]))
+
+    def transfer(self, group: list[Path], folder: Path, made: bool) -> list[Path]:
+        """Move (copy) group into folder under the names safefs.free_names gives it;
+        `made`: folder is the photo's own below the target (--keep-structure), made now."""
+        present = self.names(folder)
+        safefs.check_folders_keep_private(group, folder)  # before its folders are made
+        if self.dry_run:
+            names = next(safefs.free_names([p.name for p in group], present), None)
+            if names is None:
+                raise FileExistsError(errno.EEXIST, "no free name", str(folder))
+            present.update(n.casefold() for n in names)
+            return [folder / n for n in names]
+        live = self._live()
+        if made:
+            live.journal.note_created_dirs(live.run, make_dirs(folder))
+        return live.journal.transfer(
+            live.run, group, folder, keep_source=self.copy, present=present, follow=self.follow
+        )
 
     def already_there(self, photo: Path, folder: Path) -> Path | None:
         """Where an earlier run put this photo, if it is still there with the same bytes;
         for a copy (or --on-conflict skip), also a byte-identical twin under its name or a
         numbered one: a nightly --copy-to must not pile up copies."""
-        earlier = self.journal.earlier_final(photo, self.dest)
+        earlier = self.journal.earlier_final(photo, self.dest) if self.journal else None
         if earlier is not None and same_photo(photo, earlier):
             return earlier
         if self.copy or self.on_conflict == "skip":
@@ -665,24 +825,43 @@ class Mover:
         if (plan := dedupe_plan(photo, twin, self.sidecars(photo))) is None:
             return None
         dups, twins, free, free_names = plan
-        if free:
-            self.journal.transfer(
-                self.run,
+        if free and self.dry_run:  # as transfer checks them
+            safefs.check_folders_keep_private(free, twin.parent)
+            self.names(twin.parent).update(n.casefold() for n in free_names)
+        elif free:
+            live = self._live()
+            live.journal.transfer(
+                live.run,
                 free,
                 twin.parent,
                 exact_names=free_names,
-                action="dedupe-sidecars",
+                action=MoveAction.DEDUPE_SIDECARS,
                 present=self.names(twin.parent),
             )
-        self.journal.dedupe(self.run, dups, twins)
+        if not self.dry_run:
+            live = self._live()
+            live.journal.dedupe(live.run, dups, twins)
+        self.moved.update(free)
         return sorted(twins[1:] + [twin.parent / name for name in free_names])
 
     def close(self) -> None:
+        if self.live is None:
+            if self.journal is not None:
+                self.journal.close()
+            return
         for lock in self.folder_locks:
             lock.release()
-        self.journal.finish_run(self.run, self.stopped)
-        self.journal.close()
-        self.lock.release()
+        self.live.journal.finish_run(self.live.run, self.stopped)
+        self.live.journal.close()
+        self.live.lock.release()
+
+
+def _journal_reader() -> Journal | None:
+    """The journal read only (a dry run writes nothing), or None."""
+    try:
+        return Journal.reader(state_dir())
+    except StateError:
+        return None
 
 
 def undo(
@@ -690,84 +869,75 @@ def undo(
     run_id: int | None = None,
     dry_run: bool = False,
     stop: Callable[[], bool] | None = None,
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Put a classify run's moves back where they were (the last run, or run_id), never
-    overwriting; then remove the folders that run created, if now empty. A dry run only
-    says what would happen. When `stop()` turns true, stop after the photo in hand."""
+    overwriting; then remove the folders that run created, if now empty. A dry run goes
+    the same way and says what would happen (would-restore ...), touching nothing. When
+    `stop()` turns true, stop after the photo in hand."""
     folder = state_dir()
     with nullcontext() if dry_run else RunLock(folder, wait):
         journal = Journal(folder)
         complete = False  # every move put back: a reader gone at the last line (| head) is late
+        run = None
         try:
             if not dry_run:
                 journal.recover()
-            run_id = run_to_undo(journal, run_id)
-            if dry_run:
-                held = None  # a dedupe's line, until its moved sidecars (the next entry)
-                for sources, finals, keep_source, action in journal.done_moves(run_id):
-                    out = _undo_plan(sources, finals, keep_source)
-                    if action == "dedupe-sidecars" and held and out.action != "failed":
-                        held.sidecars = sorted(held.sidecars + _names(sources))
-                        continue
-                    if held:
-                        yield held
-                    held = out if action == "dedupe" else None
-                    if held is None:
-                        yield out
-                if held:
-                    yield held
-                return
-            run = journal.start_run("undo", None, None)
-            for sources, finals in journal.split_moves(run_id):  # said, never skipped
+            undo_id = run_to_undo(journal, run_id)
+            if not dry_run:
+                run = journal.start_run(RunKind.UNDO, None, None)
+            undoing = Undoing(journal, run, undo_id, dry_run)
+            for sources, finals in journal.split_moves(undo_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
                 yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
-            restored = journal.restored_by_undo(run_id)
+            restored = journal.restored_by_undo(undo_id)
             already = 0  # put back by an undo that was interrupted: finish quietly
             left = 0  # moves that failed to go back
             held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
-            moves = journal.done_moves(run_id)
-            metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
-            for i, (sources, finals, keep_source, action) in enumerate(moves):
-                if action != "dedupe-sidecars":  # a dedupe's group is done: say it
+            moves = journal.done_moves(undo_id)
+            for i, move in enumerate(moves):
+                sources, finals, keep_source, action = move
+                if action != DEDUPE_SIDECARS:  # a dedupe's group is done: say it
                     if held:
                         yield held
                     held = None
                     if stop is not None and stop():
-                        journal.finish_run(run)
+                        if run is not None:
+                            journal.finish_run(run)
                         return
                 if tuple(finals) in restored or (
-                    (keep_source or action == "dedupe")
+                    (keep_source or action == MoveAction.DEDUPE)
                     and all(s.exists() for s in sources)
                     and not (keep_source and any(f.exists() for f in finals))
                 ):
-                    already += action != "dedupe-sidecars"
+                    already += action != DEDUPE_SIDECARS
                     continue
-                if action == "dedupe":
-                    held = _undo_dedupe(journal, run, sources, finals, run_id)
+                out = undoing.take_back(move)
+                if action == MoveAction.DEDUPE:
+                    held = out
                     left += held.action == Action.FAILED
-                elif action == "dedupe-sidecars":  # part of the dedupe above: said there
-                    out = _undo_one(journal, run, sources, finals, False, metadata)
+                elif action == DEDUPE_SIDECARS:  # part of the dedupe above: said there
                     complete = i == len(moves) - 1 and not left
                     if out.action == Action.FAILED:
                         left += 1
                         yield out
-                    elif held and held.action == Action.RESTORED:
+                    elif held and held.action in (Action.RESTORED, Action.WOULD_RESTORE):
                         held.sidecars = sorted(held.sidecars + _names(sources))
                 else:
-                    out = _undo_one(journal, run, sources, finals, keep_source, metadata)
                     left += out.action == Action.FAILED
                     complete = i == len(moves) - 1 and not left
                     yield out
             complete = not left
             if held:
                 yield held
+            if run is None:  # a dry run: nothing to record
+                return
             if left:  # the run stays open: the next undo tries what is left
                 journal.finish_run(run)
                 return
-            _undone(journal, run_id, run, already)
+            _undone(journal, undo_id, run, already)
         except GeneratorExit:  # the reader went away: the run is undone if every move is back
-            if complete:
-                _undone(journal, run_id, run, already)
+            if complete and run is not None:
+                _undone(journal, undo_id, run, already)
             raise
         finally:
             journal.close()
@@ -813,24 +983,6 @@ def remove_empty_dirs(folders: list[Path]) -> None:
         log.info("removed empty folder %s", display(f))
 
 
-def _undo_plan(sources, finals, keep_source: bool) -> Outcome:
-    """What _undo_one would do, checked the same way, touching nothing."""
-    photo = sources[0]
-    if keep_source:
-        if all(
-            s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
-        ):
-            target, sides = os.fsdecode(finals[0]), _names(sources[1:])
-            return Outcome(photo, Action.WOULD_REMOVE_COPY, target=target, sidecars=sides)
-        return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
-    if not all(f.exists() for f in finals):
-        return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
-    if any(os.path.lexists(s) for s in sources):
-        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
-    target = os.fsdecode(finals[0])
-    return Outcome(photo, Action.WOULD_RESTORE, target=target, sidecars=_names(sources[1:]))
-
-
 def _untouched_since_moved(metadata: dict, finals) -> list[dict] | None:
     """For each file of a move, its mode, owner, times and tags from before the move if
     they are still as the move left them (a disk without them, such as exFAT, made a
@@ -851,44 +1003,121 @@ def _untouched_since_moved(metadata: dict, finals) -> list[dict] | None:
     return out
 
 
-def _undo_one(
-    journal: Journal, run: int, sources, finals, keep_source: bool, metadata: dict
-) -> Outcome:
-    photo = sources[0]
-    if keep_source:  # a copy: remove it only while the original is still there, unchanged
-        if all(
+class Undoing:
+    """Takes back the moves of run `run_id`, one journaled move at a time, as undo run
+    `run`; in a dry run each is checked the same way and only said (would-restore ...)."""
+
+    def __init__(self, journal: Journal, run: int | None, run_id: int, dry_run: bool):
+        self.journal, self.run, self.run_id, self.dry_run = journal, run, run_id, dry_run
+        self.metadata = journal.moved_metadata(run_id)  # all at once: not a query per photo
+
+    def _run(self) -> int:
+        if self.run is None:
+            raise AssertionError("a dry run changes no file")
+        return self.run
+
+    def said(self, action: Action) -> Action:
+        if not self.dry_run:
+            return action
+        return {
+            Action.RESTORED: Action.WOULD_RESTORE,
+            Action.REMOVED_COPY: Action.WOULD_REMOVE_COPY,
+        }[action]
+
+    def take_back(self, move: DoneMove) -> Outcome:
+        if move.action == MoveAction.DEDUPE:
+            return self.dedupe(move.sources, move.finals)
+        keep_source = move.keep_source and move.action != DEDUPE_SIDECARS
+        if keep_source:
+            return self.remove_copy(move.sources, move.finals)
+        return self.move_back(move.sources, move.finals)
+
+    def remove_copy(self, sources: list[Path], finals: list[Path]) -> Outcome:
+        """A copy: removed only while the original is still there, unchanged."""
+        photo = sources[0]
+        if not all(
             s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
         ):
+            return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
+        if not self.dry_run:
             for f in finals:
-                safefs._unlink(f)
-            target = os.fsdecode(finals[0])
-            return Outcome(photo, Action.REMOVED_COPY, target=target, sidecars=_names(sources[1:]))
-        return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
-    present = [f for f in finals if f.exists()]
-    if len(present) != len(finals):
-        return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
-    if refused := _link_in_the_way(photo):
-        return refused
-    try:
-        untouched = _untouched_since_moved(metadata, finals)
-        photo.parent.mkdir(parents=True, exist_ok=True)
-        journal.transfer(
-            run,
-            finals,
-            photo.parent,
-            exact_names=[s.name for s in sources],
-            metadata=untouched,
-            undoing=True,
+                safefs.remove(f)
+        target, sides = os.fsdecode(finals[0]), _names(sources[1:])
+        return Outcome(photo, self.said(Action.REMOVED_COPY), target=target, sidecars=sides)
+
+    def move_back(self, sources: list[Path], finals: list[Path]) -> Outcome:
+        photo = sources[0]
+        if not all(f.exists() for f in finals):
+            return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
+        if refused := _link_in_the_way(photo):
+            return refused
+        if self.dry_run and any(os.path.lexists(s) for s in sources):  # as transfer finds
+            return Outcome(photo, Action.FAILED, reason=APPEARED)
+
+        def move() -> None:
+            untouched = _untouched_since_moved(self.metadata, finals)
+            photo.parent.mkdir(parents=True, exist_ok=True)
+            self.journal.transfer(
+                self._run(),
+                finals,
+                photo.parent,
+                exact_names=[s.name for s in sources],
+                metadata=untouched,
+                undoing=True,
+            )
+            for source, before in zip(sources, untouched or []):
+                if before is not None:
+                    safefs.set_metadata(source, before)
+
+        return self._put_back(sources, finals[0], move)
+
+    def dedupe(self, sources: list[Path], twins: list[Path]) -> Outcome:
+        """A removed duplicate comes back as a copy of the twin that stayed, with its own
+        mode, times and tags (where the run journaled them)."""
+        photo = sources[0]
+        gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
+        if not all(t.exists() for _, t in gone):
+            return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
+        if refused := _link_in_the_way(photo):
+            return refused
+
+        def copy_back() -> None:
+            if not gone:
+                return
+            photo.parent.mkdir(parents=True, exist_ok=True)
+            self.journal.transfer(
+                self._run(),
+                [t for _, t in gone],
+                photo.parent,
+                keep_source=True,
+                exact_names=[s.name for s, _ in gone],
+                undoing=True,
+            )
+            own = self.journal.removed_duplicates(self.run_id, sources)
+            for source, _ in gone:
+                if source in own:  # the copy has the twin's mode, times and tags
+                    safefs.set_metadata(source, own[source])
+
+        return self._put_back(sources, twins[0], copy_back)
+
+    def _put_back(self, sources: list[Path], target: Path, act: Callable[[], None]) -> Outcome:
+        """act() (not in a dry run), and the photo is restored (would be); a name taken
+        since, or an I/O error, and it stays where it is."""
+        photo = sources[0]
+        try:
+            if not self.dry_run:
+                act()
+        except FileExistsError:
+            return Outcome(photo, Action.FAILED, reason=APPEARED)
+        except OSError as e:
+            return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
+        sides = _names(sources[1:])
+        return Outcome(
+            photo, self.said(Action.RESTORED), target=os.fsdecode(target), sidecars=sides
         )
-        for source, before in zip(sources, untouched or []):
-            if before is not None:
-                safefs.set_metadata(source, before)
-    except FileExistsError:
-        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
-    except OSError as e:
-        return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
-    target = os.fsdecode(finals[0])
-    return Outcome(photo, Action.RESTORED, target=target, sidecars=_names(sources[1:]))
+
+
+APPEARED = "a file of that name has appeared since"
 
 
 def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
@@ -909,37 +1138,3 @@ def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
 
 def _names(paths) -> list[str]:
     return [os.fsdecode(p) for p in paths]
-
-
-def _undo_dedupe(
-    journal: Journal, run: int, sources: list[Path], twins: list[Path], deduped_by: int
-) -> Outcome:
-    """A removed duplicate comes back as a copy of the twin that stayed, with its own
-    mode, times and tags (where run `deduped_by` journaled them)."""
-    photo = sources[0]
-    gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
-    if not all(t.exists() for _, t in gone):
-        return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
-    if refused := _link_in_the_way(photo):
-        return refused
-    try:
-        photo.parent.mkdir(parents=True, exist_ok=True)
-        if gone:
-            journal.transfer(
-                run,
-                [t for _, t in gone],
-                photo.parent,
-                keep_source=True,
-                exact_names=[s.name for s, _ in gone],
-                undoing=True,
-            )
-            own = journal.removed_duplicates(deduped_by, sources)
-            for source, _ in gone:
-                if source in own:  # the copy has the twin's mode, times and tags
-                    safefs.set_metadata(source, own[source])
-    except FileExistsError:
-        return Outcome(photo, Action.FAILED, reason="a file of that name has appeared since")
-    except OSError as e:
-        return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
-    target, sides = os.fsdecode(twins[0]), _names(sources[1:])
-    return Outcome(photo, Action.RESTORED, target=target, sidecars=sides)

@@ -29,7 +29,14 @@ from flowersort.network import (
     bce_with_logits,
     sigmoid,
 )
-from flowersort.pipeline import _stay_with, default_workers, example_scores, scan, worker_pool
+from flowersort.pipeline import (
+    _stay_with,
+    default_workers,
+    example_scores,
+    kill_pool,
+    scan,
+    worker_pool,
+)
 
 MIN_PER_CLASS = 4
 MAX_LAYER_ROWS = 4096  # far above any useful size; a larger layer would not fit in memory
@@ -220,7 +227,7 @@ def load_examples(
 
     photos = labelled_photos(Path(flowers), Path(noflowers), skips)
     for photo in scan(map(lookup, photos), cfg, workers, copies=copies):
-        path = photo.path
+        path = os.fspath(photo.path)  # as lookup gave it
         if on_photo:
             on_photo()
         if photo.skipped:
@@ -245,7 +252,7 @@ def folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     """k disjoint stratified folds of indices (each class dealt round the folds), fixed by
     the seed; together they hold every example once."""
     rng = np.random.default_rng(seed)
-    parts = [[] for _ in range(k)]
+    parts: list[list[np.ndarray]] = [[] for _ in range(k)]
     for label in (0.0, 1.0):
         idx = rng.permutation(np.flatnonzero(y == label))
         for i in range(k):
@@ -391,9 +398,7 @@ def _train_members(jobs: list[dict], workers: int, progress: Progress | None) ->
                 report(member)(epoch, stats)
             results = [f.result() for f in futures]
         except BaseException:  # Ctrl-C, SIGTERM: stop the nets in training now, not after
-            for process in list(pool._processes.values()):
-                process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+            kill_pool(pool)
             raise
         pool.shutdown()
         return results

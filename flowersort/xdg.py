@@ -1,4 +1,5 @@
-"""Where flowersort keeps its state and its cache: the XDG base directories."""
+"""Where flowersort keeps its state and its cache (the XDG base directories), and the
+umask its files are made with."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def base_dir(variable: str, fallback: str) -> Path:
             f"HOME is not set (nor {variable}): set one to say where flowersort keeps its files"
         )
     return Path(home) / fallback
+
+
+def current_umask() -> int:
+    """This process's umask, read without setting it (os.umask would, for a moment, for
+    every thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("Umask:"))
+        return int(line.split()[1], 8)
+    except (OSError, StopIteration, ValueError):
+        return 0o022

@@ -56,6 +56,8 @@ def test_ask_moves_the_least_sure_photos_into_review_and_only_them(trained_model
     assert plan.exit_code == 0, plan.output
     planned = [os.path.basename(o["path"]) for o in lines(plan)]
     assert [o["action"] for o in lines(plan)] == ["would-review"] * 3
+    # where each would go: the name the move gives it (the dry run is the run, unmoving)
+    assert [o["detail"] for o in lines(plan)] == [str(review / name) for name in planned]
     assert census(pictures) == before and not review.exists()
 
     done = run(*base, "-n", 3)

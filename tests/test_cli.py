@@ -393,19 +393,31 @@ def test_wait_waits_for_the_other_run_instead_of_exit_3(archive, trained_model, 
 def test_a_closed_output_pipe_stops_the_run_cleanly(archive, trained_model, tmp_path):
     """`flowersort classify ... --json | head -1`: exit 141, one line, nothing lost, the
     lock free for the next run."""
+    import fcntl
+
+    from tests.runs import make_archive
+
+    archive = tmp_path / "Pictures"
+    make_archive(archive, 60)  # about 20 KB of --json lines: more than the pipe holds
     dest = tmp_path / "Flowers"
     before = census(archive)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     args = [sys.executable, "-m", "flowersort", "classify", str(archive), "--move-to", str(dest)]
     args += ["--threshold", "0", "--json", "--workers", "1", "--model", str(trained_model)]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = json.loads(proc.stdout.readline())
-    proc.stdout.close()  # the reader goes away, as head does
+    read_end, write_end = os.pipe()
+    # the smallest pipe, so that the run cannot have written every line before the reader
+    # goes away, however the machine schedules the two (F_SETPIPE_SZ)
+    fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+    proc = subprocess.Popen(args, env=env, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    with open(read_end, "rb") as out:
+        first = json.loads(out.readline())
+    # the reader went away, as head does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert first["action"] == "moved"
     assert "Traceback" not in err and "output pipe was closed" in err
-    assert len(list(dest.iterdir())) < 12  # it stopped early
+    assert len(list(dest.rglob("*.jpg"))) < 60  # it stopped early
     assert census(archive, dest) == before
     again = run("classify", archive, "--move-to", dest, "--threshold", 0, "--model", trained_model)
     assert again.exit_code == 0, again.output

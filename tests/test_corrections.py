@@ -277,8 +277,9 @@ def test_train_with_corrections_adds_the_users_examples(examples, archive, tmp_p
 
 
 def test_a_correction_relabels_a_photo_of_the_example_folders(examples, tmp_path):
-    from flowersort.corrections import Example, with_corrections
+    from flowersort.corrections import Example
     from flowersort.features import FeatureConfig
+    from flowersort.learn import with_corrections
     from flowersort.train import load_examples
 
     cfg = FeatureConfig(image_size=48, grid=4, bins=12)

@@ -174,9 +174,9 @@ def run_cron_line(home: Path, line: str) -> subprocess.CompletedProcess:
     return with_opt_install(f"exec setsid env -i {cron_env} /bin/sh -c {shlex.quote(command)}")
 
 
-def readme_block(after: str) -> str:
-    """The indented block that follows the README line ending with `after`."""
-    lines = (ROOT / "README.md").read_text().splitlines()
+def usage_block(after: str) -> str:
+    """The indented block that follows the docs/usage.md line ending with `after`."""
+    lines = (ROOT / "docs" / "usage.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.endswith(after)) + 1
     block = []
     for line in lines[start:]:
@@ -186,14 +186,14 @@ def readme_block(after: str) -> str:
     return "\n".join(block).strip() + "\n"
 
 
-def test_readme_systemd_units_verify(tmp_path):
+def test_usage_systemd_units_verify(tmp_path):
     why_not = cron_can_run()
     if why_not or not shutil.which("systemd-analyze"):
         pytest.skip(why_not or "needs systemd-analyze")
     units = tmp_path / "units"
     units.mkdir()
-    service = readme_block("flowersort.service`:")
-    timer = readme_block("flowersort.timer`:")
+    service = usage_block("flowersort.service`:")
+    timer = usage_block("flowersort.timer`:")
     assert "ExecStart=/opt/flowersort/bin/flowersort classify %h/Pictures" in service
     (units / "flowersort.service").write_text(service)
     (units / "flowersort.timer").write_text(timer)
@@ -975,6 +975,27 @@ def test_report_as_drawn_heat_on_flowers_only_links_and_path_breaks(
     assert "a-very-long-folder-name-a-very-long-folder-name-a-very-long-folder-name-/<wbr>" in (
         deep_card
     )
+
+
+def test_report_cards_say_which_path_is_where_the_photo_went(archive, trained_model, tmp_path):
+    """A moved photo's card shows two paths: each says what it is."""
+    from tests.report_page import chromium
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed")
+    report, dest = tmp_path / "report.html", tmp_path / "Flowers"
+    args = ["classify", archive, "--move-to", dest, "--report", report, "--workers", 1]
+    assert run(*args, "--model", trained_model).exit_code == 0
+    dom = chromium_dom(report, tmp_path / "profile")
+    cards = [c.split('<div class="mark"')[0] for c in dom.split('<div class="card')[1:]]
+    texts = [re.sub(r"<[^>]+>", "", c) for c in cards]
+    moved = [t for t in texts if "moved" in t]
+    kept = [t for t in texts if "kept" in t]
+    assert moved and kept
+    for text in moved:
+        assert f"moved to: {dest}/" in text and f"from: {archive}/" in text, text
+    for text in kept:
+        assert f"in: {archive}/" in text, text
 
 
 def test_a_locked_out_run_creates_no_target_folder(archive, trained_model, tmp_path):

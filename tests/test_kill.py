@@ -74,7 +74,10 @@ def test_a_second_run_while_one_moves_is_locked_out_or_waits(tmp_path, state_hom
             assert a.poll() is None, "run A ended before it moved a photo"
             time.sleep(0.005)
         a.send_signal(signal.SIGSTOP)
-        b = subprocess.run(classify_cmd(src, dest), env=env, capture_output=True, text=True)
+        # at once: not after the score cache's busy timeout (A, stopped, may hold its write lock)
+        b = subprocess.run(
+            classify_cmd(src, dest), env=env, capture_output=True, text=True, timeout=20
+        )
         assert b.returncode == 3, b.stderr
         assert "another flowersort run" in b.stderr
         waiting = subprocess.Popen([*classify_cmd(src, dest), "--wait"], env=env)

@@ -139,7 +139,7 @@ def test_where_a_photo_went_breaks_after_a_slash_like_its_path(archive, trained_
     report = tmp_path / "report.html"
     classify_with_report(archive, trained_model, report, "--move-to", tmp_path / "Flowers")
     dom = run_chromium(tmp_path / "profile", "--dump-dom", report.as_uri())
-    moved = re.findall(r'<span class="a">moved: (.*?)</span>', dom)
+    moved = re.findall(r'<span class="a">moved to: (.*?)</span>', dom)
     assert moved  # 'Flowers/<wbr>IMG_0001.jpg', never 'Flowers/IMG_00' + '01.jpg' on a card
     for text in moved:
         assert text.count("/<wbr>") == text.count("/") > 2

@@ -160,7 +160,7 @@ def test_a_source_that_changes_before_its_removal_is_kept(tree, monkeypatch, acr
             safefs.move_file(photo, dest)
         assert [p.read_bytes() for p in dest.iterdir()] == [b"first photo"]
         return
-    with pytest.raises(OSError, match="changed while being moved"):
+    with pytest.raises(safefs.Changed, match="changed while being moved"):
         safefs.move_file(photo, dest)
     expected = b"first photo and more bytes" if change == "append" else b"another photo"
     assert photo.read_bytes() == expected
@@ -215,7 +215,7 @@ def test_a_write_while_the_removal_is_journaled_keeps_the_group(tmp_path, member
                 f.write(b" and more")
 
     try:
-        with pytest.raises(OSError, match="changed while being moved"):
+        with pytest.raises(safefs.Changed, match="changed while being moved"):
             safefs.transfer(group, dest, note=note)
         assert group[member].read_bytes().endswith(b" and more")
         assert files(src) == ["IMG_0001.jpg", "IMG_0001.xmp"] and files(dest) == []

@@ -1305,3 +1305,86 @@ def test_a_dedupe_that_would_expose_a_sidecar_is_predicted_by_the_dry_run(tmp_pa
         assert census(closed, dest) == before
     finally:
         shutil.rmtree(open_tree)
+
+
+def _lines(result) -> list[dict]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+WOULD = {"would-review": "review", "would-copy": "copied", "would-move": "moved"}
+
+
+def test_a_dry_run_of_a_review_names_the_files_the_real_run_gives(archive, tmp_path):
+    dest, review = tmp_path / "Flowers", tmp_path / "Review"
+    (review / "a").mkdir(parents=True)
+    (review / "IMG_0001.jpg").write_bytes(b"another photo of that name")  # a clash
+    band = ("--review-to", review, "--review-band", 1)  # every photo borderline
+    plan = classify(archive, dest, *band, "--dry-run")
+    done = classify(archive, dest, *band)
+    assert plan.exit_code == done.exit_code == 0, plan.output + done.output
+    planned = [{**o, "action": WOULD.get(o["action"], o["action"])} for o in _lines(plan)]
+    assert [o["action"] for o in _lines(plan)] == ["would-review"] * 2
+    assert planned == _lines(done)
+    assert {o["detail"] for o in planned} == {
+        str(review / "IMG_0001 (1).jpg"),
+        str(review / "IMG_0001 (2).jpg"),
+    }
+    assert [len(o["sidecars"]) for o in planned] == [3, 0]  # a's .CR2, .xmp, .jpg.json
+
+
+def test_a_dry_run_of_a_second_copy_says_already_there_as_the_run_does(
+    archive, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    dest = Path("Flowers")  # relative: the journal's names are absolute, the walk's are not
+    copy = ("--copy-to", dest, "--threshold", 0, "--json", "--workers", 1)
+    assert run("classify", archive, *copy).exit_code == 0
+    plan = run("classify", archive, *copy, "--dry-run")
+    done = run("classify", archive, *copy)
+    assert [o["action"] for o in _lines(done)] == ["already-there"] * 2
+    assert _lines(plan) == _lines(done)  # the same twin, named the same way
+
+
+@pytest.mark.parametrize(
+    "flower, borderline, target, review, vetoed, confirmed, expected",
+    [
+        (True, False, True, False, False, False, "move"),
+        (False, False, True, True, False, False, "keep"),
+        (True, False, False, True, False, False, "keep"),  # no target: listed only
+        (True, True, False, True, False, False, "keep"),
+        (True, True, True, True, False, False, "review"),
+        (False, True, True, False, False, False, "borderline"),
+        (True, True, True, True, False, True, "confirmed"),
+        (True, True, True, True, True, True, "vetoed"),
+        (True, False, True, False, True, False, "vetoed"),
+    ],
+)
+def test_decide(flower, borderline, target, review, vetoed, confirmed, expected):
+    from flowersort.sorter import decide
+
+    got = decide(
+        flower,
+        borderline,
+        has_target=target,
+        has_review=review,
+        vetoed=vetoed,
+        confirmed=confirmed,
+    )
+    assert got == expected
+
+
+def test_a_sort_run_holds_the_lock_until_its_with_block_ends(archive, tmp_path):
+    from flowersort.model import default_model_path, load_model
+    from flowersort.sorter import SortOptions, SortRun, WalkOptions, count_photos
+
+    model = load_model(default_model_path())
+    options = SortOptions(dest=tmp_path / "Flowers", threshold=0.0, workers=1)
+    with SortRun(model, archive, options) as sort_run:
+        first = next(iter(sort_run))  # stopped half-way: one photo of two
+        with pytest.raises(LockHeld):
+            RunLock(state_dir())
+    assert first.action == "moved"
+    RunLock(state_dir()).release()  # released by the with block, not by the collector
+    walk_options = WalkOptions(exclude=("b",))
+    assert count_photos(archive, options.targets, walk_options) == 0  # a's photo moved
+    assert count_photos(archive, options.targets, WalkOptions()) == 1

@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,24 +61,6 @@ def test_readme_use_lines_work_as_typed_after_the_set_up_line():
             assert model == trained, line
 
 
-def test_every_option_is_in_the_readme():
-    import click
-
-    from flowersort.cli import cli
-
-    readme = (ROOT / "README.md").read_text()
-
-    def options(command: click.Command):
-        for param in command.params:
-            for name in [*param.opts, *getattr(param, "secondary_opts", [])]:
-                if name.startswith("--") and name not in ("--help", "--version"):
-                    yield name
-        for sub in getattr(command, "commands", {}).values():
-            yield from options(sub)
-
-    assert [name for name in options(cli) if f"`{name}" not in readme and name not in readme] == []
-
-
 def test_readme_tryout_of_train_on_the_sample_photos_works_as_typed(tmp_path, monkeypatch):
     import shlex
 
@@ -91,3 +74,16 @@ def test_readme_tryout_of_train_on_the_sample_photos_works_as_typed(tmp_path, mo
         assert words[0] == "flowersort"
         result = run(*words[1:], "--workers", 1)
         assert result.exit_code == 0, (line, result.output)
+
+
+def test_mypy_clean():
+    """mypy flowersort, with the settings of pyproject.toml ([tool.mypy]): no error."""
+    pytest.importorskip("mypy", reason="mypy is not installed")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("Success: no issues found")
