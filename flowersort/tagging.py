@@ -27,13 +27,13 @@ from pathlib import Path
 from flowersort import xmp
 from flowersort.corrections import Correction, Store
 from flowersort.errors import FlowersortError, StateError
-from flowersort.journal import FolderLock, Journal, RunLock, state_dir
+from flowersort.journal import FolderLock, Journal, RunInfo, RunLock, state_dir
 from flowersort.outcomes import Action, Outcome
+from flowersort.records import RunKind
 from flowersort.safefs import Key, content_key
 
 log = logging.getLogger("flowersort")
 
-RUN_KIND = "tag"
 TAGS = """
 CREATE TABLE IF NOT EXISTS tags (
     id INTEGER PRIMARY KEY, run INTEGER NOT NULL, photo BLOB NOT NULL, sidecar BLOB NOT NULL,
@@ -94,9 +94,11 @@ class TagJournal:
     def __init__(self, journal: Journal):
         self.journal = journal
         self.db = journal.db
-        for statement in TAGS.strip().split(";"):
-            if statement.strip():
-                self.db.execute(statement)
+        there = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
+        if not self.db.execute(there).fetchone():  # made when first needed
+            for statement in TAGS.strip().split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
 
     def start(self, run: int, photo: Path, sidecar: Path, keyword: str, plan: xmp.Result):
         """A new journaled write and the note() xmp.tag calls before each step."""
@@ -138,7 +140,7 @@ class TagJournal:
     def set_state(self, tag_id: int, state: str) -> None:
         self.db.execute("UPDATE tags SET state = ? WHERE id = ?", (state, tag_id))
 
-    def recover(self) -> int:
+    def recover(self, quiet: bool = False) -> int:
         """Finish or forget each write a crash interrupted: its temporary is removed; the
         sidecar is either as before (the tag is forgotten) or complete (done)."""
         rows = self.db.execute(f"SELECT {COLUMNS} FROM tags WHERE state = ?", (STARTED,))
@@ -151,7 +153,9 @@ class TagJournal:
                 words = xmp.parse_keywords(data, t.sidecar) if data is not None else None
             except (OSError, xmp.SidecarError):
                 data = words = None
-            done = words is not None and (xmp.digest(data) == t.digest or words.has(t.keyword))
+            done = words is not None and (
+                xmp.digest(data) == t.digest or words.has_in(t.keyword, t.fields)
+            )
             if done:
                 self.db.execute(
                     "UPDATE tags SET state = ?, digest = ?, tmp = NULL WHERE id = ?",
@@ -160,9 +164,9 @@ class TagJournal:
             else:
                 self.finish(t.id, None)
             recovered += 1
-            log.warning(
-                "recovered an interrupted tag of %s: %s", t.photo, "done" if done else "not made"
-            )
+            if not quiet:
+                what = "done" if done else "not made"
+                log.warning("recovered an interrupted tag of %s: %s", t.photo, what)
         return recovered
 
     def ours(self) -> dict[Path, list[Tag]]:
@@ -181,10 +185,27 @@ class TagJournal:
         )
         return [_tag(r) for r in rows.fetchall()]
 
-    def runs(self) -> set[int]:
-        """The runs that wrote a keyword still in place."""
-        rows = self.db.execute("SELECT DISTINCT run FROM tags WHERE state = ?", (DONE,))
-        return {r[0] for r in rows.fetchall()}
+    def runs(self, run: int | None = None) -> list[RunInfo]:
+        """The tag runs that wrote keywords, oldest first (or just `run`), for undo."""
+        columns = "runs.id, kind, started, finished, src, dest, undone, COUNT(tags.id), stopped"
+        rows = self.db.execute(
+            f"SELECT {columns} FROM runs JOIN tags ON tags.run = runs.id "
+            "AND tags.state IN (?, ?, ?) WHERE kind = ? AND (? IS NULL OR runs.id = ?) "
+            "GROUP BY runs.id ORDER BY runs.id",
+            (DONE, UNDONE, REMOVED, RunKind.TAG.value, run, run),
+        ).fetchall()
+        return [
+            RunInfo(r[0], RunKind(r[1]), *r[2:6], bool(r[6]), r[7], stopped=bool(r[8]))
+            for r in rows
+        ]
+
+
+def tag_runs(journal: Journal, run: int | None = None) -> list[RunInfo]:
+    """TagJournal.runs of a journal that may be read only and have no tags yet."""
+    there = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
+    if not journal.db.execute(there).fetchone():
+        return []
+    return TagJournal(journal).runs(run)
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -207,8 +228,10 @@ def _remove_temporary(path: Path) -> None:
 
 
 class Tagger:
-    """One tag run's side effects: under the run lock, journaled; with dry_run nothing is
-    written (not the sidecars, not the journal, not the corrections store)."""
+    """The target side of a tag run, as sorter.Targets is of a move run: one tag run's side
+    effects, under the run lock, journaled; with dry_run nothing is written (not the
+    sidecars, not the journal, not the corrections store). It is its own `watch`: `held`
+    (a veto) and `confirmed` (tagged by hand) are asked of each photo."""
 
     stopped = False  # by a signal: the run is marked so
 
@@ -221,7 +244,7 @@ class Tagger:
                     xmp.split_keyword(word)
                 except ValueError as e:
                     raise FlowersortError(str(e)) from None
-        self.keyword, self.review, self.dry_run = keyword, review, dry_run
+        self.keyword, self.review_word, self.dry_run = keyword, review, dry_run
         folder = state_dir()
         self.lock = self.folder_lock = None
         self.run: int | None = None
@@ -236,21 +259,60 @@ class Tagger:
             self.tags = TagJournal(self.journal) if self.journal is not None else None
             if self.tags is not None and not dry_run:
                 self.tags.recover()
-                self.run = self.journal.start_run(RUN_KIND, Path(src).absolute(), None)
+                self.run = self.journal.start_run(RunKind.TAG, Path(src).absolute(), None)
                 self.folder_lock = FolderLock(src if src.is_dir() else src.parent, wait)
             self.ours = self.tags.ours() if self.tags is not None else {}
             self.store = Store(dry_run=dry_run)
         except BaseException:
             self.close()
             raise
+        self.hand: set[Path] = set()  # photos the user gave the keyword, met so far
+        self.folder: Path | None = None  # the folder the walk is in, and its names
+        self.names: list[str] = []
         self.by_key: dict[Key, Correction] = {c.key: c for c in self.store.corrections()}
         self.sizes = {c.size for c in self.by_key.values()}
 
+    @classmethod
+    def open(cls, src: Path, options) -> Tagger:
+        """The Tagger of a classify run with options.tag (sorter.SortOptions)."""
+        return cls(src, options.tag, options.review_tag, dry_run=options.dry_run, wait=options.wait)
+
+    @property
+    def watch(self) -> Tagger:
+        return self
+
+    @property
+    def review(self) -> str | None:  # sorter asks: is there a review band's keyword?
+        return self.review_word
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def finish(self) -> None:
+        """The walk is complete (nothing to forget: a tag stays with its photo)."""
+
+    def act(self, decision, path: str, score: float, flower: bool, scored_as=None) -> Outcome:
+        """sorter.Decision MOVE: the keyword; REVIEW: the review band's keyword."""
+        return self.tag(path, score, flower, review=decision == "review")
+
+    def confirmed(self, path: str | os.PathLike) -> bool:
+        """The user gave this photo the keyword (held() looked): a borderline score of it
+        gets no review keyword."""
+        return Path(os.path.abspath(path)) in self.hand
+
     # ------------------------------------------------------------------ corrections
+
+    def _sidecar(self, photo: Path) -> Path:
+        """xmp.find_sidecar from one listing of each folder (a listing per photo made a
+        folder of n photos cost n * n): only a hint, as a new sidecar's name is claimed
+        with link(), which fails if another program made one meanwhile."""
+        if photo.parent != self.folder:
+            self.folder, self.names = photo.parent, os.listdir(photo.parent)
+        return xmp.find_sidecar(photo, self.names)
 
     def _keywords(self, photo: Path) -> xmp.Keywords | None:
         try:
-            return xmp.read_keywords(xmp.find_sidecar(photo))
+            return xmp.read_keywords(self._sidecar(photo))
         except (OSError, xmp.SidecarError):
             return None  # tag() says why
 
@@ -264,6 +326,8 @@ class Tagger:
         """The veto that keeps this photo untagged: its content vetoed before, or a keyword
         flowersort wrote that the user has removed since (a new veto)."""
         photo = Path(os.path.abspath(path))
+        if self.hand_tagged(photo):
+            self.hand.add(photo)
         removed = []
         if photo in self.ours and (words := self._keywords(photo)) is not None:
             removed = [t for t in self.ours[photo] if not words.has(t.keyword)]
@@ -297,7 +361,8 @@ class Tagger:
             return False
         key = self._key(photo)
         if key is not None and self.by_key.get(key, None) is None:
-            self.by_key[key] = self.store.note(key, "flower", "tagged-by-hand", photo, self.run)
+            # no run: the user's own keyword, which no undo of ours takes back
+            self.by_key[key] = self.store.note(key, "flower", "tagged-by-hand", photo)
             self.sizes.add(key[0])
         return True
 
@@ -306,13 +371,13 @@ class Tagger:
     def tag(self, path: str, score: float, flower: bool, review: bool = False) -> Outcome:
         """Give the photo the keyword (the review band's, with review)."""
         photo = Path(path)
-        keyword = self.review if review else self.keyword
+        keyword = self.review_word if review else self.keyword
         assert keyword is not None
         mine = self.ours.get(Path(os.path.abspath(photo)), [])
         if review and any(t.keyword == self.keyword for t in mine):
             keyword = self.keyword  # tagged as a flower before: not also as borderline
         try:
-            plan = xmp.tag(photo, keyword, dry_run=True)
+            plan = xmp.tag(photo, keyword, dry_run=True, sidecar=self._sidecar(photo))
             if plan.action is xmp.Action.ALREADY_TAGGED or self.dry_run:
                 action = (
                     Action.ALREADY_TAGGED
@@ -325,20 +390,19 @@ class Tagger:
             tag_id, note = self.tags.start(self.run, photo, plan.sidecar, keyword, plan)
             try:
                 result = xmp.tag(photo, keyword, sidecar=plan.sidecar, note=note)
-            except xmp.SidecarWriteFailed as e:
-                if e.reason.startswith("written"):  # only the folder's fsync failed
-                    self.tags.recover()
-                else:
-                    self.tags.finish(tag_id, None)
-                raise
-            except BaseException:
-                self.tags.finish(tag_id, None)
+            except BaseException:  # the sidecar is as before, or complete (only the folder's
+                self.tags.recover(quiet=True)  # fsync failed): the journal says which
                 raise
             self.tags.finish(tag_id, result)
         except xmp.SidecarError as e:
             return Outcome(photo, Action.FAILED, score, flower, reason=str(e), keyword=keyword)
         except StateError:
             raise
+        except OSError as e:  # its folder unreadable
+            why = f"{e.strerror}; left untouched"
+            return Outcome(photo, Action.FAILED, score, flower, reason=why, keyword=keyword)
+        if result.created and photo.parent == self.folder:
+            self.names.append(result.sidecar.name)
         action = Action.TAGGED if result.action is xmp.Action.TAGGED else Action.ALREADY_TAGGED
         return Outcome(photo, action, score, flower, os.fsdecode(result.sidecar), keyword=keyword)
 

@@ -276,6 +276,11 @@ class Keywords:
     def of(self, f: Field) -> tuple[str, ...]:
         return {SUBJECT: self.subject, HIERARCHICAL: self.hierarchical}.get(f, self.tags_list)
 
+    def has_in(self, keyword: str, names: tuple[str, ...]) -> bool:
+        """keyword is in each of the lists named ("dc:subject", ...)."""
+        path = split_keyword(keyword)
+        return all(f.spell(path) in self.of(f) for f in FIELDS if f.name in names)
+
     def has(self, keyword: str) -> bool:
         """keyword ("Flowers" or "flowersort|Flowers") is in any of the lists."""
         path = split_keyword(keyword)

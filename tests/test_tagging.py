@@ -34,7 +34,7 @@ def tag_all(album: Path, dry_run: bool = False, review: bool = False) -> list:
 def undo_last() -> list:
     journal = Journal(state_dir())
     try:
-        run = max(tagging.TagJournal(journal).runs())
+        run = tagging.tag_runs(journal)[-1].id
         return list(tagging.undo_tags(journal, run))
     finally:
         journal.close()
