@@ -230,3 +230,14 @@ def test_the_report_and_the_log_name_what_was_tagged(archive, trained_model, tmp
     assert len(logged) == 6 and all(" + Flowers in fl_" in x for x in logged)
     html = page.read_text()
     assert html.count('"tagged"') == 6 and html.count("Flowers in ") == 6
+
+
+def test_a_borderline_photo_you_tagged_gets_no_review_keyword(archive, trained_model):
+    mine = archive / "2024" / "garden" / "fl_003.jpg.xmp"
+    mine.write_bytes(xmp.add_keyword(xmp.new_sidecar(), "Flowers")[0])  # tagged by you
+    result = tag(archive, trained_model, "--threshold", 0.5, "--review-band", 1, "--json")
+    assert result.exit_code == 0, result.output
+    out = {os.path.basename(o["path"]): o for o in lines(result)}
+    assert out["fl_003.jpg"]["action"] == "kept"
+    assert xmp.read_keywords(mine).hierarchical == ("Flowers",)
+    assert {o["action"] for n, o in out.items() if n != "fl_003.jpg"} == {"tagged"}
