@@ -241,3 +241,121 @@ def test_a_borderline_photo_you_tagged_gets_no_review_keyword(archive, trained_m
     assert out["fl_003.jpg"]["action"] == "kept"
     assert xmp.read_keywords(mine).hierarchical == ("Flowers",)
     assert {o["action"] for n, o in out.items() if n != "fl_003.jpg"} == {"tagged"}
+
+
+TRACED = ("write", "fsync", "renameat", "linkat")
+
+
+def tag_points(cmd: list[str], env: dict, folder, log) -> list[tuple[str, int, str]]:
+    """(syscall, which call of it, the line) for each write, fsync, rename and link a clean
+    tag run makes in `folder`: where strace fails or kills the next runs."""
+    trace = ["strace", "-f", "-qq", "-y", "-o", str(log), "-e", "trace=" + ",".join(TRACED)]
+    subprocess.run([*trace, *cmd], env=env, check=True, capture_output=True)
+    seen: dict[str, int] = {}
+    found = []
+    for line in log.read_text().splitlines():
+        line = re.sub(r"^\d+\s+", "", line)
+        if not (m := re.match(r"(\w+)\((.*)\)\s+= ", line)) or m[1] not in TRACED:
+            continue
+        seen[m[1]] = seen.get(m[1], 0) + 1
+        if str(folder) in m[2]:
+            found.append((m[1], seen[m[1]], line))
+    return found
+
+
+def two_flowers(tmp_path, name: str, existing: bool):
+    """Pictures/ with two flowers (with digiKam sidecars, if `existing`) and one other."""
+    from tests.conftest import make_folders
+
+    flowers, noflowers = make_folders(tmp_path / name / "gen", 2, seed=7)
+    root = tmp_path / name / "Pictures"
+    shutil.copytree(flowers, root)
+    shutil.copy(noflowers / "no_000.jpg", root)
+    shutil.rmtree(tmp_path / name / "gen")
+    if existing:
+        for p in root.glob("fl_*.jpg"):
+            p.with_name(p.name + ".xmp").write_bytes(DIGIKAM)
+    return root
+
+
+def sidecar_states(root, existing: bool) -> list[str]:
+    """Each flower's sidecar: "before" (as it was, or none) or "complete" (every keyword it
+    had, and Flowers once); anything else fails the test."""
+    states = []
+    for p in sorted(root.glob("fl_*.jpg")):
+        side = p.with_name(p.name + ".xmp")
+        if not side.exists() or (existing and side.read_bytes() == DIGIKAM):
+            assert side.exists() == existing
+            states.append("before")
+            continue
+        kw = xmp.read_keywords(side)
+        old = xmp.parse_keywords(DIGIKAM if existing else xmp.new_sidecar(), side)
+        assert kw.subject == (*old.subject, "Flowers"), side.read_bytes()
+        assert kw.hierarchical == (*old.hierarchical, "Flowers")
+        states.append("complete")
+    return states
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("existing", [True, False], ids=["merge", "new"])
+@pytest.mark.parametrize("how", ["fault", "kill"])
+def test_a_fault_or_kill_at_every_write_fsync_and_rename_of_a_tag_run(
+    tmp_path, trained_model, monkeypatch, existing, how
+):
+    """strace fails (ENOSPC, EIO) or kills (SIGKILL) the run at each write, fsync, rename
+    and link it makes in the archive: every sidecar is as before or complete, never half
+    written; a fault is one failed photo (exit 1) and cleans up after itself; a kill leaves
+    the write in flight in the journal, and the next run finishes it; two undos then give
+    back every sidecar as it was."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def fresh(name: str):
+        root = two_flowers(tmp_path, name, existing)
+        state = tmp_path / name / "state"
+        monkeypatch.setenv("XDG_STATE_HOME", str(state))
+        run_env = {**env, "XDG_STATE_HOME": str(state), "XDG_CACHE_HOME": str(state)}
+        cmd = [sys.executable, "-m", "flowersort", "classify", str(root), "--tag", "Flowers"]
+        cmd += ["--model", str(trained_model), "--workers", "1", "--quiet", "--no-cache"]
+        return root, cmd, run_env
+
+    root, cmd, run_env = fresh("clean")
+    found = tag_points(cmd, run_env, root, tmp_path / "strace.log")
+    # each sidecar: its temporary's write and fsync, its rename (or link), the folder's fsync
+    assert [c for c, _, _ in found].count("fsync") == 4, found
+    assert len(found) == 8, found
+    for i, (call, n, line) in enumerate(found):
+        root, cmd, run_env = fresh(f"{how}{i}")
+        if how == "fault":
+            inject = f"inject={call}:error={'ENOSPC' if call == 'write' else 'EIO'}:when={n}"
+        else:
+            inject = f"inject={call}:signal=KILL:when={n}"
+        trace = ["strace", "-f", "-qq", "-o", os.devnull, "-e", f"trace={call}", "-e", inject]
+        hit = subprocess.run([*trace, *cmd], env=run_env, capture_output=True, text=True)
+        sidecar_states(root, existing)  # before or complete, each one
+        temps = [p.name for p in root.iterdir() if p.name.startswith(xmp.TMP_PREFIX)]
+        if how == "fault":
+            assert hit.returncode == 1, (line, hit.stderr)
+            assert hit.stderr.count("failed: ") == 1, (line, hit.stderr)
+            assert temps == [], line
+        else:
+            assert hit.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), line
+            # before the name is taken, the temporary it interrupted is left (the journal
+            # knows it); after (the folder's fsync), the sidecar is complete
+            named = call == "fsync" and xmp.TMP_PREFIX not in line
+            assert len(temps) == (0 if named else 1), line
+        after = subprocess.run(cmd, env=run_env, capture_output=True, text=True)
+        assert after.returncode == 0, (line, after.stderr)
+        assert sidecar_states(root, existing) == ["complete", "complete"], line
+        assert [p for p in root.iterdir() if p.name.startswith(xmp.TMP_PREFIX)] == [], line
+        listed = subprocess.run(
+            [*cmd[:3], "undo", "--list", "--json"], env=run_env, text=True, capture_output=True
+        )
+        for info in map(
+            json.loads, listed.stdout.splitlines()[::-1]
+        ):  # the run after, then the one hit
+            assert info["kind"] == "tag" and info["state"] in ("done", "interrupted"), line
+            undone = subprocess.run([*cmd[:3], "undo", str(info["run"])], env=run_env)
+            assert undone.returncode == 0, line
+        assert sidecar_states(root, existing) == ["before", "before"], line
