@@ -551,3 +551,19 @@ def test_a_kill_at_each_write_fsync_and_rename_leaves_the_sidecar_before_or_comp
             assert got == "before" and len(temporaries(photo)) == 1, line  # interrupted
         else:  # the folder's fsync, or the temporary's unlink after link: all in place
             assert got == "complete", line
+
+
+def test_a_folder_swapped_for_a_link_is_not_written_through(photo, tmp_path):
+    """The photo's folder became a link to another (a user's swap, while root tags): the
+    write opens the folder with O_NOFOLLOW and writes nothing there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "IMG_0001.jpg").write_bytes(b"theirs")
+    (elsewhere / "IMG_0001.jpg.xmp").write_bytes(DARKTABLE)
+    album = photo.parent
+    os.rename(album, tmp_path / "was")
+    album.symlink_to(elsewhere)
+    with pytest.raises(xmp.SidecarError):
+        xmp.tag(album / "IMG_0001.jpg", "Flowers")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["IMG_0001.jpg", "IMG_0001.jpg.xmp"]
+    assert (elsewhere / "IMG_0001.jpg.xmp").read_bytes() == DARKTABLE
