@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
@@ -44,8 +45,8 @@ DEFAULTS = TrainConfig()
 COMMAND_EXIT_CODES = {
     "train": ("0", "2", "4", "130/143"),
     "evaluate": ("0", "2", "4"),
-    "classify": ("0", "1", "2", "3", "4", "5", "130/143", "141"),
-    "undo": ("0", "1", "2", "3", "4", "130/143", "141"),
+    "classify": ("0", "1", "2", "3", "4", "5", "6", "130/143", "141"),
+    "undo": ("0", "1", "2", "3", "4", "6", "130/143", "141"),
     "ask": ("0", "1", "2", "3", "4"),
     "adapt": ("0", "2", "4"),
 }
@@ -81,6 +82,20 @@ class PipeClosed(click.ClickException):
         super().__init__("the output pipe was closed: stopped; the photos above are done")
 
 
+class OutputFailed(click.ClickException):
+    """Standard output cannot be written (a full disk behind `> FILE`, an I/O error): stop
+    after the photo in hand, whose line is lost; the journal still knows every move."""
+
+    exit_code = ExitCode.OUTPUT_FAILED
+
+    def __init__(self, error: OSError) -> None:
+        why = error.strerror or str(error)
+        super().__init__(
+            f"cannot write the output ({why}): stopped; every move so far is done and in "
+            "the journal (flowersort undo --list)"
+        )
+
+
 class OneLineUsageError(click.ClickException):
     """A usage problem shown as one line with exit 2 (click's UsageError adds the usage)."""
 
@@ -95,6 +110,8 @@ def run_library(fn, *args, **kwargs):
     except BrokenPipeError:  # `flowersort classify ... --json | head`: the reader is gone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         raise PipeClosed() from None
+    except click.ClickException:  # already one line and its exit code (OutputFailed)
+        raise
     except UnexpectedError as e:
         log.debug("%s", e.details)
         raise CliError(e) from None
@@ -228,7 +245,14 @@ class BarSafeHandler(logging.StreamHandler):
 
 def say(line: str) -> None:
     """A line on stdout, written through the bar like the messages on stderr."""
-    tqdm.write(line, file=sys.stdout)
+    try:
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()  # now, so that a full disk is seen at this photo, not at exit
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # ENOSPC, EIO: the lines still buffered cannot be written either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OutputFailed(e) from None
 
 
 def open_log_file(path: Path) -> logging.StreamHandler:
@@ -1041,8 +1065,10 @@ def classify(
         on_stopped=lambda n: said.update(not_looked_at=n),
     )
     total = None
-    if not quiet and sys.stderr.isatty():  # a terminal: count first, for the bar's ETA
+    on_terminal = not quiet and sys.stderr.isatty()
+    if on_terminal:  # count first, for the bar's ETA
         total = count_photos(src, options.targets, options.walk)
+    started = time.monotonic()
     try:
         # a run stopped half-way releases the lock and journal as the with block ends
         with (
@@ -1068,6 +1094,16 @@ def classify(
         title = f"flowersort classify {src}"
         write_html(report_path, entries, model, title, workers, thumbnails)
         log.info("report written to %s", report_path)
+    if on_terminal:  # the bar is gone: say how long it took
+        log.info("classifying took %s", elapsed_words(time.monotonic() - started))
+    if counts[Action.BORDERLINE] and not quiet:
+        n = counts[Action.BORDERLINE]
+        log.info(
+            "%d borderline photo%s left in place: --review-to FOLDER puts them aside for you "
+            "to sort by hand (and flowersort learns from how you sort them)",
+            n,
+            " was" if n == 1 else "s were",
+        )
     log.info(summary_line(counts, passed_over, **said))
     report_once_per_run()
     interrupted.exit_if_stopped()
@@ -1087,6 +1123,16 @@ def write_html(
 CLASSIFY_ALWAYS = (Action.MOVED, Action.COPIED, Action.SKIPPED, Action.FAILED)
 TAG_ALWAYS = (Action.TAGGED, Action.SKIPPED, Action.FAILED)  # classify --tag
 UNDO_ALWAYS = (Action.FAILED,)
+
+
+def elapsed_words(seconds: float) -> str:
+    """'4.2 s', '3 min 05 s', '1 h 02 min'."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def summary_line(

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     LOCKED = 3
     BUG = 4
     EMPTY_SOURCE = 5  # SRC is an empty folder: an unmounted disk's mount point, say
+    OUTPUT_FAILED = 6  # stdout cannot be written: a full disk behind `> FILE`, say
     PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program killed by it
 
 
@@ -24,6 +25,7 @@ EXIT_MEANING = {
     "3": "another run holds the lock",
     "4": "stopped by an unexpected error (a bug, not a bad photo; --verbose shows where)",
     "5": "SRC is an empty folder (a disk not mounted?): nothing was done or created",
+    "6": "stopped because the output could not be written (a full disk behind > FILE)",
     "130/143": "stopped by SIGINT/SIGTERM (a move in hand is finished, no other started)",
     "141": "stopped because the program reading the output went away (| head)",
 }

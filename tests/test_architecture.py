@@ -4,6 +4,8 @@ fails here."""
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,17 @@ def test_an_import_upward_is_caught(module, target):
 
 def test_imports_inside_functions_count():
     assert "sorter" in imports(PACKAGE / "cli.py")  # cli imports sorter in its commands
+
+
+@pytest.mark.parametrize(
+    "module, not_loaded",
+    [
+        ("flowersort.sorter", "flowersort.train"),  # sorting does not load all of training
+        ("flowersort.cache", "flowersort.model"),  # a file's sha256 needs no model code
+        ("flowersort.model", "flowersort.safefs"),  # nor does the umask need the moves
+    ],
+)
+def test_importing_a_module_loads_none_it_does_not_need(module, not_loaded):
+    code = f"import sys, {module}; print({not_loaded!r} in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.strip() == "False", done.stderr

@@ -541,3 +541,84 @@ def test_one_photo_put_into_the_target_is_said_in_the_singular(archive, trained_
     assert run(*args).exit_code == 0
     write_photo(dest / "rose.jpg", make_photo(np.random.default_rng(6), True))
     assert f"1 photo put into {dest} by you: a flower example" in run(*args).stderr
+
+
+def test_on_a_terminal_the_bars_end_says_how_long_it_took(archive, trained_model, tmp_path):
+    """The bar clears itself at the end: a line says how long the run took; under cron
+    (stderr not a terminal) no such line."""
+    import pty
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, "-m", "flowersort", "classify", str(archive), "--dry-run"]
+    args += ["--move-to", str(tmp_path / "Flowers"), "--model", str(trained_model)]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the run closed the terminal's last end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    assert re.search(rb"classifying took \d+\.\d s", seen), seen[-500:]
+    piped = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert piped.returncode == 0 and "took" not in piped.stderr
+
+
+def test_borderline_photos_left_in_place_come_with_a_hint_about_review_to(
+    archive, trained_model, tmp_path
+):
+    args = ["classify", archive, "--move-to", tmp_path / "Flowers", "--model", trained_model]
+    result = run(*args, "--dry-run", "--threshold", 0.5, "--review-band", 0.49)
+    assert result.exit_code == 0
+    n = int(re.search(r"(\d+) borderline,", result.stderr)[1])  # the summary's count
+    hint = re.search(
+        r"(\d+) borderline photos? (was|were) left in place: --review-to", result.stderr
+    )
+    assert n and hint and int(hint[1]) == n, result.stderr
+    quiet = run(*args, "--dry-run", "--threshold", 0.5, "--review-band", 0.49, "-q")
+    assert "--review-to" not in quiet.stderr
+    with_folder = run(
+        *args,
+        "--dry-run",
+        "--threshold",
+        0.5,
+        "--review-band",
+        0.49,
+        "--review-to",
+        tmp_path / "Review",
+    )
+    assert "left in place" not in with_folder.stderr
+
+
+def test_an_output_that_cannot_be_written_stops_the_run_with_one_line(
+    archive, trained_model, tmp_path
+):
+    """`flowersort classify ... --json > out.json` on a full disk (/dev/full: every write
+    is ENOSPC): exit 6 with one line, not 'unexpected OSError'; nothing lost."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    dest = tmp_path / "Flowers"
+    before = census(archive)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, "-m", "flowersort", "classify", str(archive), "--move-to", str(dest)]
+    args += ["--threshold", "0", "--json", "--workers", "1", "--model", str(trained_model)]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(args, env=env, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 6, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
+    assert errors == [
+        "Error: cannot write the output (No space left on device): stopped; every move so far "
+        "is done and in the journal (flowersort undo --list)"
+    ], proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert 0 < len(list(dest.iterdir())) < 12  # it stopped at the first photo's line
+    assert census(archive, dest) == before
+    undo = run("undo")
+    assert undo.exit_code == 0, undo.output
+    assert census(archive) == before

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -103,10 +104,17 @@ def test_a_signal_stops_the_run_cleanly(signum, tmp_path, across, state_home):
         os.killpg(proc.pid, signum)
     else:  # kill PID
         proc.send_signal(signum)
+    watchdog = threading.Timer(60, proc.kill)  # a run that does not stop fails, not hangs
+    watchdog.start()
     try:
-        out, err = proc.communicate(timeout=60)
+        # read on from the buffered pipe: communicate() reads the raw pipe, and would lose
+        # the lines readline() has already taken in but not yet returned
+        out = proc.stdout.read()
+        err = proc.stderr.read()
+        proc.wait()
         time.sleep(0.5)
     finally:
+        watchdog.cancel()
         kill_leftovers(workers)
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
