@@ -23,6 +23,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowersort import xmp
 from flowersort.corrections import Correction, Store
@@ -31,6 +32,9 @@ from flowersort.journal import FolderLock, Journal, RunInfo, RunLock, state_dir
 from flowersort.outcomes import Action, Outcome
 from flowersort.records import RunKind
 from flowersort.safefs import Key, content_key
+
+if TYPE_CHECKING:  # sorter imports this module
+    from flowersort.sorter import SortOptions
 
 log = logging.getLogger("flowersort")
 
@@ -94,8 +98,7 @@ class TagJournal:
     def __init__(self, journal: Journal):
         self.journal = journal
         self.db = journal.db
-        there = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
-        if not self.db.execute(there).fetchone():  # made when first needed
+        if not _has_tags(journal):  # made when first needed
             for statement in TAGS.strip().split(";"):
                 if statement.strip():
                     self.db.execute(statement)
@@ -149,7 +152,7 @@ class TagJournal:
             if t.tmp is not None:
                 _remove_temporary(t.tmp)
             try:
-                data = _read_bytes(t.sidecar)
+                data = xmp.read_bytes(t.sidecar)
                 words = xmp.parse_keywords(data, t.sidecar) if data is not None else None
             except (OSError, xmp.SidecarError):
                 data = words = None
@@ -200,20 +203,14 @@ class TagJournal:
         ]
 
 
+def _has_tags(journal: Journal) -> bool:
+    there = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
+    return journal.db.execute(there).fetchone() is not None
+
+
 def tag_runs(journal: Journal, run: int | None = None) -> list[RunInfo]:
     """TagJournal.runs of a journal that may be read only and have no tags yet."""
-    there = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
-    if not journal.db.execute(there).fetchone():
-        return []
-    return TagJournal(journal).runs(run)
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    try:
-        data, _ = xmp._read(path)
-    except FileNotFoundError:
-        return None
-    return data
+    return TagJournal(journal).runs(run) if _has_tags(journal) else []
 
 
 def _remove_temporary(path: Path) -> None:
@@ -256,7 +253,9 @@ class Tagger:
                 self.lock = RunLock(folder, wait)
                 self.journal = Journal(folder)
                 self.journal.recover()
-            self.tags = TagJournal(self.journal) if self.journal is not None else None
+            self.tags = None  # a dry run reads a journal that may have no table tags yet
+            if self.journal is not None and (not dry_run or _has_tags(self.journal)):
+                self.tags = TagJournal(self.journal)
             if self.tags is not None and not dry_run:
                 self.tags.recover()
                 self.run = self.journal.start_run(RunKind.TAG, Path(src).absolute(), None)
@@ -273,7 +272,7 @@ class Tagger:
         self.sizes = {c.size for c in self.by_key.values()}
 
     @classmethod
-    def open(cls, src: Path, options) -> Tagger:
+    def open(cls, src: Path, options: SortOptions) -> Tagger:
         """The Tagger of a classify run with options.tag (sorter.SortOptions)."""
         return cls(src, options.tag, options.review_tag, dry_run=options.dry_run, wait=options.wait)
 
@@ -291,7 +290,9 @@ class Tagger:
     def finish(self) -> None:
         """The walk is complete (nothing to forget: a tag stays with its photo)."""
 
-    def act(self, decision, path: str, score: float, flower: bool, scored_as=None) -> Outcome:
+    def act(
+        self, decision: str, path: str, score: float, flower: bool, scored_as: object = None
+    ) -> Outcome:
         """sorter.Decision MOVE: the keyword; REVIEW: the review band's keyword."""
         return self.tag(path, score, flower, review=decision == "review")
 

@@ -561,6 +561,16 @@ def _read(sidecar: Path) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
+def read_bytes(sidecar: Path) -> bytes | None:
+    """A sidecar's bytes (None if there is none), read as tag() reads it: a link or a
+    special file is refused."""
+    try:
+        data, _ = _read(sidecar)
+    except FileNotFoundError:
+        return None
+    return data
+
+
 def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
         b.st_dev,

@@ -359,3 +359,12 @@ def test_a_fault_or_kill_at_every_write_fsync_and_rename_of_a_tag_run(
             undone = subprocess.run([*cmd[:3], "undo", str(info["run"])], env=run_env)
             assert undone.returncode == 0, line
         assert sidecar_states(root, existing) == ["before", "before"], line
+
+
+def test_a_dry_run_after_move_runs_reads_a_journal_without_tags(archive, trained_model, tmp_path):
+    """The journal of earlier move runs has no table tags yet, and a dry run only reads."""
+    moved = run("classify", archive / "2023", "--move-to", tmp_path / "F", "--model", trained_model)
+    assert moved.exit_code == 0, moved.output
+    result = tag(archive, trained_model, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would tag: " in result.stdout
