@@ -420,9 +420,16 @@ def copy_owner_and_mode(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
             os.fchown(dst_fd, -1, st.st_gid)
         except OSError:
             pass
+    wanted = stat.S_IMODE(st.st_mode)
     try:
-        os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
+        os.fchmod(dst_fd, wanted)  # after chown, which clears set-id bits
     except OSError as e:
+        # a disk without modes (exFAT) shows its own, and that is fine; but a copy left
+        # with fewer read bits than the photo had (the temporary's 0600) would shut out
+        # those who could read it: then the move is not done
+        lost = wanted & 0o444 & ~os.fstat(dst_fd).st_mode
+        if lost:
+            raise OSError(e.errno, f"cannot give the copy the photo's mode ({e.strerror})") from e
         log.debug("mode not kept: %s", e.strerror)
 
 
@@ -481,6 +488,16 @@ def _remove_quietly(path: Path) -> None:
         _unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _remove_temporary(tmp: Path) -> None:
+    """Remove a temporary whose job is done; one that cannot be removed (EIO) does not
+    undo a move whose final names hold the bytes, nor hide the error a failed one has:
+    it is named in a warning, for the user to remove."""
+    try:
+        _remove_quietly(tmp)
+    except OSError as e:
+        log.warning("warning: could not remove the temporary file %s (%s)", tmp, e.strerror)
 
 
 def _claim_first_free(
@@ -610,8 +627,8 @@ def transfer(
                 set_metadata(temp, meta)
             finals = _claim_first_free(temps, folder, candidates(), note, True)
     finally:
-        for tmp in temps:
-            _remove_quietly(tmp)
+        for tmp in temps:  # each final name holds its bytes now (or the move failed)
+            _remove_temporary(tmp)
     if present is not None:
         present.update(f.name.casefold() for f in finals)
     try:

@@ -4,6 +4,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -1230,6 +1231,85 @@ def test_a_target_that_refuses_the_dates_leaves_the_photo_in_place_and_says_why(
         assert why in result.stderr, result.stderr
         assert names(dest) == []
     assert census(src) == before
+
+
+def test_a_copy_that_cannot_take_the_photos_mode_is_not_a_move(tmp_path):
+    """fchmod of the copy on another disk fails (EIO, injected by strace): the copy would
+    stay 0600, shutting out the group and others who could read the 0644 photo; so the
+    photo stays in place, whole, nothing is left on the other disk, and the line says why."""
+    import numpy as np
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    src = tmp_path / "Pictures"
+    write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(13), True))
+    (src / "IMG_0001.jpg").chmod(0o644)
+    before = census(src)
+    with small_tmpfs(tmp_path / "other", "4m") as other:
+        dest = other / "Flowers"
+        cmd = [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)]
+        cmd += ["--threshold", "0", "--workers", "1", "--no-cache"]
+        trace = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fchmod"]
+        trace += ["-e", "inject=fchmod:error=EIO"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path / "state")}
+        result = subprocess.run(trace + cmd, env=env, capture_output=True, text=True)
+        assert result.returncode == 1, result.stderr
+        assert "cannot give the copy the photo's mode (Input/output error)" in result.stderr
+        assert names(dest) == []
+    assert census(src) == before
+    assert stat.S_IMODE((src / "IMG_0001.jpg").stat().st_mode) == 0o644
+
+
+def test_a_temporary_that_cannot_be_removed_does_not_fail_a_finished_move(tmp_path):
+    """Across filesystems, the temporary copy's unlink after its final name was linked
+    fails (EIO, injected by strace at that very call): the move is done (the final name
+    holds the bytes, the source is removed), not reported failed with photo, copy and
+    temporary all left; a warning names the temporary."""
+    import numpy as np
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    src = tmp_path / "Pictures"
+    write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(13), True))
+    before = census(src)
+    with small_tmpfs(tmp_path / "other", "4m") as other:
+        dest = other / "Flowers"
+        cmd = [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)]
+        cmd += ["--threshold", "0", "--workers", "1", "--no-cache"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        calls = "unlink,unlinkat"
+        log = tmp_path / "trace"
+        dry = {**env, "XDG_STATE_HOME": str(tmp_path / "dry")}
+        subprocess.run(
+            ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=" + calls, *cmd],
+            env=dry,
+            check=True,
+            capture_output=True,
+        )
+        seen: dict[str, int] = {}
+        at = None
+        for line in log.read_text().splitlines():
+            if m := re.search(r"\b(unlinkat|unlink)\((.*)\)\s+= ", line):
+                seen[m[1]] = seen.get(m[1], 0) + 1
+                if safefs.TMP_PREFIX in m[2]:
+                    at = (m[1], seen[m[1]])
+                    break
+        assert at, "no unlink of a temporary in a clean run"
+        shutil.rmtree(dest)
+        write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(13), True))
+        assert census(src) == before
+        trace = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=" + calls]
+        trace += ["-e", f"inject={at[0]}:error=EIO:when={at[1]}"]
+        env["XDG_STATE_HOME"] = str(tmp_path / "state")
+        result = subprocess.run(trace + cmd, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "1 moved" in result.stderr
+        assert "warning: could not remove the temporary file" in result.stderr
+        # the temporary left is another name of the final file, not a copy of its own
+        (leftover,) = [p for p in dest.iterdir() if p.name.startswith(safefs.TMP_PREFIX)]
+        assert leftover.samefile(dest / "IMG_0001.jpg")
+        leftover.unlink()
+        assert census(dest) == before and not list(src.rglob("*.jpg"))
 
 
 def test_undo_puts_photos_back_into_the_open_folder_they_came_from(tmp_path):
