@@ -567,3 +567,21 @@ def test_a_folder_swapped_for_a_link_is_not_written_through(photo, tmp_path):
         xmp.tag(album / "IMG_0001.jpg", "Flowers")
     assert sorted(p.name for p in elsewhere.iterdir()) == ["IMG_0001.jpg", "IMG_0001.jpg.xmp"]
     assert (elsewhere / "IMG_0001.jpg.xmp").read_bytes() == DARKTABLE
+
+
+def test_tagging_on_an_exfat_stick(tmp_path):
+    """No hard links, no modes, no owners: a new sidecar takes its name by rename after one
+    more look, an existing one is merged as anywhere else."""
+    from tests.conftest import exfat
+
+    with exfat(tmp_path / "stick") as stick:
+        for name in ("IMG_0001.jpg", "IMG_0002.jpg"):
+            (stick / name).write_bytes(b"\xff\xd8 photo \xff\xd9")
+        (stick / "IMG_0002.jpg.xmp").write_bytes(DIGIKAM)
+        assert xmp.tag(stick / "IMG_0001.jpg", "Flowers").created
+        assert xmp.tag(stick / "IMG_0002.jpg", "Flowers").action is xmp.Action.TAGGED
+        assert xmp.read_keywords(stick / "IMG_0001.jpg.xmp").subject == ("Flowers",)
+        assert only_insertions(DIGIKAM, (stick / "IMG_0002.jpg.xmp").read_bytes())
+        assert sorted(p.name for p in stick.iterdir()) == [
+            "IMG_0001.jpg", "IMG_0001.jpg.xmp", "IMG_0002.jpg", "IMG_0002.jpg.xmp"
+        ]  # fmt: skip
