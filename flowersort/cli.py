@@ -892,6 +892,21 @@ def evaluate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Copy the flower photos into this folder instead; the archive is untouched.",
 )
+@click.option(
+    "--tag",
+    metavar="KEYWORD",
+    help="Instead of moving: write KEYWORD (e.g. Flowers, or a hierarchy such as "
+    "'flowersort|Flowers') into each flower photo's XMP sidecar, where digiKam, darktable, "
+    "Lightroom and Immich read keywords; no photo is moved, renamed or changed. 'undo' "
+    "takes the keyword out again; a keyword you remove is a veto, a photo you give it "
+    "is a flower example.",
+)
+@click.option(
+    "--review-tag",
+    metavar="KEYWORD",
+    help="With --tag: the keyword of photos with a borderline score (default: KEYWORD "
+    "followed by '?', e.g. 'Flowers?').",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and touch nothing.")
 @click.option(
     "--keep-structure",
@@ -972,6 +987,8 @@ def classify(
     src,
     move_to,
     copy_to,
+    tag,
+    review_tag,
     dry_run,
     keep_structure,
     model_path,
@@ -1006,14 +1023,27 @@ def classify(
     flowersort learns from what you do with the files: a photo it moved that you took
     back out of the target (under any name, into any folder) is never moved again; a photo
     you put into the target yourself is a flower example (see 'flowersort corrections').
+
+    With --tag KEYWORD nothing is moved: each flower photo gets KEYWORD in its XMP sidecar
+    (merged into one there, else a new NAME.ext.xmp), journaled so 'flowersort undo' takes
+    it out again; a keyword you remove is a veto, one you add by hand a flower example.
     """
     from flowersort.sorter import Hooks, SortOptions, SortRun, WalkOptions, count_photos
+    from flowersort.tagging import review_keyword
 
     setup_logging(quiet, verbose, log_file)
     interrupted = Interrupted.install()
     if move_to and copy_to:
         raise click.UsageError("use either --move-to or --copy-to, not both")
     dest = move_to or copy_to
+    if tag is not None and dest:
+        raise click.UsageError("use either --tag or --move-to/--copy-to, not both")
+    if review_tag is not None and tag is None:
+        raise click.UsageError("--review-tag needs --tag")
+    if tag is not None and (review_to or keep_structure):
+        raise click.UsageError("--review-to and --keep-structure need --move-to or --copy-to")
+    if tag is not None and review_tag is None:
+        review_tag = review_keyword(tag)
     if review_to and not dest:
         raise click.UsageError("--review-to needs --move-to or --copy-to")
     if review_to and os.path.realpath(review_to) == os.path.realpath(dest):
@@ -1022,17 +1052,20 @@ def classify(
     model = open_model(model_file)
     cache = None
     if not no_cache:
-        changes_files = dest is not None and not dry_run
+        changes_files = (dest is not None or tag is not None) and not dry_run
         cache = run_library(open_score_cache, cache_path, model_file, changes_files, thumbnails)
     counts: Counter = Counter()
     passed_over: Counter = Counter()  # videos and RAW files, by suffix
     said: dict[str, Any] = {"model": model_file}  # for the summary line
-    if dest is None:  # no target: the flowers listed are counted too
+    listing = dest is None and tag is None
+    if listing:  # no target: the flowers listed are counted too
         said["flowers"] = 0
+    if tag is not None:
+        said["always"] = TAG_ALWAYS
 
     def counting(outcomes):
         for o in outcomes:
-            if dest is None:
+            if listing:
                 said["flowers"] += bool(o.flower)
             yield o
 
@@ -1049,6 +1082,8 @@ def classify(
         workers=workers,
         thumbnail=thumbnails,
         walk=WalkOptions(include_hidden, follow_symlinks, tuple(exclude)),
+        tag=tag,
+        review_tag=review_tag,
     )
     hooks = Hooks(
         stop=interrupted,
@@ -1112,6 +1147,7 @@ def write_html(
 
 
 CLASSIFY_ALWAYS = (Action.MOVED, Action.COPIED, Action.SKIPPED, Action.FAILED)
+TAG_ALWAYS = (Action.TAGGED, Action.SKIPPED, Action.FAILED)  # classify --tag
 UNDO_ALWAYS = (Action.FAILED,)
 
 
@@ -1239,6 +1275,8 @@ def show_runs(as_json: bool) -> None:
 def outcome_line(o: Outcome) -> str:
     """'moved: SRC -> DST (0.912) + .xmp, .CR2': a move, copy or plan with its sidecars
     (their names follow the photo's final name); for undo, where the photo went back."""
+    if o.keyword:  # a tag run: the keyword and the sidecar it is in
+        return tag_line(o)
     extras = ""
     if o.sidecars:
         beside = o.source if o.action.puts_back else o.target  # the photo they are with
@@ -1247,6 +1285,16 @@ def outcome_line(o: Outcome) -> str:
     if o.action.puts_back:  # undo: the photo goes back from target to source
         return f"{o.action.words}: {display(o.target)} -> {display(o.source)}{extras}"
     return f"{o.action.words}: {display(o.source)} -> {display(o.target)} ({o.score:.3f}){extras}"
+
+
+def tag_line(o: Outcome) -> str:
+    """'tagged: Pictures/IMG_0001.jpg (0.912) + Flowers in IMG_0001.jpg.xmp'; for undo,
+    'untagged: Pictures/IMG_0001.jpg - Flowers from IMG_0001.jpg.xmp'."""
+    score = "" if o.score is None else f" ({o.score:.3f})"
+    sidecar = display(os.path.basename(o.target))
+    if o.action in (Action.UNTAGGED, Action.WOULD_UNTAG, Action.NOT_TAGGED):
+        return f"{o.action.words}: {display(o.source)} - {o.keyword} from {sidecar}"
+    return f"{o.action.words}: {display(o.source)}{score} + {o.keyword} in {sidecar}"
 
 
 @cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["ask"]))
@@ -1525,6 +1573,8 @@ def show_outcomes(
             log.debug("%s: %s (score %.3f)", o.action, display(o.source), o.score)
         elif o.action == Action.ALREADY_THERE:  # every night for every photo: only with -v
             log.debug("already there: %s = %s", display(o.source), display(o.target))
+        elif o.action in (Action.ALREADY_TAGGED, Action.NOT_TAGGED):  # likewise
+            log.debug(outcome_line(o))
         elif o.action == Action.BORDERLINE and not quiet:
             say(f"borderline, left for you: {display(o.source)} ({o.score:.3f})")
         elif quiet:

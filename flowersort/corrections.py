@@ -39,7 +39,9 @@ from flowersort.safefs import Key, content_key
 
 Label = Literal["flower", "not-flower"]
 # how a correction was learnt
-Kind = Literal["taken-out", "review-out", "review-in", "added", "mark"]
+Kind = Literal[
+    "taken-out", "review-out", "review-in", "added", "mark", "tag-removed", "tagged-by-hand"
+]
 Folder = Literal["dest", "review"]
 
 # a photo flowersort moved that stayed in DEST this long is a weak confirmation
@@ -108,6 +110,8 @@ KIND_TEXT = {
     "review-in": "sorted from the review folder into the target",
     "added": "put into the target folder by hand",
     "mark": "marked in a report",
+    "tag-removed": "its keyword removed by you in a photo manager",
+    "tagged-by-hand": "given the keyword by you",
 }
 
 

@@ -81,7 +81,7 @@ class RunInfo:
     def to_json(self) -> dict:
         return {
             "run": self.id,
-            "kind": "copy" if self.kind == RunKind.COPY else "move",
+            "kind": {RunKind.COPY: "copy", RunKind.TAG: "tag"}.get(self.kind, "move"),
             "started": self.when(),
             "photos": self.photos,
             "state": self.state,

@@ -29,6 +29,12 @@ class Action(str, Enum):
     REMOVED_COPY = "removed-copy"  # undo of a copy
     WOULD_RESTORE = "would-restore"
     WOULD_REMOVE_COPY = "would-remove-copy"
+    TAGGED = "tagged"  # classify --tag: the keyword written into the photo's sidecar
+    WOULD_TAG = "would-tag"
+    ALREADY_TAGGED = "already-tagged"  # the sidecar has the keyword already
+    UNTAGGED = "untagged"  # undo of a tag run: the keyword taken out again
+    WOULD_UNTAG = "would-untag"
+    NOT_TAGGED = "not-tagged"  # undo of a tag run: the keyword was gone already
     KEPT = "kept"
     SKIPPED = "skipped"  # not a usable photo
     FAILED = "failed"  # a move (or a move back) that could not be done
@@ -65,6 +71,8 @@ CHANGED_FILES = frozenset(
         Action.REVIEW,
         Action.RESTORED,
         Action.REMOVED_COPY,
+        Action.TAGGED,
+        Action.UNTAGGED,
     }
 )
 PUTS_BACK = frozenset(
@@ -92,6 +100,7 @@ class Outcome:
     note: str = ""
     private_by_folder: bool = False  # failed: the target would expose it (PrivateByFolder)
     skipped_before: bool = False  # skipped for a lasting reason on an earlier run, unchanged
+    keyword: str = ""  # a tag run's: the keyword written (or to be, or taken out)
 
     @property
     def moved_into_target(self) -> bool:
@@ -113,6 +122,8 @@ class Outcome:
             "sidecars": [os.fsdecode(s) for s in self.sidecars],
             "note": self.note,
         }
+        if self.keyword:  # a tag run's lines only: the keys of the others stay as they are
+            row["keyword"] = self.keyword
         for key, name in (("path", self.source), ("detail", self.target)):
             raw = os.fsencode(name)  # the target (where it went) is a name too: detail_bytes
             try:

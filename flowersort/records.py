@@ -27,6 +27,7 @@ class RunKind(StrEnum):
     CLASSIFY = "classify"  # moves photos
     COPY = "copy"  # classify --copy-to
     UNDO = "undo"
+    TAG = "tag"  # classify --tag: keywords written into sidecars (tagging.py)
 
 
 class MoveState(StrEnum):

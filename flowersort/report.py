@@ -55,12 +55,17 @@ def outcome_entries(outcomes: Iterable[Outcome]) -> list[Entry]:
             o.score,
             o.flower,
             o.action.value,
-            "; ".join(filter(None, [o.reason, o.note])),
+            "; ".join(filter(None, [_tagged(o) or o.reason, o.note])),
             shown_from=o.target if o.moved_into_target else None,
-            went_to=os.fspath(o.target) if o.target else "",
+            went_to=os.fspath(o.target) if o.target and not o.keyword else "",
         )
         for o in outcomes
     ]
+
+
+def _tagged(o: Outcome) -> str:
+    """A tag run's card: the keyword and the sidecar it is in (the photo stays)."""
+    return f"{o.keyword} in {os.fsdecode(o.target)}" if o.keyword and o.target else ""
 
 
 def _thumb_and_features(

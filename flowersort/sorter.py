@@ -33,6 +33,7 @@ from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import score_photos
 from flowersort.records import MoveAction, RunKind, StrEnum
+from flowersort.tagging import Tagger, tag_runs, undo_tags
 
 log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
@@ -339,6 +340,8 @@ class SortOptions:
     workers: int | None = None
     thumbnail: bool = False
     walk: WalkOptions = field(default_factory=WalkOptions)
+    tag: str | None = None  # --tag: this keyword in each flower's sidecar, instead of a move
+    review_tag: str | None = None  # with tag: the review band's keyword (None: left alone)
 
     @property
     def targets(self) -> tuple[Path | None, Path | None]:
@@ -418,7 +421,11 @@ def _sort(
     src = Path(src)
     check_run(src, options)
     threshold, band = decision_line(model, options)
-    targets = Targets.open(src, options) if options.dest is not None else None
+    targets: Targets | Tagger | None = None
+    if options.tag is not None:  # nothing moves: keywords in the sidecars (tagging.py)
+        targets = Tagger.open(src, options)
+    elif options.dest is not None:
+        targets = Targets.open(src, options)
     walk_skips: deque[tuple[str, str]] = deque()
     scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
 
@@ -443,7 +450,7 @@ def _sort(
                 if hooks.on_stopped is not None:  # read but not reported, and the walk's rest
                     hooks.on_stopped(len(scored_as) + sum(1 for _ in photos))
                 if targets:
-                    targets.mover.stopped = True
+                    targets.stop()
                 return
             path, score = os.fspath(scored.path), scored.score
             was = scored_as.pop(path, None)
@@ -508,7 +515,7 @@ def sort_one(
     score: float,
     flower: bool,
     borderline: bool,
-    targets: Targets | None,
+    targets: Targets | Tagger | None,
     scored_as: tuple | None,
 ) -> Outcome:
     """One scored photo: decided (decide), then left, or acted on by the targets."""
@@ -595,6 +602,10 @@ class Targets:
             if outcome.action in (Action.MOVED, Action.COPIED, *DRY_DONE):
                 outcome.action = self.mover.said(Action.REVIEW)
         return outcome
+
+    def stop(self) -> None:
+        """A signal came: the run is marked stopped (undo --list says so)."""
+        self.mover.stopped = True
 
     def finish(self) -> None:
         """The walk is complete: the photos placed earlier that it never met are gone."""
@@ -883,6 +894,9 @@ def undo(
             undo_id = run_to_undo(journal, run_id)
             if not dry_run:
                 run = journal.start_run(RunKind.UNDO, None, None)
+            if tag_runs(journal, undo_id):  # a tag run: its keywords come out, nothing moves
+                yield from _untag(journal, undo_id, run, dry_run, stop)
+                return
             undoing = Undoing(journal, run, undo_id, dry_run)
             for sources, finals in journal.split_moves(undo_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
@@ -947,16 +961,44 @@ def list_runs() -> list[RunInfo]:
     if journal is None:
         return []
     try:
-        return journal.runs()
+        return _runs(journal)
     finally:
         journal.close()
+
+
+def _runs(journal: Journal, run: int | None = None) -> list[RunInfo]:
+    """The move and copy runs, and the tag runs (tagging.py), oldest first."""
+    return sorted(journal.runs(run) + tag_runs(journal, run), key=lambda info: info.id)
+
+
+def _untag(
+    journal: Journal,
+    undo_id: int,
+    run: int | None,
+    dry_run: bool,
+    stop: Callable[[], bool] | None,
+) -> Iterator[Outcome]:
+    """The undo of a tag run (run: this undo's, None in a dry run): each keyword it wrote
+    comes out; the run is undone once every one has."""
+    left = 0  # keywords that could not be taken out: the next undo tries again
+    for out in undo_tags(journal, undo_id, dry_run=dry_run):
+        left += out.action == Action.FAILED
+        yield out
+        if stop is not None and stop():  # after the photo in hand
+            break
+    else:
+        if run is not None and not left:
+            _undone(journal, undo_id, run, 0)
+            return
+    if run is not None:
+        journal.finish_run(run)
 
 
 def run_to_undo(journal: Journal, run_id: int | None) -> int:
     """The run an undo takes back: run_id, else the last run that moved photos, if it is
     not undone already (a second undo never walks silently into earlier nights)."""
     hint = "'flowersort undo --list' shows the runs, 'flowersort undo RUN' undoes one"
-    runs = journal.runs(run_id)
+    runs = _runs(journal, run_id)
     if run_id is not None and not runs:
         raise FlowersortError(f"no run {run_id} moved photos; {hint}")
     if not runs:

@@ -45,7 +45,7 @@ def test_the_enums_are_the_strings_the_journal_stores():
         "started", "done", "failed", "split", "rolled-back", "failed-clean", "damaged"
     ]  # fmt: skip
     assert [a.value for a in MoveAction] == ["move", "dedupe", "dedupe-sidecars"]
-    assert [k.value for k in RunKind] == ["classify", "copy", "undo"]
+    assert [k.value for k in RunKind] == ["classify", "copy", "undo", "tag"]
     assert f"{MoveState.DONE}" == "done" and MoveState("done") is MoveState.DONE
 
 
