@@ -156,10 +156,13 @@ class TagJournal:
                 words = xmp.parse_keywords(data, t.sidecar) if data is not None else None
             except (OSError, xmp.SidecarError):
                 data = words = None
-            done = words is not None and (
-                xmp.digest(data) == t.digest or words.has_in(t.keyword, t.fields)
+            done = (
+                data is not None
+                and words is not None
+                and (xmp.digest(data) == t.digest or words.has_in(t.keyword, t.fields))
             )
             if done:
+                assert data is not None
                 self.db.execute(
                     "UPDATE tags SET state = ?, digest = ?, tmp = NULL WHERE id = ?",
                     (DONE, xmp.digest(data), t.id),
@@ -198,7 +201,9 @@ class TagJournal:
             (DONE, UNDONE, REMOVED, RunKind.TAG.value, run, run),
         ).fetchall()
         return [
-            RunInfo(r[0], RunKind(r[1]), *r[2:6], bool(r[6]), r[7], stopped=bool(r[8]))
+            RunInfo(
+                r[0], RunKind(r[1]), r[2], r[3], r[4], r[5], bool(r[6]), r[7], stopped=bool(r[8])
+            )
             for r in rows
         ]
 
@@ -257,6 +262,7 @@ class Tagger:
             if self.journal is not None and (not dry_run or _has_tags(self.journal)):
                 self.tags = TagJournal(self.journal)
             if self.tags is not None and not dry_run:
+                assert self.journal is not None  # the tags live in it
                 self.tags.recover()
                 self.run = self.journal.start_run(RunKind.TAG, Path(src).absolute(), None)
                 self.folder_lock = FolderLock(src if src.is_dir() else src.parent, wait)
@@ -274,6 +280,7 @@ class Tagger:
     @classmethod
     def open(cls, src: Path, options: SortOptions) -> Tagger:
         """The Tagger of a classify run with options.tag (sorter.SortOptions)."""
+        assert options.tag is not None
         return cls(src, options.tag, options.review_tag, dry_run=options.dry_run, wait=options.wait)
 
     @property
@@ -335,6 +342,7 @@ class Tagger:
         if removed and (key := self._key(photo)) is not None:
             for t in removed:
                 if not self.dry_run:
+                    assert self.tags is not None  # a real run has its journal
                     self.tags.set_state(t.id, REMOVED)
             correction = self.store.note(key, "not-flower", "tag-removed", photo, self.run)
             self.by_key[key] = correction
@@ -388,6 +396,7 @@ class Tagger:
                 return Outcome(
                     photo, action, score, flower, os.fsdecode(plan.sidecar), keyword=keyword
                 )
+            assert self.tags is not None and self.run is not None  # a real run
             tag_id, note = self.tags.start(self.run, photo, plan.sidecar, keyword, plan)
             try:
                 result = xmp.tag(photo, keyword, sidecar=plan.sidecar, note=note)

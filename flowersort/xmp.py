@@ -410,8 +410,8 @@ def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list
                 edits.append(_Edit(at, 0, indent + li))
         else:
             d = descriptions[0]
-            rdf = _prefix(d.scope, RDF)
-            rdf = "rdf" if rdf is None else rdf
+            found = _prefix(d.scope, RDF)
+            rdf = "rdf" if found is None else found
             own = _prefix(d.scope, f.ns)
             declare = b""
             if own is None or own == "":
