@@ -507,6 +507,25 @@ def test_json_names_that_are_not_utf8_come_with_their_bytes(trained_model, tmp_p
     assert went == os.fsencode(dest) + b"/caf\xe9.jpg" and os.path.exists(went)
 
 
+def test_folders_whose_names_are_not_utf8_can_be_sorted_and_undone(trained_model, tmp_path):
+    """A Latin-1 album (an old NAS share) as SRC and as the target: the run's folders are
+    journalled as their bytes, not an unexpected UnicodeEncodeError (exit 4)."""
+    album = Path(os.fsdecode(os.fsencode(tmp_path) + b"/Ferien \xd6sterreich"))
+    rng = np.random.default_rng(5)
+    write_photo(album / "rose.jpg", make_photo(rng, True))
+    dest = Path(os.fsdecode(os.fsencode(tmp_path) + b"/Blumen \xfc"))
+    how = ["--move-to", dest, "--threshold", 0, "--model", trained_model, "--workers", 1]
+    moved = run("classify", album, *how)
+    assert moved.exit_code == 0, moved.output
+    assert (dest / "rose.jpg").exists() and not (album / "rose.jpg").exists()
+    listed = run("undo", "--list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["dest"] == str(dest.absolute())
+    undone = run("undo")
+    assert undone.exit_code == 0, undone.output
+    assert (album / "rose.jpg").exists() and not dest.exists()
+
+
 def test_training_with_the_folders_swapped_warns(examples, tmp_path):
     flowers, noflowers = examples
     tiny = ["--epochs", 1, "--members", 1, "--image-size", 48, "--grid", 4, "--crops", 0]
