@@ -241,6 +241,31 @@ def test_readme_cron_line_as_written(tmp_path):
     )
 
 
+def test_readme_learning_loop_cron_lines_as_written(tmp_path):
+    """The weekly retraining line and the nightly line that uses its model, as written, in
+    cron's environment (PATH=/usr/bin:/bin): each prints nothing, also the second week,
+    when the model file is there already."""
+    why_not = cron_can_run()
+    if why_not:
+        pytest.skip(why_not)
+    lines = [
+        line.strip()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if re.match(r"\s+0 [35] \* \* [*0] .*--model", line)
+    ]
+    nightly, weekly = lines  # the learning loop's two lines
+    home = tmp_path / "home"
+    for kind in ("flowers", "noflowers"):
+        shutil.copytree(ROOT / "sample_photos" / kind, home / "flowersort" / kind)
+    shutil.copytree(ROOT / "sample_photos", home / "Pictures")
+    for week in (1, 2):
+        proc = run_cron_line(home, weekly)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), week
+        assert (home / "flowersort" / "mine.npz").is_file()
+        proc = run_cron_line(home, nightly)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), week
+
+
 # ---------------------------------------------------------------- nightly copies
 
 
