@@ -24,14 +24,14 @@ from flowersort.archive import OnSkip, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import Watch
 from flowersort.decode import read_image
-from flowersort.errors import BadImage, FlowersortError
+from flowersort.errors import BadImage, EmptySource, FlowersortError
 from flowersort.features import flip_tiles
 from flowersort.model import Model
 from flowersort.network import bce_with_logits
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import scan, score_photos
 from flowersort.safefs import Key, content_key
-from flowersort.sorter import Mover, check_target, identity, make_dirs
+from flowersort.sorter import Mover, check_target, identity, is_empty_folder, make_dirs
 from flowersort.train import Adam
 
 log = logging.getLogger("flowersort")
@@ -141,6 +141,8 @@ def ask(
     src, dest, review = Path(src), Path(dest), Path(review)
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
+    if is_empty_folder(src):  # a disk not mounted: no folder is made in its mount point
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
     check_target(src, dest)
     check_target(src, review)
     mover = Mover(dest, False, "rename", wait, src, dry_run)  # a dry run only says

@@ -146,3 +146,19 @@ def test_adapt_will_not_replace_the_model_it_starts_from(trained_model, tmp_path
     )
     assert result.exit_code == 2
     assert result.output == "Error: --out must be another file than the model it starts from\n"
+
+
+def test_ask_on_an_empty_source_creates_nothing_and_exits_5(trained_model, tmp_path):
+    """An empty SRC (a NAS not mounted) is said in one line, as classify says it: no
+    target or review folder is made inside the bare mount point."""
+    mount_point = tmp_path / "nas"
+    mount_point.mkdir()
+    dest = mount_point / "Flowers"
+    how = ["--move-to", dest, "--review-to", dest / "Review", "--model", trained_model]
+    result = run("ask", mount_point, *how)
+    assert result.exit_code == 5, result.output
+    assert (
+        result.stderr
+        == f"Error: {mount_point} is empty: nothing to do, nothing created (is it mounted?)\n"
+    )
+    assert list(mount_point.iterdir()) == []
