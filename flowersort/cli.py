@@ -44,14 +44,14 @@ DEFAULTS = TrainConfig()
 # the exit codes each command can give
 COMMAND_EXIT_CODES = {
     "train": ("0", "2", "4", "130/143"),
-    "evaluate": ("0", "2", "4"),
+    "evaluate": ("0", "2", "4", "130/143"),
     "classify": ("0", "1", "2", "3", "4", "5", "130/143", "141"),
     "undo": ("0", "1", "2", "3", "4", "130/143", "141"),
-    "ask": ("0", "1", "2", "3", "4", "5"),
-    "adapt": ("0", "2", "4"),
+    "ask": ("0", "1", "2", "3", "4", "5", "130/143", "141"),
+    "adapt": ("0", "2", "4", "130/143"),
 }
 ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
-CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"), moves=False)
+CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"), "corrections")
 
 log = logging.getLogger("flowersort")
 # (what happened, why) said once, in the summary, not per file: skips with one remedy,
@@ -285,7 +285,7 @@ def open_model(path: Path | None):
 
 
 LOG_FILE_HELP = {
-    "moves": "Also write, with times, every move, copy and undo (from -> to, with sidecars), "
+    "moves": "Also write, with times, every move, copy and dedupe (from -> to, with sidecars), "
     "warnings and errors to this file, even with --quiet; kept photos only with --verbose. "
     "Its folder is created.",
     "puts back": "Also write, with times, every photo put back and every copy removed "
@@ -293,17 +293,20 @@ LOG_FILE_HELP = {
     "folder is created.",
     "reads": "Also write, with times, the messages (photos read and skipped, warnings, "
     "errors) to this file, even with --quiet. Its folder is created.",
+    "asks": "Also write, with times, every photo put into the review folder (from -> to, with "
+    "sidecars), warnings and errors to this file, even with --quiet. Its folder is created.",
 }
 VERBOSE_HELP = {
     "moves": "Say more, e.g. every photo kept and every photo already in the target.",
     "puts back": "Say more, e.g. where an unexpected error came from (its traceback).",
     "reads": "Say more, e.g. where an unexpected error came from (its traceback).",
+    "asks": "Say more, e.g. where an unexpected error came from (its traceback).",
 }
 
 
 def logging_options(what: str):
-    """--log-file, --verbose and --quiet; `what` the log file holds: "moves", "puts back"
-    (undo) or "reads"."""
+    """--log-file, --verbose and --quiet; `what` the log file holds: "moves" (classify),
+    "puts back" (undo), "asks" (ask) or "reads"."""
 
     def add(fn):
         fn = click.option("--log-file", type=click.Path(path_type=Path), help=LOG_FILE_HELP[what])(
@@ -447,7 +450,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], moves=False))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], "train"))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -744,7 +747,7 @@ def train(
         tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"], moves=False))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"], "evaluate"))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
@@ -831,7 +834,7 @@ def evaluate(
         click.echo(f"{kind}: {display(row['path'])} (score {row['score']:.3f})")
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["classify"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["classify"], "classify"))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -1116,7 +1119,7 @@ def summary_line(
     return line
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"], "undo"))
 @click.argument("run", type=click.IntRange(1), required=False)
 @click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
 @click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")
@@ -1200,7 +1203,7 @@ def outcome_line(o: Outcome) -> str:
     return f"{o.action.words}: {display(o.source)} -> {display(o.target)} ({o.score:.3f}){extras}"
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["ask"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["ask"], "ask"))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -1230,7 +1233,7 @@ def outcome_line(o: Outcome) -> str:
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line per photo asked.")
 @workers_option
-@logging_options("moves")
+@logging_options("asks")
 def ask(
     src,
     move_to,
@@ -1294,7 +1297,7 @@ def ask(
         sys.exit(ExitCode.FAILED)
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["adapt"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["adapt"], "adapt"))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",

@@ -552,6 +552,18 @@ def test_help_is_written_per_command():
     assert "kept" not in verbose.search(help_of("undo")).group(1)
     undo_log = re.search(r"--log-file PATH (.*?) --help", help_of("undo")).group(1)
     assert "kept" not in undo_log and "put back" in undo_log
+    # the exit codes too: only undo has something to undo, only undo puts photos back
+    for command in ("classify", "ask", "adapt", "evaluate", "train"):
+        assert "nothing to undo" not in help_of(command), command
+    for command in ("classify", "ask"):
+        assert "put back" not in help_of(command).split("Exit codes:")[1], command
+    assert "skipped" not in help_of("undo").split("Exit codes:")[1]  # undo reads no photo
+    assert "model" not in help_of("corrections", "list").split("Exit codes:")[1]
+    ask = help_of("ask")
+    assert "kept" not in verbose.search(ask).group(1)  # ask lists no kept photo
+    ask_log = re.search(r"--log-file PATH (.*?) --help", ask).group(1)
+    assert "undo" not in ask_log and "kept" not in ask_log and "review folder" in ask_log
+    assert "undo" not in re.search(r"--log-file PATH (.*?) --help", help_of("classify")).group(1)
 
 
 def test_one_photo_put_into_the_target_is_said_in_the_singular(archive, trained_model, tmp_path):

@@ -557,9 +557,11 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
     "name, codes",
     [
         ("train", ["0", "2", "4", "130/143"]),
-        ("evaluate", ["0", "2", "4"]),
+        ("evaluate", ["0", "2", "4", "130/143"]),
         ("classify", ["0", "1", "2", "3", "4", "5", "130/143", "141"]),
         ("undo", ["0", "1", "2", "3", "4", "130/143", "141"]),
+        ("ask", ["0", "1", "2", "3", "4", "5", "130/143", "141"]),
+        ("adapt", ["0", "2", "4", "130/143"]),
         ("corrections", ["0", "2", "4"]),
         ("corrections list", ["0", "2", "4"]),
         ("corrections forget", ["0", "2", "4"]),
