@@ -36,7 +36,7 @@ from flowersort.featcache import default_feature_cache
 from flowersort.features import MODES, FeatureConfig
 from flowersort.heic import MISSING as HEIC_MISSING
 from flowersort.model import default_model_path, load_model
-from flowersort.outcomes import Action, Outcome
+from flowersort.outcomes import Action, Outcome, counted
 from flowersort.train import TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -1369,8 +1369,8 @@ def adapt(
         return
     what = "would be written to" if dry_run else "written to"
     log.info(
-        f"model {what} {display(out_path)}: adapted to {result.flowers} flowers and "
-        f"{result.noflowers} not flowers of yours in {result.seconds:.1f} s"
+        f"model {what} {display(out_path)}: adapted to {counted(result.flowers, 'flower')} "
+        f"and {counted(result.noflowers, 'not flower')} of yours in {result.seconds:.1f} s"
     )
 
 
@@ -1405,8 +1405,9 @@ def list_corrections(as_json):
     if not as_json:
         vetoes = sum(c.label == "not-flower" for c in rows)
         click.echo(
-            f"{len(rows)} corrections: {vetoes} not flowers, {len(rows) - vetoes} flowers; "
-            f"{weak} photos moved by flowersort left in the target for 14 days or more"
+            f"{counted(len(rows), 'correction')}: {counted(vetoes, 'not flower')}, "
+            f"{counted(len(rows) - vetoes, 'flower')}; {counted(weak, 'photo')} moved by "
+            "flowersort left in the target for 14 days or more"
         )
 
 

@@ -29,7 +29,7 @@ from flowersort.journal import (
     state_dir,
 )
 from flowersort.model import Model
-from flowersort.outcomes import Action, Outcome
+from flowersort.outcomes import Action, Outcome, counted
 from flowersort.pipeline import score_photos
 from flowersort.records import MoveAction, RunKind, StrEnum
 
@@ -967,8 +967,8 @@ def run_to_undo(journal: Journal, run_id: int | None) -> int:
     if info.undone:
         which = f"run {info.id}" if run_id is not None else f"the last run ({info.id})"
         raise FlowersortError(
-            f"nothing to undo: {which}, {info.when()}, {info.photos} photos, is already undone; "
-            + hint
+            f"nothing to undo: {which}, {info.when()}, {counted(info.photos, 'photo')}, is "
+            "already undone; " + hint
         )
     return info.id
 
@@ -1124,9 +1124,8 @@ def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
     """Every move of run_id is back: mark it, remove the folders it made, if now empty."""
     if already:
         log.info(
-            "%d photos had already been put back by an undo that was interrupted; "
-            "the rest are done now",
-            already,
+            "%s had already been put back by an undo that was interrupted; the rest are done now",
+            counted(already, "photo"),
         )
     journal.mark_undone(run_id)
     info = journal.runs(run_id)

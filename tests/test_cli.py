@@ -625,3 +625,13 @@ def test_borderline_photos_left_in_place_come_with_a_hint_about_review_to(
         tmp_path / "Review",
     )
     assert "left in place" not in with_folder.stderr
+
+
+def test_counts_are_said_in_the_singular_for_one():
+    from flowersort.outcomes import counted
+
+    assert [counted(n, "not flower") for n in (0, 1, 2)] == [
+        "0 not flowers",
+        "1 not flower",
+        "2 not flowers",
+    ]
