@@ -459,6 +459,10 @@ def _sort(
             yield Outcome(skipped, Action.SKIPPED, reason=why)
         if targets:  # a stopped run never gets here
             targets.finish()
+    except GeneratorExit:  # closed before its last photo (`| head` went away): stopped
+        if targets:
+            targets.mover.stopped = True
+        raise
     finally:
         if targets:
             targets.close()

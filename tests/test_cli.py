@@ -419,6 +419,8 @@ def test_a_closed_output_pipe_stops_the_run_cleanly(archive, trained_model, tmp_
     assert "Traceback" not in err and "output pipe was closed" in err
     assert len(list(dest.rglob("*.jpg"))) < 60  # it stopped early
     assert census(archive, dest) == before
+    listed = json.loads(run("undo", "--list", "--json").stdout)
+    assert listed["state"] == "stopped"  # not "done": it ended before its last photo
     again = run("classify", archive, "--move-to", dest, "--threshold", 0, "--model", trained_model)
     assert again.exit_code == 0, again.output
     assert census(dest) == before
