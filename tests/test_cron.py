@@ -731,6 +731,23 @@ def test_train_refuses_a_folder_inside_the_other(small_examples, tmp_path):
     )
 
 
+@pytest.mark.parametrize("inside", [False, True], ids=["same-folder", "one-inside-the-other"])
+def test_evaluate_refuses_the_same_folder_twice_or_one_inside_the_other(
+    small_examples, trained_model, inside
+):
+    """Each photo would be counted in both classes (a folder given twice counted every
+    photo as a false flower: 'tp 0 fp 2')."""
+    flowers, noflowers = small_examples
+    inner = flowers
+    if inside:
+        inner = flowers / "not really"
+        shutil.copytree(noflowers, inner)
+    result = run("evaluate", flowers, inner, "--model", trained_model)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and result.stderr.startswith("Error: ")
+    assert ("is inside FLOWERS" if inside else "are the same folder") in result.stderr
+
+
 @pytest.mark.parametrize("how", ["link", "copy"])
 def test_train_refuses_folders_that_share_files(small_examples, tmp_path, how):
     flowers, noflowers = small_examples
