@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -1288,10 +1289,13 @@ def ask(
                 cache.close()
     asked = counts[Action.REVIEW] + counts[Action.WOULD_REVIEW]
     verb = "would be put" if dry_run else "put"
+    adapt = [src, "--move-to", move_to, "--review-to", review_to]
+    adapt += ["--model", model_path] if model_path else []
+    adapt_line = " ".join(shlex.quote(display(a)) for a in adapt)
     log.info(
-        f"{asked} photo{'' if asked == 1 else 's'} {verb} into {display(review_to)} for you to "
+        f"{counted(asked, 'photo')} {verb} into {display(review_to)} for you to "
         f"answer: move each flower into {display(move_to)} and the others back into the "
-        f"archive, then run 'flowersort adapt'"
+        f"archive, then run 'flowersort adapt {adapt_line} --out ADAPTED.npz'"
     )
     if counts[Action.FAILED] or counts[Action.NOT_ATTEMPTED]:
         sys.exit(ExitCode.FAILED)

@@ -62,6 +62,8 @@ def test_ask_moves_the_least_sure_photos_into_review_and_only_them(trained_model
 
     done = run(*base, "-n", 3)
     assert done.exit_code == 0, done.output
+    adapt = f"flowersort adapt {pictures} --move-to {dest} --review-to {review} --model "
+    assert f"then run '{adapt}{trained_model} --out ADAPTED.npz'" in done.stderr  # as typed
     assert sorted(p.name for p in review.iterdir()) == sorted(planned)
     assert census(pictures, review) == before  # moved, not copied: each photo once
     t = load_model(trained_model).threshold
