@@ -185,6 +185,9 @@ def ask(
             if outcome.action in (Action.MOVED, Action.WOULD_MOVE):
                 outcome.action = mover.said(Action.REVIEW)
             yield outcome
+    except GeneratorExit:  # closed before its last photo (`| head` went away): stopped
+        mover.stopped = True
+        raise
     finally:
         if watch:
             watch.close()

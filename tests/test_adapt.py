@@ -164,3 +164,33 @@ def test_ask_on_an_empty_source_creates_nothing_and_exits_5(trained_model, tmp_p
         == f"Error: {mount_point} is empty: nothing to do, nothing created (is it mounted?)\n"
     )
     assert list(mount_point.iterdir()) == []
+
+
+def test_an_ask_whose_reader_went_away_is_listed_as_stopped(trained_model, tmp_path):
+    """`flowersort ask ... --json | head -1`: exit 141, and undo --list says the run was
+    stopped, not done."""
+    import fcntl
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.runs import make_archive
+
+    pictures = tmp_path / "Pictures"
+    make_archive(pictures, 60)
+    args = [sys.executable, "-m", "flowersort", "ask", str(pictures), "--json", "-n", 40]
+    args += ["--move-to", str(tmp_path / "Flowers"), "--review-to", str(tmp_path / "Review")]
+    args += ["--workers", "1", "--model", str(trained_model)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)  # 40 lines overflow it
+    proc = subprocess.Popen(
+        [str(a) for a in args], env=env, stdout=write_end, stderr=subprocess.PIPE
+    )
+    os.close(write_end)
+    with open(read_end, "rb") as out:
+        assert json.loads(out.readline())["action"] == "review"
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    listed = json.loads(run("undo", "--list", "--json").stdout)
+    assert listed["state"] == "stopped"
