@@ -26,7 +26,7 @@ from flowersort.archive import OnSkip, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import Watch
 from flowersort.decode import read_image
-from flowersort.errors import BadImage, FlowersortError
+from flowersort.errors import BadImage, EmptySource, FlowersortError
 from flowersort.features import flip_tiles
 from flowersort.metrics import DEFAULT_REVIEW_BAND, effective_band, lines_for
 from flowersort.model import Model
@@ -34,7 +34,7 @@ from flowersort.network import bce_with_logits, sigmoid
 from flowersort.outcomes import Action, Outcome
 from flowersort.pipeline import scan, score_photos
 from flowersort.safefs import Key, content_key
-from flowersort.sorter import Mover, check_target, identity, make_dirs
+from flowersort.sorter import Mover, check_target, identity, is_empty_folder, make_dirs
 from flowersort.train import Adam
 
 log = logging.getLogger("flowersort")
@@ -151,6 +151,8 @@ def ask(
     src, dest, review = Path(src), Path(dest), Path(review)
     if not src.exists():
         raise FlowersortError(f"no such file or folder: {src}")
+    if is_empty_folder(src):  # a disk not mounted: no folder is made in its mount point
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
     check_target(src, dest)
     check_target(src, review)
     mover = Mover(dest, False, "rename", wait, src, dry_run)  # a dry run only says
@@ -193,6 +195,9 @@ def ask(
             if outcome.action in (Action.MOVED, Action.WOULD_MOVE):
                 outcome.action = mover.said(Action.REVIEW)
             yield outcome
+    except GeneratorExit:  # closed before its last photo (`| head` went away): stopped
+        mover.stopped = True
+        raise
     finally:
         if watch:
             watch.close()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowersort.errors import FlowersortError
+from flowersort.errors import FlowersortError, TrainingError
 
 PHOTO_SUFFIXES = frozenset(
     ".jpg .jpeg .jpe .png .bmp .dib .tif .tiff .webp .gif .jp2 .pbm .pgm .ppm".split()
@@ -52,11 +52,33 @@ class Labelled:
     root: Path  # the folder of its class
 
 
+def check_distinct(flowers: Path, noflowers: Path) -> None:
+    """Raise TrainingError when the two labelled folders are the same folder or one is
+    inside the other: its photos would be photos of both classes."""
+    real = [os.path.realpath(flowers), os.path.realpath(noflowers)]
+    if real[0] == real[1]:
+        raise TrainingError(
+            f"FLOWERS and NOFLOWERS are the same folder ({flowers}): give a folder of flower "
+            f"photos and another of other photos"
+        )
+    for (a, name_a, path_a), (b, name_b, path_b) in (
+        ((real[1], "NOFLOWERS", noflowers), (real[0], "FLOWERS", flowers)),
+        ((real[0], "FLOWERS", flowers), (real[1], "NOFLOWERS", noflowers)),
+    ):
+        if os.path.commonpath([a, b]) == b:
+            raise TrainingError(
+                f"{name_a} ({path_a}) is inside {name_b} ({path_b}): its photos would be "
+                f"examples of both classes"
+            )
+
+
 def labelled_photos(flowers: Path, noflowers: Path, on_skip: OnSkip) -> Iterator[Labelled]:
-    """The photos under FLOWERS, then under NOFLOWERS, each with its label."""
+    """The photos under FLOWERS, then under NOFLOWERS, each with its label (two folders
+    neither of which holds the other)."""
     for root in (flowers, noflowers):
         if not Path(root).is_dir():
             raise FlowersortError(f"not a folder: {root}")
+    check_distinct(flowers, noflowers)
     for root, flower in ((Path(flowers), True), (Path(noflowers), False)):
         for path in walk(root, on_skip=on_skip):
             yield Labelled(path, flower, root)

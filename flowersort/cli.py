@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -36,7 +37,7 @@ from flowersort.features import MODES, FeatureConfig
 from flowersort.heic import MISSING as HEIC_MISSING
 from flowersort.metrics import DEFAULT_REVIEW_BAND
 from flowersort.model import default_model_path, load_model
-from flowersort.outcomes import Action, Outcome
+from flowersort.outcomes import Action, Outcome, counted
 from flowersort.train import TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -44,14 +45,14 @@ DEFAULTS = TrainConfig()
 # the exit codes each command can give
 COMMAND_EXIT_CODES = {
     "train": ("0", "2", "4", "130/143"),
-    "evaluate": ("0", "2", "4"),
+    "evaluate": ("0", "2", "4", "130/143"),
     "classify": ("0", "1", "2", "3", "4", "5", "6", "130/143", "141"),
     "undo": ("0", "1", "2", "3", "4", "6", "130/143", "141"),
-    "ask": ("0", "1", "2", "3", "4"),
-    "adapt": ("0", "2", "4"),
+    "ask": ("0", "1", "2", "3", "4", "5", "130/143", "141"),
+    "adapt": ("0", "2", "4", "130/143"),
 }
 ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
-CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"), moves=False)
+CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"), "corrections")
 
 log = logging.getLogger("flowersort")
 # (what happened, why) said once, in the summary, not per file: skips with one remedy,
@@ -308,7 +309,7 @@ def open_model(path: Path | None):
 
 
 LOG_FILE_HELP = {
-    "moves": "Also write, with times, every move, copy and undo (from -> to, with sidecars), "
+    "moves": "Also write, with times, every move, copy and dedupe (from -> to, with sidecars), "
     "warnings and errors to this file, even with --quiet; kept photos only with --verbose. "
     "Its folder is created.",
     "puts back": "Also write, with times, every photo put back and every copy removed "
@@ -316,17 +317,20 @@ LOG_FILE_HELP = {
     "folder is created.",
     "reads": "Also write, with times, the messages (photos read and skipped, warnings, "
     "errors) to this file, even with --quiet. Its folder is created.",
+    "asks": "Also write, with times, every photo put into the review folder (from -> to, with "
+    "sidecars), warnings and errors to this file, even with --quiet. Its folder is created.",
 }
 VERBOSE_HELP = {
     "moves": "Say more, e.g. every photo kept and every photo already in the target.",
     "puts back": "Say more, e.g. where an unexpected error came from (its traceback).",
     "reads": "Say more, e.g. where an unexpected error came from (its traceback).",
+    "asks": "Say more, e.g. where an unexpected error came from (its traceback).",
 }
 
 
 def logging_options(what: str):
-    """--log-file, --verbose and --quiet; `what` the log file holds: "moves", "puts back"
-    (undo) or "reads"."""
+    """--log-file, --verbose and --quiet; `what` the log file holds: "moves" (classify),
+    "puts back" (undo), "asks" (ask) or "reads"."""
 
     def add(fn):
         fn = click.option("--log-file", type=click.Path(path_type=Path), help=LOG_FILE_HELP[what])(
@@ -470,7 +474,7 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], moves=False))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], "train"))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -793,7 +797,7 @@ def train(
         tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"], moves=False))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"], "evaluate"))
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
@@ -880,7 +884,7 @@ def evaluate(
         click.echo(f"{kind}: {display(row['path'])} (score {row['score']:.3f})")
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["classify"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["classify"], "classify"))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -1201,7 +1205,7 @@ def summary_line(
     return line
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"], "undo"))
 @click.argument("run", type=click.IntRange(1), required=False)
 @click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
 @click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")
@@ -1297,7 +1301,7 @@ def tag_line(o: Outcome) -> str:
     return f"{o.action.words}: {display(o.source)}{score} + {o.keyword} in {sidecar}"
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["ask"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["ask"], "ask"))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -1327,7 +1331,7 @@ def tag_line(o: Outcome) -> str:
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line per photo asked.")
 @workers_option
-@logging_options("moves")
+@logging_options("asks")
 def ask(
     src,
     move_to,
@@ -1382,16 +1386,19 @@ def ask(
                 cache.close()
     asked = counts[Action.REVIEW] + counts[Action.WOULD_REVIEW]
     verb = "would be put" if dry_run else "put"
+    adapt = [src, "--move-to", move_to, "--review-to", review_to]
+    adapt += ["--model", model_path] if model_path else []
+    adapt_line = " ".join(shlex.quote(display(a)) for a in adapt)
     log.info(
-        f"{asked} photo{'' if asked == 1 else 's'} {verb} into {display(review_to)} for you to "
+        f"{counted(asked, 'photo')} {verb} into {display(review_to)} for you to "
         f"answer: move each flower into {display(move_to)} and the others back into the "
-        f"archive, then run 'flowersort adapt'"
+        f"archive, then run 'flowersort adapt {adapt_line} --out ADAPTED.npz'"
     )
     if counts[Action.FAILED] or counts[Action.NOT_ATTEMPTED]:
         sys.exit(ExitCode.FAILED)
 
 
-@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["adapt"]))
+@cli.command(epilog=exit_codes_text(COMMAND_EXIT_CODES["adapt"], "adapt"))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -1465,8 +1472,8 @@ def adapt(
         return
     what = "would be written to" if dry_run else "written to"
     log.info(
-        f"model {what} {display(out_path)}: adapted to {result.flowers} flowers and "
-        f"{result.noflowers} not flowers of yours in {result.seconds:.1f} s"
+        f"model {what} {display(out_path)}: adapted to {counted(result.flowers, 'flower')} "
+        f"and {counted(result.noflowers, 'not flower')} of yours in {result.seconds:.1f} s"
     )
 
 
@@ -1501,8 +1508,9 @@ def list_corrections(as_json):
     if not as_json:
         vetoes = sum(c.label == "not-flower" for c in rows)
         click.echo(
-            f"{len(rows)} corrections: {vetoes} not flowers, {len(rows) - vetoes} flowers; "
-            f"{weak} photos moved by flowersort left in the target for 14 days or more"
+            f"{counted(len(rows), 'correction')}: {counted(vetoes, 'not flower')}, "
+            f"{counted(len(rows) - vetoes, 'flower')}; {counted(weak, 'photo')} moved by "
+            "flowersort left in the target for 14 days or more"
         )
 
 

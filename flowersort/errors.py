@@ -38,11 +38,35 @@ READ_ONLY_MEANING = {
     "130/143": "stopped by SIGINT/SIGTERM (no model is written)",
 }
 
+# where a command's own words differ from EXIT_MEANING's: each --help says only what that
+# command does (classify has nothing to undo, undo reads no photo, evaluate writes no model)
+COMMAND_MEANING: dict[str, dict[str, str]] = {
+    "train": READ_ONLY_MEANING,
+    "evaluate": {**READ_ONLY_MEANING, "130/143": "stopped by SIGINT/SIGTERM"},
+    "classify": {
+        "1": "some photos could not be moved or copied, or were not attempted (a full target)",
+        "2": "usage, model, data or state error",
+    },
+    "undo": {
+        "0": "all done",
+        "1": "some photos could not be put back",
+        "2": "usage or state error, or nothing to undo",
+    },
+    "ask": {
+        "1": "some photos could not be moved into the review folder, or were not attempted "
+        "(a full target)",
+        "2": "usage, model, data or state error",
+        "130/143": "stopped by SIGINT/SIGTERM",
+    },
+    "adapt": {"2": "usage, model, data or state error", "130/143": "stopped by SIGINT/SIGTERM"},
+    "corrections": {"0": "all done", "2": "usage or state error"},
+}
 
-def exit_codes_text(codes: tuple[str, ...], moves: bool = True) -> str:
-    """'Exit codes: 0 all done (...), 2 usage ...' for a command's --help; a command that
-    moves nothing (`moves` false) says nothing of undo or of a move in hand."""
-    meaning = EXIT_MEANING if moves else {**EXIT_MEANING, **READ_ONLY_MEANING}
+
+def exit_codes_text(codes: tuple[str, ...], command: str | None = None) -> str:
+    """'Exit codes: 0 all done (...), 2 usage ...' for a command's --help, in that command's
+    own words (COMMAND_MEANING); without a command, the whole table's."""
+    meaning = {**EXIT_MEANING, **COMMAND_MEANING.get(command or "", {})}
     return "Exit codes: " + ", ".join(f"{code} {meaning[code]}" for code in codes) + "."
 
 

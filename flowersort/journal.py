@@ -169,6 +169,23 @@ def _text(paths) -> str:
     return json.dumps([os.path.abspath(p) for p in paths])  # lone surrogates survive as \\udcxx
 
 
+def _folder_value(folder: Path | None) -> str | bytes | None:
+    """A run's src or dest as stored: text, or its bytes where the name is not UTF-8 (a
+    Latin-1 album: SQLite's text cannot hold a lone surrogate)."""
+    if folder is None:
+        return None
+    name = os.fspath(folder)
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return name
+
+
+def _folder_name(value: str | bytes | None) -> str | None:
+    return None if value is None else os.fsdecode(value)
+
+
 _held_locks: set[int] = set()  # fds of the run locks this process holds
 
 
@@ -409,7 +426,7 @@ class Journal:
     def start_run(self, kind: RunKind, src: Path | None, dest: Path | None) -> int:
         cur = self.db.execute(
             "INSERT INTO runs(kind, started, src, dest) VALUES (?, ?, ?, ?)",
-            (RunKind(kind).value, time.time(), src and os.fspath(src), dest and os.fspath(dest)),
+            (RunKind(kind).value, time.time(), _folder_value(src), _folder_value(dest)),
         )
         return _rowid(cur)
 
@@ -677,8 +694,8 @@ class Journal:
                 kind=RunKind(row[1]),
                 started=row[2],
                 finished=row[3],
-                src=row[4],
-                dest=row[5],
+                src=_folder_name(row[4]),
+                dest=_folder_name(row[5]),
                 undone=bool(row[6]),
                 photos=row[7],
                 stopped=bool(row[8]),
@@ -748,7 +765,7 @@ class Journal:
         rows = self.db.execute(
             "SELECT DISTINCT dest FROM runs WHERE dest IS NOT NULL AND id IS NOT ?", (but,)
         ).fetchall()
-        return [dest for (dest,) in rows]
+        return [os.fsdecode(dest) for (dest,) in rows]
 
 
 def first_path_is(column: str, path: str | os.PathLike) -> tuple[str, tuple]:

@@ -17,6 +17,7 @@ from flowersort.corrections import Example, Store, training_examples
 from flowersort.errors import FlowersortError
 from flowersort.features import FeatureConfig
 from flowersort.model import Model, library_versions
+from flowersort.outcomes import counted
 from flowersort.pipeline import default_workers, scan
 from flowersort.report import Entry, write_report
 from flowersort.sources import photo_sources, read_sources
@@ -175,7 +176,8 @@ def _add_corrections(
     finally:
         store.close()
     flowers = sum(e.label == "flower" for e in found)
-    log.info("corrections: %d flowers, %d not flowers", flowers, len(found) - flowers)
+    noflowers = counted(len(found) - flowers, "not flower")
+    log.info("corrections: %s, %s", counted(flowers, "flower"), noflowers)
     examples = with_corrections(examples, found, feature_cfg, on_skip, workers, cfg.copies)
     return examples, {"flowers": flowers, "noflowers": len(found) - flowers}
 

@@ -10,6 +10,12 @@ from enum import Enum
 from pathlib import Path
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 photo', '2 photos', '1 not flower': a count with its noun (its last word) in
+    the singular or the plural."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class Action(str, Enum):
     """What a run did with a photo. The values are the --json "action" strings (a contract)."""
 

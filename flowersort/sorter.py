@@ -30,7 +30,7 @@ from flowersort.journal import (
 )
 from flowersort.metrics import DEFAULT_REVIEW_BAND, effective_band
 from flowersort.model import Model
-from flowersort.outcomes import Action, Outcome
+from flowersort.outcomes import Action, Outcome, counted
 from flowersort.pipeline import score_photos
 from flowersort.records import MoveAction, RunKind, StrEnum
 from flowersort.tagging import Tagger, tag_runs, undo_tags
@@ -467,6 +467,10 @@ def _sort(
             yield Outcome(skipped, Action.SKIPPED, reason=why)
         if targets:  # a stopped run never gets here
             targets.finish()
+    except GeneratorExit:  # closed before its last photo (`| head` went away): stopped
+        if targets:
+            targets.stop()
+        raise
     finally:
         if targets:
             targets.close()
@@ -1007,8 +1011,8 @@ def run_to_undo(journal: Journal, run_id: int | None) -> int:
     if info.undone:
         which = f"run {info.id}" if run_id is not None else f"the last run ({info.id})"
         raise FlowersortError(
-            f"nothing to undo: {which}, {info.when()}, {info.photos} photos, is already undone; "
-            + hint
+            f"nothing to undo: {which}, {info.when()}, {counted(info.photos, 'photo')}, is "
+            "already undone; " + hint
         )
     return info.id
 
@@ -1164,9 +1168,8 @@ def _undone(journal: Journal, run_id: int, run: int, already: int) -> None:
     """Every move of run_id is back: mark it, remove the folders it made, if now empty."""
     if already:
         log.info(
-            "%d photos had already been put back by an undo that was interrupted; "
-            "the rest are done now",
-            already,
+            "%s had already been put back by an undo that was interrupted; the rest are done now",
+            counted(already, "photo"),
         )
     journal.mark_undone(run_id)
     info = journal.runs(run_id)

@@ -15,7 +15,14 @@ from queue import Empty
 import numpy as np
 
 from flowersort import safefs
-from flowersort.archive import Labelled, Skips, display, labelled_photos, walk
+from flowersort.archive import (
+    Labelled,
+    Skips,
+    check_distinct,
+    display,
+    labelled_photos,
+    walk,
+)
 from flowersort.errors import TrainingError
 from flowersort.featcache import FeatureCache
 from flowersort.features import FeatureConfig, flip_tiles
@@ -161,21 +168,7 @@ def check_example_folders(flowers: Path, noflowers: Path) -> None:
     """Raise TrainingError when the two folders cannot be two classes: the same folder,
     one inside the other, or files in both (the same file linked twice, or the same
     bytes): such a photo would teach the net both answers."""
-    real = [os.path.realpath(flowers), os.path.realpath(noflowers)]
-    if real[0] == real[1]:
-        raise TrainingError(
-            f"FLOWERS and NOFLOWERS are the same folder ({flowers}): give a folder of flower "
-            f"photos and another of other photos"
-        )
-    for (a, name_a, path_a), (b, name_b, path_b) in (
-        ((real[1], "NOFLOWERS", noflowers), (real[0], "FLOWERS", flowers)),
-        ((real[0], "FLOWERS", flowers), (real[1], "NOFLOWERS", noflowers)),
-    ):
-        if os.path.commonpath([a, b]) == b:
-            raise TrainingError(
-                f"{name_a} ({path_a}) is inside {name_b} ({path_b}): its photos would be "
-                f"examples of both classes"
-            )
+    check_distinct(flowers, noflowers)
     shared = _shared_files(flowers, noflowers)
     if shared:
         first, second = shared[0]

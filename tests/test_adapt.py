@@ -62,6 +62,8 @@ def test_ask_moves_the_least_sure_photos_into_review_and_only_them(trained_model
 
     done = run(*base, "-n", 3)
     assert done.exit_code == 0, done.output
+    adapt = f"flowersort adapt {pictures} --move-to {dest} --review-to {review} --model "
+    assert f"then run '{adapt}{trained_model} --out ADAPTED.npz'" in done.stderr  # as typed
     assert sorted(p.name for p in review.iterdir()) == sorted(planned)
     assert census(pictures, review) == before  # moved, not copied: each photo once
     t = load_model(trained_model).threshold
@@ -208,3 +210,49 @@ def test_the_photos_not_answered_keep_the_scores_the_model_gave_them(trained_mod
     moved = [np.abs(m.scores(others) - before).mean() for m in (free, held)]
     assert moved[1] < moved[0] / 2
     assert held.summary["adapted"]["kept_photos"] == len(others)
+
+
+def test_ask_on_an_empty_source_creates_nothing_and_exits_5(trained_model, tmp_path):
+    """An empty SRC (a NAS not mounted) is said in one line, as classify says it: no
+    target or review folder is made inside the bare mount point."""
+    mount_point = tmp_path / "nas"
+    mount_point.mkdir()
+    dest = mount_point / "Flowers"
+    how = ["--move-to", dest, "--review-to", dest / "Review", "--model", trained_model]
+    result = run("ask", mount_point, *how)
+    assert result.exit_code == 5, result.output
+    assert (
+        result.stderr
+        == f"Error: {mount_point} is empty: nothing to do, nothing created (is it mounted?)\n"
+    )
+    assert list(mount_point.iterdir()) == []
+
+
+def test_an_ask_whose_reader_went_away_is_listed_as_stopped(trained_model, tmp_path):
+    """`flowersort ask ... --json | head -1`: exit 141, and undo --list says the run was
+    stopped, not done."""
+    import fcntl
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.runs import make_archive
+
+    pictures = tmp_path / "Pictures"
+    make_archive(pictures, 60)
+    args = [sys.executable, "-m", "flowersort", "ask", str(pictures), "--json", "-n", 40]
+    args += ["--move-to", str(tmp_path / "Flowers"), "--review-to", str(tmp_path / "Review")]
+    args += ["--workers", "1", "--model", str(trained_model)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)  # 40 lines overflow it
+    proc = subprocess.Popen(
+        [str(a) for a in args], env=env, stdout=write_end, stderr=subprocess.PIPE
+    )
+    os.close(write_end)
+    with open(read_end, "rb") as out:
+        assert json.loads(out.readline())["action"] == "review"
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    listed = json.loads(run("undo", "--list", "--json").stdout)
+    assert listed["state"] == "stopped"

@@ -419,6 +419,8 @@ def test_a_closed_output_pipe_stops_the_run_cleanly(archive, trained_model, tmp_
     assert "Traceback" not in err and "output pipe was closed" in err
     assert len(list(dest.rglob("*.jpg"))) < 60  # it stopped early
     assert census(archive, dest) == before
+    listed = json.loads(run("undo", "--list", "--json").stdout)
+    assert listed["state"] == "stopped"  # not "done": it ended before its last photo
     again = run("classify", archive, "--move-to", dest, "--threshold", 0, "--model", trained_model)
     assert again.exit_code == 0, again.output
     assert census(dest) == before
@@ -507,6 +509,25 @@ def test_json_names_that_are_not_utf8_come_with_their_bytes(trained_model, tmp_p
     assert went == os.fsencode(dest) + b"/caf\xe9.jpg" and os.path.exists(went)
 
 
+def test_folders_whose_names_are_not_utf8_can_be_sorted_and_undone(trained_model, tmp_path):
+    """A Latin-1 album (an old NAS share) as SRC and as the target: the run's folders are
+    journalled as their bytes, not an unexpected UnicodeEncodeError (exit 4)."""
+    album = Path(os.fsdecode(os.fsencode(tmp_path) + b"/Ferien \xd6sterreich"))
+    rng = np.random.default_rng(5)
+    write_photo(album / "rose.jpg", make_photo(rng, True))
+    dest = Path(os.fsdecode(os.fsencode(tmp_path) + b"/Blumen \xfc"))
+    how = ["--move-to", dest, "--threshold", 0, "--model", trained_model, "--workers", 1]
+    moved = run("classify", album, *how)
+    assert moved.exit_code == 0, moved.output
+    assert (dest / "rose.jpg").exists() and not (album / "rose.jpg").exists()
+    listed = run("undo", "--list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["dest"] == str(dest.absolute())
+    undone = run("undo")
+    assert undone.exit_code == 0, undone.output
+    assert (album / "rose.jpg").exists() and not dest.exists()
+
+
 def test_training_with_the_folders_swapped_warns(examples, tmp_path):
     flowers, noflowers = examples
     tiny = ["--epochs", 1, "--members", 1, "--image-size", 48, "--grid", 4, "--crops", 0]
@@ -533,6 +554,18 @@ def test_help_is_written_per_command():
     assert "kept" not in verbose.search(help_of("undo")).group(1)
     undo_log = re.search(r"--log-file PATH (.*?) --help", help_of("undo")).group(1)
     assert "kept" not in undo_log and "put back" in undo_log
+    # the exit codes too: only undo has something to undo, only undo puts photos back
+    for command in ("classify", "ask", "adapt", "evaluate", "train"):
+        assert "nothing to undo" not in help_of(command), command
+    for command in ("classify", "ask"):
+        assert "put back" not in help_of(command).split("Exit codes:")[1], command
+    assert "skipped" not in help_of("undo").split("Exit codes:")[1]  # undo reads no photo
+    assert "model" not in help_of("corrections", "list").split("Exit codes:")[1]
+    ask = help_of("ask")
+    assert "kept" not in verbose.search(ask).group(1)  # ask lists no kept photo
+    ask_log = re.search(r"--log-file PATH (.*?) --help", ask).group(1)
+    assert "undo" not in ask_log and "kept" not in ask_log and "review folder" in ask_log
+    assert "undo" not in re.search(r"--log-file PATH (.*?) --help", help_of("classify")).group(1)
 
 
 def test_one_photo_put_into_the_target_is_said_in_the_singular(archive, trained_model, tmp_path):
@@ -622,3 +655,13 @@ def test_an_output_that_cannot_be_written_stops_the_run_with_one_line(
     undo = run("undo")
     assert undo.exit_code == 0, undo.output
     assert census(archive) == before
+
+
+def test_counts_are_said_in_the_singular_for_one():
+    from flowersort.outcomes import counted
+
+    assert [counted(n, "not flower") for n in (0, 1, 2)] == [
+        "0 not flowers",
+        "1 not flower",
+        "2 not flowers",
+    ]

@@ -390,7 +390,7 @@ def test_photos_left_in_dest_are_weak_confirmations_listed_not_learnt(archive, t
     store.close()
     listing = run("corrections", "list")
     assert listing.output.endswith(
-        "0 corrections: 0 not flowers, 0 flowers; 1 photos moved by flowersort left in the "
+        "0 corrections: 0 not flowers, 0 flowers; 1 photo moved by flowersort left in the "
         "target for 14 days or more\n"
     )
 
@@ -665,6 +665,10 @@ def test_photos_in_a_target_before_our_first_run_are_nobodys_choice(archive, tmp
         ("flower", "added", "rose.jpg")
     ]
     assert all((dest / f"dog {i}.jpg").exists() for i in range(3))
+    assert run("corrections", "list").stdout.endswith(
+        "\n1 correction: 0 not flowers, 1 flower; 0 photos moved by flowersort left in the "
+        "target for 14 days or more\n"
+    )
 
 
 @pytest.mark.parametrize("earlier", ["shared-review-folder", "a-folder-inside-it"])

@@ -255,6 +255,31 @@ def test_readme_cron_line_as_written(tmp_path):
     )
 
 
+def test_readme_learning_loop_cron_lines_as_written(tmp_path):
+    """The weekly retraining line and the nightly line that uses its model, as written, in
+    cron's environment (PATH=/usr/bin:/bin): each prints nothing, also the second week,
+    when the model file is there already."""
+    why_not = cron_can_run()
+    if why_not:
+        pytest.skip(why_not)
+    lines = [
+        line.strip()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if re.match(r"\s+0 [35] \* \* [*0] .*--model", line)
+    ]
+    nightly, weekly = lines  # the learning loop's two lines
+    home = tmp_path / "home"
+    for kind in ("flowers", "noflowers"):
+        shutil.copytree(ROOT / "sample_photos" / kind, home / "flowersort" / kind)
+    shutil.copytree(ROOT / "sample_photos", home / "Pictures")
+    for week in (1, 2):
+        proc = run_cron_line(home, weekly)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), week
+        assert (home / "flowersort" / "mine.npz").is_file()
+        proc = run_cron_line(home, nightly)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), week
+
+
 # ---------------------------------------------------------------- nightly copies
 
 
@@ -546,9 +571,11 @@ def test_undo_removes_the_folders_the_run_created_when_empty(two_albums, tmp_pat
     "name, codes",
     [
         ("train", ["0", "2", "4", "130/143"]),
-        ("evaluate", ["0", "2", "4"]),
+        ("evaluate", ["0", "2", "4", "130/143"]),
         ("classify", ["0", "1", "2", "3", "4", "5", "6", "130/143", "141"]),
         ("undo", ["0", "1", "2", "3", "4", "6", "130/143", "141"]),
+        ("ask", ["0", "1", "2", "3", "4", "5", "130/143", "141"]),
+        ("adapt", ["0", "2", "4", "130/143"]),
         ("corrections", ["0", "2", "4"]),
         ("corrections list", ["0", "2", "4"]),
         ("corrections forget", ["0", "2", "4"]),
@@ -716,6 +743,23 @@ def test_train_refuses_a_folder_inside_the_other(small_examples, tmp_path):
         f"Error: NOFLOWERS ({inner}) is inside FLOWERS ({flowers}): its photos would be "
         "examples of both classes\n"
     )
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["same-folder", "one-inside-the-other"])
+def test_evaluate_refuses_the_same_folder_twice_or_one_inside_the_other(
+    small_examples, trained_model, inside
+):
+    """Each photo would be counted in both classes (a folder given twice counted every
+    photo as a false flower: 'tp 0 fp 2')."""
+    flowers, noflowers = small_examples
+    inner = flowers
+    if inside:
+        inner = flowers / "not really"
+        shutil.copytree(noflowers, inner)
+    result = run("evaluate", flowers, inner, "--model", trained_model)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and result.stderr.startswith("Error: ")
+    assert ("is inside FLOWERS" if inside else "are the same folder") in result.stderr
 
 
 @pytest.mark.parametrize("how", ["link", "copy"])

@@ -662,7 +662,7 @@ def test_undo_after_an_interrupted_undo_finishes_quietly(archive, tmp_path):
     assert result.exit_code == 0, result.output
     assert "failed" not in result.stdout and "0 failed" in result.stderr
     assert "1 restored" in result.stderr
-    assert "1 photos had already been put back by an undo that was interrupted" in result.stderr
+    assert "1 photo had already been put back by an undo that was interrupted" in result.stderr
     assert census(archive) == before and not dest.exists()  # the folder it made went too
 
 
