@@ -762,7 +762,7 @@ def untag(
     if dry_run:
         return Result(Action.WOULD_UNTAG, sidecar, changed)
     try:
-        _write_sidecar(sidecar, out, found.st, _photo_stat(photo), note)
+        _write_sidecar(sidecar, out, found.st, found.st, note)  # the photo may be gone
     except SidecarError:
         raise
     except OSError as e:

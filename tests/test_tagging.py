@@ -153,3 +153,10 @@ def test_undo_leaves_the_keyword_where_the_user_had_put_it_before(album):
     assert tag_all(album)[1].action is Action.TAGGED  # into the other two lists
     undo_last()
     assert side.read_bytes() == theirs
+
+
+def test_undo_takes_the_keyword_out_of_a_sidecar_whose_photo_is_gone(album):
+    tag_all(album)
+    (album / "IMG_0002.jpg").unlink()  # deleted (or moved) where its sidecar stayed
+    assert {o.action for o in undo_last()} == {Action.UNTAGGED}
+    assert xmp.read_keywords(album / "IMG_0002.jpg.xmp").subject == ("Rome", "Anna")
