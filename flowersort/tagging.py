@@ -334,11 +334,18 @@ class Tagger:
         """The veto that keeps this photo untagged: its content vetoed before, or a keyword
         flowersort wrote that the user has removed since (a new veto)."""
         photo = Path(os.path.abspath(path))
-        if self.hand_tagged(photo):
+        by_hand = self.hand_tagged(photo)
+        if by_hand:
             self.hand.add(photo)
         removed = []
         if photo in self.ours and (words := self._keywords(photo)) is not None:
             removed = [t for t in self.ours[photo] if not words.has(t.keyword)]
+        if removed and by_hand:  # our review keyword swapped for the keyword: a confirmation
+            for t in removed:  # (hand_tagged noted the flower example)
+                if not self.dry_run:
+                    assert self.tags is not None
+                    self.tags.set_state(t.id, REMOVED)
+            removed = []
         if removed and (key := self._key(photo)) is not None:
             for t in removed:
                 if not self.dry_run:
@@ -369,7 +376,9 @@ class Tagger:
         if words is None or not words.has(self.keyword):
             return False
         key = self._key(photo)
-        if key is not None and self.by_key.get(key, None) is None:
+        known = self.by_key.get(key) if key is not None else None
+        # a veto by a removed keyword is older than the keyword there now: the newest wins
+        if key is not None and (known is None or known.kind == "tag-removed"):
             # no run: the user's own keyword, which no undo of ours takes back
             self.by_key[key] = self.store.note(key, "flower", "tagged-by-hand", photo)
             self.sizes.add(key[0])

@@ -155,6 +155,48 @@ def test_undo_leaves_the_keyword_where_the_user_had_put_it_before(album):
     assert side.read_bytes() == theirs
 
 
+def test_a_review_keyword_the_user_made_the_keyword_is_a_flower_not_a_veto(album):
+    """digiKam: "Flowers?" taken off, "Flowers" put on: the user confirmed the borderline."""
+    tag_all(album, review=True)
+    side = album / "IMG_0002.jpg.xmp"
+    confirmed = xmp.add_keyword(xmp.remove_keyword(side.read_bytes(), "Flowers?")[0], "Flowers")
+    side.write_bytes(confirmed[0])
+    tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
+    try:
+        assert tagger.held(album / "IMG_0002.jpg") is None
+        assert tagger.confirmed(album / "IMG_0002.jpg")
+    finally:
+        tagger.close()
+    store = Store()
+    try:
+        assert [(c.label, c.kind) for c in store.corrections()] == [("flower", "tagged-by-hand")]
+    finally:
+        store.close()
+
+
+def test_a_keyword_the_user_put_back_after_a_veto_makes_the_photo_a_flower_again(album):
+    tag_all(album)
+    side = album / "IMG_0002.jpg.xmp"
+    with_ours = side.read_bytes()
+    side.write_bytes(xmp.remove_keyword(with_ours, "Flowers")[0])  # "not a flower"
+    tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
+    try:
+        assert tagger.held(album / "IMG_0002.jpg") is not None
+    finally:
+        tagger.close()
+    side.write_bytes(with_ours)  # the user changed their mind: the newest choice wins
+    tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
+    try:
+        assert tagger.held(album / "IMG_0002.jpg") is None
+    finally:
+        tagger.close()
+    store = Store()
+    try:
+        assert [(c.label, c.kind) for c in store.corrections()] == [("flower", "tagged-by-hand")]
+    finally:
+        store.close()
+
+
 def test_undo_takes_the_keyword_out_of_a_sidecar_whose_photo_is_gone(album):
     tag_all(album)
     (album / "IMG_0002.jpg").unlink()  # deleted (or moved) where its sidecar stayed
