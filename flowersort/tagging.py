@@ -141,11 +141,32 @@ class TagJournal:
         )
 
     def set_state(self, tag_id: int, state: str) -> None:
-        self.db.execute("UPDATE tags SET state = ? WHERE id = ?", (state, tag_id))
+        self.db.execute("UPDATE tags SET state = ?, tmp = NULL WHERE id = ?", (state, tag_id))
+
+    def undo_note(self, tag_id: int):
+        """The note() of an undo's write: its temporary, committed before the file exists,
+        so that recover() removes it after a kill (the tag stays done: the next undo takes
+        the keyword out, or finds it out already)."""
+
+        def note(step: str, path: Path, **details) -> None:
+            if step == "tmp":
+                self.db.execute(
+                    "UPDATE tags SET tmp = ? WHERE id = ?",
+                    (os.fsencode(os.path.abspath(path)), tag_id),
+                )
+
+        return note
 
     def recover(self, quiet: bool = False) -> int:
         """Finish or forget each write a crash interrupted: its temporary is removed; the
         sidecar is either as before (the tag is forgotten) or complete (done)."""
+        undoing = self.db.execute(  # an undo's write a kill interrupted (undo_note)
+            f"SELECT {COLUMNS} FROM tags WHERE state != ? AND tmp IS NOT NULL", (STARTED,)
+        )
+        for t in [_tag(r) for r in undoing.fetchall()]:
+            assert t.tmp is not None
+            _remove_temporary(t.tmp)
+            self.db.execute("UPDATE tags SET tmp = NULL WHERE id = ?", (t.id,))
         rows = self.db.execute(f"SELECT {COLUMNS} FROM tags WHERE state = ?", (STARTED,))
         recovered = 0
         for t in [_tag(r) for r in rows.fetchall()]:
@@ -455,8 +476,11 @@ def undo_tags(journal: Journal, run_id: int, *, dry_run: bool = False) -> Iterat
                 only=t.fields,
                 created=created,
                 dry_run=dry_run,
+                note=tags.undo_note(t.id),  # a dry run writes nothing: never called
             )
         except xmp.SidecarError as e:
+            if not dry_run:
+                tags.set_state(t.id, DONE)  # still done (its temporary gone): undo tries again
             yield Outcome(t.photo, Action.FAILED, reason=str(e), keyword=t.keyword)
             continue
         if not dry_run:

@@ -2,6 +2,9 @@
 only our keyword out, vetoes and hand tags learnt from the sidecars."""
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,3 +205,31 @@ def test_undo_takes_the_keyword_out_of_a_sidecar_whose_photo_is_gone(album):
     (album / "IMG_0002.jpg").unlink()  # deleted (or moved) where its sidecar stayed
     assert {o.action for o in undo_last()} == {Action.UNTAGGED}
     assert xmp.read_keywords(album / "IMG_0002.jpg.xmp").subject == ("Rome", "Anna")
+
+
+KILLED_UNDO = """
+import os, signal
+from flowersort import tagging, xmp
+from flowersort.journal import Journal, state_dir
+
+real = xmp._fsync
+def killed(fd):  # the temporary written and synced, the sidecar not yet replaced
+    real(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+xmp._fsync = killed
+journal = Journal(state_dir())
+list(tagging.undo_tags(journal, tagging.tag_runs(journal)[-1].id))
+"""
+
+
+def test_an_undo_killed_mid_write_is_finished_by_the_next_with_no_temporary_left(album):
+    tag_all(album)
+    root = Path(__file__).parent.parent
+    killed = subprocess.run([sys.executable, "-c", KILLED_UNDO], cwd=root, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    temps = [p for p in album.iterdir() if p.name.startswith(xmp.TMP_PREFIX)]
+    assert len(temps) == 1
+    assert xmp.read_keywords(album / "IMG_0002.jpg.xmp").has("Flowers")  # as before
+    assert {o.action for o in undo_last()} == {Action.UNTAGGED}
+    assert [p for p in album.iterdir() if p.name.startswith(xmp.TMP_PREFIX)] == []
+    assert (album / "IMG_0002.jpg.xmp").read_bytes() == DIGIKAM
