@@ -387,6 +387,8 @@ def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list
     props = _props(root, path)
     words = split_keyword(keyword)
     edits, changed = [], []
+    d = descriptions[0]  # where a new list goes
+    new_props = b""  # in one edit: an empty <rdf:Description/> is opened once
     for f in FIELDS:
         if f not in ALWAYS and not props[f]:
             continue
@@ -409,7 +411,6 @@ def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list
                 at = array.children[-1].end if array.children else array.head_end
                 edits.append(_Edit(at, 0, indent + li))
         else:
-            d = descriptions[0]
             found = _prefix(d.scope, RDF)
             rdf = "rdf" if found is None else found
             own = _prefix(d.scope, f.ns)
@@ -427,14 +428,17 @@ def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list
                 + inner + b" <" + li + b">" + spelt + b"</" + li + b">"
                 + inner + b"</" + arr + b">" + indent + b"</" + q + b">"
             )  # fmt: skip
-            if d.empty:
-                head = data[d.start : d.head_end - 2].rstrip() + b">"
-                tail = b"\n" + b"</" + _qname(rdf, "Description").encode() + b">"
-                edits.append(_Edit(d.start, d.head_end - d.start, head + indent + prop + tail))
-            else:
-                at = d.children[-1].end if d.children else d.head_end
-                edits.append(_Edit(at, 0, indent + prop))
+            new_props += indent + prop
         changed.append(f)
+    if new_props and d.empty:
+        found = _prefix(d.scope, RDF)
+        rdf = "rdf" if found is None else found
+        head = data[d.start : d.head_end - 2].rstrip() + b">"
+        tail = b"\n" + b"</" + _qname(rdf, "Description").encode() + b">"
+        edits.append(_Edit(d.start, d.head_end - d.start, head + new_props + tail))
+    elif new_props:
+        at = d.children[-1].end if d.children else d.head_end
+        edits.append(_Edit(at, 0, new_props))
     return edits, changed
 
 

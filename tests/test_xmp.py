@@ -154,6 +154,20 @@ FOREIGN = b"""<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <?xpacket end="w"?>
 """
 
+# Exiv2 (digiKam, darktable) with nothing but simple properties: attributes, <rdf:Description/>
+EXIV2_NO_TAGS = b"""<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:digiKam="http://www.digikam.org/ns/1.0/"
+   xmp:Rating="3"
+   digiKam:ColorLabel="1"/>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>
+"""
+
 SHAPES = {"darktable": DARKTABLE, "digikam": DIGIKAM, "lightroom": LIGHTROOM, "foreign": FOREIGN}
 MALFORMED = {
     "truncated": DARKTABLE[: len(DARKTABLE) // 2],
@@ -204,6 +218,20 @@ def test_a_tag_keeps_every_byte_and_undo_gives_the_file_back(photo, shape):
     assert xmp.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
     assert side.read_bytes() == SHAPES[shape]  # byte for byte
     assert photo.read_bytes() == photo_bytes
+
+
+def test_a_description_with_attributes_only_gets_the_keyword_in_each_list(photo):
+    side = photo.parent / "IMG_0001.jpg.xmp"
+    side.write_bytes(EXIV2_NO_TAGS)
+    result = xmp.tag(photo, "Flowers")
+    assert result.fields == ("dc:subject", "lr:hierarchicalSubject")
+    kw = xmp.read_keywords(side)
+    assert kw.subject == ("Flowers",) and kw.hierarchical == ("Flowers",)
+    kept = side.read_bytes()
+    assert b'xmp:Rating="3"\n   digiKam:ColorLabel="1">' in kept
+    assert xmp.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
+    assert xmp.read_keywords(side) == xmp.Keywords()
+    assert side.read_bytes().replace(b">\n</rdf:Description>", b"/>") == EXIV2_NO_TAGS
 
 
 def test_lightroom_with_only_hierarchical_subject_gets_a_dc_subject(photo):
