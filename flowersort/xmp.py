@@ -171,6 +171,7 @@ class _Element:
     end: int = -1  # just after its end tag
     children: list[_Element] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+    attrs: frozenset[str] = frozenset()  # its attributes' names, "namespace local"
 
 
 def _tag_end(data: bytes, start: int) -> int:
@@ -212,7 +213,8 @@ def _parse(data: bytes, path: Path) -> _Element:
         scopes.append(scope)
         at = parser.CurrentByteIndex
         head_end = _tag_end(data, at)
-        el = _Element(ns, local, at, head_end, data[head_end - 2 : head_end] == b"/>", scope)
+        empty = data[head_end - 2 : head_end] == b"/>"
+        el = _Element(ns, local, at, head_end, empty, scope, attrs=frozenset(attrs))
         (stack[-1].children if stack else root).append(el)
         stack.append(el)
 
@@ -290,6 +292,9 @@ class Keywords:
 def _props(root: _Element, path: Path) -> dict[Field, list[_Element]]:
     found: dict[Field, list[_Element]] = {f: [] for f in FIELDS}
     for d in _descriptions(root):
+        for f in FIELDS:  # dc:subject="Trip": a list as text, which a reader may drop
+            if f"{f.ns} {f.local}" in d.attrs:
+                raise SidecarUnreadable(path, f"its {f.name} is not a list")
         for c in d.children:
             for f in FIELDS:
                 if (c.ns, c.local) == (f.ns, f.local):

@@ -176,6 +176,9 @@ MALFORMED = {
     "dtd": b'<!DOCTYPE x [<!ENTITY a "Flowers">]>'
     + DIGIKAM.split(b"?>\n", 1)[1].replace(b"<rdf:li>Rome</rdf:li>", b"<rdf:li>&a;</rdf:li>"),
     "latin-1": DIGIKAM.replace(b"Anna", b"J\xf6rg"),
+    "attribute subject": EXIV2_NO_TAGS.replace(b'xmp:Rating="3"', b'dc:subject="Trip"').replace(
+        b'xmlns:xmp="http://ns.adobe.com/xap/1.0/"', b'xmlns:dc="http://purl.org/dc/elements/1.1/"'
+    ),
     "text subject": DARKTABLE.replace(
         b"<rdf:Bag>\n     <rdf:li>Trip</rdf:li>\n    </rdf:Bag>", b"Trip"
     ),
