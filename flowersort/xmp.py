@@ -327,9 +327,15 @@ def read_keywords(sidecar: Path) -> Keywords:
 def split_keyword(keyword: str) -> list[str]:
     """ "flowersort|Flowers" -> ["flowersort", "Flowers"] (Lightroom's separator)."""
     path = [part.strip() for part in keyword.split("|")]
-    if not all(path) or any(c in keyword for c in "\r\n\t/"):
+    if not all(path) or any(c in keyword for c in "\r\n\t/") or not _xml_text(keyword):
         raise ValueError(f"not a keyword: {keyword!r}")
     return path
+
+
+def _xml_text(text: str) -> bool:
+    """Every character is one XML can hold (not a control character; not a lone surrogate,
+    which is how a byte of a non-UTF-8 argument arrives)."""
+    return all(c >= " " and not "\ud800" <= c <= "\udfff" and c not in "\ufffe\uffff" for c in text)
 
 
 # ------------------------------------------------------------------------- the splice
