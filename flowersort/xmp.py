@@ -633,7 +633,9 @@ def _write_sidecar(
                         os.fchown(fd, -1, owner.st_gid)
                     except OSError:
                         pass
-                mode = stat.S_IMODE(owner.st_mode) & (0o7777 if old is not None else 0o666)
+                mode = stat.S_IMODE(owner.st_mode)  # a new one: no execute bits, and its
+                if old is None:  # owner may write it even if the photo is read-only
+                    mode = mode & 0o666 | 0o200
                 os.fchmod(fd, mode)  # after chown, which clears set-id bits
                 _write_all(fd, data)
                 _fsync(fd)

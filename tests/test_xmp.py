@@ -314,6 +314,14 @@ def test_a_new_sidecar_has_the_photos_owner_and_mode_and_undo_removes_it(photo):
     assert undone.removed and not side.exists()
 
 
+def test_a_read_only_photo_gets_a_new_sidecar_its_owner_can_still_edit(photo):
+    """A photo made read-only against accidents: digiKam or darktable must still be able to
+    write the sidecar (remove the keyword: a veto), as they could one they made."""
+    os.chmod(photo, 0o440)
+    result = xmp.tag(photo, "Flowers")
+    assert os.stat(result.sidecar).st_mode & 0o7777 == 0o640  # no wider than the photo
+
+
 def test_a_replaced_sidecar_keeps_its_owner_and_mode(photo):
     side = photo.parent / "IMG_0001.jpg.xmp"
     side.write_bytes(DARKTABLE)
