@@ -234,6 +234,13 @@ def _has_tags(journal: Journal) -> bool:
     return journal.db.execute(there).fetchone() is not None
 
 
+def recover_tags(journal: Journal) -> None:
+    """TagJournal.recover, where the journal has tags: before an undo picks its run (a run
+    killed at its first write has no keyword journaled done until this)."""
+    if _has_tags(journal):
+        TagJournal(journal).recover()
+
+
 def tag_runs(journal: Journal, run: int | None = None) -> list[RunInfo]:
     """TagJournal.runs of a journal that may be read only and have no tags yet."""
     return TagJournal(journal).runs(run) if _has_tags(journal) else []

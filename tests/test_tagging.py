@@ -233,3 +233,40 @@ def test_an_undo_killed_mid_write_is_finished_by_the_next_with_no_temporary_left
     assert {o.action for o in undo_last()} == {Action.UNTAGGED}
     assert [p for p in album.iterdir() if p.name.startswith(xmp.TMP_PREFIX)] == []
     assert (album / "IMG_0002.jpg.xmp").read_bytes() == DIGIKAM
+
+
+KILLED_FIRST_TAG = """
+import os, signal, sys
+from flowersort import tagging, xmp
+
+real, calls = xmp._fsync, []
+def killed(fd):  # the new sidecar has its name; the folder's fsync, then the kill
+    real(fd)
+    calls.append(fd)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+xmp._fsync = killed
+tagger = tagging.Tagger(xmp.Path(sys.argv[1]).parent, "Flowers", "Flowers?", dry_run=False)
+tagger.tag(sys.argv[1], 0.99, True)
+"""
+
+
+def test_undo_right_after_a_run_killed_at_its_first_write_takes_that_keyword_back(album):
+    """No keyword of the run was journaled done yet: undo still finds the run (it finishes
+    the interrupted write first, as the next run would) and takes the keyword out."""
+    from tests.conftest import run
+
+    photo = album / "IMG_0001.jpg"
+    root = Path(__file__).parent.parent
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_FIRST_TAG, str(photo)], cwd=root, capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert xmp.read_keywords(album / "IMG_0001.jpg.xmp").has("Flowers")  # complete
+    result = run("undo")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in album.iterdir()) == [
+        "IMG_0001.jpg",
+        "IMG_0002.jpg",
+        "IMG_0002.jpg.xmp",
+    ]
