@@ -33,7 +33,7 @@ from flowersort.model import Model
 from flowersort.outcomes import Action, Outcome, counted
 from flowersort.pipeline import score_photos
 from flowersort.records import MoveAction, RunKind, StrEnum
-from flowersort.tagging import Tagger, tag_runs, undo_tags
+from flowersort.tagging import Tagger, recover_tags, tag_runs, undo_tags
 
 log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]
@@ -895,6 +895,7 @@ def undo(
         try:
             if not dry_run:
                 journal.recover()
+                recover_tags(journal)
             undo_id = run_to_undo(journal, run_id)
             if not dry_run:
                 run = journal.start_run(RunKind.UNDO, None, None)

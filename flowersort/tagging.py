@@ -141,11 +141,32 @@ class TagJournal:
         )
 
     def set_state(self, tag_id: int, state: str) -> None:
-        self.db.execute("UPDATE tags SET state = ? WHERE id = ?", (state, tag_id))
+        self.db.execute("UPDATE tags SET state = ?, tmp = NULL WHERE id = ?", (state, tag_id))
+
+    def undo_note(self, tag_id: int):
+        """The note() of an undo's write: its temporary, committed before the file exists,
+        so that recover() removes it after a kill (the tag stays done: the next undo takes
+        the keyword out, or finds it out already)."""
+
+        def note(step: str, path: Path, **details) -> None:
+            if step == "tmp":
+                self.db.execute(
+                    "UPDATE tags SET tmp = ? WHERE id = ?",
+                    (os.fsencode(os.path.abspath(path)), tag_id),
+                )
+
+        return note
 
     def recover(self, quiet: bool = False) -> int:
         """Finish or forget each write a crash interrupted: its temporary is removed; the
         sidecar is either as before (the tag is forgotten) or complete (done)."""
+        undoing = self.db.execute(  # an undo's write a kill interrupted (undo_note)
+            f"SELECT {COLUMNS} FROM tags WHERE state != ? AND tmp IS NOT NULL", (STARTED,)
+        )
+        for t in [_tag(r) for r in undoing.fetchall()]:
+            assert t.tmp is not None
+            _remove_temporary(t.tmp)
+            self.db.execute("UPDATE tags SET tmp = NULL WHERE id = ?", (t.id,))
         rows = self.db.execute(f"SELECT {COLUMNS} FROM tags WHERE state = ?", (STARTED,))
         recovered = 0
         for t in [_tag(r) for r in rows.fetchall()]:
@@ -211,6 +232,13 @@ class TagJournal:
 def _has_tags(journal: Journal) -> bool:
     there = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
     return journal.db.execute(there).fetchone() is not None
+
+
+def recover_tags(journal: Journal) -> None:
+    """TagJournal.recover, where the journal has tags: before an undo picks its run (a run
+    killed at its first write has no keyword journaled done until this)."""
+    if _has_tags(journal):
+        TagJournal(journal).recover()
 
 
 def tag_runs(journal: Journal, run: int | None = None) -> list[RunInfo]:
@@ -334,11 +362,18 @@ class Tagger:
         """The veto that keeps this photo untagged: its content vetoed before, or a keyword
         flowersort wrote that the user has removed since (a new veto)."""
         photo = Path(os.path.abspath(path))
-        if self.hand_tagged(photo):
+        by_hand = self.hand_tagged(photo)
+        if by_hand:
             self.hand.add(photo)
         removed = []
         if photo in self.ours and (words := self._keywords(photo)) is not None:
             removed = [t for t in self.ours[photo] if not words.has(t.keyword)]
+        if removed and by_hand:  # our review keyword swapped for the keyword: a confirmation
+            for t in removed:  # (hand_tagged noted the flower example)
+                if not self.dry_run:
+                    assert self.tags is not None
+                    self.tags.set_state(t.id, REMOVED)
+            removed = []
         if removed and (key := self._key(photo)) is not None:
             for t in removed:
                 if not self.dry_run:
@@ -369,7 +404,9 @@ class Tagger:
         if words is None or not words.has(self.keyword):
             return False
         key = self._key(photo)
-        if key is not None and self.by_key.get(key, None) is None:
+        known = self.by_key.get(key) if key is not None else None
+        # a veto by a removed keyword is older than the keyword there now: the newest wins
+        if key is not None and (known is None or known.kind == "tag-removed"):
             # no run: the user's own keyword, which no undo of ours takes back
             self.by_key[key] = self.store.note(key, "flower", "tagged-by-hand", photo)
             self.sizes.add(key[0])
@@ -446,8 +483,11 @@ def undo_tags(journal: Journal, run_id: int, *, dry_run: bool = False) -> Iterat
                 only=t.fields,
                 created=created,
                 dry_run=dry_run,
+                note=tags.undo_note(t.id),  # a dry run writes nothing: never called
             )
         except xmp.SidecarError as e:
+            if not dry_run:
+                tags.set_state(t.id, DONE)  # still done (its temporary gone): undo tries again
             yield Outcome(t.photo, Action.FAILED, reason=str(e), keyword=t.keyword)
             continue
         if not dry_run:

@@ -171,6 +171,7 @@ class _Element:
     end: int = -1  # just after its end tag
     children: list[_Element] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+    attrs: frozenset[str] = frozenset()  # its attributes' names, "namespace local"
 
 
 def _tag_end(data: bytes, start: int) -> int:
@@ -212,7 +213,8 @@ def _parse(data: bytes, path: Path) -> _Element:
         scopes.append(scope)
         at = parser.CurrentByteIndex
         head_end = _tag_end(data, at)
-        el = _Element(ns, local, at, head_end, data[head_end - 2 : head_end] == b"/>", scope)
+        empty = data[head_end - 2 : head_end] == b"/>"
+        el = _Element(ns, local, at, head_end, empty, scope, attrs=frozenset(attrs))
         (stack[-1].children if stack else root).append(el)
         stack.append(el)
 
@@ -290,6 +292,9 @@ class Keywords:
 def _props(root: _Element, path: Path) -> dict[Field, list[_Element]]:
     found: dict[Field, list[_Element]] = {f: [] for f in FIELDS}
     for d in _descriptions(root):
+        for f in FIELDS:  # dc:subject="Trip": a list as text, which a reader may drop
+            if f"{f.ns} {f.local}" in d.attrs:
+                raise SidecarUnreadable(path, f"its {f.name} is not a list")
         for c in d.children:
             for f in FIELDS:
                 if (c.ns, c.local) == (f.ns, f.local):
@@ -322,9 +327,15 @@ def read_keywords(sidecar: Path) -> Keywords:
 def split_keyword(keyword: str) -> list[str]:
     """ "flowersort|Flowers" -> ["flowersort", "Flowers"] (Lightroom's separator)."""
     path = [part.strip() for part in keyword.split("|")]
-    if not all(path) or any(c in keyword for c in "\r\n\t/"):
+    if not all(path) or any(c in keyword for c in "\r\n\t/") or not _xml_text(keyword):
         raise ValueError(f"not a keyword: {keyword!r}")
     return path
+
+
+def _xml_text(text: str) -> bool:
+    """Every character is one XML can hold (not a control character; not a lone surrogate,
+    which is how a byte of a non-UTF-8 argument arrives)."""
+    return all(c >= " " and not "\ud800" <= c <= "\udfff" and c not in "\ufffe\uffff" for c in text)
 
 
 # ------------------------------------------------------------------------- the splice
@@ -387,6 +398,8 @@ def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list
     props = _props(root, path)
     words = split_keyword(keyword)
     edits, changed = [], []
+    d = descriptions[0]  # where a new list goes
+    new_props = b""  # in one edit: an empty <rdf:Description/> is opened once
     for f in FIELDS:
         if f not in ALWAYS and not props[f]:
             continue
@@ -409,7 +422,6 @@ def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list
                 at = array.children[-1].end if array.children else array.head_end
                 edits.append(_Edit(at, 0, indent + li))
         else:
-            d = descriptions[0]
             found = _prefix(d.scope, RDF)
             rdf = "rdf" if found is None else found
             own = _prefix(d.scope, f.ns)
@@ -427,14 +439,17 @@ def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list
                 + inner + b" <" + li + b">" + spelt + b"</" + li + b">"
                 + inner + b"</" + arr + b">" + indent + b"</" + q + b">"
             )  # fmt: skip
-            if d.empty:
-                head = data[d.start : d.head_end - 2].rstrip() + b">"
-                tail = b"\n" + b"</" + _qname(rdf, "Description").encode() + b">"
-                edits.append(_Edit(d.start, d.head_end - d.start, head + indent + prop + tail))
-            else:
-                at = d.children[-1].end if d.children else d.head_end
-                edits.append(_Edit(at, 0, indent + prop))
+            new_props += indent + prop
         changed.append(f)
+    if new_props and d.empty:
+        found = _prefix(d.scope, RDF)
+        rdf = "rdf" if found is None else found
+        head = data[d.start : d.head_end - 2].rstrip() + b">"
+        tail = b"\n" + b"</" + _qname(rdf, "Description").encode() + b">"
+        edits.append(_Edit(d.start, d.head_end - d.start, head + new_props + tail))
+    elif new_props:
+        at = d.children[-1].end if d.children else d.head_end
+        edits.append(_Edit(at, 0, new_props))
     return edits, changed
 
 
@@ -618,7 +633,9 @@ def _write_sidecar(
                         os.fchown(fd, -1, owner.st_gid)
                     except OSError:
                         pass
-                mode = stat.S_IMODE(owner.st_mode) & (0o7777 if old is not None else 0o666)
+                mode = stat.S_IMODE(owner.st_mode)  # a new one: no execute bits, and its
+                if old is None:  # owner may write it even if the photo is read-only
+                    mode = mode & 0o666 | 0o200
                 os.fchmod(fd, mode)  # after chown, which clears set-id bits
                 _write_all(fd, data)
                 _fsync(fd)
@@ -762,7 +779,7 @@ def untag(
     if dry_run:
         return Result(Action.WOULD_UNTAG, sidecar, changed)
     try:
-        _write_sidecar(sidecar, out, found.st, _photo_stat(photo), note)
+        _write_sidecar(sidecar, out, found.st, found.st, note)  # the photo may be gone
     except SidecarError:
         raise
     except OSError as e:

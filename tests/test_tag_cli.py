@@ -368,3 +368,22 @@ def test_a_dry_run_after_move_runs_reads_a_journal_without_tags(archive, trained
     result = tag(archive, trained_model, "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would tag: " in result.stdout
+
+
+@pytest.mark.parametrize(
+    "option,keyword",
+    [
+        ("--tag", "Fl\udcffwers"),  # a Latin-1 byte in the argument: no character of XMP's
+        ("--tag", "Fl\x01wers"),  # a control character, which XML cannot hold
+        ("--review-tag", "Maybe\ufffe"),
+    ],
+)
+def test_a_keyword_a_sidecar_cannot_hold_is_one_line_exit_2_before_anything(
+    archive, trained_model, option, keyword
+):
+    args = ["--tag", keyword] if option == "--tag" else ["--tag", "Flowers", option, keyword]
+    result = run("classify", archive, *args, "--model", trained_model, "--workers", 1)
+    assert result.exit_code == 2, result.output
+    [line] = result.output.splitlines()
+    assert "not a keyword" in line and "Traceback" not in result.output
+    assert sidecars(archive) == []

@@ -2,6 +2,9 @@
 only our keyword out, vetoes and hand tags learnt from the sidecars."""
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,117 @@ def test_undo_leaves_the_keyword_where_the_user_had_put_it_before(album):
     assert tag_all(album)[1].action is Action.TAGGED  # into the other two lists
     undo_last()
     assert side.read_bytes() == theirs
+
+
+def test_a_review_keyword_the_user_made_the_keyword_is_a_flower_not_a_veto(album):
+    """digiKam: "Flowers?" taken off, "Flowers" put on: the user confirmed the borderline."""
+    tag_all(album, review=True)
+    side = album / "IMG_0002.jpg.xmp"
+    confirmed = xmp.add_keyword(xmp.remove_keyword(side.read_bytes(), "Flowers?")[0], "Flowers")
+    side.write_bytes(confirmed[0])
+    tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
+    try:
+        assert tagger.held(album / "IMG_0002.jpg") is None
+        assert tagger.confirmed(album / "IMG_0002.jpg")
+    finally:
+        tagger.close()
+    store = Store()
+    try:
+        assert [(c.label, c.kind) for c in store.corrections()] == [("flower", "tagged-by-hand")]
+    finally:
+        store.close()
+
+
+def test_a_keyword_the_user_put_back_after_a_veto_makes_the_photo_a_flower_again(album):
+    tag_all(album)
+    side = album / "IMG_0002.jpg.xmp"
+    with_ours = side.read_bytes()
+    side.write_bytes(xmp.remove_keyword(with_ours, "Flowers")[0])  # "not a flower"
+    tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
+    try:
+        assert tagger.held(album / "IMG_0002.jpg") is not None
+    finally:
+        tagger.close()
+    side.write_bytes(with_ours)  # the user changed their mind: the newest choice wins
+    tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
+    try:
+        assert tagger.held(album / "IMG_0002.jpg") is None
+    finally:
+        tagger.close()
+    store = Store()
+    try:
+        assert [(c.label, c.kind) for c in store.corrections()] == [("flower", "tagged-by-hand")]
+    finally:
+        store.close()
+
+
+def test_undo_takes_the_keyword_out_of_a_sidecar_whose_photo_is_gone(album):
+    tag_all(album)
+    (album / "IMG_0002.jpg").unlink()  # deleted (or moved) where its sidecar stayed
+    assert {o.action for o in undo_last()} == {Action.UNTAGGED}
+    assert xmp.read_keywords(album / "IMG_0002.jpg.xmp").subject == ("Rome", "Anna")
+
+
+KILLED_UNDO = """
+import os, signal
+from flowersort import tagging, xmp
+from flowersort.journal import Journal, state_dir
+
+real = xmp._fsync
+def killed(fd):  # the temporary written and synced, the sidecar not yet replaced
+    real(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+xmp._fsync = killed
+journal = Journal(state_dir())
+list(tagging.undo_tags(journal, tagging.tag_runs(journal)[-1].id))
+"""
+
+
+def test_an_undo_killed_mid_write_is_finished_by_the_next_with_no_temporary_left(album):
+    tag_all(album)
+    root = Path(__file__).parent.parent
+    killed = subprocess.run([sys.executable, "-c", KILLED_UNDO], cwd=root, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    temps = [p for p in album.iterdir() if p.name.startswith(xmp.TMP_PREFIX)]
+    assert len(temps) == 1
+    assert xmp.read_keywords(album / "IMG_0002.jpg.xmp").has("Flowers")  # as before
+    assert {o.action for o in undo_last()} == {Action.UNTAGGED}
+    assert [p for p in album.iterdir() if p.name.startswith(xmp.TMP_PREFIX)] == []
+    assert (album / "IMG_0002.jpg.xmp").read_bytes() == DIGIKAM
+
+
+KILLED_FIRST_TAG = """
+import os, signal, sys
+from flowersort import tagging, xmp
+
+real, calls = xmp._fsync, []
+def killed(fd):  # the new sidecar has its name; the folder's fsync, then the kill
+    real(fd)
+    calls.append(fd)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+xmp._fsync = killed
+tagger = tagging.Tagger(xmp.Path(sys.argv[1]).parent, "Flowers", "Flowers?", dry_run=False)
+tagger.tag(sys.argv[1], 0.99, True)
+"""
+
+
+def test_undo_right_after_a_run_killed_at_its_first_write_takes_that_keyword_back(album):
+    """No keyword of the run was journaled done yet: undo still finds the run (it finishes
+    the interrupted write first, as the next run would) and takes the keyword out."""
+    from tests.conftest import run
+
+    photo = album / "IMG_0001.jpg"
+    root = Path(__file__).parent.parent
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_FIRST_TAG, str(photo)], cwd=root, capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert xmp.read_keywords(album / "IMG_0001.jpg.xmp").has("Flowers")  # complete
+    result = run("undo")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in album.iterdir()) == [
+        "IMG_0001.jpg",
+        "IMG_0002.jpg",
+        "IMG_0002.jpg.xmp",
+    ]

@@ -154,6 +154,20 @@ FOREIGN = b"""<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <?xpacket end="w"?>
 """
 
+# Exiv2 (digiKam, darktable) with nothing but simple properties: attributes, <rdf:Description/>
+EXIV2_NO_TAGS = b"""<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:digiKam="http://www.digikam.org/ns/1.0/"
+   xmp:Rating="3"
+   digiKam:ColorLabel="1"/>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>
+"""
+
 SHAPES = {"darktable": DARKTABLE, "digikam": DIGIKAM, "lightroom": LIGHTROOM, "foreign": FOREIGN}
 MALFORMED = {
     "truncated": DARKTABLE[: len(DARKTABLE) // 2],
@@ -162,6 +176,9 @@ MALFORMED = {
     "dtd": b'<!DOCTYPE x [<!ENTITY a "Flowers">]>'
     + DIGIKAM.split(b"?>\n", 1)[1].replace(b"<rdf:li>Rome</rdf:li>", b"<rdf:li>&a;</rdf:li>"),
     "latin-1": DIGIKAM.replace(b"Anna", b"J\xf6rg"),
+    "attribute subject": EXIV2_NO_TAGS.replace(b'xmp:Rating="3"', b'dc:subject="Trip"').replace(
+        b'xmlns:xmp="http://ns.adobe.com/xap/1.0/"', b'xmlns:dc="http://purl.org/dc/elements/1.1/"'
+    ),
     "text subject": DARKTABLE.replace(
         b"<rdf:Bag>\n     <rdf:li>Trip</rdf:li>\n    </rdf:Bag>", b"Trip"
     ),
@@ -204,6 +221,20 @@ def test_a_tag_keeps_every_byte_and_undo_gives_the_file_back(photo, shape):
     assert xmp.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
     assert side.read_bytes() == SHAPES[shape]  # byte for byte
     assert photo.read_bytes() == photo_bytes
+
+
+def test_a_description_with_attributes_only_gets_the_keyword_in_each_list(photo):
+    side = photo.parent / "IMG_0001.jpg.xmp"
+    side.write_bytes(EXIV2_NO_TAGS)
+    result = xmp.tag(photo, "Flowers")
+    assert result.fields == ("dc:subject", "lr:hierarchicalSubject")
+    kw = xmp.read_keywords(side)
+    assert kw.subject == ("Flowers",) and kw.hierarchical == ("Flowers",)
+    kept = side.read_bytes()
+    assert b'xmp:Rating="3"\n   digiKam:ColorLabel="1">' in kept
+    assert xmp.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
+    assert xmp.read_keywords(side) == xmp.Keywords()
+    assert side.read_bytes().replace(b">\n</rdf:Description>", b"/>") == EXIV2_NO_TAGS
 
 
 def test_lightroom_with_only_hierarchical_subject_gets_a_dc_subject(photo):
@@ -281,6 +312,14 @@ def test_a_new_sidecar_has_the_photos_owner_and_mode_and_undo_removes_it(photo):
     assert sorted(p.name for p in photo.parent.iterdir()) == ["IMG_0001.jpg", side.name]
     undone = xmp.untag(photo, "Flowers", only=result.fields, created=result.digest)
     assert undone.removed and not side.exists()
+
+
+def test_a_read_only_photo_gets_a_new_sidecar_its_owner_can_still_edit(photo):
+    """A photo made read-only against accidents: digiKam or darktable must still be able to
+    write the sidecar (remove the keyword: a veto), as they could one they made."""
+    os.chmod(photo, 0o440)
+    result = xmp.tag(photo, "Flowers")
+    assert os.stat(result.sidecar).st_mode & 0o7777 == 0o640  # no wider than the photo
 
 
 def test_a_replaced_sidecar_keeps_its_owner_and_mode(photo):
