@@ -394,6 +394,18 @@ def _as_its_group_sees(st: os.stat_result, src_fd: int, dst_fd: int) -> os.stat_
     return os.stat_result((mode, *st[1:]))
 
 
+def give_owner(fd: int, uid: int, gid: int) -> None:
+    """Give the open file this owner and group where permitted: not root, the group alone
+    if we are in it; a disk without owners (exFAT) keeps its own."""
+    try:
+        os.fchown(fd, uid, gid)
+    except OSError:
+        try:
+            os.fchown(fd, -1, gid)
+        except OSError:
+            pass
+
+
 def copy_owner_and_mode(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
     """What `mv` keeps across filesystems but the times (copy_verified sets those once the
     bytes are written): extended attributes (desktop tags, ACLs), owner and group where
@@ -413,13 +425,7 @@ def copy_owner_and_mode(src_fd: int, dst_fd: int, st: os.stat_result) -> None:
             os.removexattr(dst_fd, ACCESS_ACL)
         except OSError:
             pass
-    try:
-        os.fchown(dst_fd, st.st_uid, st.st_gid)
-    except OSError:  # not root: keep the group if we are in it
-        try:
-            os.fchown(dst_fd, -1, st.st_gid)
-        except OSError:
-            pass
+    give_owner(dst_fd, st.st_uid, st.st_gid)
     wanted = stat.S_IMODE(st.st_mode)
     try:
         os.fchmod(dst_fd, wanted)  # after chown, which clears set-id bits

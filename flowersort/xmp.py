@@ -25,6 +25,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from flowersort.errors import ExitCode, FlowersortError
+from flowersort.safefs import give_owner
 
 TMP_PREFIX = ".flowersort-tmp-"  # as safefs: a journal's recovery knows these names
 NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.ENOSYS)  # link() refused: exFAT, FAT
@@ -626,13 +627,7 @@ def _write_sidecar(
         try:
             try:
                 owner = old if old is not None else photo_st  # a new one: the photo's readers
-                try:
-                    os.fchown(fd, owner.st_uid, owner.st_gid)
-                except OSError:  # not root: keep the group if we are in it
-                    try:
-                        os.fchown(fd, -1, owner.st_gid)
-                    except OSError:
-                        pass
+                give_owner(fd, owner.st_uid, owner.st_gid)
                 mode = stat.S_IMODE(owner.st_mode)  # a new one: no execute bits, and its
                 if old is None:  # owner may write it even if the photo is read-only
                     mode = mode & 0o666 | 0o200

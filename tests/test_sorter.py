@@ -1205,6 +1205,21 @@ def test_a_photo_private_by_its_folder_stays_and_the_dry_run_says_so(tmp_path):
         shutil.rmtree(open_tree)
 
 
+def classify_with_fault(
+    src: Path, dest: Path, state: Path, calls: str, inject: str | None, log: str = os.devnull
+):
+    """A real classify of src into dest (threshold 0, one worker, no cache) under strace,
+    which traces `calls` into `log` and makes the first of them fail as `inject` says
+    ("error=EIO:when=2"; None: no fault, only the trace)."""
+    cmd = [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)]
+    cmd += ["--threshold", "0", "--workers", "1", "--no-cache"]
+    trace = ["strace", "-f", "-qq", "-o", log, "-e", f"trace={calls}"]
+    if inject is not None:
+        trace += ["-e", f"inject={calls.split(',')[0]}:{inject}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(state)}
+    return subprocess.run(trace + cmd, env=env, capture_output=True, text=True)
+
+
 def test_a_target_that_refuses_the_dates_leaves_the_photo_in_place_and_says_why(tmp_path):
     """A user's copy on a stick whose files belong to root cannot take the photo's dates
     (utimensat: EPERM, injected by strace): the photo and its sidecar stay whole, nothing
@@ -1220,12 +1235,7 @@ def test_a_target_that_refuses_the_dates_leaves_the_photo_in_place_and_says_why(
     before = census(src)
     with small_tmpfs(tmp_path / "stick", "4m") as stick:
         dest = stick / "Flowers"
-        cmd = [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)]
-        cmd += ["--threshold", "0", "--workers", "1", "--no-cache"]
-        trace = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=utimensat"]
-        trace += ["-e", "inject=utimensat:error=EPERM"]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path / "state")}
-        result = subprocess.run(trace + cmd, env=env, capture_output=True, text=True)
+        result = classify_with_fault(src, dest, tmp_path / "state", "utimensat", "error=EPERM")
         assert result.returncode == 1, result.stderr
         why = f"{dest} cannot keep the dates of IMG_0001.jpg (not permitted: its files there"
         assert why in result.stderr, result.stderr
@@ -1247,12 +1257,7 @@ def test_a_copy_that_cannot_take_the_photos_mode_is_not_a_move(tmp_path):
     before = census(src)
     with small_tmpfs(tmp_path / "other", "4m") as other:
         dest = other / "Flowers"
-        cmd = [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)]
-        cmd += ["--threshold", "0", "--workers", "1", "--no-cache"]
-        trace = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fchmod"]
-        trace += ["-e", "inject=fchmod:error=EIO"]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path / "state")}
-        result = subprocess.run(trace + cmd, env=env, capture_output=True, text=True)
+        result = classify_with_fault(src, dest, tmp_path / "state", "fchmod", "error=EIO")
         assert result.returncode == 1, result.stderr
         assert "cannot give the copy the photo's mode (Input/output error)" in result.stderr
         assert names(dest) == []
@@ -1274,18 +1279,9 @@ def test_a_temporary_that_cannot_be_removed_does_not_fail_a_finished_move(tmp_pa
     before = census(src)
     with small_tmpfs(tmp_path / "other", "4m") as other:
         dest = other / "Flowers"
-        cmd = [sys.executable, "-m", "flowersort", "classify", str(src), "--move-to", str(dest)]
-        cmd += ["--threshold", "0", "--workers", "1", "--no-cache"]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        calls = "unlink,unlinkat"
         log = tmp_path / "trace"
-        dry = {**env, "XDG_STATE_HOME": str(tmp_path / "dry")}
-        subprocess.run(
-            ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=" + calls, *cmd],
-            env=dry,
-            check=True,
-            capture_output=True,
-        )
+        clean = classify_with_fault(src, dest, tmp_path / "dry", "unlink,unlinkat", None, str(log))
+        assert clean.returncode == 0, clean.stderr
         seen: dict[str, int] = {}
         at = None
         for line in log.read_text().splitlines():
@@ -1298,10 +1294,8 @@ def test_a_temporary_that_cannot_be_removed_does_not_fail_a_finished_move(tmp_pa
         shutil.rmtree(dest)
         write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(13), True))
         assert census(src) == before
-        trace = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=" + calls]
-        trace += ["-e", f"inject={at[0]}:error=EIO:when={at[1]}"]
-        env["XDG_STATE_HOME"] = str(tmp_path / "state")
-        result = subprocess.run(trace + cmd, env=env, capture_output=True, text=True)
+        fault = f"error=EIO:when={at[1]}"
+        result = classify_with_fault(src, dest, tmp_path / "state", at[0], fault)
         assert result.returncode == 0, result.stderr
         assert "1 moved" in result.stderr
         assert "warning: could not remove the temporary file" in result.stderr
