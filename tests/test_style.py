@@ -27,6 +27,30 @@ def test_readme_test_command_is_what_ci_runs():
     assert f"    {ci_line}\n" in readme
 
 
+def test_ci_lowest_versions_are_the_lower_bounds_pyproject_declares():
+    """.ci/run's second run pins each package at its lower bound: a bound raised in
+    pyproject.toml without its pin (or a pin for a package with no bound) is caught here."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + [
+        dep for extra in project["optional-dependencies"].values() for dep in extra
+    ]
+    bounds = {}
+    for dep in declared:
+        name, bound = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)", dep).groups()
+        bounds[name.lower()] = bound
+    pins = {}
+    for line in (ROOT / ".ci" / "lowest-versions.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    assert pins.keys() == bounds.keys()
+    for name, bound in bounds.items():
+        assert pins[name].startswith(bound), f"{name}: pinned {pins[name]}, bound >={bound}"
+
+
 def readme_section_block(heading: str) -> list[str]:
     """The first indented block of lines under a README heading."""
     text = (ROOT / "README.md").read_text().split(f"\n## {heading}\n", 1)[1]
