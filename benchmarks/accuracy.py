@@ -27,11 +27,11 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort.archive import walk
-from flowersort.evaluate import evaluate
-from flowersort.features import FeatureConfig
-from flowersort.metrics import confusion
-from flowersort.train import TrainConfig, fit, load_examples
+from flowersort.model.features import FeatureConfig
+from flowersort.model.metrics import confusion
+from flowersort.photos.archive import walk
+from flowersort.training.evaluate import evaluate
+from flowersort.training.train import TrainConfig, fit, load_examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # ----------------------------------------------------------------------------- settings
@@ -179,7 +179,7 @@ def decoding_paths(reduced) -> str:
 
     import cv2
 
-    from flowersort import decode
+    from flowersort.photos import decode
     from tests.camera import camera_jpeg
 
     model = reduced.model

@@ -31,11 +31,11 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort.archive import walk
-from flowersort.metrics import confusion
-from flowersort.model import default_model_path, load_model
-from flowersort.pipeline import score_photos
+from flowersort.model.file import default_model_path, load_model
+from flowersort.model.metrics import confusion
+from flowersort.photos.archive import walk
 from flowersort.safefs import content_key
+from flowersort.scoring.pipeline import score_photos
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

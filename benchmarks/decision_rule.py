@@ -22,10 +22,10 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort.features import FeatureConfig
-from flowersort.metrics import best_threshold, confusion
-from flowersort.network import MatrixNet, sigmoid
-from flowersort.train import TrainConfig, fit_net, folds, load_examples
+from flowersort.model.features import FeatureConfig
+from flowersort.model.metrics import best_threshold, confusion
+from flowersort.model.network import MatrixNet, sigmoid
+from flowersort.training.train import TrainConfig, fit_net, folds, load_examples
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 TARGET = np.array([1.0, 0.0, 1.0, 0.0])

@@ -20,8 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flowersort.errors import BadImage  # noqa: E402
-from flowersort.features import FeatureConfig, load_features  # noqa: E402
+from flowersort.base.errors import BadImage  # noqa: E402
+from flowersort.model.features import FeatureConfig, load_features  # noqa: E402
 from tests.fuzzing import encode, mutate, photo  # noqa: E402
 
 # ----------------------------------------------------------------------------- settings

@@ -30,10 +30,10 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 import cv2
 import numpy as np
 
-from flowersort import heic
-from flowersort.evaluate import evaluate
-from flowersort.model import default_model_path, load_model
-from flowersort.pipeline import default_workers
+from flowersort.model.file import default_model_path, load_model
+from flowersort.photos import heic
+from flowersort.scoring.pipeline import default_workers
+from flowersort.training.evaluate import evaluate
 
 # ----------------------------------------------------------------------------- settings
 DEV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dev"

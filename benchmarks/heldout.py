@@ -28,12 +28,12 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort.archive import walk
-from flowersort.featcache import FeatureCache, default_feature_cache
-from flowersort.features import FeatureConfig
-from flowersort.metrics import confusion
-from flowersort.pipeline import scan
-from flowersort.train import TrainConfig, fit, load_examples
+from flowersort.model.features import FeatureConfig
+from flowersort.model.metrics import confusion
+from flowersort.photos.archive import walk
+from flowersort.scoring.pipeline import scan
+from flowersort.training.featcache import FeatureCache, default_feature_cache
+from flowersort.training.train import TrainConfig, fit, load_examples
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,10 +38,10 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort.featcache import default_feature_cache
-from flowersort.features import FeatureConfig
-from flowersort.pipeline import default_workers, example_scores
-from flowersort.train import TrainConfig, fit, load_examples
+from flowersort.model.features import FeatureConfig
+from flowersort.scoring.pipeline import default_workers, example_scores
+from flowersort.training.featcache import default_feature_cache
+from flowersort.training.train import TrainConfig, fit, load_examples
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flowersort.archive import walk  # noqa: E402
-from flowersort.model import default_model_path, library_versions, load_model  # noqa: E402
-from flowersort.pipeline import score_photos  # noqa: E402
+from flowersort.model.file import default_model_path, library_versions, load_model  # noqa: E402
+from flowersort.photos.archive import walk  # noqa: E402
+from flowersort.scoring.pipeline import score_photos  # noqa: E402
 
 REFERENCE = ROOT / "models" / "default.reference.json"
 SAMPLES = ROOT / "sample_photos"

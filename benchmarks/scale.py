@@ -75,8 +75,8 @@ def unique(jpeg: bytes, n: int) -> bytes:
 def pool_scores(pool: list[bytes], work: Path) -> list[float]:
     """Each picture's score with the shipped model (its default settings)."""
     sys.path.insert(0, str(ROOT))
-    from flowersort.model import default_model_path, load_model
-    from flowersort.pipeline import score_photos
+    from flowersort.model.file import default_model_path, load_model
+    from flowersort.scoring.pipeline import score_photos
 
     folder = work / "pool"
     folder.mkdir()

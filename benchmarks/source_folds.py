@@ -31,10 +31,10 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort.metrics import DEFAULT_REVIEW_BAND, effective_band
-from flowersort.model import default_model_path, load_model
-from flowersort.pipeline import score_photos
-from flowersort.sources import source_name
+from flowersort.model.file import default_model_path, load_model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
+from flowersort.scoring.pipeline import score_photos
+from flowersort.training.sources import source_name
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

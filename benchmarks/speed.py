@@ -36,11 +36,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flowersort.cache import ScoreCache, model_digest  # noqa: E402
-from flowersort.decode import HEADER_BYTES, _reduced_flag, header_size  # noqa: E402
-from flowersort.features import load_features  # noqa: E402
-from flowersort.model import default_model_path, load_model  # noqa: E402
-from flowersort.sorter import classify  # noqa: E402
+from flowersort.model.features import load_features  # noqa: E402
+from flowersort.model.file import default_model_path, load_model  # noqa: E402
+from flowersort.photos.decode import HEADER_BYTES, _reduced_flag, header_size  # noqa: E402
+from flowersort.scoring.cache import ScoreCache, model_digest  # noqa: E402
+from flowersort.sorting.sorter import classify  # noqa: E402
 from tests.camera import camera_jpeg  # noqa: E402
 
 # ----------------------------------------------------------------------------- settings
@@ -219,7 +219,7 @@ def heic_against_jpeg(tmp: Path, jpegs: list[Path]) -> None:
     except ImportError:
         print("\nHEIC: pillow-heif is not installed (pip install 'flowersort[heic]'): skipped")
         return
-    from flowersort import heic
+    from flowersort.photos import heic
 
     heics = [tmp / f"IMG_{i:04d}.HEIC" for i in range(N_HEIC)]
     start = time.perf_counter()

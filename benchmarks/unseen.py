@@ -46,15 +46,15 @@ import flowersort  # noqa: F401  first: it limits BLAS threads before numpy load
 
 import numpy as np
 
-from flowersort import adapt
-from flowersort.featcache import default_feature_cache
-from flowersort.features import FeatureConfig
-from flowersort.model import load_model
-from flowersort.outcomes import Action
-from flowersort.pipeline import scan
-from flowersort.sorter import classify
-from flowersort.sources import source_name
-from flowersort.train import TrainConfig, fit, load_examples
+from flowersort.base.outcomes import Action
+from flowersort.model.features import FeatureConfig
+from flowersort.model.file import load_model
+from flowersort.scoring.pipeline import scan
+from flowersort.sorting import adapt
+from flowersort.sorting.sorter import classify
+from flowersort.training.featcache import default_feature_cache
+from flowersort.training.sources import source_name
+from flowersort.training.train import TrainConfig, fit, load_examples
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,13 +38,13 @@ from heldout import (
     precision_at_recall,
 )
 
-from flowersort.decode import read_image
-from flowersort.featcache import default_feature_cache
-from flowersort.features import FeatureConfig, view_features
-from flowersort.metrics import confusion, precision_threshold
-from flowersort.model import Model, load_model
-from flowersort.pipeline import default_workers
-from flowersort.train import TrainConfig, folds, load_examples
+from flowersort.model.features import FeatureConfig, view_features
+from flowersort.model.file import Model, load_model
+from flowersort.model.metrics import confusion, precision_threshold
+from flowersort.photos.decode import read_image
+from flowersort.scoring.pipeline import default_workers
+from flowersort.training.featcache import default_feature_cache
+from flowersort.training.train import TrainConfig, folds, load_examples
 
 SIDES = [0.85]  # a crop keeps this share of each side (one set of five crops per share)
 

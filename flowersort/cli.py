@@ -23,22 +23,22 @@ import click
 from tqdm import tqdm
 
 from flowersort import safefs
-from flowersort.archive import VIDEO_SUFFIXES, display
-from flowersort.cache import open_score_cache
-from flowersort.errors import (
+from flowersort.base.errors import (
     EXIT_MEANING,
     ExitCode,
     FlowersortError,
     UnexpectedError,
     exit_codes_text,
 )
-from flowersort.featcache import default_feature_cache
-from flowersort.features import MODES, FeatureConfig
-from flowersort.heic import MISSING as HEIC_MISSING
-from flowersort.metrics import DEFAULT_REVIEW_BAND
-from flowersort.model import default_model_path, load_model
-from flowersort.outcomes import Action, Outcome, counted
-from flowersort.train import TrainConfig
+from flowersort.base.outcomes import Action, Outcome, counted
+from flowersort.model.features import MODES, FeatureConfig
+from flowersort.model.file import default_model_path, load_model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND
+from flowersort.photos.archive import VIDEO_SUFFIXES, display
+from flowersort.photos.heic import MISSING as HEIC_MISSING
+from flowersort.scoring.cache import open_score_cache
+from flowersort.training.featcache import default_feature_cache
+from flowersort.training.train import TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -712,7 +712,7 @@ def train(
     the photos sure to be flowers (above the band) holds on sources the nets never saw.
     The model file holds every member; a photo's score is their mean probability.
     """
-    from flowersort.learn import Corrections, train_model
+    from flowersort.training.learn import Corrections, train_model
 
     setup_logging(quiet, verbose, log_file)
     if model_path.exists() and not force:
@@ -827,7 +827,7 @@ def evaluate(
     Prints accuracy, precision, recall, F1, the confusion counts and the misclassified
     files.
     """
-    from flowersort.evaluate import evaluate as run_evaluation
+    from flowersort.training.evaluate import evaluate as run_evaluation
 
     setup_logging(quiet, verbose, log_file)
     model = open_model(model_path)
@@ -1032,8 +1032,8 @@ def classify(
     (merged into one there, else a new NAME.ext.xmp), journaled so 'flowersort undo' takes
     it out again; a keyword you remove is a veto, one you add by hand a flower example.
     """
-    from flowersort.sorter import Hooks, SortOptions, SortRun, WalkOptions, count_photos
-    from flowersort.tagging import review_keyword
+    from flowersort.sorting.sorter import Hooks, SortOptions, SortRun, WalkOptions, count_photos
+    from flowersort.sorting.tagging import review_keyword
 
     setup_logging(quiet, verbose, log_file)
     interrupted = Interrupted.install()
@@ -1144,8 +1144,8 @@ def classify(
 def write_html(
     path: Path, entries, model, title: str, workers: int | None, thumbnail: bool = False
 ) -> None:
-    from flowersort.pipeline import default_workers
     from flowersort.report import write_report
+    from flowersort.scoring.pipeline import default_workers
 
     write_report(path, entries, model, title, workers or default_workers(), thumbnail)
 
@@ -1228,7 +1228,7 @@ def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     last run twice is an error: name an earlier run (see --list) to undo it too. Ctrl-C or
     SIGTERM finish the photo in hand and stop (exit 130 or 143).
     """
-    from flowersort.sorter import undo as run_undo
+    from flowersort.sorting.sorter import undo as run_undo
 
     setup_logging(quiet, verbose, log_file)
     if list_runs:
@@ -1257,7 +1257,7 @@ def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
 
 def show_runs(as_json: bool) -> None:
     """undo --list: one line per run that moved photos, oldest first."""
-    from flowersort.sorter import list_runs
+    from flowersort.sorting.sorter import list_runs
 
     runs = run_library(list_runs)
     if as_json:
@@ -1356,7 +1356,7 @@ def ask(
     move is journalled: 'flowersort undo' puts the photos back. Photos you answered before
     are not asked again.
     """
-    from flowersort.adapt import ask as run_ask
+    from flowersort.sorting.adapt import ask as run_ask
 
     setup_logging(quiet, verbose, log_file)
     if os.path.realpath(review_to) == os.path.realpath(move_to):
@@ -1447,7 +1447,7 @@ def adapt(
     after answering, with the same --model each time, and give the new file to the nightly
     classify (--model OUT).
     """
-    from flowersort.adapt import adapt as run_adapt
+    from flowersort.sorting.adapt import adapt as run_adapt
 
     setup_logging(quiet, verbose, log_file)
     model_file = model_path or default_model_path()
@@ -1493,7 +1493,7 @@ def corrections() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line per correction.")
 def list_corrections(as_json):
     """List every correction: label, how it was learnt, where the photo was last seen."""
-    from flowersort.corrections import KIND_TEXT, Store, weak_confirmations
+    from flowersort.sorting.corrections import KIND_TEXT, Store, weak_confirmations
 
     store = run_library(Store, dry_run=True)  # read only: listing writes nothing
     try:
@@ -1523,7 +1523,7 @@ def forget(target):
     A forgotten veto lets the photo be moved again on the next run; a forgotten flower
     still in the target is not learnt again.
     """
-    from flowersort.corrections import Store, find, in_folder, unlabel
+    from flowersort.sorting.corrections import Store, find, in_folder, unlabel
 
     store = run_library(Store)
     try:

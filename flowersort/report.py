@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.archive import size_of
-from flowersort.decode import cv2, jpeg_thumbnail, read_image
-from flowersort.errors import BadImage
-from flowersort.features import FeatureConfig, features
-from flowersort.outcomes import Outcome
-from flowersort.pipeline import worker_pool
+from flowersort.base.errors import BadImage
+from flowersort.base.outcomes import Outcome
+from flowersort.model.features import FeatureConfig, features
+from flowersort.photos.archive import size_of
+from flowersort.photos.decode import cv2, jpeg_thumbnail, read_image
+from flowersort.scoring.pipeline import worker_pool
 
 THUMB = 128  # longest side of a thumbnail, in pixels
 

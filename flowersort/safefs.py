@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from flowersort.records import StepKind
-from flowersort.xdg import current_umask
+from flowersort.base.records import StepKind
+from flowersort.base.xdg import current_umask
 
 log = logging.getLogger("flowersort")
 TMP_PREFIX = ".flowersort-tmp-"

@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 
-from flowersort.adapt import pick
-from flowersort.model import load_model
+from flowersort.model.file import load_model
+from flowersort.sorting.adapt import pick
 from tests.conftest import census, make_photo, run, write_photo
 
 
@@ -171,8 +171,8 @@ def test_an_adapted_model_moves_as_many_of_the_archive_as_the_model_did(trained_
     """A refitted head shifts every score (here: all lower, as a few "not a flower" answers
     near the threshold did in benchmarks/unseen.py); the adapted model's threshold follows,
     so that it moves as many of the archive's photos, the ones it ranks highest."""
-    from flowersort.adapt import same_count_threshold
-    from flowersort.pipeline import score_photos
+    from flowersort.scoring.pipeline import score_photos
+    from flowersort.sorting.adapt import same_count_threshold
 
     pictures = archive(tmp_path / "Pictures", n=30)
     model = load_model(trained_model)
@@ -195,8 +195,8 @@ def test_an_adapted_model_moves_as_many_of_the_archive_as_the_model_did(trained_
 
 
 def test_the_photos_not_answered_keep_the_scores_the_model_gave_them(trained_model, tmp_path):
-    from flowersort.adapt import AdaptConfig, fine_tune
-    from flowersort.pipeline import scan
+    from flowersort.scoring.pipeline import scan
+    from flowersort.sorting.adapt import AdaptConfig, fine_tune
 
     pictures = archive(tmp_path / "Pictures", n=30)
     model = load_model(trained_model)

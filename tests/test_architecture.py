@@ -27,29 +27,49 @@ def layers() -> dict[str, int]:
 
 def module_map() -> dict[str, str]:
     """module -> layer, from the doc's table rows | `module` | layer | job |."""
-    rows = re.findall(r"^\| `([\w]+)` \| ([\w]+) \|", DOC.read_text(), re.MULTILINE)
+    rows = re.findall(r"^\| `([\w.]+)` \| ([\w]+) \|", DOC.read_text(), re.MULTILINE)
     return dict(rows)
+
+
+def module_name(path: Path) -> str:
+    """A file's module, dotted from the package: `sorting.sorter`, `cli`, `__init__`."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
+def modules() -> list[Path]:
+    """The package's modules, a floor's `__init__` aside (it holds only its docstring)."""
+    return [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.parent == PACKAGE or path.name != "__init__.py"
+    ]
 
 
 def imports(path: Path) -> set[str]:
     """The flowersort modules a file imports, at any depth (inside functions too)."""
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    known = {module_name(p) for p in modules()}
     found = set()
+
+    def add(dotted: str, names: list[str]) -> None:
+        inner = [f"{dotted}.{n}" if dotted else n for n in names]
+        hits = {name for name in inner if name in known}
+        found.update(hits or ({dotted} if dotted in known else {"__init__"}))
+
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "flowersort":  # from flowersort import safefs
-                found |= {a.name for a in node.names if a.name in modules} or {"__init__"}
-            elif node.module.startswith("flowersort."):
-                found.add(node.module.split(".")[1])
+            if node.module == "flowersort" or node.module.startswith("flowersort."):
+                add(
+                    node.module.removeprefix("flowersort").lstrip("."), [a.name for a in node.names]
+                )
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("flowersort."):
-                    found.add(alias.name.split(".")[1])
+                    add(alias.name.removeprefix("flowersort."), [])
     return found
 
 
 def edges() -> dict[str, set[str]]:
-    return {path.stem: imports(path) for path in sorted(PACKAGE.glob("*.py"))}
+    return {module_name(path): imports(path) for path in modules()}
 
 
 def upward(graph: dict[str, set[str]]) -> list[str]:
@@ -65,9 +85,20 @@ def upward(graph: dict[str, set[str]]) -> list[str]:
 
 def test_every_module_is_on_the_map_and_every_layer_is_known():
     mapping, rank = module_map(), layers()
-    assert sorted(mapping) == sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert sorted(mapping) == sorted(module_name(p) for p in modules())
     assert set(mapping.values()) <= set(rank), set(mapping.values()) - set(rank)
     assert rank["cli"] == 0 and max(rank.values()) == rank["base"]
+
+
+def test_a_floors_package_holds_the_modules_of_that_floor_and_nothing_else():
+    for module, layer in module_map().items():
+        if "." in module:
+            assert module.split(".")[0] == layer, f"{module} is on floor {layer}"
+    for init in PACKAGE.glob("*/__init__.py"):
+        tree = ast.parse(init.read_text())
+        assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr), (
+            f"{init}: a docstring only"
+        )
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
@@ -76,7 +107,12 @@ def test_no_module_imports_from_a_layer_above_its_own():
 
 @pytest.mark.parametrize(
     "module, target",
-    [("safefs", "model"), ("model", "sorter"), ("errors", "cli"), ("archive", "features")],
+    [
+        ("safefs", "model.file"),
+        ("model.file", "sorting.sorter"),
+        ("base.errors", "cli"),
+        ("photos.archive", "model.features"),
+    ],
 )
 def test_an_import_upward_is_caught(module, target):
     graph = edges()
@@ -87,15 +123,21 @@ def test_an_import_upward_is_caught(module, target):
 
 
 def test_imports_inside_functions_count():
-    assert "sorter" in imports(PACKAGE / "cli.py")  # cli imports sorter in its commands
+    assert "sorting.sorter" in imports(PACKAGE / "cli.py")  # cli imports sorter in its commands
 
 
 @pytest.mark.parametrize(
     "module, not_loaded",
     [
-        ("flowersort.sorter", "flowersort.train"),  # sorting does not load all of training
-        ("flowersort.cache", "flowersort.model"),  # a file's sha256 needs no model code
-        ("flowersort.model", "flowersort.safefs"),  # nor does the umask need the moves
+        (
+            "flowersort.sorting.sorter",
+            "flowersort.training.train",
+        ),  # sorting does not load all of training
+        (
+            "flowersort.scoring.cache",
+            "flowersort.model.file",
+        ),  # a file's sha256 needs no model code
+        ("flowersort.model.file", "flowersort.safefs"),  # nor does the umask need the moves
     ],
 )
 def test_importing_a_module_loads_none_it_does_not_need(module, not_loaded):

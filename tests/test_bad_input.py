@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from flowersort.base.errors import BadImage
 from flowersort.cli import cli
-from flowersort.decode import read_image
-from flowersort.errors import BadImage
-from flowersort.exif import read_exif
-from flowersort.features import FeatureConfig, load_features
+from flowersort.model.features import FeatureConfig, load_features
+from flowersort.photos.decode import read_image
+from flowersort.photos.exif import read_exif
 from tests.fuzzing import encode, mutate, photo
 
 CFG = FeatureConfig(image_size=24, grid=2, bins=10)
@@ -128,7 +128,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
     path = write(tmp_path, "locked.jpg", encode(photo()))
     path.chmod(0)
     if os.geteuid() == 0:  # root reads everything: refuse the open as the kernel would
-        from flowersort import decode
+        from flowersort.photos import decode
 
         def refused(*args, **kwargs):
             raise PermissionError(13, "Permission denied", str(path))

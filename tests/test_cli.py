@@ -162,7 +162,7 @@ def test_nets_that_do_not_fit_the_features_stop_the_run_not_skip_every_photo(
 
 
 def test_weight_decay_is_an_option_saved_in_the_model(examples, tmp_path):
-    from flowersort.model import load_model
+    from flowersort.model.file import load_model
 
     small = ("--image-size", 48, "--grid", 4, "--crops", 1, "--epochs", 2, "--workers", 1)
     paths = {decay: tmp_path / f"{decay}.npz" for decay in ("0", "0.5")}
@@ -241,7 +241,7 @@ def test_installed_entry_point(archive, trained_model):
 
 
 def test_classify_names_the_model_it_scores_with(archive, trained_model, examples, tmp_path):
-    from flowersort.model import default_model_path
+    from flowersort.model.file import default_model_path
 
     mine = run("classify", archive, "--model", trained_model, "--workers", 1, "--json")
     assert mine.stderr.splitlines()[-1].endswith(f"; model {trained_model}")
@@ -377,7 +377,7 @@ def test_hidden_files_and_thumbnail_caches_are_left_out_unless_asked(archive, tr
 def test_wait_waits_for_the_other_run_instead_of_exit_3(archive, trained_model, tmp_path):
     import threading
 
-    from flowersort.journal import RunLock, state_dir
+    from flowersort.sorting.journal import RunLock, state_dir
 
     lock = RunLock(state_dir())
     released = threading.Timer(1.5, lock.release)
@@ -658,7 +658,7 @@ def test_an_output_that_cannot_be_written_stops_the_run_with_one_line(
 
 
 def test_counts_are_said_in_the_singular_for_one():
-    from flowersort.outcomes import counted
+    from flowersort.base.outcomes import counted
 
     assert [counted(n, "not flower") for n in (0, 1, 2)] == [
         "0 not flowers",

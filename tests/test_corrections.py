@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from flowersort.corrections import Store, store_path, training_examples
-from flowersort.journal import state_dir
+from flowersort.sorting.corrections import Store, store_path, training_examples
+from flowersort.sorting.journal import state_dir
 from tests.conftest import census, make_photo, run, write_photo
 
 
@@ -222,7 +222,7 @@ def test_without_review_folder_borderline_photos_stay(mixed, tmp_path):
 
 
 def test_the_band_is_a_model_setting(mixed, tmp_path):
-    from flowersort.model import default_model_path, load_model
+    from flowersort.model.file import default_model_path, load_model
 
     model = load_model(default_model_path())
     dest = tmp_path / "Flowers"
@@ -277,10 +277,10 @@ def test_train_with_corrections_adds_the_users_examples(examples, archive, tmp_p
 
 
 def test_a_correction_relabels_a_photo_of_the_example_folders(examples, tmp_path):
-    from flowersort.corrections import Example
-    from flowersort.features import FeatureConfig
-    from flowersort.learn import with_corrections
-    from flowersort.train import load_examples
+    from flowersort.model.features import FeatureConfig
+    from flowersort.sorting.corrections import Example
+    from flowersort.training.learn import with_corrections
+    from flowersort.training.train import load_examples
 
     cfg = FeatureConfig(image_size=48, grid=4, bins=12)
     flowers, noflowers = examples
@@ -438,7 +438,7 @@ def test_undoing_a_review_run_is_no_choice(mixed, tmp_path):
 
 def test_an_undo_stopped_half_way_is_no_veto(archive, tmp_path):
     """Ctrl-C during undo, then the nightly run: the photos already put back move again."""
-    from flowersort.sorter import undo
+    from flowersort.sorting.sorter import undo
 
     dest = tmp_path / "Flowers"
     outcomes(nightly(archive, dest))
@@ -595,8 +595,8 @@ def test_with_copies_a_review_photo_sorted_into_dest_is_not_sent_to_review_again
 
 def test_a_run_stopped_before_it_met_a_photo_taken_out_forgets_nothing(archive, tmp_path):
     """Only a complete walk may conclude that a photo gone from DEST was deleted."""
-    from flowersort.model import default_model_path, load_model
-    from flowersort.sorter import classify
+    from flowersort.model.file import default_model_path, load_model
+    from flowersort.sorting.sorter import classify
 
     dest = tmp_path / "Flowers"
     nightly(archive, dest)

@@ -206,9 +206,9 @@ def test_usage_systemd_units_verify(tmp_path):
 
 def sure_of_the_shipped_model(folder: Path) -> list[str]:
     """The names of the photos in folder that the shipped model would move."""
-    from flowersort.metrics import effective_band
-    from flowersort.model import default_model_path, load_model
-    from flowersort.pipeline import score_photos
+    from flowersort.model.file import default_model_path, load_model
+    from flowersort.model.metrics import effective_band
+    from flowersort.scoring.pipeline import score_photos
 
     model = load_model(default_model_path())
     line = model.threshold + effective_band(model.threshold, model.summary["review_band"])
@@ -381,7 +381,7 @@ EXCLUDE_TREE = {
 )
 @pytest.mark.parametrize("spelling", ["Pictures", "./Pictures/", "ABS"])
 def test_exclude_matches_paths_relative_to_src(tmp_path, monkeypatch, pattern, gone, spelling):
-    from flowersort.archive import walk
+    from flowersort.photos.archive import walk
 
     for name in EXCLUDE_TREE:
         (tmp_path / "Pictures" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -1057,7 +1057,7 @@ def test_report_cards_say_which_path_is_where_the_photo_went(archive, trained_mo
 
 
 def test_a_locked_out_run_creates_no_target_folder(archive, trained_model, tmp_path):
-    from flowersort.journal import RunLock, state_dir
+    from flowersort.sorting.journal import RunLock, state_dir
 
     dest = tmp_path / "new" / "Flowers"
     with RunLock(state_dir()):
@@ -1067,9 +1067,9 @@ def test_a_locked_out_run_creates_no_target_folder(archive, trained_model, tmp_p
 
 
 def test_a_target_that_is_a_file_is_one_line_and_exit_2(archive, trained_model, tmp_path):
-    from flowersort.errors import FlowersortError
-    from flowersort.model import load_model
-    from flowersort.sorter import classify
+    from flowersort.base.errors import FlowersortError
+    from flowersort.model.file import load_model
+    from flowersort.sorting.sorter import classify
 
     target = tmp_path / "Flowers"
     target.write_text("a file, not a folder")
@@ -1155,7 +1155,7 @@ def test_an_empty_source_creates_nothing_and_exits_5(trained_model, tmp_path):
 
 
 def test_errors_before_the_run_starts_go_to_the_log_file_too(archive, trained_model, tmp_path):
-    from flowersort.journal import RunLock, state_dir
+    from flowersort.sorting.journal import RunLock, state_dir
 
     log = tmp_path / "logs" / "flowersort.log"
     missing = tmp_path / "unmounted" / "Pictures"

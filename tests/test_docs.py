@@ -75,8 +75,8 @@ def test_usage_gives_each_command_the_exit_codes_of_its_help(name, command):
 
 
 def test_usage_names_every_action_and_exit_code():
-    from flowersort.errors import EXIT_MEANING
-    from flowersort.outcomes import Action
+    from flowersort.base.errors import EXIT_MEANING
+    from flowersort.base.outcomes import Action
 
     text = USAGE.read_text()
     assert [a.value for a in Action if f"`{a.value}`" not in text] == []

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.featcache import FeatureCache
-from flowersort.features import FeatureConfig
-from flowersort.train import load_examples
+from flowersort.model.features import FeatureConfig
+from flowersort.training.featcache import FeatureCache
+from flowersort.training.train import load_examples
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
 

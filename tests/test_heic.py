@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from flowersort import heic
-from flowersort.decode import read_image
-from flowersort.errors import BadImage
-from flowersort.features import FeatureConfig
+from flowersort.base.errors import BadImage
+from flowersort.model.features import FeatureConfig
+from flowersort.photos import heic
+from flowersort.photos.decode import read_image
 from tests.conftest import make_photo, run
 from tests.heif_files import HEIC_HEADER, heic_bytes, needs_pillow_heif, portrait_heic
 from tests.report_page import data_of
@@ -122,7 +122,7 @@ def test_heic_photos_score_as_their_jpegs_and_are_moved_and_reported(trained_mod
 
 @needs_pillow_heif
 def test_heic_examples_train_and_evaluate(trained_model, tmp_path):
-    from flowersort.train import load_examples
+    from flowersort.training.train import load_examples
 
     rng = np.random.default_rng(3)
     for folder, flower in (("flowers", True), ("noflowers", False)):
@@ -162,8 +162,8 @@ def test_damaged_heics_are_skipped_with_a_reason_without_crash_or_hang(tmp_path)
     # in a child process: a crash in the native decoder must show here, not kill the tests
     script = (
         "import json, sys\n"
-        "from flowersort.errors import BadImage\n"
-        "from flowersort.features import read_image\n"
+        "from flowersort.base.errors import BadImage\n"
+        "from flowersort.model.features import read_image\n"
         "out = {}\n"
         "for path in sys.argv[1:]:\n"
         "    try:\n"
@@ -231,7 +231,7 @@ def test_without_pillow_heif_a_failing_train_or_evaluate_says_why(tmp_path, monk
 
 @needs_pillow_heif
 def test_a_heic_skipped_for_want_of_pillow_heif_is_not_remembered(tmp_path, monkeypatch):
-    from flowersort.cache import ScoreCache
+    from flowersort.scoring.cache import ScoreCache
 
     cache = ScoreCache(tmp_path / "scores.sqlite", "model-digest")
     damaged, missing = tmp_path / "x.heic", tmp_path / "IMG_0001.HEIC"

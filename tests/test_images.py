@@ -4,9 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from flowersort.decode import header_size, read_image
-from flowersort.errors import BadImage
-from flowersort.features import (
+from flowersort.base.errors import BadImage
+from flowersort.model.features import (
     MODES,
     FeatureConfig,
     _soft_histograms,
@@ -20,6 +19,7 @@ from flowersort.features import (
     subject_cues,
     to_hsv,
 )
+from flowersort.photos.decode import header_size, read_image
 
 
 def tiles_loop(img, t):
@@ -232,7 +232,7 @@ def test_names_in_any_script(tmp_path, name):
 
 
 def test_hue_sat_histograms_split_soft_vivid_and_grey():
-    from flowersort.features import hue_sat_histograms
+    from flowersort.model.features import hue_sat_histograms
 
     hsv = np.concatenate([solid(120, sat=0.4), solid(120, sat=0.9), solid(0, sat=0.0, val=1.0)])
     hist = hue_sat_histograms(hsv, 8, 12)  # three tiles stacked vertically
@@ -244,7 +244,7 @@ def test_hue_sat_histograms_split_soft_vivid_and_grey():
 
 
 def test_augmented_copies_are_crops_with_small_hue_shifts():
-    from flowersort.features import augmented_features
+    from flowersort.model.features import augmented_features
 
     cfg = FeatureConfig(mode="hue-hist", image_size=32, grid=2, bins=36)
     img = np.zeros((64, 64, 3), np.uint8)
@@ -278,7 +278,7 @@ def test_training_features_are_the_same_for_the_same_file(tmp_path, monkeypatch)
 
 def texture(grey: np.ndarray) -> np.ndarray:
     """The whole image's texture histogram (10 labels) for a grey uint8 image."""
-    from flowersort.features import texture_histograms
+    from flowersort.model.features import texture_histograms
 
     hsv = to_hsv(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), grey.shape[0])
     return texture_histograms(hsv, grey.shape[0], 12)[0]

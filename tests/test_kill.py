@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowersort import safefs
-from flowersort.journal import Journal
+from flowersort.sorting.journal import Journal
 from tests.conftest import census, exfat
 from tests.runs import (
     classify_cmd,

@@ -127,8 +127,8 @@ def test_a_run_that_decodes_nothing_does_not_load_opencv(tmp_path):
 
 
 def test_the_model_goes_to_each_worker_once_not_with_every_chunk(tmp_path, monkeypatch):
-    from flowersort.model import Model, default_model_path, load_model
-    from flowersort.pipeline import CHUNK, score_photos
+    from flowersort.model.file import Model, default_model_path, load_model
+    from flowersort.scoring.pipeline import CHUNK, score_photos
 
     rng = np.random.default_rng(5)
     photos = [write_photo(tmp_path / f"{i}.jpg", make_photo(rng, True, 32)) for i in range(64)]

@@ -18,8 +18,8 @@ SIZE = 64 * MB
 # ru_maxrss: that one carries the parent's peak over fork and exec)
 MEASURE = """
 import sys
-from flowersort.errors import BadImage
-from flowersort.decode import read_image
+from flowersort.base.errors import BadImage
+from flowersort.photos.decode import read_image
 def peak():
     status = open("/proc/self/status").read()
     return int(status.split("VmHWM:")[1].split()[0])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from flowersort.metrics import precision_threshold
+from flowersort.model.metrics import precision_threshold
 
 
 def weighted_precision(scores, truth, t, share):
@@ -61,7 +61,7 @@ def test_without_such_a_threshold_the_best_f05_at_that_share(share):
 
 
 def test_best_threshold_ties_go_to_the_one_nearest_one_half():
-    from flowersort.metrics import best_threshold
+    from flowersort.model.metrics import best_threshold
 
     # 4 of 6 right at both 0.075 and 0.66 (and at no other candidate, 0.5 included)
     scores = np.array([0.03, 0.12, 0.3, 0.42, 0.65, 0.67])

@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowersort.errors import ModelError
-from flowersort.features import FeatureConfig
-from flowersort.model import ViewConfig, load_model, probability
-from flowersort.train import TrainConfig, fit
+from flowersort.base.errors import ModelError
+from flowersort.model.features import FeatureConfig
+from flowersort.model.file import ViewConfig, load_model, probability
+from flowersort.training.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_pickled_content_is_refused_and_never_run(tmp_path):
 
 def test_flower_evidence_points_at_the_flower_tiles(trained_model, tmp_path):
     """Half a flower photo beside half of another: the evidence lies on the flower half."""
-    from flowersort.features import load_features
+    from flowersort.model.features import load_features
     from tests.conftest import make_photo, write_photo
 
     model = load_model(trained_model)
@@ -153,8 +153,8 @@ def test_a_score_is_the_same_to_the_bit_whatever_it_is_scored_with(tmp_path):
     their scores among 64 (so evaluate, which scores both folders in one stream, gave other
     digits than classify, and a rerun other digits than the first run). The nets now see
     each photo alone."""
-    from flowersort.evaluate import evaluate
-    from flowersort.model import default_model_path
+    from flowersort.model.file import default_model_path
+    from flowersort.training.evaluate import evaluate
     from tests.conftest import make_folders
 
     model = load_model(default_model_path())
@@ -164,8 +164,8 @@ def test_a_score_is_the_same_to_the_bit_whatever_it_is_scored_with(tmp_path):
     for start, size in [(0, 1), (5, 2), (10, 7), (40, 33), (30, 64), (1, 99)]:
         assert np.array_equal(model.scores(x[start : start + size]), together[start : start + size])
     flowers, noflowers = make_folders(tmp_path, 21, seed=4)
-    from flowersort.archive import walk
-    from flowersort.pipeline import score_photos
+    from flowersort.photos.archive import walk
+    from flowersort.scoring.pipeline import score_photos
 
     alone = [
         s.score
@@ -177,7 +177,7 @@ def test_a_score_is_the_same_to_the_bit_whatever_it_is_scored_with(tmp_path):
 
 
 def crop_model():
-    from flowersort.model import default_model_path
+    from flowersort.model.file import default_model_path
 
     model = load_model(default_model_path())
     model.views = ViewConfig(crops=5)
@@ -185,9 +185,9 @@ def crop_model():
 
 
 def test_a_photo_that_could_be_a_flower_is_scored_over_its_crops_too(tmp_path):
-    from flowersort.archive import walk
-    from flowersort.decode import read_image
-    from flowersort.features import features, view_features
+    from flowersort.model.features import features, view_features
+    from flowersort.photos.archive import walk
+    from flowersort.photos.decode import read_image
     from tests.conftest import make_folders
 
     model = crop_model()
@@ -217,10 +217,10 @@ def test_a_score_is_its_own_whatever_was_scored_with_it_and_a_rerun_decodes_only
     """Each photo is scored on its own where it is decoded: alone, among 150 others on two
     workers, and in a nightly rerun where 3 new photos are scattered among remembered ones
     (only those 3 decoded), it gets the same score to the bit."""
-    from flowersort import pipeline
-    from flowersort.archive import walk
-    from flowersort.cache import ScoreCache
-    from flowersort.pipeline import score_photos
+    from flowersort.photos.archive import walk
+    from flowersort.scoring import pipeline
+    from flowersort.scoring.cache import ScoreCache
+    from flowersort.scoring.pipeline import score_photos
     from tests.conftest import make_folders
 
     model = crop_model()

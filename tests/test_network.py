@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flowersort.network import MatrixLayer, NetConfig, TwoStageNet, bce_with_logits
+from flowersort.model.network import MatrixLayer, NetConfig, TwoStageNet, bce_with_logits
 
 
 def numerical_grad(f, x, eps=1e-4):

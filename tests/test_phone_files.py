@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from flowersort import heic
-from flowersort.archive import walk
-from flowersort.decode import read_image
+from flowersort.photos import heic
+from flowersort.photos.archive import walk
+from flowersort.photos.decode import read_image
 from tests.conftest import make_photo, run, write_photo
 
 

@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from flowersort import safefs
-from flowersort.journal import Journal
-from flowersort.records import MoveAction, MoveState, RunKind, Step, StepKind
+from flowersort.base.records import MoveAction, MoveState, RunKind, Step, StepKind
+from flowersort.sorting.journal import Journal
 
 # steps as the journal has stored them since it was written ([kind, path, details?])
 OLD_ROWS = [

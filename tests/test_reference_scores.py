@@ -12,7 +12,7 @@ def test_the_shipped_model_scores_the_sample_photos_as_recorded(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from reference_scores import REFERENCE, sample_scores
 
-    from flowersort.model import library_versions
+    from flowersort.model.file import library_versions
 
     reference = json.loads(REFERENCE.read_text())
     scores = sample_scores()

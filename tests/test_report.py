@@ -30,7 +30,7 @@ def test_classify_report(archive, trained_model, tmp_path):
     assert len(skipped) == 1 and skipped[0]["detail"] and skipped[0]["thumb"] is None
     shown = [r for r in rows if r["action"] != "skipped"]
     assert all(r["thumb"] and len(r["heat"]) == 4 for r in shown)  # moved ones too
-    from flowersort.model import load_model
+    from flowersort.model.file import load_model
 
     threshold = load_model(trained_model).threshold
     distance = [abs(r["score"] - threshold) for r in shown]
@@ -111,7 +111,7 @@ def test_clicks_in_chromium_mark_cards_and_save_marks_for_train(archive, trained
     """The click handlers and the save button in a real DOM, not only marksJson."""
     import html
 
-    from flowersort.corrections import read_marks
+    from flowersort.sorting.corrections import read_marks
 
     report = tmp_path / "report.html"
     rows = classify_with_report(archive, trained_model, report)
@@ -150,8 +150,8 @@ def test_the_heat_map_describes_the_input_that_was_scored(archive, trained_model
     size, EXIF preview or not as classify was told), not from the card's own preview."""
     import numpy as np
 
-    from flowersort.features import load_features
-    from flowersort.model import load_model
+    from flowersort.model.features import load_features
+    from flowersort.model.file import load_model
 
     model = load_model(trained_model)
     for extra in ([], ["--thumbnails"]):

@@ -93,7 +93,7 @@ def test_undo_whose_photos_failed_stays_open(tmp_path, monkeypatch):
 def test_runs_with_other_state_folders_share_the_folder_locks(archive, tmp_path, which):
     """Root's cron (its own state folder) and the owner's shell (another) over the same
     archive and target: the second waits or exits 3 as with one state folder."""
-    from flowersort.journal import FolderLock
+    from flowersort.sorting.journal import FolderLock
 
     dest = tmp_path / "Flowers"
     dest.mkdir()
@@ -201,8 +201,8 @@ def test_a_folder_swapped_for_a_link_mid_move_never_removes_the_file_it_leads_to
 
 
 def test_a_classify_stopped_by_a_signal_is_listed_stopped(tmp_path):
-    from flowersort import sorter
-    from flowersort.model import default_model_path, load_model
+    from flowersort.model.file import default_model_path, load_model
+    from flowersort.sorting import sorter
 
     archive = tmp_path / "Pictures"
     for i in range(4):
@@ -297,7 +297,7 @@ def test_a_damaged_cache_row_is_scored_again(tmp_path, score, reason):
 
 
 def test_a_model_with_nan_weights_is_refused(tmp_path):
-    from flowersort.model import default_model_path
+    from flowersort.model.file import default_model_path
 
     with np.load(default_model_path(), allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}

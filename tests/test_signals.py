@@ -243,7 +243,7 @@ def test_the_signal_exit_codes_are_documented():
     from click.testing import CliRunner
 
     from flowersort import cli
-    from flowersort.errors import EXIT_MEANING
+    from flowersort.base.errors import EXIT_MEANING
 
     assert EXIT_MEANING["130/143"].startswith("stopped by SIGINT/SIGTERM")
     for name in ("classify", "undo"):
@@ -278,8 +278,8 @@ def test_an_error_on_the_way_out_of_a_signal_still_says_the_signal(caplog):
     """A signal's stop can break what it interrupts (the queue of a training's epochs,
     cut in the middle of a message, then fails with EBADF): the signal is still the one
     line and the exit code, not the error it caused."""
+    from flowersort.base.errors import UnexpectedError
     from flowersort.cli import CliError, Stopped, stops_on_signals
-    from flowersort.errors import UnexpectedError
 
     @stops_on_signals
     def command():

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from flowersort import safefs
-from flowersort.errors import LockHeld
-from flowersort.journal import Journal, RunLock, state_dir
+from flowersort.base.errors import LockHeld
+from flowersort.sorting.journal import Journal, RunLock, state_dir
 from tests.conftest import census, exfat, make_photo, mounted, run, small_tmpfs, write_photo
 from tests.runs import ROOT
 
@@ -272,7 +272,7 @@ def test_a_target_that_refuses_what_access_allows_is_found_by_a_probe(
 
 
 def test_a_source_that_vanishes_is_a_clean_failure(archive, tmp_path, monkeypatch):
-    from flowersort import sorter
+    from flowersort.sorting import sorter
 
     real = sorter.Mover.move
 
@@ -403,7 +403,7 @@ def test_a_target_inside_the_source_with_photos_is_said(archive, tmp_path):
 
 
 def test_a_photo_is_never_its_own_identical_twin(archive, tmp_path):
-    from flowersort.sorter import identical_at_target
+    from flowersort.sorting.sorter import identical_at_target
 
     photo = archive / "a" / "IMG_0001.jpg"
     assert identical_at_target(photo, archive / "a") is None
@@ -483,7 +483,7 @@ def test_a_full_target_leaks_no_temporaries_and_stops_taking_moves(tmp_path):
 
 
 def test_a_photo_replaced_after_scoring_is_left_in_place(archive, tmp_path, monkeypatch):
-    from flowersort import sorter
+    from flowersort.sorting import sorter
 
     real = sorter.Mover.move
     photo = archive / "b" / "IMG_0001.jpg"
@@ -650,7 +650,7 @@ def test_undo_says_which_group_a_failed_move_left_split(archive, tmp_path, monke
 
 
 def test_undo_after_an_interrupted_undo_finishes_quietly(archive, tmp_path):
-    from flowersort.sorter import undo
+    from flowersort.sorting.sorter import undo
 
     dest = tmp_path / "Flowers"
     before = census(archive)
@@ -1434,7 +1434,7 @@ def test_a_dry_run_of_a_second_copy_says_already_there_as_the_run_does(
     ],
 )
 def test_decide(flower, borderline, target, review, vetoed, confirmed, expected):
-    from flowersort.sorter import decide
+    from flowersort.sorting.sorter import decide
 
     got = decide(
         flower,
@@ -1448,8 +1448,8 @@ def test_decide(flower, borderline, target, review, vetoed, confirmed, expected)
 
 
 def test_a_sort_run_holds_the_lock_until_its_with_block_ends(archive, tmp_path):
-    from flowersort.model import default_model_path, load_model
-    from flowersort.sorter import SortOptions, SortRun, WalkOptions, count_photos
+    from flowersort.model.file import default_model_path, load_model
+    from flowersort.sorting.sorter import SortOptions, SortRun, WalkOptions, count_photos
 
     model = load_model(default_model_path())
     options = SortOptions(dest=tmp_path / "Flowers", threshold=0.0, workers=1)

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from flowersort.features import FeatureConfig
-from flowersort.metrics import choose_lines, effective_band, lines_for, precision_threshold
-from flowersort.sources import photo_sources, read_sources, source_folds, source_name
-from flowersort.train import TrainConfig, fit, load_examples
+from flowersort.model.features import FeatureConfig
+from flowersort.model.metrics import choose_lines, effective_band, lines_for, precision_threshold
+from flowersort.training.sources import photo_sources, read_sources, source_folds, source_name
+from flowersort.training.train import TrainConfig, fit, load_examples
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
 
@@ -114,7 +114,7 @@ def test_a_sources_file_without_its_columns_is_refused_in_one_line(examples, tmp
 def test_train_chooses_the_lines_on_source_folds_when_it_knows_the_sources(examples, tmp_path):
     import json
 
-    from flowersort.archive import walk
+    from flowersort.photos.archive import walk
     from tests.conftest import run
 
     listing = tmp_path / "sources.csv"

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowersort import features, pipeline
 from flowersort.cli import cli
-from flowersort.decode import read_image
-from flowersort.exif import read_exif
+from flowersort.model import features
+from flowersort.photos.decode import read_image
+from flowersort.photos.exif import read_exif
+from flowersort.scoring import pipeline
 from tests.camera import camera_jpeg, exif_block, preview_of
 from tests.conftest import make_archive, make_photo
 
@@ -109,7 +110,7 @@ def test_another_model_classifies_again(archive, trained_model, tmp_path, monkey
     other.write_bytes(trained_model.read_bytes() + b"")  # same bytes: same digest
     classify(archive, other)
     assert len(calls) == 13
-    from flowersort.model import load_model
+    from flowersort.model.file import load_model
 
     model = load_model(trained_model)
     model.threshold = 0.42  # a different model file
@@ -202,9 +203,9 @@ def test_a_cache_opened_for_one_reading_is_refused_for_the_other(tmp_path, train
     """The library took any cache: one opened for full decodings, given to a --thumbnails
     scoring, stored preview scores under the photo's key (the fault above, by another way
     in). The cache now keys the reading itself, and a mismatch is refused."""
-    from flowersort.cache import ScoreCache
-    from flowersort.model import load_model
-    from flowersort.pipeline import score_photos
+    from flowersort.model.file import load_model
+    from flowersort.scoring.cache import ScoreCache
+    from flowersort.scoring.pipeline import score_photos
 
     model = load_model(trained_model)
     photo = tmp_path / "IMG_0001.jpg"
@@ -224,7 +225,7 @@ def test_two_runs_share_the_cache_without_harm(tmp_path):
 
     cache = tmp_path / "scores.sqlite"
     script = (
-        "import sys; from flowersort.cache import ScoreCache\n"
+        "import sys; from flowersort.scoring.cache import ScoreCache\n"
         "c = ScoreCache(sys.argv[1], 'model')\n"
         "for i in range(3000):\n"
         "    c.put(f'/archive/{sys.argv[2]}/p{i}.jpg', (i, i, i), i / 3000, '')\n"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flowersort import journal as journal_module
 from flowersort import safefs
 from flowersort.cli import cli
+from flowersort.sorting import journal as journal_module
 from tests.conftest import census, make_archive
 from tests.runs import other_filesystem
 
@@ -348,7 +348,7 @@ def test_a_cache_that_fills_its_disk_during_a_run_says_so_once(tmp_path, caplog)
     later night decodes them again), which the run says once rather than only in --verbose."""
     import logging
 
-    from flowersort.cache import COMMIT_EVERY, ScoreCache
+    from flowersort.scoring.cache import COMMIT_EVERY, ScoreCache
     from tests.conftest import small_tmpfs
 
     with small_tmpfs(tmp_path / "disk", "256k") as disk:

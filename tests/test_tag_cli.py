@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from flowersort import xmp
+from flowersort.photos import xmp
 from tests.conftest import census, nested_archive, run
 from tests.test_xmp import DIGIKAM
 

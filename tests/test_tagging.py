@@ -1,4 +1,4 @@
-"""A tag run's side effects (flowersort.tagging): journaled keyword writes, undo that takes
+"""A tag run's side effects (flowersort.sorting.tagging): journaled keyword writes, undo that takes
 only our keyword out, vetoes and hand tags learnt from the sidecars."""
 
 import os
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from flowersort import tagging, xmp
-from flowersort.corrections import Store
-from flowersort.journal import Journal, state_dir
-from flowersort.outcomes import Action
+from flowersort.base.outcomes import Action
+from flowersort.photos import xmp
+from flowersort.sorting import tagging
+from flowersort.sorting.corrections import Store
+from flowersort.sorting.journal import Journal, state_dir
 from tests.test_xmp import DIGIKAM
 
 
@@ -209,8 +210,9 @@ def test_undo_takes_the_keyword_out_of_a_sidecar_whose_photo_is_gone(album):
 
 KILLED_UNDO = """
 import os, signal
-from flowersort import tagging, xmp
-from flowersort.journal import Journal, state_dir
+from flowersort.sorting import tagging
+from flowersort.photos import xmp
+from flowersort.sorting.journal import Journal, state_dir
 
 real = xmp._fsync
 def killed(fd):  # the temporary written and synced, the sidecar not yet replaced
@@ -237,7 +239,8 @@ def test_an_undo_killed_mid_write_is_finished_by_the_next_with_no_temporary_left
 
 KILLED_FIRST_TAG = """
 import os, signal, sys
-from flowersort import tagging, xmp
+from flowersort.sorting import tagging
+from flowersort.photos import xmp
 
 real, calls = xmp._fsync, []
 def killed(fd):  # the new sidecar has its name; the folder's fsync, then the kill

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from flowersort.errors import TrainingError
-from flowersort.features import FeatureConfig, flip_tiles
-from flowersort.metrics import precision_threshold
-from flowersort.network import bce_with_logits, sigmoid
-from flowersort.train import TrainConfig, fit, folds, load_examples
+from flowersort.base.errors import TrainingError
+from flowersort.model.features import FeatureConfig, flip_tiles
+from flowersort.model.metrics import precision_threshold
+from flowersort.model.network import bce_with_logits, sigmoid
+from flowersort.training.train import TrainConfig, fit, folds, load_examples
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
 
@@ -30,7 +30,7 @@ def test_tile_net_is_trained_end_to_end(data):
     x, y = data
     model, _ = fit(x, y, CFG, TrainConfig(epochs=5, members=1))
     frozen, _ = fit(x, y, CFG, TrainConfig(epochs=5, members=1, train_tile_net=False))
-    from flowersort.network import NetConfig, TwoStageNet
+    from flowersort.model.network import NetConfig, TwoStageNet
 
     init = TwoStageNet(NetConfig(tile_shape=CFG.tile_shape, tiles=16)).state()
     assert not np.allclose(model.nets[0].state()["tile.0.w"], init["tile.0.w"])
@@ -42,7 +42,7 @@ def test_tile_net_is_trained_end_to_end(data):
 def test_ema_keeps_the_running_average_of_the_weights(data):
     """With ema_decay the model holds the average of the weights along the way: at 0.999
     after a few steps it has hardly left the initial weights, which plain Adam has."""
-    from flowersort.network import NetConfig, TwoStageNet
+    from flowersort.model.network import NetConfig, TwoStageNet
 
     x, y = data
     init = TwoStageNet(NetConfig(tile_shape=CFG.tile_shape, tiles=16)).state()["tile.0.w"]
@@ -202,7 +202,7 @@ def test_train_command_defaults_are_the_library_defaults():
 
 
 def test_class_weight_and_hard_negatives_weigh_only_non_flowers():
-    from flowersort.train import _weights
+    from flowersort.training.train import _weights
 
     logits = np.array([0.0, 0.0, 2.0, -3.0], np.float32)
     y = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
@@ -219,7 +219,7 @@ def test_heldout_settings_keep_the_net_their_readme_rows_were_measured_with():
     from dataclasses import asdict
 
     from benchmarks.heldout import SETTINGS
-    from flowersort.model import default_model_path, load_model
+    from flowersort.model.file import default_model_path, load_model
 
     previous = ([16, 4, 1], [8, 1, 1])
     for name in ("previous-default", "seed1", "members4", "subject", "size-144", "grid-8"):
@@ -238,7 +238,7 @@ def test_the_threshold_is_chosen_on_the_scores_classify_gives_the_held_out_photo
     held-out fold is scored exactly as score_photos scores those files."""
     from pathlib import Path
 
-    from flowersort.pipeline import score_photos
+    from flowersort.scoring.pipeline import score_photos
 
     ex = load_examples(*examples, CFG, workers=1)
     cfg = TrainConfig(epochs=4, flower_share=0.3, min_precision=0.9)

@@ -1,4 +1,4 @@
-"""Keywords in XMP sidecars (flowersort.xmp): small sidecars in the shapes darktable,
+"""Keywords in XMP sidecars (flowersort.photos.xmp): small sidecars in the shapes darktable,
 digiKam and Lightroom write, merged byte for byte; atomic writes under real faults."""
 
 import difflib
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flowersort import xmp
+from flowersort.photos import xmp
 
 DARKTABLE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
@@ -475,7 +475,7 @@ def test_exiftool_reads_the_keywords_back(photo, shape):
 # ------------------------------------------------------------ real faults, through strace
 
 DRIVER = (
-    "import sys; from pathlib import Path; from flowersort import xmp\n"
+    "import sys; from pathlib import Path; from flowersort.photos import xmp\n"
     "try:\n"
     "    print(xmp.tag(Path(sys.argv[1]), 'Flowers').action.value)\n"
     "except xmp.SidecarError as e:\n"

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowersort import safefs
-from flowersort.errors import LockHeld, StateError
-from flowersort.records import MoveAction, MoveState, RunKind, Step, StepKind
-from flowersort.xdg import base_dir
+from flowersort.base.errors import LockHeld, StateError
+from flowersort.base.records import MoveAction, MoveState, RunKind, Step, StepKind
+from flowersort.base.xdg import base_dir
 
 log = logging.getLogger("flowersort")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.errors import TrainingError
+from flowersort.base.errors import TrainingError
 
 
 def source_name(value: str) -> str:

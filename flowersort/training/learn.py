@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.archive import OnSkip
-from flowersort.corrections import Example, Store, training_examples
-from flowersort.errors import FlowersortError
-from flowersort.features import FeatureConfig
-from flowersort.model import Model, library_versions
-from flowersort.outcomes import counted
-from flowersort.pipeline import default_workers, scan
+from flowersort.base.errors import FlowersortError
+from flowersort.base.outcomes import counted
+from flowersort.model.features import FeatureConfig
+from flowersort.model.file import Model, library_versions
+from flowersort.photos.archive import OnSkip
 from flowersort.report import Entry, write_report
-from flowersort.sources import photo_sources, read_sources
-from flowersort.train import Examples, Progress, TrainConfig, check_example_folders, fit
-from flowersort.train import load_examples as read_examples
+from flowersort.scoring.pipeline import default_workers, scan
+from flowersort.sorting.corrections import Example, Store, training_examples
+from flowersort.training.sources import photo_sources, read_sources
+from flowersort.training.train import Examples, Progress, TrainConfig, check_example_folders, fit
+from flowersort.training.train import load_examples as read_examples
 
 log = logging.getLogger("flowersort")
 
@@ -61,7 +61,7 @@ def train_model(
     """Train on FLOWERS and NOFLOWERS and write the model to model_path, and beside it
     MODEL.validation.html: the held-out fold, each photo scored by the model (the mean of
     its members, none of which learnt from it). Each photo's source (`sources_file`, else
-    its subfolder: see flowersort.sources) lets the threshold and the review band be chosen
+    its subfolder: see flowersort.training.sources) lets the threshold and the review band be chosen
     on folds of whole sources (TrainConfig.source_folds)."""
     check_example_folders(flowers, noflowers)
     listed = read_sources(sources_file) if sources_file is not None else None  # before reading
@@ -133,8 +133,8 @@ def warn_if_swapped(
     """Folders given the wrong way round train a model that is just as sure, the wrong way
     (its validation accuracy is as high): the shipped model scoring a sample of FLOWERS
     below one of NOFLOWERS says so before the training starts."""
-    from flowersort.model import default_model_path, load_model
-    from flowersort.pipeline import score_photos
+    from flowersort.model.file import default_model_path, load_model
+    from flowersort.scoring.pipeline import score_photos
 
     try:
         shipped = load_model(default_model_path())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flowersort.errors import StateError
+from flowersort.base.errors import StateError
 
 
 def base_dir(variable: str, fallback: str) -> Path:

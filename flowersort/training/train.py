@@ -15,18 +15,10 @@ from queue import Empty
 import numpy as np
 
 from flowersort import safefs
-from flowersort.archive import (
-    Labelled,
-    Skips,
-    check_distinct,
-    display,
-    labelled_photos,
-    walk,
-)
-from flowersort.errors import TrainingError
-from flowersort.featcache import FeatureCache
-from flowersort.features import FeatureConfig, flip_tiles
-from flowersort.metrics import (
+from flowersort.base.errors import TrainingError
+from flowersort.model.features import FeatureConfig, flip_tiles
+from flowersort.model.file import Model, ViewConfig
+from flowersort.model.metrics import (
     DEFAULT_REVIEW_BAND,
     Lines,
     choose_lines,
@@ -34,8 +26,7 @@ from flowersort.metrics import (
     effective_band,
     precision_threshold,
 )
-from flowersort.model import Model, ViewConfig
-from flowersort.network import (
+from flowersort.model.network import (
     HEAD_LAYERS,
     TILE_LAYERS,
     NetConfig,
@@ -43,7 +34,15 @@ from flowersort.network import (
     bce_with_logits,
     sigmoid,
 )
-from flowersort.pipeline import (
+from flowersort.photos.archive import (
+    Labelled,
+    Skips,
+    check_distinct,
+    display,
+    labelled_photos,
+    walk,
+)
+from flowersort.scoring.pipeline import (
     _stay_with,
     default_workers,
     example_scores,
@@ -51,7 +50,8 @@ from flowersort.pipeline import (
     scan,
     worker_pool,
 )
-from flowersort.sources import source_folds
+from flowersort.training.featcache import FeatureCache
+from flowersort.training.sources import source_folds
 
 MIN_PER_CLASS = 4
 MAX_LAYER_ROWS = 4096  # far above any useful size; a larger layer would not fit in memory
@@ -98,7 +98,7 @@ class TrainConfig:
     # each photo that could be a flower is scored over this many crops of it too (see
     # model.ViewConfig); takes effect where fit is given the examples' files
     view_crops: int = 5
-    # with the examples' sources (see flowersort.sources): this many folds, each source in
+    # with the examples' sources (see flowersort.training.sources): this many folds, each source in
     # one, each scored by nets trained on the others; the threshold and the review band are
     # chosen on those scores, so that they hold on sources the model never saw. 0, or too
     # few sources: chosen on the held-out fold, as before

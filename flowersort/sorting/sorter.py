@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flowersort import safefs
-from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
-from flowersort.cache import ScoreCache
-from flowersort.corrections import KIND_TEXT, Watch, take_back
-from flowersort.errors import EmptySource, FlowersortError, StateError
-from flowersort.journal import (
+from flowersort.base.errors import EmptySource, FlowersortError, StateError
+from flowersort.base.outcomes import Action, Outcome, counted
+from flowersort.base.records import MoveAction, RunKind, StrEnum
+from flowersort.model.file import Model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
+from flowersort.photos.archive import OnPass, OnSkip, companion_names, display, walk
+from flowersort.scoring.cache import ScoreCache
+from flowersort.scoring.pipeline import score_photos
+from flowersort.sorting.corrections import KIND_TEXT, Watch, take_back
+from flowersort.sorting.journal import (
     DoneMove,
     FolderLock,
     Journal,
@@ -28,12 +33,7 @@ from flowersort.journal import (
     earlier_target,
     state_dir,
 )
-from flowersort.metrics import DEFAULT_REVIEW_BAND, effective_band
-from flowersort.model import Model
-from flowersort.outcomes import Action, Outcome, counted
-from flowersort.pipeline import score_photos
-from flowersort.records import MoveAction, RunKind, StrEnum
-from flowersort.tagging import Tagger, recover_tags, tag_runs, undo_tags
+from flowersort.sorting.tagging import Tagger, recover_tags, tag_runs, undo_tags
 
 log = logging.getLogger("flowersort")
 ConflictMode = Literal["rename", "skip", "dedupe"]

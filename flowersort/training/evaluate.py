@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.archive import Labelled, OnSkip, Skips, labelled_photos
-from flowersort.errors import FlowersortError
-from flowersort.metrics import confusion, sweep
-from flowersort.model import Model
-from flowersort.pipeline import score_photos
+from flowersort.base.errors import FlowersortError
+from flowersort.model.file import Model
+from flowersort.model.metrics import confusion, sweep
+from flowersort.photos.archive import Labelled, OnSkip, Skips, labelled_photos
+from flowersort.scoring.pipeline import score_photos
 
 
 @dataclass

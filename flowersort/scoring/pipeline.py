@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from flowersort.archive import display
-from flowersort.cache import ScoreCache
-from flowersort.decode import read_image, take_decode_note
-from flowersort.errors import BadImage, UnexpectedError
-from flowersort.features import FeatureConfig, load_features
-from flowersort.model import Model
+from flowersort.base.errors import BadImage, UnexpectedError
+from flowersort.model.features import FeatureConfig, load_features
+from flowersort.model.file import Model
+from flowersort.photos.archive import display
+from flowersort.photos.decode import read_image, take_decode_note
+from flowersort.scoring.cache import ScoreCache
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
 # a photo's path as its caller gave it, and as it comes back: str from the walk (for speed),

@@ -13,8 +13,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from flowersort.decode import cv2, read_image  # cv2 after decode's pixel-count guard
-from flowersort.errors import BadImage
+from flowersort.base.errors import BadImage
+from flowersort.photos.decode import cv2, read_image  # cv2 after decode's pixel-count guard
 
 # the first mode is the default of `train --mode`
 Mode = Literal[

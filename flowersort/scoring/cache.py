@@ -18,8 +18,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from flowersort.errors import CacheError, StateError
-from flowersort.xdg import base_dir
+from flowersort.base.errors import CacheError, StateError
+from flowersort.base.xdg import base_dir
 
 log = logging.getLogger("flowersort")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.features import FEATURES_VERSION, FeatureConfig
+from flowersort.model.features import FEATURES_VERSION, FeatureConfig
 
 
 def default_feature_cache() -> Path:

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from flowersort.archive import OnSkip, size_of, walk
-from flowersort.errors import FlowersortError, StateError
-from flowersort.journal import Journal, _damaged, _make_state_dir, state_dir
-from flowersort.journal import read_only as _read_only
+from flowersort.base.errors import FlowersortError, StateError
+from flowersort.photos.archive import OnSkip, size_of, walk
 from flowersort.safefs import Key, content_key
+from flowersort.sorting.journal import Journal, _damaged, _make_state_dir, state_dir
+from flowersort.sorting.journal import read_only as _read_only
 
 Label = Literal["flower", "not-flower"]
 # how a correction was learnt

@@ -22,20 +22,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowersort.archive import OnSkip, walk
-from flowersort.cache import ScoreCache
-from flowersort.corrections import Watch
-from flowersort.decode import read_image
-from flowersort.errors import BadImage, EmptySource, FlowersortError
-from flowersort.features import flip_tiles
-from flowersort.metrics import DEFAULT_REVIEW_BAND, effective_band, lines_for
-from flowersort.model import Model
-from flowersort.network import bce_with_logits, sigmoid
-from flowersort.outcomes import Action, Outcome
-from flowersort.pipeline import scan, score_photos
+from flowersort.base.errors import BadImage, EmptySource, FlowersortError
+from flowersort.base.outcomes import Action, Outcome
+from flowersort.model.features import flip_tiles
+from flowersort.model.file import Model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band, lines_for
+from flowersort.model.network import bce_with_logits, sigmoid
+from flowersort.photos.archive import OnSkip, walk
+from flowersort.photos.decode import read_image
 from flowersort.safefs import Key, content_key
-from flowersort.sorter import Mover, check_target, identity, is_empty_folder, make_dirs
-from flowersort.train import Adam
+from flowersort.scoring.cache import ScoreCache
+from flowersort.scoring.pipeline import scan, score_photos
+from flowersort.sorting.corrections import Watch
+from flowersort.sorting.sorter import Mover, check_target, identity, is_empty_folder, make_dirs
+from flowersort.training.train import Adam
 
 log = logging.getLogger("flowersort")
 

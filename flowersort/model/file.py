@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flowersort.errors import ModelError
-from flowersort.features import (
+from flowersort.base.errors import ModelError
+from flowersort.base.xdg import current_umask
+from flowersort.model.features import (
     VIEW_CROPS,
     FeatureConfig,
     features,
@@ -28,8 +29,7 @@ from flowersort.features import (
     processing,
     view_features,
 )
-from flowersort.network import NetConfig, TwoStageNet, sigmoid
-from flowersort.xdg import current_umask
+from flowersort.model.network import NetConfig, TwoStageNet, sigmoid
 
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
@@ -290,4 +290,4 @@ def default_model_path() -> Path:
     packaged = resources.files("flowersort").joinpath("models").joinpath(DEFAULT_MODEL_NAME)
     if packaged.is_file():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
+    return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME

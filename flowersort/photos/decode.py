@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from flowersort import heic
-from flowersort.errors import BadImage
-from flowersort.exif import read_exif
+from flowersort.base.errors import BadImage
+from flowersort.photos import heic
+from flowersort.photos.exif import read_exif
 
 MAX_PIXELS = 120_000_000  # larger than any camera's photo; refuse before decoding
 # OpenCV's own guard for the formats whose header we do not read (TIFF, WebP, ...)
@@ -34,7 +34,7 @@ class _OpenCV:
     """cv2, imported when first used: a rerun whose photos all have remembered scores
     decodes nothing and need not load it (12 ms of a run's 0.2 s start-up, measured). The
     import replaces this stand-in here; in the modules that took it
-    (`from flowersort.decode import cv2`) it keeps each name it passes on."""
+    (`from flowersort.photos.decode import cv2`) it keeps each name it passes on."""
 
     def __getattr__(self, name: str):
         global cv2

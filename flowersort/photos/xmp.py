@@ -24,7 +24,7 @@ from enum import Enum
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from flowersort.errors import ExitCode, FlowersortError
+from flowersort.base.errors import ExitCode, FlowersortError
 from flowersort.safefs import give_owner
 
 TMP_PREFIX = ".flowersort-tmp-"  # as safefs: a journal's recovery knows these names
@@ -136,7 +136,7 @@ def find_sidecar(photo: Path, listed: list[str] | None = None) -> Path:
     exists, else NAME.xmp if it exists and no other photo has that stem (IMG_0001.jpg
     beside IMG_0001.png: whose would it be?), else a new NAME.ext.xmp. Names match in
     any case, as the folder lists them. See docs/xmp-rule.md."""
-    from flowersort.archive import is_photo_name  # archive loads cv2 only where it decodes
+    from flowersort.photos.archive import is_photo_name  # archive loads cv2 only where it decodes
 
     if listed is None:
         listed = os.listdir(photo.parent)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flowersort.errors import BadImage
+from flowersort.base.errors import BadImage
 
 EXTRA = "pip install 'flowersort[heic]'"
 MISSING = f"HEIC/HEIF photo: pillow-heif is not installed ({EXTRA})"

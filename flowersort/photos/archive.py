@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowersort.errors import FlowersortError, TrainingError
+from flowersort.base.errors import FlowersortError, TrainingError
 
 PHOTO_SUFFIXES = frozenset(
     ".jpg .jpeg .jpe .png .bmp .dib .tif .tiff .webp .gif .jp2 .pbm .pgm .ppm".split()

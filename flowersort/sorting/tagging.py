@@ -25,16 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowersort import xmp
-from flowersort.corrections import Correction, Store
-from flowersort.errors import FlowersortError, StateError
-from flowersort.journal import FolderLock, Journal, RunInfo, RunLock, state_dir
-from flowersort.outcomes import Action, Outcome
-from flowersort.records import RunKind
+from flowersort.base.errors import FlowersortError, StateError
+from flowersort.base.outcomes import Action, Outcome
+from flowersort.base.records import RunKind
+from flowersort.photos import xmp
 from flowersort.safefs import Key, content_key
+from flowersort.sorting.corrections import Correction, Store
+from flowersort.sorting.journal import FolderLock, Journal, RunInfo, RunLock, state_dir
 
 if TYPE_CHECKING:  # sorter imports this module
-    from flowersort.sorter import SortOptions
+    from flowersort.sorting.sorter import SortOptions
 
 log = logging.getLogger("flowersort")
 

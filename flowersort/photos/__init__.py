@@ -1,0 +1,1 @@
+"""Photo files: walking an archive, decoding pixels, EXIF, HEIC, XMP sidecars."""

@@ -1,0 +1,1 @@
+"""Photos to scores on every core, and the scores remembered between runs."""

@@ -1,0 +1,1 @@
+"""Training a model on two folders of examples, and evaluating one."""
