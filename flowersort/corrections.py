@@ -493,9 +493,10 @@ class Watch:
         self.by_key[key] = correction
         return correction
 
-    def held(self, path: str | os.PathLike) -> Correction | None:
-        """The veto that keeps this photo where it is, if any (hashes only on a size match)."""
-        if not self.sizes or size_of(path) not in self.sizes:
+    def held(self, path: str | os.PathLike, size: int | None = None) -> Correction | None:
+        """The veto that keeps this photo where it is, if any (hashes only on a size match;
+        `size`: the photo's, if the caller has stat'ed it already)."""
+        if not self.sizes or (size_of(path) if size is None else size) not in self.sizes:
             return None
         try:
             key = content_key(path)

@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from flowersort.archive import display
+from flowersort.cache import Key as CacheKey
 from flowersort.cache import ScoreCache
 from flowersort.decode import read_image, take_decode_note
 from flowersort.errors import BadImage, UnexpectedError
@@ -221,16 +222,20 @@ def score_photos(
     *,
     cache: ScoreCache | None = None,
     thumbnail: bool = False,
+    key_of: Callable[[PathName], CacheKey | None] | None = None,
 ) -> Iterator[Scored]:
     """Each photo's score (or why it was skipped), in input order; remembered scores
     are not decoded again. The cache must have been opened for the same reading
-    (`thumbnail`): a preview's score is not the photo's."""
+    (`thumbnail`): a preview's score is not the photo's. `key_of`: each photo's cache key
+    from a stat the caller made already (default: ScoreCache.key stats it), so that a rerun
+    stats each photo once."""
     if cache is not None and cache.thumbnail != thumbnail:
         raise ValueError("the score cache was opened for the other reading (--thumbnails)")
     keys: dict[PathName, tuple] = {}
+    key_of = key_of or ScoreCache.key
 
     def remembered(path: PathName) -> PathName | tuple[PathName, Any]:
-        if cache is not None and (key := cache.key(path)) is not None:
+        if cache is not None and (key := key_of(path)) is not None:
             keys[path] = key
             return path, cache.get(path, key)  # (score, reason) or None: decode it
         return path

@@ -434,6 +434,11 @@ def _sort(
             scored_as[path] = identity(path)
             yield path
 
+    def cache_key(path: str | Path) -> tuple[int, int, int] | None:
+        """The score cache's key from the stat noting_identity made: one stat a photo."""
+        was = scored_as.get(os.fspath(path))
+        return None if was is None else (was[2], was[3], was[1])  # size, mtime_ns, inode
+
     def note_skip(path: str, reason: str) -> None:
         walk_skips.append((path, reason))
         if hooks.on_walk_skip:
@@ -444,7 +449,12 @@ def _sort(
     scoring = noting_identity(photos)
     try:
         for scored in score_photos(
-            model, scoring, options.workers, cache=cache, thumbnail=options.thumbnail
+            model,
+            scoring,
+            options.workers,
+            cache=cache,
+            thumbnail=options.thumbnail,
+            key_of=cache_key,
         ):
             if hooks.stop is not None and hooks.stop():
                 if hooks.on_stopped is not None:  # read but not reported, and the walk's rest
@@ -523,7 +533,8 @@ def sort_one(
     scored_as: tuple | None,
 ) -> Outcome:
     """One scored photo: decided (decide), then left, or acted on by the targets."""
-    veto = targets.watch.held(path) if targets else None
+    size = scored_as[2] if scored_as is not None else None  # as the walk saw it
+    veto = targets.watch.held(path, size) if targets else None
     decision = decide(
         flower,
         borderline,

@@ -142,3 +142,44 @@ def test_the_model_goes_to_each_worker_once_not_with_every_chunk(tmp_path, monke
     scores = [s.score for s in score_photos(model, photos, workers=2)]
     assert len(photos) // CHUNK == 4 and None not in scores
     assert len(pickled) <= 2  # none when the workers are forked, one each when spawned
+
+
+@contextlib.contextmanager
+def counting_stats(monkeypatch, below: Path):
+    """Count os.stat calls by path, for the paths below a folder."""
+    stats: Counter = Counter()
+    real = os.stat
+
+    def counted(path, *args, **kwargs):
+        if os.fspath(path).startswith(os.fspath(below)):
+            stats[os.fspath(path)] += 1
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "stat", counted)
+        yield stats
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["move", "dry-run"])
+def test_a_rerun_stats_each_photo_once_with_vetoes_in_the_store(tmp_path, monkeypatch, dry_run):
+    """The walk's stat of a photo gives the score cache its key and the corrections their
+    size: a rerun over an unchanged archive stats each photo once, not once per question."""
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    rng = np.random.default_rng(6)
+    for i in range(12):
+        write_photo(src / f"IMG_{i:04d}.jpg", make_photo(rng, True, size=32))
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1]
+    assert run(*args).exit_code == 0
+    back = sorted(dest.iterdir())[:4]
+    for i, photo in enumerate(back):  # taken back by hand: vetoes, learnt by the next run
+        photo.rename(src / f"kept {i}.jpg")
+    assert run(*args).exit_code == 0
+    before = census(src, dest)
+    with counting_stats(monkeypatch, src) as stats:
+        result = run(*args, "--json", *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 0, result.output
+    outcomes = [json.loads(s) for s in result.output.splitlines() if s.startswith("{")]
+    assert sorted(o["action"] for o in outcomes) == ["vetoed"] * 4  # the vetoes hold
+    assert census(src, dest) == before
+    photos = [os.fspath(p) for p in src.iterdir()]
+    assert photos and all(stats[p] <= 1 for p in photos), stats
