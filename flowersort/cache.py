@@ -89,7 +89,7 @@ class ScoreCache:
         self.pending = 0
         self.lost = False  # said once that this run's scores cannot be remembered
         self.damaged_said = False  # said once that a row held no usable score
-        self.folder: str | Path | None = None
+        self.folder: str | None = None  # the path's text before its last separator
         self.rows: dict[bytes, tuple] = {}
 
     def _error(self, why: str) -> CacheError:
@@ -139,10 +139,11 @@ class ScoreCache:
         """(score, "") or (None, skip reason) remembered for this exact file and model."""
         if self.db is None:
             return None
-        folder_text, name_text = os.path.split(path)
-        if folder_text != self.folder:
-            self.folder = folder_text
-            folder = os.fsencode(folder_text)
+        path = os.fspath(path)
+        cut = path.rfind(os.sep) + 1  # os.path.split's cut: the text before it (with its
+        if path[:cut] != self.folder:  # separator) gives the folder; a new one: its rows, once
+            self.folder = path[:cut]
+            folder = os.fsencode(os.path.split(path)[0])
             try:
                 rows = self.db.execute(
                     "SELECT name, size, mtime_ns, inode, score, reason FROM scores "
@@ -152,7 +153,7 @@ class ScoreCache:
             except sqlite3.DatabaseError:
                 rows = []
             self.rows = {row[0]: row[1:] for row in rows}
-        row = self.rows.get(os.fsencode(name_text))
+        row = self.rows.get(os.fsencode(path[cut:]))
         if row is None or row[:3] != key:
             return None
         score, reason = row[3], row[4]

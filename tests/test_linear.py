@@ -183,3 +183,34 @@ def test_a_rerun_stats_each_photo_once_with_vetoes_in_the_store(tmp_path, monkey
     assert census(src, dest) == before
     photos = [os.fspath(p) for p in src.iterdir()]
     assert photos and all(stats[p] <= 1 for p in photos), stats
+
+
+def test_suffix_of_is_splitext_lowercased():
+    """The walk's own cut of a name's suffix (archive.suffix_of) agrees with
+    os.path.splitext, leading dots and all."""
+    import itertools
+
+    from flowersort.archive import suffix_of
+
+    names = ["IMG_1.JPG", "a.tar.Gz", ".jpg", "..jpg", ".a.jpg", "..a.JPEG", "a.", "", "."]
+    names += ["".join(c) for n in range(1, 6) for c in itertools.product("a.", repeat=n)]
+    for name in names:
+        assert suffix_of(name) == os.path.splitext(name)[1].lower(), name
+
+
+def test_the_score_cache_tells_folders_apart_whatever_the_spelling(tmp_path, monkeypatch):
+    """ScoreCache.get keeps one folder's rows while the walk is in it, and cuts each path
+    as os.path.split does: a name without a folder is not taken for one in a folder whose
+    name begins the same, nor the other way round."""
+    from flowersort.cache import ScoreCache
+
+    monkeypatch.chdir(tmp_path)
+    cache = ScoreCache(tmp_path / "scores.sqlite", "model")
+    key = (100, 1, 2)
+    scores = {"abc": 0.1, "ab/abc": 0.2, "ab/c.jpg": 0.3, "ab/d/c.jpg": 0.4, "/abc": 0.5}
+    for path, score in scores.items():
+        cache.put(path, key, score, "")
+    for path in ["ab/c.jpg", "abc", "ab/abc", "ab/d/c.jpg", "abc", "/abc", "ab/c.jpg"]:
+        assert cache.get(path, key) == (scores[path], ""), path
+    assert cache.get(Path("ab") / "abc", key) == (0.2, "")
+    cache.close()
