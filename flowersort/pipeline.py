@@ -199,7 +199,9 @@ def scan(
     try:
         pending: deque = deque()
         for chunk in chunks:
-            if workers == 1 or all(known is not None for _, known in chunk):
+            if all(known is not None for _, known in chunk):  # a rerun's: nothing to read
+                future = _done([Scanned(path, known=known) for path, known in chunk])
+            elif workers == 1:
                 future = _done(_load_chunk(chunk, cfg, thumbnail, copies, model))
             else:
                 # not before it is needed (a rerun needs none); the model goes once per worker
