@@ -734,6 +734,9 @@ class Mover:
         self.dest, self.copy, self.on_conflict, self.dry_run = dest, copy, on_conflict, dry_run
         self.full: str | None = None  # why the target took no more: no space, quota
         self.sidecars, self.names = Companions(), TargetNames()
+        # each folder's modes up to the root, looked at once per run for the plan (a move
+        # looks again right before it: safefs.transfer)
+        self.ways: safefs.Ways = {}
         self.moved: set[Path] = set()  # sidecars an earlier photo took with it
         self.live: Live | None = None  # None: a dry run
         self.journal: Journal | None = None  # read by both, written by a live run
@@ -815,7 +818,8 @@ class Mover:
         """Move (copy) group into folder under the names safefs.free_names gives it;
         `made`: folder is the photo's own below the target (--keep-structure), made now."""
         present = self.names(folder)
-        safefs.check_folders_keep_private(group, folder)  # before its folders are made
+        # before its folders are made
+        safefs.check_folders_keep_private(group, folder, self.ways)
         if self.dry_run:
             names = next(safefs.free_names([p.name for p in group], present), None)
             if names is None:
@@ -850,7 +854,7 @@ class Mover:
             return None
         dups, twins, free, free_names = plan
         if free and self.dry_run:  # as transfer checks them
-            safefs.check_folders_keep_private(free, twin.parent)
+            safefs.check_folders_keep_private(free, twin.parent, self.ways)
             self.names(twin.parent).update(n.casefold() for n in free_names)
         elif free:
             live = self._live()

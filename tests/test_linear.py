@@ -214,3 +214,21 @@ def test_the_score_cache_tells_folders_apart_whatever_the_spelling(tmp_path, mon
         assert cache.get(path, key) == (scores[path], ""), path
     assert cache.get(Path("ab") / "abc", key) == (0.2, "")
     cache.close()
+
+
+def test_a_plan_looks_at_the_folders_up_to_the_root_once_not_once_per_photo(tmp_path, monkeypatch):
+    """Whether a move would let more people read a photo depends on every folder up to
+    the root: a dry run looks at each once per run (a real move looks again, right before
+    it moves)."""
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    rng = np.random.default_rng(7)
+    for i in range(PHOTOS):
+        write_photo(src / f"IMG_{i:04d}.jpg", make_photo(rng, True, size=32))
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1, "--json"]
+    assert run(*args, "--dry-run").exit_code == 0  # scored: the next plan decodes nothing
+    with counting_stats(monkeypatch, tmp_path.parent) as stats:
+        result = run(*args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output.count('"action": "would-move"') == PHOTOS
+    assert 0 < stats[os.fspath(tmp_path)] <= 10, stats  # the folder above SRC and DEST
+    assert 0 < stats[os.fspath(src)] <= 10, stats  # 126 once per photo
