@@ -197,42 +197,54 @@ def walk(
             return True
         return is_excluded(entry.name, entry.path)
 
-    def visit(folder: str) -> Iterator[str]:
+    def listing(folder: str) -> list[os.DirEntry]:
+        """The folder's entries to look at, in name order (none for a folder seen already
+        or that cannot be read)."""
         try:
             st = os.stat(folder)
             if (st.st_dev, st.st_ino) in seen:
                 on_skip(folder, "folder already visited (symbolic link loop)")
-                return
+                return []
             seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
             on_skip(folder, f"cannot read folder: {e.strerror}")
-            return
+            return []
         entries = [e for e in entries if not excluded(e)]  # each name matched once
         if on_pass is not None:
             for path in _passed_over(entries, follow_symlinks):
                 on_pass(path)
-        for entry in entries:
-            path = entry.path
-            try:
-                if entry.is_symlink():
-                    if not follow_symlinks:
-                        if is_photo_name(entry.name) or entry.is_dir():
-                            on_skip(path, "symbolic link (use --follow-symlinks to follow)")
-                        continue
-                    if not os.path.exists(path):
-                        on_skip(path, "broken symbolic link")
-                        continue
-                is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
-            except OSError as e:
-                on_skip(path, e.strerror or str(e))
-                continue
-            if is_dir:
-                if os.path.realpath(path) not in pruned:
-                    yield from visit(path)
-            elif is_photo_name(entry.name):
-                yield path
+        return entries
+
+    def visit(folder: str) -> Iterator[str]:
+        # a stack of the folders being listed, not a generator per folder: a photo deep in
+        # the tree is yielded once, not passed up through every folder above it
+        stack = [iter(listing(folder))]
+        while stack:
+            for entry in stack[-1]:
+                path = entry.path
+                try:
+                    if entry.is_symlink():
+                        if not follow_symlinks:
+                            if is_photo_name(entry.name) or entry.is_dir():
+                                on_skip(path, "symbolic link (use --follow-symlinks to follow)")
+                            continue
+                        if not os.path.exists(path):
+                            on_skip(path, "broken symbolic link")
+                            continue
+                    is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
+                except OSError as e:
+                    on_skip(path, e.strerror or str(e))
+                    continue
+                if is_dir:
+                    if os.path.realpath(path) not in pruned:
+                        stack.append(iter(listing(path)))  # into it, then on with this one
+                        break
+                elif is_photo_name(entry.name):
+                    yield path
+            else:  # this folder is done
+                stack.pop()
 
     root = os.fspath(root)
     if stat.S_ISDIR(os.stat(root).st_mode):

@@ -152,11 +152,11 @@ class ScoreCache:
                 ).fetchall()
             except sqlite3.DatabaseError:
                 rows = []
-            self.rows = {row[0]: row[1:] for row in rows}
+            self.rows = {row[0]: row for row in rows}
         row = self.rows.get(os.fsencode(path[cut:]))
-        if row is None or row[:3] != key:
+        if row is None or (row[1], row[2], row[3]) != key:
             return None
-        score, reason = row[3], row[4]
+        score, reason = row[4], row[5]
         if isinstance(score, (int, float)) and math.isfinite(score):
             return float(score), reason if isinstance(reason, str) else ""
         if score is None and isinstance(reason, str) and reason:

@@ -232,3 +232,28 @@ def test_a_plan_looks_at_the_folders_up_to_the_root_once_not_once_per_photo(tmp_
     assert result.output.count('"action": "would-move"') == PHOTOS
     assert 0 < stats[os.fspath(tmp_path)] <= 10, stats  # the folder above SRC and DEST
     assert 0 < stats[os.fspath(src)] <= 10, stats  # 126 once per photo
+
+
+def test_the_walk_goes_depth_first_in_name_order_through_a_deep_tree(tmp_path):
+    """archive.walk keeps a stack of the folders it lists: the same order as one generator
+    per folder, every photo once, at any depth."""
+    from flowersort.archive import walk
+
+    for parts in [("a",), ("a", "b", "c", "d"), ("a", "b"), ("b",), ("a", "b", "c"), ()]:
+        folder = tmp_path.joinpath(*parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("2.jpg", "10.JPG", "notes.txt"):
+            (folder / name).write_bytes(b"x")
+
+    def by_hand(folder: Path):
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.is_dir():
+                yield from by_hand(Path(entry.path))
+            elif entry.name.endswith((".jpg", ".JPG")):
+                yield entry.path
+
+    expected = list(by_hand(tmp_path))
+    assert len(expected) == 12 and list(walk(tmp_path)) == expected
+    assert list(walk(tmp_path, prune=[tmp_path / "a" / "b"])) == [
+        p for p in expected if "/a/b/" not in p
+    ]
