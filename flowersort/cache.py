@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS scores (
 COMMIT_EVERY = 500
 
 Key = tuple[int, int, int]  # size, mtime_ns, inode
+FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def default_cache_path() -> Path:
@@ -153,7 +155,7 @@ class ScoreCache:
             except sqlite3.DatabaseError:
                 rows = []
             self.rows = {row[0]: row for row in rows}
-        row = self.rows.get(os.fsencode(path[cut:]))
+        row = self.rows.get(path[cut:].encode(FS_ENCODING, FS_ERRORS))  # os.fsencode's
         if row is None or (row[1], row[2], row[3]) != key:
             return None
         score, reason = row[4], row[5]
