@@ -124,6 +124,8 @@ def test_a_run_that_decodes_nothing_does_not_load_opencv(tmp_path):
     assert done.returncode == 0, done.stderr
     imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line]
     assert "numpy" in imported and "cv2" not in imported
+    # nor what only training on many cores, or a tag written, needs
+    assert "multiprocessing.managers" not in imported and "urllib.request" not in imported
 
 
 def test_the_model_goes_to_each_worker_once_not_with_every_chunk(tmp_path, monkeypatch):
