@@ -117,14 +117,23 @@ KIND_TEXT = {
 
 @dataclass
 class Placed:
-    """A photo flowersort put into DEST or the review folder."""
+    """A photo flowersort put into DEST or the review folder. Its path is kept as text
+    (`where`): a Path made for every photo in DEST was most of what a rerun's start cost."""
 
-    path: Path
+    where: str
     size: int
     sha256: str
     folder: Folder
     run: int | None
     placed: float
+
+    @property
+    def path(self) -> Path:
+        return Path(self.where)
+
+    @path.setter
+    def path(self, path: str | os.PathLike) -> None:
+        self.where = os.fspath(path)
 
     @property
     def key(self) -> Key:
@@ -248,7 +257,7 @@ class Store:
         rows = self.db.execute(
             "SELECT path, size, sha256, folder, run, placed FROM placed"
         ).fetchall()
-        return [Placed(_path(p), s, h, f, r, t) for p, s, h, f, r, t in rows]
+        return [Placed(os.fsdecode(p), s, h, f, r, t) for p, s, h, f, r, t in rows]
 
     def add_placed(
         self, path: Path, key: Key, folder: Folder, run: int | None, when: float | None = None
@@ -368,10 +377,10 @@ class Watch:
         elsewhere: dict[Key, list[Placed]] = {}  # placed into another target (or an old place)
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
         for p in self.store.placed():
-            if p.run in undone or os.fspath(p.path) in undone_paths:  # undo put it back: no
-                self.store.drop_placed(p.path)  # choice of yours
-            elif _below(os.path.abspath(p.path), roots):  # another target's are not ours
-                placed[os.fspath(p.path)] = p
+            if p.run in undone or p.where in undone_paths:  # undo put it back: no choice
+                self.store.drop_placed(p.path)  # of yours
+            elif _below(os.path.abspath(p.where), roots):  # another target's are not ours
+                placed[p.where] = p
             else:
                 elsewhere.setdefault(p.key, []).append(p)
 
@@ -428,7 +437,7 @@ class Watch:
             if journal.moved_to(path):  # (not placed: see above)
                 # moved by a flowersort that kept no `placed` rows (an upgrade): note it now
                 self.store.add_placed(path, key, "dest", None)
-                placed[text] = Placed(path, key[0], key[1], "dest", None, time.time())
+                placed[text] = Placed(text, key[0], key[1], "dest", None, time.time())
                 found.add(text)
                 continue
             mine = placed_by_key.get(key)
@@ -436,7 +445,7 @@ class Watch:
                 found.add(text)
                 continue
             if mine is not None and mine.folder == "dest":
-                was = os.fspath(mine.path)
+                was = mine.where
                 if was in placed and size_of(was) is None:  # renamed inside DEST
                     self.store.move_placed(mine.path, path)
                     placed[text] = placed.pop(was)
@@ -445,7 +454,7 @@ class Watch:
                 continue
             if mine is not None:  # from the review folder into DEST: sorted as a flower
                 self.store.drop_placed(mine.path)
-                placed.pop(os.fspath(mine.path), None)
+                placed.pop(mine.where, None)
                 confirmations.append(self._learn(key, "flower", "review-in", path))
             elif key in self.by_key and self.by_key[key].label == "flower":
                 self.store.seen_at(key, path)
@@ -459,7 +468,7 @@ class Watch:
                 confirmations.append(self._learn(key, "flower", "added", path))
             flowers_in_dest.add(key)
         for p in placed.values():
-            if os.fspath(p.path) in found:
+            if p.where in found:
                 continue
             if p.folder == "review" and size_of(p.path) is not None:
                 if size_of(p.path) != p.size:
@@ -474,7 +483,8 @@ class Watch:
                 and _below(os.path.abspath(c.path), [os.fspath(self.dest)])
                 and not (self.review and _below(os.path.abspath(c.path), [os.fspath(self.review)]))
             ):
-                self.pending[c.key] = Placed(c.path, c.size, c.sha256, "dest", None, c.noted)
+                pending = Placed(os.fspath(c.path), c.size, c.sha256, "dest", None, c.noted)
+                self.pending[c.key] = pending
                 self.gone_flowers.add(c.key)
         self.sizes = {k[0] for k in self.pending} | {
             c.size for c in self.by_key.values() if c.label == "not-flower"

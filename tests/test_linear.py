@@ -259,3 +259,34 @@ def test_the_walk_goes_depth_first_in_name_order_through_a_deep_tree(tmp_path):
     assert list(walk(tmp_path, prune=[tmp_path / "a" / "b"])) == [
         p for p in expected if "/a/b/" not in p
     ]
+
+
+def test_a_rerun_makes_no_path_object_per_photo_flowersort_placed(tmp_path, monkeypatch):
+    """Watch.start goes through every photo flowersort placed in DEST on each run: their
+    paths are kept as text, not made into a Path each (most of its cost per photo)."""
+    import pathlib
+
+    from flowersort import corrections
+
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    rng = np.random.default_rng(8)
+    for i in range(PHOTOS):
+        write_photo(src / f"IMG_{i:04d}.jpg", make_photo(rng, True, size=32))
+    (src / "notes.txt").write_text("not a photo: SRC is not left empty (a disk not mounted)")
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1]
+    assert run(*args).exit_code == 0
+    assert len(os.listdir(dest)) == PHOTOS
+    made = []
+
+    def counted(*parts):
+        made.append(parts)
+        return pathlib.Path(*parts)
+
+    monkeypatch.setattr(corrections, "Path", counted)
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    assert len(made) < PHOTOS // 4, made
+    (dest / "IMG_0003.jpg").rename(src / "taken back.jpg")  # still recognised: a veto
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    assert '"action": "vetoed"' in result.output and (src / "taken back.jpg").exists()
