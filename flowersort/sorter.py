@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flowersort import safefs
-from flowersort.archive import OnPass, OnSkip, companion_names, display, walk
+from flowersort.archive import OnPass, OnSkip, companion_names, display, suffix_of, walk
 from flowersort.cache import ScoreCache
 from flowersort.corrections import KIND_TEXT, Watch, take_back
 from flowersort.errors import EmptySource, FlowersortError, StateError
@@ -60,6 +60,11 @@ def sidecars(photo: Path, listed: Iterable[str] | None = None) -> list[Path]:
     return sorted(found)
 
 
+def _stem(name: str) -> str:
+    """os.path.splitext(name)[0], by archive.suffix_of."""
+    return name[: len(name) - len(suffix_of(name))]
+
+
 class Companions:
     """sidecars() from one listing of each folder, kept while the run works in it: a
     listing per photo made a folder of n photos cost n * n. The listing is a hint: each
@@ -67,18 +72,22 @@ class Companions:
 
     def __init__(self) -> None:
         self.folder: Path | None = None
-        self.names: dict[str, list[str]] = {}  # lower-cased -> the names so spelt
+        # the folder's names by their stem (up to the last dot), lower-cased: a companion's
+        # stem is the photo's stem (IMG_1.XMP) or its name (IMG_1.JPG.json)
+        self.by_stem: dict[str, list[str]] = {}
 
     def __call__(self, photo: Path) -> list[Path]:
         if photo.parent != self.folder:  # the walk has moved on: the new folder, once
-            self.folder, self.names = photo.parent, {}
+            self.folder, self.by_stem = photo.parent, {}
             try:
                 for name in os.listdir(photo.parent):
-                    self.names.setdefault(name.lower(), []).append(name)
+                    self.by_stem.setdefault(_stem(name).lower(), []).append(name)
             except OSError:
                 pass
-        wanted = companion_names(photo.name)
-        return sidecars(photo, [n for w in wanted for n in self.names.get(w, ())])
+        name = photo.name
+        stems = (_stem(name).lower(), name.lower())
+        near = [n for s in stems for n in self.by_stem.get(s, ()) if n != name]
+        return sidecars(photo, near) if near else []  # most photos come alone
 
 
 class TargetNames:
