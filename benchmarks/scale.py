@@ -16,8 +16,10 @@ classify SRC --move-to DEST --threshold T -q`, own state and cache folders):
 Each is printed as time per file (after the start-up of a run over an empty folder, a
 dry one for a dry run, is taken off) and as a multiple of the bare walk's time per file
 over SRC and DEST (walked just before), with the run's peak RSS (the main process or a
-worker, whichever is larger). T is set from the scores of the generated pictures so that
-SHARE of the photos would move.
+worker, whichever is larger); then the same in CPU time (user + system, of the run and its
+workers, against the walk's own), which other jobs on a shared machine disturb less than
+the time on the clock. T is set from the scores of the generated pictures so that SHARE of
+the photos would move.
 
 usage: python benchmarks/scale.py [--quick] [--sizes 1000,10000] [--tree N] [--keep DIR]
 """
@@ -104,9 +106,9 @@ def make_photos(folders: list[Path], n: int, pool: list[bytes]) -> list[int]:
     return which
 
 
-def bare_walk(*roots: Path) -> tuple[float, int]:
-    """Seconds and files: scandir down every folder, one lstat per file."""
-    start, files = time.perf_counter(), 0
+def bare_walk(*roots: Path) -> tuple[float, float, int]:
+    """Seconds, CPU seconds and files: scandir down every folder, one lstat per file."""
+    start, cpu, files = time.perf_counter(), time.process_time(), 0
     stack = [os.fspath(r) for r in roots if r.exists()]
     while stack:
         with os.scandir(stack.pop()) as it:
@@ -116,11 +118,12 @@ def bare_walk(*roots: Path) -> tuple[float, int]:
                 else:
                     os.lstat(entry.path)
                     files += 1
-    return time.perf_counter() - start, files
+    return time.perf_counter() - start, time.process_time() - cpu, files
 
 
-def run(args: list[str], env: dict) -> tuple[float, float]:
-    """Seconds and peak RSS (MiB) of one CLI run; a failed run stops the benchmark."""
+def run(args: list[str], env: dict) -> tuple[float, float, float]:
+    """Seconds, CPU seconds (user + system, with its workers) and peak RSS (MiB) of one
+    CLI run; a failed run stops the benchmark."""
     cmd = [sys.executable, "-m", "flowersort", "classify", *args, "-q"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -129,7 +132,8 @@ def run(args: list[str], env: dict) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)}: exit {proc.returncode}")
-    return seconds, usage.ru_maxrss / 1024  # wait4 reports the child and its waited children
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, cpu, usage.ru_maxrss / 1024  # wait4: the child and its waited children
 
 
 def environment(work: Path) -> dict:
@@ -138,13 +142,17 @@ def environment(work: Path) -> dict:
     return env
 
 
-def startup(work: Path, *extra: str) -> float:
-    """The fastest of STARTS runs over an empty folder, with a target: the fixed cost, with
-    the journal's few fsyncs, whose time varies most on a shared disk."""
+def startup(work: Path, *extra: str) -> tuple[float, float]:
+    """The fastest of STARTS runs over an empty folder, with a target, and the least CPU
+    time of them: the fixed cost, with the journal's few fsyncs, whose time varies most on
+    a shared disk."""
     empty, dest = work / "empty", work / "empty-dest"
     empty.mkdir(exist_ok=True)
+    # no photo, but not empty: an empty SRC is a disk not mounted (exit 5)
+    (empty / "notes.txt").write_text("no photo here")
     env = environment(work / "empty-state")
-    return min(run([str(empty), "--move-to", str(dest), *extra], env)[0] for _ in range(STARTS))
+    runs = [run([str(empty), "--move-to", str(dest), *extra], env) for _ in range(STARTS)]
+    return min(r[0] for r in runs), min(r[1] for r in runs)
 
 
 def case(name: str, folders: int, n: int, pool, scores, threshold, bases, work: Path):
@@ -185,15 +193,16 @@ def case(name: str, folders: int, n: int, pool, scores, threshold, bases, work: 
 
 
 def report(step, args, env, bases, src, dest, n, note=""):
-    walk_s, files = bare_walk(src, dest)
-    seconds, rss = run(args, env)
-    base = bases[1] if "--dry-run" in args else bases[0]
-    per_file = max(seconds - base, 0.0) / n
-    walk_per_file = walk_s / files
+    walk_s, walk_cpu, files = bare_walk(src, dest)
+    seconds, cpu, rss = run(args, env)
+    base, base_cpu = bases[1] if "--dry-run" in args else bases[0]
+    per_file, cpu_per_file = max(seconds - base, 0.0) / n, max(cpu - base_cpu, 0.0) / n
+    walk_per_file, walk_cpu_per_file = walk_s / files, max(walk_cpu, 1e-9) / files
     print(
         f"  {step:6s} {seconds:8.2f} s  {per_file * 1e6:8.1f} us/file  "
         f"walk {walk_per_file * 1e6:5.2f} us/file  x{per_file / walk_per_file:7.1f}  "
-        f"peak RSS {rss:6.0f} MiB  {note}",
+        f"peak RSS {rss:6.0f} MiB  | CPU {cpu:7.2f} s  {cpu_per_file * 1e6:8.1f} us/file  "
+        f"walk {walk_cpu_per_file * 1e6:5.2f}  x{cpu_per_file / walk_cpu_per_file:7.1f}  {note}",
         flush=True,
     )
 
@@ -224,9 +233,9 @@ def main() -> None:
         threshold = float(np.quantile(scores, 1 - SHARE))
         base, plan = startup(work), startup(work, "--dry-run")
         print(
-            f"start-up (a run over an empty folder, fastest of {STARTS}): {base:.2f} s "
-            f"({plan:.2f} s for a dry run; each taken off its kind of step); threshold "
-            f"{threshold:.4f}"
+            f"start-up (a run over an empty folder, fastest of {STARTS}): {base[0]:.2f} s, "
+            f"CPU {base[1]:.2f} s ({plan[0]:.2f} s, CPU {plan[1]:.2f} s for a dry run; each "
+            f"taken off its kind of step); threshold {threshold:.4f}"
         )
         for n in sizes:
             case(f"one-folder-{n}", 1, n, pool, scores, threshold, (base, plan), work)

@@ -1558,11 +1558,16 @@ def show_outcomes(
     """Print each photo's outcome as it streams in: JSON (with the keys of `json_extra`
     too) or a line on stdout (none with --quiet), skips and failures on stderr; every move
     also goes to the log file; keep them in `seen` for a report."""
+    debugging = log.isEnabledFor(logging.DEBUG)
     for o in outcomes:
         if seen is not None:
             seen.append(o)
         bar.update(1)
         counts[o.action] += 1
+        if o.action is Action.KEPT and not (o.flower or o.note or as_json):
+            if debugging:  # most photos of a rerun: said only with -v, no line built else
+                log.debug("%s: %s (score %.3f)", o.action, display(o.source), o.score)
+            continue
         if o.action.changed_files:
             log.info(outcome_line(o), extra=FILE_ONLY)
         if o.note:

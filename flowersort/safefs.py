@@ -275,13 +275,26 @@ def _owner_let_in(st: os.stat_result, src_way: Way, dst_way: Way) -> str | None:
     return None
 
 
-def readers_let_in(source: Path, folder: Path) -> str | None:
+Ways = dict[Path, Way]  # each folder's _way, as a run found it (see readers_let_in)
+
+
+def _way_of(folder: Path, ways: Ways | None) -> Way:
+    if ways is None:
+        return _way(folder.resolve())
+    if folder not in ways:
+        ways[folder] = _way(folder.resolve())
+    return ways[folder]
+
+
+def readers_let_in(source: Path, folder: Path, ways: Ways | None = None) -> str | None:
     """Who could read the photo in `folder` but cannot reach it where it is ("everyone",
     "group N", "user NAME"), or None: a 0644 photo in a 0700 folder is private by its
     folder, and a move must not change who can read it (the photo's own mode:
-    wider_readers)."""
+    wider_readers). `ways`: the folders' modes found earlier in this run, kept there (a
+    plan's: the move itself looks again, see transfer), else every folder up to the root
+    is looked at now."""
     st = os.stat(source)
-    src_way, dst_way = _way(source.parent.resolve()), _way(folder.resolve())
+    src_way, dst_way = _way_of(source.parent, ways), _way_of(folder, ways)
     src_others, src_group = _kept_out(src_way, st.st_gid)
     dst_others, dst_group = _kept_out(dst_way, st.st_gid)
     if st.st_mode & stat.S_IROTH and src_others and not dst_others:
@@ -296,11 +309,11 @@ class PrivateByFolder(Exposed):
     target folder (see readers_let_in)."""
 
 
-def check_folders_keep_private(sources: list[Path], folder: Path) -> None:
+def check_folders_keep_private(sources: list[Path], folder: Path, ways: Ways | None = None) -> None:
     """Raise PrivateByFolder if moving the files into `folder` would let more people read
-    one."""
+    one (`ways`: see readers_let_in)."""
     for source in sources:
-        if who := readers_let_in(source, folder):
+        if who := readers_let_in(source, folder, ways):
             raise PrivateByFolder(
                 errno.EPERM,
                 f"{folder} would let {who} read {source.name} (a folder above it keeps them "

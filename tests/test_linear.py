@@ -124,6 +124,8 @@ def test_a_run_that_decodes_nothing_does_not_load_opencv(tmp_path):
     assert done.returncode == 0, done.stderr
     imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line]
     assert "numpy" in imported and "cv2" not in imported
+    # nor what only training on many cores, or a tag written, needs
+    assert "multiprocessing.managers" not in imported and "urllib.request" not in imported
 
 
 def test_the_model_goes_to_each_worker_once_not_with_every_chunk(tmp_path, monkeypatch):
@@ -142,3 +144,149 @@ def test_the_model_goes_to_each_worker_once_not_with_every_chunk(tmp_path, monke
     scores = [s.score for s in score_photos(model, photos, workers=2)]
     assert len(photos) // CHUNK == 4 and None not in scores
     assert len(pickled) <= 2  # none when the workers are forked, one each when spawned
+
+
+@contextlib.contextmanager
+def counting_stats(monkeypatch, below: Path):
+    """Count os.stat calls by path, for the paths below a folder."""
+    stats: Counter = Counter()
+    real = os.stat
+
+    def counted(path, *args, **kwargs):
+        if os.fspath(path).startswith(os.fspath(below)):
+            stats[os.fspath(path)] += 1
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "stat", counted)
+        yield stats
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["move", "dry-run"])
+def test_a_rerun_stats_each_photo_once_with_vetoes_in_the_store(tmp_path, monkeypatch, dry_run):
+    """The walk's stat of a photo gives the score cache its key and the corrections their
+    size: a rerun over an unchanged archive stats each photo once, not once per question."""
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    rng = np.random.default_rng(6)
+    for i in range(12):
+        write_photo(src / f"IMG_{i:04d}.jpg", make_photo(rng, True, size=32))
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1]
+    assert run(*args).exit_code == 0
+    back = sorted(dest.iterdir())[:4]
+    for i, photo in enumerate(back):  # taken back by hand: vetoes, learnt by the next run
+        photo.rename(src / f"kept {i}.jpg")
+    assert run(*args).exit_code == 0
+    before = census(src, dest)
+    with counting_stats(monkeypatch, src) as stats:
+        result = run(*args, "--json", *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 0, result.output
+    outcomes = [json.loads(s) for s in result.output.splitlines() if s.startswith("{")]
+    assert sorted(o["action"] for o in outcomes) == ["vetoed"] * 4  # the vetoes hold
+    assert census(src, dest) == before
+    photos = [os.fspath(p) for p in src.iterdir()]
+    assert photos and all(stats[p] <= 1 for p in photos), stats
+
+
+def test_suffix_of_is_splitext_lowercased():
+    """The walk's own cut of a name's suffix (archive.suffix_of) agrees with
+    os.path.splitext, leading dots and all."""
+    import itertools
+
+    from flowersort.photos.archive import suffix_of
+
+    names = ["IMG_1.JPG", "a.tar.Gz", ".jpg", "..jpg", ".a.jpg", "..a.JPEG", "a.", "", "."]
+    names += ["".join(c) for n in range(1, 6) for c in itertools.product("a.", repeat=n)]
+    for name in names:
+        assert suffix_of(name) == os.path.splitext(name)[1].lower(), name
+
+
+def test_the_score_cache_tells_folders_apart_whatever_the_spelling(tmp_path, monkeypatch):
+    """ScoreCache.get keeps one folder's rows while the walk is in it, and cuts each path
+    as os.path.split does: a name without a folder is not taken for one in a folder whose
+    name begins the same, nor the other way round."""
+    from flowersort.scoring.cache import ScoreCache
+
+    monkeypatch.chdir(tmp_path)
+    cache = ScoreCache(tmp_path / "scores.sqlite", "model")
+    key = (100, 1, 2)
+    scores = {"abc": 0.1, "ab/abc": 0.2, "ab/c.jpg": 0.3, "ab/d/c.jpg": 0.4, "/abc": 0.5}
+    for path, score in scores.items():
+        cache.put(path, key, score, "")
+    for path in ["ab/c.jpg", "abc", "ab/abc", "ab/d/c.jpg", "abc", "/abc", "ab/c.jpg"]:
+        assert cache.get(path, key) == (scores[path], ""), path
+    assert cache.get(Path("ab") / "abc", key) == (0.2, "")
+    cache.close()
+
+
+def test_a_plan_looks_at_the_folders_up_to_the_root_once_not_once_per_photo(tmp_path, monkeypatch):
+    """Whether a move would let more people read a photo depends on every folder up to
+    the root: a dry run looks at each once per run (a real move looks again, right before
+    it moves)."""
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    rng = np.random.default_rng(7)
+    for i in range(PHOTOS):
+        write_photo(src / f"IMG_{i:04d}.jpg", make_photo(rng, True, size=32))
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1, "--json"]
+    assert run(*args, "--dry-run").exit_code == 0  # scored: the next plan decodes nothing
+    with counting_stats(monkeypatch, tmp_path.parent) as stats:
+        result = run(*args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output.count('"action": "would-move"') == PHOTOS
+    assert 0 < stats[os.fspath(tmp_path)] <= 10, stats  # the folder above SRC and DEST
+    assert 0 < stats[os.fspath(src)] <= 10, stats  # 126 once per photo
+
+
+def test_the_walk_goes_depth_first_in_name_order_through_a_deep_tree(tmp_path):
+    """archive.walk keeps a stack of the folders it lists: the same order as one generator
+    per folder, every photo once, at any depth."""
+    from flowersort.photos.archive import walk
+
+    for parts in [("a",), ("a", "b", "c", "d"), ("a", "b"), ("b",), ("a", "b", "c"), ()]:
+        folder = tmp_path.joinpath(*parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("2.jpg", "10.JPG", "notes.txt"):
+            (folder / name).write_bytes(b"x")
+
+    def by_hand(folder: Path):
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.is_dir():
+                yield from by_hand(Path(entry.path))
+            elif entry.name.endswith((".jpg", ".JPG")):
+                yield entry.path
+
+    expected = list(by_hand(tmp_path))
+    assert len(expected) == 12 and list(walk(tmp_path)) == expected
+    assert list(walk(tmp_path, prune=[tmp_path / "a" / "b"])) == [
+        p for p in expected if "/a/b/" not in p
+    ]
+
+
+def test_a_rerun_makes_no_path_object_per_photo_flowersort_placed(tmp_path, monkeypatch):
+    """Watch.start goes through every photo flowersort placed in DEST on each run: their
+    paths are kept as text, not made into a Path each (most of its cost per photo)."""
+    import pathlib
+
+    from flowersort.sorting import corrections
+
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    rng = np.random.default_rng(8)
+    for i in range(PHOTOS):
+        write_photo(src / f"IMG_{i:04d}.jpg", make_photo(rng, True, size=32))
+    (src / "notes.txt").write_text("not a photo: SRC is not left empty (a disk not mounted)")
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1]
+    assert run(*args).exit_code == 0
+    assert len(os.listdir(dest)) == PHOTOS
+    made = []
+
+    def counted(*parts):
+        made.append(parts)
+        return pathlib.Path(*parts)
+
+    monkeypatch.setattr(corrections, "Path", counted)
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    assert len(made) < PHOTOS // 4, made
+    (dest / "IMG_0003.jpg").rename(src / "taken back.jpg")  # still recognised: a veto
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    assert '"action": "vetoed"' in result.output and (src / "taken back.jpg").exists()

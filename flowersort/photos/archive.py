@@ -84,8 +84,17 @@ def labelled_photos(flowers: Path, noflowers: Path, on_skip: OnSkip) -> Iterator
             yield Labelled(path, flower, root)
 
 
+def suffix_of(name: str) -> str:
+    """os.path.splitext(name)[1].lower(), at a third of its cost (the walk asks it of
+    every name): leading dots start no suffix ('.jpg' has none)."""
+    i = name.rfind(".")
+    if i <= 0 or (name[0] == "." and not name[:i].strip(".")):
+        return ""
+    return name[i:].lower()
+
+
 def is_photo_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in PHOTO_SUFFIXES
+    return suffix_of(name) in PHOTO_SUFFIXES
 
 
 def companion_names(photo_name: str) -> set[str]:
@@ -101,15 +110,17 @@ def companion_names(photo_name: str) -> set[str]:
     return names | {(photo_name + s).lower() for s in (".json", ".xmp")}
 
 
-def _passed_over(entries: list[os.DirEntry], photos: list[os.DirEntry]) -> list[str]:
-    """Videos and RAW files among entries that are no companion of one of `photos` (the
-    photos walk yields: a RAW's twin, a Live Photo's still): nothing classifies them,
-    nothing moves them."""
+def _passed_over(entries: list[os.DirEntry], follow_symlinks: bool) -> list[str]:
+    """Videos and RAW files (regular files) among entries that are no companion of one of
+    the photos walk yields there (a RAW's twin, a Live Photo's still; a linked photo
+    followed is moved with its companions too): nothing classifies them, nothing moves
+    them."""
     suffixes = RAW_SUFFIXES + VIDEO_SUFFIXES
-    found = [e for e in entries if os.path.splitext(e.name)[1].lower() in suffixes]
+    found = [e for e in entries if suffix_of(e.name) in suffixes and _is_file(e)]
     if not found:  # most folders: no companions worth working out
         return []
-    companions = set().union(*(companion_names(e.name) for e in photos if is_photo_name(e.name)))
+    photos = [e for e in entries if is_photo_name(e.name) and _is_file(e, follow_symlinks)]
+    companions = set().union(*(companion_names(e.name) for e in photos))
     return [e.path for e in found if e.name.lower() not in companions]
 
 
@@ -186,45 +197,54 @@ def walk(
             return True
         return is_excluded(entry.name, entry.path)
 
-    def visit(folder: str) -> Iterator[str]:
+    def listing(folder: str) -> list[os.DirEntry]:
+        """The folder's entries to look at, in name order (none for a folder seen already
+        or that cannot be read)."""
         try:
             st = os.stat(folder)
             if (st.st_dev, st.st_ino) in seen:
                 on_skip(folder, "folder already visited (symbolic link loop)")
-                return
+                return []
             seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
             on_skip(folder, f"cannot read folder: {e.strerror}")
-            return
+            return []
         entries = [e for e in entries if not excluded(e)]  # each name matched once
         if on_pass is not None:
-            files = [e for e in entries if _is_file(e)]
-            # a linked photo followed is moved with its companions too
-            photos = [e for e in entries if _is_file(e, follow_symlinks)]
-            for path in _passed_over(files, photos):
+            for path in _passed_over(entries, follow_symlinks):
                 on_pass(path)
-        for entry in entries:
-            path = entry.path
-            try:
-                if entry.is_symlink():
-                    if not follow_symlinks:
-                        if is_photo_name(entry.name) or entry.is_dir():
-                            on_skip(path, "symbolic link (use --follow-symlinks to follow)")
-                        continue
-                    if not os.path.exists(path):
-                        on_skip(path, "broken symbolic link")
-                        continue
-                is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
-            except OSError as e:
-                on_skip(path, e.strerror or str(e))
-                continue
-            if is_dir:
-                if os.path.realpath(path) not in pruned:
-                    yield from visit(path)
-            elif is_photo_name(entry.name):
-                yield path
+        return entries
+
+    def visit(folder: str) -> Iterator[str]:
+        # a stack of the folders being listed, not a generator per folder: a photo deep in
+        # the tree is yielded once, not passed up through every folder above it
+        stack = [iter(listing(folder))]
+        while stack:
+            for entry in stack[-1]:
+                path = entry.path
+                try:
+                    if entry.is_symlink():
+                        if not follow_symlinks:
+                            if is_photo_name(entry.name) or entry.is_dir():
+                                on_skip(path, "symbolic link (use --follow-symlinks to follow)")
+                            continue
+                        if not os.path.exists(path):
+                            on_skip(path, "broken symbolic link")
+                            continue
+                    is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
+                except OSError as e:
+                    on_skip(path, e.strerror or str(e))
+                    continue
+                if is_dir:
+                    if os.path.realpath(path) not in pruned:
+                        stack.append(iter(listing(path)))  # into it, then on with this one
+                        break
+                elif is_photo_name(entry.name):
+                    yield path
+            else:  # this folder is done
+                stack.pop()
 
     root = os.fspath(root)
     if stat.S_ISDIR(os.stat(root).st_mode):

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from flowersort.base.errors import ExitCode, FlowersortError
 from flowersort.safefs import give_owner
@@ -391,6 +390,14 @@ def _apply(data: bytes, edits: list[_Edit]) -> bytes:
     return out
 
 
+def _escape(text: str) -> str:
+    """XML's escapes of &, < and >: saxutils' own, imported only when a tag is written, as
+    saxutils loads urllib.request, which a run that tags nothing does not need."""
+    from xml.sax.saxutils import escape
+
+    return escape(text)
+
+
 def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list[Field]]:
     root = _parse(data, path)
     descriptions = _descriptions(root)
@@ -404,7 +411,7 @@ def _add_edits(data: bytes, path: Path, keyword: str) -> tuple[list[_Edit], list
     for f in FIELDS:
         if f not in ALWAYS and not props[f]:
             continue
-        spelt = escape(f.spell(words)).encode()
+        spelt = _escape(f.spell(words)).encode()
         if props[f]:
             items = [li for p in props[f] for li in _items(p, path, f)]
             if f.spell(words) in (_li_text(li) for li in items):

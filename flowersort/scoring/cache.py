@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS scores (
 COMMIT_EVERY = 500
 
 Key = tuple[int, int, int]  # size, mtime_ns, inode
+FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def default_cache_path() -> Path:
@@ -89,7 +91,7 @@ class ScoreCache:
         self.pending = 0
         self.lost = False  # said once that this run's scores cannot be remembered
         self.damaged_said = False  # said once that a row held no usable score
-        self.folder: str | Path | None = None
+        self.folder: str | None = None  # the path's text before its last separator
         self.rows: dict[bytes, tuple] = {}
 
     def _error(self, why: str) -> CacheError:
@@ -139,10 +141,11 @@ class ScoreCache:
         """(score, "") or (None, skip reason) remembered for this exact file and model."""
         if self.db is None:
             return None
-        folder_text, name_text = os.path.split(path)
-        if folder_text != self.folder:
-            self.folder = folder_text
-            folder = os.fsencode(folder_text)
+        path = os.fspath(path)
+        cut = path.rfind(os.sep) + 1  # os.path.split's cut: the text before it (with its
+        if path[:cut] != self.folder:  # separator) gives the folder; a new one: its rows, once
+            self.folder = path[:cut]
+            folder = os.fsencode(os.path.split(path)[0])
             try:
                 rows = self.db.execute(
                     "SELECT name, size, mtime_ns, inode, score, reason FROM scores "
@@ -151,11 +154,11 @@ class ScoreCache:
                 ).fetchall()
             except sqlite3.DatabaseError:
                 rows = []
-            self.rows = {row[0]: row[1:] for row in rows}
-        row = self.rows.get(os.fsencode(name_text))
-        if row is None or row[:3] != key:
+            self.rows = {row[0]: row for row in rows}
+        row = self.rows.get(path[cut:].encode(FS_ENCODING, FS_ERRORS))  # os.fsencode's
+        if row is None or (row[1], row[2], row[3]) != key:
             return None
-        score, reason = row[3], row[4]
+        score, reason = row[4], row[5]
         if isinstance(score, (int, float)) and math.isfinite(score):
             return float(score), reason if isinstance(reason, str) else ""
         if score is None and isinstance(reason, str) and reason:

@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -26,6 +26,7 @@ from flowersort.model.features import FeatureConfig, load_features
 from flowersort.model.file import Model
 from flowersort.photos.archive import display
 from flowersort.photos.decode import read_image, take_decode_note
+from flowersort.scoring.cache import Key as CacheKey
 from flowersort.scoring.cache import ScoreCache
 
 CHUNK = 16  # photos per task: large enough to hide the pool's overhead
@@ -171,10 +172,15 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _done(value) -> Future:
-    future: Future = Future()
-    future.set_result(value)
-    return future
+Pending = list[Scanned] | Future  # a chunk read here (done), or one a worker is reading
+
+
+def _ready(chunk: Pending) -> bool:
+    return isinstance(chunk, list) or chunk.done()
+
+
+def _result(chunk: Pending) -> list[Scanned]:
+    return chunk if isinstance(chunk, list) else chunk.result()
 
 
 def scan(
@@ -196,19 +202,20 @@ def scan(
     chunks = iter(lambda: list(islice(jobs, CHUNK)), [])  # stops at the first empty chunk
     pool = None
     try:
-        pending: deque = deque()
+        pending: deque[Pending] = deque()
         for chunk in chunks:
-            if workers == 1 or all(known is not None for _, known in chunk):
-                future = _done(_load_chunk(chunk, cfg, thumbnail, copies, model))
+            if all(known is not None for _, known in chunk):  # a rerun's: nothing to read
+                pending.append([Scanned(path, known=known) for path, known in chunk])
+            elif workers == 1:
+                pending.append(_load_chunk(chunk, cfg, thumbnail, copies, model))
             else:
                 # not before it is needed (a rerun needs none); the model goes once per worker
                 pool = pool or worker_pool(workers, (cfg, thumbnail, copies, model))
-                future = pool.submit(_load_given_chunk, chunk)
-            pending.append(future)
-            while len(pending) >= 4 * workers or (pending and pending[0].done()):
-                yield from pending.popleft().result()
+                pending.append(pool.submit(_load_given_chunk, chunk))
+            while len(pending) >= 4 * workers or (pending and _ready(pending[0])):
+                yield from _result(pending.popleft())
         while pending:
-            yield from pending.popleft().result()
+            yield from _result(pending.popleft())
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -221,18 +228,23 @@ def score_photos(
     *,
     cache: ScoreCache | None = None,
     thumbnail: bool = False,
+    key_of: Callable[[PathName], CacheKey | None] | None = None,
 ) -> Iterator[Scored]:
     """Each photo's score (or why it was skipped), in input order; remembered scores
     are not decoded again. The cache must have been opened for the same reading
-    (`thumbnail`): a preview's score is not the photo's."""
+    (`thumbnail`): a preview's score is not the photo's. `key_of`: each photo's cache key
+    from a stat the caller made already (default: ScoreCache.key stats it), so that a rerun
+    stats each photo once."""
     if cache is not None and cache.thumbnail != thumbnail:
         raise ValueError("the score cache was opened for the other reading (--thumbnails)")
     keys: dict[PathName, tuple] = {}
+    key_of = key_of or ScoreCache.key
 
     def remembered(path: PathName) -> PathName | tuple[PathName, Any]:
-        if cache is not None and (key := cache.key(path)) is not None:
-            keys[path] = key
-            return path, cache.get(path, key)  # (score, reason) or None: decode it
+        if cache is not None and (key := key_of(path)) is not None:
+            if (known := cache.get(path, key)) is None:  # decode it, and remember its score
+                keys[path] = key
+            return path, known
         return path
 
     def finish(scored: Scored, lasting: bool = False) -> Scored:
@@ -245,7 +257,6 @@ def score_photos(
         if photo.score is not None:
             yield finish(Scored(photo.path, photo.score, note=photo.note))
         elif photo.known is not None:  # remembered from an earlier run
-            keys.pop(photo.path, None)
             score, reason = photo.known
             if score is None:
                 yield Scored(photo.path, None, skip_reason=reason, remembered=True)

@@ -117,14 +117,23 @@ KIND_TEXT = {
 
 @dataclass
 class Placed:
-    """A photo flowersort put into DEST or the review folder."""
+    """A photo flowersort put into DEST or the review folder. Its path is kept as text
+    (`where`): a Path made for every photo in DEST was most of what a rerun's start cost."""
 
-    path: Path
+    where: str
     size: int
     sha256: str
     folder: Folder
     run: int | None
     placed: float
+
+    @property
+    def path(self) -> Path:
+        return Path(self.where)
+
+    @path.setter
+    def path(self, path: str | os.PathLike) -> None:
+        self.where = os.fspath(path)
 
     @property
     def key(self) -> Key:
@@ -248,7 +257,7 @@ class Store:
         rows = self.db.execute(
             "SELECT path, size, sha256, folder, run, placed FROM placed"
         ).fetchall()
-        return [Placed(_path(p), s, h, f, r, t) for p, s, h, f, r, t in rows]
+        return [Placed(os.fsdecode(p), s, h, f, r, t) for p, s, h, f, r, t in rows]
 
     def add_placed(
         self, path: Path, key: Key, folder: Folder, run: int | None, when: float | None = None
@@ -363,14 +372,15 @@ class Watch:
 
     def _start(self, journal: _JournalView) -> Learnt:
         undone = journal.undone()
-        placed = {}
+        undone_paths = {os.fspath(u) for u in undone if not isinstance(u, int)}
+        placed: dict[str, Placed] = {}  # by path, as text: a Path per photo costs most here
         elsewhere: dict[Key, list[Placed]] = {}  # placed into another target (or an old place)
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
         for p in self.store.placed():
-            if p.run in undone or p.path in undone:  # undo put it back: no choice of yours
-                self.store.drop_placed(p.path)
-            elif _below(os.path.abspath(p.path), roots):  # another target's are not ours
-                placed[p.path] = p
+            if p.run in undone or p.where in undone_paths:  # undo put it back: no choice
+                self.store.drop_placed(p.path)  # of yours
+            elif _below(os.path.abspath(p.where), roots):  # another target's are not ours
+                placed[p.where] = p
             else:
                 elsewhere.setdefault(p.key, []).append(p)
 
@@ -382,22 +392,22 @@ class Watch:
                     elsewhere[key].remove(p)
                     self.store.move_placed(p.path, path)
                     p.path = path
-                    placed[path] = p
+                    placed[os.fspath(path)] = p
                     return p
             return None
 
         if elsewhere and self.review is not None and self.review.is_dir():
             sizes = {k[0] for k in elsewhere}
             for text in walk(self.review):
-                if Path(text) not in placed and size_of(text) in sizes:
+                if text not in placed and size_of(text) in sizes:
                     try:
                         moved_along(content_key(text), Path(text), "review")
                     except OSError:
                         continue
         self.by_key = {c.key: c for c in self.store.corrections()}
-        by_path = {c.path: c for c in self.by_key.values()}
+        by_path = {os.fspath(c.path): c for c in self.by_key.values()}
         placed_by_key = {p.key: p for p in placed.values()}
-        found: set[Path] = set()
+        found: set[str] = set()  # paths in DEST of photos flowersort placed
         flowers_in_dest: set[Key] = set()  # the user's flowers still in DEST, anywhere
         confirmations = []
         nobodys = self.store.found()  # in a target before our first run into it
@@ -407,16 +417,16 @@ class Watch:
         there_before = 0
         in_dest = walk(self.dest, prune=[self.review] if self.review else [])
         for text in in_dest if self.dest.is_dir() else ():
-            path = Path(text)
-            size = size_of(path)
+            size = size_of(text)
             if size is None:
                 continue
-            if path in placed:  # still where it was put (edited there, perhaps): kept
-                if size != placed[path].size:  # edited: the new bytes are what may come back
-                    self._rekey(placed[path])
-                found.add(path)
+            if (here := placed.get(text)) is not None:  # still where it was put (edited
+                if size != here.size:  # there, perhaps): kept; edited: the new bytes are
+                    self._rekey(here)  # what may come back
+                found.add(text)
                 continue
-            known = by_path.get(path)
+            path = Path(text)
+            known = by_path.get(text)
             if known and known.size == size and known.label == "flower":
                 flowers_in_dest.add(known.key)
                 continue
@@ -424,26 +434,27 @@ class Watch:
                 key = content_key(path)
             except OSError:
                 continue
-            if path not in placed and journal.moved_to(path):
+            if journal.moved_to(path):  # (not placed: see above)
                 # moved by a flowersort that kept no `placed` rows (an upgrade): note it now
                 self.store.add_placed(path, key, "dest", None)
-                placed[path] = Placed(path, key[0], key[1], "dest", None, time.time())
-                found.add(path)
+                placed[text] = Placed(text, key[0], key[1], "dest", None, time.time())
+                found.add(text)
                 continue
             mine = placed_by_key.get(key)
             if mine is None and moved_along(key, path, "dest") is not None:
-                found.add(path)
+                found.add(text)
                 continue
             if mine is not None and mine.folder == "dest":
-                if mine.path in placed and size_of(mine.path) is None:  # renamed inside DEST
+                was = mine.where
+                if was in placed and size_of(was) is None:  # renamed inside DEST
                     self.store.move_placed(mine.path, path)
-                    placed[path] = placed.pop(mine.path)
-                    placed[path].path = path
-                found.add(path)  # else a copy of one it placed: not the user's example
+                    placed[text] = placed.pop(was)
+                    placed[text].path = path
+                found.add(text)  # else a copy of one it placed: not the user's example
                 continue
             if mine is not None:  # from the review folder into DEST: sorted as a flower
                 self.store.drop_placed(mine.path)
-                placed.pop(mine.path, None)
+                placed.pop(mine.where, None)
                 confirmations.append(self._learn(key, "flower", "review-in", path))
             elif key in self.by_key and self.by_key[key].label == "flower":
                 self.store.seen_at(key, path)
@@ -457,7 +468,7 @@ class Watch:
                 confirmations.append(self._learn(key, "flower", "added", path))
             flowers_in_dest.add(key)
         for p in placed.values():
-            if p.path in found:
+            if p.where in found:
                 continue
             if p.folder == "review" and size_of(p.path) is not None:
                 if size_of(p.path) != p.size:
@@ -472,7 +483,8 @@ class Watch:
                 and _below(os.path.abspath(c.path), [os.fspath(self.dest)])
                 and not (self.review and _below(os.path.abspath(c.path), [os.fspath(self.review)]))
             ):
-                self.pending[c.key] = Placed(c.path, c.size, c.sha256, "dest", None, c.noted)
+                pending = Placed(os.fspath(c.path), c.size, c.sha256, "dest", None, c.noted)
+                self.pending[c.key] = pending
                 self.gone_flowers.add(c.key)
         self.sizes = {k[0] for k in self.pending} | {
             c.size for c in self.by_key.values() if c.label == "not-flower"
@@ -493,9 +505,10 @@ class Watch:
         self.by_key[key] = correction
         return correction
 
-    def held(self, path: str | os.PathLike) -> Correction | None:
-        """The veto that keeps this photo where it is, if any (hashes only on a size match)."""
-        if not self.sizes or size_of(path) not in self.sizes:
+    def held(self, path: str | os.PathLike, size: int | None = None) -> Correction | None:
+        """The veto that keeps this photo where it is, if any (hashes only on a size match;
+        `size`: the photo's, if the caller has stat'ed it already)."""
+        if not self.sizes or (size_of(path) if size is None else size) not in self.sizes:
             return None
         try:
             key = content_key(path)

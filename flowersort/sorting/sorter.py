@@ -20,7 +20,7 @@ from flowersort.base.outcomes import Action, Outcome, counted
 from flowersort.base.records import MoveAction, RunKind, StrEnum
 from flowersort.model.file import Model
 from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
-from flowersort.photos.archive import OnPass, OnSkip, companion_names, display, walk
+from flowersort.photos.archive import OnPass, OnSkip, companion_names, display, suffix_of, walk
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import score_photos
 from flowersort.sorting.corrections import KIND_TEXT, Watch, take_back
@@ -60,6 +60,11 @@ def sidecars(photo: Path, listed: Iterable[str] | None = None) -> list[Path]:
     return sorted(found)
 
 
+def _stem(name: str) -> str:
+    """os.path.splitext(name)[0], by archive.suffix_of."""
+    return name[: len(name) - len(suffix_of(name))]
+
+
 class Companions:
     """sidecars() from one listing of each folder, kept while the run works in it: a
     listing per photo made a folder of n photos cost n * n. The listing is a hint: each
@@ -67,18 +72,22 @@ class Companions:
 
     def __init__(self) -> None:
         self.folder: Path | None = None
-        self.names: dict[str, list[str]] = {}  # lower-cased -> the names so spelt
+        # the folder's names by their stem (up to the last dot), lower-cased: a companion's
+        # stem is the photo's stem (IMG_1.XMP) or its name (IMG_1.JPG.json)
+        self.by_stem: dict[str, list[str]] = {}
 
     def __call__(self, photo: Path) -> list[Path]:
         if photo.parent != self.folder:  # the walk has moved on: the new folder, once
-            self.folder, self.names = photo.parent, {}
+            self.folder, self.by_stem = photo.parent, {}
             try:
                 for name in os.listdir(photo.parent):
-                    self.names.setdefault(name.lower(), []).append(name)
+                    self.by_stem.setdefault(_stem(name).lower(), []).append(name)
             except OSError:
                 pass
-        wanted = companion_names(photo.name)
-        return sidecars(photo, [n for w in wanted for n in self.names.get(w, ())])
+        name = photo.name
+        stems = (_stem(name).lower(), name.lower())
+        near = [n for s in stems for n in self.by_stem.get(s, ()) if n != name]
+        return sidecars(photo, near) if near else []  # most photos come alone
 
 
 class TargetNames:
@@ -434,6 +443,11 @@ def _sort(
             scored_as[path] = identity(path)
             yield path
 
+    def cache_key(path: str | Path) -> tuple[int, int, int] | None:
+        """The score cache's key from the stat noting_identity made: one stat a photo."""
+        was = scored_as.get(os.fspath(path))
+        return None if was is None else (was[2], was[3], was[1])  # size, mtime_ns, inode
+
     def note_skip(path: str, reason: str) -> None:
         walk_skips.append((path, reason))
         if hooks.on_walk_skip:
@@ -444,7 +458,12 @@ def _sort(
     scoring = noting_identity(photos)
     try:
         for scored in score_photos(
-            model, scoring, options.workers, cache=cache, thumbnail=options.thumbnail
+            model,
+            scoring,
+            options.workers,
+            cache=cache,
+            thumbnail=options.thumbnail,
+            key_of=cache_key,
         ):
             if hooks.stop is not None and hooks.stop():
                 if hooks.on_stopped is not None:  # read but not reported, and the walk's rest
@@ -523,7 +542,8 @@ def sort_one(
     scored_as: tuple | None,
 ) -> Outcome:
     """One scored photo: decided (decide), then left, or acted on by the targets."""
-    veto = targets.watch.held(path) if targets else None
+    size = scored_as[2] if scored_as is not None else None  # as the walk saw it
+    veto = targets.watch.held(path, size) if targets else None
     decision = decide(
         flower,
         borderline,
@@ -723,6 +743,9 @@ class Mover:
         self.dest, self.copy, self.on_conflict, self.dry_run = dest, copy, on_conflict, dry_run
         self.full: str | None = None  # why the target took no more: no space, quota
         self.sidecars, self.names = Companions(), TargetNames()
+        # each folder's modes up to the root, looked at once per run for the plan (a move
+        # looks again right before it: safefs.transfer)
+        self.ways: safefs.Ways = {}
         self.moved: set[Path] = set()  # sidecars an earlier photo took with it
         self.live: Live | None = None  # None: a dry run
         self.journal: Journal | None = None  # read by both, written by a live run
@@ -804,7 +827,8 @@ class Mover:
         """Move (copy) group into folder under the names safefs.free_names gives it;
         `made`: folder is the photo's own below the target (--keep-structure), made now."""
         present = self.names(folder)
-        safefs.check_folders_keep_private(group, folder)  # before its folders are made
+        # before its folders are made
+        safefs.check_folders_keep_private(group, folder, self.ways)
         if self.dry_run:
             names = next(safefs.free_names([p.name for p in group], present), None)
             if names is None:
@@ -839,7 +863,7 @@ class Mover:
             return None
         dups, twins, free, free_names = plan
         if free and self.dry_run:  # as transfer checks them
-            safefs.check_folders_keep_private(free, twin.parent)
+            safefs.check_folders_keep_private(free, twin.parent, self.ways)
             self.names(twin.parent).update(n.casefold() for n in free_names)
         elif free:
             live = self._live()

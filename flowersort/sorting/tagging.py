@@ -358,9 +358,10 @@ class Tagger:
         except OSError:
             return None
 
-    def held(self, path: str | os.PathLike) -> Correction | None:
+    def held(self, path: str | os.PathLike, size: int | None = None) -> Correction | None:
         """The veto that keeps this photo untagged: its content vetoed before, or a keyword
-        flowersort wrote that the user has removed since (a new veto)."""
+        flowersort wrote that the user has removed since (a new veto). `size` is not needed
+        here (Watch.held's)."""
         photo = Path(os.path.abspath(path))
         by_hand = self.hand_tagged(photo)
         if by_hand:

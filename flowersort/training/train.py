@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
 
@@ -521,6 +520,10 @@ def _train_members(jobs: list[dict], workers: int, progress: Progress | None) ->
 
     if workers <= 1 or len(jobs) <= 1:
         return [_fit_member(**job, progress=report(m)) for m, job in enumerate(jobs)]
+    # here, not at the top: every command imports this module (cli's defaults), and the
+    # managers' module is a tenth of a run's start-up
+    from multiprocessing.managers import SyncManager
+
     parent, main = os.getpid(), threading.current_thread() is threading.main_thread()
     manager = SyncManager()  # like the workers: leaves the signals to us, dies with us
     manager.start(_stay_with, (parent, main))
