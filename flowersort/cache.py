@@ -18,6 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from flowersort import rights
 from flowersort.errors import CacheError, StateError
 from flowersort.xdg import base_dir
 
@@ -60,6 +61,7 @@ class ScoreCache:
     """Raises CacheError when the cache cannot be opened or written (a folder that cannot
     be written, a full disk); a busy cache is not used, a damaged one is rebuilt."""
 
+    @rights.as_root()  # the cache folder is root's in a root run acting as a user
     def __init__(self, path: Path, model_digest: str, thumbnail: bool = False):
         self.path, self.thumbnail = Path(path), thumbnail
         # a score read from a JPEG's preview is not the photo's: each has its own key
@@ -197,6 +199,7 @@ class ScoreCache:
         else:
             log.debug("score cache: %s", e)
 
+    @rights.as_root()
     def close(self) -> None:
         if self.db is None:
             return

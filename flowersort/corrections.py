@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from flowersort import rights
 from flowersort.archive import OnSkip, size_of, walk
 from flowersort.errors import FlowersortError, StateError
 from flowersort.journal import Journal, _damaged, _make_state_dir, state_dir
@@ -135,6 +136,7 @@ class Store:
     """The corrections file. With dry_run every write is skipped (a dry run records nothing)
     and a missing file is not created."""
 
+    @rights.as_root()  # the state folder is root's in a root run acting as a user
     def __init__(self, path: Path | None = None, *, dry_run: bool = False):
         self.path: Path | None
         try:
@@ -169,6 +171,7 @@ class Store:
                 f"corrections file {self.path} is damaged ({e}); move it away to start afresh"
             ) from None
 
+    @rights.as_root()
     def close(self) -> None:
         self.db.close()
 
