@@ -308,7 +308,11 @@ def progress(quiet: bool, **kwargs) -> tqdm:
 
 
 def open_model(path: Path | None):
-    return run_library(load_model, path or default_model_path())
+    """The model; a root run acting as a user reads it with their rights, unless only root
+    can change its folder (/opt/flowersort, /root)."""
+    path = path or default_model_path()
+    with rights.root_where_only_root_writes(Path(os.path.abspath(path)).parent):
+        return run_library(load_model, path)
 
 
 LOG_FILE_HELP = {
@@ -440,7 +444,10 @@ def log_error(error: click.ClickException, args: list[str] | None = None) -> Non
         return
     error.logged = True  # type: ignore[attr-defined]  # an enclosing group: said already
     handler, opened = log_file_handler, False
-    if handler is None and args and (path := named_log_file(args)) is not None:
+    path = named_log_file(args) if handler is None and args else None
+    if path is not None and os.geteuid() == 0 and rights.writer(path.parent) is not None:
+        return  # root's run, refused or stopped before it knew whose rights: not touched
+    if path is not None:
         try:
             handler, opened = open_log_file(path), True
         except click.ClickException:

@@ -570,6 +570,7 @@ def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[
             yield p
 
 
+@rights.as_root()  # the store is root's in a root run acting as a user (and only stats photos)
 def take_back(run: int, target: str | None) -> int:
     """The undo of classify run `run`: the flower labels it learnt from photos it found in
     its target are forgotten, and those photos become nobody's choice (not learnt again by

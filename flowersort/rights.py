@@ -103,13 +103,14 @@ def existing(path: Path) -> Path:
 def writer(folder: Path) -> Writer | None:
     """Who other than root may change what folder holds, or swap a folder on the way to
     it for a link: an owner other than root (who may chmod it), a group other than root's
-    with write permission, or everyone with it. Above the folder itself, a sticky folder
-    (/tmp) lets no one but its owner rename what others made in it. A folder not made yet
-    is asked of the nearest one above it."""
+    with write permission, or everyone with it; but a sticky folder (/tmp, a tmpfs) lets
+    no one rename or remove what others made in it, and a name planted there is only a
+    clash (a name is claimed by link or O_EXCL). A folder not made yet is asked of the
+    nearest one above it."""
     here, linked = existing(folder), False
-    for i, part in enumerate((here, *here.parents)):
+    for part in (here, *here.parents):
         st = os.lstat(part)
-        shielded = i > 0 and st.st_mode & stat.S_ISVTX
+        shielded = st.st_mode & stat.S_ISVTX
         if st.st_uid != 0:
             return Writer(part, f"user {_name(st.st_uid)}", st.st_uid)
         if stat.S_ISLNK(st.st_mode):  # root's link: its mode means nothing, where it leads
