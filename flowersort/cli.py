@@ -23,6 +23,7 @@ import click
 from tqdm import tqdm
 
 from flowersort import safefs
+from flowersort.base import rights
 from flowersort.base.errors import (
     EXIT_MEANING,
     ExitCode,
@@ -260,14 +261,17 @@ def open_log_file(path: Path) -> logging.StreamHandler:
     """Append to the log file, creating its folder (cron's $HOME/.cache may not exist
     yet); a path that cannot be written is one line and exit 2."""
     try:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            pass  # a file in the way: opening the log says "Not a directory"
-        # never through a link: a root run's log in a folder another user writes must not
-        # append to a file that user points it at
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        stream = open(os.open(path, flags, 0o644), "a", encoding="utf-8")
+        # a root run acting as a user opens it with their rights, unless only root can
+        # change its folder (/var/log)
+        with rights.root_where_only_root_writes(path.parent):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                pass  # a file in the way: opening the log says "Not a directory"
+            # never through a link: a root run's log in a folder another user writes must
+            # not append to a file that user points it at
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            stream = open(os.open(path, flags, 0o644), "a", encoding="utf-8")
         return logging.StreamHandler(stream)
     except OSError as e:
         why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror or e
@@ -305,7 +309,11 @@ def progress(quiet: bool, **kwargs) -> tqdm:
 
 
 def open_model(path: Path | None):
-    return run_library(load_model, path or default_model_path())
+    """The model; a root run acting as a user reads it with their rights, unless only root
+    can change its folder (/opt/flowersort, /root)."""
+    path = path or default_model_path()
+    with rights.root_where_only_root_writes(Path(os.path.abspath(path)).parent):
+        return run_library(load_model, path)
 
 
 LOG_FILE_HELP = {
@@ -356,6 +364,32 @@ report_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write a self-contained HTML contact sheet with the network's heat map.",
 )
+run_as_option = click.option(
+    "--run-as",
+    metavar="USER",
+    help="Started by root: act with USER's rights (uid, groups) for every file it touches; "
+    "'root' keeps root's rights. Default: the owner of SRC when that is not root (for undo: "
+    "of the run's SRC), else root; a root run over a folder another user can change is "
+    "refused unless this says whose rights to use. The journal and caches stay root's.",
+)
+
+
+def acting_user(run_as: str | None, src: Path | None, written, log_file: Path | None):
+    """Whom a root run acts as (rights.acting_user), and from now on acts as: until the
+    command ends. Refused: one line, exit 2, and nothing written, not even the log file."""
+    folders = [Path(f) for f in written if f is not None]
+    if log_file is not None:
+        folders.append(Path(os.path.abspath(log_file)).parent)
+    try:
+        user = rights.acting_user(run_as, src, folders)
+    except FlowersortError as e:
+        error = CliError(e)
+        error.logged = True  # type: ignore[attr-defined]  # the log file is not to be touched
+        raise error from None
+    click.get_current_context().with_resource(rights.acting(user))
+    return user
+
+
 workers_option = click.option(
     "--workers", type=click.IntRange(1), help="Processes decoding photos. Default: one per core."
 )
@@ -411,7 +445,10 @@ def log_error(error: click.ClickException, args: list[str] | None = None) -> Non
         return
     error.logged = True  # type: ignore[attr-defined]  # an enclosing group: said already
     handler, opened = log_file_handler, False
-    if handler is None and args and (path := named_log_file(args)) is not None:
+    path = named_log_file(args) if handler is None and args else None
+    if path is not None and os.geteuid() == 0 and rights.writer(path.parent) is not None:
+        return  # root's run, refused or stopped before it knew whose rights: not touched
+    if path is not None:
         try:
             handler, opened = open_log_file(path), True
         except click.ClickException:
@@ -986,6 +1023,7 @@ def evaluate(
     "be repeated. A Live Photo's .MOV and a photo's sidecars go with their photo.",
 )
 @workers_option
+@run_as_option
 @logging_options("moves")
 def classify(
     src,
@@ -1010,6 +1048,7 @@ def classify(
     include_hidden,
     exclude,
     workers,
+    run_as,
     quiet,
     verbose,
     log_file,
@@ -1035,6 +1074,9 @@ def classify(
     from flowersort.sorting.sorter import Hooks, SortOptions, SortRun, WalkOptions, count_photos
     from flowersort.sorting.tagging import review_keyword
 
+    folder = src if src.is_dir() else src.parent
+    written = [folder, move_to or copy_to, review_to, report_path and report_path.parent]
+    acting_user(run_as, folder, written, log_file)
     setup_logging(quiet, verbose, log_file)
     interrupted = Interrupted.install()
     if move_to and copy_to:
@@ -1217,8 +1259,9 @@ def summary_line(
     help="One JSON object a line per photo (with --list: per run, with the keys run, kind, "
     "started, photos, state, src, dest).",
 )
+@run_as_option
 @logging_options("puts back")
-def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
+def undo(run, list_runs, dry_run, wait, as_json, run_as, quiet, verbose, log_file):
     """Put the photos moved by the last classify run (or by run RUN) back where they were.
 
     Source folders are recreated; a photo whose old place has been taken by a new file
@@ -1229,7 +1272,11 @@ def undo(run, list_runs, dry_run, wait, as_json, quiet, verbose, log_file):
     SIGTERM finish the photo in hand and stop (exit 130 or 143).
     """
     from flowersort.sorting.sorter import undo as run_undo
+    from flowersort.sorting.sorter import undo_folders
 
+    if not list_runs:  # the run's SRC first: whose rights a root undo acts with
+        folders = undo_folders(run)
+        acting_user(run_as, folders[0] if folders else None, folders, log_file)
     setup_logging(quiet, verbose, log_file)
     if list_runs:
         if run is not None or dry_run:
@@ -1331,6 +1378,7 @@ def tag_line(o: Outcome) -> str:
 @click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line per photo asked.")
 @workers_option
+@run_as_option
 @logging_options("asks")
 def ask(
     src,
@@ -1343,6 +1391,7 @@ def ask(
     wait,
     as_json,
     workers,
+    run_as,
     quiet,
     verbose,
     log_file,
@@ -1358,6 +1407,8 @@ def ask(
     """
     from flowersort.sorting.adapt import ask as run_ask
 
+    folder = src if src.is_dir() else src.parent
+    acting_user(run_as, folder, [folder, move_to, review_to], log_file)
     setup_logging(quiet, verbose, log_file)
     if os.path.realpath(review_to) == os.path.realpath(move_to):
         raise click.UsageError("--review-to must be another folder than the target")

@@ -142,6 +142,11 @@ def small_tmpfs(folder: Path, size: str):
     return mounted(folder, "mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
 
 
+# exfat-fuse mounts a stick for every user (allow_other, every file 0777): a root run onto one
+# keeps root's rights only when told so (a run as a user ignores it)
+ROOT_ON_A_STICK = ("--run-as", "root")
+
+
 @contextmanager
 def exfat(folder: Path, size: str = "16M", options: str = ""):
     """A real exFAT filesystem (no hard links, case-insensitive) through FUSE on a loop

@@ -14,7 +14,7 @@ import pytest
 
 from flowersort import safefs
 from flowersort.sorting.journal import Journal
-from tests.conftest import census, exfat
+from tests.conftest import ROOT_ON_A_STICK, census, exfat
 from tests.runs import (
     classify_cmd,
     env_with,
@@ -154,7 +154,9 @@ def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path, 
                 tmp_path / name / "state",
             )
             shutil.copytree(template, src)
-            return src, dest, state, [*classify_cmd(src, dest), "--no-cache"], env_with(state)
+            stick = ROOT_ON_A_STICK if kind == "exfat" else ()
+            cmd = [*classify_cmd(src, dest), "--no-cache", *stick]
+            return src, dest, state, cmd, env_with(state)
 
         src, dest, state, cmd, env = fresh("clean")
         points = kill_points(cmd, env, [src, dest], tmp_path / "strace.log")

@@ -35,6 +35,14 @@ def test_target_that_is_another_users_link_is_refused(archive, tmp_path):
     rootonly.mkdir()
     owners_link(archive / "Flowers", rootonly)
     result = classify(archive, archive / "Flowers")
+    assert result.exit_code == 2  # the owner can change the link: a root run is refused
+    assert result.stderr == (
+        f"Error: {archive / 'Flowers'}: user {OWNER} can change {archive / 'Flowers'}, so a "
+        f"root run will not write there with root's rights; --run-as {OWNER} acts as that "
+        "user, --run-as root keeps root's rights knowingly\n"
+    )
+    assert list(rootonly.iterdir()) == []
+    result = classify(archive, archive / "Flowers", "--run-as", "root")  # and root's own check
     assert result.exit_code == 2
     assert result.stderr == (
         f"Error: {archive / 'Flowers'}: {archive / 'Flowers'} is a symbolic link of another "
@@ -51,6 +59,8 @@ def test_review_folder_below_another_users_link_is_refused(archive, tmp_path):
     owners_link(tmp_path / "home" / "owner" / "Review", rootonly)
     review = tmp_path / "home" / "owner" / "Review" / "maybe"
     result = classify(archive, tmp_path / "out", "--review-to", review)
+    assert result.exit_code == 2 and f"{review}: user {OWNER} can change" in result.stderr
+    result = classify(archive, tmp_path / "out", "--review-to", review, "--run-as", "root")
     assert result.exit_code == 2 and "is a symbolic link of another user's" in result.stderr
     assert list(rootonly.iterdir()) == []
 

@@ -16,7 +16,16 @@ import pytest
 from flowersort import safefs
 from flowersort.base.errors import LockHeld
 from flowersort.sorting.journal import Journal, RunLock, state_dir
-from tests.conftest import census, exfat, make_photo, mounted, run, small_tmpfs, write_photo
+from tests.conftest import (
+    ROOT_ON_A_STICK,
+    census,
+    exfat,
+    make_photo,
+    mounted,
+    run,
+    small_tmpfs,
+    write_photo,
+)
 from tests.runs import ROOT
 
 
@@ -678,11 +687,11 @@ def test_moves_onto_exfat_without_hard_links_and_with_case_clashes(tmp_path):
     before = census(src)
     with exfat(tmp_path / "stick") as stick:
         dest = stick / "Flowers"
-        result = classify(src, dest)
+        result = classify(src, dest, *ROOT_ON_A_STICK)
         assert result.exit_code == 0, result.output
         assert sorted(names(dest)) == ["IMG.JPG", "IMG.xmp", "img (1).jpg"]
         assert census(src, dest) == before and not list(src.rglob("*.*"))
-        result = run("undo")
+        result = run("undo", *ROOT_ON_A_STICK)
         assert result.exit_code == 0, result.output
         assert not dest.exists() and census(src) == before
 
@@ -734,7 +743,18 @@ def test_a_private_photo_is_not_put_where_everyone_could_read_it(
     monkeypatch.setattr(safefs, "_copy_bytes", copy_bytes)
     with exfat(tmp_path / "stick") as stick:
         dest = stick / "Flowers"
-        result = run("classify", src, option, dest, "--threshold", 0, "--json", "--workers", 1)
+        result = run(
+            "classify",
+            src,
+            option,
+            dest,
+            "--threshold",
+            0,
+            "--json",
+            "--workers",
+            1,
+            *ROOT_ON_A_STICK,
+        )
         assert result.exit_code == 1, result.output
         said = {os.path.basename(o["path"]): o for o in map(json.loads, result.stdout.splitlines())}
         assert {n: o["action"] for n, o in said.items()} == {
@@ -804,7 +824,7 @@ def test_a_private_photo_is_not_given_to_the_user_or_group_a_stick_is_mounted_fo
     os.chown(theirs, *owner)
     with exfat(tmp_path / "stick", options=options) as stick:
         dest = stick / "Flowers"
-        result = classify(src, dest)
+        result = classify(src, dest, *ROOT_ON_A_STICK)
         assert result.exit_code == 1, result.output
         out = {os.path.basename(o["path"]): o for o in map(json.loads, result.stdout.splitlines())}
         assert out["IMG_0002.jpg"]["action"] == "moved"
@@ -1153,7 +1173,7 @@ def test_undo_of_a_move_finished_by_recovery_gives_back_each_file_its_mode(
             if names(src):  # rolled back
                 continue
             finished += 1
-            result = run("undo")
+            result = run("undo", *ROOT_ON_A_STICK)
             assert result.exit_code == 0, result.output
             modes = [stat.S_IMODE((src / n).stat().st_mode) for n in group_names]
             assert modes == [0o644, 0o604], step

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from flowersort.base import rights
 from flowersort.base.errors import CacheError, StateError
 from flowersort.base.xdg import base_dir
 
@@ -62,6 +63,7 @@ class ScoreCache:
     """Raises CacheError when the cache cannot be opened or written (a folder that cannot
     be written, a full disk); a busy cache is not used, a damaged one is rebuilt."""
 
+    @rights.as_root()  # the cache folder is root's in a root run acting as a user
     def __init__(self, path: Path, model_digest: str, thumbnail: bool = False):
         self.path, self.thumbnail = Path(path), thumbnail
         # a score read from a JPEG's preview is not the photo's: each has its own key
@@ -200,6 +202,7 @@ class ScoreCache:
         else:
             log.debug("score cache: %s", e)
 
+    @rights.as_root()
     def close(self) -> None:
         if self.db is None:
             return

@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from flowersort.base import rights
 from flowersort.base.errors import BadImage, UnexpectedError
 from flowersort.model.features import FeatureConfig, load_features
 from flowersort.model.file import Model
+from flowersort.photos import decode, heic
 from flowersort.photos.archive import display
 from flowersort.photos.decode import read_image, take_decode_note
 from flowersort.scoring.cache import Key as CacheKey
@@ -99,6 +101,12 @@ def _load_given_chunk(jobs: list[tuple[PathName, Any]]) -> list[Scanned]:
     return _load_chunk(jobs, *_given)
 
 
+def _decoders() -> None:
+    """What a worker imports to decode a photo (OpenCV, pillow-heif when installed)."""
+    decode.cv2.imread  # noqa: B018  # its first use imports it
+    heic.library()
+
+
 def _stay_with(parent: int, from_main_thread: bool, given: tuple = ()) -> None:
     """Pool initializer: a worker leaves SIGINT and SIGTERM to the main process, which
     stops the pool itself, and dies with it, even when it is killed outright (SIGKILL,
@@ -108,6 +116,7 @@ def _stay_with(parent: int, from_main_thread: bool, given: tuple = ()) -> None:
     `given` for the tasks it will run."""
     global _given
     _given = given
+    rights.settle_worker(_decoders)  # first: a change of ids clears the parent-death signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if from_main_thread and os.getppid() == parent and _parent_death_signal(signal.SIGKILL):
@@ -133,7 +142,8 @@ def _watch(parent: int) -> None:
         except ProcessLookupError:
             os._exit(1)
         except PermissionError:  # a pid taken by someone else's process: ours is gone
-            os._exit(1)
+            if os.getppid() != parent:  # (a worker acting as a user may not signal root)
+                os._exit(1)
 
 
 def kill_pool(pool: ProcessPoolExecutor) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from flowersort.base import rights
 from flowersort.base.errors import FlowersortError, StateError
 from flowersort.photos.archive import OnSkip, size_of, walk
 from flowersort.safefs import Key, content_key
@@ -144,6 +145,7 @@ class Store:
     """The corrections file. With dry_run every write is skipped (a dry run records nothing)
     and a missing file is not created."""
 
+    @rights.as_root()  # the state folder is root's in a root run acting as a user
     def __init__(self, path: Path | None = None, *, dry_run: bool = False):
         self.path: Path | None
         try:
@@ -178,6 +180,7 @@ class Store:
                 f"corrections file {self.path} is damaged ({e}); move it away to start afresh"
             ) from None
 
+    @rights.as_root()
     def close(self) -> None:
         self.db.close()
 
@@ -580,6 +583,7 @@ def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[
             yield p
 
 
+@rights.as_root()  # the store is root's in a root run acting as a user (and only stats photos)
 def take_back(run: int, target: str | None) -> int:
     """The undo of classify run `run`: the flower labels it learnt from photos it found in
     its target are forgotten, and those photos become nobody's choice (not learnt again by

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowersort import safefs
+from flowersort.base import rights
 from flowersort.base.errors import LockHeld, StateError
 from flowersort.base.records import MoveAction, MoveState, RunKind, Step, StepKind
 from flowersort.base.xdg import base_dir
@@ -94,12 +95,18 @@ def state_dir() -> Path:
     return base_dir("XDG_STATE_HOME", ".local/state") / "flowersort"
 
 
+@rights.as_root()  # the state folder is root's in a root run acting as a user
 def read_only(path: Path) -> sqlite3.Connection:
     """Open without writing anything, not even SQLite's -wal and -shm files (a dry run
     records nothing): when no other connection has them open, read the main file as is."""
     wal = path.with_name(path.name + "-wal").exists()
     mode = "mode=ro" if wal else "immutable=1"
-    return sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=60)
+    conn = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, timeout=60)
+    try:  # SQLite opens the -wal and -shm files at the first read: now, with our rights
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        pass  # damaged: the caller's first query says so
+    return conn
 
 
 def _metadata(paths: list[Path]) -> list[dict] | None:
@@ -109,6 +116,7 @@ def _metadata(paths: list[Path]) -> list[dict] | None:
         return None
 
 
+@rights.as_root()
 def earlier_target(folder: Path) -> bool:
     """Whether an earlier run moved or copied photos into folder (the journal read only;
     False without one)."""
@@ -132,6 +140,7 @@ def earlier_target(folder: Path) -> bool:
     return any(os.path.realpath(dest) == real for dest in dests)
 
 
+@rights.as_root()
 def _make_state_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -207,6 +216,7 @@ if hasattr(os, "register_at_fork"):
 class RunLock:
     """An exclusive flock: one moving run at a time for this user (cron overlap)."""
 
+    @rights.as_root()
     def __init__(self, folder: Path, wait: bool = False):
         _make_state_dir(folder)
         try:  # never inherited by a program we start (O_CLOEXEC)
@@ -349,6 +359,7 @@ class DoneMove(NamedTuple):
 
 
 class Journal:
+    @rights.as_root()  # opened and closed with root's rights, written through its files
     def __init__(self, folder: Path):
         _make_state_dir(folder)
         path = folder / "journal.sqlite"
@@ -409,10 +420,12 @@ class Journal:
                 ),
             )
 
+    @rights.as_root()
     def close(self) -> None:
         self.db.close()
 
     @classmethod
+    @rights.as_root()
     def reader(cls, folder: Path) -> Journal | None:
         """The journal opened to read only, writing nothing (undo --list works with a
         read-only state folder); None when there is none yet."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sqlite3
 import stat
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flowersort import safefs
+from flowersort.base import rights
 from flowersort.base.errors import EmptySource, FlowersortError, StateError
 from flowersort.base.outcomes import Action, Outcome, counted
 from flowersort.base.records import MoveAction, RunKind, StrEnum
@@ -181,10 +183,12 @@ def check_writable(folder: Path, probe: bool) -> None:
         if there == target:
             raise FlowersortError(f"the target {folder} is not a folder")
         raise FlowersortError(f"cannot {what}: {there} is not a folder")
-    if not os.access(there, os.W_OK | os.X_OK):
+    # effective ids: a root run acting as the folders' owner asks with their rights
+    made_by_root = there != target and made_for_the_user(there)
+    if not made_by_root and not os.access(there, os.W_OK | os.X_OK, effective_ids=True):
         read_only = os.statvfs(there).f_flag & os.ST_RDONLY
         why = os.strerror(errno.EROFS if read_only else errno.EACCES)
-        raise FlowersortError(f"cannot {what}: {why}")
+        raise FlowersortError(f"cannot {what}: {why}{rights.acting_note()}")
     if probe and there == target:
         name = target / f".flowersort-probe-{os.getpid()}"
         try:
@@ -192,7 +196,7 @@ def check_writable(folder: Path, probe: bool) -> None:
         except FileExistsError:  # left by a run of this pid killed outright: writable
             return
         except OSError as e:
-            raise FlowersortError(f"cannot {what}: {e.strerror}") from None
+            raise FlowersortError(f"cannot {what}: {e.strerror}{rights.acting_note()}") from None
         try:
             os.unlink(name)
         except OSError as e:  # an append-only folder (chattr +a), a write-once share
@@ -664,12 +668,42 @@ def make_dirs(folder: Path) -> list[Path]:
         top = top.parent
     for f in reversed(missing):
         try:
-            f.mkdir()
+            _mkdir(f)
         except FileExistsError:  # made meanwhile by someone else: not ours
             missing.remove(f)
     if not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
     return missing[::-1]
+
+
+def made_for_the_user(parent: Path) -> bool:
+    """Whether a root run acting as a user makes its target in parent with root's rights
+    and gives it to them: parent is one they cannot write and only root can change (the
+    target /srv/photos/Flowers of a nightly run over alice's ~/Pictures)."""
+    if rights.current() is None or os.access(parent, os.W_OK | os.X_OK, effective_ids=True):
+        return False
+    return rights.writer(parent) is None
+
+
+def _mkdir(folder: Path) -> None:
+    """mkdir; see made_for_the_user: then made by root and given to the user at once (in
+    a folder only root can change, no one else can put anything in its place meanwhile)."""
+    user = rights.current()
+    if user is None or not made_for_the_user(folder.parent):
+        folder.mkdir()
+        return
+    with rights.as_root():
+        folder.mkdir()
+        os.chown(folder, user.uid, user.gid, follow_symlinks=False)
+
+
+def _rmdir(folder: Path) -> None:
+    """rmdir; a folder made for the user in one only root can change goes as it came."""
+    if made_for_the_user(folder.parent):
+        with rights.as_root():
+            folder.rmdir()
+        return
+    folder.rmdir()
 
 
 def target_folder(dest: Path, photo: Path, keep_below: Path | None) -> Path:
@@ -995,6 +1029,21 @@ def list_runs() -> list[RunInfo]:
         journal.close()
 
 
+def undo_folders(run_id: int | None = None) -> list[Path]:
+    """The SRC and target of the run undo would take back (the journal read only), for
+    whose rights a root undo acts with; none when there is nothing to undo (undo says so)."""
+    journal = _journal_reader()
+    if journal is None:
+        return []
+    try:
+        infos = _runs(journal, run_to_undo(journal, run_id))
+    except (FlowersortError, sqlite3.Error):
+        return []
+    finally:
+        journal.close()
+    return [Path(f) for info in infos for f in (info.src, info.dest) if f is not None]
+
+
 def _runs(journal: Journal, run: int | None = None) -> list[RunInfo]:
     """The move and copy runs, and the tag runs (tagging.py), oldest first."""
     return sorted(journal.runs(run) + tag_runs(journal, run), key=lambda info: info.id)
@@ -1046,7 +1095,7 @@ def remove_empty_dirs(folders: list[Path]) -> None:
     """Remove the folders a run created, deepest first, where undo left them empty."""
     for f in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         try:
-            f.rmdir()
+            _rmdir(f)
         except OSError:
             continue  # not empty (or gone): leave it
         log.info("removed empty folder %s", display(f))
