@@ -1,0 +1,366 @@
+"""`flowersort train`: a model from two folders of examples."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, closing, contextmanager
+from pathlib import Path
+from typing import Any
+import click
+from tqdm import tqdm
+from flowersort import safefs
+from flowersort.base import rights
+from flowersort.base.errors import (
+    EXIT_MEANING,
+    ExitCode,
+    FlowersortError,
+    UnexpectedError,
+    exit_codes_text,
+)
+from flowersort.base.outcomes import Action, Outcome, counted
+from flowersort.model.features import MODES, FeatureConfig
+from flowersort.model.file import default_model_path, load_model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND
+from flowersort.photos.archive import VIDEO_SUFFIXES, display
+from flowersort.photos.heic import MISSING as HEIC_MISSING
+from flowersort.scoring.cache import open_score_cache
+from flowersort.training.featcache import default_feature_cache
+from flowersort.training.train import TrainConfig
+from flowersort.cli.console import OneLineCommand, OneLineUsageError, log, progress, report_once_per_run, report_skip, run_library, setup_logging, stops_on_signals
+from flowersort.cli.options import COMMAND_EXIT_CODES, DEFAULTS, int_list, logging_options, workers_option
+
+
+@click.command(
+    cls=OneLineCommand,
+    epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], "train"))
+@click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="model.npz",
+    show_default=True,
+    help="Where to write the model.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=MODES[0],
+    show_default=True,
+    help="Network input per tile: hue histograms split by saturation, the brightness of "
+    "grey pixels, the directions of brightness edges, brightness textures and subject cues "
+    "(sharpness, saturation and their contrast with the border tiles); the same without "
+    "cues; without textures; without edges either; plain hue histograms; the raw hue "
+    "matrix; the first with four more cues (two tile scales, brightness against the "
+    "border); or the first with a 7th column, the hue of coloured pixels on brightness "
+    "edges.",
+)
+@click.option(
+    "--image-size",
+    default=FeatureConfig.image_size,
+    show_default=True,
+    help="Photos are shrunk to this many pixels a side.",
+)
+@click.option(
+    "--grid", default=FeatureConfig.grid, show_default=True, help="Tiles per side of the tile map."
+)
+@click.option(
+    "--bins",
+    default=FeatureConfig.bins,
+    show_default=True,
+    help="Bins of each per-tile histogram (histogram modes; 2 to 256, at least 10 with textures).",
+)
+@click.option(
+    "--tile-layers",
+    default=",".join(map(str, DEFAULTS.tile_layers)),
+    show_default=True,
+    callback=int_list,
+    help="The tile net, which turns each tile's matrix of histograms (bins x columns) into "
+    "the few numbers of the tile map: one number per layer, the rows it makes. Each layer "
+    "mixes one side of the matrix and turns it, so 32,8,8,1 on a 12 x 6 tile gives 6 x 32, "
+    "then 32 x 8, then 8 x 8, then 8 x 1: 8 numbers per tile.",
+)
+@click.option(
+    "--head-layers",
+    default=",".join(map(str, DEFAULTS.head_layers)),
+    show_default=True,
+    callback=int_list,
+    help="The head net over the tile map (tiles x numbers per tile), in the same way: "
+    "16,1,1 on a 36 x 8 map gives 8 x 16, then 16 x 1, then the score's 1 x 1 (so it must "
+    "end with 1,1).",
+)
+@click.option(
+    "--epochs", default=DEFAULTS.epochs, show_default=True, help="Most passes over the data."
+)
+@click.option(
+    "--patience",
+    default=DEFAULTS.patience,
+    show_default=True,
+    help="Stop after this many epochs without a better validation loss.",
+)
+@click.option(
+    "--batch-size",
+    default=DEFAULTS.batch_size,
+    show_default=True,
+    help="Photos per training step (one weight update).",
+)
+@click.option(
+    "--learning-rate",
+    default=DEFAULTS.learning_rate,
+    show_default=True,
+    help="Step size of the optimiser (Adam): larger learns faster but less steadily.",
+)
+@click.option(
+    "--weight-decay",
+    default=DEFAULTS.weight_decay,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Pull of every weight towards 0 (L2): larger keeps the nets simpler; 1e-3 scored "
+    "fewest non-flowers near 1 on the held-out fold.",
+)
+@click.option(
+    "--val-fraction",
+    default=DEFAULTS.val_fraction,
+    show_default=True,
+    help="Share of the examples in the validation fold, which stops the nets' training; "
+    "the threshold is chosen on it.",
+)
+@click.option(
+    "--members",
+    default=DEFAULTS.members,
+    show_default=True,
+    help="Nets trained, each from its own seed; the score is their mean.",
+)
+@click.option(
+    "--seed", default=DEFAULTS.seed, show_default=True, help="Same data and seed: same model."
+)
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Random left-right flips, crops and small hue shifts while training.",
+)
+@click.option(
+    "--crops",
+    default=DEFAULTS.crops,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Augmented copies read per photo (random crops with small hue shifts).",
+)
+@click.option(
+    "--flower-share",
+    default=DEFAULTS.flower_share,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Share of flower photos in the archives the model is meant for: the threshold is "
+    "chosen for the precision it would have there.",
+)
+@click.option(
+    "--min-precision",
+    default=DEFAULTS.min_precision,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="The threshold is the lowest whose precision reaches this (at --flower-share) on "
+    "the held-out fold, else the one with the best F0.5.",
+)
+@click.option(
+    "--feature-cache",
+    "feature_cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of features remembered between training runs. "
+    "Default: $XDG_CACHE_HOME/flowersort/features.",
+)
+@click.option("--no-feature-cache", is_flag=True, help="Decode every photo; remember no features.")
+@click.option(
+    "--freeze-tile-net",
+    is_flag=True,
+    help="Leave the tile net random and train only the head (the original design).",
+)
+@click.option(
+    "--review-band",
+    type=click.FloatRange(0, 1),
+    help="Saved in the model: classify calls scores this close to the threshold borderline "
+    "(sent to --review-to, else left in place). Default: with folds of whole sources, "
+    "reaching down from the sure side as far as its photos stay half flowers on sources "
+    f"the nets never saw; else {DEFAULT_REVIEW_BAND}.",
+)
+@click.option(
+    "--sources",
+    "sources_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A CSV file with 'path' and 'source' columns (e.g. a data set's MANIFEST.csv; "
+    "paths relative to its folder) saying where each example comes from. Default: each "
+    "example's first subfolder below FLOWERS or NOFLOWERS. With 5 or more sources, the "
+    "threshold and review band are chosen on scores of sources the nets never saw (folds "
+    "of whole sources, each scored by nets trained on the others): five more trainings.",
+)
+@click.option(
+    "--source-folds",
+    default=DEFAULTS.source_folds,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Folds of whole sources the threshold is chosen on; 0: on the held-out fold "
+    "(one training, a threshold that holds on the examples' own sources).",
+)
+@click.option(
+    "--with-corrections",
+    is_flag=True,
+    help="Also learn from your corrections (see 'flowersort corrections'): photos you took "
+    "out of the target folder as not flowers, photos you put into it as flowers.",
+)
+@click.option(
+    "--marks",
+    "marks_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A marks file saved from a report's 'save marks' button; may be repeated. The "
+    "marks are also kept as corrections.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+@click.option("--force", is_flag=True, help="Replace the model file if it exists.")
+@workers_option
+@logging_options("reads")
+@stops_on_signals
+def train(
+    flowers,
+    noflowers,
+    model_path,
+    mode,
+    image_size,
+    grid,
+    bins,
+    tile_layers,
+    head_layers,
+    epochs,
+    patience,
+    batch_size,
+    learning_rate,
+    weight_decay,
+    val_fraction,
+    members,
+    seed,
+    augment,
+    crops,
+    flower_share,
+    min_precision,
+    feature_cache,
+    no_feature_cache,
+    freeze_tile_net,
+    review_band,
+    sources_file,
+    source_folds,
+    with_corrections,
+    marks_files,
+    as_json,
+    force,
+    workers,
+    quiet,
+    verbose,
+    log_file,
+):
+    """Learn flowers from two folders of example photos, FLOWERS and NOFLOWERS.
+
+    Both nets are trained end to end. The examples are cut into folds; one fold is kept
+    aside from every member net, each stops training when its loss there stops improving,
+    and the decision threshold is chosen on that fold as the model scores it (the mean of
+    the members, none of which learnt from it). With 5 or more sources (--sources, else
+    subfolders), the threshold and review band are chosen instead on folds of whole
+    sources, each scored by the same training on the others, so that the precision asked of
+    the photos sure to be flowers (above the band) holds on sources the nets never saw.
+    The model file holds every member; a photo's score is their mean probability.
+    """
+    from flowersort.training.learn import Corrections, train_model
+
+    setup_logging(quiet, verbose, log_file)
+    if model_path.exists() and not force:
+        message = f"{display(model_path)} exists: use --force to replace it, or another --model"
+        raise OneLineUsageError(message)
+    try:
+        feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
+        cfg = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            patience=patience,
+            val_fraction=val_fraction,
+            members=members,
+            augment=augment,
+            crops=crops,
+            seed=seed,
+            flower_share=flower_share,
+            min_precision=min_precision,
+            tile_layers=tile_layers,
+            head_layers=head_layers,
+            train_tile_net=not freeze_tile_net,
+            source_folds=source_folds,
+            review_band=review_band,
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    with ExitStack() as bars:
+        reading = bars.enter_context(progress(quiet, desc="reading photos", unit="photo"))
+        training = None
+
+        def on_epoch(epoch, stats):
+            nonlocal training
+            if training is None:  # the photos are read: one bar after the other
+                reading.close()
+                total = epochs * members
+                training = bars.enter_context(
+                    progress(quiet, total=total, desc="training", unit="epoch")
+                )
+            training.update(1)
+            training.set_postfix(
+                fold=stats.get("fold", "-"),
+                net=f"{stats['member'] + 1}/{members}",
+                loss=f"{stats['loss']:.3f}",
+                val_acc=f"{stats['val_acc']:.3f}",
+            )
+
+        try:
+            result = run_library(
+                train_model,
+                flowers,
+                noflowers,
+                model_path,
+                feature_cfg,
+                cfg,
+                corrections=Corrections(with_corrections, tuple(marks_files)),
+                sources_file=sources_file,
+                workers=workers,
+                cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
+                on_skip=report_skip,
+                on_photo=lambda: reading.update(1),
+                on_epoch=on_epoch,
+            )
+        finally:  # also before "too few photos": they may all be HEICs without the extra
+            report_once_per_run()
+    model = result.model
+    val = model.summary["validation"]
+    if as_json:
+        out = {"model": str(model_path), "report": str(result.report_path)}
+        click.echo(json.dumps({**out, "threshold": model.threshold, **model.summary}))
+    else:
+        tell = log.info if quiet else click.echo  # --quiet (cron): the log file only
+        tell(
+            f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
+            f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
+            f"{members} nets, {model.summary['epochs_run']} epochs, "
+            f"{model.summary['seconds']} s"
+        )
+        tell(f"validation report written to {result.report_path}")
+        # classify's default is the shipped model: say how to use this one
+        tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")

@@ -1,0 +1,120 @@
+"""`flowersort undo`: put a run's photos back; `undo --list`."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, closing, contextmanager
+from pathlib import Path
+from typing import Any
+import click
+from tqdm import tqdm
+from flowersort import safefs
+from flowersort.base import rights
+from flowersort.base.errors import (
+    EXIT_MEANING,
+    ExitCode,
+    FlowersortError,
+    UnexpectedError,
+    exit_codes_text,
+)
+from flowersort.base.outcomes import Action, Outcome, counted
+from flowersort.model.features import MODES, FeatureConfig
+from flowersort.model.file import default_model_path, load_model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND
+from flowersort.photos.archive import VIDEO_SUFFIXES, display
+from flowersort.photos.heic import MISSING as HEIC_MISSING
+from flowersort.scoring.cache import open_score_cache
+from flowersort.training.featcache import default_feature_cache
+from flowersort.training.train import TrainConfig
+from flowersort.cli.console import Interrupted, OneLineCommand, log, progress, run_library, setup_logging
+from flowersort.cli.options import COMMAND_EXIT_CODES, acting_user, logging_options, run_as_option
+from flowersort.cli.output import UNDO_ALWAYS, show_outcomes, summary_line
+
+
+@click.command(
+    cls=OneLineCommand,
+    epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"], "undo"))
+@click.argument("run", type=click.IntRange(1), required=False)
+@click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
+@click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")
+@click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object a line per photo (with --list: per run, with the keys run, kind, "
+    "started, photos, state, src, dest).",
+)
+@run_as_option
+@logging_options("puts back")
+def undo(run, list_runs, dry_run, wait, as_json, run_as, quiet, verbose, log_file):
+    """Put the photos moved by the last classify run (or by run RUN) back where they were.
+
+    Source folders are recreated; a photo whose old place has been taken by a new file
+    since is left where it is and reported as failed. Copies made with --copy-to are
+    removed, but only while their originals are still there, unchanged. Folders the run
+    created (such as the target) are removed when undo leaves them empty. Undoing the
+    last run twice is an error: name an earlier run (see --list) to undo it too. Ctrl-C or
+    SIGTERM finish the photo in hand and stop (exit 130 or 143).
+    """
+    from flowersort.sorting.sorter import undo as run_undo
+    from flowersort.sorting.sorter import undo_folders
+
+    if not list_runs:  # the run's SRC first: whose rights a root undo acts with
+        folders = undo_folders(run)
+        acting_user(run_as, folders[0] if folders else None, folders, log_file)
+    setup_logging(quiet, verbose, log_file)
+    if list_runs:
+        if run is not None or dry_run:
+            raise click.UsageError("--list takes no RUN and no --dry-run")
+        show_runs(as_json)
+        return
+    interrupted = Interrupted.install()
+    counts: Counter = Counter()
+    try:
+        # closing: an undo stopped half-way releases the lock and journal as the block ends
+        with (
+            progress(quiet, desc="undoing", unit="photo") as bar,
+            closing(run_undo(wait, run_id=run, dry_run=dry_run, stop=interrupted)) as outcomes,
+        ):
+            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
+    except click.ClickException:
+        if counts:  # what was done before the run stopped
+            log.info(summary_line(counts, always=UNDO_ALWAYS))
+        raise
+    log.info(summary_line(counts, always=UNDO_ALWAYS))
+    interrupted.exit_if_stopped()
+    if counts[Action.FAILED]:
+        sys.exit(ExitCode.FAILED)
+
+
+def show_runs(as_json: bool) -> None:
+    """undo --list: one line per run that moved photos, oldest first."""
+    from flowersort.sorting.sorter import list_runs
+
+    runs = run_library(list_runs)
+    if as_json:
+        for info in runs:
+            click.echo(json.dumps(info.to_json()))
+        return
+    if not runs:
+        log.info("no run has moved photos")
+        return
+    click.echo(f"{'run':>5}  {'started':19}  kind  {'photos':>6}  {'state':13}  from -> to")
+    for info in runs:
+        row = info.to_json()
+        click.echo(
+            f"{info.id:5d}  {row['started']}  {row['kind']:4}  {info.photos:6d}  "
+            f"{info.state:13}  {display(info.src or '')} -> {display(info.dest or '')}"
+        )

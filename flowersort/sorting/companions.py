@@ -1,0 +1,112 @@
+"""What moves with a photo: its sidecars, a Live Photo's video, RAW twins."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+import stat
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+from flowersort import safefs
+from flowersort.base import rights
+from flowersort.base.errors import EmptySource, FlowersortError, StateError
+from flowersort.base.outcomes import Action, Outcome, counted
+from flowersort.base.records import MoveAction, RunKind, StrEnum
+from flowersort.model.file import Model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
+from flowersort.photos.archive import OnPass, OnSkip, companion_names, display, suffix_of, walk
+from flowersort.scoring.cache import ScoreCache
+from flowersort.scoring.pipeline import score_photos
+from flowersort.sorting.corrections import KIND_TEXT, Watch, take_back
+from flowersort.sorting.journal import (
+    DoneMove,
+    FolderLock,
+    Journal,
+    RunInfo,
+    RunLock,
+    earlier_target,
+    state_dir,
+)
+from flowersort.sorting.tagging import Tagger, recover_tags, tag_runs, undo_tags
+
+
+
+def sidecars(photo: Path, listed: Iterable[str] | None = None) -> list[Path]:
+    """Files that belong to a photo (archive.companion_names), as the folder lists them, so
+    a case-insensitive disk (exFAT, FAT, macOS) gives each file once. `listed`: names of
+    the folder already in hand (see Companions), else it is listed now."""
+    wanted = companion_names(photo.name)
+    if listed is None:
+        try:
+            listed = os.listdir(photo.parent)
+        except OSError:
+            return []
+    found = []
+    for name in listed:
+        if name.lower() in wanted and name != photo.name:
+            candidate = photo.parent / name
+            if candidate.is_file() and not candidate.is_symlink():
+                found.append(candidate)
+    return sorted(found)
+
+
+def _stem(name: str) -> str:
+    """os.path.splitext(name)[0], by archive.suffix_of."""
+    return name[: len(name) - len(suffix_of(name))]
+
+
+class Companions:
+    """sidecars() from one listing of each folder, kept while the run works in it: a
+    listing per photo made a folder of n photos cost n * n. The listing is a hint: each
+    companion is looked at on disk before it is taken (one moved or deleted since is not)."""
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        # the folder's names by their stem (up to the last dot), lower-cased: a companion's
+        # stem is the photo's stem (IMG_1.XMP) or its name (IMG_1.JPG.json)
+        self.by_stem: dict[str, list[str]] = {}
+
+    def __call__(self, photo: Path) -> list[Path]:
+        if photo.parent != self.folder:  # the walk has moved on: the new folder, once
+            self.folder, self.by_stem = photo.parent, {}
+            try:
+                for name in os.listdir(photo.parent):
+                    self.by_stem.setdefault(_stem(name).lower(), []).append(name)
+            except OSError:
+                pass
+        name = photo.name
+        stems = (_stem(name).lower(), name.lower())
+        near = [n for s in stems for n in self.by_stem.get(s, ()) if n != name]
+        return sidecars(photo, near) if near else []  # most photos come alone
+
+
+def own_sidecars(photo: Path, found: list[Path]) -> list[Path]:
+    """Of the photo's sidecars `found`, those that belong to its owner: another user's file
+    with the same stem (a 0600 RAW twin in a shared folder) is not moved with the photo."""
+    try:
+        owner = os.lstat(photo).st_uid
+    except OSError:
+        return []
+    own = []
+    for side in found:
+        try:
+            if os.lstat(side).st_uid == owner:
+                own.append(side)
+        except OSError:
+            continue
+    return own
+
+
+@dataclass
+class Live:
+    """What a run that changes files holds: the lock, the journal and its run there."""
+
+    lock: RunLock
+    journal: Journal
+    run: int

@@ -1,0 +1,81 @@
+"""What to do with a photo's score: a pure decision (`decide`), and its line in the log."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+import stat
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+from flowersort import safefs
+from flowersort.base import rights
+from flowersort.base.errors import EmptySource, FlowersortError, StateError
+from flowersort.base.outcomes import Action, Outcome, counted
+from flowersort.base.records import MoveAction, RunKind, StrEnum
+from flowersort.model.file import Model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
+from flowersort.photos.archive import OnPass, OnSkip, companion_names, display, suffix_of, walk
+from flowersort.scoring.cache import ScoreCache
+from flowersort.scoring.pipeline import score_photos
+from flowersort.sorting.corrections import KIND_TEXT, Watch, take_back
+from flowersort.sorting.journal import (
+    DoneMove,
+    FolderLock,
+    Journal,
+    RunInfo,
+    RunLock,
+    earlier_target,
+    state_dir,
+)
+from flowersort.sorting.tagging import Tagger, recover_tags, tag_runs, undo_tags
+from flowersort.sorting.options import SortOptions
+
+
+
+class Decision(StrEnum):
+    """What a run does with a photo it scored (decide)."""
+
+    VETOED = "vetoed"  # the user took it back out of the target earlier: kept
+    CONFIRMED = "confirmed"  # borderline, and the user sorted it into the target: kept
+    BORDERLINE = "borderline"  # borderline, no review folder: left in place
+    REVIEW = "review"  # borderline: into the review folder
+    KEEP = "keep"  # not a flower, or no target
+    MOVE = "move"  # into the target
+
+
+def decide(
+    flower: bool,
+    borderline: bool,
+    *,
+    has_target: bool,
+    has_review: bool,
+    vetoed: bool = False,
+    confirmed: bool = False,
+) -> Decision:
+    """The one rule from a score (flower: at or over the threshold; borderline: within the
+    review band of it) and the user's earlier choices to what the run does."""
+    if has_target and vetoed:
+        return Decision.VETOED
+    if has_target and borderline:
+        if confirmed:
+            return Decision.CONFIRMED
+        return Decision.REVIEW if has_review else Decision.BORDERLINE
+    if not flower or not has_target:
+        return Decision.KEEP
+    return Decision.MOVE
+
+
+def decision_line(model: Model, options: SortOptions) -> tuple[float, float]:
+    """(threshold, review band): the options', else the model's. A threshold set by hand
+    is the line itself: no band unless one is given too."""
+    threshold, band = options.threshold, options.review_band
+    if band is None:
+        band = DEFAULT_REVIEW_BAND if model.review_band is None else model.review_band
+        band = effective_band(model.threshold, band) if threshold is None else 0.0
+    return (model.threshold if threshold is None else threshold), band
