@@ -15,6 +15,6 @@ def _stopped_while_loading(signum: int, frame) -> None:
 def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stopped_while_loading)
-    from flowersort.cli import main as run_command
+    from flowersort.cli.app import main as run_command
 
     run_command()

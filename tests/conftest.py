@@ -186,6 +186,6 @@ def run(*args):
     """Run the CLI in-process; arguments may be paths or numbers."""
     from click.testing import CliRunner
 
-    from flowersort.cli import cli
+    from flowersort.cli.app import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])

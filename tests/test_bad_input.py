@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowersort.base.errors import BadImage
-from flowersort.cli import cli
+from flowersort.cli.app import cli
 from flowersort.model.features import FeatureConfig, load_features
 from flowersort.photos.decode import read_image
 from flowersort.photos.exif import read_exif

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowersort.cli import cli
+from flowersort.cli.app import cli
 from tests.conftest import census, make_folders, make_photo, nested_archive, run, write_photo
 
 

@@ -438,7 +438,7 @@ def test_undoing_a_review_run_is_no_choice(mixed, tmp_path):
 
 def test_an_undo_stopped_half_way_is_no_veto(archive, tmp_path):
     """Ctrl-C during undo, then the nightly run: the photos already put back move again."""
-    from flowersort.sorting.sorter import undo
+    from flowersort.sorting.undo import undo
 
     dest = tmp_path / "Flowers"
     outcomes(nightly(archive, dest))

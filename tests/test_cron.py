@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
-from flowersort.cli import cli
+from flowersort.cli.app import cli
 from tests.conftest import census, make_folders, nested_archive, run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
-from flowersort.cli import cli
+from flowersort.cli.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 USAGE = ROOT / "docs" / "usage.md"

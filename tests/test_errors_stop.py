@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowersort.cli import cli
+from flowersort.cli.app import cli
 from flowersort.model import features as features_module
 from flowersort.model.features import MODES, FeatureConfig, features
 from tests.conftest import census, make_archive, make_photo

@@ -64,7 +64,7 @@ def test_a_damaged_entry_is_a_miss(examples, tmp_path):
 def test_train_remembers_features_unless_told_not_to(examples, tmp_path):
     from click.testing import CliRunner
 
-    from flowersort.cli import cli
+    from flowersort.cli.app import cli
 
     base = ["train", *map(str, examples), "--epochs", "2", "--members", "1"]
     base += ["--image-size", "48", "--grid", "4", "--crops", "1"]

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from flowersort.sorting.sorter import sidecars
+from flowersort.sorting.companions import sidecars
 from tests.conftest import census, make_photo, run, write_photo
 from tests.heif_files import heic_bytes, needs_pillow_heif
 

@@ -5,7 +5,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from flowersort.cli import cli
+from flowersort.cli.app import cli
 from tests.conftest import make_archive
 from tests.report_page import chromium, data_of, run_chromium
 

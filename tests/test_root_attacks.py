@@ -212,7 +212,7 @@ def test_a_folder_swapped_for_a_link_mid_move_never_removes_the_file_it_leads_to
 
 def test_a_classify_stopped_by_a_signal_is_listed_stopped(tmp_path):
     from flowersort.model.file import default_model_path, load_model
-    from flowersort.sorting import sorter
+    from flowersort.sorting import sorter, undo
 
     archive = tmp_path / "Pictures"
     for i in range(4):
@@ -228,7 +228,7 @@ def test_a_classify_stopped_by_a_signal_is_listed_stopped(tmp_path):
         model, archive, tmp_path / "Flowers", threshold=0.0, workers=1, stop=stop
     )
     assert len(list(outcomes)) == 1
-    [info] = sorter.list_runs()
+    [info] = undo.list_runs()
     assert info.state == "stopped" and info.to_json()["state"] == "stopped"
     assert run("undo", "-q").exit_code == 0
     assert len(list(archive.iterdir())) == 4

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowersort.sorting import sorter
+from flowersort.sorting import checks
 from tests.conftest import make_photo, run, write_photo
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
@@ -67,7 +67,7 @@ def test_a_planted_link_to_a_root_only_folder_is_refused_by_the_kernel(home, mon
     rootonly.mkdir(mode=0o755)
     (home / "Pictures" / "Flowers").symlink_to(rootonly)
     give(home / "Pictures" / "Flowers", OWNER)
-    monkeypatch.setattr(sorter, "check_no_foreign_links", lambda folder: None)
+    monkeypatch.setattr(checks, "check_no_foreign_links", lambda folder: None)
     result = classify(home / "Pictures", home / "Pictures" / "Flowers")
     assert result.exit_code == 2
     assert result.stderr == (

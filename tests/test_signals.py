@@ -242,12 +242,12 @@ def test_sigkill_takes_the_workers_along_and_leaves_the_lock_free(tmp_path, stat
 def test_the_signal_exit_codes_are_documented():
     from click.testing import CliRunner
 
-    from flowersort import cli
     from flowersort.base.errors import EXIT_MEANING
+    from flowersort.cli.app import cli
 
     assert EXIT_MEANING["130/143"].startswith("stopped by SIGINT/SIGTERM")
     for name in ("classify", "undo"):
-        text = " ".join(CliRunner().invoke(cli.cli, [name, "--help"]).output.split())
+        text = " ".join(CliRunner().invoke(cli, [name, "--help"]).output.split())
         assert "130/143 stopped by SIGINT/SIGTERM" in text and "exit 130 or 143" in text
     assert "`130` or `143`" in (ROOT / "README.md").read_text()
 
@@ -279,7 +279,7 @@ def test_an_error_on_the_way_out_of_a_signal_still_says_the_signal(caplog):
     cut in the middle of a message, then fails with EBADF): the signal is still the one
     line and the exit code, not the error it caused."""
     from flowersort.base.errors import UnexpectedError
-    from flowersort.cli import CliError, Stopped, stops_on_signals
+    from flowersort.cli.console import CliError, Stopped, stops_on_signals
 
     @stops_on_signals
     def command():
@@ -351,7 +351,7 @@ def test_a_second_signal_does_not_cut_short_the_stop_of_the_first(caplog):
     """Ctrl-C pressed twice (or SIGINT to the whole group, then SIGTERM): the clean-up
     the first one started (killing the nets' workers, shutting their pool) runs to its
     end; cut short, a worker lived on and the run hung at exit, waiting for it."""
-    from flowersort.cli import stops_on_signals
+    from flowersort.cli.console import stops_on_signals
 
     cleaned = []
 

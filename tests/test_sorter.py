@@ -281,15 +281,15 @@ def test_a_target_that_refuses_what_access_allows_is_found_by_a_probe(
 
 
 def test_a_source_that_vanishes_is_a_clean_failure(archive, tmp_path, monkeypatch):
-    from flowersort.sorting import sorter
+    from flowersort.sorting import moves
 
-    real = sorter.Mover.move
+    real = moves.Mover.move
 
     def vanish_first(self, photo, score, *rest):
         os.unlink(photo)
         return real(self, photo, score, *rest)
 
-    monkeypatch.setattr(sorter.Mover, "move", vanish_first)
+    monkeypatch.setattr(moves.Mover, "move", vanish_first)
     result = classify(archive / "b", tmp_path / "Flowers")
     assert result.exit_code == 1 and "No such file" in result.stderr
 
@@ -412,7 +412,7 @@ def test_a_target_inside_the_source_with_photos_is_said(archive, tmp_path):
 
 
 def test_a_photo_is_never_its_own_identical_twin(archive, tmp_path):
-    from flowersort.sorting.sorter import identical_at_target
+    from flowersort.sorting.moves import identical_at_target
 
     photo = archive / "a" / "IMG_0001.jpg"
     assert identical_at_target(photo, archive / "a") is None
@@ -492,9 +492,9 @@ def test_a_full_target_leaks_no_temporaries_and_stops_taking_moves(tmp_path):
 
 
 def test_a_photo_replaced_after_scoring_is_left_in_place(archive, tmp_path, monkeypatch):
-    from flowersort.sorting import sorter
+    from flowersort.sorting import moves
 
-    real = sorter.Mover.move
+    real = moves.Mover.move
     photo = archive / "b" / "IMG_0001.jpg"
 
     def replaced_first(self, path, score, *rest):
@@ -503,7 +503,7 @@ def test_a_photo_replaced_after_scoring_is_left_in_place(archive, tmp_path, monk
         os.replace(replacement, photo)
         return real(self, path, score, *rest)
 
-    monkeypatch.setattr(sorter.Mover, "move", replaced_first)
+    monkeypatch.setattr(moves.Mover, "move", replaced_first)
     dest = tmp_path / "Flowers"
     result = classify(archive / "b", dest)
     assert result.exit_code == 1
@@ -659,7 +659,7 @@ def test_undo_says_which_group_a_failed_move_left_split(archive, tmp_path, monke
 
 
 def test_undo_after_an_interrupted_undo_finishes_quietly(archive, tmp_path):
-    from flowersort.sorting.sorter import undo
+    from flowersort.sorting.undo import undo
 
     dest = tmp_path / "Flowers"
     before = census(archive)
@@ -1454,7 +1454,7 @@ def test_a_dry_run_of_a_second_copy_says_already_there_as_the_run_does(
     ],
 )
 def test_decide(flower, borderline, target, review, vetoed, confirmed, expected):
-    from flowersort.sorting.sorter import decide
+    from flowersort.sorting.decide import decide
 
     got = decide(
         flower,
@@ -1469,7 +1469,8 @@ def test_decide(flower, borderline, target, review, vetoed, confirmed, expected)
 
 def test_a_sort_run_holds_the_lock_until_its_with_block_ends(archive, tmp_path):
     from flowersort.model.file import default_model_path, load_model
-    from flowersort.sorting.sorter import SortOptions, SortRun, WalkOptions, count_photos
+    from flowersort.sorting.options import SortOptions, WalkOptions
+    from flowersort.sorting.sorter import SortRun, count_photos
 
     model = load_model(default_model_path())
     options = SortOptions(dest=tmp_path / "Flowers", threshold=0.0, workers=1)

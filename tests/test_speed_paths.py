@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowersort.cli import cli
+from flowersort.cli.app import cli
 from flowersort.model import features
 from flowersort.photos.decode import read_image
 from flowersort.photos.exif import read_exif

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowersort import safefs
-from flowersort.cli import cli
+from flowersort.cli.app import cli
 from flowersort.sorting import journal as journal_module
 from tests.conftest import census, make_archive
 from tests.runs import other_filesystem

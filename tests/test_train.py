@@ -158,7 +158,7 @@ def test_members_are_at_least_one(examples):
     TrainConfig(members=6)  # more members than folds: they all hold out the same fold
     from click.testing import CliRunner
 
-    from flowersort.cli import cli
+    from flowersort.cli.app import cli
 
     result = CliRunner().invoke(cli, ["train", *map(str, examples), "--members", "0"])
     assert result.exit_code == 2 and "members must be at least 1" in result.output
@@ -188,7 +188,7 @@ def test_members_on_two_processes_are_the_same_as_on_one(data):
 def test_train_command_defaults_are_the_library_defaults():
     """`flowersort train` without options trains what benchmarks and TrainConfig call the
     default setting (the first --mode was once a new, unchosen input)."""
-    from flowersort.cli import train
+    from flowersort.cli.train import train
 
     defaults = {p.name: p.default for p in train.params}
     features = FeatureConfig()

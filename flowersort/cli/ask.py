@@ -2,49 +2,45 @@
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
-import logging
 import os
 import shlex
-import signal
 import sys
-import time
-import traceback
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
-from typing import Any
+
 import click
-from tqdm import tqdm
-from flowersort import safefs
-from flowersort.base import rights
+
 from flowersort.base.errors import (
-    EXIT_MEANING,
     ExitCode,
-    FlowersortError,
-    UnexpectedError,
     exit_codes_text,
 )
-from flowersort.base.outcomes import Action, Outcome, counted
-from flowersort.model.features import MODES, FeatureConfig
-from flowersort.model.file import default_model_path, load_model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND
-from flowersort.photos.archive import VIDEO_SUFFIXES, display
-from flowersort.photos.heic import MISSING as HEIC_MISSING
-from flowersort.scoring.cache import open_score_cache
-from flowersort.training.featcache import default_feature_cache
-from flowersort.training.train import TrainConfig
-from flowersort.cli.console import OneLineCommand, OneLineUsageError, log, progress, report_skip, run_library, setup_logging
-from flowersort.cli.options import COMMAND_EXIT_CODES, acting_user, logging_options, model_option, open_model, run_as_option, workers_option
+from flowersort.base.outcomes import Action, counted
+from flowersort.cli.console import (
+    OneLineCommand,
+    OneLineUsageError,
+    log,
+    progress,
+    report_skip,
+    run_library,
+    setup_logging,
+)
+from flowersort.cli.options import (
+    COMMAND_EXIT_CODES,
+    acting_user,
+    logging_options,
+    model_option,
+    open_model,
+    run_as_option,
+    workers_option,
+)
 from flowersort.cli.output import show_outcomes
+from flowersort.model.file import default_model_path
+from flowersort.photos.archive import display
+from flowersort.scoring.cache import open_score_cache
 
 
-@click.command(
-    cls=OneLineCommand,
-    epilog=exit_codes_text(COMMAND_EXIT_CODES["ask"], "ask"))
+@click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["ask"], "ask"))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -145,9 +141,7 @@ def ask(
         sys.exit(ExitCode.FAILED)
 
 
-@click.command(
-    cls=OneLineCommand,
-    epilog=exit_codes_text(COMMAND_EXIT_CODES["adapt"], "adapt"))
+@click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["adapt"], "adapt"))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",

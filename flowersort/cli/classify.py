@@ -2,49 +2,48 @@
 
 from __future__ import annotations
 
-import errno
-import functools
-import json
-import logging
 import os
-import shlex
-import signal
 import sys
 import time
-import traceback
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
+
 import click
-from tqdm import tqdm
-from flowersort import safefs
-from flowersort.base import rights
+
 from flowersort.base.errors import (
-    EXIT_MEANING,
     ExitCode,
-    FlowersortError,
-    UnexpectedError,
     exit_codes_text,
 )
-from flowersort.base.outcomes import Action, Outcome, counted
-from flowersort.model.features import MODES, FeatureConfig
-from flowersort.model.file import default_model_path, load_model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND
-from flowersort.photos.archive import VIDEO_SUFFIXES, display
-from flowersort.photos.heic import MISSING as HEIC_MISSING
-from flowersort.scoring.cache import open_score_cache
-from flowersort.training.featcache import default_feature_cache
-from flowersort.training.train import TrainConfig
-from flowersort.cli.console import Interrupted, OneLineCommand, log, progress, report_once_per_run, run_library, setup_logging
-from flowersort.cli.options import COMMAND_EXIT_CODES, acting_user, logging_options, model_option, open_model, report_option, run_as_option, workers_option
+from flowersort.base.outcomes import Action
+from flowersort.cli.console import (
+    Interrupted,
+    OneLineCommand,
+    log,
+    progress,
+    report_once_per_run,
+    run_library,
+    setup_logging,
+)
+from flowersort.cli.options import (
+    COMMAND_EXIT_CODES,
+    acting_user,
+    logging_options,
+    model_option,
+    open_model,
+    report_option,
+    run_as_option,
+    workers_option,
+)
 from flowersort.cli.output import TAG_ALWAYS, elapsed_words, show_outcomes, summary_line, write_html
+from flowersort.model.file import default_model_path
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND
+from flowersort.scoring.cache import open_score_cache
 
 
 @click.command(
-    cls=OneLineCommand,
-    epilog=exit_codes_text(COMMAND_EXIT_CODES["classify"], "classify"))
+    cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["classify"], "classify")
+)
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--move-to",
@@ -194,7 +193,8 @@ def classify(
     (merged into one there, else a new NAME.ext.xmp), journaled so 'flowersort undo' takes
     it out again; a keyword you remove is a veto, one you add by hand a flower example.
     """
-    from flowersort.sorting.sorter import Hooks, SortOptions, SortRun, WalkOptions, count_photos
+    from flowersort.sorting.options import Hooks, SortOptions, WalkOptions
+    from flowersort.sorting.sorter import SortRun, count_photos
     from flowersort.sorting.tagging import review_keyword
 
     folder = src if src.is_dir() else src.parent

@@ -2,49 +2,39 @@
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
-import logging
 import os
-import shlex
-import signal
-import sys
-import time
-import traceback
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
-from typing import Any
+
 import click
-from tqdm import tqdm
-from flowersort import safefs
-from flowersort.base import rights
+
 from flowersort.base.errors import (
-    EXIT_MEANING,
-    ExitCode,
-    FlowersortError,
-    UnexpectedError,
     exit_codes_text,
 )
-from flowersort.base.outcomes import Action, Outcome, counted
-from flowersort.model.features import MODES, FeatureConfig
-from flowersort.model.file import default_model_path, load_model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND
-from flowersort.photos.archive import VIDEO_SUFFIXES, display
-from flowersort.photos.heic import MISSING as HEIC_MISSING
-from flowersort.scoring.cache import open_score_cache
-from flowersort.training.featcache import default_feature_cache
-from flowersort.training.train import TrainConfig
-from flowersort.cli.console import OneLineCommand, log, report_once_per_run, report_skip, run_library, setup_logging
-from flowersort.cli.options import COMMAND_EXIT_CODES, logging_options, model_option, open_model, report_option, workers_option
+from flowersort.cli.console import (
+    OneLineCommand,
+    log,
+    report_once_per_run,
+    report_skip,
+    run_library,
+    setup_logging,
+)
+from flowersort.cli.options import (
+    COMMAND_EXIT_CODES,
+    logging_options,
+    model_option,
+    open_model,
+    report_option,
+    workers_option,
+)
 from flowersort.cli.output import write_html
+from flowersort.model.file import default_model_path
+from flowersort.photos.archive import display
 
 
 @click.command(
-    cls=OneLineCommand,
-    epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"], "evaluate"))
+    cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["evaluate"], "evaluate")
+)
 @click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option

@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import logging
 import os
-import shlex
-import signal
-import sys
-import time
-import traceback
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
-from typing import Any
-import click
-from tqdm import tqdm
+
 from flowersort import safefs
-from flowersort.base import rights
-from flowersort.base.errors import (
-    EXIT_MEANING,
-    ExitCode,
-    FlowersortError,
-    UnexpectedError,
-    exit_codes_text,
-)
-from flowersort.base.outcomes import Action, Outcome, counted
-from flowersort.model.features import MODES, FeatureConfig
-from flowersort.model.file import default_model_path, load_model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND
-from flowersort.photos.archive import VIDEO_SUFFIXES, display
-from flowersort.photos.heic import MISSING as HEIC_MISSING
-from flowersort.scoring.cache import open_score_cache
-from flowersort.training.featcache import default_feature_cache
-from flowersort.training.train import TrainConfig
+from flowersort.base.outcomes import Action, Outcome
 from flowersort.cli.console import FILE_ONLY, log, once_per_run, report_skip, say
 from flowersort.cli.options import PRIVATE_BY_FOLDER
+from flowersort.photos.archive import VIDEO_SUFFIXES, display
 
 
 def write_html(

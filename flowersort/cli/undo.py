@@ -2,49 +2,32 @@
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
-import logging
-import os
-import shlex
-import signal
 import sys
-import time
-import traceback
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
-from pathlib import Path
-from typing import Any
+from contextlib import closing
+
 import click
-from tqdm import tqdm
-from flowersort import safefs
-from flowersort.base import rights
+
 from flowersort.base.errors import (
-    EXIT_MEANING,
     ExitCode,
-    FlowersortError,
-    UnexpectedError,
     exit_codes_text,
 )
-from flowersort.base.outcomes import Action, Outcome, counted
-from flowersort.model.features import MODES, FeatureConfig
-from flowersort.model.file import default_model_path, load_model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND
-from flowersort.photos.archive import VIDEO_SUFFIXES, display
-from flowersort.photos.heic import MISSING as HEIC_MISSING
-from flowersort.scoring.cache import open_score_cache
-from flowersort.training.featcache import default_feature_cache
-from flowersort.training.train import TrainConfig
-from flowersort.cli.console import Interrupted, OneLineCommand, log, progress, run_library, setup_logging
+from flowersort.base.outcomes import Action
+from flowersort.cli.console import (
+    Interrupted,
+    OneLineCommand,
+    log,
+    progress,
+    run_library,
+    setup_logging,
+)
 from flowersort.cli.options import COMMAND_EXIT_CODES, acting_user, logging_options, run_as_option
 from flowersort.cli.output import UNDO_ALWAYS, show_outcomes, summary_line
+from flowersort.photos.archive import display
 
 
-@click.command(
-    cls=OneLineCommand,
-    epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"], "undo"))
+@click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"], "undo"))
 @click.argument("run", type=click.IntRange(1), required=False)
 @click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
 @click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")
@@ -68,8 +51,8 @@ def undo(run, list_runs, dry_run, wait, as_json, run_as, quiet, verbose, log_fil
     last run twice is an error: name an earlier run (see --list) to undo it too. Ctrl-C or
     SIGTERM finish the photo in hand and stop (exit 130 or 143).
     """
-    from flowersort.sorting.sorter import undo as run_undo
-    from flowersort.sorting.sorter import undo_folders
+    from flowersort.sorting.undo import undo as run_undo
+    from flowersort.sorting.undo import undo_folders
 
     if not list_runs:  # the run's SRC first: whose rights a root undo acts with
         folders = undo_folders(run)
@@ -101,7 +84,7 @@ def undo(run, list_runs, dry_run, wait, as_json, run_as, quiet, verbose, log_fil
 
 def show_runs(as_json: bool) -> None:
     """undo --list: one line per run that moved photos, oldest first."""
-    from flowersort.sorting.sorter import list_runs
+    from flowersort.sorting.undo import list_runs
 
     runs = run_library(list_runs)
     if as_json:

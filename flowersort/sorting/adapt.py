@@ -33,8 +33,9 @@ from flowersort.photos.decode import read_image
 from flowersort.safefs import Key, content_key
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import scan, score_photos
+from flowersort.sorting.checks import check_target, is_empty_folder
 from flowersort.sorting.corrections import Watch
-from flowersort.sorting.sorter import Mover, check_target, identity, is_empty_folder, make_dirs
+from flowersort.sorting.moves import Mover, identity, make_dirs
 from flowersort.training.train import Adam
 
 log = logging.getLogger("flowersort")

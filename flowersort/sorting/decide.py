@@ -2,40 +2,10 @@
 
 from __future__ import annotations
 
-import errno
-import logging
-import os
-import sqlite3
-import stat
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, Literal
-from flowersort import safefs
-from flowersort.base import rights
-from flowersort.base.errors import EmptySource, FlowersortError, StateError
-from flowersort.base.outcomes import Action, Outcome, counted
-from flowersort.base.records import MoveAction, RunKind, StrEnum
+from flowersort.base.records import StrEnum
 from flowersort.model.file import Model
 from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
-from flowersort.photos.archive import OnPass, OnSkip, companion_names, display, suffix_of, walk
-from flowersort.scoring.cache import ScoreCache
-from flowersort.scoring.pipeline import score_photos
-from flowersort.sorting.corrections import KIND_TEXT, Watch, take_back
-from flowersort.sorting.journal import (
-    DoneMove,
-    FolderLock,
-    Journal,
-    RunInfo,
-    RunLock,
-    earlier_target,
-    state_dir,
-)
-from flowersort.sorting.tagging import Tagger, recover_tags, tag_runs, undo_tags
 from flowersort.sorting.options import SortOptions
-
 
 
 class Decision(StrEnum):

@@ -6,37 +6,22 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import sqlite3
-import stat
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+
 from flowersort import safefs
 from flowersort.base import rights
-from flowersort.base.errors import EmptySource, FlowersortError, StateError
-from flowersort.base.outcomes import Action, Outcome, counted
-from flowersort.base.records import MoveAction, RunKind, StrEnum
-from flowersort.model.file import Model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
-from flowersort.photos.archive import OnPass, OnSkip, companion_names, display, suffix_of, walk
-from flowersort.scoring.cache import ScoreCache
-from flowersort.scoring.pipeline import score_photos
-from flowersort.sorting.corrections import KIND_TEXT, Watch, take_back
+from flowersort.base.errors import FlowersortError, StateError
+from flowersort.base.outcomes import Action, Outcome
+from flowersort.base.records import MoveAction, RunKind
+from flowersort.sorting.companions import Companions, Live, own_sidecars, sidecars
+from flowersort.sorting.corrections import Watch
+from flowersort.sorting.decide import Decision
 from flowersort.sorting.journal import (
-    DoneMove,
     FolderLock,
     Journal,
-    RunInfo,
     RunLock,
-    earlier_target,
     state_dir,
 )
-from flowersort.sorting.tagging import Tagger, recover_tags, tag_runs, undo_tags
-from flowersort.sorting.companions import Companions, Live, own_sidecars, sidecars
-from flowersort.sorting.decide import Decision
 from flowersort.sorting.options import ConflictMode, SortOptions
 
 log = logging.getLogger("flowersort")
@@ -308,7 +293,7 @@ class Mover:
         self.live: Live | None = None  # None: a dry run
         self.journal: Journal | None = None  # read by both, written by a live run
         if dry_run:  # read only, for where earlier runs put photos
-            self.journal = _journal_reader()
+            self.journal = journal_reader()
             return
         folder = state_dir()
         lock = RunLock(folder, wait)
@@ -366,7 +351,7 @@ class Mover:
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, Action.SKIPPED, score, True, reason=f"already at {twin}")
                 if (beside := self.dedupe(photo, twin)) is not None:
-                    target, sides = os.fsdecode(twin), _names(beside)
+                    target, sides = os.fsdecode(twin), path_names(beside)
                     action = self.said(Action.DEDUPLICATED)
                     return Outcome(photo, action, score, True, target, sides)
             found = own_sidecars(photo, self.sidecars(photo))
@@ -379,7 +364,7 @@ class Mover:
         if not self.copy:  # IMG_0004.xmp goes with IMG_0004.jpg, not with img_0004.JPG too
             self.moved.update(group[1:])
         done = self.said(Action.COPIED if self.copy else Action.MOVED)
-        return Outcome(photo, done, score, True, os.fsdecode(finals[0]), _names(finals[1:]))
+        return Outcome(photo, done, score, True, os.fsdecode(finals[0]), path_names(finals[1:]))
 
     def transfer(self, group: list[Path], folder: Path, made: bool) -> list[Path]:
         """Move (copy) group into folder under the names safefs.free_names gives it;
@@ -451,7 +436,7 @@ class Mover:
         self.live.lock.release()
 
 
-def _journal_reader() -> Journal | None:
+def journal_reader() -> Journal | None:
     """The journal read only (a dry run writes nothing), or None."""
     try:
         return Journal.reader(state_dir())
@@ -459,5 +444,5 @@ def _journal_reader() -> Journal | None:
         return None
 
 
-def _names(paths) -> list[str]:
+def path_names(paths) -> list[str]:
     return [os.fsdecode(p) for p in paths]

@@ -34,7 +34,7 @@ from flowersort.sorting.corrections import Correction, Store
 from flowersort.sorting.journal import FolderLock, Journal, RunInfo, RunLock, state_dir
 
 if TYPE_CHECKING:  # sorter imports this module
-    from flowersort.sorting.sorter import SortOptions
+    from flowersort.sorting.options import SortOptions
 
 log = logging.getLogger("flowersort")
 

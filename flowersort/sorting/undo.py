@@ -2,40 +2,29 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sqlite3
-import stat
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+
 from flowersort import safefs
-from flowersort.base import rights
-from flowersort.base.errors import EmptySource, FlowersortError, StateError
+from flowersort.base.errors import FlowersortError
 from flowersort.base.outcomes import Action, Outcome, counted
-from flowersort.base.records import MoveAction, RunKind, StrEnum
-from flowersort.model.file import Model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
-from flowersort.photos.archive import OnPass, OnSkip, companion_names, display, suffix_of, walk
-from flowersort.scoring.cache import ScoreCache
-from flowersort.scoring.pipeline import score_photos
-from flowersort.sorting.corrections import KIND_TEXT, Watch, take_back
+from flowersort.base.records import MoveAction, RunKind
+from flowersort.photos.archive import display
+from flowersort.sorting.checks import link_in_the_way
+from flowersort.sorting.corrections import take_back
 from flowersort.sorting.journal import (
     DoneMove,
-    FolderLock,
     Journal,
     RunInfo,
     RunLock,
-    earlier_target,
     state_dir,
 )
-from flowersort.sorting.tagging import Tagger, recover_tags, tag_runs, undo_tags
-from flowersort.sorting.checks import _link_in_the_way
-from flowersort.sorting.moves import DEDUPE_SIDECARS, _journal_reader, _names, _rmdir
+from flowersort.sorting.moves import DEDUPE_SIDECARS, _rmdir, journal_reader, path_names
+from flowersort.sorting.tagging import recover_tags, tag_runs, undo_tags
 
 log = logging.getLogger("flowersort")
 
@@ -101,7 +90,7 @@ def undo(
                         left += 1
                         yield out
                     elif held and held.action in (Action.RESTORED, Action.WOULD_RESTORE):
-                        held.sidecars = sorted(held.sidecars + _names(sources))
+                        held.sidecars = sorted(held.sidecars + path_names(sources))
                 else:
                     left += out.action == Action.FAILED
                     complete = i == len(moves) - 1 and not left
@@ -137,7 +126,7 @@ def list_runs() -> list[RunInfo]:
 def undo_folders(run_id: int | None = None) -> list[Path]:
     """The SRC and target of the run undo would take back (the journal read only), for
     whose rights a root undo acts with; none when there is nothing to undo (undo says so)."""
-    journal = _journal_reader()
+    journal = journal_reader()
     if journal is None:
         return []
     try:
@@ -265,14 +254,14 @@ class Undoing:
         if not self.dry_run:
             for f in finals:
                 safefs.remove(f)
-        target, sides = os.fsdecode(finals[0]), _names(sources[1:])
+        target, sides = os.fsdecode(finals[0]), path_names(sources[1:])
         return Outcome(photo, self.said(Action.REMOVED_COPY), target=target, sidecars=sides)
 
     def move_back(self, sources: list[Path], finals: list[Path]) -> Outcome:
         photo = sources[0]
         if not all(f.exists() for f in finals):
             return Outcome(photo, Action.FAILED, reason=f"{finals[0]} is no longer there")
-        if refused := _link_in_the_way(photo):
+        if refused := link_in_the_way(photo):
             return refused
         if self.dry_run and any(os.path.lexists(s) for s in sources):  # as transfer finds
             return Outcome(photo, Action.FAILED, reason=APPEARED)
@@ -301,7 +290,7 @@ class Undoing:
         gone = [(s, t) for s, t in zip(sources, twins) if not s.exists()]
         if not all(t.exists() for _, t in gone):
             return Outcome(photo, Action.FAILED, reason=f"{twins[0]} is no longer there")
-        if refused := _link_in_the_way(photo):
+        if refused := link_in_the_way(photo):
             return refused
 
         def copy_back() -> None:
@@ -334,7 +323,7 @@ class Undoing:
             return Outcome(photo, Action.FAILED, reason=APPEARED)
         except OSError as e:
             return Outcome(photo, Action.FAILED, reason=e.strerror or str(e))
-        sides = _names(sources[1:])
+        sides = path_names(sources[1:])
         return Outcome(
             photo, self.said(Action.RESTORED), target=os.fsdecode(target), sidecars=sides
         )
