@@ -12,10 +12,10 @@ from flowersort.base import rights
 from flowersort.base.errors import EmptySource, FlowersortError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.photos.archive import walk
+from flowersort.sorting.folders import made_for_the_user
 from flowersort.sorting.journal import (
     earlier_target,
 )
-from flowersort.sorting.moves import made_for_the_user
 from flowersort.sorting.options import SortOptions
 
 log = logging.getLogger("flowersort")

@@ -9,13 +9,13 @@ import os
 from pathlib import Path
 
 from flowersort import safefs
-from flowersort.base import rights
 from flowersort.base.errors import FlowersortError, StateError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.base.records import MoveAction, RunKind
 from flowersort.sorting.companions import Companions, Live, own_sidecars, sidecars
 from flowersort.sorting.corrections import Watch
 from flowersort.sorting.decide import Decision
+from flowersort.sorting.folders import make_dirs
 from flowersort.sorting.journal import (
     FolderLock,
     Journal,
@@ -176,52 +176,6 @@ class Targets:
     def close(self) -> None:
         self.watch.close()
         self.mover.close()
-
-
-def make_dirs(folder: Path) -> list[Path]:
-    """mkdir -p; returns the folders it created, outermost first."""
-    missing, top = [], folder
-    while not top.exists() and top != top.parent:
-        missing.append(top)
-        top = top.parent
-    for f in reversed(missing):
-        try:
-            _mkdir(f)
-        except FileExistsError:  # made meanwhile by someone else: not ours
-            missing.remove(f)
-    if not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
-    return missing[::-1]
-
-
-def made_for_the_user(parent: Path) -> bool:
-    """Whether a root run acting as a user makes its target in parent with root's rights
-    and gives it to them: parent is one they cannot write and only root can change (the
-    target /srv/photos/Flowers of a nightly run over alice's ~/Pictures)."""
-    if rights.current() is None or os.access(parent, os.W_OK | os.X_OK, effective_ids=True):
-        return False
-    return rights.writer(parent) is None
-
-
-def _mkdir(folder: Path) -> None:
-    """mkdir; see made_for_the_user: then made by root and given to the user at once (in
-    a folder only root can change, no one else can put anything in its place meanwhile)."""
-    user = rights.current()
-    if user is None or not made_for_the_user(folder.parent):
-        folder.mkdir()
-        return
-    with rights.as_root():
-        folder.mkdir()
-        os.chown(folder, user.uid, user.gid, follow_symlinks=False)
-
-
-def _rmdir(folder: Path) -> None:
-    """rmdir; a folder made for the user in one only root can change goes as it came."""
-    if made_for_the_user(folder.parent):
-        with rights.as_root():
-            folder.rmdir()
-        return
-    folder.rmdir()
 
 
 def target_folder(dest: Path, photo: Path, keep_below: Path | None) -> Path:

@@ -16,6 +16,7 @@ from flowersort.base.records import MoveAction, RunKind
 from flowersort.photos.archive import display
 from flowersort.sorting.checks import link_in_the_way
 from flowersort.sorting.corrections import take_back
+from flowersort.sorting.folders import remove_dir
 from flowersort.sorting.journal import (
     DoneMove,
     Journal,
@@ -23,7 +24,7 @@ from flowersort.sorting.journal import (
     RunLock,
     state_dir,
 )
-from flowersort.sorting.moves import DEDUPE_SIDECARS, _rmdir, journal_reader, path_names
+from flowersort.sorting.moves import DEDUPE_SIDECARS, journal_reader, path_names
 from flowersort.sorting.tagging import recover_tags, tag_runs, undo_tags
 
 log = logging.getLogger("flowersort")
@@ -189,7 +190,7 @@ def remove_empty_dirs(folders: list[Path]) -> None:
     """Remove the folders a run created, deepest first, where undo left them empty."""
     for f in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         try:
-            _rmdir(f)
+            remove_dir(f)
         except OSError:
             continue  # not empty (or gone): leave it
         log.info("removed empty folder %s", display(f))
