@@ -108,7 +108,7 @@ def test_no_module_imports_from_a_layer_above_its_own():
 @pytest.mark.parametrize(
     "module, target",
     [
-        ("safefs", "model.file"),
+        ("safefs.transfer", "model.file"),
         ("model.file", "sorting.sorter"),
         ("base.errors", "cli.app"),
         ("photos.archive", "model.features"),

@@ -24,7 +24,7 @@ from enum import Enum
 from pathlib import Path
 
 from flowersort.base.errors import ExitCode, FlowersortError
-from flowersort.safefs import give_owner
+from flowersort.safefs.attrs import give_owner
 
 TMP_PREFIX = ".flowersort-tmp-"  # as safefs: a journal's recovery knows these names
 NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.ENOSYS)  # link() refused: exFAT, FAT

@@ -29,7 +29,7 @@ from flowersort.base.errors import FlowersortError, StateError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.base.records import RunKind
 from flowersort.photos import xmp
-from flowersort.safefs import Key, content_key
+from flowersort.safefs.identity import Key, content_key
 from flowersort.sorting.corrections import Correction, Store
 from flowersort.sorting.journal import FolderLock, Journal, RunInfo, RunLock, state_dir
 
