@@ -12,7 +12,7 @@ from flowersort.base.records import StepKind
 from flowersort.safefs import seams
 from flowersort.safefs.attrs import copy_owner_and_mode
 from flowersort.safefs.identity import CHANGED, Changed, open_to_read, same_bytes
-from flowersort.safefs.privacy import Exposed, as_its_group_sees, wider_readers
+from flowersort.safefs.privacy import as_its_group_sees, check_copy_keeps_private
 from flowersort.safefs.seams import Note, no_note
 
 TMP_PREFIX = ".flowersort-tmp-"
@@ -45,30 +45,7 @@ def copy_verified(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
         )  # private until its owner and mode are the source's
         try:
-            copy_owner_and_mode(src_fd, dst_fd, st)  # before any byte lands: who may read it
-            if private:
-                if who := wider_readers(as_its_group_sees(st, src_fd, dst_fd), os.fstat(dst_fd)):
-                    why = (
-                        "that disk does not keep its file permissions"
-                        if who == "everyone"
-                        else "that folder gives its files an owner or group other than the "
-                        "photo's, or keeps no ACL"
-                    )
-                    raise Exposed(
-                        errno.EPERM,
-                        f"{folder} cannot keep {src.name} private (it would be readable by "
-                        f"{who}: {why})",
-                    )
-            seams.copy_bytes(src_fd, dst_fd)
-            try:  # last: writing sets them
-                os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-            except PermissionError:  # a stick that gives its files to root, written by a user
-                raise OSError(
-                    errno.EPERM,
-                    f"{folder} cannot keep the dates of {src.name} (not permitted: its files "
-                    "there belong to another user); left in place",
-                ) from None
-            seams.fsync(dst_fd)
+            _fill(src_fd, dst_fd, st, src.name, folder, private)
         finally:
             os.close(dst_fd)
         if verify and not same_bytes(src, tmp):
@@ -79,3 +56,23 @@ def copy_verified(
     finally:
         os.close(src_fd)
     return tmp
+
+
+def _fill(
+    src_fd: int, dst_fd: int, st: os.stat_result, name: str, folder: Path, private: bool
+) -> None:
+    """Give the open temporary its source's owner, mode and attributes, check who could
+    read it (with `private`), then write the bytes, the dates, and fsync."""
+    copy_owner_and_mode(src_fd, dst_fd, st)  # before any byte lands: who may read it
+    if private:
+        check_copy_keeps_private(as_its_group_sees(st, src_fd, dst_fd), dst_fd, name, folder)
+    seams.copy_bytes(src_fd, dst_fd)
+    try:  # last: writing sets them
+        os.utime(dst_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except PermissionError:  # a stick that gives its files to root, written by a user
+        raise OSError(
+            errno.EPERM,
+            f"{folder} cannot keep the dates of {name} (not permitted: its files "
+            "there belong to another user); left in place",
+        ) from None
+    seams.fsync(dst_fd)

@@ -50,6 +50,22 @@ def _access_acl(fd: int) -> bytes | None:
         return None
 
 
+def check_copy_keeps_private(source: os.stat_result, dst_fd: int, name: str, folder: Path) -> None:
+    """Raise Exposed if the open copy of `name` in `folder` would be readable by more people
+    than its source (`source`: as its group sees it, see as_its_group_sees)."""
+    if who := wider_readers(source, os.fstat(dst_fd)):
+        why = (
+            "that disk does not keep its file permissions"
+            if who == "everyone"
+            else "that folder gives its files an owner or group other than the "
+            "photo's, or keeps no ACL"
+        )
+        raise Exposed(
+            errno.EPERM,
+            f"{folder} cannot keep {name} private (it would be readable by {who}: {why})",
+        )
+
+
 def as_its_group_sees(st: os.stat_result, src_fd: int, dst_fd: int) -> os.stat_result:
     """st with the group bits its owning group has: with an ACL, the mode's group bits are
     the ACL's mask (the most any user or group it names gets), and those bits are what

@@ -12,9 +12,11 @@ can inject faults.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from flowersort.base.records import StepKind
@@ -24,7 +26,7 @@ from flowersort.safefs.attrs import set_metadata
 from flowersort.safefs.claim import claim_first_free
 from flowersort.safefs.copies import copy_verified
 from flowersort.safefs.identity import CHANGED, Changed, file_at, same_bytes, same_file, version
-from flowersort.safefs.names import free_names, names_in_any_case, split_name
+from flowersort.safefs.names import free_names, names_in_any_case
 from flowersort.safefs.privacy import check_folders_keep_private
 from flowersort.safefs.seams import Note, no_note
 
@@ -71,41 +73,18 @@ def transfer(
     source must stay the file (device, inode) it was when the move started: one swapped
     meanwhile, or reached through a folder swapped for a link, is neither copied nor
     removed.
+
+    Reason for the nine parameters: each is one independent, keyword-only choice of the
+    caller (journal.Journal.transfer passes each through as it gets it); grouped in a
+    dataclass they would be the same list, once more.
     """
     sources = [Path(s) for s in sources]
     folder = Path(folder)
-    born = [file_at(s, follow) for s in sources]
-    stem, _ = split_name(sources[0].name)
+    group = _Group(sources, folder, [file_at(s, follow) for s in sources], note, follow)
     if not undoing:
         check_folders_keep_private(sources, folder)
-
-    def candidates() -> Iterator[list[str]]:
-        if exact_names is not None:
-            yield exact_names
-            return
-        there = names_in_any_case(folder) if present is None else present
-        yield from free_names([s.name for s in sources], there)
-
-    temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
-    try:
-        stand_ins = sources
-        if keep_source:
-            for s, b in zip(sources, born):
-                temps.append(copy_verified(s, folder, note, follow=follow, expect=b))
-            stand_ins = list(temps)
-        try:
-            finals = claim_first_free(stand_ins, folder, candidates(), note, keep_source)
-        except OSError as e:
-            if keep_source or e.errno not in CROSS_DEVICE:
-                raise
-            for s, b in zip(sources, born):
-                temps.append(copy_verified(s, folder, note, False, follow=follow, expect=b))
-            for temp, meta in zip(temps, metadata or []):
-                set_metadata(temp, meta)
-            finals = claim_first_free(temps, folder, candidates(), note, True)
-    finally:
-        for tmp in temps:  # each final name holds its bytes now (or the move failed)
-            seams.remove_temporary(tmp)
+    candidates = functools.partial(_names_to_try, sources, folder, exact_names, present)
+    finals = _land(group, candidates, keep_source, metadata)
     if present is not None:
         present.update(f.name.casefold() for f in finals)
     try:
@@ -116,17 +95,94 @@ def transfer(
         raise
     if keep_source:
         return finals
-    # rsync's rule: a source is removed only while it still equals its copy (a sync client
-    # or a camera import may still be writing it, or it was replaced since it was copied)
+    checked = _unchanged(group, finals)
+    _remove_sources(group, finals, checked)
+    _sync_parents(sources)
+    return finals
+
+
+def _names_to_try(
+    sources: list[Path], folder: Path, exact_names: list[str] | None, present: set[str] | None
+) -> Iterator[list[str]]:
+    """The names transfer tries in turn (see free_names); `folder` is listed only once
+    a name is asked for."""
+    if exact_names is not None:
+        yield exact_names
+        return
+    there = names_in_any_case(folder) if present is None else present
+    yield from free_names([s.name for s in sources], there)
+
+
+@dataclass
+class _Group:
+    """One transfer's files as its steps pass them on: the sources, the folder they go to,
+    each source's (device, inode) when the move started, whom each step is announced to,
+    and whether a source may be a link."""
+
+    sources: list[Path]
+    folder: Path
+    born: list[tuple[int, int]]
+    note: Note
+    follow: bool
+
+
+def _land(
+    group: _Group,
+    candidates: Callable[[], Iterator[list[str]]],
+    keep_source: bool,
+    metadata: list[dict] | None,
+) -> list[Path]:
+    """Give each source's bytes its final name: a hard link to the source, else (another
+    filesystem, or a copy) a verified temporary copy linked there. The temporaries are
+    removed whatever happens: each final name holds its bytes then, or the move failed."""
+    sources, folder, note, follow = group.sources, group.folder, group.note, group.follow
+    temps: list[Path] = []  # each one as soon as it exists: a failure removes them all
+    try:
+        stand_ins = sources
+        if keep_source:
+            for s, b in zip(sources, group.born):
+                temps.append(copy_verified(s, folder, note, follow=follow, expect=b))
+            stand_ins = list(temps)
+        try:
+            return claim_first_free(stand_ins, folder, candidates(), note, keep_source)
+        except OSError as e:
+            if keep_source or e.errno not in CROSS_DEVICE:
+                raise
+            for s, b in zip(sources, group.born):
+                temps.append(copy_verified(s, folder, note, False, follow=follow, expect=b))
+            for temp, meta in zip(temps, metadata or []):
+                set_metadata(temp, meta)
+            return claim_first_free(temps, folder, candidates(), note, True)
+    finally:
+        for tmp in temps:  # each final name holds its bytes now (or the move failed)
+            seams.remove_temporary(tmp)
+
+
+def _unchanged(group: _Group, finals: list[Path]) -> list[tuple | None]:
+    """Each source's version (see identity.version) once it is found to equal its final
+    file; else the final files are given up and Changed raised.
+
+    rsync's rule: a source is removed only while it still equals its copy (a sync client
+    or a camera import may still be writing it, or it was replaced since it was copied).
+    """
     checked = []  # each source's stat from before its compare: a write since shows in it
-    for source, final in zip(sources, finals):
+    for source, final in zip(group.sources, finals):
         if not os.path.lexists(source):  # deleted meanwhile: the copy is all there is now
             raise OSError(errno.ENOENT, f"{source.name} vanished while being moved", str(final))
         checked.append(version(source, final))
-        if file_at(source, follow) != born[len(checked) - 1] or not same_file(source, final):
+        if file_at(source, group.follow) != group.born[len(checked) - 1] or not same_file(
+            source, final
+        ):
             for f in finals:
                 seams.remove_quietly(f)
             raise Changed(errno.EAGAIN, f"{source.name} {CHANGED}; left in place")
+    return checked
+
+
+def _remove_sources(group: _Group, finals: list[Path], checked: list[tuple | None]) -> None:
+    """Remove each source, unless it changed since `checked`: all or none (one that cannot
+    be removed gets back those removed before it, and the final files are given up)."""
+    sources, note = group.sources, group.note
     removed: list[int] = []
     for i, source in enumerate(sources):
         note(StepKind.UNLINK, path=source)  # a journal commit: writes may land meanwhile
@@ -143,7 +199,7 @@ def transfer(
                 raise GroupSplit(
                     e2.errno,
                     f"{source.name} cannot be removed ({e.strerror}) and {sources[j].name} "
-                    f"cannot be put back ({e2.strerror}): the group is split, see {folder}",
+                    f"cannot be put back ({e2.strerror}): the group is split, see {group.folder}",
                 ) from None
             for final in finals:
                 seams.remove_quietly(final)
@@ -153,6 +209,11 @@ def transfer(
                 e.errno, f"{source.name} cannot be removed ({e.strerror}); the group stays"
             ) from None
         removed.append(i)
+
+
+def _sync_parents(sources: list[Path]) -> None:
+    """Make the sources' removal last; a folder that cannot be synced only warns: the move
+    is done, its copies are fsynced in their folder."""
     for parent in {s.parent for s in sources}:
         try:
             seams.fsync_dir(parent)
@@ -163,7 +224,6 @@ def transfer(
                 parent,
                 e.strerror,
             )
-    return finals
 
 
 def put_back(kept: Path, source: Path, note: Note = no_note, *, link: bool = True) -> None:
