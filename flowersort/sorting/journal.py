@@ -466,7 +466,7 @@ class Journal:
         present: set[str] | None = None,
         follow: bool = False,
     ) -> list[Path]:
-        """transfer.transfer with every step committed to the journal before it happens;
+        """safefs.transfer with every step committed to the journal before it happens;
         `action` tells undo what the move was part of."""
         sources = [Path(os.path.abspath(s)) for s in sources]  # as the journal has them
         before = None if keep_source else _metadata(sources)
@@ -510,7 +510,7 @@ class Journal:
 
     def moved_metadata(self, run: int) -> dict[tuple[Path, ...], tuple[list, list]]:
         """For each move of `run`, by its finals: what its files were like before it (mode,
-        owner, times, tags: attrs.metadata) and as they landed. Read once per undo; moves
+        owner, times, tags: safefs.metadata) and as they landed. Read once per undo; moves
         journaled before this record have none."""
         rows = self.db.execute(
             "SELECT finals, metadata FROM moves "
@@ -525,7 +525,7 @@ class Journal:
         return out
 
     def dedupe(self, run: int, sources: list[Path], twins: list[Path]) -> None:
-        """transfer.remove_duplicates, journaled: undo copies the twins back."""
+        """safefs.remove_duplicates, journaled: undo copies the twins back."""
         move_id, note = self._start_move(run, sources, False, MoveAction.DEDUPE, twins)
         try:
             transfer.remove_duplicates(sources, twins, note)
@@ -651,7 +651,7 @@ class Journal:
         return {tuple(_paths(sources)) for (sources,) in rows}
 
     def removed_duplicates(self, run: int, sources: list[Path]) -> dict[Path, dict]:
-        """The metadata (attrs.metadata) of each source `run` removed as a duplicate, to
+        """The metadata (safefs.metadata) of each source `run` removed as a duplicate, to
         give it back on undo (none from journals older than this record)."""
         rows = self.db.execute(
             "SELECT steps FROM moves WHERE run = ? AND action = 'dedupe' AND sources = ?",
@@ -661,7 +661,7 @@ class Journal:
         return {Path(s.path): s.details["kept"] for s in steps if _kept(s)}
 
     def split_moves(self, run: int) -> list[tuple[list[Path], list[Path]]]:
-        """Groups a failed move left in two places (see transfer.GroupSplit), with the
+        """Groups a failed move left in two places (see safefs.GroupSplit), with the
         final names they were given."""
         rows = self.db.execute(
             "SELECT sources, steps FROM moves WHERE run = ? AND state = 'split'", (run,)
