@@ -34,7 +34,7 @@ import numpy as np
 from flowersort.model.file import default_model_path, load_model
 from flowersort.model.metrics import confusion
 from flowersort.photos.archive import walk
-from flowersort.safefs import content_key
+from flowersort.safefs.identity import content_key
 from flowersort.scoring.pipeline import score_photos
 
 # ----------------------------------------------------------------------------- settings

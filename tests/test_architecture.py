@@ -108,7 +108,7 @@ def test_no_module_imports_from_a_layer_above_its_own():
 @pytest.mark.parametrize(
     "module, target",
     [
-        ("safefs", "model.file"),
+        ("safefs.transfer", "model.file"),
         ("model.file", "sorting.sorter"),
         ("base.errors", "cli.app"),
         ("photos.archive", "model.features"),
@@ -140,7 +140,7 @@ def test_imports_inside_functions_count():
         # only training on many cores
         ("flowersort.training.train", "multiprocessing.managers"),
         # only a tag written (saxutils loads it)
-        ("flowersort.photos.xmp", "urllib.request"),
+        ("flowersort.photos.xmp_write", "urllib.request"),
     ],
 )
 def test_importing_a_module_loads_none_it_does_not_need(module, not_loaded):

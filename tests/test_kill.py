@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flowersort import safefs
+from flowersort.safefs import copies
 from flowersort.sorting.journal import Journal
 from tests.conftest import ROOT_ON_A_STICK, census, exfat
 from tests.runs import (
@@ -53,7 +53,7 @@ def test_sigkill_at_many_moments_loses_nothing(tmp_path, across, state_home):
         final = subprocess.run(classify_cmd(src, dest), env=env, capture_output=True, text=True)
         assert final.returncode == 0, final.stderr
         assert census(src, dest) == before  # every photo exactly once, byte-identical
-        leftovers = [p for p in dest.rglob("*") if p.name.startswith(safefs.TMP_PREFIX)]
+        leftovers = [p for p in dest.rglob("*") if p.name.startswith(copies.TMP_PREFIX)]
         assert leftovers == []
         assert not [p for p in src.rglob("*.jpg")]  # all moved in the end (threshold 0)
     finally:
@@ -174,7 +174,7 @@ def test_a_kill_at_every_link_and_unlink_of_a_move_across_filesystems(tmp_path, 
             assert journal.recover() == 1
             journal.close()
             assert census(src, dest) == before, f"after the kill at {call} #{n}"
-            left = [p for p in [*src.rglob("*"), *dest.rglob("*")] if safefs.TMP_PREFIX in p.name]
+            left = [p for p in [*src.rglob("*"), *dest.rglob("*")] if copies.TMP_PREFIX in p.name]
             assert left == [], f"after the kill at {call} #{n}"
 
 

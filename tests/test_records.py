@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from flowersort import safefs
 from flowersort.base.records import MoveAction, MoveState, RunKind, Step, StepKind
+from flowersort.safefs import identity
 from flowersort.sorting.journal import Journal
 
 # steps as the journal has stored them since it was written ([kind, path, details?])
@@ -68,7 +68,7 @@ def test_a_journaled_move_stores_its_steps_as_lists(tmp_path):
 
 
 def test_changed_is_an_oserror_with_the_message_of_before():
-    e = safefs.Changed(11, "a.jpg changed while being moved; left in place")
+    e = identity.Changed(11, "a.jpg changed while being moved; left in place")
     assert isinstance(e, OSError) and e.strerror.endswith("left in place")
 
 

@@ -78,7 +78,7 @@ def test_undo_whose_photos_failed_stays_open(tmp_path, monkeypatch):
     import errno
     import json
 
-    from flowersort import safefs
+    from flowersort.safefs import seams
 
     archive = tmp_path / "Pictures"
     for i in range(3):
@@ -90,7 +90,7 @@ def test_undo_whose_photos_failed_stays_open(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as m:
-        m.setattr(safefs, "_link", full)
+        m.setattr(seams, "link", full)
         assert run("undo", "-q").exit_code == 1
     assert len(list(dest.iterdir())) == 3
     [listed] = [json.loads(line) for line in run("undo", "--list", "--json").stdout.splitlines()]
@@ -140,7 +140,7 @@ def test_undo_never_follows_a_link_put_where_a_folder_was(archive, tmp_path):
 
 
 def test_a_sidecar_swapped_for_a_link_during_the_copy_is_not_copied(tmp_path, monkeypatch):
-    from flowersort import safefs
+    from flowersort.safefs import seams, transfer
 
     secret = tmp_path / "other" / "notes.txt"
     secret.parent.mkdir()
@@ -148,7 +148,7 @@ def test_a_sidecar_swapped_for_a_link_during_the_copy_is_not_copied(tmp_path, mo
     photo, side = tmp_path / "big.jpg", tmp_path / "big.xmp"
     photo.write_bytes(b"photo bytes")
     side.write_text("<xmp/>")
-    copy_bytes = safefs._copy_bytes
+    copy_bytes = seams.copy_bytes
 
     def swap_after_the_photo(src_fd, dst_fd):
         copy_bytes(src_fd, dst_fd)
@@ -156,16 +156,16 @@ def test_a_sidecar_swapped_for_a_link_during_the_copy_is_not_copied(tmp_path, mo
             side.unlink()
             side.symlink_to(secret)
 
-    monkeypatch.setattr(safefs, "_copy_bytes", swap_after_the_photo)
+    monkeypatch.setattr(seams, "copy_bytes", swap_after_the_photo)
     folder = tmp_path / "Flowers"
     folder.mkdir()
     with pytest.raises(OSError, match="big.xmp is now a symbolic link; left in place"):
-        safefs.transfer([photo, side], folder, keep_source=True)
+        transfer.transfer([photo, side], folder, keep_source=True)
     assert list(folder.iterdir()) == []
 
 
 def test_a_photo_that_became_a_link_is_neither_moved_nor_copied(tmp_path):
-    from flowersort import safefs
+    from flowersort.safefs import transfer
 
     secret = tmp_path / "private.jpg"
     secret.write_bytes(b"another user's photo")
@@ -176,9 +176,9 @@ def test_a_photo_that_became_a_link_is_neither_moved_nor_copied(tmp_path):
     folder.mkdir()
     for keep_source in (True, False):
         with pytest.raises(OSError, match="p299.jpg is now a symbolic link"):
-            safefs.transfer([photo], folder, keep_source=keep_source)
+            transfer.transfer([photo], folder, keep_source=keep_source)
     assert list(folder.iterdir()) == [] and photo.is_symlink()
-    [copy] = safefs.transfer([photo], folder, keep_source=True, follow=True)  # asked for
+    [copy] = transfer.transfer([photo], folder, keep_source=True, follow=True)  # asked for
     assert copy.read_bytes() == secret.read_bytes()
 
 
@@ -187,25 +187,25 @@ def test_a_folder_swapped_for_a_link_mid_move_never_removes_the_file_it_leads_to
 ):
     """The owner swaps album/ for a link to a folder of root's holding a byte-identical
     file: the "same bytes" check passed and root removed its own file."""
-    from flowersort import safefs
+    from flowersort.safefs import seams, transfer
 
     album, rootshare = tmp_path / "Pictures" / "album", tmp_path / "rootshare"
     album.mkdir(parents=True)
     rootshare.mkdir()
     (rootshare / "big.jpg").write_bytes(b"the same bytes")
     (album / "big.jpg").write_bytes(b"the same bytes")
-    link = safefs._link
+    link = seams.link
 
     def swap_after_linking(src, dst):
         link(src, dst)
         album.rename(album.with_name("album.old"))
         album.symlink_to(rootshare)
 
-    monkeypatch.setattr(safefs, "_link", swap_after_linking)
+    monkeypatch.setattr(seams, "link", swap_after_linking)
     folder = tmp_path / "Flowers"
     folder.mkdir()
     with pytest.raises(OSError, match="big.jpg changed while being moved; left in place"):
-        safefs.transfer([album / "big.jpg"], folder)
+        transfer.transfer([album / "big.jpg"], folder)
     assert (rootshare / "big.jpg").read_bytes() == b"the same bytes"
     assert (album.with_name("album.old") / "big.jpg").exists()
 
@@ -262,11 +262,11 @@ def test_an_fsync_error_of_the_source_folder_after_the_move_is_a_warning(tmp_pat
     move as failed (exit 1, journal 'failed')."""
     import errno
 
-    from flowersort import safefs
+    from flowersort.safefs import seams
 
     archive = tmp_path / "Pictures"
     write_photo(archive / "IMG_0.jpg", make_photo(np.random.default_rng(0), True))
-    fsync_dir = safefs.fsync_dir
+    fsync_dir = seams.fsync_dir
 
     def eio_for_the_archive(folder):
         if folder == archive:
@@ -274,7 +274,7 @@ def test_an_fsync_error_of_the_source_folder_after_the_move_is_a_warning(tmp_pat
         fsync_dir(folder)
 
     with monkeypatch.context() as m:
-        m.setattr(safefs, "fsync_dir", eio_for_the_archive)
+        m.setattr(seams, "fsync_dir", eio_for_the_archive)
         result = classify(archive, tmp_path / "Flowers")
     assert result.exit_code == 0, result.output
     assert "could not be synced after the move (Input/output error)" in result.stderr

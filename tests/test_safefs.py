@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from flowersort import safefs
+from flowersort.safefs import copies, identity, privacy, seams, transfer
+from flowersort.safefs import names as naming
 from tests.conftest import census, exfat, mounted, small_tmpfs
 
 
@@ -26,7 +27,7 @@ def tree(tmp_path):
 def test_move_same_filesystem(tree):
     src, dest = tree
     before = census(src, dest)
-    final = safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    final = transfer.move_file(src / "a" / "IMG_0001.jpg", dest)
     assert final == dest / "IMG_0001.jpg" and final.read_bytes() == b"first photo"
     assert census(src, dest) == before
 
@@ -34,36 +35,36 @@ def test_move_same_filesystem(tree):
 def test_name_clash_gets_a_new_name_never_overwrites(tree):
     src, dest = tree
     before = census(src, dest)
-    safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
-    second = safefs.move_file(src / "b" / "IMG_0001.jpg", dest)
+    transfer.move_file(src / "a" / "IMG_0001.jpg", dest)
+    second = transfer.move_file(src / "b" / "IMG_0001.jpg", dest)
     assert second.name == "IMG_0001 (1).jpg"
     assert files(dest) == ["IMG_0001 (1).jpg", "IMG_0001.jpg"]
     assert census(src, dest) == before
 
 
 def test_candidate_names():
-    names = (s + ".jpg" for s in safefs.numbered_stems(safefs.split_name("IMG.0001.jpg")[0]))
+    names = (s + ".jpg" for s in naming.numbered_stems(naming.split_name("IMG.0001.jpg")[0]))
     assert [next(names) for _ in range(3)] == [
         "IMG.0001.jpg",
         "IMG.0001 (1).jpg",
         "IMG.0001 (2).jpg",
     ]
-    names = safefs.numbered_stems(safefs.split_name(".hidden")[0])
+    names = naming.numbered_stems(naming.split_name(".hidden")[0])
     assert [next(names) for _ in range(2)] == [".hidden", ".hidden (1)"]
 
 
 def test_across_filesystems_copies_verifies_then_removes(tree, monkeypatch):
     src, dest = tree
     before = census(src, dest)
-    monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
-    final = safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+    monkeypatch.setattr(seams, "link", link_exdev_for_sources)
+    final = transfer.move_file(src / "a" / "IMG_0001.jpg", dest)
     assert final.read_bytes() == b"first photo"
     assert not (src / "a" / "IMG_0001.jpg").exists()
     assert files(dest) == ["IMG_0001.jpg"]  # no temporary left behind
     assert census(src, dest) == before
 
 
-@pytest.mark.parametrize("where", ["_copy_bytes", "_fsync"])
+@pytest.mark.parametrize("where", ["copy_bytes", "fsync"])
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
 def test_failed_copy_leaves_source_and_no_temporary(tree, monkeypatch, where, code):
     src, dest = tree
@@ -72,10 +73,10 @@ def test_failed_copy_leaves_source_and_no_temporary(tree, monkeypatch, where, co
     def fails(*args):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
-    monkeypatch.setattr(safefs, where, fails)
+    monkeypatch.setattr(seams, "link", link_exdev_for_sources)
+    monkeypatch.setattr(seams, where, fails)
     with pytest.raises(OSError) as info:
-        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+        transfer.move_file(src / "a" / "IMG_0001.jpg", dest)
     assert info.value.errno == code
     assert files(dest) == []
     assert census(src, dest) == before
@@ -97,32 +98,32 @@ def test_failed_link_into_the_target_leaves_everything(tree, monkeypatch, code):
     def fails(a, b):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(safefs, "_link", fails)
+    monkeypatch.setattr(seams, "link", fails)
     with pytest.raises(OSError):
-        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+        transfer.move_file(src / "a" / "IMG_0001.jpg", dest)
     assert files(dest) == [] and census(src, dest) == before
 
 
 def test_failed_unlink_of_source_undoes_the_copy(tree, monkeypatch):
     src, dest = tree
     before = census(src, dest)
-    real_unlink = safefs._unlink
+    real_unlink = seams.remove
 
     def unlink(path):
         if "src" in str(path):
             raise OSError(errno.EACCES, "Permission denied")
         real_unlink(path)
 
-    monkeypatch.setattr(safefs, "_unlink", unlink)
+    monkeypatch.setattr(seams, "remove", unlink)
     with pytest.raises(OSError):
-        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+        transfer.move_file(src / "a" / "IMG_0001.jpg", dest)
     assert files(dest) == []
     assert census(src, dest) == before
 
 
 def test_copy_file_keeps_the_source(tree):
     src, dest = tree
-    final = safefs.copy_file(src / "a" / "IMG_0001.jpg", dest)
+    final = transfer.copy_file(src / "a" / "IMG_0001.jpg", dest)
     assert final.read_bytes() == (src / "a" / "IMG_0001.jpg").read_bytes()
     assert files(dest) == ["IMG_0001.jpg"]
 
@@ -134,7 +135,7 @@ def test_a_source_that_changes_before_its_removal_is_kept(tree, monkeypatch, acr
     source stays, with every byte, and no copy is left at the target."""
     src, dest = tree
     photo = src / "a" / "IMG_0001.jpg"
-    real_fsync_dir = safefs.fsync_dir
+    real_fsync_dir = seams.fsync_dir
 
     def writer_at_work(folder):  # runs after the final name is taken, before the unlink
         if folder == dest:
@@ -149,19 +150,19 @@ def test_a_source_that_changes_before_its_removal_is_kept(tree, monkeypatch, acr
         real_fsync_dir(folder)
 
     if across:
-        monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
-    monkeypatch.setattr(safefs, "fsync_dir", writer_at_work)
+        monkeypatch.setattr(seams, "link", link_exdev_for_sources)
+    monkeypatch.setattr(seams, "fsync_dir", writer_at_work)
     if change == "append" and not across:  # a hard link: the writer writes into the final
-        assert safefs.move_file(photo, dest).read_bytes() == b"first photo and more bytes"
+        assert transfer.move_file(photo, dest).read_bytes() == b"first photo and more bytes"
         assert not photo.exists()
         return
     if change == "delete":  # the copy is the only one left: it stays
         with pytest.raises(OSError, match="vanished while being moved"):
-            safefs.move_file(photo, dest)
+            transfer.move_file(photo, dest)
         assert [p.read_bytes() for p in dest.iterdir()] == [b"first photo"]
         return
-    with pytest.raises(safefs.Changed, match="changed while being moved"):
-        safefs.move_file(photo, dest)
+    with pytest.raises(identity.Changed, match="changed while being moved"):
+        transfer.move_file(photo, dest)
     expected = b"first photo and more bytes" if change == "append" else b"another photo"
     assert photo.read_bytes() == expected
     assert files(dest) == []
@@ -177,7 +178,7 @@ def test_across_filesystems_keeps_mode_owner_times_and_xattrs(tmp_path):
     os.chown(photo, 1234, 2345)
     os.utime(photo, ns=(1_000_000_123_456_789, 999_999_999_987_654_321))
     with small_tmpfs(tmp_path / "other", "4m") as other:
-        final = safefs.move_file(photo, other)
+        final = transfer.move_file(photo, other)
         st = final.stat()
         assert not photo.exists() and final.read_bytes() == b"a private photo"
         assert oct(st.st_mode & 0o7777) == oct(0o600)
@@ -215,8 +216,8 @@ def test_a_write_while_the_removal_is_journaled_keeps_the_group(tmp_path, member
                 f.write(b" and more")
 
     try:
-        with pytest.raises(safefs.Changed, match="changed while being moved"):
-            safefs.transfer(group, dest, note=note)
+        with pytest.raises(identity.Changed, match="changed while being moved"):
+            transfer.transfer(group, dest, note=note)
         assert group[member].read_bytes().endswith(b" and more")
         assert files(src) == ["IMG_0001.jpg", "IMG_0001.xmp"] and files(dest) == []
         assert "rollback" in steps
@@ -242,7 +243,7 @@ def test_a_write_while_a_dedupe_is_journaled_keeps_the_source(tmp_path):
                 f.write(b"<rating>5</rating>")
 
     with pytest.raises(OSError, match="no longer a copy"):
-        safefs.remove_duplicates(sources, twins, note)
+        transfer.remove_duplicates(sources, twins, note)
     assert sources[0].read_bytes() == b"a photo"  # put back from its twin
     assert sources[1].read_bytes() == b"<xmp/><rating>5</rating>"
     assert [t.read_bytes() for t in twins] == [b"a photo", b"<xmp/>"]
@@ -267,7 +268,7 @@ def test_a_dedupe_rolled_back_puts_a_photo_back_on_exfat_from_a_private_twin(tmp
                     f.write(b"<rating>5</rating>")
 
         with pytest.raises(OSError, match="no longer a copy"):
-            safefs.remove_duplicates(sources, twins, note)
+            transfer.remove_duplicates(sources, twins, note)
         assert sources[0].read_bytes() == b"a photo"  # put back from its private twin
         assert sorted(p.name for p in src.iterdir()) == ["IMG_0001.jpg", "IMG_0001.xmp"]
 
@@ -278,7 +279,7 @@ def test_an_io_error_syncing_the_target_folder_leaves_nothing_there(tree, monkey
     the final names are taken: the move fails with the sources intact and no twin in the
     target (before, the photo stayed in both places until the next run's recovery)."""
     src, dest = tree
-    real_fsync_dir = safefs.fsync_dir
+    real_fsync_dir = seams.fsync_dir
 
     def failing(folder):
         if folder == dest:
@@ -286,11 +287,11 @@ def test_an_io_error_syncing_the_target_folder_leaves_nothing_there(tree, monkey
         real_fsync_dir(folder)
 
     if across:
-        monkeypatch.setattr(safefs, "_link", link_exdev_for_sources)
-    monkeypatch.setattr(safefs, "fsync_dir", failing)
+        monkeypatch.setattr(seams, "link", link_exdev_for_sources)
+    monkeypatch.setattr(seams, "fsync_dir", failing)
     before = census(src)
     with pytest.raises(OSError, match="Input/output error"):
-        safefs.move_file(src / "a" / "IMG_0001.jpg", dest)
+        transfer.move_file(src / "a" / "IMG_0001.jpg", dest)
     assert census(src) == before and files(dest) == []
 
 
@@ -317,9 +318,9 @@ def test_a_user_copying_a_private_photo_to_a_stick_of_roots_is_told_it_would_be_
                 os.setgroups([])
                 os.setgid(4321)
                 os.setuid(4321)
-                safefs.copy_verified(Path("src/IMG_0001.jpg"), Path("stick/Flowers"))
+                copies.copy_verified(Path("src/IMG_0001.jpg"), Path("stick/Flowers"))
                 os._exit(2)
-            except safefs.Exposed as e:
+            except privacy.Exposed as e:
                 os._exit(0 if "readable by everyone" in str(e) else 3)
             except BaseException:
                 os._exit(1)
@@ -349,8 +350,8 @@ def test_a_photo_shared_by_its_acl_is_not_given_to_its_group_on_a_disk_without_a
         pytest.skip(f"no POSIX ACLs here: {e.strerror}")
     assert photo.stat().st_mode & 0o777 == 0o640
     with mounted(tmp_path / "ram", "mount", "-t", "ramfs", "ramfs") as ram:
-        with pytest.raises(safefs.Exposed, match="readable by group 4002"):
-            safefs.copy_verified(photo, ram)
+        with pytest.raises(privacy.Exposed, match="readable by group 4002"):
+            copies.copy_verified(photo, ram)
         assert not os.listdir(ram)
 
 
@@ -372,8 +373,8 @@ def test_a_photo_private_by_its_folder_is_not_moved_where_others_can_read_it(tmp
     open_folder = Path(tempfile.mkdtemp(dir="/tmp"))
     try:
         open_folder.chmod(0o755)  # and /tmp lets everyone in
-        with pytest.raises(safefs.Exposed, match=f"would let {who}.* read IMG_0001.jpg"):
-            safefs.transfer([sidecar, photo], open_folder)
+        with pytest.raises(privacy.Exposed, match=f"would let {who}.* read IMG_0001.jpg"):
+            transfer.transfer([sidecar, photo], open_folder)
         assert photo.read_bytes() == b"photo" and sidecar.exists()
         assert list(open_folder.iterdir()) == []
     finally:
@@ -381,7 +382,7 @@ def test_a_photo_private_by_its_folder_is_not_moved_where_others_can_read_it(tmp
     # into a folder as closed as its own, it moves
     inner = closed / "Flowers"
     inner.mkdir()
-    assert safefs.move_file(photo, inner).read_bytes() == b"photo"
+    assert transfer.move_file(photo, inner).read_bytes() == b"photo"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give folders to another user")
@@ -418,10 +419,10 @@ def test_a_root_run_does_not_move_a_private_photo_into_another_users_home():
             shutil.copy(photo, flowers / "probe")
             assert bob_reads(flowers / "probe")
             (flowers / "probe").unlink()
-        with pytest.raises(safefs.Exposed, match="would let user 4102 read IMG_0001.jpg"):
-            safefs.transfer([photo], flowers)
+        with pytest.raises(privacy.Exposed, match="would let user 4102 read IMG_0001.jpg"):
+            transfer.transfer([photo], flowers)
         assert photo.read_bytes() == b"photo" and not os.listdir(flowers)
         photo.chmod(0o600)  # her own mode keeps bob out: it moves
-        assert safefs.move_file(photo, flowers).read_bytes() == b"photo"
+        assert transfer.move_file(photo, flowers).read_bytes() == b"photo"
     finally:
         shutil.rmtree(homes)

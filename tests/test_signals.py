@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from flowersort import safefs
+from flowersort.safefs import copies
 from tests.conftest import census
 from tests.runs import ROOT, children, make_archive, other_filesystem
 
@@ -126,7 +126,7 @@ def test_a_signal_stops_the_run_cleanly(signum, tmp_path, across, state_home):
     assert not any(alive(pid) for pid in workers)
     assert unfinished_moves(state_home) == 0  # nothing left for recovery
     assert census(src, across) == before
-    assert not [p for p in across.iterdir() if p.name.startswith(safefs.TMP_PREFIX)]
+    assert not [p for p in across.iterdir() if p.name.startswith(copies.TMP_PREFIX)]
     assert len(list(src.rglob("*.jpg"))) == photos - moved
     # every group whole: each moved photo's sidecar went with it
     for xmp in src.rglob("*.xmp"):

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from flowersort import safefs
 from flowersort.base.errors import LockHeld
+from flowersort.safefs import attrs, identity, seams
+from flowersort.safefs import copies as copying
+from flowersort.safefs import transfer as moving
 from flowersort.sorting.journal import Journal, RunLock, state_dir
 from tests.conftest import (
     ROOT_ON_A_STICK,
@@ -184,7 +186,7 @@ def test_failed_moves_are_exit_1_and_lose_nothing(archive, tmp_path, monkeypatch
     def no_space(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(safefs, "_link", no_space)
+    monkeypatch.setattr(seams, "link", no_space)
     result = classify(archive, dest)
     assert result.exit_code == 1
     assert "No space left on device" in result.stderr
@@ -310,8 +312,8 @@ def transfer_crashing_at(monkeypatch, step: int, sources: list, dest) -> None:
 
 def crash_during(monkeypatch, step_to_crash, *, cross_device=False):
     """Make safefs stop dead (as on SIGKILL) right before the n-th announced step."""
-    real_transfer = safefs.transfer
-    real_remove = safefs._remove_quietly
+    real_transfer = moving.transfer
+    real_remove = seams.remove_quietly
     crashed = []
 
     def remove_unless_crashed(path):  # a killed process cleans nothing up
@@ -331,8 +333,8 @@ def crash_during(monkeypatch, step_to_crash, *, cross_device=False):
 
         return real_transfer(sources, folder, note=crashing_note, **kw)
 
-    monkeypatch.setattr(safefs, "transfer", transfer)
-    monkeypatch.setattr(safefs, "_remove_quietly", remove_unless_crashed)
+    monkeypatch.setattr(moving, "transfer", transfer)
+    monkeypatch.setattr(seams, "remove_quietly", remove_unless_crashed)
     if cross_device:
 
         def link(a, b):
@@ -340,7 +342,7 @@ def crash_during(monkeypatch, step_to_crash, *, cross_device=False):
                 raise OSError(errno.EXDEV, "cross-device")
             os.link(a, b)
 
-        monkeypatch.setattr(safefs, "_link", link)
+        monkeypatch.setattr(seams, "link", link)
 
 
 @pytest.mark.parametrize("cross_device", [False, True])
@@ -361,7 +363,7 @@ def test_recovery_after_a_crash_at_every_step(archive, tmp_path, monkeypatch, st
         journal.close()
     assert Journal(state_dir()).recover() <= 1
     assert census(archive, dest) == before  # each file exactly once, byte-identical
-    assert not [p for p in dest.iterdir() if p.name.startswith(safefs.TMP_PREFIX)]
+    assert not [p for p in dest.iterdir() if p.name.startswith(copying.TMP_PREFIX)]
     in_source = sorted(p.name for p in (archive / "a").iterdir())
     assert in_source in (
         ["IMG_0001.jpg.json"],
@@ -426,7 +428,7 @@ def test_recovery_after_the_temporaries_are_gone_takes_back_the_copies(
     dest = tmp_path / "Flowers"
     dest.mkdir()
     before = census(archive)
-    real_fsync_dir = safefs.fsync_dir
+    real_fsync_dir = seams.fsync_dir
 
     def killed_at_the_target(folder):
         if folder == dest:
@@ -435,7 +437,7 @@ def test_recovery_after_the_temporaries_are_gone_takes_back_the_copies(
 
     with monkeypatch.context() as m:
         crash_during(m, 10_000, cross_device=True)  # only the cross-device links
-        m.setattr(safefs, "fsync_dir", killed_at_the_target)
+        m.setattr(seams, "fsync_dir", killed_at_the_target)
         journal = Journal(state_dir())
         run_id = journal.start_run("classify", archive, dest)
         group = [archive / "a" / n for n in ("IMG_0001.jpg", "IMG_0001.xmp")]
@@ -456,7 +458,7 @@ def test_a_name_taken_but_not_yet_noted_is_taken_back(tree_for_notes):
             raise OSError(errno.ENOSPC, "No space left on device")  # the journal's disk
 
     with pytest.raises(OSError):
-        safefs.transfer([src / "IMG_0001.jpg", src / "IMG_0001.xmp"], dest, note=note)
+        moving.transfer([src / "IMG_0001.jpg", src / "IMG_0001.xmp"], dest, note=note)
     assert names(dest) == [] and census(src, dest) == before
 
 
@@ -487,7 +489,7 @@ def test_a_full_target_leaks_no_temporaries_and_stops_taking_moves(tmp_path):
         actions = [json.loads(line)["action"] for line in result.stdout.splitlines()]
         assert actions == ["moved", "failed", "not-attempted"]
         assert "1 not attempted" in result.stderr
-        assert [p for p in stick.rglob("*") if p.name.startswith(safefs.TMP_PREFIX)] == []
+        assert [p for p in stick.rglob("*") if p.name.startswith(copying.TMP_PREFIX)] == []
         assert census(src, dest) == before
 
 
@@ -585,7 +587,7 @@ def test_a_dedupe_cut_short_is_finished_by_recovery(tree_for_notes, monkeypatch)
     src, dest = tree_for_notes
     for p in src.iterdir():
         (dest / p.name).write_bytes(p.read_bytes())
-    real_unlink, calls = safefs._unlink, []
+    real_unlink, calls = seams.remove, []
 
     def killed_at_the_second(path):
         calls.append(path)
@@ -597,7 +599,7 @@ def test_a_dedupe_cut_short_is_finished_by_recovery(tree_for_notes, monkeypatch)
     run_id = journal.start_run("classify", src, dest)
     group = [src / "IMG_0001.jpg", src / "IMG_0001.xmp"]
     with monkeypatch.context() as m:
-        m.setattr(safefs, "_unlink", killed_at_the_second)
+        m.setattr(seams, "remove", killed_at_the_second)
         with pytest.raises(KeyboardInterrupt):
             journal.dedupe(run_id, group, [dest / p.name for p in group])
     assert names(src) == ["IMG_0001.xmp"]  # split: the photo went, its sidecar not yet
@@ -638,7 +640,7 @@ def test_a_sidecar_that_cannot_be_removed_keeps_the_group_whole(archive, tmp_pat
 
 def test_undo_says_which_group_a_failed_move_left_split(archive, tmp_path, monkeypatch):
     a, dest = archive / "a", tmp_path / "Flowers"
-    real_unlink = safefs._unlink
+    real_unlink = seams.remove
 
     def sidecar_stays(path):
         if path.suffix == ".xmp":
@@ -649,8 +651,8 @@ def test_undo_says_which_group_a_failed_move_left_split(archive, tmp_path, monke
         raise OSError(errno.EROFS, "Read-only file system")
 
     with monkeypatch.context() as m:
-        m.setattr(safefs, "_unlink", sidecar_stays)
-        m.setattr(safefs, "put_back", cannot_put_back)
+        m.setattr(seams, "remove", sidecar_stays)
+        m.setattr(moving, "put_back", cannot_put_back)
         result = classify(a, dest)
     assert result.exit_code == 1 and "the group is split" in result.stderr
     result = run("undo")
@@ -733,14 +735,14 @@ def test_a_private_photo_is_not_put_where_everyone_could_read_it(
     src = tmp_path / "Pictures"
     before = private_archive(src)
     written = []  # (file, folder) of every copy's bytes
-    real_copy_bytes = safefs._copy_bytes
+    real_copy_bytes = seams.copy_bytes
 
     def copy_bytes(src_fd, dst_fd):
         name = os.path.basename(os.readlink(f"/proc/self/fd/{src_fd}"))
         written.append((name, os.path.dirname(os.readlink(f"/proc/self/fd/{dst_fd}"))))
         real_copy_bytes(src_fd, dst_fd)
 
-    monkeypatch.setattr(safefs, "_copy_bytes", copy_bytes)
+    monkeypatch.setattr(seams, "copy_bytes", copy_bytes)
     with exfat(tmp_path / "stick") as stick:
         dest = stick / "Flowers"
         result = run(
@@ -850,7 +852,7 @@ def test_recovery_on_exfat_after_a_crash_at_every_step(archive, tmp_path, monkey
             assert Journal(state_dir()).recover() <= 1
             assert census(src, dest) == before, step
             assert names(src) in ([], sorted(group_names)), step
-            assert not [p for p in dest.iterdir() if p.name.startswith(safefs.TMP_PREFIX)]
+            assert not [p for p in dest.iterdir() if p.name.startswith(copying.TMP_PREFIX)]
 
 
 def test_a_recovery_that_fails_is_said_and_tried_again(archive, tmp_path, monkeypatch, caplog):
@@ -871,7 +873,7 @@ def test_a_recovery_that_fails_is_said_and_tried_again(archive, tmp_path, monkey
         raise OSError(errno.EIO, "Input/output error")
 
     with monkeypatch.context() as m:
-        m.setattr(safefs, "_unlink", io_error)
+        m.setattr(seams, "remove", io_error)
         assert Journal(state_dir()).recover() == 0  # no traceback: said, left for later
     assert "could not recover the move" in caplog.text
     assert Journal(state_dir()).recover() == 1
@@ -884,14 +886,14 @@ def test_recovery_also_cleans_what_a_failed_move_left(archive, tmp_path):
     dest = tmp_path / "Flowers"
     dest.mkdir()
     photo = archive / "b" / "IMG_0001.jpg"
-    tmp = dest / (safefs.TMP_PREFIX + "0123456789abcdef")
+    tmp = dest / (copying.TMP_PREFIX + "0123456789abcdef")
     tmp.write_bytes(photo.read_bytes())
     os.link(tmp, dest / "IMG_0001.jpg")
     steps = [
         ["claim", str(dest / "IMG_0001.jpg")],
         ["tmp", str(tmp)],
         ["claim", str(dest / "IMG_0001.jpg")],
-        ["claimed", str(dest / "IMG_0001.jpg"), safefs.identity(dest / "IMG_0001.jpg")],
+        ["claimed", str(dest / "IMG_0001.jpg"), identity.identity(dest / "IMG_0001.jpg")],
     ]
     journal = Journal(state_dir())
     run_id = journal.start_run("classify", archive, dest)
@@ -954,7 +956,7 @@ def test_a_move_journaled_with_relative_paths_by_an_older_version_is_recovered_f
         os.link(home / "Pictures" / name, home / "Flowers" / name)
         steps += [
             ["claim", f"Flowers/{name}"],
-            ["claimed", f"Flowers/{name}", safefs.identity(home / "Flowers" / name)],
+            ["claimed", f"Flowers/{name}", identity.identity(home / "Flowers" / name)],
         ]
     steps += [["unlink", "Pictures/IMG_0001.jpg"], ["unlink", "Pictures/IMG_0001.xmp"]]
     os.unlink(home / "Pictures" / "IMG_0001.jpg")  # killed before the .xmp's unlink
@@ -1008,7 +1010,7 @@ def test_undo_from_an_exfat_stick_gives_a_photo_back_its_own_mode_owner_times_an
         os.chown(path, 1234, 1234)
         os.utime(path, ns=(1_000_000_000, 1_500_000_000_123_456_789))
     os.setxattr(photo, "user.xdg.tags", b"garden")
-    kept = {p.name: safefs.metadata(p) for p in src.iterdir()}
+    kept = {p.name: attrs.metadata(p) for p in src.iterdir()}
     with exfat(tmp_path / "stick", options="umask=077") as stick:
         dest = stick / "Flowers"
         assert classify(src, dest).exit_code == 0
@@ -1016,7 +1018,7 @@ def test_undo_from_an_exfat_stick_gives_a_photo_back_its_own_mode_owner_times_an
         result = run("undo")
         assert result.exit_code == 0, result.output
     for path in src.iterdir():
-        now, before = safefs.metadata(path), kept[path.name]
+        now, before = attrs.metadata(path), kept[path.name]
         assert {k: now[k] for k in ("mode", "uid", "gid", "mtime_ns", "xattrs")} == {
             k: before[k] for k in ("mode", "uid", "gid", "mtime_ns", "xattrs")
         }, path.name
@@ -1307,7 +1309,7 @@ def test_a_temporary_that_cannot_be_removed_does_not_fail_a_finished_move(tmp_pa
         for line in log.read_text().splitlines():
             if m := re.search(r"\b(unlinkat|unlink)\((.*)\)\s+= ", line):
                 seen[m[1]] = seen.get(m[1], 0) + 1
-                if safefs.TMP_PREFIX in m[2]:
+                if copying.TMP_PREFIX in m[2]:
                     at = (m[1], seen[m[1]])
                     break
         assert at, "no unlink of a temporary in a clean run"
@@ -1320,7 +1322,7 @@ def test_a_temporary_that_cannot_be_removed_does_not_fail_a_finished_move(tmp_pa
         assert "1 moved" in result.stderr
         assert "warning: could not remove the temporary file" in result.stderr
         # the temporary left is another name of the final file, not a copy of its own
-        (leftover,) = [p for p in dest.iterdir() if p.name.startswith(safefs.TMP_PREFIX)]
+        (leftover,) = [p for p in dest.iterdir() if p.name.startswith(copying.TMP_PREFIX)]
         assert leftover.samefile(dest / "IMG_0001.jpg")
         leftover.unlink()
         assert census(dest) == before and not list(src.rglob("*.jpg"))

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flowersort import safefs
 from flowersort.cli.app import cli
+from flowersort.safefs import copies
 from flowersort.sorting import journal as journal_module
 from tests.conftest import census, make_archive
 from tests.runs import other_filesystem
@@ -49,7 +49,7 @@ def assert_whole(before: Counter, *roots: Path) -> None:
     """Every file exactly once, no temporary, no hard-link twin."""
     assert census(*roots) == before
     files = [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
-    assert not [p for p in files if p.name.startswith(safefs.TMP_PREFIX)]
+    assert not [p for p in files if p.name.startswith(copies.TMP_PREFIX)]
     assert all(p.stat().st_nlink == 1 for p in files)
 
 

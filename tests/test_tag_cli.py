@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from flowersort.photos import xmp
+from flowersort.photos import xmp, xmp_splice, xmp_write
 from tests.conftest import census, nested_archive, run
 from tests.test_xmp import DIGIKAM
 
@@ -86,7 +86,7 @@ def test_undo_takes_out_only_our_keyword(archive, trained_model):
     mine = garden / "fl_000.jpg.xmp"
     mine.write_bytes(DIGIKAM)  # the user's digiKam sidecar, with their tags
     assert tag(archive, trained_model).exit_code == 0
-    by_hand, _ = xmp.add_keyword(mine.read_bytes(), "Bees")  # added in digiKam since
+    by_hand, _ = xmp_splice.add_keyword(mine.read_bytes(), "Bees")  # added in digiKam since
     mine.write_bytes(by_hand)
     listed = run("undo", "--list", "--json")
     assert json.loads(listed.stdout.splitlines()[-1])["kind"] == "tag"
@@ -105,10 +105,10 @@ def test_a_removed_keyword_is_a_veto_and_a_hand_tag_a_flower_example(
     assert tag(archive, trained_model).exit_code == 0
     garden = archive / "2024" / "garden"
     side = garden / "fl_001.jpg.xmp"
-    side.write_bytes(xmp.remove_keyword(side.read_bytes(), "Flowers")[0])  # "not a flower"
+    side.write_bytes(xmp_splice.remove_keyword(side.read_bytes(), "Flowers")[0])  # "not a flower"
     other = next((archive / "2023").glob("*.jpg"))
     other.with_name(other.name + ".xmp").write_bytes(
-        xmp.add_keyword(xmp.new_sidecar(), "Flowers")[0]
+        xmp_splice.add_keyword(xmp_splice.new_sidecar(), "Flowers")[0]
     )  # "this one is"
     result = tag(archive, trained_model, "--json")
     out = {os.path.basename(o["path"]): o for o in lines(result)}
@@ -200,7 +200,7 @@ def test_a_run_killed_as_it_writes_a_sidecar_is_finished_or_forgotten_by_the_nex
         capture_output=True,
     )
     assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), killed.stderr
-    left = [p for p in garden.iterdir() if p.name.startswith(xmp.TMP_PREFIX)]
+    left = [p for p in garden.iterdir() if p.name.startswith(xmp_write.TMP_PREFIX)]
     assert len(left) == 1  # the kill interrupted a write
     import sqlite3
 
@@ -210,7 +210,7 @@ def test_a_run_killed_as_it_writes_a_sidecar_is_finished_or_forgotten_by_the_nex
     after = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert after.returncode == 0, after.stderr
     assert "recovered an interrupted tag" in after.stderr
-    assert [p for p in garden.iterdir() if p.name.startswith(xmp.TMP_PREFIX)] == []
+    assert [p for p in garden.iterdir() if p.name.startswith(xmp_write.TMP_PREFIX)] == []
     for p in garden.glob("*.jpg"):
         kw = xmp.read_keywords(p.with_name(p.name + ".xmp"))
         assert kw.subject.count("Flowers") == 1
@@ -234,7 +234,9 @@ def test_the_report_and_the_log_name_what_was_tagged(archive, trained_model, tmp
 
 def test_a_borderline_photo_you_tagged_gets_no_review_keyword(archive, trained_model):
     mine = archive / "2024" / "garden" / "fl_003.jpg.xmp"
-    mine.write_bytes(xmp.add_keyword(xmp.new_sidecar(), "Flowers")[0])  # tagged by you
+    mine.write_bytes(
+        xmp_splice.add_keyword(xmp_splice.new_sidecar(), "Flowers")[0]
+    )  # tagged by you
     result = tag(archive, trained_model, "--threshold", 0.5, "--review-band", 1, "--json")
     assert result.exit_code == 0, result.output
     out = {os.path.basename(o["path"]): o for o in lines(result)}
@@ -289,7 +291,7 @@ def sidecar_states(root, existing: bool) -> list[str]:
             states.append("before")
             continue
         kw = xmp.read_keywords(side)
-        old = xmp.parse_keywords(DIGIKAM if existing else xmp.new_sidecar(), side)
+        old = xmp.parse_keywords(DIGIKAM if existing else xmp_splice.new_sidecar(), side)
         assert kw.subject == (*old.subject, "Flowers"), side.read_bytes()
         assert kw.hierarchical == (*old.hierarchical, "Flowers")
         states.append("complete")
@@ -334,7 +336,7 @@ def test_a_fault_or_kill_at_every_write_fsync_and_rename_of_a_tag_run(
         trace = ["strace", "-f", "-qq", "-o", os.devnull, "-e", f"trace={call}", "-e", inject]
         hit = subprocess.run([*trace, *cmd], env=run_env, capture_output=True, text=True)
         sidecar_states(root, existing)  # before or complete, each one
-        temps = [p.name for p in root.iterdir() if p.name.startswith(xmp.TMP_PREFIX)]
+        temps = [p.name for p in root.iterdir() if p.name.startswith(xmp_write.TMP_PREFIX)]
         if how == "fault":
             assert hit.returncode == 1, (line, hit.stderr)
             assert hit.stderr.count("failed: ") == 1, (line, hit.stderr)
@@ -343,12 +345,12 @@ def test_a_fault_or_kill_at_every_write_fsync_and_rename_of_a_tag_run(
             assert hit.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), line
             # before the name is taken, the temporary it interrupted is left (the journal
             # knows it); after (the folder's fsync), the sidecar is complete
-            named = call == "fsync" and xmp.TMP_PREFIX not in line
+            named = call == "fsync" and xmp_write.TMP_PREFIX not in line
             assert len(temps) == (0 if named else 1), line
         after = subprocess.run(cmd, env=run_env, capture_output=True, text=True)
         assert after.returncode == 0, (line, after.stderr)
         assert sidecar_states(root, existing) == ["complete", "complete"], line
-        assert [p for p in root.iterdir() if p.name.startswith(xmp.TMP_PREFIX)] == [], line
+        assert [p for p in root.iterdir() if p.name.startswith(xmp_write.TMP_PREFIX)] == [], line
         listed = subprocess.run(
             [*cmd[:3], "undo", "--list", "--json"], env=run_env, text=True, capture_output=True
         )

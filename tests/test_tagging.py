@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flowersort.base.outcomes import Action
-from flowersort.photos import xmp
+from flowersort.photos import xmp, xmp_splice, xmp_write
 from flowersort.sorting import tagging
 from flowersort.sorting.corrections import Store
 from flowersort.sorting.journal import Journal, state_dir
@@ -52,7 +52,7 @@ def test_a_run_tags_then_a_second_adds_nothing_and_undo_takes_only_ours(album):
     assert first[0].to_json()["keyword"] == "Flowers"
     assert [o.action for o in tag_all(album)] == [Action.ALREADY_TAGGED] * 2
     side = album / "IMG_0002.jpg.xmp"
-    by_hand, _ = xmp.add_keyword(side.read_bytes(), "Bees")
+    by_hand, _ = xmp_splice.add_keyword(side.read_bytes(), "Bees")
     side.write_bytes(by_hand)
 
     assert {o.action for o in undo_last()} == {Action.UNTAGGED}
@@ -80,7 +80,7 @@ def test_the_review_band_gets_its_own_keyword(album):
 def test_a_keyword_the_user_removed_is_a_veto(album):
     tag_all(album)
     side = album / "IMG_0002.jpg.xmp"
-    side.write_bytes(xmp.remove_keyword(side.read_bytes(), "Flowers")[0])  # in digiKam
+    side.write_bytes(xmp_splice.remove_keyword(side.read_bytes(), "Flowers")[0])  # in digiKam
     tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
     try:
         veto = tagger.held(album / "IMG_0002.jpg")
@@ -98,7 +98,9 @@ def test_a_keyword_the_user_removed_is_a_veto(album):
 
 def test_a_photo_tagged_by_hand_is_a_flower_example(album):
     side = album / "IMG_0001.jpg.xmp"
-    side.write_bytes(xmp.add_keyword(xmp.new_sidecar(), "Flowers")[0])  # the user, in digiKam
+    side.write_bytes(
+        xmp_splice.add_keyword(xmp_splice.new_sidecar(), "Flowers")[0]
+    )  # the user, in digiKam
     tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
     try:
         assert tagger.hand_tagged(album / "IMG_0001.jpg")
@@ -139,7 +141,7 @@ def test_recovery_removes_the_temporary_of_an_interrupted_write(album, monkeypat
     # the journal's own handler marked it failed; a real kill leaves it started
     journal = Journal(state_dir())
     journal.db.execute("UPDATE tags SET state = 'started' WHERE state = 'failed'")
-    tmp = album / f"{xmp.TMP_PREFIX}left.xmp"
+    tmp = album / f"{xmp_write.TMP_PREFIX}left.xmp"
     tmp.write_bytes(b"half")
     journal.db.execute("UPDATE tags SET tmp = ? WHERE state = 'started'", (os.fsencode(tmp),))
     assert tagging.TagJournal(journal).recover() == 1
@@ -163,7 +165,9 @@ def test_a_review_keyword_the_user_made_the_keyword_is_a_flower_not_a_veto(album
     """digiKam: "Flowers?" taken off, "Flowers" put on: the user confirmed the borderline."""
     tag_all(album, review=True)
     side = album / "IMG_0002.jpg.xmp"
-    confirmed = xmp.add_keyword(xmp.remove_keyword(side.read_bytes(), "Flowers?")[0], "Flowers")
+    confirmed = xmp_splice.add_keyword(
+        xmp_splice.remove_keyword(side.read_bytes(), "Flowers?")[0], "Flowers"
+    )
     side.write_bytes(confirmed[0])
     tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
     try:
@@ -182,7 +186,7 @@ def test_a_keyword_the_user_put_back_after_a_veto_makes_the_photo_a_flower_again
     tag_all(album)
     side = album / "IMG_0002.jpg.xmp"
     with_ours = side.read_bytes()
-    side.write_bytes(xmp.remove_keyword(with_ours, "Flowers")[0])  # "not a flower"
+    side.write_bytes(xmp_splice.remove_keyword(with_ours, "Flowers")[0])  # "not a flower"
     tagger = tagging.Tagger(album.parent, "Flowers", "Flowers?", dry_run=False)
     try:
         assert tagger.held(album / "IMG_0002.jpg") is not None
@@ -211,14 +215,14 @@ def test_undo_takes_the_keyword_out_of_a_sidecar_whose_photo_is_gone(album):
 KILLED_UNDO = """
 import os, signal
 from flowersort.sorting import tagging
-from flowersort.photos import xmp
+from flowersort.photos import xmp_write
 from flowersort.sorting.journal import Journal, state_dir
 
-real = xmp._fsync
+real = xmp_write._fsync
 def killed(fd):  # the temporary written and synced, the sidecar not yet replaced
     real(fd)
     os.kill(os.getpid(), signal.SIGKILL)
-xmp._fsync = killed
+xmp_write._fsync = killed
 journal = Journal(state_dir())
 list(tagging.undo_tags(journal, tagging.tag_runs(journal)[-1].id))
 """
@@ -229,26 +233,26 @@ def test_an_undo_killed_mid_write_is_finished_by_the_next_with_no_temporary_left
     root = Path(__file__).parent.parent
     killed = subprocess.run([sys.executable, "-c", KILLED_UNDO], cwd=root, capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    temps = [p for p in album.iterdir() if p.name.startswith(xmp.TMP_PREFIX)]
+    temps = [p for p in album.iterdir() if p.name.startswith(xmp_write.TMP_PREFIX)]
     assert len(temps) == 1
     assert xmp.read_keywords(album / "IMG_0002.jpg.xmp").has("Flowers")  # as before
     assert {o.action for o in undo_last()} == {Action.UNTAGGED}
-    assert [p for p in album.iterdir() if p.name.startswith(xmp.TMP_PREFIX)] == []
+    assert [p for p in album.iterdir() if p.name.startswith(xmp_write.TMP_PREFIX)] == []
     assert (album / "IMG_0002.jpg.xmp").read_bytes() == DIGIKAM
 
 
 KILLED_FIRST_TAG = """
 import os, signal, sys
 from flowersort.sorting import tagging
-from flowersort.photos import xmp
+from flowersort.photos import xmp, xmp_write
 
-real, calls = xmp._fsync, []
+real, calls = xmp_write._fsync, []
 def killed(fd):  # the new sidecar has its name; the folder's fsync, then the kill
     real(fd)
     calls.append(fd)
     if len(calls) == 2:
         os.kill(os.getpid(), signal.SIGKILL)
-xmp._fsync = killed
+xmp_write._fsync = killed
 tagger = tagging.Tagger(xmp.Path(sys.argv[1]).parent, "Flowers", "Flowers?", dry_run=False)
 tagger.tag(sys.argv[1], 0.99, True)
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flowersort.photos import xmp
+from flowersort.photos import xmp, xmp_splice, xmp_write
 
 DARKTABLE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
@@ -207,7 +207,7 @@ def test_a_tag_keeps_every_byte_and_undo_gives_the_file_back(photo, shape):
     before = xmp.read_keywords(side)
     photo_bytes = photo.read_bytes()
 
-    result = xmp.tag(photo, "Flowers")
+    result = xmp_write.tag(photo, "Flowers")
     assert result.action is xmp.Action.TAGGED and result.sidecar == side
     after = side.read_bytes()
     added = only_insertions(SHAPES[shape], after)
@@ -218,7 +218,7 @@ def test_a_tag_keeps_every_byte_and_undo_gives_the_file_back(photo, shape):
     assert "Flowers" in kw.tags_list or not before.tags_list
     assert result.digest == hashlib.sha256(after).hexdigest()
 
-    assert xmp.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
+    assert xmp_write.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
     assert side.read_bytes() == SHAPES[shape]  # byte for byte
     assert photo.read_bytes() == photo_bytes
 
@@ -226,13 +226,13 @@ def test_a_tag_keeps_every_byte_and_undo_gives_the_file_back(photo, shape):
 def test_a_description_with_attributes_only_gets_the_keyword_in_each_list(photo):
     side = photo.parent / "IMG_0001.jpg.xmp"
     side.write_bytes(EXIV2_NO_TAGS)
-    result = xmp.tag(photo, "Flowers")
+    result = xmp_write.tag(photo, "Flowers")
     assert result.fields == ("dc:subject", "lr:hierarchicalSubject")
     kw = xmp.read_keywords(side)
     assert kw.subject == ("Flowers",) and kw.hierarchical == ("Flowers",)
     kept = side.read_bytes()
     assert b'xmp:Rating="3"\n   digiKam:ColorLabel="1">' in kept
-    assert xmp.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
+    assert xmp_write.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
     assert xmp.read_keywords(side) == xmp.Keywords()
     assert side.read_bytes().replace(b">\n</rdf:Description>", b"/>") == EXIV2_NO_TAGS
 
@@ -240,7 +240,7 @@ def test_a_description_with_attributes_only_gets_the_keyword_in_each_list(photo)
 def test_lightroom_with_only_hierarchical_subject_gets_a_dc_subject(photo):
     side = photo.parent / "IMG_0001.xmp"  # Lightroom's name
     side.write_bytes(LIGHTROOM)
-    result = xmp.tag(photo, "Flowers")
+    result = xmp_write.tag(photo, "Flowers")
     assert result.sidecar == side
     assert result.fields == ("dc:subject", "lr:hierarchicalSubject")
     kw = xmp.read_keywords(side)
@@ -250,7 +250,7 @@ def test_lightroom_with_only_hierarchical_subject_gets_a_dc_subject(photo):
 def test_digikam_tags_list_gets_the_keyword_too_and_a_hierarchy_is_spelt_per_list(photo):
     side = photo.parent / "IMG_0001.jpg.xmp"
     side.write_bytes(DIGIKAM)
-    result = xmp.tag(photo, "flowersort|Flowers")
+    result = xmp_write.tag(photo, "flowersort|Flowers")
     assert result.fields == ("dc:subject", "lr:hierarchicalSubject", "digiKam:TagsList")
     kw = xmp.read_keywords(side)
     assert kw.subject[-1] == "Flowers"
@@ -261,10 +261,10 @@ def test_digikam_tags_list_gets_the_keyword_too_and_a_hierarchy_is_spelt_per_lis
 def test_a_second_tag_adds_nothing_twice(photo):
     side = photo.parent / "IMG_0001.jpg.xmp"
     side.write_bytes(DARKTABLE)
-    assert xmp.tag(photo, "Flowers").action is xmp.Action.TAGGED
+    assert xmp_write.tag(photo, "Flowers").action is xmp.Action.TAGGED
     once = side.read_bytes()
     st = os.stat(side)
-    assert xmp.tag(photo, "Flowers").action is xmp.Action.ALREADY_TAGGED
+    assert xmp_write.tag(photo, "Flowers").action is xmp.Action.ALREADY_TAGGED
     assert side.read_bytes() == once and os.stat(side).st_ino == st.st_ino
     assert once.count(b">Flowers<") == 2
 
@@ -272,10 +272,10 @@ def test_a_second_tag_adds_nothing_twice(photo):
 def test_untag_keeps_a_keyword_added_by_hand_meanwhile(photo):
     side = photo.parent / "IMG_0001.jpg.xmp"
     side.write_bytes(DIGIKAM)
-    result = xmp.tag(photo, "Flowers")
-    by_hand, _ = xmp.add_keyword(side.read_bytes(), "Bees")  # the user, in digiKam
+    result = xmp_write.tag(photo, "Flowers")
+    by_hand, _ = xmp_splice.add_keyword(side.read_bytes(), "Bees")  # the user, in digiKam
     side.write_bytes(by_hand)
-    assert xmp.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
+    assert xmp_write.untag(photo, "Flowers", only=result.fields).action is xmp.Action.UNTAGGED
     kw = xmp.read_keywords(side)
     assert not kw.has("Flowers")
     assert kw.subject == ("Rome", "Anna", "Bees")
@@ -292,9 +292,9 @@ def test_untag_takes_the_keyword_only_from_the_lists_tag_added_it_to(photo):
             b"    </rdf:Bag>\n   </dc:subject>",
         )
     )
-    result = xmp.tag(photo, "Flowers")
+    result = xmp_write.tag(photo, "Flowers")
     assert result.fields == ("lr:hierarchicalSubject",)
-    xmp.untag(photo, "Flowers", only=result.fields)
+    xmp_write.untag(photo, "Flowers", only=result.fields)
     kw = xmp.read_keywords(side)
     assert kw.subject == ("Trip", "Flowers") and "Flowers" not in kw.hierarchical
 
@@ -303,14 +303,14 @@ def test_a_new_sidecar_has_the_photos_owner_and_mode_and_undo_removes_it(photo):
     os.chmod(photo, 0o640)
     if os.geteuid() == 0:
         os.chown(photo, 65534, 65534)
-    result = xmp.tag(photo, "Flowers")
+    result = xmp_write.tag(photo, "Flowers")
     side = photo.parent / "IMG_0001.jpg.xmp"
     assert result.created and result.sidecar == side
     st, pst = os.stat(side), os.stat(photo)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (pst.st_uid, pst.st_gid, 0o640)
     assert xmp.read_keywords(side).hierarchical == ("Flowers",)
     assert sorted(p.name for p in photo.parent.iterdir()) == ["IMG_0001.jpg", side.name]
-    undone = xmp.untag(photo, "Flowers", only=result.fields, created=result.digest)
+    undone = xmp_write.untag(photo, "Flowers", only=result.fields, created=result.digest)
     assert undone.removed and not side.exists()
 
 
@@ -318,7 +318,7 @@ def test_a_read_only_photo_gets_a_new_sidecar_its_owner_can_still_edit(photo):
     """A photo made read-only against accidents: digiKam or darktable must still be able to
     write the sidecar (remove the keyword: a veto), as they could one they made."""
     os.chmod(photo, 0o440)
-    result = xmp.tag(photo, "Flowers")
+    result = xmp_write.tag(photo, "Flowers")
     assert os.stat(result.sidecar).st_mode & 0o7777 == 0o640  # no wider than the photo
 
 
@@ -329,14 +329,14 @@ def test_a_replaced_sidecar_keeps_its_owner_and_mode(photo):
     if os.geteuid() == 0:
         os.chown(side, 65534, 100)
     old = os.stat(side)
-    xmp.tag(photo, "Flowers")
+    xmp_write.tag(photo, "Flowers")
     new = os.stat(side)
     assert new.st_ino != old.st_ino  # a new file took the name (atomic rename)
     assert (new.st_uid, new.st_gid, new.st_mode) == (old.st_uid, old.st_gid, old.st_mode)
 
 
 def test_dry_run_writes_nothing(photo):
-    result = xmp.tag(photo, "Flowers", dry_run=True)
+    result = xmp_write.tag(photo, "Flowers", dry_run=True)
     assert result.action is xmp.Action.WOULD_TAG and result.created
     assert [p.name for p in photo.parent.iterdir()] == ["IMG_0001.jpg"]
 
@@ -347,7 +347,7 @@ def test_a_sidecar_that_cannot_be_parsed_is_left_untouched(photo, kind):
     side.write_bytes(MALFORMED[kind])
     st = os.stat(side)
     with pytest.raises(xmp.SidecarUnreadable) as info:
-        xmp.tag(photo, "Flowers")
+        xmp_write.tag(photo, "Flowers")
     assert str(info.value).startswith("IMG_0001.jpg.xmp: ") and "\n" not in str(info.value)
     assert info.value.exit_code == 1
     assert side.read_bytes() == MALFORMED[kind]
@@ -369,42 +369,42 @@ def test_a_sidecar_that_is_a_link_or_no_file_is_refused(photo, tmp_path, kind):
     else:
         side.mkdir()
     with pytest.raises(xmp.SidecarRefused):
-        xmp.tag(photo, "Flowers")
+        xmp_write.tag(photo, "Flowers")
     assert target.read_bytes() == DARKTABLE
     assert side.is_symlink() == (kind == "symlink")
-    assert not [p for p in photo.parent.iterdir() if p.name.startswith(xmp.TMP_PREFIX)]
+    assert not [p for p in photo.parent.iterdir() if p.name.startswith(xmp_write.TMP_PREFIX)]
 
 
 def test_a_sidecar_changed_meanwhile_is_not_overwritten(photo, monkeypatch):
     side = photo.parent / "IMG_0001.jpg.xmp"
     side.write_bytes(DARKTABLE)
-    real = xmp._fsync
+    real = xmp_write._fsync
     theirs = DARKTABLE.replace(b'xmp:Rating="3"', b'xmp:Rating="5"')
 
     def digikam_writes(fd):  # after our temporary is written, before it takes the name
         real(fd)
-        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(xmp.TMP_PREFIX):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(xmp_write.TMP_PREFIX):
             side.write_bytes(theirs)
 
-    monkeypatch.setattr(xmp, "_fsync", digikam_writes)
+    monkeypatch.setattr(xmp_write, "_fsync", digikam_writes)
     with pytest.raises(xmp.SidecarChanged):
-        xmp.tag(photo, "Flowers")
+        xmp_write.tag(photo, "Flowers")
     assert side.read_bytes() == theirs
     assert sorted(p.name for p in photo.parent.iterdir()) == ["IMG_0001.jpg", side.name]
 
 
 def test_a_sidecar_created_meanwhile_is_not_overwritten(photo, monkeypatch):
     side = photo.parent / "IMG_0001.jpg.xmp"
-    real = xmp._fsync
+    real = xmp_write._fsync
 
     def darktable_imports(fd):  # our new sidecar is written, not yet given its name
         real(fd)
-        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(xmp.TMP_PREFIX):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(xmp_write.TMP_PREFIX):
             side.write_bytes(DARKTABLE)
 
-    monkeypatch.setattr(xmp, "_fsync", darktable_imports)
+    monkeypatch.setattr(xmp_write, "_fsync", darktable_imports)
     with pytest.raises(xmp.SidecarChanged):
-        xmp.tag(photo, "Flowers")
+        xmp_write.tag(photo, "Flowers")
     assert side.read_bytes() == DARKTABLE
     assert sorted(p.name for p in photo.parent.iterdir()) == ["IMG_0001.jpg", side.name]
 
@@ -414,12 +414,14 @@ def test_a_splice_that_went_wrong_never_lands(photo, monkeypatch):
     keyword (here: one that drops the first rdf:li it meets) leaves the sidecar as it was."""
     side = photo.parent / "IMG_0001.jpg.xmp"
     side.write_bytes(DIGIKAM)
-    real = xmp._apply
+    real = xmp_splice._apply
     monkeypatch.setattr(
-        xmp, "_apply", lambda data, edits: re.sub(rb"<rdf:li>Rome</rdf:li>", b"", real(data, edits))
+        xmp_splice,
+        "_apply",
+        lambda data, edits: re.sub(rb"<rdf:li>Rome</rdf:li>", b"", real(data, edits)),
     )
     with pytest.raises(xmp.SidecarUnreadable):
-        xmp.tag(photo, "Flowers")
+        xmp_write.tag(photo, "Flowers")
     assert side.read_bytes() == DIGIKAM
 
 
@@ -450,7 +452,7 @@ def test_exiftool_reads_the_keywords_back(photo, shape):
     if shape:
         side.write_bytes(SHAPES[shape])
     before = xmp.read_keywords(side)
-    xmp.tag(photo, "flowersort|Flowers")
+    xmp_write.tag(photo, "flowersort|Flowers")
     out = subprocess.run(
         ["exiftool", "-G1", "-s", "-sep", "##", "-XMP:all", str(side)],
         capture_output=True,
@@ -475,9 +477,9 @@ def test_exiftool_reads_the_keywords_back(photo, shape):
 # ------------------------------------------------------------ real faults, through strace
 
 DRIVER = (
-    "import sys; from pathlib import Path; from flowersort.photos import xmp\n"
+    "import sys; from pathlib import Path; from flowersort.photos import xmp, xmp_write\n"
     "try:\n"
-    "    print(xmp.tag(Path(sys.argv[1]), 'Flowers').action.value)\n"
+    "    print(xmp_write.tag(Path(sys.argv[1]), 'Flowers').action.value)\n"
     "except xmp.SidecarError as e:\n"
     "    print(e); sys.exit(1)\n"
 )
@@ -517,18 +519,18 @@ def state(photo: Path, before: bytes | None) -> str:
     data = side.read_bytes()
     if data == before:
         return "before"
-    old = xmp.parse_keywords(before or xmp.new_sidecar(), side)
+    old = xmp.parse_keywords(before or xmp_splice.new_sidecar(), side)
     kw = xmp.parse_keywords(data, side)
     assert kw.subject == (*old.subject, "Flowers") and kw.hierarchical == (
         *old.hierarchical,
         "Flowers",
     )
-    only_insertions(before or xmp.new_sidecar(), data)
+    only_insertions(before or xmp_splice.new_sidecar(), data)
     return "complete"
 
 
 def temporaries(photo: Path) -> list[str]:
-    return [p.name for p in photo.parent.iterdir() if p.name.startswith(xmp.TMP_PREFIX)]
+    return [p.name for p in photo.parent.iterdir() if p.name.startswith(xmp_write.TMP_PREFIX)]
 
 
 def fresh(tmp_path: Path, name: str, sidecar: bytes | None) -> Path:
@@ -586,7 +588,9 @@ def test_a_kill_at_each_write_fsync_and_rename_leaves_the_sidecar_before_or_comp
         killed = run_driver(photo, ["-o", os.devnull, "-e", f"trace={call}", "-e", inject])
         assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), line
         got = state(photo, before)
-        if call in ("write", "renameat", "linkat") or (call == "fsync" and xmp.TMP_PREFIX in line):
+        if call in ("write", "renameat", "linkat") or (
+            call == "fsync" and xmp_write.TMP_PREFIX in line
+        ):
             assert got == "before" and len(temporaries(photo)) == 1, line  # interrupted
         else:  # the folder's fsync, or the temporary's unlink after link: all in place
             assert got == "complete", line
@@ -603,7 +607,7 @@ def test_a_folder_swapped_for_a_link_is_not_written_through(photo, tmp_path):
     os.rename(album, tmp_path / "was")
     album.symlink_to(elsewhere)
     with pytest.raises(xmp.SidecarError):
-        xmp.tag(album / "IMG_0001.jpg", "Flowers")
+        xmp_write.tag(album / "IMG_0001.jpg", "Flowers")
     assert sorted(p.name for p in elsewhere.iterdir()) == ["IMG_0001.jpg", "IMG_0001.jpg.xmp"]
     assert (elsewhere / "IMG_0001.jpg.xmp").read_bytes() == DARKTABLE
 
@@ -617,8 +621,8 @@ def test_tagging_on_an_exfat_stick(tmp_path):
         for name in ("IMG_0001.jpg", "IMG_0002.jpg"):
             (stick / name).write_bytes(b"\xff\xd8 photo \xff\xd9")
         (stick / "IMG_0002.jpg.xmp").write_bytes(DIGIKAM)
-        assert xmp.tag(stick / "IMG_0001.jpg", "Flowers").created
-        assert xmp.tag(stick / "IMG_0002.jpg", "Flowers").action is xmp.Action.TAGGED
+        assert xmp_write.tag(stick / "IMG_0001.jpg", "Flowers").created
+        assert xmp_write.tag(stick / "IMG_0002.jpg", "Flowers").action is xmp.Action.TAGGED
         assert xmp.read_keywords(stick / "IMG_0001.jpg.xmp").subject == ("Flowers",)
         assert only_insertions(DIGIKAM, (stick / "IMG_0002.jpg.xmp").read_bytes())
         assert sorted(p.name for p in stick.iterdir()) == [

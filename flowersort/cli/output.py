@@ -8,11 +8,11 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from flowersort import safefs
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.cli.console import FILE_ONLY, log, once_per_run, report_skip, say
 from flowersort.cli.options import PRIVATE_BY_FOLDER
 from flowersort.photos.archive import VIDEO_SUFFIXES, display
+from flowersort.safefs.names import split_name
 
 
 def write_html(
@@ -91,7 +91,7 @@ def outcome_line(o: Outcome) -> str:
     extras = ""
     if o.sidecars:
         beside = o.source if o.action.puts_back else o.target  # the photo they are with
-        stem = len(safefs.split_name(os.path.basename(beside))[0])
+        stem = len(split_name(os.path.basename(beside))[0])
         extras = " + " + ", ".join(display(os.path.basename(s)[stem:]) for s in o.sidecars)
     if o.action.puts_back:  # undo: the photo goes back from target to source
         return f"{o.action.words}: {display(o.target)} -> {display(o.source)}{extras}"

@@ -188,66 +188,90 @@ def walk(
     `include_hidden`; `exclude` holds glob patterns (see `exclude_matcher`).
     Videos and RAW files without a photo of the same name go to `on_pass`, if given.
     """
-    pruned = {os.path.realpath(p) for p in prune}
-    is_excluded = exclude_matcher(root, exclude)
-    seen: set[tuple[int, int]] = set()
+    walker = _Walker(
+        pruned={os.path.realpath(p) for p in prune},
+        is_excluded=exclude_matcher(root, exclude),
+        include_hidden=include_hidden,
+        follow_symlinks=follow_symlinks,
+        on_skip=on_skip,
+        on_pass=on_pass,
+    )
+    root = os.fspath(root)
+    if stat.S_ISDIR(os.stat(root).st_mode):
+        yield from walker.visit(root)
+    else:
+        yield root
 
-    def excluded(entry: os.DirEntry) -> bool:
-        if not include_hidden and (entry.name.startswith(".") or entry.name in CACHE_NAMES):
+
+@dataclass
+class _Walker:
+    """One walk's choices (see walk) and the real folders it has entered."""
+
+    pruned: set[str]
+    is_excluded: Callable[[str, str], bool]
+    include_hidden: bool
+    follow_symlinks: bool
+    on_skip: OnSkip
+    on_pass: OnPass | None
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+    def excluded(self, entry: os.DirEntry) -> bool:
+        if not self.include_hidden and (entry.name.startswith(".") or entry.name in CACHE_NAMES):
             return True
-        return is_excluded(entry.name, entry.path)
+        return self.is_excluded(entry.name, entry.path)
 
-    def listing(folder: str) -> list[os.DirEntry]:
+    def listing(self, folder: str) -> list[os.DirEntry]:
         """The folder's entries to look at, in name order (none for a folder seen already
         or that cannot be read)."""
         try:
             st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen:
-                on_skip(folder, "folder already visited (symbolic link loop)")
+            if (st.st_dev, st.st_ino) in self.seen:
+                self.on_skip(folder, "folder already visited (symbolic link loop)")
                 return []
-            seen.add((st.st_dev, st.st_ino))
+            self.seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            on_skip(folder, f"cannot read folder: {e.strerror}")
+            self.on_skip(folder, f"cannot read folder: {e.strerror}")
             return []
-        entries = [e for e in entries if not excluded(e)]  # each name matched once
-        if on_pass is not None:
-            for path in _passed_over(entries, follow_symlinks):
-                on_pass(path)
+        entries = [e for e in entries if not self.excluded(e)]  # each name matched once
+        if self.on_pass is not None:
+            for path in _passed_over(entries, self.follow_symlinks):
+                self.on_pass(path)
         return entries
 
-    def visit(folder: str) -> Iterator[str]:
+    def is_dir(self, entry: os.DirEntry) -> bool | None:
+        """Whether entry is a folder (True) or a file (False); None for one skipped: a
+        link not followed, a broken link, an entry that cannot be looked at."""
+        path = entry.path
+        try:
+            if entry.is_symlink():
+                if not self.follow_symlinks:
+                    if is_photo_name(entry.name) or entry.is_dir():
+                        self.on_skip(path, "symbolic link (use --follow-symlinks to follow)")
+                    return None
+                if not os.path.exists(path):
+                    self.on_skip(path, "broken symbolic link")
+                    return None
+            return entry.is_dir(follow_symlinks=self.follow_symlinks)
+        except OSError as e:
+            self.on_skip(path, e.strerror or str(e))
+            return None
+
+    def visit(self, folder: str) -> Iterator[str]:
         # a stack of the folders being listed, not a generator per folder: a photo deep in
         # the tree is yielded once, not passed up through every folder above it
-        stack = [iter(listing(folder))]
+        stack = [iter(self.listing(folder))]
         while stack:
             for entry in stack[-1]:
-                path = entry.path
-                try:
-                    if entry.is_symlink():
-                        if not follow_symlinks:
-                            if is_photo_name(entry.name) or entry.is_dir():
-                                on_skip(path, "symbolic link (use --follow-symlinks to follow)")
-                            continue
-                        if not os.path.exists(path):
-                            on_skip(path, "broken symbolic link")
-                            continue
-                    is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
-                except OSError as e:
-                    on_skip(path, e.strerror or str(e))
+                is_dir = self.is_dir(entry)
+                if is_dir is None:
                     continue
                 if is_dir:
-                    if os.path.realpath(path) not in pruned:
-                        stack.append(iter(listing(path)))  # into it, then on with this one
+                    if os.path.realpath(entry.path) not in self.pruned:
+                        stack.append(iter(self.listing(entry.path)))  # into it, then on
                         break
                 elif is_photo_name(entry.name):
-                    yield path
+                    yield entry.path
             else:  # this folder is done
                 stack.pop()
-
-    root = os.fspath(root)
-    if stat.S_ISDIR(os.stat(root).st_mode):
-        yield from visit(root)
-    else:
-        yield root

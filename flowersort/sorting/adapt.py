@@ -30,7 +30,7 @@ from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band, lines_
 from flowersort.model.network import bce_with_logits, sigmoid
 from flowersort.photos.archive import OnSkip, walk
 from flowersort.photos.decode import read_image
-from flowersort.safefs import Key, content_key
+from flowersort.safefs.identity import Key, content_key
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import scan, score_photos
 from flowersort.sorting.checks import check_target, is_empty_folder

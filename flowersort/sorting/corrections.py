@@ -34,7 +34,7 @@ from typing import Literal
 from flowersort.base import rights
 from flowersort.base.errors import FlowersortError, StateError
 from flowersort.photos.archive import OnSkip, size_of, walk
-from flowersort.safefs import Key, content_key
+from flowersort.safefs.identity import Key, content_key
 from flowersort.sorting.journal import Journal, _damaged, _make_state_dir, state_dir
 from flowersort.sorting.journal import read_only as _read_only
 

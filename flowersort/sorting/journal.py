@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from flowersort import safefs
 from flowersort.base import rights
 from flowersort.base.errors import LockHeld, StateError
 from flowersort.base.records import MoveAction, MoveState, RunKind, Step, StepKind
 from flowersort.base.xdg import base_dir
+from flowersort.safefs import attrs, identity, seams, transfer
 
 log = logging.getLogger("flowersort")
 
@@ -111,7 +111,7 @@ def read_only(path: Path) -> sqlite3.Connection:
 
 def _metadata(paths: list[Path]) -> list[dict] | None:
     try:
-        return [safefs.metadata(p) for p in paths]
+        return [attrs.metadata(p) for p in paths]
     except OSError:  # gone meanwhile: the move says so itself
         return None
 
@@ -474,7 +474,7 @@ class Journal:
             run, sources, keep_source, MoveAction(action), before=before
         )
         try:
-            finals = safefs.transfer(
+            finals = transfer.transfer(
                 sources,
                 folder,
                 keep_source=keep_source,
@@ -485,7 +485,7 @@ class Journal:
                 present=present,
                 follow=follow,
             )
-        except safefs.GroupSplit:
+        except transfer.GroupSplit:
             self._set_state(move_id, MoveState.SPLIT)
             raise
         except OSError:
@@ -528,7 +528,7 @@ class Journal:
         """safefs.remove_duplicates, journaled: undo copies the twins back."""
         move_id, note = self._start_move(run, sources, False, MoveAction.DEDUPE, twins)
         try:
-            safefs.remove_duplicates(sources, twins, note)
+            transfer.remove_duplicates(sources, twins, note)
         except OSError:
             self._set_state(move_id, MoveState.FAILED)
             raise
@@ -842,11 +842,11 @@ def _recover_one(
         if linked_to_ours(path):
             return True
         if path in created and path.exists():  # ours: empty, or our copy renamed over it
-            return path.stat().st_size == 0 or any(safefs.same_bytes(path, s) for s in stand_ins)
+            return path.stat().st_size == 0 or any(identity.same_bytes(path, s) for s in stand_ins)
         if path not in noted or not path.exists():
             return False
-        same = {k: v for k, v in safefs.identity(path).items() if k in noted[path]}
-        return same == noted[path] and any(safefs.same_bytes(path, s) for s in stand_ins)
+        same = {k: v for k, v in identity.identity(path).items() if k in noted[path]}
+        return same == noted[path] and any(identity.same_bytes(path, s) for s in stand_ins)
 
     if not removing or keep_source:
         # no source is gone for good: put back those removed before a rollback, take back
@@ -854,25 +854,25 @@ def _recover_one(
         for source, final in zip(sources, claimed[-len(sources) :]):
             if source in _paths_of(steps, StepKind.UNLINK):
                 if not os.path.lexists(source) and final.exists():
-                    safefs.put_back(final, source)
+                    transfer.put_back(final, source)
         stand_ins = [p for p in sources + temps if p.exists()]
         for path in set(claimed + cut_short + created):
             if path not in sources and ours(path):
-                safefs.remove(path)
+                seams.remove(path)
         state = MoveState.FAILED_CLEAN if failed else MoveState.ROLLED_BACK
         finals = []
     else:
         # sources had started to go, so every final name was taken: finish the job
         finals = claimed[-len(sources) :]
         for source, final in zip(sources, finals):
-            if source.exists() and final.exists() and safefs.same_file(source, final):
-                safefs.remove(source)
+            if source.exists() and final.exists() and identity.same_file(source, final):
+                seams.remove(source)
             elif not final.exists() and not failed:
                 log.error("journal: %s is missing at %s", source, final)
         state = MoveState.DONE
     for tmp in temps:
         if tmp.exists():
-            safefs.remove(tmp)
+            seams.remove(tmp)
     return state, finals
 
 
@@ -924,18 +924,18 @@ def _recover_dedupe(
     if unlinked and not failed and not _paths_of(steps, StepKind.ROLLBACK):
         for source, twin in zip(sources, twins):
             if source.exists() and twin.exists() and not os.path.samefile(source, twin):
-                if safefs.same_bytes(source, twin):
-                    safefs.remove(source)
+                if identity.same_bytes(source, twin):
+                    seams.remove(source)
         return MoveState.DONE, twins
     kept = {Path(s.path): s.details["kept"] for s in steps if _kept(s)}
     for source, twin in zip(sources, twins):
         if source in unlinked and not source.exists() and twin.exists():
-            safefs.put_back(twin, source, link=False)
+            transfer.put_back(twin, source, link=False)
             if source in kept:
-                safefs.set_metadata(source, kept[source])
+                attrs.set_metadata(source, kept[source])
     for tmp in _paths_of(steps, StepKind.TMP):
         if tmp.exists():
-            safefs.remove(tmp)
+            seams.remove(tmp)
     return (MoveState.FAILED_CLEAN if failed else MoveState.ROLLED_BACK), []
 
 

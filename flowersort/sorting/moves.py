@@ -8,10 +8,18 @@ import logging
 import os
 from pathlib import Path
 
-from flowersort import safefs
 from flowersort.base.errors import FlowersortError, StateError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.base.records import MoveAction, RunKind
+from flowersort.safefs.identity import same_bytes
+from flowersort.safefs.names import (
+    free_names,
+    member_name,
+    names_in_any_case,
+    numbered_stems,
+    split_name,
+)
+from flowersort.safefs.privacy import Exposed, PrivateByFolder, Ways, check_folders_keep_private
 from flowersort.sorting.companions import Companions, Live, own_sidecars, sidecars
 from flowersort.sorting.corrections import Watch
 from flowersort.sorting.decide import Decision
@@ -44,20 +52,20 @@ class TargetNames:
 
     def __call__(self, folder: Path) -> set[str]:
         if folder not in self.folders:
-            self.folders[folder] = safefs.names_in_any_case(folder)
+            self.folders[folder] = names_in_any_case(folder)
         return self.folders[folder]
 
 
 def identical_at_target(photo: Path, dest: Path) -> Path | None:
     """A byte-identical copy of photo already in dest under its name or a numbered one."""
-    stem, suffix = safefs.split_name(photo.name)
-    for candidate_stem in safefs.numbered_stems(stem):
+    stem, suffix = split_name(photo.name)
+    for candidate_stem in numbered_stems(stem):
         candidate = dest / (candidate_stem + suffix)
         if not candidate.exists():
             return None
         if os.path.samefile(photo, candidate):  # the photo itself: never its own twin
             continue
-        if candidate.is_file() and safefs.same_bytes(photo, candidate):
+        if candidate.is_file() and same_bytes(photo, candidate):
             return candidate
     return None
 
@@ -75,7 +83,7 @@ def same_photo(photo: Path, there: Path) -> bool:
     """there is another file holding photo's bytes (not photo itself, as after undo)."""
     try:
         same_inode = os.path.samefile(photo, there)
-        return there.is_file() and not same_inode and safefs.same_bytes(photo, there)
+        return there.is_file() and not same_inode and same_bytes(photo, there)
     except OSError:
         return False
 
@@ -191,15 +199,15 @@ def dedupe_plan(photo: Path, twin: Path, sides: list[Path] | None = None):
     """How a dedupe would take photo's sidecars (`sides`, else sidecars(photo)):
     (duplicates, their twins, sidecars to move by the twin, their names there); None when
     another file holds such a name, and the group is moved as with rename."""
-    stem, twin_stem = safefs.split_name(photo.name)[0], safefs.split_name(twin.name)[0]
+    stem, twin_stem = split_name(photo.name)[0], split_name(twin.name)[0]
     dups, twins, free, free_names = [photo], [twin], [], []
     for side in own_sidecars(photo, sidecars(photo) if sides is None else sides):
-        name = safefs.member_name(side.name, stem, twin_stem)
+        name = member_name(side.name, stem, twin_stem)
         there = twin.parent / name  # by the twin: with --keep-structure, in its album
         if not os.path.lexists(there):
             free.append(side)
             free_names.append(name)
-        elif there.is_file() and not there.is_symlink() and safefs.same_bytes(side, there):
+        elif there.is_file() and not there.is_symlink() and same_bytes(side, there):
             dups.append(side)
             twins.append(there)
         else:
@@ -211,9 +219,9 @@ def failed(photo: Path, score: float, error: OSError, copy: bool) -> Outcome:
     """A photo that could not be moved (copied), and why; a refusal to expose a photo
     says its group stayed whole."""
     reason = error.strerror or str(error)
-    if isinstance(error, safefs.Exposed):
+    if isinstance(error, Exposed):
         reason += "; not copied" if copy else "; not moved"
-    private = isinstance(error, safefs.PrivateByFolder)
+    private = isinstance(error, PrivateByFolder)
     return Outcome(photo, Action.FAILED, score, True, reason=reason, private_by_folder=private)
 
 
@@ -242,7 +250,7 @@ class Mover:
         self.sidecars, self.names = Companions(), TargetNames()
         # each folder's modes up to the root, looked at once per run for the plan (a move
         # looks again right before it: safefs.transfer)
-        self.ways: safefs.Ways = {}
+        self.ways: Ways = {}
         self.moved: set[Path] = set()  # sidecars an earlier photo took with it
         self.live: Live | None = None  # None: a dry run
         self.journal: Journal | None = None  # read by both, written by a live run
@@ -325,9 +333,9 @@ class Mover:
         `made`: folder is the photo's own below the target (--keep-structure), made now."""
         present = self.names(folder)
         # before its folders are made
-        safefs.check_folders_keep_private(group, folder, self.ways)
+        check_folders_keep_private(group, folder, self.ways)
         if self.dry_run:
-            names = next(safefs.free_names([p.name for p in group], present), None)
+            names = next(free_names([p.name for p in group], present), None)
             if names is None:
                 raise FileExistsError(errno.EEXIST, "no free name", str(folder))
             present.update(n.casefold() for n in names)
@@ -360,7 +368,7 @@ class Mover:
             return None
         dups, twins, free, free_names = plan
         if free and self.dry_run:  # as transfer checks them
-            safefs.check_folders_keep_private(free, twin.parent, self.ways)
+            check_folders_keep_private(free, twin.parent, self.ways)
             self.names(twin.parent).update(n.casefold() for n in free_names)
         elif free:
             live = self._live()

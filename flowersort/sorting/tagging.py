@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 from flowersort.base.errors import FlowersortError, StateError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.base.records import RunKind
-from flowersort.photos import xmp
-from flowersort.safefs import Key, content_key
+from flowersort.photos import xmp, xmp_write
+from flowersort.safefs.identity import Key, content_key
 from flowersort.sorting.corrections import Correction, Store
 from flowersort.sorting.journal import FolderLock, Journal, RunInfo, RunLock, state_dir
 
@@ -104,7 +104,7 @@ class TagJournal:
                     self.db.execute(statement)
 
     def start(self, run: int, photo: Path, sidecar: Path, keyword: str, plan: xmp.Result):
-        """A new journaled write and the note() xmp.tag calls before each step."""
+        """A new journaled write and the note() xmp_write.tag calls before each step."""
         cur = self.db.execute(
             "INSERT INTO tags(run, photo, sidecar, keyword, fields, created, state) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -180,13 +180,13 @@ class TagJournal:
             done = (
                 data is not None
                 and words is not None
-                and (xmp.digest(data) == t.digest or words.has_in(t.keyword, t.fields))
+                and (xmp_write.digest(data) == t.digest or words.has_in(t.keyword, t.fields))
             )
             if done:
                 assert data is not None
                 self.db.execute(
                     "UPDATE tags SET state = ?, digest = ?, tmp = NULL WHERE id = ?",
-                    (DONE, xmp.digest(data), t.id),
+                    (DONE, xmp_write.digest(data), t.id),
                 )
             else:
                 self.finish(t.id, None)
@@ -248,7 +248,7 @@ def tag_runs(journal: Journal, run: int | None = None) -> list[RunInfo]:
 
 def _remove_temporary(path: Path) -> None:
     """A temporary flowersort made, if it is one (never a link or another name)."""
-    if not path.name.startswith(xmp.TMP_PREFIX):
+    if not path.name.startswith(xmp_write.TMP_PREFIX):
         return
     try:
         if stat.S_ISREG(os.lstat(path).st_mode):
@@ -424,7 +424,7 @@ class Tagger:
         if review and any(t.keyword == self.keyword for t in mine):
             keyword = self.keyword  # tagged as a flower before: not also as borderline
         try:
-            plan = xmp.tag(photo, keyword, dry_run=True, sidecar=self._sidecar(photo))
+            plan = xmp_write.tag(photo, keyword, dry_run=True, sidecar=self._sidecar(photo))
             if plan.action is xmp.Action.ALREADY_TAGGED or self.dry_run:
                 action = (
                     Action.ALREADY_TAGGED
@@ -437,7 +437,7 @@ class Tagger:
             assert self.tags is not None and self.run is not None  # a real run
             tag_id, note = self.tags.start(self.run, photo, plan.sidecar, keyword, plan)
             try:
-                result = xmp.tag(photo, keyword, sidecar=plan.sidecar, note=note)
+                result = xmp_write.tag(photo, keyword, sidecar=plan.sidecar, note=note)
             except BaseException:  # the sidecar is as before, or complete (only the folder's
                 self.tags.recover(quiet=True)  # fsync failed): the journal says which
                 raise
@@ -477,7 +477,7 @@ def undo_tags(journal: Journal, run_id: int, *, dry_run: bool = False) -> Iterat
     for t in tags.done(run_id):
         created = t.digest if t.created else None
         try:
-            result = xmp.untag(
+            result = xmp_write.untag(
                 t.photo,
                 t.keyword,
                 sidecar=t.sidecar,

@@ -9,11 +9,11 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
-from flowersort import safefs
 from flowersort.base.errors import FlowersortError
 from flowersort.base.outcomes import Action, Outcome, counted
 from flowersort.base.records import MoveAction, RunKind
 from flowersort.photos.archive import display
+from flowersort.safefs import attrs, identity, seams
 from flowersort.sorting.checks import link_in_the_way
 from flowersort.sorting.corrections import take_back
 from flowersort.sorting.folders import remove_dir
@@ -207,7 +207,7 @@ def _untouched_since_moved(metadata: dict, finals) -> list[dict] | None:
     for final, before, landed in zip(finals, *recorded):
         # each part on its own: an edit on exFAT changes the bytes and times, never the
         # 0777 the stick gave the photo, which must not come home with it
-        now = safefs.metadata(final)
+        now = attrs.metadata(final)
         merged = dict(now)
         for keys in (("mode",), ("uid", "gid"), ("atime_ns", "mtime_ns"), ("xattrs",)):
             if all(now[k] == landed[k] for k in keys if k != "atime_ns"):
@@ -249,12 +249,12 @@ class Undoing:
         """A copy: removed only while the original is still there, unchanged."""
         photo = sources[0]
         if not all(
-            s.exists() and f.exists() and safefs.same_bytes(s, f) for s, f in zip(sources, finals)
+            s.exists() and f.exists() and identity.same_bytes(s, f) for s, f in zip(sources, finals)
         ):
             return Outcome(photo, Action.FAILED, reason="the copy or its original has changed")
         if not self.dry_run:
             for f in finals:
-                safefs.remove(f)
+                seams.remove(f)
         target, sides = os.fsdecode(finals[0]), path_names(sources[1:])
         return Outcome(photo, self.said(Action.REMOVED_COPY), target=target, sidecars=sides)
 
@@ -280,7 +280,7 @@ class Undoing:
             )
             for source, before in zip(sources, untouched or []):
                 if before is not None:
-                    safefs.set_metadata(source, before)
+                    attrs.set_metadata(source, before)
 
         return self._put_back(sources, finals[0], move)
 
@@ -309,7 +309,7 @@ class Undoing:
             own = self.journal.removed_duplicates(self.run_id, sources)
             for source, _ in gone:
                 if source in own:  # the copy has the twin's mode, times and tags
-                    safefs.set_metadata(source, own[source])
+                    attrs.set_metadata(source, own[source])
 
         return self._put_back(sources, twins[0], copy_back)
 

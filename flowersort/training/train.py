@@ -13,7 +13,6 @@ from queue import Empty
 
 import numpy as np
 
-from flowersort import safefs
 from flowersort.base.errors import TrainingError
 from flowersort.model.features import FeatureConfig, flip_tiles
 from flowersort.model.file import Model, ViewConfig
@@ -41,6 +40,7 @@ from flowersort.photos.archive import (
     labelled_photos,
     walk,
 )
+from flowersort.safefs.identity import content_key
 from flowersort.scoring.pipeline import (
     _stay_with,
     default_workers,
@@ -197,7 +197,7 @@ def _shared_files(flowers: Path, noflowers: Path) -> list[tuple[str, str]]:
     def digest(path: str) -> str:
         if path not in digests:
             try:
-                digests[path] = safefs.content_key(path)[1]
+                digests[path] = content_key(path)[1]
             except OSError:
                 digests[path] = path  # unreadable: reported when the photos are read
         return digests[path]
