@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from flowersort.sorting.corrections import Store, store_path, training_examples
-from flowersort.sorting.journal import state_dir
+from flowersort.sorting.state import state_dir
 from tests.conftest import census, make_photo, run, write_photo
 
 

@@ -15,7 +15,9 @@ import pytest
 
 from flowersort import safefs
 from flowersort.base.errors import LockHeld
-from flowersort.sorting.journal import Journal, RunLock, state_dir
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.lock import RunLock
+from flowersort.sorting.state import state_dir
 from tests.conftest import (
     ROOT_ON_A_STICK,
     census,

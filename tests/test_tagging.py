@@ -13,7 +13,8 @@ from flowersort.base.outcomes import Action
 from flowersort.photos import xmp
 from flowersort.sorting import tagging
 from flowersort.sorting.corrections import Store
-from flowersort.sorting.journal import Journal, state_dir
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.state import state_dir
 from tests.test_xmp import DIGIKAM
 
 
@@ -212,7 +213,8 @@ KILLED_UNDO = """
 import os, signal
 from flowersort.sorting import tagging
 from flowersort.photos import xmp
-from flowersort.sorting.journal import Journal, state_dir
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.state import state_dir
 
 real = xmp._fsync
 def killed(fd):  # the temporary written and synced, the sidecar not yet replaced

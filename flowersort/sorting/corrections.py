@@ -35,8 +35,9 @@ from flowersort.base import rights
 from flowersort.base.errors import FlowersortError, StateError
 from flowersort.photos.archive import OnSkip, size_of, walk
 from flowersort.safefs import Key, content_key
-from flowersort.sorting.journal import Journal, _damaged, _make_state_dir, state_dir
-from flowersort.sorting.journal import read_only as _read_only
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.state import _damaged, _make_state_dir, state_dir
+from flowersort.sorting.state import read_only as _read_only
 
 Label = Literal["flower", "not-flower"]
 # how a correction was learnt

@@ -16,13 +16,10 @@ from flowersort.sorting.companions import Companions, Live, own_sidecars, sideca
 from flowersort.sorting.corrections import Watch
 from flowersort.sorting.decide import Decision
 from flowersort.sorting.folders import make_dirs
-from flowersort.sorting.journal import (
-    FolderLock,
-    Journal,
-    RunLock,
-    state_dir,
-)
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.lock import FolderLock, RunLock
 from flowersort.sorting.options import ConflictMode, SortOptions
+from flowersort.sorting.state import state_dir
 
 log = logging.getLogger("flowersort")
 

@@ -31,7 +31,10 @@ from flowersort.base.records import RunKind
 from flowersort.photos import xmp
 from flowersort.safefs import Key, content_key
 from flowersort.sorting.corrections import Correction, Store
-from flowersort.sorting.journal import FolderLock, Journal, RunInfo, RunLock, state_dir
+from flowersort.sorting.history import RunInfo
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.lock import FolderLock, RunLock
+from flowersort.sorting.state import state_dir
 
 if TYPE_CHECKING:  # sorter imports this module
     from flowersort.sorting.options import SortOptions

@@ -17,14 +17,11 @@ from flowersort.photos.archive import display
 from flowersort.sorting.checks import link_in_the_way
 from flowersort.sorting.corrections import take_back
 from flowersort.sorting.folders import remove_dir
-from flowersort.sorting.journal import (
-    DoneMove,
-    Journal,
-    RunInfo,
-    RunLock,
-    state_dir,
-)
+from flowersort.sorting.history import DoneMove, RunInfo
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.lock import RunLock
 from flowersort.sorting.moves import DEDUPE_SIDECARS, journal_reader, path_names
+from flowersort.sorting.state import state_dir
 from flowersort.sorting.tagging import recover_tags, tag_runs, undo_tags
 
 log = logging.getLogger("flowersort")
