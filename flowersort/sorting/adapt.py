@@ -34,9 +34,9 @@ from flowersort.safefs import Key, content_key
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import scan, score_photos
 from flowersort.sorting.checks import check_target, is_empty_folder
-from flowersort.sorting.corrections import Watch
 from flowersort.sorting.folders import make_dirs
 from flowersort.sorting.moves import Mover, identity
+from flowersort.sorting.watch import Watch
 from flowersort.training.train import Adam
 
 log = logging.getLogger("flowersort")
