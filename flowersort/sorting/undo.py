@@ -22,7 +22,7 @@ from flowersort.sorting.journal import Journal
 from flowersort.sorting.lock import RunLock
 from flowersort.sorting.moves import DEDUPE_SIDECARS, journal_reader, path_names
 from flowersort.sorting.state import state_dir
-from flowersort.sorting.tagging import recover_tags, tag_runs, undo_tags
+from flowersort.sorting.tagjournal import recover_tags, tag_runs, undo_tags
 
 log = logging.getLogger("flowersort")
 
