@@ -216,7 +216,9 @@ class Journal(RunHistory):
         follow: bool = False,
     ) -> list[Path]:
         """safefs.transfer with every step committed to the journal before it happens;
-        `action` tells undo what the move was part of."""
+        `action` tells undo what the move was part of. The reason for its long parameter
+        list: the keywords after `action` are safefs.transfer's own, passed through as
+        they are (moves.Mover and undo.Undoing each give a different few)."""
         sources = [Path(os.path.abspath(s)) for s in sources]  # as the journal has them
         before = None if keep_source else _metadata(sources)
         move_id, note = self._start_move(

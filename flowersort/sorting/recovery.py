@@ -43,19 +43,16 @@ def _parses(sources: str, steps: str, twins: str) -> bool:
 def _recover_one(
     sources: list[Path], keep_source: bool, steps: list[Step], failed: bool = False
 ) -> tuple[MoveState, list[Path]]:
+    """One interrupted (or `failed`) move put right from its steps: finished if its
+    sources had started to go (and were not being put back), else rolled back; its
+    temporaries removed. Returns its new state and its final names."""
     temps = _paths_of(steps, StepKind.TMP)
     claimed = _paths_of(steps, StepKind.CLAIMED)
     noted = {Path(s.path): s.details for s in steps if s.kind == StepKind.CLAIMED and s.details}
     # a last try cut short by the crash: linked or not (an earlier try followed by another
     # one failed: that name was never ours)
     cut_short = [Path(steps[-1].path)] if steps and steps[-1].kind == StepKind.CLAIM else []
-    # without hard links: names taken with an empty file, and one perhaps taken that way
-    # as the crash came (only an empty file made since it was noted can be that one)
-    created = _paths_of(steps, StepKind.CREATED)
-    if steps and steps[-1].kind == StepKind.CREATE:
-        path, at = Path(steps[-1].path), steps[-1].details["at"]
-        if _empty_since(path, at - 2_000_000_000):  # FAT times are 2 s coarse
-            created.append(path)
+    created = _created(steps)
     # sources had started to go, and were not being put back
     removing = bool(_paths_of(steps, StepKind.UNLINK)) and not _paths_of(steps, StepKind.ROLLBACK)
     stand_ins = [p for p in sources + temps if p.exists()]
@@ -90,18 +87,34 @@ def _recover_one(
         state = MoveState.FAILED_CLEAN if failed else MoveState.ROLLED_BACK
         finals = []
     else:
-        # sources had started to go, so every final name was taken: finish the job
-        finals = claimed[-len(sources) :]
-        for source, final in zip(sources, finals):
-            if source.exists() and final.exists() and safefs.same_file(source, final):
-                safefs.remove(source)
-            elif not final.exists() and not failed:
-                log.error("journal: %s is missing at %s", source, final)
+        finals = _finish(sources, claimed, failed)
         state = MoveState.DONE
     for tmp in temps:
         if tmp.exists():
             safefs.remove(tmp)
     return state, finals
+
+
+def _created(steps: list[Step]) -> list[Path]:
+    """Without hard links: names taken with an empty file, and one perhaps taken that way
+    as the crash came (only an empty file made since it was noted can be that one)."""
+    created = _paths_of(steps, StepKind.CREATED)
+    if steps and steps[-1].kind == StepKind.CREATE:
+        path, at = Path(steps[-1].path), steps[-1].details["at"]
+        if _empty_since(path, at - 2_000_000_000):  # FAT times are 2 s coarse
+            created.append(path)
+    return created
+
+
+def _finish(sources: list[Path], claimed: list[Path], failed: bool) -> list[Path]:
+    """Sources had started to go, so every final name was taken: finish the job."""
+    finals = claimed[-len(sources) :]
+    for source, final in zip(sources, finals):
+        if source.exists() and final.exists() and safefs.same_file(source, final):
+            safefs.remove(source)
+        elif not final.exists() and not failed:
+            log.error("journal: %s is missing at %s", source, final)
+    return finals
 
 
 def _empty_since(path: Path, since_ns: int) -> bool:
