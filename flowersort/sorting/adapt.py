@@ -3,7 +3,7 @@
 `ask` puts into the review folder the photos whose answers would teach the model most: the
 most uncertain scores, spread over the archive's folders, no two near-duplicates of each
 other. The user answers as with any review: a photo moved into the target folder is a
-flower, one moved back into the archive is not (corrections.Watch records both). `adapt`
+flower, one moved back into the archive is not (watch.Watch records both). `adapt`
 then fine-tunes a model's head nets on those answers, started from the model's own weights
 and held close to them and to the model's own scores of the archive's other photos, sets
 the threshold so that it moves as many of them as the model did, and writes a model file

@@ -29,7 +29,7 @@ class SortRun:
     of the with block, first finishes or rolls back what an interrupted run left in the
     journal, and journals every move. With a target, a score within the review band of
     the threshold is borderline: moved into the review folder if given, else left in
-    place; and the user's earlier choices are learnt and kept (see corrections.Watch)."""
+    place; and the user's earlier choices are learnt and kept (see watch.Watch)."""
 
     def __init__(
         self,

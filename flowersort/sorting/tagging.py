@@ -12,7 +12,7 @@ The photo manager is the interface for corrections, as the file manager is for m
 keyword flowersort wrote that the user removed is a veto (the photo is never tagged
 again, and is a non-flower example for `train --with-corrections`); a photo the user gave
 the keyword by hand is a flower example. Both are kept in the corrections store by
-content, as corrections.Watch keeps those of moves.
+content, as watch.Watch keeps those of moves.
 """
 
 from __future__ import annotations
