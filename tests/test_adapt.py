@@ -172,7 +172,7 @@ def test_an_adapted_model_moves_as_many_of_the_archive_as_the_model_did(trained_
     near the threshold did in benchmarks/unseen.py); the adapted model's threshold follows,
     so that it moves as many of the archive's photos, the ones it ranks highest."""
     from flowersort.scoring.pipeline import score_photos
-    from flowersort.sorting.adapt import same_count_threshold
+    from flowersort.sorting.finetune import same_count_threshold
 
     pictures = archive(tmp_path / "Pictures", n=30)
     model = load_model(trained_model)
@@ -196,7 +196,7 @@ def test_an_adapted_model_moves_as_many_of_the_archive_as_the_model_did(trained_
 
 def test_the_photos_not_answered_keep_the_scores_the_model_gave_them(trained_model, tmp_path):
     from flowersort.scoring.pipeline import scan
-    from flowersort.sorting.adapt import AdaptConfig, fine_tune
+    from flowersort.sorting.finetune import AdaptConfig, fine_tune
 
     pictures = archive(tmp_path / "Pictures", n=30)
     model = load_model(trained_model)

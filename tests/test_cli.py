@@ -377,7 +377,8 @@ def test_hidden_files_and_thumbnail_caches_are_left_out_unless_asked(archive, tr
 def test_wait_waits_for_the_other_run_instead_of_exit_3(archive, trained_model, tmp_path):
     import threading
 
-    from flowersort.sorting.journal import RunLock, state_dir
+    from flowersort.sorting.lock import RunLock
+    from flowersort.sorting.state import state_dir
 
     lock = RunLock(state_dir())
     released = threading.Timer(1.5, lock.release)

@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from flowersort.sorting.corrections import Store, store_path, training_examples
-from flowersort.sorting.journal import state_dir
+from flowersort.sorting.corrections import Store, store_path
+from flowersort.sorting.marks import training_examples
+from flowersort.sorting.state import state_dir
 from tests.conftest import census, make_photo, run, write_photo
 
 
@@ -278,7 +279,7 @@ def test_train_with_corrections_adds_the_users_examples(examples, archive, tmp_p
 
 def test_a_correction_relabels_a_photo_of_the_example_folders(examples, tmp_path):
     from flowersort.model.features import FeatureConfig
-    from flowersort.sorting.corrections import Example
+    from flowersort.sorting.marks import Example
     from flowersort.training.learn import with_corrections
     from flowersort.training.train import load_examples
 

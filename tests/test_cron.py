@@ -1057,7 +1057,8 @@ def test_report_cards_say_which_path_is_where_the_photo_went(archive, trained_mo
 
 
 def test_a_locked_out_run_creates_no_target_folder(archive, trained_model, tmp_path):
-    from flowersort.sorting.journal import RunLock, state_dir
+    from flowersort.sorting.lock import RunLock
+    from flowersort.sorting.state import state_dir
 
     dest = tmp_path / "new" / "Flowers"
     with RunLock(state_dir()):
@@ -1155,7 +1156,8 @@ def test_an_empty_source_creates_nothing_and_exits_5(trained_model, tmp_path):
 
 
 def test_errors_before_the_run_starts_go_to_the_log_file_too(archive, trained_model, tmp_path):
-    from flowersort.sorting.journal import RunLock, state_dir
+    from flowersort.sorting.lock import RunLock
+    from flowersort.sorting.state import state_dir
 
     log = tmp_path / "logs" / "flowersort.log"
     missing = tmp_path / "unmounted" / "Pictures"

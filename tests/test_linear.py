@@ -267,7 +267,7 @@ def test_a_rerun_makes_no_path_object_per_photo_flowersort_placed(tmp_path, monk
     paths are kept as text, not made into a Path each (most of its cost per photo)."""
     import pathlib
 
-    from flowersort.sorting import corrections
+    from flowersort.sorting import corrections, watch
 
     src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
     rng = np.random.default_rng(8)
@@ -283,7 +283,8 @@ def test_a_rerun_makes_no_path_object_per_photo_flowersort_placed(tmp_path, monk
         made.append(parts)
         return pathlib.Path(*parts)
 
-    monkeypatch.setattr(corrections, "Path", counted)
+    monkeypatch.setattr(corrections, "Path", counted)  # the store
+    monkeypatch.setattr(watch, "Path", counted)  # Watch.start
     result = run(*args, "--json")
     assert result.exit_code == 0, result.output
     assert len(made) < PHOTOS // 4, made

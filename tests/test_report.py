@@ -111,7 +111,7 @@ def test_clicks_in_chromium_mark_cards_and_save_marks_for_train(archive, trained
     """The click handlers and the save button in a real DOM, not only marksJson."""
     import html
 
-    from flowersort.sorting.corrections import read_marks
+    from flowersort.sorting.marks import read_marks
 
     report = tmp_path / "report.html"
     rows = classify_with_report(archive, trained_model, report)

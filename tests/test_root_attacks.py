@@ -103,7 +103,7 @@ def test_undo_whose_photos_failed_stays_open(tmp_path, monkeypatch):
 def test_runs_with_other_state_folders_share_the_folder_locks(archive, tmp_path, which):
     """Root's cron (its own state folder) and the owner's shell (another) over the same
     archive and target: the second waits or exits 3 as with one state folder."""
-    from flowersort.sorting.journal import FolderLock
+    from flowersort.sorting.lock import FolderLock
 
     dest = tmp_path / "Flowers"
     dest.mkdir()

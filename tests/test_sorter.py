@@ -17,7 +17,9 @@ from flowersort.base.errors import LockHeld
 from flowersort.safefs import attrs, identity, seams
 from flowersort.safefs import copies as copying
 from flowersort.safefs import transfer as moving
-from flowersort.sorting.journal import Journal, RunLock, state_dir
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.lock import RunLock
+from flowersort.sorting.state import state_dir
 from tests.conftest import (
     ROOT_ON_A_STICK,
     census,

@@ -11,9 +11,10 @@ import pytest
 
 from flowersort.base.outcomes import Action
 from flowersort.photos import xmp, xmp_splice, xmp_write
-from flowersort.sorting import tagging
+from flowersort.sorting import tagging, tagjournal
 from flowersort.sorting.corrections import Store
-from flowersort.sorting.journal import Journal, state_dir
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.state import state_dir
 from tests.test_xmp import DIGIKAM
 
 
@@ -38,8 +39,8 @@ def tag_all(album: Path, dry_run: bool = False, review: bool = False) -> list:
 def undo_last() -> list:
     journal = Journal(state_dir())
     try:
-        run = tagging.tag_runs(journal)[-1].id
-        return list(tagging.undo_tags(journal, run))
+        run = tagjournal.tag_runs(journal)[-1].id
+        return list(tagjournal.undo_tags(journal, run))
     finally:
         journal.close()
 
@@ -144,7 +145,7 @@ def test_recovery_removes_the_temporary_of_an_interrupted_write(album, monkeypat
     tmp = album / f"{xmp_write.TMP_PREFIX}left.xmp"
     tmp.write_bytes(b"half")
     journal.db.execute("UPDATE tags SET tmp = ? WHERE state = 'started'", (os.fsencode(tmp),))
-    assert tagging.TagJournal(journal).recover() == 1
+    assert tagjournal.TagJournal(journal).recover() == 1
     journal.close()
     assert not tmp.exists()
     assert (album / "IMG_0002.jpg.xmp").read_bytes() == DIGIKAM
@@ -214,9 +215,10 @@ def test_undo_takes_the_keyword_out_of_a_sidecar_whose_photo_is_gone(album):
 
 KILLED_UNDO = """
 import os, signal
-from flowersort.sorting import tagging
-from flowersort.photos import xmp_write
-from flowersort.sorting.journal import Journal, state_dir
+from flowersort.sorting import tagjournal
+from flowersort.photos import xmp, xmp_splice, xmp_write
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.state import state_dir
 
 real = xmp_write._fsync
 def killed(fd):  # the temporary written and synced, the sidecar not yet replaced
@@ -224,7 +226,7 @@ def killed(fd):  # the temporary written and synced, the sidecar not yet replace
     os.kill(os.getpid(), signal.SIGKILL)
 xmp_write._fsync = killed
 journal = Journal(state_dir())
-list(tagging.undo_tags(journal, tagging.tag_runs(journal)[-1].id))
+list(tagjournal.undo_tags(journal, tagjournal.tag_runs(journal)[-1].id))
 """
 
 
@@ -244,7 +246,7 @@ def test_an_undo_killed_mid_write_is_finished_by_the_next_with_no_temporary_left
 KILLED_FIRST_TAG = """
 import os, signal, sys
 from flowersort.sorting import tagging
-from flowersort.photos import xmp, xmp_write
+from flowersort.photos import xmp, xmp_splice, xmp_write
 
 real, calls = xmp_write._fsync, []
 def killed(fd):  # the new sidecar has its name; the folder's fsync, then the kill

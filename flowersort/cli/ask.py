@@ -97,6 +97,7 @@ def ask(
     move is journalled: 'flowersort undo' puts the photos back. Photos you answered before
     are not asked again.
     """
+    from flowersort.sorting.adapt import AskOptions
     from flowersort.sorting.adapt import ask as run_ask
 
     folder = src if src.is_dir() else src.parent
@@ -114,11 +115,7 @@ def ask(
         move_to,
         review_to,
         count,
-        dry_run=dry_run,
-        workers=workers,
-        exclude=exclude,
-        wait=wait,
-        cache=cache,
+        AskOptions(dry_run=dry_run, workers=workers, exclude=exclude, wait=wait, cache=cache),
     )
     with progress(quiet, desc="choosing", unit="photo") as bar:
         try:
@@ -190,6 +187,7 @@ def adapt(
     after answering, with the same --model each time, and give the new file to the nightly
     classify (--model OUT).
     """
+    from flowersort.sorting.adapt import AdaptOptions
     from flowersort.sorting.adapt import adapt as run_adapt
 
     setup_logging(quiet, verbose, log_file)
@@ -204,10 +202,9 @@ def adapt(
         move_to,
         review_to,
         out_path,
-        dry_run=dry_run,
-        workers=workers,
         on_skip=report_skip,
         source=os.fspath(model_file),
+        options=AdaptOptions(dry_run=dry_run, workers=workers),
     )
     if as_json:
         out = {"model": None if dry_run else os.fspath(out_path), "flowers": result.flowers}

@@ -3,7 +3,7 @@
 `ask` puts into the review folder the photos whose answers would teach the model most: the
 most uncertain scores, spread over the archive's folders, no two near-duplicates of each
 other. The user answers as with any review: a photo moved into the target folder is a
-flower, one moved back into the archive is not (corrections.Watch records both). `adapt`
+flower, one moved back into the archive is not (watch.Watch records both). `adapt`
 then fine-tunes a model's head nets on those answers, started from the model's own weights
 and held close to them and to the model's own scores of the archive's other photos, sets
 the threshold so that it moves as many of them as the model did, and writes a model file
@@ -24,45 +24,22 @@ import numpy as np
 
 from flowersort.base.errors import BadImage, EmptySource, FlowersortError
 from flowersort.base.outcomes import Action, Outcome
-from flowersort.model.features import flip_tiles
 from flowersort.model.file import Model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band, lines_for
-from flowersort.model.network import bce_with_logits, sigmoid
 from flowersort.photos.archive import OnSkip, walk
 from flowersort.photos.decode import read_image
 from flowersort.safefs.identity import Key, content_key
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import scan, score_photos
 from flowersort.sorting.checks import check_target, is_empty_folder
-from flowersort.sorting.corrections import Watch
+from flowersort.sorting.finetune import AdaptConfig, fine_tune, same_count_threshold
 from flowersort.sorting.folders import make_dirs
 from flowersort.sorting.moves import Mover, identity
-from flowersort.training.train import Adam
+from flowersort.sorting.watch import Watch
 
 log = logging.getLogger("flowersort")
 
 NEAR_DUPLICATE = 2  # 8 x 8 average hashes this close (Hamming distance) are one photo twice
 POOL = 4  # the n photos are picked among the POOL * n most uncertain
-
-
-@dataclass
-class AdaptConfig:
-    """How the head nets are fitted to the answers."""
-
-    epochs: int = 200  # full-batch Adam steps over the answers
-    learning_rate: float = 0.003
-    # L2 pull towards the starting weights: what the model learnt from its examples is kept
-    # where the answers say nothing
-    anchor: float = 0.01
-    layers: int = 3  # the head's last this many layers learn; the others stay the model's
-    answer_weight: float = 1.0  # each answer's weight in the loss (the mean is over answers)
-    # photos of the archive not answered, which the adapted nets must go on scoring as the
-    # model did (each member's own probability is their target): answers teach where they
-    # speak and nothing moves elsewhere. Without them a few answers near the threshold,
-    # most of them "not a flower", pulled every score down: fewer flowers moved after
-    # 25 answers than before any (benchmarks/unseen.py)
-    keep_photos: int = 400
-    keep_weight: float = 1.0  # their loss's weight against the answers' (each a mean)
 
 
 @dataclass
@@ -132,59 +109,39 @@ def pick(
     return chosen
 
 
+@dataclass
+class AskOptions:
+    """How `ask` runs, as the command's options say: with dry_run nothing changes; with
+    `cache` (the nightly classify's) the photos it scored already are not decoded again."""
+
+    dry_run: bool = False
+    workers: int | None = None
+    exclude: Iterable[str] = ()
+    wait: bool = False  # for the run lock, else exit 3 when another run holds it
+    cache: ScoreCache | None = None
+
+
 def ask(
     model: Model,
     src: Path,
     dest: Path,
     review: Path,
     n: int,
-    *,
-    dry_run: bool = False,
-    workers: int | None = None,
-    exclude: Iterable[str] = (),
-    wait: bool = False,
-    cache: ScoreCache | None = None,
+    options: AskOptions | None = None,
 ) -> Iterator[Outcome]:
     """Move the n photos under src whose answers would teach the model most into the review
     folder (journalled, as classify moves borderline photos: `undo` puts them back). Photos
-    the user already answered are not asked again. With dry_run nothing changes: each
-    chosen photo comes back as `would-review`. With `cache` (the nightly classify's), the
-    photos it scored already are not decoded again."""
+    the user already answered are not asked again. With options.dry_run nothing changes:
+    each chosen photo comes back as `would-review`."""
+    options = options or AskOptions()
     src, dest, review = Path(src), Path(dest), Path(review)
-    if not src.exists():
-        raise FlowersortError(f"no such file or folder: {src}")
-    if is_empty_folder(src):  # a disk not mounted: no folder is made in its mount point
-        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
-    check_target(src, dest)
-    check_target(src, review)
-    mover = Mover(dest, False, "rename", wait, src, dry_run)  # a dry run only says
-    if not dry_run:
-        try:
-            created = make_dirs(review)
-        except OSError as e:
-            mover.close()
-            raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
-        mover.note_created_dirs(created)
+    _check_ask(src, dest, review)
+    mover = _ask_mover(src, dest, review, options)
     watch = None
     try:
-        watch = Watch(dest, review, dry_run=dry_run)
+        watch = Watch(dest, review, dry_run=options.dry_run)
         watch.start()
-        skipped: list[Outcome] = []
-        photos = walk(
-            src,
-            prune=[dest, review],
-            exclude=exclude,
-            on_skip=lambda p, why: skipped.append(Outcome(p, Action.SKIPPED, reason=why)),
-        )
-        candidates: list[tuple[str, float]] = []
-        was: dict[str, tuple | None] = {}
-        for scored in score_photos(model, (Path(p) for p in photos), workers, cache=cache):
-            path = os.fspath(scored.path)
-            if scored.score is None:
-                skipped.append(Outcome(path, Action.SKIPPED, reason=scored.skip_reason))
-            elif watch.held(path) is None and not watch.confirmed(path):
-                was[path] = identity(path)
-                candidates.append((path, scored.score))
+        skipped, candidates, was = _candidates(model, src, [dest, review], watch, options)
         watch.finish()
         yield from skipped
         score_of = dict(candidates)
@@ -204,6 +161,53 @@ def ask(
         if watch:
             watch.close()
         mover.close()
+
+
+def _check_ask(src: Path, dest: Path, review: Path) -> None:
+    if not src.exists():
+        raise FlowersortError(f"no such file or folder: {src}")
+    if is_empty_folder(src):  # a disk not mounted: no folder is made in its mount point
+        raise EmptySource(f"{src} is empty: nothing to do, nothing created (is it mounted?)")
+    check_target(src, dest)
+    check_target(src, review)
+
+
+def _ask_mover(src: Path, dest: Path, review: Path, options: AskOptions) -> Mover:
+    """The Mover of an ask run, its review folder made (and journalled) unless dry_run."""
+    mover = Mover(dest, False, "rename", options.wait, src, options.dry_run)  # a dry run only says
+    if not options.dry_run:
+        try:
+            created = make_dirs(review)
+        except OSError as e:
+            mover.close()
+            raise FlowersortError(f"cannot create {e.filename}: {e.strerror}") from None
+        mover.note_created_dirs(created)
+    return mover
+
+
+def _candidates(
+    model: Model, src: Path, prune: list[Path], watch: Watch, options: AskOptions
+) -> tuple[list[Outcome], list[tuple[str, float]], dict[str, tuple | None]]:
+    """The photos under src that may be asked about, with their scores and identities
+    (neither vetoed nor confirmed), and the skipped ones' outcomes."""
+    skipped: list[Outcome] = []
+    photos = walk(
+        src,
+        prune=prune,
+        exclude=options.exclude,
+        on_skip=lambda p, why: skipped.append(Outcome(p, Action.SKIPPED, reason=why)),
+    )
+    candidates: list[tuple[str, float]] = []
+    was: dict[str, tuple | None] = {}
+    paths = (Path(p) for p in photos)
+    for scored in score_photos(model, paths, options.workers, cache=options.cache):
+        path = os.fspath(scored.path)
+        if scored.score is None:
+            skipped.append(Outcome(path, Action.SKIPPED, reason=scored.skip_reason))
+        elif watch.held(path) is None and not watch.confirmed(path):
+            was[path] = identity(path)
+            candidates.append((path, scored.score))
+    return skipped, candidates, was
 
 
 def answers(
@@ -235,96 +239,15 @@ def answers(
         watch.close()
 
 
-def fine_tune(
-    model: Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    cfg: AdaptConfig | None = None,
-    keep: np.ndarray | None = None,
-) -> Model:
-    """A copy of model whose member nets' heads are fitted to the feature maps x (N, tiles,
-    a, b) with labels y (1.0 = flower), each photo also seen mirrored, while on the feature
-    maps `keep` (photos not answered) each member is held to its own probabilities; the
-    tile nets, the input scaling, the threshold and the views stay the model's."""
-    cfg = cfg or AdaptConfig()
-    x = model.normalize(x).astype(np.float32)
-    x = np.concatenate([x, flip_tiles(x, model.features)])  # as the model scores
-    y = np.concatenate([y, y]).astype(np.float32)
-    # each class weighs half: the photos asked about are mostly non-flowers near the
-    # threshold, and answers of one kind alone would pull every score that way
-    n_flowers = y.sum()
-    weight = np.full(len(y), cfg.answer_weight / len(y), np.float32)
-    if 0 < n_flowers < len(y):
-        weight *= np.where(y > 0.5, len(y) / (2 * n_flowers), len(y) / (2 * (len(y) - n_flowers)))
-    if keep is not None and len(keep) and cfg.keep_weight:
-        k = model.normalize(keep).astype(np.float32)
-        k = np.concatenate([k, flip_tiles(k, model.features)])
-        weight = np.concatenate([weight, np.full(len(k), cfg.keep_weight / len(k), np.float32)])
-    else:
-        k = x[:0]
-    inputs = np.concatenate([x, k])
-    nets = []
-    for member in model.nets:
-        net = type(member)(member.cfg)
-        net.load_state(member.state())
-        tmap = net.tile_map(inputs)  # (N, T, c): fixed, only the head learns
-        targets = y
-        if len(k):  # each member's own probabilities for the kept photos
-            targets = np.concatenate([y, sigmoid(net.head_forward(tmap[len(x) :]))])
-        targets = targets.astype(np.float32)
-        heads = net.head.layers[-cfg.layers :]
-        start = [(la.w.copy(), la.b.copy()) for la in heads]
-        opt = Adam(heads, cfg.learning_rate, 0.0)
-        for _ in range(cfg.epochs):
-            logits = net.head_forward(tmap)
-            # bce_with_logits averages over its rows: the weights (summing to the answers'
-            # and the kept photos' shares) are scaled back by that count
-            _, grad = bce_with_logits(logits, targets, weight * len(targets))
-            net.head_backward(grad)
-            for la, (w0, b0) in zip(heads, start):
-                la.dw += cfg.anchor * (la.w - w0)
-                la.db += cfg.anchor * (la.b - b0)
-            opt.step()
-        nets.append(net)
-    summary = dict(model.summary)
-    summary["adapted"] = {
-        "answers": {"flowers": int(y.sum() // 2), "noflowers": int((len(y) - y.sum()) // 2)},
-        "kept_photos": len(k) // 2,
-        "config": cfg.__dict__,
-        "from": model.summary.get("adapted", {}).get("from"),
-    }
-    return Model(
-        model.features,
-        nets,
-        model.input_mean,
-        model.input_std,
-        model.threshold,
-        summary,
-        model.views,
-    )
+@dataclass
+class AdaptOptions:
+    """How `adapt` runs: `cfg`, the fitting's settings; with dry_run nothing is written;
+    with `cache` (the nightly classify's) the model's scores of the archive come from there."""
 
-
-def same_count_threshold(
-    model: Model, adapted: Model, base: list[tuple[str, float]], workers: int | None = None
-) -> int:
-    """Set the adapted model's threshold so that it moves as many of the archive's photos
-    (`base`: each with the model's score) as the model did, with the model's review band:
-    the photos it now ranks highest. A few answers, most of them "not a flower" near the
-    threshold, shift every score of the refitted head, so the model's own threshold no
-    longer means what it was chosen for (precision on sources the nets never saw), while
-    the ranking gets better (benchmarks/unseen.py). Returns that count."""
-    band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
-    line = model.threshold + effective_band(model.threshold, band)
-    count = sum(s >= line for _, s in base)
-    if not count:
-        return 0  # nothing to match: the model's own threshold
-    scored = score_photos(adapted, (Path(p) for p, _ in base), workers)
-    scores = np.sort([s.score for s in scored if s.score is not None])[::-1]
-    if count >= len(scores):
-        return count
-    move = float(scores[count - 1] + scores[count]) / 2
-    adapted.threshold = lines_for(move, band).threshold
-    return count
+    cfg: AdaptConfig | None = None
+    dry_run: bool = False
+    workers: int | None = None
+    cache: ScoreCache | None = None
 
 
 def adapt(
@@ -334,26 +257,51 @@ def adapt(
     review: Path | None,
     out: Path | None,
     *,
-    cfg: AdaptConfig | None = None,
-    dry_run: bool = False,
-    workers: int | None = None,
     on_skip: OnSkip,
     source: str = "",
-    cache: ScoreCache | None = None,
+    options: AdaptOptions | None = None,
 ) -> AdaptResult:
     """Fit model to the answers the user gave under src (into dest: flowers; back into
     the archive: not), held to its own scores on the archive's other photos, with the
     threshold that moves as many of them as the model did (same_count_threshold), and write
-    it to `out` (nothing written with dry_run). With `cache` (the nightly classify's), the
-    model's scores of the archive are taken from there."""
+    it to `out` (nothing written with options.dry_run). `source`: the model's file, noted in
+    the adapted model's summary."""
+    options = options or AdaptOptions()
+    workers = options.workers
     t0 = time.perf_counter()
-    found = answers(Path(src), Path(dest), review, dry_run=dry_run)
+    found = answers(Path(src), Path(dest), review, dry_run=options.dry_run)
     if not found:
         raise FlowersortError(
             f"no answers yet: sort the photos in the review folder (into {dest} if a flower, "
             f"back into the archive if not), then run adapt again; 'flowersort ask' puts "
             f"the photos worth answering there"
         )
+    label = {os.fspath(p): flower for p, flower in found}
+    xs, ys, skipped = _answered_features(model, found, workers, on_skip)
+    y = np.array(ys)
+    cfg = options.cfg or AdaptConfig()
+    # the archive's other photos: the head is held to the model's own scores on a spread
+    # of them, and the adapted model moves as many of them as the model did
+    prune = [p for p in (dest, review) if p is not None]
+    archive = sorted(p for p in walk(Path(src), prune=prune) if p not in label)
+    scored = score_photos(model, map(Path, archive), workers, cache=options.cache)
+    base = [(os.fspath(s.path), s.score) for s in scored if s.score is not None]
+    keep = _kept_features(model, base, cfg.keep_photos, workers)
+    adapted = fine_tune(model, np.stack(xs), y, cfg, np.stack(keep) if keep else None)
+    adapted.summary["adapted"]["from"] = source
+    if base:
+        moved = same_count_threshold(model, adapted, base, workers)
+        adapted.summary["adapted"]["archive"] = {"photos": len(base), "moved": moved}
+    if not options.dry_run and out is not None:
+        adapted.save(out)
+    flowers = int(y.sum())
+    return AdaptResult(adapted, flowers, len(y) - flowers, time.perf_counter() - t0, skipped)
+
+
+def _answered_features(
+    model: Model, found: list[tuple[Path, bool]], workers: int | None, on_skip: OnSkip
+) -> tuple[list[np.ndarray], list[float], list[tuple[str, str]]]:
+    """The answered photos' feature maps and labels (1.0: a flower), and those skipped."""
     label = {os.fspath(p): flower for p, flower in found}
     xs, ys, skipped = [], [], []
     for photo in scan([p for p, _ in found], model.features, workers):
@@ -366,27 +314,17 @@ def adapt(
         ys.append(float(label[os.fspath(photo.path)]))
     if not xs:
         raise FlowersortError("none of the answered photos could be read")
-    y = np.array(ys)
-    cfg = cfg or AdaptConfig()
-    # the archive's other photos: the head is held to the model's own scores on a spread
-    # of them, and the adapted model moves as many of them as the model did
-    prune = [p for p in (dest, review) if p is not None]
-    archive = sorted(p for p in walk(Path(src), prune=prune) if p not in label)
-    scored = score_photos(model, map(Path, archive), workers, cache=cache)
-    base = [(os.fspath(s.path), s.score) for s in scored if s.score is not None]
-    step = max(1, len(base) // cfg.keep_photos) if cfg.keep_photos else 0
-    spread = [Path(p) for p, _ in base[::step][: cfg.keep_photos]] if step else []
-    keep = [
+    return xs, ys, skipped
+
+
+def _kept_features(
+    model: Model, base: list[tuple[str, float]], keep_photos: int, workers: int | None
+) -> list[np.ndarray]:
+    """The feature maps of a spread of `keep_photos` of the archive's scored photos."""
+    step = max(1, len(base) // keep_photos) if keep_photos else 0
+    spread = [Path(p) for p, _ in base[::step][:keep_photos]] if step else []
+    return [
         photo.features
         for photo in scan(spread, model.features, workers)
         if photo.features is not None
     ]
-    adapted = fine_tune(model, np.stack(xs), y, cfg, np.stack(keep) if keep else None)
-    adapted.summary["adapted"]["from"] = source
-    if base:
-        moved = same_count_threshold(model, adapted, base, workers)
-        adapted.summary["adapted"]["archive"] = {"photos": len(base), "moved": moved}
-    if not dry_run and out is not None:
-        adapted.save(out)
-    flowers = int(y.sum())
-    return AdaptResult(adapted, flowers, len(y) - flowers, time.perf_counter() - t0, skipped)

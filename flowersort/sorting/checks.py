@@ -13,9 +13,7 @@ from flowersort.base.errors import EmptySource, FlowersortError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.photos.archive import walk
 from flowersort.sorting.folders import made_for_the_user
-from flowersort.sorting.journal import (
-    earlier_target,
-)
+from flowersort.sorting.journal import earlier_target
 from flowersort.sorting.options import SortOptions
 
 log = logging.getLogger("flowersort")

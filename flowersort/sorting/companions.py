@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowersort.photos.archive import companion_names, suffix_of
-from flowersort.sorting.journal import (
-    Journal,
-    RunLock,
-)
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.lock import RunLock
 
 
 def sidecars(photo: Path, listed: Iterable[str] | None = None) -> list[Path]:

@@ -29,7 +29,7 @@ class SortRun:
     of the with block, first finishes or rolls back what an interrupted run left in the
     journal, and journals every move. With a target, a score within the review band of
     the threshold is borderline: moved into the review folder if given, else left in
-    place; and the user's earlier choices are learnt and kept (see corrections.Watch)."""
+    place; and the user's earlier choices are learnt and kept (see watch.Watch)."""
 
     def __init__(
         self,
@@ -75,6 +75,42 @@ def classify(
         yield from run
 
 
+class _Walk:
+    """The photos of a run's walk, each one's identity noted before it is read (the score
+    cache's key comes from that stat: one stat a photo), and the walk's skips, reported in
+    their place among the outcomes."""
+
+    def __init__(self, src: Path, options: SortOptions, hooks: Hooks):
+        self.hooks = hooks
+        self.skips: deque[tuple[str, str]] = deque()
+        self.scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
+        on_pass = hooks.on_passed_over
+        self.photos = options.walk.photos(
+            src, options.targets, on_skip=self.note_skip, on_pass=on_pass
+        )
+
+    def noting_identity(self) -> Iterator[str]:
+        for path in self.photos:
+            self.scored_as[path] = identity(path)
+            yield path
+
+    def cache_key(self, path: str | Path) -> tuple[int, int, int] | None:
+        """The score cache's key from the stat noting_identity made: one stat a photo."""
+        was = self.scored_as.get(os.fspath(path))
+        return None if was is None else (was[2], was[3], was[1])  # size, mtime_ns, inode
+
+    def note_skip(self, path: str, reason: str) -> None:
+        self.skips.append((path, reason))
+        if self.hooks.on_walk_skip:
+            self.hooks.on_walk_skip(path, reason)
+
+    def skipped(self) -> Iterator[Outcome]:
+        """The walk's skips noted so far."""
+        while self.skips:
+            skipped, why = self.skips.popleft()
+            yield Outcome(skipped, Action.SKIPPED, reason=why)
+
+
 def _sort(
     model: Model, src: Path, options: SortOptions, hooks: Hooks, cache: ScoreCache | None
 ) -> Generator[Outcome, None, None]:
@@ -87,55 +123,32 @@ def _sort(
         targets = Tagger.open(src, options)
     elif options.dest is not None:
         targets = Targets.open(src, options)
-    walk_skips: deque[tuple[str, str]] = deque()
-    scored_as: dict[str, tuple | None] = {}  # each photo's identity before it was read
-
-    def noting_identity(paths: Iterable[str]) -> Iterator[str]:
-        for path in paths:
-            scored_as[path] = identity(path)
-            yield path
-
-    def cache_key(path: str | Path) -> tuple[int, int, int] | None:
-        """The score cache's key from the stat noting_identity made: one stat a photo."""
-        was = scored_as.get(os.fspath(path))
-        return None if was is None else (was[2], was[3], was[1])  # size, mtime_ns, inode
-
-    def note_skip(path: str, reason: str) -> None:
-        walk_skips.append((path, reason))
-        if hooks.on_walk_skip:
-            hooks.on_walk_skip(path, reason)
-
-    on_pass = hooks.on_passed_over
-    photos = options.walk.photos(src, options.targets, on_skip=note_skip, on_pass=on_pass)
-    scoring = noting_identity(photos)
+    walk = _Walk(src, options, hooks)
     try:
         for scored in score_photos(
             model,
-            scoring,
+            walk.noting_identity(),
             options.workers,
             cache=cache,
             thumbnail=options.thumbnail,
-            key_of=cache_key,
+            key_of=walk.cache_key,
         ):
             if hooks.stop is not None and hooks.stop():
                 if hooks.on_stopped is not None:  # read but not reported, and the walk's rest
-                    hooks.on_stopped(len(scored_as) + sum(1 for _ in photos))
+                    hooks.on_stopped(len(walk.scored_as) + sum(1 for _ in walk.photos))
                 if targets:
                     targets.stop()
                 return
             path, score = os.fspath(scored.path), scored.score
-            was = scored_as.pop(path, None)
-            while walk_skips:
-                skipped, why = walk_skips.popleft()
-                yield Outcome(skipped, Action.SKIPPED, reason=why)
+            was = walk.scored_as.pop(path, None)
+            yield from walk.skipped()
             if score is None:
                 why = scored.skip_reason
                 yield Outcome(path, Action.SKIPPED, reason=why, skipped_before=scored.remembered)
                 continue
             flower, borderline = score >= threshold, abs(score - threshold) < band
             yield noted(sort_one(path, score, flower, borderline, targets, was), scored.note)
-        for skipped, why in walk_skips:
-            yield Outcome(skipped, Action.SKIPPED, reason=why)
+        yield from walk.skipped()
         if targets:  # a stopped run never gets here
             targets.finish()
     except GeneratorExit:  # closed before its last photo (`| head` went away): stopped

@@ -17,15 +17,12 @@ from flowersort.safefs import attrs, identity, seams
 from flowersort.sorting.checks import link_in_the_way
 from flowersort.sorting.corrections import take_back
 from flowersort.sorting.folders import remove_dir
-from flowersort.sorting.journal import (
-    DoneMove,
-    Journal,
-    RunInfo,
-    RunLock,
-    state_dir,
-)
+from flowersort.sorting.history import DoneMove, RunInfo
+from flowersort.sorting.journal import Journal
+from flowersort.sorting.lock import RunLock
 from flowersort.sorting.moves import DEDUPE_SIDECARS, journal_reader, path_names
-from flowersort.sorting.tagging import recover_tags, tag_runs, undo_tags
+from flowersort.sorting.state import state_dir
+from flowersort.sorting.tagjournal import recover_tags, tag_runs, undo_tags
 
 log = logging.getLogger("flowersort")
 
@@ -43,7 +40,7 @@ def undo(
     folder = state_dir()
     with nullcontext() if dry_run else RunLock(folder, wait):
         journal = Journal(folder)
-        complete = False  # every move put back: a reader gone at the last line (| head) is late
+        restoring: _Restoring | None = None
         run = None
         try:
             if not dry_run:
@@ -59,58 +56,77 @@ def undo(
             for sources, finals in journal.split_moves(undo_id):  # said, never skipped
                 where = ", ".join(os.fsdecode(f) for f in finals if f.exists())
                 yield Outcome(sources[0], Action.FAILED, reason=f"left split by its move: {where}")
-            restored = journal.restored_by_undo(undo_id)
-            already = 0  # put back by an undo that was interrupted: finish quietly
-            left = 0  # moves that failed to go back
-            held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
-            moves = journal.done_moves(undo_id)
-            for i, move in enumerate(moves):
-                sources, finals, keep_source, action = move
-                if action != DEDUPE_SIDECARS:  # a dedupe's group is done: say it
-                    if held:
-                        yield held
-                    held = None
-                    if stop is not None and stop():
-                        if run is not None:
-                            journal.finish_run(run)
-                        return
-                if tuple(finals) in restored or (
-                    (keep_source or action == MoveAction.DEDUPE)
-                    and all(s.exists() for s in sources)
-                    and not (keep_source and any(f.exists() for f in finals))
-                ):
-                    already += action != DEDUPE_SIDECARS
-                    continue
-                out = undoing.take_back(move)
-                if action == MoveAction.DEDUPE:
-                    held = out
-                    left += held.action == Action.FAILED
-                elif action == DEDUPE_SIDECARS:  # part of the dedupe above: said there
-                    complete = i == len(moves) - 1 and not left
-                    if out.action == Action.FAILED:
-                        left += 1
-                        yield out
-                    elif held and held.action in (Action.RESTORED, Action.WOULD_RESTORE):
-                        held.sidecars = sorted(held.sidecars + path_names(sources))
-                else:
-                    left += out.action == Action.FAILED
-                    complete = i == len(moves) - 1 and not left
-                    yield out
-            complete = not left
-            if held:
-                yield held
+            restoring = _Restoring(journal, run, undo_id, undoing)
+            if (yield from restoring.take_back_all(journal.done_moves(undo_id), stop)):
+                return  # stopped
             if run is None:  # a dry run: nothing to record
                 return
-            if left:  # the run stays open: the next undo tries what is left
+            if restoring.left:  # the run stays open: the next undo tries what is left
                 journal.finish_run(run)
                 return
-            _undone(journal, undo_id, run, already)
+            _undone(journal, undo_id, run, restoring.already)
         except GeneratorExit:  # the reader went away: the run is undone if every move is back
-            if complete and run is not None:
-                _undone(journal, undo_id, run, already)
+            if restoring is not None and restoring.complete and run is not None:
+                _undone(journal, undo_id, run, restoring.already)
             raise
         finally:
             journal.close()
+
+
+class _Restoring:
+    """The moves of one undo being put back, the last first: how many were back already
+    and how many failed, which decide whether the run is undone (also when the reader of
+    the outcomes goes away at the last line, `| head`)."""
+
+    def __init__(self, journal: Journal, run: int | None, undo_id: int, undoing: Undoing):
+        self.journal, self.run, self.undoing = journal, run, undoing
+        self.restored = journal.restored_by_undo(undo_id)
+        self.already = 0  # put back by an undo that was interrupted: finish quietly
+        self.left = 0  # moves that failed to go back
+        self.complete = False  # every move put back: a reader gone at the last line is late
+
+    def take_back_all(
+        self, moves: list[DoneMove], stop: Callable[[], bool] | None
+    ) -> Generator[Outcome, None, bool]:
+        """Each move taken back and said; True when `stop()` ended it (the run finished,
+        not undone)."""
+        held = None  # a dedupe's outcome, until its moved sidecars (the next entry)
+        for i, move in enumerate(moves):
+            sources, finals, keep_source, action = move
+            if action != DEDUPE_SIDECARS:  # a dedupe's group is done: say it
+                if held:
+                    yield held
+                held = None
+                if stop is not None and stop():
+                    if self.run is not None:
+                        self.journal.finish_run(self.run)
+                    return True
+            if tuple(finals) in self.restored or (
+                (keep_source or action == MoveAction.DEDUPE)
+                and all(s.exists() for s in sources)
+                and not (keep_source and any(f.exists() for f in finals))
+            ):
+                self.already += action != DEDUPE_SIDECARS
+                continue
+            out = self.undoing.take_back(move)
+            if action == MoveAction.DEDUPE:
+                held = out
+                self.left += held.action == Action.FAILED
+            elif action == DEDUPE_SIDECARS:  # part of the dedupe above: said there
+                self.complete = i == len(moves) - 1 and not self.left
+                if out.action == Action.FAILED:
+                    self.left += 1
+                    yield out
+                elif held and held.action in (Action.RESTORED, Action.WOULD_RESTORE):
+                    held.sidecars = sorted(held.sidecars + path_names(sources))
+            else:
+                self.left += out.action == Action.FAILED
+                self.complete = i == len(moves) - 1 and not self.left
+                yield out
+        self.complete = not self.left
+        if held:
+            yield held
+        return False
 
 
 def list_runs() -> list[RunInfo]:

@@ -19,7 +19,8 @@ from flowersort.model.file import Model, library_versions
 from flowersort.photos.archive import OnSkip
 from flowersort.report import Entry, write_report
 from flowersort.scoring.pipeline import default_workers, scan
-from flowersort.sorting.corrections import Example, Store, training_examples
+from flowersort.sorting.corrections import Store
+from flowersort.sorting.marks import Example, training_examples
 from flowersort.training.sources import photo_sources, read_sources
 from flowersort.training.train import Examples, Progress, TrainConfig, check_example_folders, fit
 from flowersort.training.train import load_examples as read_examples
