@@ -37,7 +37,7 @@ from flowersort.base import rights
 from flowersort.base.errors import FlowersortError, StateError
 from flowersort.photos.archive import size_of, walk
 from flowersort.safefs.identity import Key, content_key
-from flowersort.sorting.state import _damaged, _make_state_dir, state_dir
+from flowersort.sorting.state import damaged_file, make_state_dir, state_dir
 from flowersort.sorting.state import read_only as _read_only
 
 Label = Literal["flower", "not-flower"]
@@ -167,7 +167,7 @@ class Store:
                 self.db = _read_only(self.path)
                 self.db.execute("SELECT count(*) FROM corrections").fetchone()
             else:
-                _make_state_dir(self.path.parent)  # a file in the way: one line, exit 2
+                make_state_dir(self.path.parent)  # a file in the way: one line, exit 2
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
@@ -176,7 +176,7 @@ class Store:
                     self.db.execute("ALTER TABLE corrections ADD COLUMN run INTEGER")
                 self.db.execute(f"PRAGMA user_version = {VERSION}")
         except sqlite3.DatabaseError as e:
-            if not _damaged(e):  # a full disk, a read-only folder: not the file's fault
+            if not damaged_file(e):  # a full disk, a read-only folder: not the file's fault
                 raise StateError(f"cannot write the corrections file {self.path}: {e}") from None
             raise FlowersortError(
                 f"corrections file {self.path} is damaged ({e}); move it away to start afresh"

@@ -26,8 +26,8 @@ from flowersort.sorting import recovery
 from flowersort.sorting.entries import _folder_value, _metadata, _rowid, _text
 from flowersort.sorting.history import CREATED_DIRS, RunHistory
 from flowersort.sorting.migrate import absolute_paths
-from flowersort.sorting.recovery import _recover_one
-from flowersort.sorting.state import _damaged, _make_state_dir, read_only, state_dir
+from flowersort.sorting.recovery import recover_one
+from flowersort.sorting.state import damaged_file, make_state_dir, read_only, state_dir
 
 log = logging.getLogger("flowersort")
 
@@ -138,7 +138,7 @@ class Journal(RunHistory):
 
     @rights.as_root()  # opened and closed with root's rights, written through its files
     def __init__(self, folder: Path):
-        _make_state_dir(folder)
+        make_state_dir(folder)
         path = folder / "journal.sqlite"
         try:
             self.db = _Db(path)
@@ -151,7 +151,7 @@ class Journal(RunHistory):
         except sqlite3.Error as e:
             if hasattr(self, "db"):
                 self.db.close()
-            if _damaged(e):
+            if damaged_file(e):
                 raise _set_aside(path, str(e)) from None
             raise StateError(f"cannot write the journal {path}: {e}") from None
         if check != "ok":
@@ -247,7 +247,7 @@ class Journal(RunHistory):
             # the steps it did take, recovery finishes it (sources had started to go) or
             # takes back every name it took, and removes the temporaries
             try:
-                _recover_one(sources, keep_source, note.steps, failed=True)
+                recover_one(sources, keep_source, note.steps, failed=True)
             except OSError as e:
                 log.error("journal: cannot tidy up the move of %s: %s", sources[0], e)
             raise

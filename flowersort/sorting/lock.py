@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flowersort.base import rights
 from flowersort.base.errors import LockHeld, StateError
-from flowersort.sorting.state import _make_state_dir
+from flowersort.sorting.state import make_state_dir
 
 log = logging.getLogger("flowersort")
 
@@ -39,7 +39,7 @@ class RunLock:
 
     @rights.as_root()
     def __init__(self, folder: Path, wait: bool = False):
-        _make_state_dir(folder)
+        make_state_dir(folder)
         try:  # never inherited by a program we start (O_CLOEXEC)
             flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW  # a link: refused
             self.fd = os.open(folder / "lock", flags, 0o644)

@@ -40,7 +40,7 @@ def _parses(sources: str, steps: str, twins: str) -> bool:
     )
 
 
-def _recover_one(
+def recover_one(
     sources: list[Path], keep_source: bool, steps: list[Step], failed: bool = False
 ) -> tuple[MoveState, list[Path]]:
     """One interrupted (or `failed`) move put right from its steps: finished if its
@@ -179,7 +179,7 @@ def recover(journal: Journal) -> int:
                     _paths(sources), _paths(twins), _steps(steps), failed=failed
                 )
             else:
-                state, finals = _recover_one(
+                state, finals = recover_one(
                     _paths(sources), bool(keep_source), _steps(steps), failed=failed
                 )
         except OSError as e:  # left as it is, to be tried again by the next run

@@ -32,7 +32,7 @@ def read_only(path: Path) -> sqlite3.Connection:
 
 
 @rights.as_root()
-def _make_state_dir(folder: Path) -> None:
+def make_state_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -42,7 +42,7 @@ def _make_state_dir(folder: Path) -> None:
         ) from None
 
 
-def _damaged(e: sqlite3.Error) -> bool:
+def damaged_file(e: sqlite3.Error) -> bool:
     name = getattr(e, "sqlite_errorname", "")  # Python 3.11+
     return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or any(
         words in str(e) for words in ("not a database", "malformed")

@@ -31,7 +31,7 @@ from flowersort.sorting.corrections import Correction, Store
 from flowersort.sorting.journal import Journal
 from flowersort.sorting.lock import FolderLock, RunLock
 from flowersort.sorting.state import state_dir
-from flowersort.sorting.tagjournal import REMOVED, TagJournal, _has_tags
+from flowersort.sorting.tagjournal import REMOVED, TagJournal, has_tags
 
 if TYPE_CHECKING:  # sorter imports this module
     from flowersort.sorting.options import SortOptions
@@ -74,7 +74,7 @@ class Tagger:
                 self.journal = Journal(folder)
                 self.journal.recover()
             self.tags = None  # a dry run reads a journal that may have no table tags yet
-            if self.journal is not None and (not dry_run or _has_tags(self.journal)):
+            if self.journal is not None and (not dry_run or has_tags(self.journal)):
                 self.tags = TagJournal(self.journal)
             if self.tags is not None and not dry_run:
                 assert self.journal is not None  # the tags live in it

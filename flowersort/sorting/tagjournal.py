@@ -79,7 +79,7 @@ class TagJournal:
     def __init__(self, journal: Journal):
         self.journal = journal
         self.db = journal.db
-        if not _has_tags(journal):  # made when first needed
+        if not has_tags(journal):  # made when first needed
             for statement in TAGS.strip().split(";"):
                 if statement.strip():
                     self.db.execute(statement)
@@ -210,7 +210,7 @@ class TagJournal:
         ]
 
 
-def _has_tags(journal: Journal) -> bool:
+def has_tags(journal: Journal) -> bool:
     there = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
     return journal.db.execute(there).fetchone() is not None
 
@@ -218,13 +218,13 @@ def _has_tags(journal: Journal) -> bool:
 def recover_tags(journal: Journal) -> None:
     """TagJournal.recover, where the journal has tags: before an undo picks its run (a run
     killed at its first write has no keyword journaled done until this)."""
-    if _has_tags(journal):
+    if has_tags(journal):
         TagJournal(journal).recover()
 
 
 def tag_runs(journal: Journal, run: int | None = None) -> list[RunInfo]:
     """TagJournal.runs of a journal that may be read only and have no tags yet."""
-    return TagJournal(journal).runs(run) if _has_tags(journal) else []
+    return TagJournal(journal).runs(run) if has_tags(journal) else []
 
 
 def _remove_temporary(path: Path) -> None:
