@@ -274,7 +274,7 @@ def train(
     the photos sure to be flowers (above the band) holds on sources the nets never saw.
     The model file holds every member; a photo's score is their mean probability.
     """
-    from flowersort.training.learn import Corrections, ExampleFolders, Hooks, train_model
+    from flowersort.training.learn import Corrections, ExampleFolders, TrainHooks, train_model
 
     setup_logging(quiet, verbose, log_file)
     if model_path.exists() and not force:
@@ -333,7 +333,7 @@ def train(
                 corrections=Corrections(with_corrections, tuple(marks_files)),
                 workers=workers,
                 cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
-                hooks=Hooks(
+                hooks=TrainHooks(
                     on_skip=report_skip, on_photo=lambda: reading.update(1), on_epoch=on_epoch
                 ),
             )

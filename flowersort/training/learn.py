@@ -57,7 +57,7 @@ class ExampleFolders:
 
 
 @dataclass
-class Hooks:
+class TrainHooks:
     """Whom train_model tells as it goes; None: no one."""
 
     on_skip: OnSkip | None = None  # each file skipped, and why
@@ -74,17 +74,17 @@ def train_model(
     corrections: Corrections | None = None,
     workers: int | None = None,
     cache_folder: Path | None = None,
-    hooks: Hooks | None = None,
+    hooks: TrainHooks | None = None,
 ) -> TrainResult:
     """Train on FLOWERS and NOFLOWERS and write the model to model_path, and beside it
     MODEL.validation.html: the held-out fold, each photo scored by the model (the mean of
     its members, none of which learnt from it). Each photo's source (folders.sources_file,
     else its subfolder: see flowersort.training.sources) lets the threshold and the review
     band be chosen on folds of whole sources (TrainConfig.source_folds)."""
-    hooks = hooks or Hooks()
+    hooks = hooks or TrainHooks()
     flowers, noflowers = folders.flowers, folders.noflowers
     check_example_folders(flowers, noflowers)
-    listed = None  # read before the photos: a bad sources file stops the run at once
+    listed = None  # read before the photos: a bad sources file stops train before any
     if folders.sources_file is not None:
         listed = read_sources(folders.sources_file)
     examples = read_examples(
