@@ -30,8 +30,10 @@ import numpy as np
 from flowersort.model.features import FeatureConfig
 from flowersort.model.metrics import confusion
 from flowersort.photos.archive import walk
+from flowersort.training.config import TrainConfig
 from flowersort.training.evaluate import evaluate
-from flowersort.training.train import TrainConfig, fit, load_examples
+from flowersort.training.examples import load_examples
+from flowersort.training.train import fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # ----------------------------------------------------------------------------- settings

@@ -25,7 +25,10 @@ import numpy as np
 from flowersort.model.features import FeatureConfig
 from flowersort.model.metrics import best_threshold, confusion
 from flowersort.model.network import MatrixNet, sigmoid
-from flowersort.training.train import TrainConfig, fit_net, folds, load_examples
+from flowersort.training.config import TrainConfig
+from flowersort.training.crossval import folds
+from flowersort.training.examples import load_examples
+from flowersort.training.loop import Split, fit_net
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 TARGET = np.array([1.0, 0.0, 1.0, 0.0])
@@ -52,11 +55,12 @@ class FourOutputNet:
 
 
 def train(x, targets, train_idx, val_idx, seed=0):
-    """flowersort's own training loop (train.fit_net, default settings: flips, Adam, early
+    """flowersort's own training loop (loop.fit_net, default settings: flips, Adam, early
     stopping on the validation fold), on the four-output net."""
     rng = np.random.default_rng(seed)
     net = FourOutputNet(rng)
-    fit_net(net, net.layers, net.layers, x, targets, train_idx, val_idx, CFG, TrainConfig(), rng)
+    split = Split(x, targets, train_idx, val_idx)
+    fit_net(net, net.layers, net.layers, split, CFG, TrainConfig(), rng)
     return net
 
 

@@ -32,8 +32,10 @@ from flowersort.model.features import FeatureConfig
 from flowersort.model.metrics import confusion
 from flowersort.photos.archive import walk
 from flowersort.scoring.pipeline import scan
+from flowersort.training.config import TrainConfig
+from flowersort.training.examples import load_examples
 from flowersort.training.featcache import FeatureCache, default_feature_cache
-from flowersort.training.train import TrainConfig, fit, load_examples
+from flowersort.training.train import fit
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

@@ -40,8 +40,10 @@ import numpy as np
 
 from flowersort.model.features import FeatureConfig
 from flowersort.scoring.pipeline import default_workers, example_scores
+from flowersort.training.config import TrainConfig
+from flowersort.training.examples import load_examples
 from flowersort.training.featcache import default_feature_cache
-from flowersort.training.train import TrainConfig, fit, load_examples
+from flowersort.training.train import fit
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

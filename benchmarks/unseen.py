@@ -52,9 +52,11 @@ from flowersort.model.file import load_model
 from flowersort.scoring.pipeline import scan
 from flowersort.sorting import adapt
 from flowersort.sorting.sorter import classify
+from flowersort.training.config import TrainConfig
+from flowersort.training.examples import load_examples
 from flowersort.training.featcache import default_feature_cache
 from flowersort.training.sources import source_name
-from flowersort.training.train import TrainConfig, fit, load_examples
+from flowersort.training.train import fit
 
 # ----------------------------------------------------------------------------- settings
 ROOT = Path(__file__).resolve().parents[1]

@@ -43,8 +43,10 @@ from flowersort.model.file import Model, load_model
 from flowersort.model.metrics import confusion, precision_threshold
 from flowersort.photos.decode import read_image
 from flowersort.scoring.pipeline import default_workers
+from flowersort.training.config import TrainConfig
+from flowersort.training.crossval import folds
+from flowersort.training.examples import load_examples
 from flowersort.training.featcache import default_feature_cache
-from flowersort.training.train import TrainConfig, folds, load_examples
 
 SIDES = [0.85]  # a crop keeps this share of each side (one set of five crops per share)
 

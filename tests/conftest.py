@@ -79,7 +79,9 @@ def examples(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def trained_model(examples, tmp_path_factory) -> Path:
     from flowersort.model.features import FeatureConfig
-    from flowersort.training.train import TrainConfig, fit, load_examples
+    from flowersort.training.config import TrainConfig
+    from flowersort.training.examples import load_examples
+    from flowersort.training.train import fit
 
     cfg = FeatureConfig(image_size=48, grid=4, bins=12)
     ex = load_examples(*examples, cfg, workers=1)

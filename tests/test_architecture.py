@@ -133,6 +133,8 @@ def test_imports_inside_functions_count():
     [
         # sorting does not load all of training
         ("flowersort.sorting.sorter", "flowersort.training.train"),
+        # every command loads cli's defaults (TrainConfig), not the training itself
+        ("flowersort.cli.app", "flowersort.training.train"),
         # a file's sha256 needs no model code
         ("flowersort.scoring.cache", "flowersort.model.file"),
         # nor does the umask need the moves

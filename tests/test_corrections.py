@@ -280,8 +280,8 @@ def test_train_with_corrections_adds_the_users_examples(examples, archive, tmp_p
 def test_a_correction_relabels_a_photo_of_the_example_folders(examples, tmp_path):
     from flowersort.model.features import FeatureConfig
     from flowersort.sorting.marks import Example
+    from flowersort.training.examples import load_examples
     from flowersort.training.learn import with_corrections
-    from flowersort.training.train import load_examples
 
     cfg = FeatureConfig(image_size=48, grid=4, bins=12)
     flowers, noflowers = examples

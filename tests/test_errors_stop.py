@@ -40,7 +40,7 @@ def test_a_bug_in_the_feature_code_stops_the_run(tmp_path, trained_model, monkey
 
 
 def test_hard_bins_put_each_vote_in_one_bin():
-    from flowersort.model.features import _hard_histograms
+    from flowersort.model.columns import _hard_histograms
 
     values = np.array([[0.0, 0.99, 0.5, 0.3]])
     weight = np.array([[1.0, 2.0, 4.0, 8.0]])

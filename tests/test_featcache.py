@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from flowersort.model.features import FeatureConfig
+from flowersort.training.examples import load_examples
 from flowersort.training.featcache import FeatureCache
-from flowersort.training.train import load_examples
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
 

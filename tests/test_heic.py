@@ -122,7 +122,7 @@ def test_heic_photos_score_as_their_jpegs_and_are_moved_and_reported(trained_mod
 
 @needs_pillow_heif
 def test_heic_examples_train_and_evaluate(trained_model, tmp_path):
-    from flowersort.training.train import load_examples
+    from flowersort.training.examples import load_examples
 
     rng = np.random.default_rng(3)
     for folder, flower in (("flowers", True), ("noflowers", False)):

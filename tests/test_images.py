@@ -5,18 +5,20 @@ import numpy as np
 import pytest
 
 from flowersort.base.errors import BadImage
-from flowersort.model.features import (
-    MODES,
-    FeatureConfig,
+from flowersort.model.columns import (
     _soft_histograms,
     cut_tiles,
     edge_orientations,
-    features,
-    flip_tiles,
     hue_histograms,
-    load_features,
     more_cues,
     subject_cues,
+)
+from flowersort.model.features import (
+    MODES,
+    FeatureConfig,
+    features,
+    flip_tiles,
+    load_features,
     to_hsv,
 )
 from flowersort.photos.decode import header_size, read_image
@@ -232,7 +234,7 @@ def test_names_in_any_script(tmp_path, name):
 
 
 def test_hue_sat_histograms_split_soft_vivid_and_grey():
-    from flowersort.model.features import hue_sat_histograms
+    from flowersort.model.columns import hue_sat_histograms
 
     hsv = np.concatenate([solid(120, sat=0.4), solid(120, sat=0.9), solid(0, sat=0.0, val=1.0)])
     hist = hue_sat_histograms(hsv, 8, 12)  # three tiles stacked vertically
@@ -278,7 +280,7 @@ def test_training_features_are_the_same_for_the_same_file(tmp_path, monkeypatch)
 
 def texture(grey: np.ndarray) -> np.ndarray:
     """The whole image's texture histogram (10 labels) for a grey uint8 image."""
-    from flowersort.model.features import texture_histograms
+    from flowersort.model.columns import texture_histograms
 
     hsv = to_hsv(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), grey.shape[0])
     return texture_histograms(hsv, grey.shape[0], 12)[0]

@@ -7,7 +7,8 @@ import pytest
 from flowersort.base.errors import ModelError
 from flowersort.model.features import FeatureConfig
 from flowersort.model.file import ViewConfig, load_model, probability
-from flowersort.training.train import TrainConfig, fit
+from flowersort.training.config import TrainConfig
+from flowersort.training.train import fit
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,10 @@ import numpy as np
 
 from flowersort.model.features import FeatureConfig
 from flowersort.model.metrics import choose_lines, effective_band, lines_for, precision_threshold
+from flowersort.training.config import TrainConfig
+from flowersort.training.examples import load_examples
 from flowersort.training.sources import photo_sources, read_sources, source_folds, source_name
-from flowersort.training.train import TrainConfig, fit, load_examples
+from flowersort.training.train import fit
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
 

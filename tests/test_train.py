@@ -5,7 +5,10 @@ from flowersort.base.errors import TrainingError
 from flowersort.model.features import FeatureConfig, flip_tiles
 from flowersort.model.metrics import precision_threshold
 from flowersort.model.network import bce_with_logits, sigmoid
-from flowersort.training.train import TrainConfig, fit, folds, load_examples
+from flowersort.training.config import TrainConfig
+from flowersort.training.crossval import folds
+from flowersort.training.examples import load_examples
+from flowersort.training.train import fit
 
 CFG = FeatureConfig(image_size=48, grid=4, bins=12)
 
@@ -202,7 +205,7 @@ def test_train_command_defaults_are_the_library_defaults():
 
 
 def test_class_weight_and_hard_negatives_weigh_only_non_flowers():
-    from flowersort.training.train import _weights
+    from flowersort.training.loop import _weights
 
     logits = np.array([0.0, 0.0, 2.0, -3.0], np.float32)
     y = np.array([1.0, 0.0, 0.0, 1.0], np.float32)

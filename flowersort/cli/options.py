@@ -15,7 +15,7 @@ from flowersort.base.errors import (
 )
 from flowersort.cli.console import CliError, run_library
 from flowersort.model.file import default_model_path, load_model
-from flowersort.training.train import TrainConfig
+from flowersort.training.config import TrainConfig
 
 DEFAULTS = TrainConfig()
 

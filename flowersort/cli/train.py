@@ -32,8 +32,8 @@ from flowersort.cli.options import (
 from flowersort.model.features import MODES, FeatureConfig
 from flowersort.model.metrics import DEFAULT_REVIEW_BAND
 from flowersort.photos.archive import display
+from flowersort.training.config import TrainConfig
 from flowersort.training.featcache import default_feature_cache
-from flowersort.training.train import TrainConfig
 
 
 @click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], "train"))
@@ -274,7 +274,7 @@ def train(
     the photos sure to be flowers (above the band) holds on sources the nets never saw.
     The model file holds every member; a photo's score is their mean probability.
     """
-    from flowersort.training.learn import Corrections, train_model
+    from flowersort.training.learn import Corrections, ExampleFolders, TrainHooks, train_model
 
     setup_logging(quiet, verbose, log_file)
     if model_path.exists() and not force:
@@ -326,18 +326,16 @@ def train(
         try:
             result = run_library(
                 train_model,
-                flowers,
-                noflowers,
+                ExampleFolders(flowers, noflowers, sources_file),
                 model_path,
                 feature_cfg,
                 cfg,
                 corrections=Corrections(with_corrections, tuple(marks_files)),
-                sources_file=sources_file,
                 workers=workers,
                 cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
-                on_skip=report_skip,
-                on_photo=lambda: reading.update(1),
-                on_epoch=on_epoch,
+                hooks=TrainHooks(
+                    on_skip=report_skip, on_photo=lambda: reading.update(1), on_epoch=on_epoch
+                ),
             )
         finally:  # also before "too few photos": they may all be HEICs without the extra
             report_once_per_run()

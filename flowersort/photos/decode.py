@@ -1,5 +1,5 @@
-"""Reading photo files into upright 8-bit BGR pixels; with features.py, the only place
-that uses OpenCV.
+"""Reading photo files into upright 8-bit BGR pixels; with features.py and columns.py, the only
+places that use OpenCV.
 
 A photo is read as bytes into one buffer the size of the file (then ``cv2.imdecode``, so
 names in any script work); its header is read first: a file no decoder recognises is

@@ -16,7 +16,7 @@ from flowersort.model.file import Model
 from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band, lines_for
 from flowersort.model.network import bce_with_logits, sigmoid
 from flowersort.scoring.pipeline import score_photos
-from flowersort.training.train import Adam
+from flowersort.training.loop import Adam
 
 
 @dataclass

@@ -21,9 +21,11 @@ from flowersort.report import Entry, write_report
 from flowersort.scoring.pipeline import default_workers, scan
 from flowersort.sorting.corrections import Store
 from flowersort.sorting.marks import Example, training_examples
+from flowersort.training.config import Progress, TrainConfig
+from flowersort.training.examples import Examples, check_example_folders
+from flowersort.training.examples import load_examples as read_examples
 from flowersort.training.sources import photo_sources, read_sources
-from flowersort.training.train import Examples, Progress, TrainConfig, check_example_folders, fit
-from flowersort.training.train import load_examples as read_examples
+from flowersort.training.train import fit
 
 log = logging.getLogger("flowersort")
 
@@ -44,61 +46,73 @@ class Corrections:
     marks_files: tuple[Path, ...] = ()  # --marks: files saved from a report
 
 
+@dataclass
+class ExampleFolders:
+    """What train learns from: FLOWERS and NOFLOWERS, and the file saying where each photo
+    comes from, if given (see flowersort.training.sources)."""
+
+    flowers: Path
+    noflowers: Path
+    sources_file: Path | None = None
+
+
+@dataclass
+class TrainHooks:
+    """Whom train_model tells as it goes; None: no one."""
+
+    on_skip: OnSkip | None = None  # each file skipped, and why
+    on_photo: Callable[[], None] | None = None  # each file read
+    on_epoch: Progress | None = None  # each epoch of each net
+
+
 def train_model(
-    flowers: Path,
-    noflowers: Path,
+    folders: ExampleFolders,
     model_path: Path,
     feature_cfg: FeatureConfig,
     cfg: TrainConfig,
     *,
     corrections: Corrections | None = None,
-    sources_file: Path | None = None,
     workers: int | None = None,
     cache_folder: Path | None = None,
-    on_skip: OnSkip | None = None,
-    on_photo: Callable[[], None] | None = None,
-    on_epoch: Progress | None = None,
+    hooks: TrainHooks | None = None,
 ) -> TrainResult:
     """Train on FLOWERS and NOFLOWERS and write the model to model_path, and beside it
     MODEL.validation.html: the held-out fold, each photo scored by the model (the mean of
-    its members, none of which learnt from it). Each photo's source (`sources_file`, else
-    its subfolder: see flowersort.training.sources) lets the threshold and the review band be chosen
-    on folds of whole sources (TrainConfig.source_folds)."""
+    its members, none of which learnt from it). Each photo's source (folders.sources_file,
+    else its subfolder: see flowersort.training.sources) lets the threshold and the review
+    band be chosen on folds of whole sources (TrainConfig.source_folds)."""
+    hooks = hooks or TrainHooks()
+    flowers, noflowers = folders.flowers, folders.noflowers
     check_example_folders(flowers, noflowers)
-    listed = read_sources(sources_file) if sources_file is not None else None  # before reading
+    listed = None  # read before the photos: a bad sources file stops train before any
+    if folders.sources_file is not None:
+        listed = read_sources(folders.sources_file)
     examples = read_examples(
         flowers,
         noflowers,
         feature_cfg,
-        on_skip,
+        hooks.on_skip,
         workers,
-        on_photo=on_photo,
+        on_photo=hooks.on_photo,
         copies=cfg.copies,
         cache_folder=cache_folder,
     )
     learnt = None
     if corrections and (corrections.stored or corrections.marks_files):
         examples, learnt = _add_corrections(
-            examples, corrections, feature_cfg, cfg, workers, on_skip or _ignore
+            examples, corrections, feature_cfg, cfg, workers, hooks.on_skip or _ignore
         )
     n = len(examples.y)
     log.info("%d photo%s read, %d skipped", n, "" if n == 1 else "s", len(examples.skipped))
     warn_if_swapped(examples, flowers, noflowers, workers)
     sources = photo_sources(examples.paths, [flowers, noflowers], listed)
-    if cfg.source_folds:
-        log.info(
-            "%d sources: the threshold is chosen on %s",
-            len(set(sources)),
-            f"{cfg.source_folds} folds of whole sources"
-            if len(set(sources)) >= cfg.source_folds
-            else "the held-out fold (too few sources for folds of whole sources)",
-        )
+    _log_sources(sources, cfg)
     model, fitted = fit(
         examples.x,
         examples.y,
         feature_cfg,
         cfg,
-        on_epoch,
+        hooks.on_epoch,
         examples.augmented,
         workers,
         examples.paths,
@@ -109,6 +123,26 @@ def train_model(
     if learnt is not None:
         model.summary["corrections"] = learnt
     model.save(model_path)
+    report_path = _write_validation_report(model, model_path, examples, fitted, workers)
+    return TrainResult(model, examples, report_path, learnt)
+
+
+def _log_sources(sources: np.ndarray, cfg: TrainConfig) -> None:
+    """Say what the threshold will be chosen on: folds of whole sources, or not."""
+    if cfg.source_folds:
+        log.info(
+            "%d sources: the threshold is chosen on %s",
+            len(set(sources)),
+            f"{cfg.source_folds} folds of whole sources"
+            if len(set(sources)) >= cfg.source_folds
+            else "the held-out fold (too few sources for folds of whole sources)",
+        )
+
+
+def _write_validation_report(
+    model: Model, model_path: Path, examples: Examples, fitted: dict, workers: int | None
+) -> Path:
+    """MODEL.validation.html beside the model: the held-out fold as the model scores it."""
     report_path = model_path.with_name(model_path.stem + ".validation.html")
     entries = [
         Entry(
@@ -122,7 +156,7 @@ def train_model(
     ]
     title = f"flowersort train: held-out fold ({model_path})"
     write_report(report_path, entries, model, title, workers or default_workers())
-    return TrainResult(model, examples, report_path, learnt)
+    return report_path
 
 
 SWAP_SAMPLE = 16  # photos of each folder the shipped model scores: about a second
