@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowersort.base.errors import (
-    exit_codes_text,
-)
 from flowersort.cli.console import (
-    OneLineCommand,
     OneLineUsageError,
     log,
     progress,
     report_once_per_run,
     report_skip,
     run_library,
-    setup_logging,
     stops_on_signals,
 )
 from flowersort.cli.options import (
-    COMMAND_EXIT_CODES,
     DEFAULTS,
+    Options,
+    config_from,
+    example_folders,
+    flowersort_command,
     int_list,
+    json_option,
     logging_options,
+    start_logging,
     workers_option,
 )
 from flowersort.model.features import MODES, FeatureConfig
@@ -35,10 +37,14 @@ from flowersort.photos.archive import display
 from flowersort.training.featcache import default_feature_cache
 from flowersort.training.train import TrainConfig
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-@click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], "train"))
-@click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    from flowersort.training.learn import TrainResult
+
+
+@flowersort_command("train")
+@example_folders
 @click.option(
     "--model",
     "model_path",
@@ -221,48 +227,12 @@ from flowersort.training.train import TrainConfig
     help="A marks file saved from a report's 'save marks' button; may be repeated. The "
     "marks are also kept as corrections.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+@json_option("Print the training summary as JSON.")
 @click.option("--force", is_flag=True, help="Replace the model file if it exists.")
 @workers_option
 @logging_options("reads")
 @stops_on_signals
-def train(
-    flowers,
-    noflowers,
-    model_path,
-    mode,
-    image_size,
-    grid,
-    bins,
-    tile_layers,
-    head_layers,
-    epochs,
-    patience,
-    batch_size,
-    learning_rate,
-    weight_decay,
-    val_fraction,
-    members,
-    seed,
-    augment,
-    crops,
-    flower_share,
-    min_precision,
-    feature_cache,
-    no_feature_cache,
-    freeze_tile_net,
-    review_band,
-    sources_file,
-    source_folds,
-    with_corrections,
-    marks_files,
-    as_json,
-    force,
-    workers,
-    quiet,
-    verbose,
-    log_file,
-):
+def train(**options: Any) -> None:
     """Learn flowers from two folders of example photos, FLOWERS and NOFLOWERS.
 
     Both nets are trained end to end. The examples are cut into folds; one fold is kept
@@ -274,86 +244,93 @@ def train(
     the photos sure to be flowers (above the band) holds on sources the nets never saw.
     The model file holds every member; a photo's score is their mean probability.
     """
-    from flowersort.training.learn import Corrections, train_model
-
-    setup_logging(quiet, verbose, log_file)
-    if model_path.exists() and not force:
+    start_logging(options)
+    model_path = options["model_path"]
+    if model_path.exists() and not options["force"]:
         message = f"{display(model_path)} exists: use --force to replace it, or another --model"
         raise OneLineUsageError(message)
+    features, cfg = train_configs(options)
+    result = learn(options, features, cfg)
+    if options["as_json"]:
+        out = {"model": str(model_path), "report": str(result.report_path)}
+        click.echo(json.dumps({**out, "threshold": result.model.threshold, **result.model.summary}))
+    else:
+        tell_model(result, model_path, cfg.members, quiet=options["quiet"])
+
+
+def train_configs(options: Options) -> tuple[FeatureConfig, TrainConfig]:
+    """The photos' features and the training's settings; a usage error for a bad one."""
     try:
-        feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
-        cfg = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            patience=patience,
-            val_fraction=val_fraction,
-            members=members,
-            augment=augment,
-            crops=crops,
-            seed=seed,
-            flower_share=flower_share,
-            min_precision=min_precision,
-            tile_layers=tile_layers,
-            head_layers=head_layers,
-            train_tile_net=not freeze_tile_net,
-            source_folds=source_folds,
-            review_band=review_band,
-        )
+        features = config_from(FeatureConfig, options)
+        cfg = config_from(TrainConfig, options, train_tile_net=not options["freeze_tile_net"])
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    return features, cfg
+
+
+def learn(options: Options, features: FeatureConfig, cfg: TrainConfig) -> TrainResult:
+    """learn.train_model with a bar of the photos read, then one of the epochs trained."""
+    from flowersort.training.learn import Corrections, train_model
+
+    no_cache, cache_folder = options["no_feature_cache"], options["feature_cache"]
     with ExitStack() as bars:
-        reading = bars.enter_context(progress(quiet, desc="reading photos", unit="photo"))
-        training = None
-
-        def on_epoch(epoch, stats):
-            nonlocal training
-            if training is None:  # the photos are read: one bar after the other
-                reading.close()
-                total = epochs * members
-                training = bars.enter_context(
-                    progress(quiet, total=total, desc="training", unit="epoch")
-                )
-            training.update(1)
-            training.set_postfix(
-                fold=stats.get("fold", "-"),
-                net=f"{stats['member'] + 1}/{members}",
-                loss=f"{stats['loss']:.3f}",
-                val_acc=f"{stats['val_acc']:.3f}",
-            )
-
+        reading = bars.enter_context(
+            progress(options["quiet"], desc="reading photos", unit="photo")
+        )
         try:
-            result = run_library(
+            return run_library(
                 train_model,
-                flowers,
-                noflowers,
-                model_path,
-                feature_cfg,
+                options["flowers"],
+                options["noflowers"],
+                options["model_path"],
+                features,
                 cfg,
-                corrections=Corrections(with_corrections, tuple(marks_files)),
-                sources_file=sources_file,
-                workers=workers,
-                cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
+                corrections=Corrections(options["with_corrections"], tuple(options["marks_files"])),
+                sources_file=options["sources_file"],
+                workers=options["workers"],
+                cache_folder=None if no_cache else cache_folder or default_feature_cache(),
                 on_skip=report_skip,
                 on_photo=lambda: reading.update(1),
-                on_epoch=on_epoch,
+                on_epoch=epoch_bar(bars, reading, options["quiet"], cfg),
             )
         finally:  # also before "too few photos": they may all be HEICs without the extra
             report_once_per_run()
-    model = result.model
-    val = model.summary["validation"]
-    if as_json:
-        out = {"model": str(model_path), "report": str(result.report_path)}
-        click.echo(json.dumps({**out, "threshold": model.threshold, **model.summary}))
-    else:
-        tell = log.info if quiet else click.echo  # --quiet (cron): the log file only
-        tell(
-            f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
-            f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
-            f"{members} nets, {model.summary['epochs_run']} epochs, "
-            f"{model.summary['seconds']} s"
+
+
+def epoch_bar(bars: ExitStack, reading: tqdm, quiet: bool, cfg: TrainConfig) -> Callable:
+    """train_model's on_epoch: at the first epoch the photos are read, so the reading bar
+    makes way for one of the epochs of every net."""
+    training = None
+
+    def on_epoch(epoch: int, stats: dict) -> None:
+        nonlocal training
+        if training is None:
+            reading.close()
+            total = cfg.epochs * cfg.members
+            training = bars.enter_context(
+                progress(quiet, total=total, desc="training", unit="epoch")
+            )
+        training.update(1)
+        training.set_postfix(
+            fold=stats.get("fold", "-"),
+            net=f"{stats['member'] + 1}/{cfg.members}",
+            loss=f"{stats['loss']:.3f}",
+            val_acc=f"{stats['val_acc']:.3f}",
         )
-        tell(f"validation report written to {result.report_path}")
-        # classify's default is the shipped model: say how to use this one
-        tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")
+
+    return on_epoch
+
+
+def tell_model(result: TrainResult, model_path: Path, members: int, quiet: bool) -> None:
+    """What was trained, and how to sort with it."""
+    model, val = result.model, result.model.summary["validation"]
+    tell = log.info if quiet else click.echo  # --quiet (cron): the log file only
+    tell(
+        f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
+        f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
+        f"{members} nets, {model.summary['epochs_run']} epochs, "
+        f"{model.summary['seconds']} s"
+    )
+    tell(f"validation report written to {result.report_path}")
+    # classify's default is the shipped model: say how to use this one
+    tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")
