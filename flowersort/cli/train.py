@@ -21,6 +21,7 @@ from flowersort.cli.console import (
 )
 from flowersort.cli.options import (
     DEFAULTS,
+    FC,
     Options,
     config_from,
     example_folders,
@@ -42,6 +43,18 @@ if TYPE_CHECKING:
 
     from flowersort.training.learn import TrainResult
 
+FEATURES = FeatureConfig()
+
+
+def setting(defaults: object, flag: str, help: str, **kwargs: Any) -> Callable[[FC], FC]:
+    """An option filling the settings field of its name (config_from), with the default
+    of `defaults` (FEATURES or DEFAULTS), shown in --help; a list of numbers is given as
+    numbers separated by commas."""
+    default = getattr(defaults, flag.split("/")[0].removeprefix("--").replace("-", "_"))
+    if isinstance(default, list):
+        default, kwargs["callback"] = ",".join(map(str, default)), int_list
+    return click.option(flag, default=default, show_default=True, help=help, **kwargs)
+
 
 @flowersort_command("train")
 @example_folders
@@ -53,126 +66,87 @@ if TYPE_CHECKING:
     show_default=True,
     help="Where to write the model.",
 )
-@click.option(
+@setting(
+    FEATURES,
     "--mode",
-    type=click.Choice(MODES),
-    default=MODES[0],
-    show_default=True,
-    help="Network input per tile: hue histograms split by saturation, the brightness of "
+    "Network input per tile: hue histograms split by saturation, the brightness of "
     "grey pixels, the directions of brightness edges, brightness textures and subject cues "
     "(sharpness, saturation and their contrast with the border tiles); the same without "
     "cues; without textures; without edges either; plain hue histograms; the raw hue "
     "matrix; the first with four more cues (two tile scales, brightness against the "
     "border); or the first with a 7th column, the hue of coloured pixels on brightness "
     "edges.",
+    type=click.Choice(MODES),
 )
-@click.option(
-    "--image-size",
-    default=FeatureConfig.image_size,
-    show_default=True,
-    help="Photos are shrunk to this many pixels a side.",
-)
-@click.option(
-    "--grid", default=FeatureConfig.grid, show_default=True, help="Tiles per side of the tile map."
-)
-@click.option(
+@setting(FEATURES, "--image-size", "Photos are shrunk to this many pixels a side.")
+@setting(FEATURES, "--grid", "Tiles per side of the tile map.")
+@setting(
+    FEATURES,
     "--bins",
-    default=FeatureConfig.bins,
-    show_default=True,
-    help="Bins of each per-tile histogram (histogram modes; 2 to 256, at least 10 with textures).",
+    "Bins of each per-tile histogram (histogram modes; 2 to 256, at least 10 with textures).",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--tile-layers",
-    default=",".join(map(str, DEFAULTS.tile_layers)),
-    show_default=True,
-    callback=int_list,
-    help="The tile net, which turns each tile's matrix of histograms (bins x columns) into "
+    "The tile net, which turns each tile's matrix of histograms (bins x columns) into "
     "the few numbers of the tile map: one number per layer, the rows it makes. Each layer "
     "mixes one side of the matrix and turns it, so 32,8,8,1 on a 12 x 6 tile gives 6 x 32, "
     "then 32 x 8, then 8 x 8, then 8 x 1: 8 numbers per tile.",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--head-layers",
-    default=",".join(map(str, DEFAULTS.head_layers)),
-    show_default=True,
-    callback=int_list,
-    help="The head net over the tile map (tiles x numbers per tile), in the same way: "
+    "The head net over the tile map (tiles x numbers per tile), in the same way: "
     "16,1,1 on a 36 x 8 map gives 8 x 16, then 16 x 1, then the score's 1 x 1 (so it must "
     "end with 1,1).",
 )
-@click.option(
-    "--epochs", default=DEFAULTS.epochs, show_default=True, help="Most passes over the data."
-)
-@click.option(
-    "--patience",
-    default=DEFAULTS.patience,
-    show_default=True,
-    help="Stop after this many epochs without a better validation loss.",
-)
-@click.option(
-    "--batch-size",
-    default=DEFAULTS.batch_size,
-    show_default=True,
-    help="Photos per training step (one weight update).",
-)
-@click.option(
+@setting(DEFAULTS, "--epochs", "Most passes over the data.")
+@setting(DEFAULTS, "--patience", "Stop after this many epochs without a better validation loss.")
+@setting(DEFAULTS, "--batch-size", "Photos per training step (one weight update).")
+@setting(
+    DEFAULTS,
     "--learning-rate",
-    default=DEFAULTS.learning_rate,
-    show_default=True,
-    help="Step size of the optimiser (Adam): larger learns faster but less steadily.",
+    "Step size of the optimiser (Adam): larger learns faster but less steadily.",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--weight-decay",
-    default=DEFAULTS.weight_decay,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Pull of every weight towards 0 (L2): larger keeps the nets simpler; 1e-3 scored "
+    "Pull of every weight towards 0 (L2): larger keeps the nets simpler; 1e-3 scored "
     "fewest non-flowers near 1 on the held-out fold.",
+    type=click.FloatRange(0),
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--val-fraction",
-    default=DEFAULTS.val_fraction,
-    show_default=True,
-    help="Share of the examples in the validation fold, which stops the nets' training; "
+    "Share of the examples in the validation fold, which stops the nets' training; "
     "the threshold is chosen on it.",
 )
-@click.option(
-    "--members",
-    default=DEFAULTS.members,
-    show_default=True,
-    help="Nets trained, each from its own seed; the score is their mean.",
-)
-@click.option(
-    "--seed", default=DEFAULTS.seed, show_default=True, help="Same data and seed: same model."
-)
-@click.option(
+@setting(DEFAULTS, "--members", "Nets trained, each from its own seed; the score is their mean.")
+@setting(DEFAULTS, "--seed", "Same data and seed: same model.")
+@setting(
+    DEFAULTS,
     "--augment/--no-augment",
-    default=True,
-    show_default=True,
-    help="Random left-right flips, crops and small hue shifts while training.",
+    "Random left-right flips, crops and small hue shifts while training.",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--crops",
-    default=DEFAULTS.crops,
-    show_default=True,
+    "Augmented copies read per photo (random crops with small hue shifts).",
     type=click.IntRange(0),
-    help="Augmented copies read per photo (random crops with small hue shifts).",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--flower-share",
-    default=DEFAULTS.flower_share,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Share of flower photos in the archives the model is meant for: the threshold is "
+    "Share of flower photos in the archives the model is meant for: the threshold is "
     "chosen for the precision it would have there.",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--min-precision",
-    default=DEFAULTS.min_precision,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True),
-    help="The threshold is the lowest whose precision reaches this (at --flower-share) on "
+    "The threshold is the lowest whose precision reaches this (at --flower-share) on "
     "the held-out fold, else the one with the best F0.5.",
+    type=click.FloatRange(0, 1, min_open=True),
 )
 @click.option(
     "--feature-cache",
@@ -205,13 +179,12 @@ if TYPE_CHECKING:
     "threshold and review band are chosen on scores of sources the nets never saw (folds "
     "of whole sources, each scored by nets trained on the others): five more trainings.",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--source-folds",
-    default=DEFAULTS.source_folds,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Folds of whole sources the threshold is chosen on; 0: on the held-out fold "
+    "Folds of whole sources the threshold is chosen on; 0: on the held-out fold "
     "(one training, a threshold that holds on the examples' own sources).",
+    type=click.IntRange(0),
 )
 @click.option(
     "--with-corrections",
