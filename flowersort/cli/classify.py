@@ -6,54 +6,50 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowersort.base.errors import (
-    ExitCode,
-    exit_codes_text,
-)
-from flowersort.base.outcomes import Action
-from flowersort.cli.console import (
-    Interrupted,
-    OneLineCommand,
-    log,
-    progress,
-    report_once_per_run,
-    run_library,
-    setup_logging,
-)
+from flowersort.base.errors import ExitCode
+from flowersort.base.outcomes import Action, Outcome
+from flowersort.cli.console import Interrupted, log, progress, report_once_per_run, run_library
 from flowersort.cli.options import (
-    COMMAND_EXIT_CODES,
-    acting_user,
+    Options,
+    act_as,
+    config_from,
+    dry_run_option,
+    exclude_option,
+    flowersort_command,
+    folder_option,
+    json_option,
     logging_options,
     model_option,
     open_model,
     report_option,
     run_as_option,
+    src_argument,
+    start_logging,
+    threshold_option,
+    wait_option,
     workers_option,
 )
 from flowersort.cli.output import TAG_ALWAYS, elapsed_words, show_outcomes, summary_line, write_html
 from flowersort.model.file import default_model_path
 from flowersort.model.metrics import DEFAULT_REVIEW_BAND
-from flowersort.scoring.cache import open_score_cache
+from flowersort.scoring.cache import ScoreCache, open_score_cache
+
+if TYPE_CHECKING:
+    from flowersort.model.file import Model
+    from flowersort.sorting.options import Hooks, SortOptions
 
 
-@click.command(
-    cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["classify"], "classify")
-)
-@click.argument("src", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--move-to",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Move the flower photos into this folder.",
-)
-@click.option(
-    "--copy-to",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Copy the flower photos into this folder instead; the archive is untouched.",
+@flowersort_command("classify")
+@src_argument
+@folder_option("--move-to", "Move the flower photos into this folder.")
+@folder_option(
+    "--copy-to", "Copy the flower photos into this folder instead; the archive is untouched."
 )
 @click.option(
     "--tag",
@@ -70,7 +66,7 @@ from flowersort.scoring.cache import open_score_cache
     help="With --tag: the keyword of photos with a borderline score (default: KEYWORD "
     "followed by '?', e.g. 'Flowers?').",
 )
-@click.option("--dry-run", is_flag=True, help="Print the plan and touch nothing.")
+@dry_run_option("Print the plan and touch nothing.")
 @click.option(
     "--keep-structure",
     is_flag=True,
@@ -78,13 +74,12 @@ from flowersort.scoring.cache import open_score_cache
     "goes to Flowers/2020/07 Trip/x.jpg). Default: all in the target folder itself.",
 )
 @model_option
-@click.option("--threshold", type=click.FloatRange(0, 1), help="Override the model's threshold.")
-@click.option(
+@threshold_option
+@folder_option(
     "--review-to",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Move (or copy) photos with a borderline score here, e.g. Flowers/Review, for you "
-    "to sort by hand: into the target folder means flower, back into the archive means not. "
-    "Without it they stay where they are.",
+    "Move (or copy) photos with a borderline score here, e.g. Flowers/Review, for you to sort "
+    "by hand: into the target folder means flower, back into the archive means not. Without "
+    "it they stay where they are.",
 )
 @click.option(
     "--review-band",
@@ -93,15 +88,12 @@ from flowersort.scoring.cache import open_score_cache
     f"setting, else {DEFAULT_REVIEW_BAND}, narrowed near 0 or 1 to half the room between the "
     "threshold and the nearer end; none with --threshold; 0 turns the band off.",
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help='One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
+@json_option(
+    'One JSON object a line per photo: {"path", "score", "flower", "action", "detail", '
     '"sidecars", "note", "model"}; detail is where the photo went (or why it was skipped or '
     "failed), note what the decoder said (a photo decoded in part), model the model file "
     "that scored it; where the name is not UTF-8, also path_bytes: its bytes in base64 "
-    "(and detail_bytes for the target's name).",
+    "(and detail_bytes for the target's name)."
 )
 @click.option(
     "--on-conflict",
@@ -112,7 +104,7 @@ from flowersort.scoring.cache import open_score_cache
     "leave it where it is, or remove the source (after a byte compare). A photo an earlier "
     "run moved or copied there, still unchanged, is always left alone ('already there').",
 )
-@click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
+@wait_option
 @click.option(
     "--thumbnails/--no-thumbnails",
     default=False,
@@ -136,45 +128,15 @@ from flowersort.scoring.cache import open_score_cache
     is_flag=True,
     help="Also enter hidden files and folders and thumbnail caches (@eaDir ...).",
 )
-@click.option(
-    "--exclude",
-    multiple=True,
-    metavar="GLOB",
-    help="Skip files and folders whose name or path relative to SRC matches GLOB "
+@exclude_option(
+    "Skip files and folders whose name or path relative to SRC matches GLOB "
     "('2020/*', 'Screenshots', '*.png'; '/...' matches the absolute path; case matters); may "
-    "be repeated. A Live Photo's .MOV and a photo's sidecars go with their photo.",
+    "be repeated. A Live Photo's .MOV and a photo's sidecars go with their photo."
 )
 @workers_option
 @run_as_option
 @logging_options("moves")
-def classify(
-    src,
-    move_to,
-    copy_to,
-    tag,
-    review_tag,
-    dry_run,
-    keep_structure,
-    model_path,
-    threshold,
-    review_to,
-    review_band,
-    as_json,
-    on_conflict,
-    wait,
-    thumbnails,
-    cache_path,
-    no_cache,
-    report_path,
-    follow_symlinks,
-    include_hidden,
-    exclude,
-    workers,
-    run_as,
-    quiet,
-    verbose,
-    log_file,
-):
+def classify(**options: Any) -> None:
     """Find the flower photos under SRC; with --move-to, move them there.
 
     SRC is searched recursively (never inside the target folder). A file at the target
@@ -193,15 +155,48 @@ def classify(
     (merged into one there, else a new NAME.ext.xmp), journaled so 'flowersort undo' takes
     it out again; a keyword you remove is a veto, one you add by hand a flower example.
     """
-    from flowersort.sorting.options import Hooks, SortOptions, WalkOptions
-    from flowersort.sorting.sorter import SortRun, count_photos
+    src = options["src"]
+    folder = src if src.is_dir() else src.parent
+    act_as(options, folder, written_folders(options, folder))
+    start_logging(options)
+    interrupted = Interrupted.install()
+    sort = sort_options(options)
+    model_file = options["model_path"] or default_model_path()
+    model = open_model(model_file)
+    cache = None if options["no_cache"] else open_cache(options, model_file, sort)
+    tally = Tally(model_file, sort)
+    on_terminal = not options["quiet"] and sys.stderr.isatty()
+    total = photos_to_look_at(src, sort) if on_terminal else None  # for the bar's ETA
+    started = time.monotonic()
+    seen = sort_and_show(model, src, sort, cache, tally.hooks(interrupted), tally, options, total)
+    if seen is not None:
+        write_report(options, model, seen)
+    if on_terminal:  # the bar is gone: say how long it took
+        log.info("classifying took %s", elapsed_words(time.monotonic() - started))
+    if tally.counts[Action.BORDERLINE] and not options["quiet"]:
+        tell_borderline(tally.counts[Action.BORDERLINE])
+    log.info(summary_line(tally.counts, tally.passed_over, **tally.said))
+    report_once_per_run()
+    interrupted.exit_if_stopped()
+    if tally.counts[Action.FAILED] or tally.counts[Action.NOT_ATTEMPTED]:
+        sys.exit(ExitCode.FAILED)
+
+
+def written_folders(options: Options, folder: Path) -> list[Path | None]:
+    """The folders the run may write into: whose rights a root run needs there."""
+    report = options["report_path"]
+    targets = [options["move_to"] or options["copy_to"], options["review_to"]]
+    return [folder, *targets, report and report.parent]
+
+
+def sort_options(options: Options) -> SortOptions:
+    """What classify's options ask the run to do; a usage error where they do not go
+    together."""
+    from flowersort.sorting.options import SortOptions, WalkOptions
     from flowersort.sorting.tagging import review_keyword
 
-    folder = src if src.is_dir() else src.parent
-    written = [folder, move_to or copy_to, review_to, report_path and report_path.parent]
-    acting_user(run_as, folder, written, log_file)
-    setup_logging(quiet, verbose, log_file)
-    interrupted = Interrupted.install()
+    move_to, copy_to, review_to = options["move_to"], options["copy_to"], options["review_to"]
+    tag, review_tag = options["tag"], options["review_tag"]
     if move_to and copy_to:
         raise click.UsageError("use either --move-to or --copy-to, not both")
     dest = move_to or copy_to
@@ -209,7 +204,7 @@ def classify(
         raise click.UsageError("use either --tag or --move-to/--copy-to, not both")
     if review_tag is not None and tag is None:
         raise click.UsageError("--review-tag needs --tag")
-    if tag is not None and (review_to or keep_structure):
+    if tag is not None and (review_to or options["keep_structure"]):
         raise click.UsageError("--review-to and --keep-structure need --move-to or --copy-to")
     if tag is not None and review_tag is None:
         review_tag = review_keyword(tag)
@@ -217,90 +212,116 @@ def classify(
         raise click.UsageError("--review-to needs --move-to or --copy-to")
     if review_to and os.path.realpath(review_to) == os.path.realpath(dest):
         raise click.UsageError("--review-to must be another folder than the target")
-    model_file = model_path or default_model_path()
-    model = open_model(model_file)
-    cache = None
-    if not no_cache:
-        changes_files = (dest is not None or tag is not None) and not dry_run
-        cache = run_library(open_score_cache, cache_path, model_file, changes_files, thumbnails)
-    counts: Counter = Counter()
-    passed_over: Counter = Counter()  # videos and RAW files, by suffix
-    said: dict[str, Any] = {"model": model_file}  # for the summary line
-    listing = dest is None and tag is None
-    if listing:  # no target: the flowers listed are counted too
-        said["flowers"] = 0
-    if tag is not None:
-        said["always"] = TAG_ALWAYS
-
-    def counting(outcomes):
-        for o in outcomes:
-            if listing:
-                said["flowers"] += bool(o.flower)
-            yield o
-
-    options = SortOptions(
+    return config_from(
+        SortOptions,
+        options,
         dest=dest,
         copy=copy_to is not None,
-        dry_run=dry_run,
-        threshold=threshold,
         review=review_to,
-        review_band=review_band,
-        on_conflict=on_conflict,
-        keep_structure=keep_structure,
-        wait=wait,
-        workers=workers,
-        thumbnail=thumbnails,
-        walk=WalkOptions(include_hidden, follow_symlinks, tuple(exclude)),
-        tag=tag,
+        thumbnail=options["thumbnails"],
+        walk=config_from(WalkOptions, options),
         review_tag=review_tag,
     )
-    hooks = Hooks(
-        stop=interrupted,
-        on_passed_over=lambda path: passed_over.update([os.path.splitext(path)[1].lower()]),
-        on_stopped=lambda n: said.update(not_looked_at=n),
+
+
+def open_cache(options: Options, model_file: Path, sort: SortOptions) -> ScoreCache | None:
+    """The score cache of model_file's scores; a run that changes files needs it."""
+    changes_files = (sort.dest is not None or sort.tag is not None) and not sort.dry_run
+    return run_library(
+        open_score_cache, options["cache_path"], model_file, changes_files, sort.thumbnail
     )
-    total = None
-    on_terminal = not quiet and sys.stderr.isatty()
-    if on_terminal:  # count first, for the bar's ETA
-        total = count_photos(src, options.targets, options.walk)
-    started = time.monotonic()
+
+
+def photos_to_look_at(src: Path, sort: SortOptions) -> int:
+    from flowersort.sorting.sorter import count_photos
+
+    return count_photos(src, sort.targets, sort.walk)
+
+
+class Tally:
+    """What a run has done, for its summary line: the outcomes by action, the videos and
+    RAW files passed over (by suffix), and the line's other words (`said`: the model, the
+    flowers listed, the photos not looked at)."""
+
+    def __init__(self, model_file: Path, sort: SortOptions) -> None:
+        self.counts: Counter = Counter()
+        self.passed_over: Counter = Counter()
+        self.said: dict[str, Any] = {"model": model_file}
+        self.listing = sort.dest is None and sort.tag is None
+        if self.listing:  # no target: the flowers listed are counted too
+            self.said["flowers"] = 0
+        if sort.tag is not None:
+            self.said["always"] = TAG_ALWAYS
+
+    def hooks(self, stop: Callable[[], bool]) -> Hooks:
+        from flowersort.sorting.options import Hooks
+
+        return Hooks(
+            stop=stop,
+            on_passed_over=self.pass_over,
+            on_stopped=lambda n: self.said.update(not_looked_at=n),
+        )
+
+    def pass_over(self, path: str) -> None:
+        self.passed_over.update([os.path.splitext(path)[1].lower()])
+
+    def counting(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+        for o in outcomes:
+            if self.listing:
+                self.said["flowers"] += bool(o.flower)
+            yield o
+
+
+def sort_and_show(
+    model: Model,
+    src: Path,
+    sort: SortOptions,
+    cache: ScoreCache | None,
+    hooks: Hooks,
+    tally: Tally,
+    options: Options,
+    total: int | None,
+) -> list[Outcome] | None:
+    """Run the sort, showing each outcome as it comes, then close the cache; with --report,
+    the outcomes. A run stopped by an error says what it did before."""
+    from flowersort.sorting.sorter import SortRun
+
     try:
         # a run stopped half-way releases the lock and journal as the with block ends
         with (
-            SortRun(model, src, options, cache=cache, hooks=hooks) as sort_run,
-            progress(quiet, desc="classifying", unit="photo", total=total) as bar,
+            SortRun(model, src, sort, cache=cache, hooks=hooks) as sort_run,
+            progress(options["quiet"], desc="classifying", unit="photo", total=total) as bar,
         ):
-            seen = [] if report_path else None
-            copying = copy_to is not None
-            model_key = {"model": os.fsdecode(model_file)}
-            shown = counting(sort_run)
-            run_library(show_outcomes, shown, bar, counts, as_json, quiet, seen, copying, model_key)
+            seen: list[Outcome] | None = [] if options["report_path"] else None
+            model_key = {"model": os.fsdecode(tally.said["model"])}
+            shown = tally.counting(sort_run)
+            as_json, quiet = options["as_json"], options["quiet"]
+            run_library(
+                show_outcomes, shown, bar, tally.counts, as_json, quiet, seen, sort.copy, model_key
+            )
     except click.ClickException:
-        if counts:  # what was done before the run stopped
-            log.info(summary_line(counts, **said))
+        if tally.counts:  # what was done before the run stopped
+            log.info(summary_line(tally.counts, **tally.said))
         raise
     finally:
         if cache is not None:
             cache.close()
-    if report_path:
-        from flowersort.report import outcome_entries
+    return seen
 
-        entries = outcome_entries(seen)
-        title = f"flowersort classify {src}"
-        write_html(report_path, entries, model, title, workers, thumbnails)
-        log.info("report written to %s", report_path)
-    if on_terminal:  # the bar is gone: say how long it took
-        log.info("classifying took %s", elapsed_words(time.monotonic() - started))
-    if counts[Action.BORDERLINE] and not quiet:
-        n = counts[Action.BORDERLINE]
-        log.info(
-            "%d borderline photo%s left in place: --review-to FOLDER puts them aside for you "
-            "to sort by hand (and flowersort learns from how you sort them)",
-            n,
-            " was" if n == 1 else "s were",
-        )
-    log.info(summary_line(counts, passed_over, **said))
-    report_once_per_run()
-    interrupted.exit_if_stopped()
-    if counts[Action.FAILED] or counts[Action.NOT_ATTEMPTED]:
-        sys.exit(ExitCode.FAILED)
+
+def write_report(options: Options, model: Model, seen: list[Outcome]) -> None:
+    from flowersort.report import outcome_entries
+
+    report_path, title = options["report_path"], f"flowersort classify {options['src']}"
+    entries = outcome_entries(seen)
+    write_html(report_path, entries, model, title, options["workers"], options["thumbnails"])
+    log.info("report written to %s", report_path)
+
+
+def tell_borderline(n: int) -> None:
+    log.info(
+        "%d borderline photo%s left in place: --review-to FOLDER puts them aside for you "
+        "to sort by hand (and flowersort learns from how you sort them)",
+        n,
+        " was" if n == 1 else "s were",
+    )

@@ -12,7 +12,7 @@ from flowersort.base.errors import (
 )
 from flowersort.base.outcomes import counted
 from flowersort.cli.console import CliError, OneLineGroup, run_library
-from flowersort.cli.options import CORRECTIONS_EXIT_CODES
+from flowersort.cli.options import CORRECTIONS_EXIT_CODES, json_option
 from flowersort.photos.archive import display
 
 
@@ -29,7 +29,7 @@ def corrections() -> None:
 
 
 @corrections.command("list", epilog=CORRECTIONS_EXIT_CODES)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a line per correction.")
+@json_option("One JSON object a line per correction.")
 def list_corrections(as_json):
     """List every correction: label, how it was learnt, where the photo was last seen."""
     from flowersort.sorting.corrections import KIND_TEXT, Store, weak_confirmations

@@ -1,9 +1,13 @@
-"""Options and texts several commands share: exit codes per command, logging options."""
+"""Options and texts several commands share: exit codes per command, the options and
+arguments declared once for every command that has them, and the helpers that read them."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -13,11 +17,16 @@ from flowersort.base.errors import (
     FlowersortError,
     exit_codes_text,
 )
-from flowersort.cli.console import CliError, run_library
+from flowersort.cli.console import CliError, OneLineCommand, run_library, setup_logging
 from flowersort.model.file import default_model_path, load_model
 from flowersort.training.config import TrainConfig
 
 DEFAULTS = TrainConfig()
+
+# a click command's options by parameter name, as it is called with them
+Options = Mapping[str, Any]
+Config = TypeVar("Config")
+FC = TypeVar("FC", bound="Callable[..., Any] | click.Command")  # what click.option decorates
 
 
 # the exit codes each command can give
@@ -35,6 +44,18 @@ ALL_EXIT_CODES = exit_codes_text(tuple(EXIT_MEANING))
 
 
 CORRECTIONS_EXIT_CODES = exit_codes_text(("0", "2", "4"), "corrections")
+
+
+def flowersort_command(name: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """A command whose usage errors are one line and whose --help ends with its exit codes."""
+    return click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES[name], name))
+
+
+def config_from(cls: type[Config], options: Options, **others: Any) -> Config:
+    """A settings dataclass with each field named as one of the command's options filled
+    from it; `others` give the fields no option of the same name gives."""
+    names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{**{n: v for n, v in options.items() if n in names}, **others})
 
 
 PRIVATE_BY_FOLDER = (
@@ -90,6 +111,50 @@ def logging_options(what: str):
     return add
 
 
+def start_logging(options: Options) -> None:
+    """Logging as the command's logging_options say."""
+    setup_logging(options["quiet"], options["verbose"], options["log_file"])
+
+
+src_argument = click.argument("src", type=click.Path(exists=True, path_type=Path))
+
+
+def example_folders(fn: FC) -> FC:
+    """FLOWERS and NOFLOWERS, the folders of labelled examples."""
+    for name in ("noflowers", "flowers"):  # the argument added last comes first
+        fn = click.argument(name, type=click.Path(exists=True, file_okay=False, path_type=Path))(fn)
+    return fn
+
+
+def folder_option(name: str, help: str, required: bool = False) -> Callable[[FC], FC]:
+    """A folder photos go to: --move-to, --copy-to, --review-to."""
+    return click.option(
+        name, required=required, type=click.Path(file_okay=False, path_type=Path), help=help
+    )
+
+
+def json_option(help: str) -> Callable[[FC], FC]:
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def dry_run_option(help: str) -> Callable[[FC], FC]:
+    return click.option("--dry-run", is_flag=True, help=help)
+
+
+def exclude_option(help: str) -> Callable[[FC], FC]:
+    return click.option("--exclude", multiple=True, metavar="GLOB", help=help)
+
+
+wait_option = click.option(
+    "--wait", is_flag=True, help="Wait for another run to finish instead of exit 3."
+)
+
+
+threshold_option = click.option(
+    "--threshold", type=click.FloatRange(0, 1), help="Override the model's threshold."
+)
+
+
 model_option = click.option(
     "--model",
     "model_path",
@@ -130,6 +195,11 @@ def acting_user(run_as: str | None, src: Path | None, written, log_file: Path | 
         raise error from None
     click.get_current_context().with_resource(rights.acting(user))
     return user
+
+
+def act_as(options: Options, src: Path | None, written: Iterable[Path | None]) -> None:
+    """acting_user, from the command's --run-as and --log-file."""
+    acting_user(options["run_as"], src, written, options["log_file"])
 
 
 workers_option = click.option(

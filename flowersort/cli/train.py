@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowersort.base.errors import (
-    exit_codes_text,
-)
 from flowersort.cli.console import (
-    OneLineCommand,
     OneLineUsageError,
     log,
     progress,
     report_once_per_run,
     report_skip,
     run_library,
-    setup_logging,
     stops_on_signals,
 )
 from flowersort.cli.options import (
-    COMMAND_EXIT_CODES,
     DEFAULTS,
+    FC,
+    Options,
+    config_from,
+    example_folders,
+    flowersort_command,
     int_list,
+    json_option,
     logging_options,
+    start_logging,
     workers_option,
 )
 from flowersort.model.features import MODES, FeatureConfig
@@ -35,10 +38,26 @@ from flowersort.photos.archive import display
 from flowersort.training.config import TrainConfig
 from flowersort.training.featcache import default_feature_cache
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-@click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["train"], "train"))
-@click.argument("flowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("noflowers", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    from flowersort.training.learn import TrainResult
+
+FEATURES = FeatureConfig()
+
+
+def setting(defaults: object, flag: str, help: str, **kwargs: Any) -> Callable[[FC], FC]:
+    """An option filling the settings field of its name (config_from), with the default
+    of `defaults` (FEATURES or DEFAULTS), shown in --help; a list of numbers is given as
+    numbers separated by commas."""
+    default = getattr(defaults, flag.split("/")[0].removeprefix("--").replace("-", "_"))
+    if isinstance(default, list):
+        default, kwargs["callback"] = ",".join(map(str, default)), int_list
+    return click.option(flag, default=default, show_default=True, help=help, **kwargs)
+
+
+@flowersort_command("train")
+@example_folders
 @click.option(
     "--model",
     "model_path",
@@ -47,126 +66,87 @@ from flowersort.training.featcache import default_feature_cache
     show_default=True,
     help="Where to write the model.",
 )
-@click.option(
+@setting(
+    FEATURES,
     "--mode",
-    type=click.Choice(MODES),
-    default=MODES[0],
-    show_default=True,
-    help="Network input per tile: hue histograms split by saturation, the brightness of "
+    "Network input per tile: hue histograms split by saturation, the brightness of "
     "grey pixels, the directions of brightness edges, brightness textures and subject cues "
     "(sharpness, saturation and their contrast with the border tiles); the same without "
     "cues; without textures; without edges either; plain hue histograms; the raw hue "
     "matrix; the first with four more cues (two tile scales, brightness against the "
     "border); or the first with a 7th column, the hue of coloured pixels on brightness "
     "edges.",
+    type=click.Choice(MODES),
 )
-@click.option(
-    "--image-size",
-    default=FeatureConfig.image_size,
-    show_default=True,
-    help="Photos are shrunk to this many pixels a side.",
-)
-@click.option(
-    "--grid", default=FeatureConfig.grid, show_default=True, help="Tiles per side of the tile map."
-)
-@click.option(
+@setting(FEATURES, "--image-size", "Photos are shrunk to this many pixels a side.")
+@setting(FEATURES, "--grid", "Tiles per side of the tile map.")
+@setting(
+    FEATURES,
     "--bins",
-    default=FeatureConfig.bins,
-    show_default=True,
-    help="Bins of each per-tile histogram (histogram modes; 2 to 256, at least 10 with textures).",
+    "Bins of each per-tile histogram (histogram modes; 2 to 256, at least 10 with textures).",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--tile-layers",
-    default=",".join(map(str, DEFAULTS.tile_layers)),
-    show_default=True,
-    callback=int_list,
-    help="The tile net, which turns each tile's matrix of histograms (bins x columns) into "
+    "The tile net, which turns each tile's matrix of histograms (bins x columns) into "
     "the few numbers of the tile map: one number per layer, the rows it makes. Each layer "
     "mixes one side of the matrix and turns it, so 32,8,8,1 on a 12 x 6 tile gives 6 x 32, "
     "then 32 x 8, then 8 x 8, then 8 x 1: 8 numbers per tile.",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--head-layers",
-    default=",".join(map(str, DEFAULTS.head_layers)),
-    show_default=True,
-    callback=int_list,
-    help="The head net over the tile map (tiles x numbers per tile), in the same way: "
+    "The head net over the tile map (tiles x numbers per tile), in the same way: "
     "16,1,1 on a 36 x 8 map gives 8 x 16, then 16 x 1, then the score's 1 x 1 (so it must "
     "end with 1,1).",
 )
-@click.option(
-    "--epochs", default=DEFAULTS.epochs, show_default=True, help="Most passes over the data."
-)
-@click.option(
-    "--patience",
-    default=DEFAULTS.patience,
-    show_default=True,
-    help="Stop after this many epochs without a better validation loss.",
-)
-@click.option(
-    "--batch-size",
-    default=DEFAULTS.batch_size,
-    show_default=True,
-    help="Photos per training step (one weight update).",
-)
-@click.option(
+@setting(DEFAULTS, "--epochs", "Most passes over the data.")
+@setting(DEFAULTS, "--patience", "Stop after this many epochs without a better validation loss.")
+@setting(DEFAULTS, "--batch-size", "Photos per training step (one weight update).")
+@setting(
+    DEFAULTS,
     "--learning-rate",
-    default=DEFAULTS.learning_rate,
-    show_default=True,
-    help="Step size of the optimiser (Adam): larger learns faster but less steadily.",
+    "Step size of the optimiser (Adam): larger learns faster but less steadily.",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--weight-decay",
-    default=DEFAULTS.weight_decay,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Pull of every weight towards 0 (L2): larger keeps the nets simpler; 1e-3 scored "
+    "Pull of every weight towards 0 (L2): larger keeps the nets simpler; 1e-3 scored "
     "fewest non-flowers near 1 on the held-out fold.",
+    type=click.FloatRange(0),
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--val-fraction",
-    default=DEFAULTS.val_fraction,
-    show_default=True,
-    help="Share of the examples in the validation fold, which stops the nets' training; "
+    "Share of the examples in the validation fold, which stops the nets' training; "
     "the threshold is chosen on it.",
 )
-@click.option(
-    "--members",
-    default=DEFAULTS.members,
-    show_default=True,
-    help="Nets trained, each from its own seed; the score is their mean.",
-)
-@click.option(
-    "--seed", default=DEFAULTS.seed, show_default=True, help="Same data and seed: same model."
-)
-@click.option(
+@setting(DEFAULTS, "--members", "Nets trained, each from its own seed; the score is their mean.")
+@setting(DEFAULTS, "--seed", "Same data and seed: same model.")
+@setting(
+    DEFAULTS,
     "--augment/--no-augment",
-    default=True,
-    show_default=True,
-    help="Random left-right flips, crops and small hue shifts while training.",
+    "Random left-right flips, crops and small hue shifts while training.",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--crops",
-    default=DEFAULTS.crops,
-    show_default=True,
+    "Augmented copies read per photo (random crops with small hue shifts).",
     type=click.IntRange(0),
-    help="Augmented copies read per photo (random crops with small hue shifts).",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--flower-share",
-    default=DEFAULTS.flower_share,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Share of flower photos in the archives the model is meant for: the threshold is "
+    "Share of flower photos in the archives the model is meant for: the threshold is "
     "chosen for the precision it would have there.",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--min-precision",
-    default=DEFAULTS.min_precision,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True),
-    help="The threshold is the lowest whose precision reaches this (at --flower-share) on "
+    "The threshold is the lowest whose precision reaches this (at --flower-share) on "
     "the held-out fold, else the one with the best F0.5.",
+    type=click.FloatRange(0, 1, min_open=True),
 )
 @click.option(
     "--feature-cache",
@@ -199,13 +179,12 @@ from flowersort.training.featcache import default_feature_cache
     "threshold and review band are chosen on scores of sources the nets never saw (folds "
     "of whole sources, each scored by nets trained on the others): five more trainings.",
 )
-@click.option(
+@setting(
+    DEFAULTS,
     "--source-folds",
-    default=DEFAULTS.source_folds,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Folds of whole sources the threshold is chosen on; 0: on the held-out fold "
+    "Folds of whole sources the threshold is chosen on; 0: on the held-out fold "
     "(one training, a threshold that holds on the examples' own sources).",
+    type=click.IntRange(0),
 )
 @click.option(
     "--with-corrections",
@@ -221,48 +200,12 @@ from flowersort.training.featcache import default_feature_cache
     help="A marks file saved from a report's 'save marks' button; may be repeated. The "
     "marks are also kept as corrections.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+@json_option("Print the training summary as JSON.")
 @click.option("--force", is_flag=True, help="Replace the model file if it exists.")
 @workers_option
 @logging_options("reads")
 @stops_on_signals
-def train(
-    flowers,
-    noflowers,
-    model_path,
-    mode,
-    image_size,
-    grid,
-    bins,
-    tile_layers,
-    head_layers,
-    epochs,
-    patience,
-    batch_size,
-    learning_rate,
-    weight_decay,
-    val_fraction,
-    members,
-    seed,
-    augment,
-    crops,
-    flower_share,
-    min_precision,
-    feature_cache,
-    no_feature_cache,
-    freeze_tile_net,
-    review_band,
-    sources_file,
-    source_folds,
-    with_corrections,
-    marks_files,
-    as_json,
-    force,
-    workers,
-    quiet,
-    verbose,
-    log_file,
-):
+def train(**options: Any) -> None:
     """Learn flowers from two folders of example photos, FLOWERS and NOFLOWERS.
 
     Both nets are trained end to end. The examples are cut into folds; one fold is kept
@@ -274,84 +217,93 @@ def train(
     the photos sure to be flowers (above the band) holds on sources the nets never saw.
     The model file holds every member; a photo's score is their mean probability.
     """
-    from flowersort.training.learn import Corrections, ExampleFolders, TrainHooks, train_model
-
-    setup_logging(quiet, verbose, log_file)
-    if model_path.exists() and not force:
+    start_logging(options)
+    model_path = options["model_path"]
+    if model_path.exists() and not options["force"]:
         message = f"{display(model_path)} exists: use --force to replace it, or another --model"
         raise OneLineUsageError(message)
+    features, cfg = train_configs(options)
+    result = learn(options, features, cfg)
+    if options["as_json"]:
+        out = {"model": str(model_path), "report": str(result.report_path)}
+        click.echo(json.dumps({**out, "threshold": result.model.threshold, **result.model.summary}))
+    else:
+        tell_model(result, model_path, cfg.members, quiet=options["quiet"])
+
+
+def train_configs(options: Options) -> tuple[FeatureConfig, TrainConfig]:
+    """The photos' features and the training's settings; a usage error for a bad one."""
     try:
-        feature_cfg = FeatureConfig(mode=mode, image_size=image_size, grid=grid, bins=bins)
-        cfg = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            patience=patience,
-            val_fraction=val_fraction,
-            members=members,
-            augment=augment,
-            crops=crops,
-            seed=seed,
-            flower_share=flower_share,
-            min_precision=min_precision,
-            tile_layers=tile_layers,
-            head_layers=head_layers,
-            train_tile_net=not freeze_tile_net,
-            source_folds=source_folds,
-            review_band=review_band,
-        )
+        features = config_from(FeatureConfig, options)
+        cfg = config_from(TrainConfig, options, train_tile_net=not options["freeze_tile_net"])
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    return features, cfg
+
+
+def learn(options: Options, features: FeatureConfig, cfg: TrainConfig) -> TrainResult:
+    """learn.train_model with a bar of the photos read, then one of the epochs trained."""
+    from flowersort.training.learn import Corrections, ExampleFolders, TrainHooks, train_model
+
+    no_cache, cache_folder = options["no_feature_cache"], options["feature_cache"]
     with ExitStack() as bars:
-        reading = bars.enter_context(progress(quiet, desc="reading photos", unit="photo"))
-        training = None
-
-        def on_epoch(epoch, stats):
-            nonlocal training
-            if training is None:  # the photos are read: one bar after the other
-                reading.close()
-                total = epochs * members
-                training = bars.enter_context(
-                    progress(quiet, total=total, desc="training", unit="epoch")
-                )
-            training.update(1)
-            training.set_postfix(
-                fold=stats.get("fold", "-"),
-                net=f"{stats['member'] + 1}/{members}",
-                loss=f"{stats['loss']:.3f}",
-                val_acc=f"{stats['val_acc']:.3f}",
-            )
-
+        reading = bars.enter_context(
+            progress(options["quiet"], desc="reading photos", unit="photo")
+        )
         try:
-            result = run_library(
+            return run_library(
                 train_model,
-                ExampleFolders(flowers, noflowers, sources_file),
-                model_path,
-                feature_cfg,
+                ExampleFolders(options["flowers"], options["noflowers"], options["sources_file"]),
+                options["model_path"],
+                features,
                 cfg,
-                corrections=Corrections(with_corrections, tuple(marks_files)),
-                workers=workers,
-                cache_folder=None if no_feature_cache else feature_cache or default_feature_cache(),
+                corrections=Corrections(options["with_corrections"], tuple(options["marks_files"])),
+                workers=options["workers"],
+                cache_folder=None if no_cache else cache_folder or default_feature_cache(),
                 hooks=TrainHooks(
-                    on_skip=report_skip, on_photo=lambda: reading.update(1), on_epoch=on_epoch
+                    on_skip=report_skip,
+                    on_photo=lambda: reading.update(1),
+                    on_epoch=epoch_bar(bars, reading, options["quiet"], cfg),
                 ),
             )
         finally:  # also before "too few photos": they may all be HEICs without the extra
             report_once_per_run()
-    model = result.model
-    val = model.summary["validation"]
-    if as_json:
-        out = {"model": str(model_path), "report": str(result.report_path)}
-        click.echo(json.dumps({**out, "threshold": model.threshold, **model.summary}))
-    else:
-        tell = log.info if quiet else click.echo  # --quiet (cron): the log file only
-        tell(
-            f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
-            f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
-            f"{members} nets, {model.summary['epochs_run']} epochs, "
-            f"{model.summary['seconds']} s"
+
+
+def epoch_bar(bars: ExitStack, reading: tqdm, quiet: bool, cfg: TrainConfig) -> Callable:
+    """train_model's on_epoch: at the first epoch the photos are read, so the reading bar
+    makes way for one of the epochs of every net."""
+    training = None
+
+    def on_epoch(epoch: int, stats: dict) -> None:
+        nonlocal training
+        if training is None:
+            reading.close()
+            total = cfg.epochs * cfg.members
+            training = bars.enter_context(
+                progress(quiet, total=total, desc="training", unit="epoch")
+            )
+        training.update(1)
+        training.set_postfix(
+            fold=stats.get("fold", "-"),
+            net=f"{stats['member'] + 1}/{cfg.members}",
+            loss=f"{stats['loss']:.3f}",
+            val_acc=f"{stats['val_acc']:.3f}",
         )
-        tell(f"validation report written to {result.report_path}")
-        # classify's default is the shipped model: say how to use this one
-        tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")
+
+    return on_epoch
+
+
+def tell_model(result: TrainResult, model_path: Path, members: int, quiet: bool) -> None:
+    """What was trained, and how to sort with it."""
+    model, val = result.model, result.model.summary["validation"]
+    tell = log.info if quiet else click.echo  # --quiet (cron): the log file only
+    tell(
+        f"model written to {model_path}: validation accuracy {val['accuracy']:.3f}, "
+        f"F1 {val['f1']:.3f}, threshold {model.threshold:.3f}, "
+        f"{members} nets, {model.summary['epochs_run']} epochs, "
+        f"{model.summary['seconds']} s"
+    )
+    tell(f"validation report written to {result.report_path}")
+    # classify's default is the shipped model: say how to use this one
+    tell(f"to sort with it: flowersort classify SRC --model {display(model_path.absolute())}")

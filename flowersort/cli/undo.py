@@ -6,42 +6,45 @@ import json
 import sys
 from collections import Counter
 from contextlib import closing
+from typing import Any
 
 import click
 
-from flowersort.base.errors import (
-    ExitCode,
-    exit_codes_text,
-)
+from flowersort.base.errors import ExitCode
 from flowersort.base.outcomes import Action
 from flowersort.cli.console import (
     Interrupted,
-    OneLineCommand,
     log,
     progress,
     run_library,
-    setup_logging,
 )
-from flowersort.cli.options import COMMAND_EXIT_CODES, acting_user, logging_options, run_as_option
+from flowersort.cli.options import (
+    Options,
+    act_as,
+    dry_run_option,
+    flowersort_command,
+    json_option,
+    logging_options,
+    run_as_option,
+    start_logging,
+    wait_option,
+)
 from flowersort.cli.output import UNDO_ALWAYS, show_outcomes, summary_line
 from flowersort.photos.archive import display
 
 
-@click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES["undo"], "undo"))
+@flowersort_command("undo")
 @click.argument("run", type=click.IntRange(1), required=False)
 @click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
-@click.option("--dry-run", is_flag=True, help="Say what would be put back; touch nothing.")
-@click.option("--wait", is_flag=True, help="Wait for another run to finish instead of exit 3.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="One JSON object a line per photo (with --list: per run, with the keys run, kind, "
-    "started, photos, state, src, dest).",
+@dry_run_option("Say what would be put back; touch nothing.")
+@wait_option
+@json_option(
+    "One JSON object a line per photo (with --list: per run, with the keys run, kind, "
+    "started, photos, state, src, dest)."
 )
 @run_as_option
 @logging_options("puts back")
-def undo(run, list_runs, dry_run, wait, as_json, run_as, quiet, verbose, log_file):
+def undo(**options: Any) -> None:
     """Put the photos moved by the last classify run (or by run RUN) back where they were.
 
     Source folders are recreated; a photo whose old place has been taken by a new file
@@ -51,27 +54,36 @@ def undo(run, list_runs, dry_run, wait, as_json, run_as, quiet, verbose, log_fil
     last run twice is an error: name an earlier run (see --list) to undo it too. Ctrl-C or
     SIGTERM finish the photo in hand and stop (exit 130 or 143).
     """
-    from flowersort.sorting.undo import undo as run_undo
     from flowersort.sorting.undo import undo_folders
 
-    if not list_runs:  # the run's SRC first: whose rights a root undo acts with
-        folders = undo_folders(run)
-        acting_user(run_as, folders[0] if folders else None, folders, log_file)
-    setup_logging(quiet, verbose, log_file)
-    if list_runs:
-        if run is not None or dry_run:
+    if not options["list_runs"]:  # the run's SRC first: whose rights a root undo acts with
+        folders = undo_folders(options["run"])
+        act_as(options, folders[0] if folders else None, folders)
+    start_logging(options)
+    if options["list_runs"]:
+        if options["run"] is not None or options["dry_run"]:
             raise click.UsageError("--list takes no RUN and no --dry-run")
-        show_runs(as_json)
-        return
+        show_runs(options["as_json"])
+    else:
+        put_back(options)
+
+
+def put_back(options: Options) -> None:
+    """Undo the run, showing each photo put back; exit 1 if one could not be."""
+    from flowersort.sorting.undo import undo as run_undo
+
     interrupted = Interrupted.install()
     counts: Counter = Counter()
+    undoing = run_undo(
+        options["wait"], run_id=options["run"], dry_run=options["dry_run"], stop=interrupted
+    )
     try:
         # closing: an undo stopped half-way releases the lock and journal as the block ends
         with (
-            progress(quiet, desc="undoing", unit="photo") as bar,
-            closing(run_undo(wait, run_id=run, dry_run=dry_run, stop=interrupted)) as outcomes,
+            progress(options["quiet"], desc="undoing", unit="photo") as bar,
+            closing(undoing) as outcomes,
         ):
-            run_library(show_outcomes, outcomes, bar, counts, as_json, quiet)
+            run_library(show_outcomes, outcomes, bar, counts, options["as_json"], options["quiet"])
     except click.ClickException:
         if counts:  # what was done before the run stopped
             log.info(summary_line(counts, always=UNDO_ALWAYS))

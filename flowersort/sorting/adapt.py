@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,7 +128,7 @@ def ask(
     review: Path,
     n: int,
     options: AskOptions | None = None,
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Move the n photos under src whose answers would teach the model most into the review
     folder (journalled, as classify moves borderline photos: `undo` puts them back). Photos
     the user already answered are not asked again. With options.dry_run nothing changes:
