@@ -5,6 +5,10 @@ files they leave. For a refactoring that must change nothing a user can see.
     git worktree add /tmp/house-base a15b4ee   # the version to compare against
     python benchmarks/differential.py /tmp/house-base .
 
+Against a15b4ee (the refactoring's base) one line differs on purpose: the real run of
+borderline-no-review says what --review-to would do with its borderline photo (9409b4e,
+a feature that came to main beside the refactoring).
+
 Each scenario runs in a fresh sandbox per version (archive, target, state and cache folders),
 from the sandbox as working folder, with PYTHONPATH set to the version's tree. Sandbox paths
 and the run's start time are normalised before comparing. Each dry run is also compared with
