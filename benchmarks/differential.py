@@ -5,13 +5,19 @@ files they leave. For a refactoring that must change nothing a user can see.
     git worktree add /tmp/house-base a15b4ee   # the version to compare against
     python benchmarks/differential.py /tmp/house-base .
 
+Against a15b4ee (the refactoring's base) one line differs on purpose: the real run of
+borderline-no-review says what --review-to would do with its borderline photo (9409b4e,
+a feature that came to main beside the refactoring).
+
 Each scenario runs in a fresh sandbox per version (archive, target, state and cache folders),
 from the sandbox as working folder, with PYTHONPATH set to the version's tree. Sandbox paths
 and the run's start time are normalised before comparing. Each dry run is also compared with
 the same command run for real right after it (would-move taken for moved, and so on). A
 difference is allowed only in a dry run that the new version makes say what its real run
 does; any other, or a new dry run unlike its real run, exits 1. The exFAT scenario needs
-root, mkfs.exfat and FUSE, and is left out without them.
+root, mkfs.exfat and FUSE, and is left out without them; its commands run with
+--run-as root in a version that has the option (a root run over a stick whose files every
+user may change is refused without it), as versions before it wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -237,10 +244,27 @@ def run_scenario(
         if not ready:
             return None
         make_archive(root)
-        return _run_steps(code, steps, root, codes or {})
+        return _run_steps(code, steps, root, codes or {}, as_root=on_exfat)
 
 
-def _run_steps(default: Path, steps, root: Path, codes: dict) -> list[dict]:
+@functools.cache
+def takes_option(code: Path, command: str, option: str) -> bool:
+    """Whether the version in `code` has `option` on `command` (its --help names it)."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run(
+        [sys.executable, "-m", "flowersort", command, "--help"],
+        cwd=code,  # python -m looks in the working folder first
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    return option in done.stdout
+
+
+def _run_steps(default: Path, steps, root: Path, codes: dict, as_root: bool = False) -> list[dict]:
+    """Each step's outcome. `as_root`: where a version has --run-as (a root run over files
+    every user may change, as on exFAT, is refused without it), --run-as root, so that it
+    writes with root's rights as versions before it did."""
     record = []
     for name, step, *which in steps:
         code = codes[which[0]] if which and codes else default
@@ -259,6 +283,8 @@ def _run_steps(default: Path, steps, root: Path, codes: dict) -> list[dict]:
         argv = [sys.executable, "-m", "flowersort", *step, "--workers", "1"]
         if step[0] == "undo":
             argv = argv[:-2]
+        if as_root and os.geteuid() == 0 and takes_option(code, step[0], "--run-as"):
+            argv += ["--run-as", "root"]
         argv.append("--json")
         done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True)
         lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
@@ -333,9 +359,12 @@ def main() -> int:
     parser.add_argument("old", type=Path, help="tree of the version to compare against")
     parser.add_argument("new", type=Path, nargs="?", default=ROOT, help="tree of this version")
     parser.add_argument("--show", action="store_true", help="print each step's outcomes")
+    parser.add_argument("--only", action="append", help="this scenario only (repeatable)")
     args = parser.parse_args()
     failures = 0
     for name, steps in SCENARIOS.items():
+        if args.only and name not in args.only:
+            continue
         results = []
         for code in (args.old, args.new):
             with tempfile.TemporaryDirectory(prefix="fs-diff-") as work:
@@ -387,6 +416,8 @@ def main() -> int:
         failures += bool(wrong) + bool(unforeseen[1])
     codes = {"old": args.old.resolve(), "new": args.new.resolve()}
     for name, steps in CROSS.items():
+        if args.only and name not in args.only:
+            continue
         results = []
         for mixed in (False, True):
             with tempfile.TemporaryDirectory(prefix="fs-diff-") as work:

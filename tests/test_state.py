@@ -337,7 +337,11 @@ def test_a_long_journal_is_not_read_whole_for_each_photo_moved(tmp_path):
     odd = tmp_path / "Pictures" / os.fsdecode(b"\xff.jpg")  # not UTF-8: still found
     journal.db.execute(
         "INSERT INTO moves(run, sources, keep_source, state, finals) VALUES (?, ?, 0, 'done', ?)",
-        (run, journal_module._text([odd]), journal_module._text([tmp_path / "Flowers" / "x.jpg"])),
+        (
+            run,
+            journal_module.encode_paths([odd]),
+            journal_module.encode_paths([tmp_path / "Flowers" / "x.jpg"]),
+        ),
     )
     assert journal.earlier_final(odd, tmp_path / "Flowers") == tmp_path / "Flowers" / "x.jpg"
     journal.close()

@@ -17,13 +17,13 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
 from flowersort.base.errors import BadImage
 from flowersort.photos import heic
-from flowersort.photos.exif import read_exif
+from flowersort.photos.exif import ExifInfo, read_exif
 
 MAX_PIXELS = 120_000_000  # larger than any camera's photo; refuse before decoding
 # OpenCV's own guard for the formats whose header we do not read (TIFF, WebP, ...)
@@ -130,6 +130,22 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
     """
     path = Path(path)
     take_decode_note()  # a note is about this photo or none
+    file_size = _regular_file_size(path)
+    try:
+        with open(path, "rb") as f:
+            read = _read(f, file_size, need, thumbnail)
+    except FileNotFoundError:
+        raise BadImage("file vanished") from None
+    except OSError as e:
+        raise BadImage(e.strerror or str(e)) from None
+    if isinstance(read, np.ndarray):  # the EXIF preview, upright
+        return read
+    return _decode(read, need, thumbnail)
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of the regular file at path; BadImage for anything else, an empty file or
+    one too large to read."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -143,39 +159,55 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         raise BadImage("empty file", lasting=True)
     if st.st_size > MAX_FILE_BYTES:
         raise BadImage(f"file too large ({st.st_size // 2**20} MiB)")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(FIRST_READ)
-            if len(head) < st.st_size and not opencv_signature(head):  # decide from the header
-                raise _undecodable(head)
-            size = header_size(head)
-            if size is None and len(head) == FIRST_READ:  # big metadata blocks first
-                head += f.read(HEADER_BYTES - FIRST_READ)
-                size = header_size(head)
-            is_jpeg = head[:2] == b"\xff\xd8"
-            exif = read_exif(head) if is_jpeg else None
-            if thumbnail and exif and exif.thumbnail:
-                preview = _decode_preview(head, exif.thumbnail, size, need * 3 // 4)
-                if preview is not None:
-                    return orient(preview, exif.orientation)
-            if size is not None and size[0] * size[1] > MAX_PIXELS:
-                raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)", lasting=True)
-            if size is not None and min(size) == 0:
-                raise BadImage("image has no pixels", lasting=True)
-            data = _read_rest(f, head, st.st_size)
-    except FileNotFoundError:
-        raise BadImage("file vanished") from None
-    except OSError as e:
-        raise BadImage(e.strerror or str(e)) from None
+    return st.st_size
+
+
+class _Read(NamedTuple):
+    """A photo's file read: its first bytes, what they say, and the whole file."""
+
+    head: bytes
+    size: tuple[int, int] | None  # (width, height) from the header, if it says
+    is_jpeg: bool
+    exif: ExifInfo | None
+    data: np.ndarray
+
+
+def _read(f: BinaryIO, file_size: int, need: int, thumbnail: bool) -> _Read | np.ndarray:
+    """The file read whole, after its header passed the checks; with `thumbnail`, the
+    EXIF preview instead (upright) where it is large enough."""
+    head = f.read(FIRST_READ)
+    if len(head) < file_size and not opencv_signature(head):  # decide from the header
+        raise _undecodable(head)
+    size = header_size(head)
+    if size is None and len(head) == FIRST_READ:  # big metadata blocks first
+        head += f.read(HEADER_BYTES - FIRST_READ)
+        size = header_size(head)
+    is_jpeg = head[:2] == b"\xff\xd8"
+    exif = read_exif(head) if is_jpeg else None
+    if thumbnail and exif and exif.thumbnail:
+        preview = _decode_preview(head, exif.thumbnail, size, need * 3 // 4)
+        if preview is not None:
+            return orient(preview, exif.orientation)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise BadImage(f"image too large ({size[0]} x {size[1]} pixels)", lasting=True)
+    if size is not None and min(size) == 0:
+        raise BadImage("image has no pixels", lasting=True)
+    return _Read(head, size, is_jpeg, exif, _read_rest(f, head, file_size))
+
+
+def _decode(read: _Read, need: int, thumbnail: bool) -> np.ndarray:
+    """The pixels of a file read whole: OpenCV, or pillow-heif for HEIC (and AVIF where
+    OpenCV has no codec for it), turned upright."""
+    head, data = read.head, read.data
     if head[:8] == b"\x89PNG\r\n\x1a\n" and (damage := png_damage(data.data)):
         raise BadImage(f"damaged image: {damage}", lasting=True)
     if (heif := heic.kind(head)) == "heic":  # OpenCV has no HEVC decoder
         return heic.decode(data.data, need, MAX_PIXELS, thumbnail)
-    flag = _reduced_flag(size, is_jpeg, need)
+    flag = _reduced_flag(read.size, read.is_jpeg, need)
     try:
         # OpenCV turns photos upright only at full size, so we do it ourselves, always
         img = _decode_noting(data, flag | cv2.IMREAD_IGNORE_ORIENTATION)
-        if img is None and is_jpeg and bytes(data[-2:]) != JPEG_END:
+        if img is None and read.is_jpeg and bytes(data[-2:]) != JPEG_END:
             # cut short (a copy or sync that stopped): OpenCV 5 refuses a JPEG without its
             # end marker, which libjpeg decodes in part; a copy only for such a file
             ended = np.concatenate([data, np.frombuffer(JPEG_END, np.uint8)])
@@ -190,7 +222,7 @@ def read_image(path: str | os.PathLike, need: int = 0, thumbnail: bool = False) 
         raise _undecodable(head)
     if heif == "avif":  # OpenCV's AVIF reader ignores the file's rotation and mirroring
         return heic.upright(img, data.data)
-    return orient(img, exif.orientation) if exif else img
+    return orient(img, read.exif.orientation) if read.exif else img
 
 
 JPEG_END = b"\xff\xd9"  # the EOI marker

@@ -107,7 +107,7 @@ def _decoders() -> None:
     heic.library()
 
 
-def _stay_with(parent: int, from_main_thread: bool, given: tuple = ()) -> None:
+def stay_with(parent: int, from_main_thread: bool, given: tuple = ()) -> None:
     """Pool initializer: a worker leaves SIGINT and SIGTERM to the main process, which
     stops the pool itself, and dies with it, even when it is killed outright (SIGKILL,
     the OOM killer): the kernel's parent-death signal where the main process is the
@@ -165,7 +165,7 @@ def worker_pool(workers: int, given: tuple = ()) -> ProcessPoolExecutor:
     main = threading.current_thread() is threading.main_thread()
     try:
         args = (os.getpid(), main, given)
-        pool = ProcessPoolExecutor(workers, initializer=_stay_with, initargs=args)
+        pool = ProcessPoolExecutor(workers, initializer=stay_with, initargs=args)
         try:
             pool.submit(int).result()  # a pool forks its workers at the first task
         except BaseException:  # such as no memory for its thread: its forked workers would

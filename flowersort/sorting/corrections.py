@@ -280,7 +280,7 @@ class Store:
         self._write("UPDATE placed SET path = ? WHERE path = ?", (_blob(new), _blob(old)))
 
 
-def _below(path: str, roots: list[str]) -> bool:
+def is_below(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
@@ -338,7 +338,7 @@ def in_folder(store: Store, folder: str | os.PathLike) -> list[Correction]:
     for c in rows:
         if c.key in here:
             c.path = here[c.key]
-        elif not _below(os.path.abspath(c.path), [root]):
+        elif not is_below(os.path.abspath(c.path), [root]):
             continue
         matched.append(c)
     return matched

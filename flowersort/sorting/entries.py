@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 from flowersort.base.errors import StateError
@@ -14,34 +15,35 @@ from flowersort.base.records import Step
 from flowersort.safefs import attrs
 
 
-def _metadata(paths: list[Path]) -> list[dict] | None:
+def paths_metadata(paths: list[Path]) -> list[dict] | None:
+    """attrs.metadata of each path, as a move records it; None if one is gone."""
     try:
         return [attrs.metadata(p) for p in paths]
     except OSError:  # gone meanwhile: the move says so itself
         return None
 
 
-def _paths(text: str) -> list[Path]:
+def decode_paths(text: str) -> list[Path]:
     return [Path(p) for p in json.loads(text)]
 
 
-def _rowid(cursor: sqlite3.Cursor) -> int:
+def inserted_id(cursor: sqlite3.Cursor) -> int:
     """The id of the row an INSERT made (always one: the journal's tables have ids)."""
     if cursor.lastrowid is None:
         raise StateError("the journal made no row")
     return cursor.lastrowid
 
 
-def _steps(text: str) -> list[Step]:
+def decode_steps(text: str) -> list[Step]:
     return [Step.from_json(item) for item in json.loads(text)]
 
 
-def _text(paths) -> str:
+def encode_paths(paths: Iterable[str | os.PathLike]) -> str:
     """Absolute: recovery and undo may run from another folder (cron starts in $HOME)."""
     return json.dumps([os.path.abspath(p) for p in paths])  # lone surrogates survive as \\udcxx
 
 
-def _folder_value(folder: Path | None) -> str | bytes | None:
+def encode_folder(folder: Path | None) -> str | bytes | None:
     """A run's src or dest as stored: text, or its bytes where the name is not UTF-8 (a
     Latin-1 album: SQLite's text cannot hold a lone surrogate)."""
     if folder is None:
@@ -54,7 +56,7 @@ def _folder_value(folder: Path | None) -> str | bytes | None:
     return name
 
 
-def _folder_name(value: str | bytes | None) -> str | None:
+def decode_folder(value: str | bytes | None) -> str | None:
     return None if value is None else os.fsdecode(value)
 
 

@@ -12,11 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from flowersort.base.records import MoveAction, RunKind, StepKind
-from flowersort.sorting.entries import _folder_name, _paths, _steps, _text, first_path_is
-from flowersort.sorting.recovery import _kept
+from flowersort.sorting.entries import (
+    decode_folder,
+    decode_paths,
+    decode_steps,
+    encode_paths,
+    first_path_is,
+)
+from flowersort.sorting.recovery import kept_unlink
 
 if TYPE_CHECKING:
-    from flowersort.sorting.journal import _Db
+    from flowersort.sorting.journal import JournalDb
 
 
 # made when first needed, so that journals of earlier versions gain it too
@@ -75,7 +81,7 @@ class DoneMove(NamedTuple):
 class RunHistory:
     """The queries of the journal's past runs (Journal's base: `db` is its connection)."""
 
-    db: _Db
+    db: JournalDb
 
     def moved_metadata(self, run: int) -> dict[tuple[Path, ...], tuple[list, list]]:
         """For each move of `run`, by its finals: what its files were like before it (mode,
@@ -90,7 +96,7 @@ class RunHistory:
         for finals, text in rows:
             recorded = json.loads(text)
             if recorded.get("landed"):  # not if recovery could not read them
-                out[tuple(_paths(finals))] = (recorded["before"], recorded["landed"])
+                out[tuple(decode_paths(finals))] = (recorded["before"], recorded["landed"])
         return out
 
     def last_run(self) -> tuple[int, str] | None:
@@ -107,7 +113,10 @@ class RunHistory:
             "WHERE run = ? AND state = 'done' ORDER BY id DESC",
             (run,),
         ).fetchall()
-        return [DoneMove(_paths(s), _paths(f), bool(k), MoveAction(a)) for s, f, k, a in rows]
+        return [
+            DoneMove(decode_paths(s), decode_paths(f), bool(k), MoveAction(a))
+            for s, f, k, a in rows
+        ]
 
     def restored_by_undo(self, run: int) -> set[tuple[Path, ...]]:
         """The finals of `run`'s moves that a later undo (one interrupted, say) already
@@ -117,17 +126,17 @@ class RunHistory:
             "WHERE r.kind = 'undo' AND r.id > ? AND m.state = 'done' AND m.keep_source = 0",
             (run,),
         ).fetchall()
-        return {tuple(_paths(sources)) for (sources,) in rows}
+        return {tuple(decode_paths(sources)) for (sources,) in rows}
 
     def removed_duplicates(self, run: int, sources: list[Path]) -> dict[Path, dict]:
         """The metadata (safefs.metadata) of each source `run` removed as a duplicate, to
         give it back on undo (none from journals older than this record)."""
         rows = self.db.execute(
             "SELECT steps FROM moves WHERE run = ? AND action = 'dedupe' AND sources = ?",
-            (run, _text(sources)),
+            (run, encode_paths(sources)),
         ).fetchall()
-        steps = [s for (text,) in rows for s in _steps(text)]
-        return {Path(s.path): s.details["kept"] for s in steps if _kept(s)}
+        steps = [s for (text,) in rows for s in decode_steps(text)]
+        return {Path(s.path): s.details["kept"] for s in steps if kept_unlink(s)}
 
     def split_moves(self, run: int) -> list[tuple[list[Path], list[Path]]]:
         """Groups a failed move left in two places (see safefs.GroupSplit), with the
@@ -137,8 +146,8 @@ class RunHistory:
         ).fetchall()
         out = []
         for sources, steps in rows:
-            claimed = [Path(s.path) for s in _steps(steps) if s.kind == StepKind.CLAIMED]
-            out.append((_paths(sources), claimed[-len(_paths(sources)) :]))
+            claimed = [Path(s.path) for s in decode_steps(steps) if s.kind == StepKind.CLAIMED]
+            out.append((decode_paths(sources), claimed[-len(decode_paths(sources)) :]))
         return out
 
     def earlier_final(self, source: Path, dest: Path) -> Path | None:
@@ -150,7 +159,7 @@ class RunHistory:
             f" AND {where} ORDER BY moves.id DESC LIMIT 1",
             params,
         ).fetchone()
-        finals = _paths(row[0]) if row is not None and row[0] else []
+        finals = decode_paths(row[0]) if row is not None and row[0] else []
         if not finals:
             return None
         final = finals[0]
@@ -176,8 +185,8 @@ class RunHistory:
                 kind=RunKind(row[1]),
                 started=row[2],
                 finished=row[3],
-                src=_folder_name(row[4]),
-                dest=_folder_name(row[5]),
+                src=decode_folder(row[4]),
+                dest=decode_folder(row[5]),
                 undone=bool(row[6]),
                 photos=row[7],
                 stopped=bool(row[8]),

@@ -23,7 +23,7 @@ from flowersort.base.errors import StateError
 from flowersort.base.records import MoveAction, MoveState, RunKind, Step, StepKind
 from flowersort.safefs import transfer
 from flowersort.sorting import recovery
-from flowersort.sorting.entries import _folder_value, _metadata, _rowid, _text
+from flowersort.sorting.entries import encode_folder, encode_paths, inserted_id, paths_metadata
 from flowersort.sorting.history import CREATED_DIRS, RunHistory
 from flowersort.sorting.migrate import absolute_paths
 from flowersort.sorting.recovery import recover_one
@@ -72,7 +72,7 @@ def earlier_target(folder: Path) -> bool:
     return any(os.path.realpath(dest) == real for dest in dests)
 
 
-class _Db:
+class JournalDb:
     """The journal's connection: any SQLite error (a full disk, a read-only folder, damage)
     becomes a StateError, one line for the user."""
 
@@ -117,12 +117,12 @@ class JournalNote:
     """safefs's note() for one journaled move: each step is committed before it happens.
     `steps`: what the journal holds of the move, for transfer's clean-up."""
 
-    def __init__(self, db: _Db, move_id: int):
+    def __init__(self, db: JournalDb, move_id: int):
         self.db, self.move_id = db, move_id
         self.steps: list[Step] = []
 
     def __call__(self, step: StepKind, path: Path, **details: Any) -> None:
-        # absolute, as _text: valid from any working folder
+        # absolute, as encode_paths: valid from any working folder
         self.steps.append(Step(StepKind(step), os.path.abspath(path), details))
         text = json.dumps([s.to_json() for s in self.steps])
         try:
@@ -141,7 +141,7 @@ class Journal(RunHistory):
         make_state_dir(folder)
         path = folder / "journal.sqlite"
         try:
-            self.db = _Db(path)
+            self.db = JournalDb(path)
             self.db.conn.execute("PRAGMA journal_mode=WAL")
             self.db.conn.execute("PRAGMA synchronous=FULL")  # a committed step survives a power cut
             self.db.conn.executescript(SCHEMA)
@@ -182,15 +182,15 @@ class Journal(RunHistory):
         if not path.exists():
             return None
         self = cls.__new__(cls)
-        self.db = _Db(path, connection=read_only(path))
+        self.db = JournalDb(path, connection=read_only(path))
         return self
 
     def start_run(self, kind: RunKind, src: Path | None, dest: Path | None) -> int:
         cur = self.db.execute(
             "INSERT INTO runs(kind, started, src, dest) VALUES (?, ?, ?, ?)",
-            (RunKind(kind).value, time.time(), _folder_value(src), _folder_value(dest)),
+            (RunKind(kind).value, time.time(), encode_folder(src), encode_folder(dest)),
         )
-        return _rowid(cur)
+        return inserted_id(cur)
 
     def finish_run(self, run: int, stopped: bool = False) -> None:
         """The run ended (`stopped`: by a signal, before its last photo)."""
@@ -220,7 +220,7 @@ class Journal(RunHistory):
         list: the keywords after `action` are safefs.transfer's own, passed through as
         they are (moves.Mover and undo.Undoing each give a different few)."""
         sources = [Path(os.path.abspath(s)) for s in sources]  # as the journal has them
-        before = None if keep_source else _metadata(sources)
+        before = None if keep_source else paths_metadata(sources)
         move_id, note = self._start_move(
             run, sources, keep_source, MoveAction(action), before=before
         )
@@ -237,10 +237,10 @@ class Journal(RunHistory):
                 follow=follow,
             )
         except transfer.GroupSplit:
-            self._set_state(move_id, MoveState.SPLIT)
+            self.set_state(move_id, MoveState.SPLIT)
             raise
         except OSError:
-            self._set_state(move_id, MoveState.FAILED)
+            self.set_state(move_id, MoveState.FAILED)
             raise
         except StateError:
             # the journal cannot take the next step, so the move stops here, whole: from
@@ -251,11 +251,11 @@ class Journal(RunHistory):
             except OSError as e:
                 log.error("journal: cannot tidy up the move of %s: %s", sources[0], e)
             raise
-        landed = before and _metadata(finals)
+        landed = before and paths_metadata(finals)
         recorded = json.dumps({"before": before, "landed": landed}) if landed else None
         self.db.execute(
             "UPDATE moves SET state = ?, finals = ?, metadata = ? WHERE id = ?",
-            (MoveState.DONE.value, _text(finals), recorded, move_id),
+            (MoveState.DONE.value, encode_paths(finals), recorded, move_id),
         )
         return finals
 
@@ -265,11 +265,11 @@ class Journal(RunHistory):
         try:
             transfer.remove_duplicates(sources, twins, note)
         except OSError:
-            self._set_state(move_id, MoveState.FAILED)
+            self.set_state(move_id, MoveState.FAILED)
             raise
-        self._set_state(move_id, MoveState.DONE)
+        self.set_state(move_id, MoveState.DONE)
 
-    def _set_state(self, move_id: int, state: MoveState) -> None:
+    def set_state(self, move_id: int, state: MoveState) -> None:
         self.db.execute("UPDATE moves SET state = ? WHERE id = ?", (state.value, move_id))
 
     def _start_move(
@@ -289,15 +289,15 @@ class Journal(RunHistory):
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 run,
-                _text(sources),
+                encode_paths(sources),
                 int(keep_source),
                 MoveState.STARTED.value,
                 action.value,
-                finals and _text(finals),
+                finals and encode_paths(finals),
                 json.dumps({"before": before}) if before else None,
             ),
         )
-        move_id = _rowid(cur)
+        move_id = inserted_id(cur)
         return move_id, JournalNote(self.db, move_id)
 
     # ------------------------------------------------------------------ recovery

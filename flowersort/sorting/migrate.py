@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowersort.base.records import Step, StepKind
-from flowersort.sorting.entries import _steps
-from flowersort.sorting.recovery import _parses
+from flowersort.sorting.entries import decode_steps
+from flowersort.sorting.recovery import record_parses
 
 if TYPE_CHECKING:
-    from flowersort.sorting.journal import _Db
+    from flowersort.sorting.journal import JournalDb
 
 
 TAKES_A_NAME = (StepKind.CLAIM, StepKind.CLAIMED, StepKind.TMP)  # a name in the target
@@ -56,7 +56,7 @@ def _started_in(
     return found[0] if len(found) == 1 else None
 
 
-def absolute_paths(db: _Db) -> None:
+def absolute_paths(db: JournalDb) -> None:
     """Journals written before paths were absolute hold a move of a run given relative
     folders relative to the folder it was started in: recovery or undo started in
     another folder (cron's) took its files for missing. That folder is found again
@@ -66,9 +66,9 @@ def absolute_paths(db: _Db) -> None:
         "JOIN runs ON runs.id = moves.run WHERE substr(sources, 3, 1) != '/'"
     ).fetchall()
     for move_id, sources, text, finals, src, dest in rows:
-        if not _parses(sources, text, finals or "[]"):
+        if not record_parses(sources, text, finals or "[]"):
             continue  # damaged: recover sets it aside
-        steps = _steps(text)
+        steps = decode_steps(text)
         started_in = _started_in(src, [Path(p) for p in json.loads(sources)], dest, steps)
         if started_in is None:
             continue

@@ -12,20 +12,15 @@ from flowersort.base.errors import FlowersortError, StateError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.base.records import MoveAction, RunKind
 from flowersort.safefs.identity import same_bytes
-from flowersort.safefs.names import (
-    free_names,
-    member_name,
-    names_in_any_case,
-    numbered_stems,
-    split_name,
-)
+from flowersort.safefs.names import free_names, numbered_stems, split_name
 from flowersort.safefs.privacy import Exposed, PrivateByFolder, Ways, check_folders_keep_private
-from flowersort.sorting.companions import Companions, Live, own_sidecars, sidecars
+from flowersort.sorting.companions import Companions, Live, own_sidecars
 from flowersort.sorting.decide import Decision
 from flowersort.sorting.folders import make_dirs
 from flowersort.sorting.journal import Journal
 from flowersort.sorting.lock import FolderLock, RunLock
 from flowersort.sorting.options import ConflictMode, SortOptions
+from flowersort.sorting.placing import TargetNames, dedupe_plan, same_photo, target_folder
 from flowersort.sorting.state import state_dir
 from flowersort.sorting.watch import Watch
 
@@ -36,21 +31,6 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 DEDUPE_SIDECARS = MoveAction.DEDUPE_SIDECARS
-
-
-class TargetNames:
-    """Each target folder's names, casefolded (safefs.names_in_any_case), listed once per
-    run and kept up to date as the run claims names: a listing per move made a target of
-    n photos cost n * n. Only a hint for choosing a name: safefs claims it with link() or
-    O_EXCL, which fails when another process took it meanwhile."""
-
-    def __init__(self) -> None:
-        self.folders: dict[Path, set[str]] = {}
-
-    def __call__(self, folder: Path) -> set[str]:
-        if folder not in self.folders:
-            self.folders[folder] = names_in_any_case(folder)
-        return self.folders[folder]
 
 
 def identical_at_target(photo: Path, dest: Path) -> Path | None:
@@ -74,15 +54,6 @@ def identity(path: str | Path) -> tuple[int, int, int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def same_photo(photo: Path, there: Path) -> bool:
-    """there is another file holding photo's bytes (not photo itself, as after undo)."""
-    try:
-        same_inode = os.path.samefile(photo, there)
-        return there.is_file() and not same_inode and same_bytes(photo, there)
-    except OSError:
-        return False
 
 
 # what a dry run says for what a run does
@@ -181,35 +152,6 @@ class Targets:
     def close(self) -> None:
         self.watch.close()
         self.mover.close()
-
-
-def target_folder(dest: Path, photo: Path, keep_below: Path | None) -> Path:
-    """dest; with --keep-structure, dest plus the photo's folder relative to src
-    (Pictures/2020/07 Trip/x.jpg -> Flowers/2020/07 Trip/)."""
-    if keep_below is None or not keep_below.is_dir():
-        return dest
-    rel = os.path.relpath(photo.parent, keep_below)
-    return dest if rel == "." or rel.startswith("..") else dest / rel
-
-
-def dedupe_plan(photo: Path, twin: Path, sides: list[Path] | None = None):
-    """How a dedupe would take photo's sidecars (`sides`, else sidecars(photo)):
-    (duplicates, their twins, sidecars to move by the twin, their names there); None when
-    another file holds such a name, and the group is moved as with rename."""
-    stem, twin_stem = split_name(photo.name)[0], split_name(twin.name)[0]
-    dups, twins, free, free_names = [photo], [twin], [], []
-    for side in own_sidecars(photo, sidecars(photo) if sides is None else sides):
-        name = member_name(side.name, stem, twin_stem)
-        there = twin.parent / name  # by the twin: with --keep-structure, in its album
-        if not os.path.lexists(there):
-            free.append(side)
-            free_names.append(name)
-        elif there.is_file() and not there.is_symlink() and same_bytes(side, there):
-            dups.append(side)
-            twins.append(there)
-        else:
-            return None
-    return dups, twins, free, free_names
 
 
 def failed(photo: Path, score: float, error: OSError, copy: bool) -> Outcome:
@@ -363,17 +305,17 @@ class Mover:
         sidecar's name by the twin."""
         if (plan := dedupe_plan(photo, twin, self.sidecars(photo))) is None:
             return None
-        dups, twins, free, free_names = plan
+        dups, twins, free, names = plan
         if free and self.dry_run:  # as transfer checks them
             check_folders_keep_private(free, twin.parent, self.ways)
-            self.names(twin.parent).update(n.casefold() for n in free_names)
+            self.names(twin.parent).update(n.casefold() for n in names)
         elif free:
             live = self._live()
             live.journal.transfer(
                 live.run,
                 free,
                 twin.parent,
-                exact_names=free_names,
+                exact_names=names,
                 action=MoveAction.DEDUPE_SIDECARS,
                 present=self.names(twin.parent),
             )
@@ -381,7 +323,7 @@ class Mover:
             live = self._live()
             live.journal.dedupe(live.run, dups, twins)
         self.moved.update(free)
-        return sorted(twins[1:] + [twin.parent / name for name in free_names])
+        return sorted(twins[1:] + [twin.parent / name for name in names])
 
     def close(self) -> None:
         if self.live is None:

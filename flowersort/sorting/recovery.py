@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from flowersort.base.records import MoveAction, MoveState, Step, StepKind
 from flowersort.safefs import attrs, identity, seams, transfer
-from flowersort.sorting.entries import _metadata, _paths, _steps, _text
+from flowersort.sorting.entries import decode_paths, decode_steps, encode_paths, paths_metadata
 
 if TYPE_CHECKING:
     from flowersort.sorting.journal import Journal
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowersort")
 
 
-def _parses(sources: str, steps: str, twins: str) -> bool:
+def record_parses(sources: str, steps: str, twins: str) -> bool:
     """Whether a move's record is what the journal writes: lists of paths and of steps
     ([step, path, details?])."""
 
@@ -137,7 +137,7 @@ def _recover_dedupe(
                 if identity.same_bytes(source, twin):
                     seams.remove(source)
         return MoveState.DONE, twins
-    kept = {Path(s.path): s.details["kept"] for s in steps if _kept(s)}
+    kept = {Path(s.path): s.details["kept"] for s in steps if kept_unlink(s)}
     for source, twin in zip(sources, twins):
         if source in unlinked and not source.exists() and twin.exists():
             transfer.put_back(twin, source, link=False)
@@ -153,7 +153,7 @@ def _paths_of(steps: list[Step], kind: StepKind) -> list[Path]:
     return [Path(s.path) for s in steps if s.kind == kind]
 
 
-def _kept(step: Step) -> bool:
+def kept_unlink(step: Step) -> bool:
     """A dedupe's unlink that recorded the removed file's metadata (newer journals)."""
     return step.kind == StepKind.UNLINK and "kept" in step.details
 
@@ -169,18 +169,18 @@ def recover(journal: Journal) -> int:
     for move_id, sources, keep_source, steps, action, twins, was, recorded in rows:
         # a failed move cleaned up after itself unless something stopped that too (a
         # full disk, an I/O error): look again for anything it left
-        if not _parses(sources, steps, twins if action == MoveAction.DEDUPE else "[]"):
+        if not record_parses(sources, steps, twins if action == MoveAction.DEDUPE else "[]"):
             _set_aside_row(journal, move_id)
             continue
         try:
             failed = was == MoveState.FAILED
             if action == MoveAction.DEDUPE:
                 state, finals = _recover_dedupe(
-                    _paths(sources), _paths(twins), _steps(steps), failed=failed
+                    decode_paths(sources), decode_paths(twins), decode_steps(steps), failed=failed
                 )
             else:
                 state, finals = recover_one(
-                    _paths(sources), bool(keep_source), _steps(steps), failed=failed
+                    decode_paths(sources), bool(keep_source), decode_steps(steps), failed=failed
                 )
         except OSError as e:  # left as it is, to be tried again by the next run
             log.error(
@@ -190,10 +190,10 @@ def recover(journal: Journal) -> int:
             )
             continue
         if recorded and state == MoveState.DONE:  # as transfer records a move it finished
-            recorded = json.dumps({**json.loads(recorded), "landed": _metadata(finals)})
+            recorded = json.dumps({**json.loads(recorded), "landed": paths_metadata(finals)})
         journal.db.execute(
             "UPDATE moves SET state = ?, finals = ?, metadata = ? WHERE id = ?",
-            (state.value, _text(finals), recorded, move_id),
+            (state.value, encode_paths(finals), recorded, move_id),
         )
         if was == MoveState.STARTED:
             recovered += 1
@@ -204,7 +204,7 @@ def recover(journal: Journal) -> int:
 def _set_aside_row(journal: Journal, move_id: int) -> None:
     """A move whose record does not parse (the journal damaged by hand or by a disk) is
     never acted on: its state becomes 'damaged', kept for a person to look at."""
-    journal._set_state(move_id, MoveState.DAMAGED)
+    journal.set_state(move_id, MoveState.DAMAGED)
     log.warning(
         "warning: move %d of the journal %s is damaged and set aside (not finished, "
         "not undone): look for .flowersort-tmp-* files in its target",

@@ -21,7 +21,7 @@ from flowersort.sorting.corrections import (
     Label,
     Placed,
     Store,
-    _below,
+    is_below,
 )
 from flowersort.sorting.journal import Journal
 from flowersort.sorting.state import state_dir
@@ -171,7 +171,7 @@ class Watch:
         for p in self.store.placed():
             if p.run in undone or p.where in undone_paths:  # undo put it back: no choice
                 self.store.drop_placed(p.path)  # of yours
-            elif _below(os.path.abspath(p.where), roots):  # another target's are not ours
+            elif is_below(os.path.abspath(p.where), roots):  # another target's are not ours
                 s.placed[p.where] = p
             else:
                 s.elsewhere.setdefault(p.key, []).append(p)
@@ -264,8 +264,10 @@ class Watch:
                 c.label == "flower"
                 and c.key not in s.flowers_in_dest
                 and c.key not in self.pending
-                and _below(os.path.abspath(c.path), [os.fspath(self.dest)])
-                and not (self.review and _below(os.path.abspath(c.path), [os.fspath(self.review)]))
+                and is_below(os.path.abspath(c.path), [os.fspath(self.dest)])
+                and not (
+                    self.review and is_below(os.path.abspath(c.path), [os.fspath(self.review)])
+                )
             ):
                 pending = Placed(os.fspath(c.path), c.size, c.sha256, "dest", None, c.noted)
                 self.pending[c.key] = pending

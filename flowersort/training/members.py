@@ -12,7 +12,7 @@ import numpy as np
 
 from flowersort.model.features import FeatureConfig
 from flowersort.model.network import NetConfig, TwoStageNet
-from flowersort.scoring.pipeline import _stay_with, kill_pool, worker_pool
+from flowersort.scoring.pipeline import kill_pool, stay_with, worker_pool
 from flowersort.training.config import Progress, TrainConfig
 from flowersort.training.loop import Split, fit_net
 
@@ -48,7 +48,7 @@ def train_members(jobs: list[MemberJob], workers: int, progress: Progress | None
 
     parent, main = os.getpid(), threading.current_thread() is threading.main_thread()
     manager = SyncManager()  # like the workers: leaves the signals to us, dies with us
-    manager.start(_stay_with, (parent, main))
+    manager.start(stay_with, (parent, main))
     with manager:
         queue = manager.Queue()  # epochs reported by the workers
         pool = worker_pool(min(workers, len(jobs)))
