@@ -232,10 +232,9 @@ def classify(
     if tag is not None:
         said["always"] = TAG_ALWAYS
 
-    def counting(outcomes):
+    def counting(outcomes):  # without a target: the flowers listed
         for o in outcomes:
-            if listing:
-                said["flowers"] += bool(o.flower)
+            said["flowers"] += bool(o.flower)
             yield o
 
     options = SortOptions(
@@ -273,7 +272,7 @@ def classify(
             seen = [] if report_path else None
             copying = copy_to is not None
             model_key = {"model": os.fsdecode(model_file)}
-            shown = counting(sort_run)
+            shown = counting(sort_run) if listing else sort_run
             run_library(show_outcomes, shown, bar, counts, as_json, quiet, seen, copying, model_key)
     except click.ClickException:
         if counts:  # what was done before the run stopped

@@ -257,7 +257,7 @@ def open_log_file(path: Path) -> logging.StreamHandler:
 SKIPPED_BEFORE = ("skipped as on an earlier run", "unchanged since; --verbose lists them")
 
 
-def report_skip(path: Path, reason: str, before: bool = False) -> None:
+def report_skip(path: str | Path, reason: str, before: bool = False) -> None:
     if before:  # a file that could not be read last night either: cron mails it once
         once_per_run[SKIPPED_BEFORE] += 1
         log.debug("skipped: %s: %s", display(path), reason)

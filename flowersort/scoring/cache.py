@@ -94,7 +94,7 @@ class ScoreCache:
         self.lost = False  # said once that this run's scores cannot be remembered
         self.damaged_said = False  # said once that a row held no usable score
         self.folder: str | None = None  # the path's text before its last separator
-        self.rows: dict[bytes, tuple] = {}
+        self.rows: dict[str, tuple] = {}
 
     def _error(self, why: str) -> CacheError:
         return CacheError(f"cannot use the score cache {self.path}: {why}")
@@ -147,18 +147,9 @@ class ScoreCache:
         cut = path.rfind(os.sep) + 1  # os.path.split's cut: the text before it (with its
         if path[:cut] != self.folder:  # separator) gives the folder; a new one: its rows, once
             self.folder = path[:cut]
-            folder = os.fsencode(os.path.split(path)[0])
-            try:
-                rows = self.db.execute(
-                    "SELECT name, size, mtime_ns, inode, score, reason FROM scores "
-                    "WHERE dir = ? AND model = ?",
-                    (folder, self.model),
-                ).fetchall()
-            except sqlite3.DatabaseError:
-                rows = []
-            self.rows = {row[0]: row for row in rows}
-        row = self.rows.get(path[cut:].encode(FS_ENCODING, FS_ERRORS))  # os.fsencode's
-        if row is None or (row[1], row[2], row[3]) != key:
+            self.rows = self._folder_rows(os.fsencode(os.path.split(path)[0]))
+        row = self.rows.get(path[cut:])
+        if row is None or row[1] != key[0] or row[2] != key[1] or row[3] != key[2]:
             return None
         score, reason = row[4], row[5]
         if isinstance(score, (int, float)) and math.isfinite(score):
@@ -171,6 +162,21 @@ class ScoreCache:
                 "warning: score cache %s holds damaged rows; they are scored again", self.path
             )
         return None
+
+    def _folder_rows(self, folder: bytes) -> dict[str, tuple]:
+        """One folder's rows of this model, by name as the walk gives it (os.fsdecode's,
+        decoded here once a row rather than encoded once a lookup)."""
+        assert self.db is not None
+        try:
+            rows = self.db.execute(
+                "SELECT name, size, mtime_ns, inode, score, reason FROM scores "
+                "WHERE dir = ? AND model = ?",
+                (folder, self.model),
+            ).fetchall()
+        except sqlite3.DatabaseError:
+            return {}
+        # a name that is no bytes was never written so: no path's name
+        return {r[0].decode(FS_ENCODING, FS_ERRORS): r for r in rows if type(r[0]) is bytes}
 
     def put(
         self, path: str | Path, key: Key, score: float | None, reason: str, lasting: bool = False

@@ -27,6 +27,20 @@ from flowersort.sorting.journal import Journal
 from flowersort.sorting.state import state_dir
 
 
+def _absolute(text: str) -> str:
+    """os.path.abspath(text), at no cost for a path that is absolute and normal already
+    (as the store keeps them: no '.', '..' or empty part, no separator at the end)."""
+    if (
+        os.sep == "/"
+        and text[:1] == "/"
+        and "/." not in text
+        and "//" not in text
+        and text[-1] != "/"
+    ):
+        return text
+    return os.path.abspath(text)
+
+
 class _JournalView:
     """What Watch.start asks of the journal (see Journal.undone_since and moved_to), read
     only; a journal that cannot be read is taken for none."""
@@ -147,7 +161,7 @@ class Watch:
                         continue
         self.by_key = {c.key: c for c in self.store.corrections()}
         s.by_path = {os.fspath(c.path): c for c in self.by_key.values()}
-        s.placed_by_key = {p.key: p for p in s.placed.values()}
+        s.placed_by_key = {(p.size, p.sha256): p for p in s.placed.values()}  # (p.key)
         s.nobodys = self.store.found()  # in a target before our first run into it
         # asked of the journal: photos placed below this target (by runs into a folder inside
         # it) or into a review folder it shares with another target are no run into it
@@ -168,11 +182,12 @@ class Watch:
         undone_paths = {os.fspath(u) for u in undone if not isinstance(u, int)}
         s = _Scan()
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
+        exact, below = set(roots), tuple(r.rstrip(os.sep) + os.sep for r in roots)
         for p in self.store.placed():
             if p.run in undone or p.where in undone_paths:  # undo put it back: no choice
                 self.store.drop_placed(p.path)  # of yours
-            elif _below(os.path.abspath(p.where), roots):  # another target's are not ours
-                s.placed[p.where] = p
+            elif (where := _absolute(p.where)) in exact or where.startswith(below):
+                s.placed[p.where] = p  # (as _below; another target's are not ours)
             else:
                 s.elsewhere.setdefault(p.key, []).append(p)
         return s
