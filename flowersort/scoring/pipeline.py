@@ -194,17 +194,18 @@ def _result(chunk: Pending) -> list[Scanned]:
 
 
 def _chunks(
-    paths: Iterable[PathName | tuple[PathName, Any]],
+    jobs: Iterable[tuple[PathName, Any]],
     cfg: FeatureConfig,
     workers: int | None,
     thumbnail: bool,
     copies: int,
     model: Model | None,
 ) -> Iterator[tuple[list[tuple[PathName, Any]], list[Scanned] | None]]:
-    """Each chunk of jobs (path, known) with what was read of it, in input order; None for
-    a chunk of known photos only (a rerun's: nothing to read, and nothing made per photo)."""
+    """Each chunk of jobs (path, known: None to read it) with what was read of it, in input
+    order; None for a chunk of known photos only (a rerun's: nothing to read, and nothing
+    made per photo)."""
     workers = workers or default_workers()
-    jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
+    jobs = iter(jobs)
     chunks = iter(lambda: list(islice(jobs, CHUNK)), [])  # stops at the first empty chunk
     pool = None
     try:
@@ -247,7 +248,8 @@ def scan(
     decoded. With `copies`, the features come with that many augmented copies (see
     load_features). With `model`, each photo comes with its score instead of features.
     """
-    for chunk, read in _chunks(paths, cfg, workers, thumbnail, copies, model):
+    jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
+    for chunk, read in _chunks(jobs, cfg, workers, thumbnail, copies, model):
         if read is None:
             yield from (Scanned(path, known=known) for path, known in chunk)
         else:
@@ -274,16 +276,16 @@ def score_photos(
     keys: dict[PathName, tuple] = {}
     key_of = key_of or ScoreCache.key
 
-    def remembered(path: PathName) -> PathName | tuple[PathName, Scored]:
+    def remembered(path: PathName) -> tuple[PathName, Scored | None]:
         if cache is not None and (key := key_of(path)) is not None:
             if (known := cache.get(path, key)) is None:  # decode it, and remember its score
                 keys[path] = key
-                return path
+                return path, None
             score, reason = known
             if score is None:
                 return path, Scored(path, None, skip_reason=reason, remembered=True)
             return path, Scored(path, score, note=reason)
-        return path
+        return path, None
 
     def finish(scored: Scored, lasting: bool = False) -> Scored:
         if cache is not None and (key := keys.pop(scored.path, None)) is not None:

@@ -123,6 +123,8 @@ def _sort(
         targets = Tagger.open(src, options)
     elif options.dest is not None:
         targets = Targets.open(src, options)
+    if isinstance(targets, Targets) and cache is not None:  # hashes kept with the scores
+        targets.watch.hashes = cache
     walk = _Walk(src, options, hooks)
     try:
         for scored in score_photos(
@@ -172,8 +174,7 @@ def sort_one(
     scored_as: tuple | None,
 ) -> Outcome:
     """One scored photo: decided (decide), then left, or acted on by the targets."""
-    size = scored_as[2] if scored_as is not None else None  # as the walk saw it
-    veto = targets.watch.held(path, size) if targets else None
+    veto = targets.watch.held(path, scored_as) if targets else None  # as the walk saw it
     decision = decide(
         flower,
         borderline,

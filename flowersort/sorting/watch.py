@@ -10,10 +10,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from flowersort.base.errors import StateError
 from flowersort.photos.archive import size_of, walk
-from flowersort.safefs.identity import Key, content_key
+from flowersort.safefs.identity import Key, content_key, content_key_and_version
 from flowersort.sorting.corrections import (
     Correction,
     Folder,
@@ -39,6 +40,17 @@ def _absolute(text: str) -> str:
     ):
         return text
     return os.path.abspath(text)
+
+
+Version = tuple[int, int, int]  # a file's size, mtime_ns and inode (the score cache's key)
+
+
+class Hashes(Protocol):
+    """Where a run remembers a photo's SHA-256 by its version (scoring.cache.ScoreCache)."""
+
+    def content(self, path: str, version: Version) -> str | None: ...
+
+    def put_content(self, path: str, version: Version, sha256: str) -> None: ...
 
 
 class _JournalView:
@@ -140,6 +152,8 @@ class Watch:
         self.by_key: dict[Key, Correction] = {}
         self.pending: dict[Key, Placed] = {}
         self.sizes: set[int] = set()  # sizes worth hashing a photo for
+        # a photo's hash remembered by its version (the run's score cache), else None
+        self.hashes: Hashes | None = None
         self.gone_flowers: set[Key] = set()  # pending: flowers the user had put into DEST
 
     def start(self) -> Learnt:
@@ -300,13 +314,14 @@ class Watch:
         self.by_key[key] = correction
         return correction
 
-    def held(self, path: str | os.PathLike, size: int | None = None) -> Correction | None:
-        """The veto that keeps this photo where it is, if any (hashes only on a size match;
-        `size`: the photo's, if the caller has stat'ed it already)."""
-        if not self.sizes or (size_of(path) if size is None else size) not in self.sizes:
+    def held(self, path: str | os.PathLike, seen: tuple | None = None) -> Correction | None:
+        """The veto that keeps this photo where it is, if any (hashes only on a size match).
+        `seen`: the photo's identity as the walk stat'ed it (sorting.moves.identity: device,
+        inode, size, mtime_ns), if it did: its size, and the version its hash is kept by."""
+        if not self.sizes or (size_of(path) if seen is None else seen[2]) not in self.sizes:
             return None
         try:
-            key = content_key(path)
+            key = self._content_key(path, seen)
         except OSError:
             return None
         path = Path(os.path.abspath(path))  # train may run from another folder
@@ -321,6 +336,21 @@ class Watch:
         self.store.drop_placed(mine.path)
         kind: Kind = "review-out" if mine.folder == "review" else "taken-out"
         return self._learn(key, "not-flower", kind, path)
+
+    def _content_key(self, path: str | os.PathLike, seen: tuple | None) -> Key:
+        """content_key(path); with `hashes`, remembered by the photo's version (size,
+        mtime_ns, inode, as `seen` by the walk), so that an unchanged photo whose size a veto
+        has is hashed once, not every night. A hash is remembered only for bytes that were
+        that version all the while they were read."""
+        if self.hashes is None or seen is None:
+            return content_key(path)
+        text, version = os.fspath(path), (seen[2], seen[3], seen[1])
+        if (sha := self.hashes.content(text, version)) is not None:
+            return version[0], sha
+        key, read = content_key_and_version(path)
+        if read == version:
+            self.hashes.put_content(text, version, key[1])
+        return key
 
     def finish(self) -> int:
         """The walk of the archive is complete. A photo flowersort placed that is gone from
