@@ -5,6 +5,7 @@ keeps case and on one that ignores it (exFAT)."""
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -405,3 +406,38 @@ def test_a_score_cache_of_the_layout_before_hashes_keeps_its_scores(tmp_path):
     assert again.content(photo, key) == "ab" * 32  # from the database, no folder in hand
     assert again.get(photo, key) == (0.25, "") and again.content(photo, key) == "ab" * 32
     again.close()
+
+
+def test_a_plan_asks_who_a_move_lets_in_once_per_kind_of_photo_not_per_photo(tmp_path, monkeypatch):
+    """Who a move would let read a photo depends on its folders' modes (looked at once per
+    run) and on the photo's own mode, owner and group: a plan works it out once for each
+    kind, and a photo of another mode beside them is still told apart (0644 in a 0700
+    folder would be readable by everyone in an open target: it stays)."""
+    import tempfile
+
+    from flowersort.safefs import privacy
+
+    src = tmp_path / "Pictures"
+    rng = np.random.default_rng(10)
+    for i in range(8):
+        photo = write_photo(src / "closed" / f"IMG_{i:04d}.jpg", make_photo(rng, True, 32))
+        photo.chmod(0o644 if i % 4 == 3 else 0o600)
+    (src / "closed").chmod(0o700)
+    open_tree = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp lets everyone in
+    try:
+        open_tree.chmod(0o755)
+        dest = open_tree / "Flowers"
+        args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1, "--json"]
+        assert run(*args, "--dry-run").exit_code == 1  # scored: the next plan decodes nothing
+        asked: list = []
+        real = privacy._readers
+        monkeypatch.setattr(privacy, "_readers", lambda *a: asked.append(a) or real(*a))
+        result = run(*args, "--dry-run")
+        assert result.exit_code == 1, result.output
+        actions = {os.path.basename(o["path"]): o["action"] for o in map(json.loads, lines(result))}
+        assert actions == {
+            f"IMG_{i:04d}.jpg": "failed" if i % 4 == 3 else "would-move" for i in range(8)
+        }
+        assert len(asked) == 2, asked  # 8 before: once per photo
+    finally:
+        shutil.rmtree(open_tree)
