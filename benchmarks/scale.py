@@ -216,6 +216,7 @@ def report(step, args, env, bases, src, dest, n, note="", repeats=1):
 
 
 def main() -> None:
+    global REPEATS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--sizes", help="photos in one folder, comma-separated")
@@ -225,7 +226,6 @@ def main() -> None:
         "--repeats", type=int, default=REPEATS, help="runs of dry2, rerun and veto (fastest)"
     )
     opts = parser.parse_args()
-    global REPEATS
     REPEATS = opts.repeats
     sizes = QUICK_SIZES if opts.quick else SIZES
     if opts.sizes:
