@@ -14,14 +14,17 @@ classify SRC --move-to DEST --threshold T -q`, own state and cache folders):
           (it learns them as vetoes), then this run once more: `veto` is that last one
 
 Each is printed as time per file (after the start-up of a run over an empty folder, a
-dry one for a dry run, is taken off) and as a multiple of the bare walk's time per file
-over SRC and DEST (walked just before), with the run's peak RSS (the main process or a
-worker, whichever is larger); then the same in CPU time (user + system, of the run and its
-workers, against the walk's own), which other jobs on a shared machine disturb less than
-the time on the clock. T is set from the scores of the generated pictures so that SHARE of
-the photos would move.
+dry one for a dry run, is taken off; a step that leaves the archive as it found it, dry2,
+rerun and veto, is run REPEATS times and the fastest taken, as the start-up is, since at
+1,000 photos the start-up's own spread is most of the step) and as a multiple of the bare
+walk's time per file over SRC and DEST (walked just before), with the run's peak RSS (the
+main process or a worker, whichever is larger); then the same in CPU time (user + system,
+of the run and its workers, against the walk's own), which other jobs on a shared machine
+disturb less than the time on the clock. T is set from the scores of the generated
+pictures so that SHARE of the photos would move.
 
 usage: python benchmarks/scale.py [--quick] [--sizes 1000,10000] [--tree N] [--keep DIR]
+       [--repeats N]
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ POOL = 64  # distinct pictures; each photo is one of them with its own comment
 SHARE = 0.2  # of the photos above the threshold: moved (planned) by a run
 VETOES = 0.01  # of the moved photos taken back by hand for the `veto` run
 STARTS = 5  # runs over an empty folder; the fastest is the start-up
+REPEATS = 3  # runs of a step that leaves the archive as it found it (dry2, rerun, veto)
 # ------------------------------------------------------------------------------------
 
 
@@ -182,19 +186,23 @@ def case(name: str, folders: int, n: int, pool, scores, threshold, bases, work: 
         ("rerun", common),
     ]
     for step, args in steps:
-        report(step, args, env, bases, src, dest, n)
+        report(
+            step, args, env, bases, src, dest, n, repeats=1 if step in ("dry", "move") else REPEATS
+        )
     moved = sorted(dest.iterdir())
     back = moved[: max(1, int(len(moved) * VETOES))]
     for i, photo in enumerate(back):  # taken back by hand, under a name of the user's
         photo.rename(src / f"kept {i}.jpg")
     run(common, env)  # learns the vetoes
-    report("veto", common, env, bases, src, dest, n, note=f"{len(back)} vetoes held")
+    note = f"{len(back)} vetoes held"
+    report("veto", common, env, bases, src, dest, n, note=note, repeats=REPEATS)
     shutil.rmtree(top)
 
 
-def report(step, args, env, bases, src, dest, n, note=""):
+def report(step, args, env, bases, src, dest, n, note="", repeats=1):
     walk_s, walk_cpu, files = bare_walk(src, dest)
-    seconds, cpu, rss = run(args, env)
+    runs = [run(args, env) for _ in range(repeats)]
+    seconds, cpu, rss = (min(r[i] for r in runs) for i in range(3))
     base, base_cpu = bases[1] if "--dry-run" in args else bases[0]
     per_file, cpu_per_file = max(seconds - base, 0.0) / n, max(cpu - base_cpu, 0.0) / n
     walk_per_file, walk_cpu_per_file = walk_s / files, max(walk_cpu, 1e-9) / files
@@ -208,12 +216,17 @@ def report(step, args, env, bases, src, dest, n, note=""):
 
 
 def main() -> None:
+    global REPEATS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--sizes", help="photos in one folder, comma-separated")
     parser.add_argument("--tree", type=int, help="photos in the year/month tree (0: none)")
     parser.add_argument("--keep", type=Path, help="work here (default: a temporary folder)")
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS, help="runs of dry2, rerun and veto (fastest)"
+    )
     opts = parser.parse_args()
+    REPEATS = opts.repeats
     sizes = QUICK_SIZES if opts.quick else SIZES
     if opts.sizes:
         sizes = tuple(int(s) for s in opts.sizes.split(","))

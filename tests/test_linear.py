@@ -5,11 +5,13 @@ keeps case and on one that ignores it (exFAT)."""
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -292,3 +294,150 @@ def test_a_rerun_makes_no_path_object_per_photo_flowersort_placed(tmp_path, monk
     result = run(*args, "--json")
     assert result.exit_code == 0, result.output
     assert '"action": "vetoed"' in result.output and (src / "taken back.jpg").exists()
+
+
+@contextlib.contextmanager
+def counting_hashes(monkeypatch):
+    """Count the photos Watch hashes (safefs content keys), by path."""
+    from flowersort.sorting import watch
+
+    hashed: Counter = Counter()
+
+    def counted(real):
+        def wrapper(path):
+            hashed[os.path.basename(path)] += 1
+            return real(path)
+
+        return wrapper
+
+    with monkeypatch.context() as m:
+        m.setattr(watch, "content_key", counted(watch.content_key))
+        m.setattr(watch, "content_key_and_version", counted(watch.content_key_and_version))
+        yield hashed
+
+
+def same_size_photos(folder: Path, n: int) -> None:
+    """n photos of one size: the same pixels, each made unique by a comment of fixed width
+    (as benchmarks/scale.py makes them), so that a veto of one has the size of them all."""
+    ok, buf = cv2.imencode(".jpg", make_photo(np.random.default_rng(9), True, size=32))
+    assert ok
+    folder.mkdir(parents=True)
+    for i in range(n):
+        text = b"flowersort test %04d" % i
+        segment = b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
+        (folder / f"IMG_{i:04d}.jpg").write_bytes(buf[:2].tobytes() + segment + buf[2:].tobytes())
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["move", "dry-run"])
+def test_a_rerun_hashes_an_unchanged_photo_a_veto_might_be_once_not_every_night(
+    tmp_path, monkeypatch, dry_run
+):
+    """A photo whose size a veto has is hashed to know whether it is the vetoed photo; its
+    hash is kept in the score cache by the photo's version (size, mtime_ns, inode), so an
+    unchanged one is not hashed again on every rerun, but one written since, or replaced by
+    another file, is (and what its new bytes are decides)."""
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    same_size_photos(src, 8)
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1, "--json"]
+    assert run(*args).exit_code == 0
+    for i, photo in enumerate(sorted(dest.iterdir())[:3]):  # taken back: vetoes
+        photo.rename(src / f"kept {i}.jpg")
+    assert run(*args).exit_code == 0  # learns them
+    rerun = [*args, *(["--dry-run"] if dry_run else [])]
+    assert run(*rerun).exit_code == 0  # hashes each once more (the version is new to it)
+    with counting_hashes(monkeypatch) as hashed:
+        result = run(*rerun)
+    assert result.exit_code == 0, result.output
+    assert result.output.count('"action": "vetoed"') == 3
+    assert sum(hashed.values()) == 0, hashed  # 3 a night before
+    # written since (new bytes, the same size), or replaced by a copy (another inode)
+    back = src / "kept 0.jpg"
+    other = (dest / "IMG_0007.jpg").read_bytes()
+    assert len(other) == back.stat().st_size
+    back.write_bytes(other)
+    os.utime(back, ns=(back.stat().st_atime_ns, back.stat().st_mtime_ns + 10**9))
+    copy, new = src / "kept 1.jpg", tmp_path / "copy.jpg"
+    new.write_bytes(copy.read_bytes())  # the vetoed bytes still, under a new inode
+    os.utime(new, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns))
+    new.replace(copy)
+    with counting_hashes(monkeypatch) as hashed:
+        result = run(*rerun)
+    assert result.exit_code == 0, result.output
+    assert hashed["kept 0.jpg"] >= 1 and hashed["kept 1.jpg"] == 1, hashed  # (0: placed too)
+    assert hashed["kept 2.jpg"] == 0, hashed
+    actions = {os.path.basename(o["path"]): o["action"] for o in map(json.loads, lines(result))}
+    assert actions["kept 1.jpg"] == "vetoed" and actions["kept 2.jpg"] == "vetoed"
+    # no veto now: the bytes of a photo never taken back (a copy of one in DEST: twin)
+    assert actions["kept 0.jpg"] != "vetoed", actions
+
+
+def lines(result) -> list[str]:
+    return [s for s in result.output.splitlines() if s.startswith("{")]
+
+
+def test_a_score_cache_of_the_layout_before_hashes_keeps_its_scores(tmp_path):
+    """Version 4 of the score cache holds a photo's hash beside its score: a version 3
+    cache gets the column, and keeps its scores (no night of decoding everything again)."""
+    import sqlite3
+
+    from flowersort.scoring.cache import ScoreCache
+
+    path, key = tmp_path / "scores.sqlite", (100, 1, 2)
+    with sqlite3.connect(path) as db:  # as version 3 wrote it
+        db.execute(
+            "CREATE TABLE scores (dir BLOB, name BLOB, size INTEGER, mtime_ns INTEGER, "
+            "inode INTEGER, model TEXT, score REAL, reason TEXT, PRIMARY KEY (dir, name))"
+        )
+        db.execute(
+            "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (os.fsencode(tmp_path), b"a.jpg", *key, "model", 0.25, ""),
+        )
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+    cache = ScoreCache(path, "model")
+    photo = os.fspath(tmp_path / "a.jpg")
+    assert cache.get(photo, key) == (0.25, "")
+    assert cache.content(photo, key) is None
+    cache.put_content(photo, key, "ab" * 32)
+    assert cache.content(photo, key) == "ab" * 32
+    assert cache.content(photo, (100, 1, 3)) is None  # another inode: another file
+    cache.close()
+    again = ScoreCache(path, "model")
+    assert again.content(photo, key) == "ab" * 32  # from the database, no folder in hand
+    assert again.get(photo, key) == (0.25, "") and again.content(photo, key) == "ab" * 32
+    again.close()
+
+
+def test_a_plan_asks_who_a_move_lets_in_once_per_kind_of_photo_not_per_photo(tmp_path, monkeypatch):
+    """Who a move would let read a photo depends on its folders' modes (looked at once per
+    run) and on the photo's own mode, owner and group: a plan works it out once for each
+    kind, and a photo of another mode beside them is still told apart (0644 in a 0700
+    folder would be readable by everyone in an open target: it stays)."""
+    import tempfile
+
+    from flowersort.safefs import privacy
+
+    src = tmp_path / "Pictures"
+    rng = np.random.default_rng(10)
+    for i in range(8):
+        photo = write_photo(src / "closed" / f"IMG_{i:04d}.jpg", make_photo(rng, True, 32))
+        photo.chmod(0o644 if i % 4 == 3 else 0o600)
+    (src / "closed").chmod(0o700)
+    open_tree = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp lets everyone in
+    try:
+        open_tree.chmod(0o755)
+        dest = open_tree / "Flowers"
+        args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1, "--json"]
+        assert run(*args, "--dry-run").exit_code == 1  # scored: the next plan decodes nothing
+        asked: list = []
+        real = privacy._readers
+        monkeypatch.setattr(privacy, "_readers", lambda *a: asked.append(a) or real(*a))
+        result = run(*args, "--dry-run")
+        assert result.exit_code == 1, result.output
+        actions = {os.path.basename(o["path"]): o["action"] for o in map(json.loads, lines(result))}
+        assert actions == {
+            f"IMG_{i:04d}.jpg": "failed" if i % 4 == 3 else "would-move" for i in range(8)
+        }
+        assert len(asked) == 2, asked  # 8 before: once per photo
+    finally:
+        shutil.rmtree(open_tree)

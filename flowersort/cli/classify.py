@@ -266,9 +266,9 @@ class Tally:
         self.passed_over.update([os.path.splitext(path)[1].lower()])
 
     def counting(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+        """The outcomes, the flowers among them counted (a listing run: no target)."""
         for o in outcomes:
-            if self.listing:
-                self.said["flowers"] += bool(o.flower)
+            self.said["flowers"] += bool(o.flower)
             yield o
 
 
@@ -294,7 +294,7 @@ def sort_and_show(
         ):
             seen: list[Outcome] | None = [] if options["report_path"] else None
             model_key = {"model": os.fsdecode(tally.said["model"])}
-            shown = tally.counting(sort_run)
+            shown = tally.counting(sort_run) if tally.listing else sort_run
             as_json, quiet = options["as_json"], options["quiet"]
             run_library(
                 show_outcomes, shown, bar, tally.counts, as_json, quiet, seen, sort.copy, model_key

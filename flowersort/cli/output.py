@@ -122,42 +122,55 @@ def show_outcomes(
     too) or a line on stdout (none with --quiet), skips and failures on stderr; every move
     also goes to the log file; keep them in `seen` for a report."""
     debugging = log.isEnabledFor(logging.DEBUG)
-    for o in outcomes:
-        if seen is not None:
-            seen.append(o)
-        bar.update(1)
-        counts[o.action] += 1
-        if o.action is Action.KEPT and not (o.flower or o.note or as_json):
-            if debugging:  # most photos of a rerun: said only with -v, no line built else
-                log.debug("%s: %s (score %.3f)", o.action, display(o.source), o.score)
-            continue
-        if o.action.changed_files:
-            log.info(outcome_line(o), extra=FILE_ONLY)
-        if o.note:
-            log.info("note: %s: %s", display(o.source), o.note)
-        if o.private_by_folder:
-            once_per_run["not copied" if copying else "not moved", PRIVATE_BY_FOLDER] += 1
-        if as_json:
-            say(json.dumps({**o.to_json(), **(json_extra or {})}))
-        elif o.action == Action.SKIPPED:
-            report_skip(o.source, o.reason, o.skipped_before)
-        elif o.action.is_failure:
-            log.error("%s: %s: %s", o.action.words, display(o.source), o.reason)
-        elif o.action == Action.KEPT and o.flower and not quiet:  # no target: list them
-            say(f"flower: {display(o.source)} ({o.score:.3f})")
-        elif o.action in (Action.KEPT, Action.VETOED):
-            log.debug("%s: %s (score %.3f)", o.action, display(o.source), o.score)
-        elif o.action == Action.ALREADY_THERE:  # every night for every photo: only with -v
-            log.debug("already there: %s = %s", display(o.source), display(o.target))
-        elif o.action in (Action.ALREADY_TAGGED, Action.NOT_TAGGED):  # likewise
-            log.debug(outcome_line(o))
-        elif o.action == Action.BORDERLINE and not quiet:
-            say(f"borderline, left for you: {display(o.source)} ({o.score:.3f})")
-        elif quiet:
-            pass
-        else:
-            say(outcome_line(o))
-        if as_json and o.action == Action.SKIPPED:
-            report_skip(o.source, o.reason, o.skipped_before)
-        elif as_json and o.action.is_failure:
-            log.warning("%s: %s: %s", o.action, display(o.source), o.reason)
+    updating = not getattr(bar, "disable", False)  # no bar (cron, --quiet): no call a photo
+    kept = 0  # most photos of a rerun: counted here, into counts as the loop ends
+    try:
+        for o in outcomes:
+            if seen is not None:
+                seen.append(o)
+            if updating:
+                bar.update(1)
+            if o.action is Action.KEPT and not (o.flower or o.note or as_json):
+                kept += 1
+                if debugging:  # said only with -v, no line built else
+                    log.debug("%s: %s (score %.3f)", o.action, display(o.source), o.score)
+                continue
+            counts[o.action] += 1
+            _show(o, as_json, quiet, copying, json_extra)
+    finally:
+        if kept:
+            counts[Action.KEPT] += kept
+
+
+def _show(o: Outcome, as_json: bool, quiet: bool, copying: bool, json_extra: dict | None) -> None:
+    """One outcome that has something to say (see show_outcomes)."""
+    if o.action.changed_files:
+        log.info(outcome_line(o), extra=FILE_ONLY)
+    if o.note:
+        log.info("note: %s: %s", display(o.source), o.note)
+    if o.private_by_folder:
+        once_per_run["not copied" if copying else "not moved", PRIVATE_BY_FOLDER] += 1
+    if as_json:
+        say(json.dumps({**o.to_json(), **(json_extra or {})}))
+    elif o.action == Action.SKIPPED:
+        report_skip(o.source, o.reason, o.skipped_before)
+    elif o.action.is_failure:
+        log.error("%s: %s: %s", o.action.words, display(o.source), o.reason)
+    elif o.action == Action.KEPT and o.flower and not quiet:  # no target: list them
+        say(f"flower: {display(o.source)} ({o.score:.3f})")
+    elif o.action in (Action.KEPT, Action.VETOED):
+        log.debug("%s: %s (score %.3f)", o.action, display(o.source), o.score)
+    elif o.action == Action.ALREADY_THERE:  # every night for every photo: only with -v
+        log.debug("already there: %s = %s", display(o.source), display(o.target))
+    elif o.action in (Action.ALREADY_TAGGED, Action.NOT_TAGGED):  # likewise
+        log.debug(outcome_line(o))
+    elif o.action == Action.BORDERLINE and not quiet:
+        say(f"borderline, left for you: {display(o.source)} ({o.score:.3f})")
+    elif quiet:
+        pass
+    else:
+        say(outcome_line(o))
+    if as_json and o.action == Action.SKIPPED:
+        report_skip(o.source, o.reason, o.skipped_before)
+    elif as_json and o.action.is_failure:
+        log.warning("%s: %s: %s", o.action, display(o.source), o.reason)

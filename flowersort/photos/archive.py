@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import operator
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -22,8 +23,14 @@ SIDECAR_SUFFIXES = (".xmp", ".aae", ".json")
 # thumbnail caches that NAS boxes and desktops leave inside archives
 CACHE_NAMES = frozenset({"@eaDir", ".@__thumb", ".thumbnails", "Thumbs.db", "@Recycle"})
 
+PASSED_OVER_SUFFIXES = frozenset(RAW_SUFFIXES + VIDEO_SUFFIXES)
+
 OnSkip = Callable[[str, str], None]
 OnPass = Callable[[str], None]
+
+
+Listed = tuple[os.DirEntry, str]  # an entry of a folder the walk lists, with its suffix_of
+BY_NAME = operator.attrgetter("name")
 
 
 def _ignore(path: str, reason: str) -> None:
@@ -110,16 +117,17 @@ def companion_names(photo_name: str) -> set[str]:
     return names | {(photo_name + s).lower() for s in (".json", ".xmp")}
 
 
-def _passed_over(entries: list[os.DirEntry], follow_symlinks: bool) -> list[str]:
-    """Videos and RAW files (regular files) among entries that are no companion of one of
-    the photos walk yields there (a RAW's twin, a Live Photo's still; a linked photo
-    followed is moved with its companions too): nothing classifies them, nothing moves
+def _passed_over(listed: list[Listed], follow_symlinks: bool) -> list[str]:
+    """Videos and RAW files (regular files) among the listed entries that are no companion
+    of one of the photos walk yields there (a RAW's twin, a Live Photo's still; a linked
+    photo followed is moved with its companions too): nothing classifies them, nothing moves
     them."""
-    suffixes = RAW_SUFFIXES + VIDEO_SUFFIXES
-    found = [e for e in entries if suffix_of(e.name) in suffixes and _is_file(e)]
+    found = [e for e, suffix in listed if suffix in PASSED_OVER_SUFFIXES and _is_file(e)]
     if not found:  # most folders: no companions worth working out
         return []
-    photos = [e for e in entries if is_photo_name(e.name) and _is_file(e, follow_symlinks)]
+    photos = [
+        e for e, suffix in listed if suffix in PHOTO_SUFFIXES and _is_file(e, follow_symlinks)
+    ]
     companions = set().union(*(companion_names(e.name) for e in photos))
     return [e.path for e in found if e.name.lower() not in companions]
 
@@ -188,9 +196,10 @@ def walk(
     `include_hidden`; `exclude` holds glob patterns (see `exclude_matcher`).
     Videos and RAW files without a photo of the same name go to `on_pass`, if given.
     """
+    exclude = tuple(exclude)
     walker = _Walker(
         pruned={os.path.realpath(p) for p in prune},
-        is_excluded=exclude_matcher(root, exclude),
+        is_excluded=exclude_matcher(root, exclude) if exclude else None,
         include_hidden=include_hidden,
         follow_symlinks=follow_symlinks,
         on_skip=on_skip,
@@ -208,21 +217,16 @@ class _Walker:
     """One walk's choices (see walk) and the real folders it has entered."""
 
     pruned: set[str]
-    is_excluded: Callable[[str, str], bool]
+    is_excluded: Callable[[str, str], bool] | None  # None: no --exclude
     include_hidden: bool
     follow_symlinks: bool
     on_skip: OnSkip
     on_pass: OnPass | None
     seen: set[tuple[int, int]] = field(default_factory=set)
 
-    def excluded(self, entry: os.DirEntry) -> bool:
-        if not self.include_hidden and (entry.name.startswith(".") or entry.name in CACHE_NAMES):
-            return True
-        return self.is_excluded(entry.name, entry.path)
-
-    def listing(self, folder: str) -> list[os.DirEntry]:
-        """The folder's entries to look at, in name order (none for a folder seen already
-        or that cannot be read)."""
+    def listing(self, folder: str) -> list[Listed]:
+        """The folder's entries to look at, in name order, each with its suffix cut once
+        (none for a folder seen already or that cannot be read)."""
         try:
             st = os.stat(folder)
             if (st.st_dev, st.st_ino) in self.seen:
@@ -230,15 +234,19 @@ class _Walker:
                 return []
             self.seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=BY_NAME)
         except OSError as e:
             self.on_skip(folder, f"cannot read folder: {e.strerror}")
             return []
-        entries = [e for e in entries if not self.excluded(e)]  # each name matched once
+        if not self.include_hidden:  # hidden names and thumbnail caches
+            entries = [e for e in entries if e.name[0] != "." and e.name not in CACHE_NAMES]
+        if (excluded := self.is_excluded) is not None:  # each name matched once
+            entries = [e for e in entries if not excluded(e.name, e.path)]
+        listed = [(e, suffix_of(e.name)) for e in entries]
         if self.on_pass is not None:
-            for path in _passed_over(entries, self.follow_symlinks):
+            for path in _passed_over(listed, self.follow_symlinks):
                 self.on_pass(path)
-        return entries
+        return listed
 
     def is_dir(self, entry: os.DirEntry) -> bool | None:
         """Whether entry is a folder (True) or a file (False); None for one skipped: a
@@ -263,7 +271,14 @@ class _Walker:
         # the tree is yielded once, not passed up through every folder above it
         stack = [iter(self.listing(folder))]
         while stack:
-            for entry in stack[-1]:
+            for entry, suffix in stack[-1]:
+                photo = suffix in PHOTO_SUFFIXES
+                try:  # most entries: a photo that is a regular file, no link (no stat)
+                    if photo and entry.is_file(follow_symlinks=False):
+                        yield entry.path
+                        continue
+                except OSError:
+                    pass  # is_dir says why
                 is_dir = self.is_dir(entry)
                 if is_dir is None:
                     continue
@@ -271,7 +286,7 @@ class _Walker:
                     if os.path.realpath(entry.path) not in self.pruned:
                         stack.append(iter(self.listing(entry.path)))  # into it, then on
                         break
-                elif is_photo_name(entry.name):
+                elif photo:
                     yield entry.path
             else:  # this folder is done
                 stack.pop()

@@ -24,6 +24,20 @@ def content_key(path: str | os.PathLike) -> Key:
     return size, digest.hexdigest()
 
 
+def content_key_and_version(path: str | os.PathLike) -> tuple[Key, tuple[int, int, int] | None]:
+    """content_key, with the version of the file it read: (size, mtime_ns, inode), the
+    same before and after reading; None when the file changed meanwhile."""
+    with open(path, "rb") as f:
+        before = os.fstat(f.fileno())
+        digest = hashlib.sha256()
+        while chunk := f.read(BUF):
+            digest.update(chunk)
+        after = os.fstat(f.fileno())
+    version = (after.st_size, after.st_mtime_ns, after.st_ino)
+    same = (before.st_size, before.st_mtime_ns, before.st_ino) == version
+    return (before.st_size, digest.hexdigest()), version if same else None
+
+
 def identity(path: Path) -> dict[str, int]:
     """What recovery checks to know a name still holds the file this run put there."""
     st = os.lstat(path)

@@ -10,6 +10,7 @@ import os
 import pwd
 import stat
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowersort.base.xdg import current_umask
@@ -135,15 +136,22 @@ def _owner_let_in(st: os.stat_result, src_way: Way, dst_way: Way) -> str | None:
     return None
 
 
-Ways = dict[Path, Way]  # each folder's _way, as a run found it (see readers_let_in)
+@dataclass
+class Ways:
+    """What a run found of the folders' modes (see readers_let_in): each folder's way up to
+    the root, and who each kind of photo (mode, owner, group) from one folder into another
+    would let in, which those ways decide."""
+
+    folders: dict[Path, Way] = field(default_factory=dict)
+    answers: dict[tuple, str | None] = field(default_factory=dict)
 
 
 def _way_of(folder: Path, ways: Ways | None) -> Way:
     if ways is None:
         return _way(folder.resolve())
-    if folder not in ways:
-        ways[folder] = _way(folder.resolve())
-    return ways[folder]
+    if folder not in ways.folders:
+        ways.folders[folder] = _way(folder.resolve())
+    return ways.folders[folder]
 
 
 def readers_let_in(source: Path, folder: Path, ways: Ways | None = None) -> str | None:
@@ -154,6 +162,16 @@ def readers_let_in(source: Path, folder: Path, ways: Ways | None = None) -> str 
     plan's: the move itself looks again, see transfer), else every folder up to the root
     is looked at now."""
     st = os.stat(source)
+    if ways is None:
+        return _readers(st, source, folder, None)
+    # the answer depends on the photo only by its mode, owner and group: once per kind
+    kind = (os.path.dirname(source), os.fspath(folder), st.st_mode, st.st_uid, st.st_gid)
+    if kind not in ways.answers:
+        ways.answers[kind] = _readers(st, source, folder, ways)
+    return ways.answers[kind]
+
+
+def _readers(st: os.stat_result, source: Path, folder: Path, ways: Ways | None) -> str | None:
     src_way, dst_way = _way_of(source.parent, ways), _way_of(folder, ways)
     src_others, src_group = _kept_out(src_way, st.st_gid)
     dst_others, dst_group = _kept_out(dst_way, st.st_gid)

@@ -33,11 +33,13 @@ def model_digest(path: str | os.PathLike) -> str:
 
 # 3: scores read from JPEG previews have their own key; a cache of version 2 may hold some
 # under the photo's key, so it is started afresh (one night decodes everything again)
-VERSION = 3
+# 4: sha256, the photo's content hash once a run needed it (a size a veto has): a version 3
+# cache gets the column and keeps its scores
+VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     dir BLOB, name BLOB, size INTEGER, mtime_ns INTEGER, inode INTEGER,
-    model TEXT, score REAL, reason TEXT, PRIMARY KEY (dir, name)
+    model TEXT, score REAL, reason TEXT, sha256 TEXT, PRIMARY KEY (dir, name)
 )
 """
 COMMIT_EVERY = 500
@@ -94,7 +96,7 @@ class ScoreCache:
         self.lost = False  # said once that this run's scores cannot be remembered
         self.damaged_said = False  # said once that a row held no usable score
         self.folder: str | None = None  # the path's text before its last separator
-        self.rows: dict[bytes, tuple] = {}
+        self.rows: dict[str, tuple] = {}
 
     def _error(self, why: str) -> CacheError:
         return CacheError(f"cannot use the score cache {self.path}: {why}")
@@ -109,9 +111,12 @@ class ScoreCache:
         # old version and the second drop the rows the first has written meanwhile
         db.execute("BEGIN IMMEDIATE")
         try:
-            if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 3 and self._has_scores(db):  # its scores hold: one column more
+                db.execute("ALTER TABLE scores ADD COLUMN sha256 TEXT")
+            elif version != VERSION:
                 db.execute("DROP TABLE IF EXISTS scores")  # an older layout: start afresh
-                db.execute(f"PRAGMA user_version = {VERSION}")
+            db.execute(f"PRAGMA user_version = {VERSION}")
             db.execute(SCHEMA)
             db.commit()
         except BaseException:
@@ -125,11 +130,15 @@ class ScoreCache:
         """The cache already has this version's layout."""
         if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
             return False
-        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'")
-        if found.fetchone() is None:
+        if not ScoreCache._has_scores(db):
             return False
         db.execute("SELECT count(*) FROM scores WHERE rowid = 1").fetchone()
         return True
+
+    @staticmethod
+    def _has_scores(db: sqlite3.Connection) -> bool:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'")
+        return found.fetchone() is not None
 
     @staticmethod
     def key(path: str | Path) -> Key | None:
@@ -147,18 +156,9 @@ class ScoreCache:
         cut = path.rfind(os.sep) + 1  # os.path.split's cut: the text before it (with its
         if path[:cut] != self.folder:  # separator) gives the folder; a new one: its rows, once
             self.folder = path[:cut]
-            folder = os.fsencode(os.path.split(path)[0])
-            try:
-                rows = self.db.execute(
-                    "SELECT name, size, mtime_ns, inode, score, reason FROM scores "
-                    "WHERE dir = ? AND model = ?",
-                    (folder, self.model),
-                ).fetchall()
-            except sqlite3.DatabaseError:
-                rows = []
-            self.rows = {row[0]: row for row in rows}
-        row = self.rows.get(path[cut:].encode(FS_ENCODING, FS_ERRORS))  # os.fsencode's
-        if row is None or (row[1], row[2], row[3]) != key:
+            self.rows = self._folder_rows(os.fsencode(os.path.split(path)[0]))
+        row = self.rows.get(path[cut:])
+        if row is None or row[1] != key[0] or row[2] != key[1] or row[3] != key[2]:
             return None
         score, reason = row[4], row[5]
         if isinstance(score, (int, float)) and math.isfinite(score):
@@ -172,6 +172,21 @@ class ScoreCache:
             )
         return None
 
+    def _folder_rows(self, folder: bytes) -> dict[str, tuple]:
+        """One folder's rows of this model, by name as the walk gives it (os.fsdecode's,
+        decoded here once a row rather than encoded once a lookup)."""
+        assert self.db is not None
+        try:
+            rows = self.db.execute(
+                "SELECT name, size, mtime_ns, inode, score, reason, sha256 FROM scores "
+                "WHERE dir = ? AND model = ?",
+                (folder, self.model),
+            ).fetchall()
+        except sqlite3.DatabaseError:
+            return {}
+        # a name that is no bytes was never written so: no path's name
+        return {r[0].decode(FS_ENCODING, FS_ERRORS): r for r in rows if type(r[0]) is bytes}
+
     def put(
         self, path: str | Path, key: Key, score: float | None, reason: str, lasting: bool = False
     ) -> None:
@@ -181,15 +196,65 @@ class ScoreCache:
             return
         try:
             self.db.execute(
-                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO scores"
+                "(dir, name, size, mtime_ns, inode, model, score, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (*os.path.split(os.fsencode(path)), *key, self.model, score, reason),
             )
-            self.pending += 1
-            if self.pending >= COMMIT_EVERY:
-                self.db.commit()
-                self.pending = 0
+            self._written()
         except sqlite3.DatabaseError as e:  # e.g. another run holds the write lock too long
             self._not_remembered(e)
+
+    def content(self, path: str | Path, key: Key) -> str | None:
+        """The SHA-256 remembered for this exact file (put_content), if any: a photo whose
+        size a veto has is not hashed again every night while it is unchanged."""
+        if self.db is None:
+            return None
+        path = os.fspath(path)
+        cut = path.rfind(os.sep) + 1
+        if path[:cut] == self.folder:  # the folder get() has in hand (most photos)
+            row = self.rows.get(path[cut:], ())
+            same = row[1:4] == key
+            sha = row[6] if same else None
+        else:
+            folder, name = os.path.split(os.fsencode(path))
+            try:
+                found = self.db.execute(
+                    "SELECT sha256 FROM scores WHERE dir = ? AND name = ? AND size = ? "
+                    "AND mtime_ns = ? AND inode = ?",
+                    (folder, name, *key),
+                ).fetchone()
+            except sqlite3.DatabaseError:
+                return None
+            sha = found[0] if found is not None else None
+        return sha if isinstance(sha, str) and len(sha) == 64 else None
+
+    def put_content(self, path: str | Path, key: Key, sha256: str) -> None:
+        """Remember the SHA-256 of this exact file (key: its size, mtime_ns and inode when
+        it was hashed), beside its score."""
+        if self.db is None:
+            return
+        folder, name = os.path.split(os.fsencode(path))
+        try:
+            self.db.execute(
+                "UPDATE scores SET sha256 = ? WHERE dir = ? AND name = ? AND size = ? "
+                "AND mtime_ns = ? AND inode = ?",
+                (sha256, folder, name, *key),
+            )
+            self._written()
+            text = os.fspath(path)
+            cut = text.rfind(os.sep) + 1  # as get() cuts it
+            if text[:cut] == self.folder and (row := self.rows.get(text[cut:])) is not None:
+                self.rows[text[cut:]] = (*row[:6], sha256)
+        except sqlite3.DatabaseError as e:
+            self._not_remembered(e)
+
+    def _written(self) -> None:
+        self.pending += 1
+        if self.pending >= COMMIT_EVERY:
+            assert self.db is not None
+            self.db.commit()
+            self.pending = 0
 
     def _not_remembered(self, e: sqlite3.DatabaseError) -> None:
         """A full disk or a cache made read-only during the run will not pass: say so once

@@ -193,6 +193,47 @@ def _result(chunk: Pending) -> list[Scanned]:
     return chunk if isinstance(chunk, list) else chunk.result()
 
 
+def _chunks(
+    jobs: Iterable[tuple[PathName, Any]],
+    cfg: FeatureConfig,
+    workers: int | None,
+    thumbnail: bool,
+    copies: int,
+    model: Model | None,
+) -> Iterator[tuple[list[tuple[PathName, Any]], list[Scanned] | None]]:
+    """Each chunk of jobs (path, known: None to read it) with what was read of it, in input
+    order; None for a chunk of known photos only (a rerun's: nothing to read, and nothing
+    made per photo)."""
+    workers = workers or default_workers()
+    jobs = iter(jobs)
+    chunks = iter(lambda: list(islice(jobs, CHUNK)), [])  # stops at the first empty chunk
+    pool = None
+    try:
+        pending: deque[tuple[list, Pending | None]] = deque()
+        for chunk in chunks:
+            if all(known is not None for _, known in chunk):  # a rerun's: nothing to read
+                pending.append((chunk, None))
+            elif workers == 1:
+                pending.append((chunk, _load_chunk(chunk, cfg, thumbnail, copies, model)))
+            else:
+                # not before it is needed (a rerun needs none); the model goes once per worker
+                pool = pool or worker_pool(workers, (cfg, thumbnail, copies, model))
+                pending.append((chunk, pool.submit(_load_given_chunk, chunk)))
+            while len(pending) >= 4 * workers or (pending and _done(pending[0][1])):
+                chunk, read = pending.popleft()
+                yield chunk, None if read is None else _result(read)
+        while pending:
+            chunk, read = pending.popleft()
+            yield chunk, None if read is None else _result(read)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _done(read: Pending | None) -> bool:
+    return read is None or _ready(read)
+
+
 def scan(
     paths: Iterable[PathName | tuple[PathName, Any]],
     cfg: FeatureConfig,
@@ -207,28 +248,12 @@ def scan(
     decoded. With `copies`, the features come with that many augmented copies (see
     load_features). With `model`, each photo comes with its score instead of features.
     """
-    workers = workers or default_workers()
     jobs = (p if isinstance(p, tuple) else (p, None) for p in paths)
-    chunks = iter(lambda: list(islice(jobs, CHUNK)), [])  # stops at the first empty chunk
-    pool = None
-    try:
-        pending: deque[Pending] = deque()
-        for chunk in chunks:
-            if all(known is not None for _, known in chunk):  # a rerun's: nothing to read
-                pending.append([Scanned(path, known=known) for path, known in chunk])
-            elif workers == 1:
-                pending.append(_load_chunk(chunk, cfg, thumbnail, copies, model))
-            else:
-                # not before it is needed (a rerun needs none); the model goes once per worker
-                pool = pool or worker_pool(workers, (cfg, thumbnail, copies, model))
-                pending.append(pool.submit(_load_given_chunk, chunk))
-            while len(pending) >= 4 * workers or (pending and _ready(pending[0])):
-                yield from _result(pending.popleft())
-        while pending:
-            yield from _result(pending.popleft())
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    for chunk, read in _chunks(jobs, cfg, workers, thumbnail, copies, model):
+        if read is None:
+            yield from (Scanned(path, known=known) for path, known in chunk)
+        else:
+            yield from read
 
 
 def score_photos(
@@ -244,18 +269,23 @@ def score_photos(
     are not decoded again. The cache must have been opened for the same reading
     (`thumbnail`): a preview's score is not the photo's. `key_of`: each photo's cache key
     from a stat the caller made already (default: ScoreCache.key stats it), so that a rerun
-    stats each photo once."""
+    stats each photo once. A remembered photo is one record (its Scored, made at the
+    lookup) from the cache to the caller."""
     if cache is not None and cache.thumbnail != thumbnail:
         raise ValueError("the score cache was opened for the other reading (--thumbnails)")
     keys: dict[PathName, tuple] = {}
     key_of = key_of or ScoreCache.key
 
-    def remembered(path: PathName) -> PathName | tuple[PathName, Any]:
+    def remembered(path: PathName) -> tuple[PathName, Scored | None]:
         if cache is not None and (key := key_of(path)) is not None:
             if (known := cache.get(path, key)) is None:  # decode it, and remember its score
                 keys[path] = key
-            return path, known
-        return path
+                return path, None
+            score, reason = known
+            if score is None:
+                return path, Scored(path, None, skip_reason=reason, remembered=True)
+            return path, Scored(path, score, note=reason)
+        return path, None
 
     def finish(scored: Scored, lasting: bool = False) -> Scored:
         if cache is not None and (key := keys.pop(scored.path, None)) is not None:
@@ -263,17 +293,19 @@ def score_photos(
             cache.put(scored.path, key, scored.score, reason, lasting)
         return scored
 
-    for photo in scan(map(remembered, paths), model.features, workers, thumbnail, model=model):
-        if photo.score is not None:
-            yield finish(Scored(photo.path, photo.score, note=photo.note))
-        elif photo.known is not None:  # remembered from an earlier run
-            score, reason = photo.known
-            if score is None:
-                yield Scored(photo.path, None, skip_reason=reason, remembered=True)
+    jobs = map(remembered, paths)
+    for chunk, read in _chunks(jobs, model.features, workers, thumbnail, 0, model):
+        if read is None:  # all remembered
+            for _, known in chunk:
+                yield known
+            continue
+        for photo in read:
+            if photo.known is not None:  # remembered from an earlier run
+                yield photo.known
+            elif photo.score is not None:
+                yield finish(Scored(photo.path, photo.score, note=photo.note))
             else:
-                yield Scored(photo.path, score, note=reason)
-        else:
-            yield finish(Scored(photo.path, None, skip_reason=photo.skip_reason), photo.lasting)
+                yield finish(Scored(photo.path, None, skip_reason=photo.skip_reason), photo.lasting)
 
 
 def example_scores(

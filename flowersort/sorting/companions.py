@@ -42,14 +42,15 @@ class Companions:
     companion is looked at on disk before it is taken (one moved or deleted since is not)."""
 
     def __init__(self) -> None:
-        self.folder: Path | None = None
+        self.folder: str | None = None  # as os.path.dirname gives it (no Path a photo)
         # the folder's names by their stem (up to the last dot), lower-cased: a companion's
         # stem is the photo's stem (IMG_1.XMP) or its name (IMG_1.JPG.json)
         self.by_stem: dict[str, list[str]] = {}
 
     def __call__(self, photo: Path) -> list[Path]:
-        if photo.parent != self.folder:  # the walk has moved on: the new folder, once
-            self.folder, self.by_stem = photo.parent, {}
+        folder = os.path.dirname(photo)
+        if folder != self.folder:  # the walk has moved on: the new folder, once
+            self.folder, self.by_stem = folder, {}
             try:
                 for name in os.listdir(photo.parent):
                     self.by_stem.setdefault(_stem(name).lower(), []).append(name)
@@ -64,6 +65,8 @@ class Companions:
 def own_sidecars(photo: Path, found: list[Path]) -> list[Path]:
     """Of the photo's sidecars `found`, those that belong to its owner: another user's file
     with the same stem (a 0600 RAW twin in a shared folder) is not moved with the photo."""
+    if not found:  # most photos come alone: no stat for them
+        return []
     try:
         owner = os.lstat(photo).st_uid
     except OSError:

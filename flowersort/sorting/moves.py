@@ -189,7 +189,7 @@ class Mover:
         self.sidecars, self.names = Companions(), TargetNames()
         # each folder's modes up to the root, looked at once per run for the plan (a move
         # looks again right before it: safefs.transfer)
-        self.ways: Ways = {}
+        self.ways = Ways()
         self.moved: set[Path] = set()  # sidecars an earlier photo took with it
         self.live: Live | None = None  # None: a dry run
         self.journal: Journal | None = None  # read by both, written by a live run

@@ -123,6 +123,8 @@ def _sort(
         targets = Tagger.open(src, options)
     elif options.dest is not None:
         targets = Targets.open(src, options)
+    if isinstance(targets, Targets) and cache is not None:  # hashes kept with the scores
+        targets.watch.hashes = cache
     walk = _Walk(src, options, hooks)
     try:
         for scored in score_photos(
@@ -141,13 +143,16 @@ def _sort(
                 return
             path, score = os.fspath(scored.path), scored.score
             was = walk.scored_as.pop(path, None)
-            yield from walk.skipped()
+            if walk.skips:
+                yield from walk.skipped()
             if score is None:
                 why = scored.skip_reason
                 yield Outcome(path, Action.SKIPPED, reason=why, skipped_before=scored.remembered)
                 continue
             flower, borderline = score >= threshold, abs(score - threshold) < band
-            yield noted(sort_one(path, score, flower, borderline, targets, was), scored.note)
+            outcome = sort_one(path, score, flower, borderline, targets, was)
+            outcome.note = scored.note
+            yield outcome
         yield from walk.skipped()
         if targets:  # a stopped run never gets here
             targets.finish()
@@ -160,14 +165,6 @@ def _sort(
             targets.close()
 
 
-# what a decision that changes no file says
-SAID = {
-    Decision.KEEP: Action.KEPT,
-    Decision.CONFIRMED: Action.KEPT,  # the user sorted it into dest already (a copy run
-    Decision.BORDERLINE: Action.BORDERLINE,  # keeps the original here)
-}
-
-
 def sort_one(
     path: str,
     score: float,
@@ -177,8 +174,7 @@ def sort_one(
     scored_as: tuple | None,
 ) -> Outcome:
     """One scored photo: decided (decide), then left, or acted on by the targets."""
-    size = scored_as[2] if scored_as is not None else None  # as the walk saw it
-    veto = targets.watch.held(path, size) if targets else None
+    veto = targets.watch.held(path, scored_as) if targets else None  # as the walk saw it
     decision = decide(
         flower,
         borderline,
@@ -187,8 +183,12 @@ def sort_one(
         vetoed=veto is not None,
         confirmed=bool(targets and borderline and not veto and targets.watch.confirmed(path)),
     )
-    if decision in SAID:
-        return Outcome(path, SAID[decision], score, flower)
+    # a decision that changes no file, told by identity (most photos of a rerun); confirmed:
+    # the user sorted it into dest already (a copy run keeps the original here)
+    if decision is Decision.KEEP or decision is Decision.CONFIRMED:
+        return Outcome(path, Action.KEPT, score, flower)
+    if decision is Decision.BORDERLINE:
+        return Outcome(path, Action.BORDERLINE, score, flower)
     if veto is not None:  # Decision.VETOED
         return Outcome(path, Action.VETOED, score, flower, reason=KIND_TEXT[veto.kind])
     assert targets is not None  # decide acts only with a target
@@ -198,8 +198,3 @@ def sort_one(
 def count_photos(src: Path, targets: Iterable[Path | None], walk_options: WalkOptions) -> int:
     """How many files classify would look at (for a progress bar's ETA)."""
     return sum(1 for _ in walk_options.photos(src, targets))
-
-
-def noted(outcome: Outcome, note: str) -> Outcome:
-    outcome.note = note
-    return outcome

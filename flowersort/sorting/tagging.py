@@ -145,9 +145,9 @@ class Tagger:
         except OSError:
             return None
 
-    def held(self, path: str | os.PathLike, size: int | None = None) -> Correction | None:
+    def held(self, path: str | os.PathLike, seen: tuple | None = None) -> Correction | None:
         """The veto that keeps this photo untagged: its content vetoed before, or a keyword
-        flowersort wrote that the user has removed since (a new veto). `size` is not needed
+        flowersort wrote that the user has removed since (a new veto). `seen` is not needed
         here (Watch.held's)."""
         photo = Path(os.path.abspath(path))
         by_hand = self.hand_tagged(photo)

@@ -10,10 +10,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from flowersort.base.errors import StateError
 from flowersort.photos.archive import size_of, walk
-from flowersort.safefs.identity import Key, content_key
+from flowersort.safefs.identity import Key, content_key, content_key_and_version
 from flowersort.sorting.corrections import (
     Correction,
     Folder,
@@ -25,6 +26,31 @@ from flowersort.sorting.corrections import (
 )
 from flowersort.sorting.journal import Journal
 from flowersort.sorting.state import state_dir
+
+
+def _absolute(text: str) -> str:
+    """os.path.abspath(text), at no cost for a path that is absolute and normal already
+    (as the store keeps them: no '.', '..' or empty part, no separator at the end)."""
+    if (
+        os.sep == "/"
+        and text[:1] == "/"
+        and "/." not in text
+        and "//" not in text
+        and text[-1] != "/"
+    ):
+        return text
+    return os.path.abspath(text)
+
+
+Version = tuple[int, int, int]  # a file's size, mtime_ns and inode (the score cache's key)
+
+
+class Hashes(Protocol):
+    """Where a run remembers a photo's SHA-256 by its version (scoring.cache.ScoreCache)."""
+
+    def content(self, path: str, version: Version) -> str | None: ...
+
+    def put_content(self, path: str, version: Version, sha256: str) -> None: ...
 
 
 class _JournalView:
@@ -126,6 +152,8 @@ class Watch:
         self.by_key: dict[Key, Correction] = {}
         self.pending: dict[Key, Placed] = {}
         self.sizes: set[int] = set()  # sizes worth hashing a photo for
+        # a photo's hash remembered by its version (the run's score cache), else None
+        self.hashes: Hashes | None = None
         self.gone_flowers: set[Key] = set()  # pending: flowers the user had put into DEST
 
     def start(self) -> Learnt:
@@ -147,7 +175,7 @@ class Watch:
                         continue
         self.by_key = {c.key: c for c in self.store.corrections()}
         s.by_path = {os.fspath(c.path): c for c in self.by_key.values()}
-        s.placed_by_key = {p.key: p for p in s.placed.values()}
+        s.placed_by_key = {(p.size, p.sha256): p for p in s.placed.values()}  # (p.key)
         s.nobodys = self.store.found()  # in a target before our first run into it
         # asked of the journal: photos placed below this target (by runs into a folder inside
         # it) or into a review folder it shares with another target are no run into it
@@ -168,11 +196,12 @@ class Watch:
         undone_paths = {os.fspath(u) for u in undone if not isinstance(u, int)}
         s = _Scan()
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
+        exact, below = set(roots), tuple(r.rstrip(os.sep) + os.sep for r in roots)
         for p in self.store.placed():
             if p.run in undone or p.where in undone_paths:  # undo put it back: no choice
                 self.store.drop_placed(p.path)  # of yours
-            elif is_below(os.path.abspath(p.where), roots):  # another target's are not ours
-                s.placed[p.where] = p
+            elif (where := _absolute(p.where)) in exact or where.startswith(below):
+                s.placed[p.where] = p  # (as is_below; another target's are not ours)
             else:
                 s.elsewhere.setdefault(p.key, []).append(p)
         return s
@@ -287,13 +316,14 @@ class Watch:
         self.by_key[key] = correction
         return correction
 
-    def held(self, path: str | os.PathLike, size: int | None = None) -> Correction | None:
-        """The veto that keeps this photo where it is, if any (hashes only on a size match;
-        `size`: the photo's, if the caller has stat'ed it already)."""
-        if not self.sizes or (size_of(path) if size is None else size) not in self.sizes:
+    def held(self, path: str | os.PathLike, seen: tuple | None = None) -> Correction | None:
+        """The veto that keeps this photo where it is, if any (hashes only on a size match).
+        `seen`: the photo's identity as the walk stat'ed it (sorting.moves.identity: device,
+        inode, size, mtime_ns), if it did: its size, and the version its hash is kept by."""
+        if not self.sizes or (size_of(path) if seen is None else seen[2]) not in self.sizes:
             return None
         try:
-            key = content_key(path)
+            key = self._content_key(path, seen)
         except OSError:
             return None
         path = Path(os.path.abspath(path))  # train may run from another folder
@@ -308,6 +338,21 @@ class Watch:
         self.store.drop_placed(mine.path)
         kind: Kind = "review-out" if mine.folder == "review" else "taken-out"
         return self._learn(key, "not-flower", kind, path)
+
+    def _content_key(self, path: str | os.PathLike, seen: tuple | None) -> Key:
+        """content_key(path); with `hashes`, remembered by the photo's version (size,
+        mtime_ns, inode, as `seen` by the walk), so that an unchanged photo whose size a veto
+        has is hashed once, not every night. A hash is remembered only for bytes that were
+        that version all the while they were read."""
+        if self.hashes is None or seen is None:
+            return content_key(path)
+        text, version = os.fspath(path), (seen[2], seen[3], seen[1])
+        if (sha := self.hashes.content(text, version)) is not None:
+            return version[0], sha
+        key, read = content_key_and_version(path)
+        if read == version:
+            self.hashes.put_content(text, version, key[1])
+        return key
 
     def finish(self) -> int:
         """The walk of the archive is complete. A photo flowersort placed that is gone from
