@@ -256,3 +256,37 @@ def test_an_ask_whose_reader_went_away_is_listed_as_stopped(trained_model, tmp_p
     assert proc.wait(timeout=60) == 141, err
     listed = json.loads(run("undo", "--list", "--json").stdout)
     assert listed["state"] == "stopped"
+
+
+def answered_archive(trained_model, tmp_path, n=80):
+    from flowersort.scoring.pipeline import scan
+
+    pictures = archive(tmp_path / "Pictures", n=n, seed=5)
+    model = load_model(trained_model)
+    photos = sorted(pictures.rglob("*.jpg"))
+    x = np.stack([p.features for p in scan(photos, model.features, 1)])
+    y = np.array([1.0 if p.name.startswith("fl_") else 0.0 for p in photos])
+    return model, x, y
+
+
+def test_answers_that_agree_with_the_ranking_vouch_for_the_top_of_the_archive(
+    trained_model, tmp_path
+):
+    """Answers scored by fine-tunings that did not see them, placed among a spread of the
+    archive: where the flowers answered rank above the others, the line goes down to the
+    lowest flower above which they make the precision; random answers vouch for nothing,
+    and neither do too few."""
+    from flowersort.sorting.finetune import MIN_ANSWERS, AdaptConfig, answer_share
+
+    model, x, y = answered_archive(trained_model, tmp_path)
+    cfg = AdaptConfig(epochs=50)
+    answered, sample = slice(0, 40), slice(40, None)
+    line = answer_share(model, x[answered], y[answered], cfg, None, x[sample])
+    assert line is not None
+    assert line.flowers >= 19 and line.flowers / (line.answers + 1) >= 0.95
+    # the generated flowers are half of the archive and the model ranks them first
+    assert 0.3 <= line.share <= 0.6
+    noise = np.random.default_rng(0).permutation(y[answered])
+    assert answer_share(model, x[answered], noise, cfg, None, x[sample]) is None
+    few = slice(0, MIN_ANSWERS - 1)
+    assert answer_share(model, x[few], y[few], cfg, None, x[sample]) is None

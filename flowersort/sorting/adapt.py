@@ -31,7 +31,7 @@ from flowersort.safefs.identity import Key, content_key
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import scan, score_photos
 from flowersort.sorting.checks import check_target, is_empty_folder
-from flowersort.sorting.finetune import AdaptConfig, fine_tune, same_count_threshold
+from flowersort.sorting.finetune import AdaptConfig, answer_share, fine_tune, same_count_threshold
 from flowersort.sorting.folders import make_dirs
 from flowersort.sorting.moves import Mover, identity
 from flowersort.sorting.watch import Watch
@@ -287,15 +287,31 @@ def adapt(
     scored = score_photos(model, map(Path, archive), workers, cache=options.cache)
     base = [(os.fspath(s.path), s.score) for s in scored if s.score is not None]
     keep = _kept_features(model, base, cfg.keep_photos, workers)
-    adapted = fine_tune(model, np.stack(xs), y, cfg, np.stack(keep) if keep else None)
+    kept = np.stack(keep) if keep else None
+    adapted = fine_tune(model, np.stack(xs), y, cfg, kept)
     adapted.summary["adapted"]["from"] = source
     if base:
-        moved = same_count_threshold(model, adapted, base, workers)
+        # a second spread of the archive, between the kept photos (which the fine-tuning
+        # holds to the model's scores, so they would rank the answers unlike the rest)
+        sample = _kept_features(model, base, cfg.keep_photos, workers, between=True)
+        line = answer_share(model, np.stack(xs), y, cfg, kept, _stack(sample))
+        vouched = round(line.share * len(base)) if line else 0
+        moved = same_count_threshold(model, adapted, base, workers, at_least=vouched)
         adapted.summary["adapted"]["archive"] = {"photos": len(base), "moved": moved}
+        if line:
+            adapted.summary["adapted"]["answer_line"] = {
+                "share": line.share,
+                "answers": line.answers,
+                "flowers": line.flowers,
+            }
     if not options.dry_run and out is not None:
         adapted.save(out)
     flowers = int(y.sum())
     return AdaptResult(adapted, flowers, len(y) - flowers, time.perf_counter() - t0, skipped)
+
+
+def _stack(maps: list[np.ndarray]) -> np.ndarray:
+    return np.stack(maps) if maps else np.empty((0,))
 
 
 def _answered_features(
@@ -318,11 +334,17 @@ def _answered_features(
 
 
 def _kept_features(
-    model: Model, base: list[tuple[str, float]], keep_photos: int, workers: int | None
+    model: Model,
+    base: list[tuple[str, float]],
+    keep_photos: int,
+    workers: int | None,
+    between: bool = False,
 ) -> list[np.ndarray]:
-    """The feature maps of a spread of `keep_photos` of the archive's scored photos."""
+    """The feature maps of a spread of `keep_photos` of the archive's scored photos (with
+    `between`, the photos halfway between those, where there are such)."""
     step = max(1, len(base) // keep_photos) if keep_photos else 0
-    spread = [Path(p) for p, _ in base[::step][:keep_photos]] if step else []
+    start = step // 2 if between else 0
+    spread = [Path(p) for p, _ in base[start::step][:keep_photos]] if step else []
     return [
         photo.features
         for photo in scan(spread, model.features, workers)
