@@ -288,7 +288,8 @@ def run(
         adapt_s.append(time.perf_counter() - t1)
         said = load_model(current).summary["adapted"]
         print(
-            f"  {total} answers: moves {said.get('archive')}, answers vouch for {said.get('answer_line')}",
+            f"  {total} answers: moves {said.get('archive')}, "
+            f"answers vouch for {said.get('answer_line')}",
             flush=True,
         )
         result[total] = what_moves(current, src, dest, review, labels)
