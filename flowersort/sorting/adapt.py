@@ -1,13 +1,15 @@
 """Learning the user's own archive from a few answers.
 
-`ask` puts into the review folder the photos whose answers would teach the model most: the
-most uncertain scores, spread over the archive's folders, no two near-duplicates of each
-other. The user answers as with any review: a photo moved into the target folder is a
-flower, one moved back into the archive is not (watch.Watch records both). `adapt`
-then fine-tunes a model's head nets on those answers, started from the model's own weights
-and held close to them and to the model's own scores of the archive's other photos, sets
-the threshold so that it moves as many of them as the model did, and writes a model file
-of the same format.
+`ask` puts into the review folder the photos whose answers would help most: half of them the
+likeliest flowers that do not move yet (a "yes" puts a flower where it belongs and says how
+far down the line can go), half the most uncertain scores, spread over the archive's
+folders; no two near-duplicates of each other. The user answers as with any review: a photo
+moved into the target folder is a flower, one moved back into the archive is not
+(watch.Watch records both). `adapt` then fine-tunes a model's head nets on those answers,
+started from the model's own weights and held close to them and to the model's own scores
+of the archive's other photos, sets the threshold so that it moves as many of them as the
+model did or as far down as the answers vouch for (finetune.answer_share), and writes a
+model file of the same format.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from flowersort.base.errors import BadImage, EmptySource, FlowersortError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.model.file import Model
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
 from flowersort.photos.archive import OnSkip, walk
 from flowersort.photos.decode import read_image
 from flowersort.safefs.identity import Key, content_key
@@ -68,6 +71,29 @@ def average_hash(path: str | os.PathLike) -> int | None:
     grey = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (8, 8), interpolation=cv2.INTER_AREA)
     bits = (grey > grey.mean()).reshape(-1)
     return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def likeliest(
+    scored: list[tuple[str, float]],
+    below: float,
+    n: int,
+    hashes: dict[str, int | None] | None = None,
+) -> list[str]:
+    """The n highest-scored photos under `below` (the line from which photos move anyway),
+    each no near-duplicate of one taken before it."""
+    order = sorted((p for p in scored if p[1] < below), key=lambda p: -p[1])
+    chosen: list[str] = []
+    taken: list[int] = []
+    for path, _ in order:
+        if len(chosen) == n:
+            break
+        h = hashes.get(path) if hashes is not None else average_hash(path)
+        if h is not None and any(bin(h ^ t).count("1") <= NEAR_DUPLICATE for t in taken):
+            continue
+        chosen.append(path)
+        if h is not None:
+            taken.append(h)
+    return chosen
 
 
 def pick(
@@ -145,7 +171,7 @@ def ask(
         watch.finish()
         yield from skipped
         score_of = dict(candidates)
-        for path in pick(candidates, model.threshold, n):
+        for path in _questions(model, candidates, n):
             flower = score_of[path] >= model.threshold
             outcome = mover.move(path, score_of[path], was[path], folder=review)
             outcome.flower = flower
@@ -161,6 +187,18 @@ def ask(
         if watch:
             watch.close()
         mover.close()
+
+
+def _questions(model: Model, candidates: list[tuple[str, float]], n: int) -> list[str]:
+    """The n photos to ask about: half the likeliest flowers that do not move yet, then the
+    most uncertain of the others (see pick)."""
+    band = model.review_band
+    move = model.threshold + effective_band(
+        model.threshold, DEFAULT_REVIEW_BAND if band is None else band
+    )
+    sure = likeliest(candidates, move, n // 2)
+    taken = set(sure)
+    return sure + pick([c for c in candidates if c[0] not in taken], model.threshold, n - len(sure))
 
 
 def _check_ask(src: Path, dest: Path, review: Path) -> None:
