@@ -338,12 +338,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=len(CHOICES))
     parser.add_argument("--no-sources", action="store_true")
     parser.add_argument(
+        "--likeliest",
+        type=float,
+        default=adapt.LIKELIEST,
+        help="the share of ask's questions that are the likeliest flowers not moving yet",
+    )
+    parser.add_argument(
         "--models",
         type=Path,
         help="a folder to keep each run's base model in and take it from when there (the same "
         "training: its figures then measure only what follows it)",
     )
     args = parser.parse_args()
+    adapt.LIKELIEST = args.likeliest
     cfg = TrainConfig()
     t0 = time.perf_counter()
     ex = load_examples(
