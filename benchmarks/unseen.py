@@ -50,7 +50,7 @@ from flowersort.base.outcomes import Action
 from flowersort.model.features import FeatureConfig
 from flowersort.model.file import load_model
 from flowersort.scoring.pipeline import scan
-from flowersort.sorting import adapt
+from flowersort.sorting import adapt, finetune
 from flowersort.sorting.sorter import classify
 from flowersort.training.config import TrainConfig
 from flowersort.training.examples import load_examples
@@ -344,6 +344,11 @@ def main() -> None:
         help="the share of ask's questions that are the likeliest flowers not moving yet",
     )
     parser.add_argument(
+        "--no-answer-line",
+        action="store_true",
+        help="adapt moves as many photos as the model did, whatever the answers vouch for",
+    )
+    parser.add_argument(
         "--models",
         type=Path,
         help="a folder to keep each run's base model in and take it from when there (the same "
@@ -351,6 +356,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     adapt.LIKELIEST = args.likeliest
+    if args.no_answer_line:
+        finetune.MIN_ANSWERS = 10**9
     cfg = TrainConfig()
     t0 = time.perf_counter()
     ex = load_examples(

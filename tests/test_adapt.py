@@ -150,6 +150,9 @@ def test_adapt_learns_the_answers_given_by_moving_files(trained_model, tmp_path)
     summary = lines(done)[0]
     assert {k: summary[k] for k in said} == said
     assert load_model(out).summary["adapted"]["answers"] == said
+    archive_said = load_model(out).summary["adapted"]["archive"]
+    assert summary["moves"] == archive_said["moved"]
+    assert summary["answers_vouch_for"] is None  # fewer than MIN_ANSWERS answers
 
     shutil.copytree(dest, tmp_path / "said-flower")
     old, new = (

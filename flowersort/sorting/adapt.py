@@ -34,7 +34,13 @@ from flowersort.safefs.identity import Key, content_key
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import scan, score_photos
 from flowersort.sorting.checks import check_target, is_empty_folder
-from flowersort.sorting.finetune import AdaptConfig, answer_share, fine_tune, same_count_threshold
+from flowersort.sorting.finetune import (
+    AdaptConfig,
+    AnswerLine,
+    answer_share,
+    fine_tune,
+    same_count_threshold,
+)
 from flowersort.sorting.folders import make_dirs
 from flowersort.sorting.moves import Mover, identity
 from flowersort.sorting.watch import Watch
@@ -55,6 +61,8 @@ class AdaptResult:
     noflowers: int  # answers: not flowers
     seconds: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    moves: int | None = None  # of the archive's other photos, what the adapted model moves
+    vouched: AnswerLine | None = None  # how far down the answers let it go, if they do
 
 
 def uncertainty(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -336,6 +344,7 @@ def adapt(
     kept = np.stack(keep) if keep else None
     adapted = fine_tune(model, np.stack(xs), y, cfg, kept)
     adapted.summary["adapted"]["from"] = source
+    moved, line = None, None
     if base:
         # a second spread of the archive, between the kept photos (which the fine-tuning
         # holds to the model's scores, so they would rank the answers unlike the rest)
@@ -353,7 +362,8 @@ def adapt(
     if not options.dry_run and out is not None:
         adapted.save(out)
     flowers = int(y.sum())
-    return AdaptResult(adapted, flowers, len(y) - flowers, time.perf_counter() - t0, skipped)
+    seconds = time.perf_counter() - t0
+    return AdaptResult(adapted, flowers, len(y) - flowers, seconds, skipped, moved, line)
 
 
 def _stack(maps: list[np.ndarray]) -> np.ndarray:
