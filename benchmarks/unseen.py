@@ -50,7 +50,7 @@ from flowersort.base.outcomes import Action
 from flowersort.model.features import FeatureConfig
 from flowersort.model.file import load_model
 from flowersort.scoring.pipeline import scan
-from flowersort.sorting import adapt, finetune
+from flowersort.sorting import adapt
 from flowersort.sorting.sorter import classify
 from flowersort.training.config import TrainConfig
 from flowersort.training.examples import load_examples
@@ -286,12 +286,6 @@ def run(
             source=os.fspath(base),
         )
         adapt_s.append(time.perf_counter() - t1)
-        said = load_model(current).summary["adapted"]
-        print(
-            f"  {total} answers: moves {said.get('archive')}, "
-            f"answers vouch for {said.get('answer_line')}",
-            flush=True,
-        )
         result[total] = what_moves(current, src, dest, review, labels)
         result[total]["control"] = what_moves(base, src, dest, review, labels)
         # what the user has in the target after that night: answered flowers and moved ones
@@ -338,26 +332,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=len(CHOICES))
     parser.add_argument("--no-sources", action="store_true")
     parser.add_argument(
-        "--likeliest",
-        type=float,
-        default=adapt.LIKELIEST,
-        help="the share of ask's questions that are the likeliest flowers not moving yet",
-    )
-    parser.add_argument(
-        "--no-answer-line",
-        action="store_true",
-        help="adapt moves as many photos as the model did, whatever the answers vouch for",
-    )
-    parser.add_argument(
         "--models",
         type=Path,
         help="a folder to keep each run's base model in and take it from when there (the same "
         "training: its figures then measure only what follows it)",
     )
     args = parser.parse_args()
-    adapt.LIKELIEST = args.likeliest
-    if args.no_answer_line:
-        finetune.MIN_ANSWERS = 10**9
     cfg = TrainConfig()
     t0 = time.perf_counter()
     ex = load_examples(

@@ -79,8 +79,7 @@ if TYPE_CHECKING:
 def ask(**options: Any) -> None:
     """Put the photos of SRC whose answers would teach flowersort most into --review-to.
 
-    Half of them are the likeliest flowers that do not move yet, half the photos the
-    model is least sure of, taken from many folders; no two alike (scores the nightly
+    They are the likeliest flowers that do not move yet, no two alike (scores the nightly
     classify cached with the same model are not computed again).
     Answer by moving files: a flower into the --move-to folder, anything else back into
     the archive (any folder). Then 'flowersort adapt' fits a model to your answers. Each
@@ -156,9 +155,7 @@ def adapt(**options: Any) -> None:
     The model's head nets are fitted to every answer given so far, started from --model
     (default: the shipped one) and held close to it and to its scores of the archive's
     other photos; the threshold is set so that the new model moves as many of them as
-    --model did, the ones it now ranks highest, or more where your answers vouch for it
-    (answers scored by fits that did not see them: 95 % of those above the line flowers).
-    The file has the same format. Run it
+    --model did, the ones it now ranks highest. The file has the same format. Run it
     after answering, with the same --model each time, and give the new file to the nightly
     classify (--model OUT).
     """
@@ -189,8 +186,7 @@ def show_adapted(result: AdaptResult, out_path: Path, dry_run: bool, as_json: bo
         out: dict[str, object] = {"model": None if dry_run else os.fspath(out_path)}
         out["flowers"] = result.flowers
         out |= {"noflowers": result.noflowers, "seconds": result.seconds, "moves": result.moves}
-        vouched = result.vouched.share if result.vouched else None
-        click.echo(json.dumps({**out, "answers_vouch_for": vouched}))
+        click.echo(json.dumps(out))
         return
     what = "would be written to" if dry_run else "written to"
     log.info(
@@ -198,11 +194,4 @@ def show_adapted(result: AdaptResult, out_path: Path, dry_run: bool, as_json: bo
         f"and {counted(result.noflowers, 'not flower')} of yours in {result.seconds:.1f} s"
     )
     if result.moves is not None:
-        why = "as many as the model did"
-        if result.vouched:
-            v = result.vouched
-            why = (
-                f"as far down as your answers vouch for ({v.flowers} of the {v.answers} "
-                f"answers ranked there are flowers)"
-            )
-        log.info(f"it moves {counted(result.moves, 'photo')} of the archive: {why}")
+        log.info(f"it moves {counted(result.moves, 'photo')} of the archive, as the model did")

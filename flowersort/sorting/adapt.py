@@ -1,15 +1,15 @@
 """Learning the user's own archive from a few answers.
 
-`ask` puts into the review folder the photos whose answers would help most: half of them the
-likeliest flowers that do not move yet (a "yes" puts a flower where it belongs and says how
-far down the line can go), half the most uncertain scores, spread over the archive's
-folders; no two near-duplicates of each other. The user answers as with any review: a photo
-moved into the target folder is a flower, one moved back into the archive is not
-(watch.Watch records both). `adapt` then fine-tunes a model's head nets on those answers,
-started from the model's own weights and held close to them and to the model's own scores
-of the archive's other photos, sets the threshold so that it moves as many of them as the
-model did or as far down as the answers vouch for (finetune.answer_share), and writes a
-model file of the same format.
+`ask` puts into the review folder the photos whose answers help most: the likeliest flowers
+that do not move yet, no two near-duplicates of each other. A "yes" puts a flower where it
+belongs at once; a "no" shows the model what looks like a flower on this archive and is not.
+(Asked on archives of sources the model never saw, these found about three times the flowers
+the most uncertain scores did, at the same precision: benchmarks.md.) The user answers as
+with any review: a photo moved into the target folder is a flower, one moved back into the
+archive is not (watch.Watch records both). `adapt` then fine-tunes a model's head nets on
+those answers, started from the model's own weights and held close to them and to the
+model's own scores of the archive's other photos, sets the threshold so that it moves as
+many of them as the model did, and writes a model file of the same format.
 """
 
 from __future__ import annotations
@@ -34,13 +34,7 @@ from flowersort.safefs.identity import Key, content_key
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import scan, score_photos
 from flowersort.sorting.checks import check_target, is_empty_folder
-from flowersort.sorting.finetune import (
-    AdaptConfig,
-    AnswerLine,
-    answer_share,
-    fine_tune,
-    same_count_threshold,
-)
+from flowersort.sorting.finetune import AdaptConfig, fine_tune, same_count_threshold
 from flowersort.sorting.folders import make_dirs
 from flowersort.sorting.moves import Mover, identity
 from flowersort.sorting.watch import Watch
@@ -48,10 +42,6 @@ from flowersort.sorting.watch import Watch
 log = logging.getLogger("flowersort")
 
 NEAR_DUPLICATE = 2  # 8 x 8 average hashes this close (Hamming distance) are one photo twice
-POOL = 4  # the n photos are picked among the POOL * n most uncertain
-# of the questions, this share the likeliest flowers that do not move yet (benchmarks/unseen.py:
-# after 50 answers, 0.55 of an unseen archive's flowers in the target against 0.23 with none)
-LIKELIEST = 0.5
 
 
 @dataclass
@@ -62,15 +52,6 @@ class AdaptResult:
     seconds: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
     moves: int | None = None  # of the archive's other photos, what the adapted model moves
-    vouched: AnswerLine | None = None  # how far down the answers let it go, if they do
-
-
-def uncertainty(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """How far each score is from the threshold, in logits: 0 is a coin toss."""
-    eps = 1e-6
-    s = np.clip(scores, eps, 1 - eps)
-    t = min(max(threshold, eps), 1 - eps)
-    return np.abs(np.log(s / (1 - s)) - np.log(t / (1 - t)))
 
 
 def average_hash(path: str | os.PathLike) -> int | None:
@@ -104,45 +85,6 @@ def likeliest(
         chosen.append(path)
         if h is not None:
             taken.append(h)
-    return chosen
-
-
-def pick(
-    scored: list[tuple[str, float]],
-    threshold: float,
-    n: int,
-    hashes: dict[str, int | None] | None = None,
-) -> list[str]:
-    """The n photos whose answers teach most: among the POOL * n most uncertain, taken in
-    turn from each folder (the folder with the most uncertain photo first), each no
-    near-duplicate of one already taken. `hashes` maps paths to average hashes; by default
-    they are computed for the pool."""
-    if n <= 0 or not scored:
-        return []
-    scores = np.array([s for _, s in scored])
-    order = np.argsort(uncertainty(scores, threshold), kind="stable")[: POOL * n]
-    pool = [scored[i][0] for i in order]
-    if hashes is None:
-        hashes = {p: average_hash(p) for p in pool}
-    by_folder: dict[str, list[str]] = {}
-    for path in pool:  # most uncertain first, in each folder and across them
-        by_folder.setdefault(os.path.dirname(path), []).append(path)
-    queues = list(by_folder.values())
-    chosen: list[str] = []
-    taken: list[int] = []
-    while len(chosen) < n and any(queues):
-        for queue in queues:
-            while queue:
-                path = queue.pop(0)
-                h = hashes.get(path)
-                if h is not None and any(bin(h ^ t).count("1") <= NEAR_DUPLICATE for t in taken):
-                    continue
-                chosen.append(path)
-                if h is not None:
-                    taken.append(h)
-                break
-            if len(chosen) == n:
-                break
     return chosen
 
 
@@ -206,15 +148,13 @@ def questions(
     n: int,
     hashes: dict[str, int | None] | None = None,
 ) -> list[str]:
-    """The n photos to ask about: a LIKELIEST share of them the likeliest flowers that do
-    not move yet, then the most uncertain of the others (see pick)."""
+    """The n photos to ask about: the likeliest flowers under the line from which the
+    model moves photos anyway (its threshold and review band, as classify draws it)."""
     band = model.review_band
     move = model.threshold + effective_band(
         model.threshold, DEFAULT_REVIEW_BAND if band is None else band
     )
-    sure = likeliest(candidates, move, round(n * LIKELIEST), hashes)
-    rest = [c for c in candidates if c[0] not in set(sure)]
-    return sure + pick(rest, model.threshold, n - len(sure), hashes)
+    return likeliest(candidates, move, n, hashes)
 
 
 def _check_ask(src: Path, dest: Path, review: Path) -> None:
@@ -344,30 +284,15 @@ def adapt(
     kept = np.stack(keep) if keep else None
     adapted = fine_tune(model, np.stack(xs), y, cfg, kept)
     adapted.summary["adapted"]["from"] = source
-    moved, line = None, None
+    moved = None
     if base:
-        # a second spread of the archive, between the kept photos (which the fine-tuning
-        # holds to the model's scores, so they would rank the answers unlike the rest)
-        sample = _kept_features(model, base, cfg.keep_photos, workers, between=True)
-        line = answer_share(model, np.stack(xs), y, cfg, kept, _stack(sample))
-        vouched = round(line.share * len(base)) if line else 0
-        moved = same_count_threshold(model, adapted, base, workers, at_least=vouched)
+        moved = same_count_threshold(model, adapted, base, workers)
         adapted.summary["adapted"]["archive"] = {"photos": len(base), "moved": moved}
-        if line:
-            adapted.summary["adapted"]["answer_line"] = {
-                "share": line.share,
-                "answers": line.answers,
-                "flowers": line.flowers,
-            }
     if not options.dry_run and out is not None:
         adapted.save(out)
     flowers = int(y.sum())
     seconds = time.perf_counter() - t0
-    return AdaptResult(adapted, flowers, len(y) - flowers, seconds, skipped, moved, line)
-
-
-def _stack(maps: list[np.ndarray]) -> np.ndarray:
-    return np.stack(maps) if maps else np.empty((0,))
+    return AdaptResult(adapted, flowers, len(y) - flowers, seconds, skipped, moved)
 
 
 def _answered_features(
@@ -390,17 +315,11 @@ def _answered_features(
 
 
 def _kept_features(
-    model: Model,
-    base: list[tuple[str, float]],
-    keep_photos: int,
-    workers: int | None,
-    between: bool = False,
+    model: Model, base: list[tuple[str, float]], keep_photos: int, workers: int | None
 ) -> list[np.ndarray]:
-    """The feature maps of a spread of `keep_photos` of the archive's scored photos (with
-    `between`, the photos halfway between those, where there are such)."""
+    """The feature maps of a spread of `keep_photos` of the archive's scored photos."""
     step = max(1, len(base) // keep_photos) if keep_photos else 0
-    start = step // 2 if between else 0
-    spread = [Path(p) for p, _ in base[start::step][:keep_photos]] if step else []
+    spread = [Path(p) for p, _ in base[::step][:keep_photos]] if step else []
     return [
         photo.features
         for photo in scan(spread, model.features, workers)

@@ -1,7 +1,7 @@
 """Fine-tuning a model to the user's answers (`fine_tune`): its member nets' heads
-refitted, held to their own scores on the archive's other photos; how much of the archive
-the answers vouch for (`answer_share`); and the threshold that moves a given count of the
-archive's photos (`same_count_threshold`). adapt.py's `adapt` calls them.
+refitted, held to their own scores on the archive's other photos; and the threshold that
+moves as many photos as the model did (`same_count_threshold`). adapt.py's `adapt` calls
+both.
 """
 
 from __future__ import annotations
@@ -121,81 +121,18 @@ def _fit_head(
     return net
 
 
-ANSWER_FOLDS = 5  # the answers are scored by fine-tunings that did not see them, in folds
-MIN_ANSWERS = 20  # fewer answers vouch for nothing
-MIN_ABOVE = 5  # answered photos above a line, at the least, for it to count
-ANSWER_PRECISION = 0.95  # flowers among the answers above the line, one more non-flower added
-
-
-@dataclass(frozen=True)
-class AnswerLine:
-    """What the answers vouch for: the top `share` of the archive (ranked by the adapted
-    model) may move, since `flowers` of the `answers` that rank there are flowers."""
-
-    share: float
-    answers: int
-    flowers: int
-
-
-def answer_share(
-    model: Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    cfg: AdaptConfig,
-    keep: np.ndarray | None,
-    sample: np.ndarray,
-) -> AnswerLine | None:
-    """How far down the archive the answers say moving stays right, or None where they say
-    nothing. Each answer is scored by a fine-tuning on the other folds of answers (its own
-    label unseen) and placed among `sample` (feature maps of a spread of the archive's
-    photos) as that fine-tuning ranks them: its share of the archive above it. The line is
-    the lowest such place above which at least MIN_ABOVE answers lie and their flowers,
-    counted against one non-flower more than were answered, make ANSWER_PRECISION. The
-    answers asked are the ones near the model's line, so this says where the line can go
-    on *this* archive, which the model's own threshold (chosen on other sources) cannot."""
-    flowers = int(y.sum())
-    if len(y) < MIN_ANSWERS or flowers < MIN_ABOVE or not len(sample):
-        return None
-    place = np.empty(len(y))
-    for held in _folds(y, ANSWER_FOLDS):
-        rest = np.ones(len(y), bool)
-        rest[held] = False
-        fold = fine_tune(model, x[rest], y[rest], cfg, keep)
-        ranked = np.sort(fold.scores(sample))
-        above = len(ranked) - np.searchsorted(ranked, fold.scores(x[held]), side="left")
-        place[held] = above / len(ranked)
-    best = None
-    found = 0
-    for n, i in enumerate(np.argsort(place, kind="stable"), 1):
-        found += int(y[i])
-        if n >= MIN_ABOVE and found / (n + 1) >= ANSWER_PRECISION:
-            best = AnswerLine(float(place[i]), n, found)
-    return best
-
-
-def _folds(y: np.ndarray, k: int) -> list[np.ndarray]:
-    """k folds of the answers' indices, each class dealt round them in turn."""
-    order = np.concatenate([np.flatnonzero(y > 0.5), np.flatnonzero(y <= 0.5)])
-    return [order[i::k] for i in range(k)]
-
-
 def same_count_threshold(
-    model: Model,
-    adapted: Model,
-    base: list[tuple[str, float]],
-    workers: int | None = None,
-    at_least: int = 0,
+    model: Model, adapted: Model, base: list[tuple[str, float]], workers: int | None = None
 ) -> int:
     """Set the adapted model's threshold so that it moves as many of the archive's photos
-    (`base`: each with the model's score) as the model did, or `at_least` (what the answers
-    vouch for) if more, with the model's review band: the photos it now ranks highest. A
-    few answers, most of them "not a flower" near the threshold, shift every score of the
-    refitted head, so the model's own threshold no longer means what it was chosen for
-    (precision on sources the nets never saw), while the ranking gets better
-    (benchmarks/unseen.py). Returns that count."""
+    (`base`: each with the model's score) as the model did, with the model's review band:
+    the photos it now ranks highest. A few answers, most of them "not a flower" near the
+    threshold, shift every score of the refitted head, so the model's own threshold no
+    longer means what it was chosen for (precision on sources the nets never saw), while
+    the ranking gets better (benchmarks/unseen.py). Returns that count."""
     band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
     line = model.threshold + effective_band(model.threshold, band)
-    count = max(sum(s >= line for _, s in base), at_least)
+    count = sum(s >= line for _, s in base)
     if not count:
         return 0  # nothing to match: the model's own threshold
     scored = score_photos(adapted, (Path(p) for p, _ in base), workers)
