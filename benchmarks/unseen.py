@@ -24,7 +24,7 @@ The training passes each photo's source (its MANIFEST repository) as `flowersort
 --sources` does, so the threshold and review band are chosen on folds of whole sources (five
 more trainings per run); --no-sources chooses them on the held-out fold, as before.
 
-usage: python benchmarks/unseen.py [--quick] [--no-sources]
+usage: python benchmarks/unseen.py [--quick] [--no-sources] [--models DIR]
 --quick: half the other sources' photos for training and a patience of 10 (as loso.py), an
 archive of at most QUICK_ARCHIVE photos.
 """
@@ -210,7 +210,9 @@ def ceiling(model_path: Path, paths: list[Path], y: np.ndarray, seed: int) -> fl
     return precision_at_recall(logistic_cv(z, y[keep], seed), y[keep], RECALL_AT)
 
 
-def run(name, left_out, seed, quick, examples, work: Path, by_source: bool = True) -> dict:
+def run(
+    name, left_out, seed, quick, examples, work: Path, by_source: bool = True, models=None
+) -> dict:
     rng = np.random.default_rng(seed)
     rows = train_rows()
     out_rows = [r for r in rows if repo(r["source"]) in left_out]
@@ -223,15 +225,26 @@ def run(name, left_out, seed, quick, examples, work: Path, by_source: bool = Tru
     source_of = {os.fspath(DATA / r["path"]): source_name(r["source"]) for r in rows}
     sources = np.array([source_of[p] for p, k in zip(paths, keep) if k]) if by_source else None
     t0 = time.perf_counter()
-    model, _ = fit(
-        x[keep],
-        y[keep],
-        FeatureConfig(),
-        cfg,
-        augmented=aug[keep],
-        paths=[p for p, k in zip(paths, keep) if k],
-        sources=sources,
+    kept = (
+        models / f"base-{seed}-{'sources' if by_source else 'heldout'}-{quick}.npz"
+        if models
+        else None
     )
+    if kept is not None and kept.exists():  # the same training, made by an earlier run
+        model = load_model(kept)
+    else:
+        model, _ = fit(
+            x[keep],
+            y[keep],
+            FeatureConfig(),
+            cfg,
+            augmented=aug[keep],
+            paths=[p for p, k in zip(paths, keep) if k],
+            sources=sources,
+        )
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            model.save(kept)
     base = work / "base.npz"
     model.save(base)
     trained = time.perf_counter() - t0
@@ -318,6 +331,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=len(CHOICES))
     parser.add_argument("--no-sources", action="store_true")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        help="a folder to keep each run's base model in and take it from when there (the same "
+        "training: its figures then measure only what follows it)",
+    )
     args = parser.parse_args()
     cfg = TrainConfig()
     t0 = time.perf_counter()
@@ -334,7 +353,16 @@ def main() -> None:
     for name, left_out, seed in CHOICES[: args.runs]:
         with tempfile.TemporaryDirectory(prefix="unseen-") as work:
             results.append(
-                run(name, left_out, seed, args.quick, examples, Path(work), not args.no_sources)
+                run(
+                    name,
+                    left_out,
+                    seed,
+                    args.quick,
+                    examples,
+                    Path(work),
+                    not args.no_sources,
+                    args.models,
+                )
             )
         show(results[-1])
         sys.stdout.flush()

@@ -4,27 +4,31 @@ moves, and the adapted model learns them."""
 import json
 import os
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 
 from flowersort.model.file import load_model
-from flowersort.sorting.adapt import pick
+from flowersort.sorting.adapt import questions
 from tests.conftest import census, make_photo, run, write_photo
 
 
-def test_pick_takes_the_most_uncertain_spread_over_folders_without_near_duplicates():
+def test_the_questions_are_the_likeliest_flowers_that_do_not_move_yet():
+    """A "yes" to one of those puts a flower where it belongs; a photo that moves anyway
+    (at or above threshold + band) is not asked, nor one photo twice."""
+    model = SimpleNamespace(threshold=0.5, review_band=0.1)  # moves from 0.6 up
     scored = [
-        ("A/1.jpg", 0.50),  # threshold 0.5: the most uncertain
-        ("A/2.jpg", 0.51),
-        ("A/3.jpg", 0.52),
-        ("B/1.jpg", 0.55),
-        ("B/2.jpg", 0.56),  # a near-duplicate of A/1 (one bit apart)
-        ("C/1.jpg", 0.99),  # sure: never asked while others are uncertain
+        ("A/moves.jpg", 0.9),
+        ("A/next.jpg", 0.59),
+        ("B/after.jpg", 0.58),
+        ("B/then.jpg", 0.57),
+        ("C/unsure.jpg", 0.5),
+        ("E/low.jpg", 0.05),
     ]
-    hashes = {"A/1.jpg": 0b1111, "A/2.jpg": 0xF0F0F0, "A/3.jpg": 0xFF00FF00, "B/1.jpg": 1 << 40}
-    hashes |= {"B/2.jpg": 0b1110, "C/1.jpg": 1 << 50}
-    assert pick(scored, 0.5, 2, hashes) == ["A/1.jpg", "B/1.jpg"]  # one folder each
-    assert pick(scored, 0.5, 4, hashes) == ["A/1.jpg", "B/1.jpg", "A/2.jpg", "A/3.jpg"]
+    assert questions(model, scored, 3, hashes={}) == ["A/next.jpg", "B/after.jpg", "B/then.jpg"]
+    near = {"A/next.jpg": 0b1111, "B/after.jpg": 0b1110}  # one photo twice: asked once
+    assert questions(model, scored, 2, hashes=near) == ["A/next.jpg", "B/then.jpg"]
+    assert questions(model, scored, 10, hashes={})[-1] == "E/low.jpg"  # all there are
 
 
 def archive(root, n=12, seed=3):
@@ -46,7 +50,7 @@ def scores(model_path, folder):
     return {os.path.basename(o["path"]): o["score"] for o in lines(result)}
 
 
-def test_ask_moves_the_least_sure_photos_into_review_and_only_them(trained_model, tmp_path):
+def test_ask_moves_the_photos_it_asks_about_into_review_and_only_them(trained_model, tmp_path):
     pictures = archive(tmp_path / "Pictures")
     dest, review = tmp_path / "Flowers", tmp_path / "Review"
     before, score = census(pictures), scores(trained_model, pictures)
@@ -59,6 +63,14 @@ def test_ask_moves_the_least_sure_photos_into_review_and_only_them(trained_model
     # where each would go: the name the move gives it (the dry run is the run, unmoving)
     assert [o["detail"] for o in lines(plan)] == [str(review / name) for name in planned]
     assert census(pictures) == before and not review.exists()
+    # the questions ask's own rule takes: the likeliest flowers not moving yet
+    scored = [(os.fspath(p), score[p.name]) for p in sorted(pictures.rglob("*.jpg"))]
+    model = load_model(trained_model)
+    chosen = questions(model, scored, 3)
+    assert sorted(planned) == sorted(os.path.basename(p) for p in chosen)
+    move = model.threshold + min(model.review_band or 0.1, (1 - model.threshold) / 2)
+    not_asked = [v for name, v in score.items() if name not in planned and v < move]
+    assert all(move > score[name] >= max(not_asked) for name in planned)
 
     done = run(*base, "-n", 3)
     assert done.exit_code == 0, done.output
@@ -66,9 +78,6 @@ def test_ask_moves_the_least_sure_photos_into_review_and_only_them(trained_model
     assert f"then run '{adapt}{trained_model} --out ADAPTED.npz'" in done.stderr  # as typed
     assert sorted(p.name for p in review.iterdir()) == sorted(planned)
     assert census(pictures, review) == before  # moved, not copied: each photo once
-    t = load_model(trained_model).threshold
-    margin = sorted(abs(s - t) for s in score.values())
-    assert all(abs(score[name] - t) <= margin[len(margin) // 2] for name in planned)
 
     undo = run("undo")
     assert undo.exit_code == 0 and not review.exists() and census(pictures) == before
@@ -77,6 +86,11 @@ def test_ask_moves_the_least_sure_photos_into_review_and_only_them(trained_model
 def test_adapt_learns_the_answers_given_by_moving_files(trained_model, tmp_path):
     pictures = archive(tmp_path / "Pictures")
     dest, review = tmp_path / "Flowers", tmp_path / "Review"
+    # the same nets with a line nothing reaches: every photo can be asked about
+    strict = load_model(trained_model)
+    strict.threshold, strict.summary["review_band"] = 0.99999, 0.0
+    trained_model = tmp_path / "strict.npz"
+    strict.save(trained_model)
     asked = run(
         "ask",
         pictures,
@@ -124,6 +138,8 @@ def test_adapt_learns_the_answers_given_by_moving_files(trained_model, tmp_path)
     summary = lines(done)[0]
     assert {k: summary[k] for k in said} == said
     assert load_model(out).summary["adapted"]["answers"] == said
+    archive_said = load_model(out).summary["adapted"]["archive"]
+    assert summary["moves"] == archive_said["moved"]
 
     shutil.copytree(dest, tmp_path / "said-flower")
     old, new = (

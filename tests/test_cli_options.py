@@ -176,7 +176,7 @@ def test_ask_and_adapt_options_land_in_theirs(monkeypatch, tmp_path):
 
     def adapt(model, src, dest, review, out, *, on_skip, source, options):
         called.update(adapt=(src, dest, review, out), options=options)
-        return SimpleNamespace(flowers=1, noflowers=1, seconds=0.0)
+        return SimpleNamespace(flowers=1, noflowers=1, seconds=0.0, moves=None)
 
     monkeypatch.setattr("flowersort.sorting.adapt.ask", ask)
     monkeypatch.setattr("flowersort.sorting.adapt.adapt", adapt)

@@ -1,4 +1,4 @@
-"""`flowersort ask` (the least sure photos into review) and `flowersort adapt`."""
+"""`flowersort ask` (the photos worth answering into review) and `flowersort adapt`."""
 
 from __future__ import annotations
 
@@ -79,8 +79,8 @@ if TYPE_CHECKING:
 def ask(**options: Any) -> None:
     """Put the photos of SRC whose answers would teach flowersort most into --review-to.
 
-    They are the photos the model is least sure of, taken from many folders, no two alike
-    (scores the nightly classify cached with the same model are not computed again).
+    They are the likeliest flowers that do not move yet, no two alike (scores the nightly
+    classify cached with the same model are not computed again).
     Answer by moving files: a flower into the --move-to folder, anything else back into
     the archive (any folder). Then 'flowersort adapt' fits a model to your answers. Each
     move is journalled: 'flowersort undo' puts the photos back. Photos you answered before
@@ -183,11 +183,15 @@ def adapt(**options: Any) -> None:
 
 def show_adapted(result: AdaptResult, out_path: Path, dry_run: bool, as_json: bool) -> None:
     if as_json:
-        out = {"model": None if dry_run else os.fspath(out_path), "flowers": result.flowers}
-        click.echo(json.dumps({**out, "noflowers": result.noflowers, "seconds": result.seconds}))
+        out: dict[str, object] = {"model": None if dry_run else os.fspath(out_path)}
+        out["flowers"] = result.flowers
+        out |= {"noflowers": result.noflowers, "seconds": result.seconds, "moves": result.moves}
+        click.echo(json.dumps(out))
         return
     what = "would be written to" if dry_run else "written to"
     log.info(
         f"model {what} {display(out_path)}: adapted to {counted(result.flowers, 'flower')} "
         f"and {counted(result.noflowers, 'not flower')} of yours in {result.seconds:.1f} s"
     )
+    if result.moves is not None:
+        log.info(f"it moves {counted(result.moves, 'photo')} of the archive, as the model did")
