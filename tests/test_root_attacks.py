@@ -339,3 +339,33 @@ def test_another_users_raw_twin_stays(tmp_path):
         assert result.exit_code == 0, result.output
         assert "CR2" not in result.stdout
     assert theirs.exists() and [p.name for p in dest.iterdir()] == ["IMG_1.jpg"]
+
+
+def test_a_move_cut_short_whose_record_is_gone_is_finished_not_learnt(tmp_path):
+    """A move on one filesystem killed between linking its final name and removing the
+    source, its journal then damaged: the photo was moved again ("NEW_1 (1).jpg", one
+    file under two names in the target) and the name it had there was learnt as a
+    flower "put into the target by hand". Now the move is finished from what is on
+    disk: the source goes, the target holds one name, and no choice is recorded."""
+    import json
+
+    from flowersort.sorting.corrections import Store
+
+    archive, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    for i in range(2):
+        write_photo(archive / f"OLD_{i}.jpg", make_photo(np.random.default_rng(i), True))
+    new = write_photo(archive / "NEW_1.jpg", make_photo(np.random.default_rng(9), True))
+    assert classify(archive, dest, "--exclude", "NEW_1.jpg").exit_code == 0  # a run into dest
+    os.link(new, dest / "NEW_1.jpg")  # where the kill left it; no journal row knows it
+    result = classify(archive, dest, "--json")
+    assert result.exit_code == 0, result.output
+    [row] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (row["action"], row["detail"]) == ("deduplicated", str(dest / "NEW_1.jpg"))
+    assert sorted(p.name for p in dest.iterdir()) == ["NEW_1.jpg", "OLD_0.jpg", "OLD_1.jpg"]
+    assert list(archive.iterdir()) == []
+    assert os.stat(dest / "NEW_1.jpg").st_nlink == 1
+    write_photo(archive / "LATER.jpg", make_photo(np.random.default_rng(5), True))
+    assert classify(archive, dest).exit_code == 0  # the next run learns nothing either
+    store = Store(dry_run=True)
+    assert store.corrections() == []
+    store.close()

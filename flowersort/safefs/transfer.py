@@ -251,8 +251,9 @@ def remove_duplicates(sources: list[Path], twins: list[Path], note: Note = no_no
     cannot be removed gets back those removed before it, copied from their twins)."""
     checked = []  # as in transfer: a write after the compare shows in the stat
     for source, twin in zip(sources, twins):
+        # None: another name of the twin's own file, which its removal leaves whole
         checked.append(before := version(source, twin))
-        if before is None or not same_bytes(source, twin):
+        if before is not None and not same_bytes(source, twin):
             raise Changed(errno.EAGAIN, f"{source.name} is no longer a copy of {twin}")
     removed: list[tuple[Path, Path, dict]] = []
     for i, (source, twin) in enumerate(zip(sources, twins)):

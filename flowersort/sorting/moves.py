@@ -34,16 +34,38 @@ DEDUPE_SIDECARS = MoveAction.DEDUPE_SIDECARS
 
 
 def identical_at_target(photo: Path, dest: Path) -> Path | None:
-    """A byte-identical copy of photo already in dest under its name or a numbered one."""
+    """A byte-identical copy of photo already in dest under its name or a numbered one;
+    another name of the photo's own file there counts (see linked_at_target)."""
     stem, suffix = split_name(photo.name)
     for candidate_stem in numbered_stems(stem):
         candidate = dest / (candidate_stem + suffix)
         if not candidate.exists():
             return None
-        if os.path.samefile(photo, candidate):  # the photo itself: never its own twin
-            continue
+        if os.path.samefile(photo, candidate):
+            if candidate.is_file() and not os.path.samefile(photo.parent, dest):
+                return candidate
+            continue  # the photo itself: never its own twin
         if candidate.is_file() and same_bytes(photo, candidate):
             return candidate
+    return None
+
+
+def linked_at_target(photo: Path, dest: Path) -> Path | None:
+    """The photo's own file already in dest (another folder) under its name or a numbered
+    one: a hard link, as a move on one filesystem leaves it when it is cut short between
+    linking the final name and removing the source. Its record gone (a damaged journal),
+    the move is finished from what is on disk: the source goes, as recovery would do;
+    moved again, the photo would have two names in dest."""
+    stem, suffix = split_name(photo.name)
+    for candidate_stem in numbered_stems(stem):
+        candidate = dest / (candidate_stem + suffix)
+        try:
+            if not os.path.samefile(photo, candidate):
+                continue
+        except OSError:  # the first free name: no link of it further on
+            return None
+        linked = candidate.is_file() and not candidate.is_symlink()
+        return candidate if linked and not os.path.samefile(photo.parent, dest) else None
     return None
 
 
@@ -129,6 +151,8 @@ class Targets:
         outcome = self.mover.move(path, score, scored_as, self.review if review else None)
         if outcome.action in (Action.MOVED, Action.COPIED):
             self.watch.placed(outcome.target, "review" if review else "dest", self.mover.run)
+        elif outcome.action == Action.DEDUPLICATED and self.mover.linked_twin is not None:
+            self.watch.unfinished_move(self.mover.linked_twin)
         if review:
             outcome.flower = flower
             if outcome.action in (Action.MOVED, Action.COPIED, *DRY_DONE):
@@ -174,6 +198,7 @@ class Mover:
     folder_locks: list = []  # FolderLock on src and dest, once dest is made
     follow: bool = False  # --follow-symlinks: a photo that is a link is moved by its link
     stopped = False  # by a signal: undo --list says so
+    linked_twin: Path | None = None  # the last move's: its own file found in the target
 
     def __init__(
         self,
@@ -248,7 +273,10 @@ class Mover:
         try:
             if twin := self.already_there(photo, folder):
                 return Outcome(photo, Action.ALREADY_THERE, score, True, os.fsdecode(twin))
-            if self.on_conflict != "rename" and (twin := identical_at_target(photo, folder)):
+            twin = self.linked_twin = None if self.copy else linked_at_target(photo, folder)
+            if twin is None and self.on_conflict != "rename":
+                twin = identical_at_target(photo, folder)
+            if twin is not None:
                 if self.on_conflict == "skip" or self.copy:
                     return Outcome(photo, Action.SKIPPED, score, True, reason=f"already at {twin}")
                 if (beside := self.dedupe(photo, twin)) is not None:

@@ -386,5 +386,21 @@ class Watch:
             return
         self.store.add_placed(Path(os.path.abspath(final)), key, folder, run)
 
+    def unfinished_move(self, final: str | os.PathLike) -> None:
+        """`final`, in DEST, was the photo's own file: left there by a move cut short whose
+        record is gone, finished now (moves.linked_at_target). flowersort's doing, never
+        the user's choice: a flower label learnt from it as put there by hand is taken
+        back, and it is remembered as found (nobody's choice), as a photo in a target
+        before the first run into it is."""
+        try:
+            key = content_key(final)
+        except OSError:
+            return
+        known = self.by_key.get(key)
+        if known is not None and known.kind == "added":
+            self.store.forget(key)
+            del self.by_key[key]
+        self.store.add_found(key, self.dest, Path(os.path.abspath(final)))
+
     def close(self) -> None:
         self.store.close()
