@@ -46,17 +46,33 @@ def modules() -> list[Path]:
 
 
 def imports(path: Path) -> set[str]:
-    """The flowersort modules a file imports, at any depth (inside functions too)."""
+    """The flowersort modules a file imports, at any depth (inside functions too), relative
+    imports included; a floor's package itself (`import flowersort.sorting`) counts as a
+    module of that floor (`sorting.__init__`)."""
     known = {module_name(p) for p in modules()}
+    floors = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    here = module_name(path).split(".")[:-1]  # the package the file is in
     found = set()
 
     def add(dotted: str, names: list[str]) -> None:
         inner = [f"{dotted}.{n}" if dotted else n for n in names]
         hits = {name for name in inner if name in known}
-        found.update(hits or ({dotted} if dotted in known else {"__init__"}))
+        hits |= {f"{name}.__init__" for name in inner if name in floors}
+        if hits:
+            found.update(hits)
+        elif dotted in known:
+            found.add(dotted)
+        else:
+            found.add(f"{dotted}.__init__" if dotted in floors else "__init__")
 
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
+        if isinstance(node, ast.ImportFrom) and node.level:  # from . or .. import
+            base = here[: len(here) - (node.level - 1)] if node.level > 1 else here
+            add(
+                ".".join(base + ([node.module] if node.module else [])),
+                [a.name for a in node.names],
+            )
+        elif isinstance(node, ast.ImportFrom) and node.module:
             if node.module == "flowersort" or node.module.startswith("flowersort."):
                 add(
                     node.module.removeprefix("flowersort").lstrip("."), [a.name for a in node.names]
@@ -68,6 +84,11 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+def layer_of(module: str, mapping: dict[str, str]) -> str:
+    """A module's floor: from the map, or a floor's own package (`sorting.__init__`)."""
+    return mapping.get(module) or module.split(".")[0]
+
+
 def edges() -> dict[str, set[str]]:
     return {module_name(path): imports(path) for path in modules()}
 
@@ -76,10 +97,10 @@ def upward(graph: dict[str, set[str]]) -> list[str]:
     """The imports that go to a layer above the importer's."""
     mapping, rank = module_map(), layers()
     return [
-        f"{module} ({mapping[module]}) imports {target} ({mapping[target]})"
+        f"{module} ({mapping[module]}) imports {target} ({layer_of(target, mapping)})"
         for module, targets in sorted(graph.items())
         for target in sorted(targets)
-        if rank[mapping[target]] < rank[mapping[module]]
+        if rank[layer_of(target, mapping)] < rank[mapping[module]]
     ]
 
 
@@ -149,3 +170,28 @@ def test_importing_a_module_loads_none_it_does_not_need(module, not_loaded):
     code = f"import sys, {module}; print({not_loaded!r} in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.strip() == "False", done.stderr
+
+
+@pytest.mark.parametrize(
+    "line, target",
+    [
+        ("import flowersort.sorting", "sorting.__init__"),
+        ("from flowersort import sorting", "sorting.__init__"),
+        ("from ..sorting import journal", "sorting.journal"),
+        ("from ..sorting.journal import Journal", "sorting.journal"),
+        ("from . import names", "safefs.names"),
+    ],
+)
+def test_every_form_of_import_is_seen(line, target, tmp_path, monkeypatch):
+    """An import of a floor's package, or a relative one, is an import of that floor."""
+    fake = tmp_path / "flowersort"
+    (fake / "safefs").mkdir(parents=True)
+    for p in modules():  # the same package layout, one module with the line added
+        dest = fake / p.relative_to(PACKAGE)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text("")
+    for init in PACKAGE.glob("*/__init__.py"):
+        (fake / init.relative_to(PACKAGE)).write_text("")
+    (fake / "safefs" / "seams.py").write_text(line + "\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    assert target in imports(fake / "safefs" / "seams.py")

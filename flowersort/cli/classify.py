@@ -111,7 +111,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Classify JPEGs from their embedded EXIF preview when it is large enough: reads "
     "only the first 80 KiB of each file, about 7x faster; with the default model it was "
-    "measured to cost about 1 point of accuracy (see the README). An editor may leave "
+    "measured to cost about 1 point of accuracy (see docs/experiments.md). An editor may leave "
     "stale previews in edited photos.",
 )
 @click.option(

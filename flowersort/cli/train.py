@@ -177,7 +177,8 @@ def setting(defaults: object, flag: str, help: str, **kwargs: Any) -> Callable[[
     "paths relative to its folder) saying where each example comes from. Default: each "
     "example's first subfolder below FLOWERS or NOFLOWERS. With 5 or more sources, the "
     "threshold and review band are chosen on scores of sources the nets never saw (folds "
-    "of whole sources, each scored by nets trained on the others): five more trainings.",
+    "of whole sources, each scored by nets trained on the others): one more training a "
+    "fold (--source-folds).",
 )
 @setting(
     DEFAULTS,

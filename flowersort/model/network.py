@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 ACTIVATIONS = ("leaky_relu", "sigmoid", "linear")
-# the default shape (issue 13: wider and one layer deeper than the first 16,4,1 / 8,1,1, for
-# a tile map of 8 numbers per tile; see benchmarks/heldout.py and the README)
+# the default shape (wider and one layer deeper than the first 16,4,1 / 8,1,1, for a tile
+# map of 8 numbers per tile; see benchmarks/heldout.py and docs/experiments.md)
 TILE_LAYERS = (32, 8, 8, 1)
 HEAD_LAYERS = (16, 1, 1)
 LEAK = 0.05  # a leaky ReLU: width-1 layers of a matrix net would otherwise die easily

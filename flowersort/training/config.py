@@ -20,7 +20,7 @@ class TrainConfig:
     epochs: int = 300
     batch_size: int = 64
     learning_rate: float = 0.003
-    # L2 on the weights, not the biases; 1e-3 since issue 13's wider net (was 1e-4): fewer
+    # L2 on the weights, not the biases; 1e-3 since the wider net (was 1e-4): fewer
     # non-flowers scored near 1 on the held-out fold (see benchmarks/heldout.py)
     weight_decay: float = 1e-3
     patience: int = 30  # epochs without a better validation loss before stopping
