@@ -249,3 +249,16 @@ def test_help_lists_the_options_it_always_had(command):
     listed = text.split("\nOptions:\n", 1)[1].split("\n\n", 1)[0]
     names = [name for match in OPTION.finditer(listed) for name in match.groups() if name]
     assert names == options.split()
+
+
+def test_a_setting_no_option_gives_is_a_mistake_not_a_silent_default():
+    """An option renamed would leave its field at the default: config_from says so."""
+    from flowersort.cli.options import config_from
+    from flowersort.sorting.options import WalkOptions
+
+    given = {"include_hidden": True, "follow_symlinks": False, "exclude": ()}
+    assert config_from(WalkOptions, given).include_hidden is True
+    renamed = {"hidden": True, "follow_symlinks": False, "exclude": ()}
+    with pytest.raises(TypeError, match="include_hidden"):
+        config_from(WalkOptions, renamed)
+    assert config_from(WalkOptions, renamed, unset=("include_hidden",)).include_hidden is False

@@ -176,7 +176,7 @@ def adapt(**options: Any) -> None:
         out_path,
         on_skip=report_skip,
         source=os.fspath(model_file),
-        options=config_from(AdaptOptions, options),
+        options=config_from(AdaptOptions, options, unset=("cache", "cfg")),
     )
     show_adapted(result, out_path, options["dry_run"], options["as_json"])
 

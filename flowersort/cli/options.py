@@ -51,10 +51,17 @@ def flowersort_command(name: str) -> Callable[[Callable[..., Any]], click.Comman
     return click.command(cls=OneLineCommand, epilog=exit_codes_text(COMMAND_EXIT_CODES[name], name))
 
 
-def config_from(cls: type[Config], options: Options, **others: Any) -> Config:
+def config_from(
+    cls: type[Config], options: Options, *, unset: tuple[str, ...] = (), **others: Any
+) -> Config:
     """A settings dataclass with each field named as one of the command's options filled
-    from it; `others` give the fields no option of the same name gives."""
+    from it; `others` give the fields no option of the same name gives, and `unset` names
+    the fields that keep their defaults. Any other field is a mistake (an option renamed
+    would otherwise leave its setting at the default without a word): TypeError."""
     names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    missing = names - set(options) - set(others) - set(unset)
+    if missing:
+        raise TypeError(f"{cls.__name__}: no option gives {', '.join(sorted(missing))}")
     return cls(**{**{n: v for n, v in options.items() if n in names}, **others})
 
 

@@ -44,6 +44,19 @@ if TYPE_CHECKING:
     from flowersort.training.learn import TrainResult
 
 FEATURES = FeatureConfig()
+# TrainConfig's fields no option sets: the benchmarks' ablations and settings kept fixed
+# (docs/architecture.md, "Research knobs")
+RESEARCH_ONLY = (
+    "ema_decay",
+    "hard_negative_weight",
+    "lr_drop_factor",
+    "lr_drop_patience",
+    "mixup",
+    "noflower_weight",
+    "review_precision",
+    "sorted_tiles",
+    "view_crops",
+)
 
 
 def setting(defaults: object, flag: str, help: str, **kwargs: Any) -> Callable[[FC], FC]:
@@ -235,8 +248,9 @@ def train(**options: Any) -> None:
 def train_configs(options: Options) -> tuple[FeatureConfig, TrainConfig]:
     """The photos' features and the training's settings; a usage error for a bad one."""
     try:
-        features = config_from(FeatureConfig, options)
-        cfg = config_from(TrainConfig, options, train_tile_net=not options["freeze_tile_net"])
+        features = config_from(FeatureConfig, options, unset=("binning",))
+        tile_net = not options["freeze_tile_net"]
+        cfg = config_from(TrainConfig, options, unset=RESEARCH_ONLY, train_tile_net=tile_net)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     return features, cfg
