@@ -54,6 +54,11 @@ def transfer(
 ) -> list[Path]:
     """Move (or copy, with keep_source) a group of files into folder: all or none.
 
+    The reason for nine parameters: this is the one place every move, copy and undo goes
+    through, and each keyword is a different caller's need (names kept on undo, metadata
+    of a copy, the names in hand, links followed); bundling them would only move the list
+    into a dataclass every caller fills the same way.
+
     sources[0] names the group: on a clash every member gets the same numbered stem
     ("IMG_0001 (1).jpg" with "IMG_0001 (1).xmp"); with exact_names a clash is an error.
     Same filesystem: hard links to the final names, then the sources are unlinked.
