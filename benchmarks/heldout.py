@@ -192,9 +192,9 @@ def main() -> None:
         model, report = fit(ex.x, ex.y, fcfg, tcfg, augmented=ex.augmented)
         seconds = time.perf_counter() - start
         model.save(OUT / f"{name}.npz")
-        held = heldout_recall(report["val_scores"], ex.y[report["val_idx"]])
+        held = heldout_recall(report.val_scores, ex.y[report.val_idx])
         held_p = precision_at_recall(
-            report["val_scores"], ex.y[report["val_idx"]] > 0.5, 0.85, share=0.08
+            report.val_scores, ex.y[report.val_idx] > 0.5, 0.85, share=0.08
         )
         fd, fa = features_of(dev, fcfg), features_of(archive, fcfg)
         fd[..., drop, 5] = fa[..., drop, 5] = 0

@@ -83,9 +83,9 @@ def test_the_threshold_is_chosen_on_scores_of_sources_the_nets_never_saw(example
         for key, value in a.state().items():
             assert np.array_equal(value, b.state()[key])
     assert plain.threshold == precision_threshold(
-        plain_report["val_scores"], ex.y[plain_report["val_idx"]], 0.08, 0.95
+        plain_report.val_scores, ex.y[plain_report.val_idx], 0.08, 0.95
     )
-    oof = report["oof_scores"]
+    oof = report.oof_scores
     # the out-of-fold scores are not the final model's: each photo was scored by nets
     # trained without its source
     assert not np.allclose(oof, model.scores(ex.x))

@@ -26,7 +26,7 @@ def test_learns_generated_photos(data):
     assert np.mean((model.scores(x) >= model.threshold) == (y > 0.5)) >= 0.95
     assert model.summary["validation"]["accuracy"] >= 0.9
     assert 0 < model.threshold < 1
-    assert report["history"][-1][0] < report["history"][0][0]  # the loss went down
+    assert report.history[-1][0] < report.history[0][0]  # the loss went down
 
 
 def test_tile_net_is_trained_end_to_end(data):
@@ -68,7 +68,7 @@ def test_mixup_blends_photos_and_labels(data):
     cfg = dict(epochs=150, patience=150, val_fraction=0.1, members=1, augment=False)
     _, plain = fit(x[idx], y[idx], CFG, TrainConfig(**cfg, weight_decay=0))
     _, mixed = fit(x[idx], y[idx], CFG, TrainConfig(**cfg, weight_decay=0, mixup=1.0))
-    assert mixed["history"][-1][0] > 2 * plain["history"][-1][0]
+    assert mixed.history[-1][0] > 2 * plain.history[-1][0]
 
 
 def test_lr_drop_cuts_the_learning_rate_when_validation_stalls(data):
@@ -83,7 +83,7 @@ def test_lr_drop_cuts_the_learning_rate_when_validation_stalls(data):
     _, cut = fit(x[idx], noise, CFG, TrainConfig(**cfg, lr_drop_patience=1, lr_drop_factor=1e-6))
 
     def spread(report) -> float:
-        last = [loss for loss, _, _ in report["history"][-5:]]
+        last = [loss for loss, _, _ in report.history[-5:]]
         return max(last) - min(last)
 
     assert spread(plain) > 1e-3
@@ -136,11 +136,11 @@ def test_threshold_is_chosen_on_the_models_own_scores_of_one_held_out_fold(data)
     weights = [net.state()["tile.0.w"] for net in model.nets]
     assert not np.allclose(weights[0], weights[1]) and not np.allclose(weights[1], weights[2])
     # one fold of five, held out from every member: its scores are the model's own
-    val_idx = report["val_idx"]
+    val_idx = report.val_idx
     assert len(set(val_idx)) == len(val_idx) == model.summary["val_size"]
     assert 0.15 * len(y) < len(val_idx) < 0.25 * len(y)
     assert model.summary["train_size"] + len(val_idx) == len(y)
-    assert np.allclose(report["val_scores"], model.scores(x[val_idx]), atol=1e-6)
+    assert np.allclose(report.val_scores, model.scores(x[val_idx]), atol=1e-6)
     assert model.threshold == precision_threshold(
         model.scores(x[val_idx]), y[val_idx], cfg.flower_share, cfg.min_precision
     )
@@ -247,11 +247,11 @@ def test_the_threshold_is_chosen_on_the_scores_classify_gives_the_held_out_photo
     cfg = TrainConfig(epochs=4, flower_share=0.3, min_precision=0.9)
     model, report = fit(ex.x, ex.y, CFG, cfg, workers=1, paths=ex.paths)
     assert model.views.crops == 5
-    val = [Path(ex.paths[i]) for i in report["val_idx"]]
+    val = [Path(ex.paths[i]) for i in report.val_idx]
     classified = [s.score for s in score_photos(model, val, workers=2)]
-    assert list(report["val_scores"]) == classified
+    assert list(report.val_scores) == classified
     assert any(s >= model.views.gate for s in classified)  # some were scored over crops
-    y_val = ex.y[report["val_idx"]]
+    y_val = ex.y[report.val_idx]
     assert model.threshold == precision_threshold(
         np.array(classified), y_val, cfg.flower_share, cfg.min_precision
     )

@@ -1,7 +1,8 @@
 """The examples cut into folds: a model's members trained on all folds but one, which
 stops them and on which the threshold is chosen (fit_model); and, with the examples'
 sources, every example scored by the same training on the folds of whole sources that do
-not hold it (out_of_fold), what those scores say per source (fold_summary)."""
+not hold it (out_of_fold), what those scores say per source (fold_summary). FitDetails is
+what a training says besides its model."""
 
 from __future__ import annotations
 
@@ -51,6 +52,17 @@ class Data:
         return example_scores(model, self.x[idx], paths, workers)
 
 
+@dataclass(frozen=True)
+class FitDetails:
+    """What a training says besides its model: its held-out fold, the members' training."""
+
+    val_idx: np.ndarray  # the held-out fold's indices: it stops every member
+    val_scores: np.ndarray  # the model's scores of that fold, as classify gives them
+    history: list[tuple[float, float, float]]  # (loss, val_loss, val_acc) a member's epoch
+    members: list[dict]  # each member's "epochs_run" and "best_epoch"
+    oof_scores: np.ndarray | None = None  # with folds of whole sources: each example's score
+
+
 def folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     """k disjoint stratified folds of indices (each class dealt round the folds), fixed by
     the seed; together they hold every example once."""
@@ -69,9 +81,9 @@ def fit_model(
     cfg: TrainConfig,
     progress: Progress | None,
     workers: int | None,
-) -> tuple[Model, dict, float]:
-    """The members trained on all folds but the first, stopped on it; the model, the
-    report (val_idx, val_scores, history, members) and the threshold chosen on that fold."""
+) -> tuple[Model, FitDetails, float]:
+    """The members trained on all folds but the first, stopped on it; the model, its
+    details and the threshold chosen on that fold."""
     parts = folds(data.y, cfg.folds, cfg.seed)
     val_idx, train_idx = parts[0], np.concatenate(parts[1:])
     model = Model(feature_cfg, [], data.x.mean(axis=(0, 1)), data.x.std(axis=(0, 1)) + 1e-6)
@@ -86,7 +98,8 @@ def fit_model(
             f"not enough memory to train nets of layers {cfg.tile_layers} / {cfg.head_layers} "
             f"on batches of {cfg.batch_size}: use smaller layers or a smaller batch size"
         ) from None
-    members, history = [], []
+    members: list[dict] = []
+    history: list[tuple[float, float, float]] = []
     for net, log, best_epoch in trained:
         model.nets.append(net)
         members.append({"epochs_run": len(log), "best_epoch": best_epoch})
@@ -96,8 +109,7 @@ def fit_model(
         val_scores, data.y[val_idx], cfg.flower_share, cfg.min_precision
     )
     model.threshold = threshold
-    report = {"val_idx": val_idx, "val_scores": val_scores, "history": history, "members": members}
-    return model, report, threshold
+    return model, FitDetails(val_idx, val_scores, history, members), threshold
 
 
 def _normalised(

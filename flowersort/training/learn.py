@@ -22,6 +22,7 @@ from flowersort.scoring.pipeline import default_workers, scan
 from flowersort.sorting.corrections import Store
 from flowersort.sorting.marks import Example, training_examples
 from flowersort.training.config import Progress, TrainConfig
+from flowersort.training.crossval import FitDetails
 from flowersort.training.examples import Examples, check_example_folders
 from flowersort.training.examples import load_examples as read_examples
 from flowersort.training.sources import photo_sources, read_sources
@@ -140,7 +141,7 @@ def _log_sources(sources: np.ndarray, cfg: TrainConfig) -> None:
 
 
 def _write_validation_report(
-    model: Model, model_path: Path, examples: Examples, fitted: dict, workers: int | None
+    model: Model, model_path: Path, examples: Examples, fitted: FitDetails, workers: int | None
 ) -> Path:
     """MODEL.validation.html beside the model: the held-out fold as the model scores it."""
     report_path = model_path.with_name(model_path.stem + ".validation.html")
@@ -152,7 +153,7 @@ def _write_validation_report(
             "validation",
             truth=bool(examples.y[i] > 0.5),
         )
-        for i, s in zip(fitted["val_idx"], fitted["val_scores"])
+        for i, s in zip(fitted.val_idx, fitted.val_scores)
     ]
     title = f"flowersort train: held-out fold ({model_path})"
     write_report(report_path, entries, model, title, workers or default_workers())

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -38,7 +38,13 @@ from flowersort.model.features import FeatureConfig
 from flowersort.model.file import Model
 from flowersort.model.metrics import DEFAULT_REVIEW_BAND, choose_lines, confusion
 from flowersort.training.config import MIN_PER_CLASS, Progress, TrainConfig
-from flowersort.training.crossval import Data, fit_model, fold_summary, out_of_fold
+from flowersort.training.crossval import (
+    Data,
+    FitDetails,
+    fit_model,
+    fold_summary,
+    out_of_fold,
+)
 from flowersort.training.sources import source_folds
 
 
@@ -52,11 +58,12 @@ def fit(
     workers: int | None = None,
     paths: Sequence[str] | None = None,
     sources: np.ndarray | None = None,
-) -> tuple[Model, dict]:
+) -> tuple[Model, FitDetails]:
     """Train cfg.members nets on the same examples, each from its own seed, and return the
-    model (their average) and a report. `augmented` (N, copies, tiles, a, b)
-    holds crops of each photo; with cfg.augment each training step draws one version of
-    each photo (itself or a crop) and flips half of them. Members train on up to
+    model (their average) and what the training says besides (FitDetails: the held-out
+    fold and its scores, the members' history). `augmented` (N, copies, tiles, a, b) holds
+    crops of each photo; with cfg.augment each training step draws one version of each
+    photo (itself or a crop) and flips half of them. Members train on up to
     `workers` processes (default: one per core); each depends only on its own seed. The
     threshold is chosen on the held-out fold, or with `sources` on folds of whole sources:
     see the module's docstring.
@@ -95,11 +102,9 @@ def fit(
         summary["source_folds"] = fold_summary(
             unseen, y, np.asarray(sources), lines, heldout_threshold, cfg
         )
-        fitted["oof_scores"] = unseen.scores
+        fitted = replace(fitted, oof_scores=unseen.scores)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
-    summary["validation"] = confusion(
-        y[fitted["val_idx"]] > 0.5, fitted["val_scores"] >= model.threshold
-    )
+    summary["validation"] = confusion(y[fitted.val_idx] > 0.5, fitted.val_scores >= model.threshold)
     model.summary = summary
     return model, fitted
 
@@ -113,14 +118,14 @@ def _check_classes(y: np.ndarray) -> None:
         raise TrainingError(f"too few photos: each class needs at least {MIN_PER_CLASS}")
 
 
-def _summary(y: np.ndarray, fitted: dict, cfg: TrainConfig) -> dict:
+def _summary(y: np.ndarray, fitted: FitDetails, cfg: TrainConfig) -> dict:
     """The model's summary, as far as the members' training says it."""
-    n_val = len(fitted["val_idx"])
+    n_val = len(fitted.val_idx)
     return {
         "train_config": asdict(cfg),
         "examples": {"flowers": int(y.sum()), "noflowers": int(len(y) - y.sum())},
         "train_size": len(y) - n_val,
         "val_size": n_val,
-        "epochs_run": sum(m["epochs_run"] for m in fitted["members"]),
-        "members": fitted["members"],
+        "epochs_run": sum(m["epochs_run"] for m in fitted.members),
+        "members": fitted.members,
     }
