@@ -12,6 +12,7 @@ otherwise from the full image.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -36,10 +37,11 @@ AV1_BRANDS = frozenset({b"avif", b"avis"})
 GENERIC_BRANDS = frozenset({b"mif1", b"msf1"})  # HEIF of any codec: the others tell which
 
 Kind = Literal["heic", "avif"]
-_module = None  # pillow_heif once imported (on the first HEIF file), False if not installed
+# pillow_heif once imported (on the first HEIF file), False if not installed
+_module: ModuleType | Literal[False] | None = None
 
 
-def library():
+def library() -> ModuleType | None:
     """pillow_heif, or None when the extra is not installed. Imported on first use: it
     costs about 70 ms, which an archive without HEIC photos need not pay."""
     global _module
