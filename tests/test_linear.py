@@ -441,3 +441,24 @@ def test_a_plan_asks_who_a_move_lets_in_once_per_kind_of_photo_not_per_photo(tmp
         assert len(asked) == 2, asked  # 8 before: once per photo
     finally:
         shutil.rmtree(open_tree)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["move", "dry-run"])
+def test_a_photo_already_linked_into_the_target_is_found(tmp_path, dry_run):
+    """A move cut short leaves the photo's own file in the target under a numbered name,
+    its record gone: the run finds it and finishes the move rather than give the photo a
+    second name there."""
+    src, dest = tmp_path / "Pictures", tmp_path / "Flowers"
+    src.mkdir()
+    dest.mkdir()
+    photo = write_photo(src / "IMG_0001.jpg", make_photo(np.random.default_rng(5), True, size=32))
+    (dest / "IMG_0001.jpg").write_bytes(b"another photo of that name")
+    os.link(photo, dest / "IMG_0001 (1).jpg")
+    args = ["classify", src, "--move-to", dest, "--threshold", 0, "--workers", 1, "--json"]
+    result = run(*args, *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 0, result.output
+    said = json.loads(result.stdout.splitlines()[0])
+    assert said["action"] == ("would-deduplicate" if dry_run else "deduplicated")
+    assert said["detail"] == str(dest / "IMG_0001 (1).jpg")
+    assert photo.exists() == dry_run
+    assert sorted(os.listdir(dest)) == ["IMG_0001 (1).jpg", "IMG_0001.jpg"]
