@@ -35,7 +35,12 @@ from flowersort.photos.archive import display
 
 @flowersort_command("undo")
 @click.argument("run", type=click.IntRange(1), required=False)
-@click.option("--list", "list_runs", is_flag=True, help="List the runs that can be undone.")
+@click.option(
+    "--list",
+    "list_runs",
+    is_flag=True,
+    help="List the runs that moved photos (undone ones too), oldest first.",
+)
 @dry_run_option("Say what would be put back; touch nothing.")
 @wait_option
 @json_option(
@@ -45,12 +50,13 @@ from flowersort.photos.archive import display
 @run_as_option
 @logging_options("puts back")
 def undo(**options: Any) -> None:
-    """Put the photos moved by the last classify run (or by run RUN) back where they were.
+    """Put the photos moved by the last classify or ask run (or by run RUN) back.
 
-    Source folders are recreated; a photo whose old place has been taken by a new file
-    since is left where it is and reported as failed. Copies made with --copy-to are
-    removed, but only while their originals are still there, unchanged. Folders the run
-    created (such as the target) are removed when undo leaves them empty. Undoing the
+    They go back where they were, their folders recreated; a photo whose old place has
+    been taken by a new file since is left where it is and reported as failed. Copies
+    made with --copy-to are removed, but only while their originals are still there,
+    unchanged. Folders the run created (such as the target) are removed when undo leaves
+    them empty. Undoing the
     last run twice is an error: name an earlier run (see --list) to undo it too. Ctrl-C or
     SIGTERM finish the photo in hand and stop (exit 130 or 143).
     """
