@@ -9,25 +9,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ruff_clean():
+@pytest.mark.parametrize("args", [["check"], ["format", "--check"]], ids=["check", "format"])
+def test_ruff_clean(args):
     ruff = shutil.which("ruff") or str(Path(__import__("sys").executable).parent / "ruff")
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed")
     proc = subprocess.run(
-        [ruff, "check", "flowersort", "tests", "benchmarks"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout
-
-
-def test_ruff_format_clean():
-    ruff = shutil.which("ruff") or str(Path(__import__("sys").executable).parent / "ruff")
-    if not Path(ruff).exists():
-        pytest.skip("ruff is not installed")
-    proc = subprocess.run(
-        [ruff, "format", "--check", "flowersort", "tests", "benchmarks"],
+        [ruff, *args, "flowersort", "tests", "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,

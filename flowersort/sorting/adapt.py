@@ -27,13 +27,13 @@ import numpy as np
 from flowersort.base.errors import BadImage, EmptySource, FlowersortError
 from flowersort.base.outcomes import Action, Outcome
 from flowersort.model.file import Model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band
 from flowersort.photos.archive import OnSkip, walk
 from flowersort.photos.decode import read_image
 from flowersort.safefs.identity import Key, content_key
 from flowersort.scoring.cache import ScoreCache
 from flowersort.scoring.pipeline import scan, score_photos
 from flowersort.sorting.checks import check_target, is_empty_folder
+from flowersort.sorting.decide import move_line
 from flowersort.sorting.finetune import AdaptConfig, fine_tune, same_count_threshold
 from flowersort.sorting.folders import make_dirs
 from flowersort.sorting.moves import Mover, identity
@@ -150,11 +150,7 @@ def questions(
 ) -> list[str]:
     """The n photos to ask about: the likeliest flowers under the line from which the
     model moves photos anyway (its threshold and review band, as classify draws it)."""
-    band = model.review_band
-    move = model.threshold + effective_band(
-        model.threshold, DEFAULT_REVIEW_BAND if band is None else band
-    )
-    return likeliest(candidates, move, n, hashes)
+    return likeliest(candidates, move_line(model), n, hashes)
 
 
 def _check_ask(src: Path, dest: Path, review: Path) -> None:

@@ -49,3 +49,9 @@ def decision_line(model: Model, options: SortOptions) -> tuple[float, float]:
         band = DEFAULT_REVIEW_BAND if model.review_band is None else model.review_band
         band = effective_band(model.threshold, band) if threshold is None else 0.0
     return (model.threshold if threshold is None else threshold), band
+
+
+def move_line(model: Model) -> float:
+    """The score from which classify moves a photo with the model's own threshold and band."""
+    threshold, band = decision_line(model, SortOptions())
+    return threshold + band

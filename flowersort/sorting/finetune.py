@@ -13,9 +13,10 @@ import numpy as np
 
 from flowersort.model.features import flip_tiles
 from flowersort.model.file import Model
-from flowersort.model.metrics import DEFAULT_REVIEW_BAND, effective_band, lines_for
+from flowersort.model.metrics import DEFAULT_REVIEW_BAND, lines_for
 from flowersort.model.network import bce_with_logits, sigmoid
 from flowersort.scoring.pipeline import score_photos
+from flowersort.sorting.decide import move_line
 from flowersort.training.loop import Adam
 
 
@@ -131,7 +132,7 @@ def same_count_threshold(
     longer means what it was chosen for (precision on sources the nets never saw), while
     the ranking gets better (benchmarks/unseen.py). Returns that count."""
     band = model.summary.get("review_band", DEFAULT_REVIEW_BAND)
-    line = model.threshold + effective_band(model.threshold, band)
+    line = move_line(model)
     count = sum(s >= line for _, s in base)
     if not count:
         return 0  # nothing to match: the model's own threshold
