@@ -280,8 +280,19 @@ class Store:
         self._write("UPDATE placed SET path = ? WHERE path = ?", (_blob(new), _blob(old)))
 
 
+class Below:
+    """Whether a path is one of `roots` or below one: built once for a loop over many."""
+
+    def __init__(self, roots: list[str]) -> None:
+        self.exact = set(roots)
+        self.prefixes = tuple(r.rstrip(os.sep) + os.sep for r in roots)
+
+    def __call__(self, path: str) -> bool:
+        return path in self.exact or path.startswith(self.prefixes)
+
+
 def is_below(path: str, roots: list[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+    return Below(roots)(path)
 
 
 def weak_confirmations(store: Store, days: float = WEAK_AFTER_DAYS) -> Iterator[Placed]:

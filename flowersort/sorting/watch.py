@@ -16,6 +16,7 @@ from flowersort.base.errors import StateError
 from flowersort.photos.archive import size_of, walk
 from flowersort.safefs.identity import Key, content_key, content_key_and_version
 from flowersort.sorting.corrections import (
+    Below,
     Correction,
     Folder,
     Kind,
@@ -196,12 +197,12 @@ class Watch:
         undone_paths = {os.fspath(u) for u in undone if not isinstance(u, int)}
         s = _Scan()
         roots = [os.fspath(r) for r in (self.dest, self.review) if r is not None]
-        exact, below = set(roots), tuple(r.rstrip(os.sep) + os.sep for r in roots)
+        ours = Below(roots)  # another target's are not ours
         for p in self.store.placed():
             if p.run in undone or p.where in undone_paths:  # undo put it back: no choice
                 self.store.drop_placed(p.path)  # of yours
-            elif (where := _absolute(p.where)) in exact or where.startswith(below):
-                s.placed[p.where] = p  # (as is_below; another target's are not ours)
+            elif ours(_absolute(p.where)):
+                s.placed[p.where] = p
             else:
                 s.elsewhere.setdefault(p.key, []).append(p)
         return s
