@@ -16,12 +16,7 @@ Key = tuple[int, str]  # a file's content: size in bytes, SHA-256 hex
 
 def content_key(path: str | os.PathLike) -> Key:
     """Which photo a file holds, whatever its name or place (streamed, never read whole)."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        digest = hashlib.sha256()  # hashlib.file_digest is 3.11+; we support 3.10
-        while chunk := f.read(BUF):
-            digest.update(chunk)
-    return size, digest.hexdigest()
+    return content_key_and_version(path)[0]
 
 
 def content_key_and_version(path: str | os.PathLike) -> tuple[Key, tuple[int, int, int] | None]:
@@ -29,7 +24,7 @@ def content_key_and_version(path: str | os.PathLike) -> tuple[Key, tuple[int, in
     same before and after reading; None when the file changed meanwhile."""
     with open(path, "rb") as f:
         before = os.fstat(f.fileno())
-        digest = hashlib.sha256()
+        digest = hashlib.sha256()  # hashlib.file_digest is 3.11+; we support 3.10
         while chunk := f.read(BUF):
             digest.update(chunk)
         after = os.fstat(f.fileno())
